@@ -1,0 +1,1 @@
+//! Session layer: filled in by issue 3.

@@ -1,0 +1,178 @@
+//! The core's own monotonic time types.
+//!
+//! The core never reads a clock: every input carries `now` as an [`Instant`]. Adapters convert
+//! from `std::time::Instant` or `embassy_time::Instant` at the boundary (R5: only monotonic
+//! time is used, so setting the wall clock back buys nothing).
+
+use core::ops::{Add, AddAssign, Sub};
+
+/// A span of time with microsecond resolution. Arithmetic saturates instead of overflowing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Duration {
+    micros: u64,
+}
+
+impl Duration {
+    /// The empty duration.
+    pub const ZERO: Duration = Duration { micros: 0 };
+    /// The largest representable duration.
+    pub const MAX: Duration = Duration { micros: u64::MAX };
+
+    /// A duration of `micros` microseconds.
+    pub const fn from_micros(micros: u64) -> Self {
+        Duration { micros }
+    }
+    /// A duration of `millis` milliseconds (saturating).
+    pub const fn from_millis(millis: u64) -> Self {
+        Duration {
+            micros: millis.saturating_mul(1_000),
+        }
+    }
+    /// A duration of `secs` seconds (saturating).
+    pub const fn from_secs(secs: u64) -> Self {
+        Duration {
+            micros: secs.saturating_mul(1_000_000),
+        }
+    }
+    /// Whole microseconds.
+    pub const fn as_micros(self) -> u64 {
+        self.micros
+    }
+    /// Whole milliseconds (truncated).
+    pub const fn as_millis(self) -> u64 {
+        self.micros / 1_000
+    }
+    /// Whole seconds (truncated).
+    pub const fn as_secs(self) -> u64 {
+        self.micros / 1_000_000
+    }
+    /// `self * k`, saturating at [`Duration::MAX`].
+    pub const fn saturating_mul(self, k: u64) -> Self {
+        Duration {
+            micros: self.micros.saturating_mul(k),
+        }
+    }
+    /// `self - other`, or zero if `other` is longer.
+    pub const fn saturating_sub(self, other: Duration) -> Self {
+        Duration {
+            micros: self.micros.saturating_sub(other.micros),
+        }
+    }
+    /// The shorter of the two.
+    pub const fn min(self, other: Duration) -> Self {
+        if self.micros <= other.micros {
+            self
+        } else {
+            other
+        }
+    }
+    /// The longer of the two.
+    pub const fn max(self, other: Duration) -> Self {
+        if self.micros >= other.micros {
+            self
+        } else {
+            other
+        }
+    }
+}
+
+impl Add for Duration {
+    type Output = Duration;
+    fn add(self, rhs: Duration) -> Duration {
+        Duration {
+            micros: self.micros.saturating_add(rhs.micros),
+        }
+    }
+}
+
+impl core::fmt::Display for Duration {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let ms = self.as_millis();
+        if ms % 1_000 == 0 {
+            write!(f, "{}s", ms / 1_000)
+        } else {
+            write!(f, "{}.{:03}s", ms / 1_000, ms % 1_000)
+        }
+    }
+}
+
+/// A point on a monotonic clock, in microseconds since an arbitrary origin chosen by the
+/// adapter (usually its start-up). Never compared with wall-clock time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Instant {
+    micros: u64,
+}
+
+impl Instant {
+    /// The clock's origin.
+    pub const ZERO: Instant = Instant { micros: 0 };
+
+    /// The instant `micros` microseconds after the origin.
+    pub const fn from_micros(micros: u64) -> Self {
+        Instant { micros }
+    }
+    /// The instant `millis` milliseconds after the origin (saturating).
+    pub const fn from_millis(millis: u64) -> Self {
+        Instant {
+            micros: millis.saturating_mul(1_000),
+        }
+    }
+    /// The instant `secs` seconds after the origin (saturating).
+    pub const fn from_secs(secs: u64) -> Self {
+        Instant {
+            micros: secs.saturating_mul(1_000_000),
+        }
+    }
+    /// Microseconds since the origin.
+    pub const fn as_micros(self) -> u64 {
+        self.micros
+    }
+    /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+    }
+    /// `self - d`, clamped at the origin.
+    pub const fn saturating_sub(self, d: Duration) -> Instant {
+        Instant {
+            micros: self.micros.saturating_sub(d.as_micros()),
+        }
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, rhs: Duration) -> Instant {
+        Instant {
+            micros: self.micros.saturating_add(rhs.as_micros()),
+        }
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, rhs: Duration) {
+        *self = *self + rhs;
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    /// Saturating: an earlier minus a later instant is zero.
+    fn sub(self, rhs: Instant) -> Duration {
+        self.saturating_duration_since(rhs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates_instead_of_panicking() {
+        assert_eq!(Instant::from_micros(u64::MAX) + Duration::from_secs(1), Instant::from_micros(u64::MAX));
+        assert_eq!(Instant::from_secs(1) - Instant::from_secs(2), Duration::ZERO);
+        assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
+        assert_eq!(Instant::from_secs(3).saturating_sub(Duration::from_secs(5)), Instant::ZERO);
+    }
+}
