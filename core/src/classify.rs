@@ -41,11 +41,14 @@ pub enum TransientClass {
     OtherStatus,
     /// `200` whose body fails R1: HTML, wrong type, duplicate key, oversized, ...
     InvalidBody,
+    /// The access token had expired and a refresh is still pending, so the check was not
+    /// sent (the session layer answers it; R11).
+    TokenExpired,
 }
 
 impl TransientClass {
     /// Number of classes, for per-class counter arrays.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// Every class, in counter order.
     pub const ALL: [TransientClass; Self::COUNT] = [
         TransientClass::Connect,
@@ -58,6 +61,7 @@ impl TransientClass {
         TransientClass::ServerError,
         TransientClass::OtherStatus,
         TransientClass::InvalidBody,
+        TransientClass::TokenExpired,
     ];
     /// Index of this class in [`TransientClass::ALL`].
     pub const fn index(self) -> usize {
@@ -76,6 +80,7 @@ impl TransientClass {
             TransientClass::ServerError => "server_error",
             TransientClass::OtherStatus => "other_status",
             TransientClass::InvalidBody => "invalid_body",
+            TransientClass::TokenExpired => "token_expired",
         }
     }
 }
@@ -491,7 +496,10 @@ mod tests {
 
     #[test]
     fn html_captive_portal_is_transient() {
-        assert_eq!(body(b"<!DOCTYPE html><html><body>Sign in to Hotel WiFi</body></html>"), INVALID);
+        assert_eq!(
+            body(b"<!DOCTYPE html><html><body>Sign in to Hotel WiFi</body></html>"),
+            INVALID
+        );
     }
 
     #[test]
@@ -514,14 +522,20 @@ mod tests {
 
     #[test]
     fn non_utf8_is_transient() {
-        assert_eq!(parse_check_body(b"{\"has_access\":true,\"x\":\"\xff\"}", MAX), Err(BodyError::NotUtf8));
+        assert_eq!(
+            parse_check_body(b"{\"has_access\":true,\"x\":\"\xff\"}", MAX),
+            Err(BodyError::NotUtf8)
+        );
     }
 
     #[test]
     fn statuses_map_to_classes() {
         assert_eq!(classify(401, None, b"", MAX), CheckOutcome::Unauthorized);
         // A 401 with a granting body is still a 401.
-        assert_eq!(classify(401, None, br#"{"has_access":true}"#, MAX), CheckOutcome::Unauthorized);
+        assert_eq!(
+            classify(401, None, br#"{"has_access":true}"#, MAX),
+            CheckOutcome::Unauthorized
+        );
         for (s, c) in [
             (403, TransientClass::Forbidden),
             (404, TransientClass::OtherStatus),
@@ -533,18 +547,31 @@ mod tests {
             (503, TransientClass::ServerError),
         ] {
             // A granting body never rescues a non-200 status (R1).
-            assert_eq!(classify(s, None, br#"{"has_access":true}"#, MAX), CheckOutcome::transient(c), "{s}");
+            assert_eq!(
+                classify(s, None, br#"{"has_access":true}"#, MAX),
+                CheckOutcome::transient(c),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn retry_after_is_taken_from_429_and_503_only() {
         let ra = Some(&b"12"[..]);
-        let with = |class| CheckOutcome::Transient { class, retry_after: Some(Duration::from_secs(12)) };
+        let with = |class| CheckOutcome::Transient {
+            class,
+            retry_after: Some(Duration::from_secs(12)),
+        };
         assert_eq!(classify(429, ra, b"", MAX), with(TransientClass::Throttled));
         assert_eq!(classify(503, ra, b"", MAX), with(TransientClass::ServerError));
-        assert_eq!(classify(500, ra, b"", MAX), CheckOutcome::transient(TransientClass::ServerError));
-        assert_eq!(classify(503, Some(b"soon"), b"", MAX), CheckOutcome::transient(TransientClass::ServerError));
+        assert_eq!(
+            classify(500, ra, b"", MAX),
+            CheckOutcome::transient(TransientClass::ServerError)
+        );
+        assert_eq!(
+            classify(503, Some(b"soon"), b"", MAX),
+            CheckOutcome::transient(TransientClass::ServerError)
+        );
     }
 
     #[test]
@@ -560,8 +587,20 @@ mod tests {
     #[test]
     fn well_formedness_agrees_with_serde_json_on_samples() {
         let samples: [&[u8]; 14] = [
-            b"{}", b"[]", b"[1,2]", b"[1,]", b"{\"a\":1}", b"{\"a\" 1}", b"1e5", b"1e", b"-0.5",
-            b"--1", b"\"\\u00e9\"", b"\"\\u00g9\"", b"[[]]", b"{\"a\":{\"b\":[true,false,null]}}",
+            b"{}",
+            b"[]",
+            b"[1,2]",
+            b"[1,]",
+            b"{\"a\":1}",
+            b"{\"a\" 1}",
+            b"1e5",
+            b"1e",
+            b"-0.5",
+            b"--1",
+            b"\"\\u00e9\"",
+            b"\"\\u00g9\"",
+            b"[[]]",
+            b"{\"a\":{\"b\":[true,false,null]}}",
         ];
         for s in samples {
             let ours = json_well_formed(s).is_ok();

@@ -212,7 +212,11 @@ mod tests {
         let got: [u64; 6] = core::array::from_fn(|k| b.ceiling(k as u32).as_secs());
         assert_eq!(got, [2, 4, 8, 16, 20, 20]);
         assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(20));
-        let huge = Backoff { base: Duration::from_secs(1), factor: u32::MAX, cap: Duration::MAX };
+        let huge = Backoff {
+            base: Duration::from_secs(1),
+            factor: u32::MAX,
+            cap: Duration::MAX,
+        };
         assert_eq!(huge.ceiling(1000), Duration::MAX);
     }
 }

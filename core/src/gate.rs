@@ -11,7 +11,7 @@ use crate::schedule::{full_jitter, uniform_between, RetrySchedule};
 use crate::time::{Duration, Instant};
 
 /// Capacity of the gate's event queue.
-pub const EVENT_CAPACITY: usize = 12;
+pub const EVENT_CAPACITY: usize = 16;
 /// Room an input needs in the event queue; an input refused for lack of it changes nothing.
 pub const MAX_EVENTS_PER_INPUT: usize = 6;
 /// Bound on timers processed by one input (R12); the real chain is at most four long.
@@ -237,7 +237,11 @@ impl core::fmt::Display for InputError {
             InputError::QueueFull => f.write_str("event queue full: drain poll_event first"),
             InputError::NotSignedIn => f.write_str("no active session"),
             InputError::RateLimited { retry_at } => {
-                write!(f, "re-check rate-limited until {}", Duration::from_micros(retry_at.as_micros()))
+                write!(
+                    f,
+                    "re-check rate-limited until {}",
+                    Duration::from_micros(retry_at.as_micros())
+                )
             }
         }
     }
@@ -372,6 +376,12 @@ impl<const N: usize> Gate<N> {
             next_attempt: self.timers[Timer::Retry as usize],
         }
     }
+    /// The latest `now` any input carried (inputs with an earlier `now` are treated as
+    /// happening at this instant).
+    pub fn last_now(&self) -> Instant {
+        self.last_now
+    }
+    /// Mutable counters, for the session layer's refresh counts.
     pub(crate) fn counters_mut(&mut self) -> &mut Counters {
         &mut self.counters
     }
@@ -422,6 +432,32 @@ impl<const N: usize> Gate<N> {
         Ok(())
     }
 
+    /// The session was found unauthorized outside a check (a rejected token refresh, R11):
+    /// ends it like a 401 does (R8). A no-op when signed out.
+    pub fn unauthorized(&mut self, now: Instant) -> Result<(), InputError> {
+        self.begin(now)?;
+        if self.signed_in {
+            self.end_session(Cause::Unauthorized);
+        }
+        Ok(())
+    }
+
+    /// A transient failure outside a check, such as a token refresh that could not reach the
+    /// backend. It starts the fail-closed clock like a failed check would (R5), so a device
+    /// that cannot refresh cannot keep a grant past the deadline either, and it schedules a
+    /// re-check from the retry plan (R6). A no-op while a check is in flight (that check
+    /// decides) or when a retry is already planned.
+    pub fn transient_failure(&mut self, now: Instant, class: TransientClass) -> Result<(), InputError> {
+        let now = self.begin(now)?;
+        if !self.signed_in {
+            return Err(InputError::NotSignedIn);
+        }
+        if self.in_flight.is_none() && self.timers[Timer::Retry as usize].is_none() {
+            self.attempt_failed(now, class, None, false);
+        }
+        Ok(())
+    }
+
     /// The outcome of the attempt `(generation, attempt)`. A result for another generation
     /// or for an attempt that already finished or timed out is dropped and counted (R10).
     pub fn handle_check_result(
@@ -442,7 +478,9 @@ impl<const N: usize> Gate<N> {
             CheckOutcome::Granted => self.definitive(Access::Granted),
             CheckOutcome::Denied => self.definitive(Access::Denied),
             CheckOutcome::Unauthorized => self.end_session(Cause::Unauthorized), // R8
-            CheckOutcome::Transient { class, retry_after } => self.attempt_failed(now, class, retry_after),
+            CheckOutcome::Transient { class, retry_after } => {
+                self.attempt_failed(now, class, retry_after, true)
+            }
         }
         Ok(())
     }
@@ -511,7 +549,7 @@ impl<const N: usize> Gate<N> {
             let Some((at, timer)) = due else { break };
             self.timers[timer as usize] = None;
             match timer {
-                Timer::Attempt => self.attempt_failed(at, TransientClass::Timeout, None),
+                Timer::Attempt => self.attempt_failed(at, TransientClass::Timeout, None, true),
                 Timer::Retry => self.start_attempt(now),
                 Timer::Deadline => self.fail_closed(at),
             }
@@ -594,10 +632,20 @@ impl<const N: usize> Gate<N> {
         }
     }
 
-    fn attempt_failed(&mut self, at: Instant, class: TransientClass, retry_after: Option<Duration>) {
-        let attempt = self.in_flight.unwrap_or(0);
+    /// A transient failure at `at`: of the attempt in flight (`from_check`), or of a token
+    /// refresh (then no attempt is in flight and the session counts it).
+    fn attempt_failed(
+        &mut self,
+        at: Instant,
+        class: TransientClass,
+        retry_after: Option<Duration>,
+        from_check: bool,
+    ) {
+        let attempt = self.in_flight.unwrap_or(self.next_attempt);
         self.finish_attempt();
-        inc(&mut self.counters.transient[class.index()]);
+        if from_check {
+            inc(&mut self.counters.transient[class.index()]);
+        }
         let cfg = self.config;
         let streak = match self.streak {
             Some(s) => s,
@@ -639,6 +687,9 @@ impl<const N: usize> Gate<N> {
         self.timers[Timer::Retry as usize] = next;
         let deadline = self.deadline();
         debug!("check failed: attempt {} class {:?}", attempt, class);
+        if !from_check {
+            return;
+        }
         self.push(Event::CheckFailed {
             generation: self.generation,
             attempt,

@@ -34,7 +34,8 @@ fn take_check(g: &mut Gate<8>) -> CheckRequest {
 
 #[track_caller]
 fn answer(g: &mut Gate<8>, now: Instant, req: CheckRequest, o: CheckOutcome) {
-    g.handle_check_result(now, req.generation, req.attempt, o).unwrap();
+    g.handle_check_result(now, req.generation, req.attempt, o)
+        .unwrap();
     events(g);
 }
 
@@ -67,15 +68,25 @@ fn session_start_checks_at_once_and_a_grant_resolves_it() {
     assert_eq!(g.access(), Access::Unknown);
     let gen = g.start_session(T0, TokenHandle(7)).unwrap();
     let r = take_check(&mut g);
-    assert_eq!((r.generation, r.attempt, r.token, r.started), (gen, 0, TokenHandle(7), T0));
+    assert_eq!(
+        (r.generation, r.attempt, r.token, r.started),
+        (gen, 0, TokenHandle(7), T0)
+    );
     assert_eq!(r.timeout, secs(10));
     assert_eq!(g.poll_timeout(), Some(T0 + secs(10)));
     g.handle_check_result(T0 + ms(30), gen, 0, GRANT).unwrap();
     assert_eq!(
         events(&mut g),
         [
-            Event::CheckStarted { generation: gen, attempt: 0 },
-            Event::AccessChanged { from: Access::Unknown, to: Access::Granted, cause: Cause::ServerGranted }
+            Event::CheckStarted {
+                generation: gen,
+                attempt: 0
+            },
+            Event::AccessChanged {
+                from: Access::Unknown,
+                to: Access::Granted,
+                cause: Cause::ServerGranted
+            }
         ]
     );
     assert_eq!(g.poll_timeout(), None, "nothing owed after a definitive answer");
@@ -94,7 +105,10 @@ fn token_refresh_rechecks_at_once_and_keeps_the_grant_meanwhile() {
 #[test]
 fn token_refresh_needs_a_session() {
     let mut g = gate();
-    assert_eq!(g.token_refreshed(T0, TokenHandle(1)), Err(InputError::NotSignedIn));
+    assert_eq!(
+        g.token_refreshed(T0, TokenHandle(1)),
+        Err(InputError::NotSignedIn)
+    );
 }
 
 // ---- R2 ----
@@ -129,7 +143,11 @@ fn transient_failure_keeps_grant_until_deadline_then_fails_closed_to_the_tick() 
         let at = g.poll_timeout().unwrap();
         g.handle_timeout(at).unwrap();
         if at < deadline {
-            assert_eq!(g.access(), Access::Granted, "a transient failure changed access early at {at:?}");
+            assert_eq!(
+                g.access(),
+                Access::Granted,
+                "a transient failure changed access early at {at:?}"
+            );
         } else {
             assert_eq!(at, deadline, "fail-closed must fire exactly at the deadline");
             assert_eq!(g.access(), Access::Denied);
@@ -138,7 +156,11 @@ fn transient_failure_keeps_grant_until_deadline_then_fails_closed_to_the_tick() 
         }
         if let Some(r) = g.poll_check() {
             // Every attempt starts early enough to finish before the deadline (R6).
-            assert!(r.started + r.timeout <= deadline, "attempt {} too late", r.attempt);
+            assert!(
+                r.started + r.timeout <= deadline,
+                "attempt {} too late",
+                r.attempt
+            );
             g.handle_check_result(at, r.generation, r.attempt, FAIL).unwrap();
         }
         events(&mut g);
@@ -192,7 +214,8 @@ fn a_result_arriving_after_the_deadline_sees_the_gate_failed_closed_first() {
     g.handle_timeout(at).unwrap();
     let r = take_check(&mut g);
     events(&mut g);
-    g.handle_check_result(deadline + secs(1), r.generation, r.attempt, GRANT).unwrap_or(());
+    g.handle_check_result(deadline + secs(1), r.generation, r.attempt, GRANT)
+        .unwrap_or(());
     let ev = events(&mut g);
     assert!(ev.contains(&Event::AccessChanged {
         from: Access::Granted,
@@ -232,7 +255,10 @@ fn retries_are_jittered_within_the_backoff_and_at_most_n() {
         g.handle_timeout(at).unwrap();
         if let Some(r) = g.poll_check() {
             let k = starts.len() as u32;
-            assert!(r.started - prev <= GateConfig::DEFAULT.retry.ceiling(k), "retry {k}");
+            assert!(
+                r.started - prev <= GateConfig::DEFAULT.retry.ceiling(k),
+                "retry {k}"
+            );
             starts.push(r.started);
             g.handle_check_result(at, r.generation, r.attempt, FAIL).unwrap();
             prev = at;
@@ -240,7 +266,11 @@ fn retries_are_jittered_within_the_backoff_and_at_most_n() {
         events(&mut g);
     }
     assert!(starts.len() <= 8, "{} retries", starts.len());
-    assert!(starts.len() >= 5, "{} retries: the schedule should be used", starts.len());
+    assert!(
+        starts.len() >= 5,
+        "{} retries: the schedule should be used",
+        starts.len()
+    );
     assert!(starts.iter().all(|&s| s + secs(10) <= deadline));
 }
 
@@ -277,7 +307,11 @@ fn retry_after_replaces_the_jittered_delay_and_is_floored_and_capped() {
     g.handle_timeout(at).unwrap();
     let r = take_check(&mut g);
     answer(&mut g, at, r, retry_after(100_000));
-    assert_eq!(g.status().next_attempt, Some(at + secs(600)), "capped at the probe cap");
+    assert_eq!(
+        g.status().next_attempt,
+        Some(at + secs(600)),
+        "capped at the probe cap"
+    );
 }
 
 #[test]
@@ -317,7 +351,10 @@ fn after_failing_closed_probes_back_off_and_a_grant_recovers() {
         prev = at;
     }
     for (k, gap) in gaps.iter().enumerate().skip(1) {
-        assert!(*gap <= GateConfig::DEFAULT.probe.ceiling(k as u32), "probe gap {k}: {gap:?}");
+        assert!(
+            *gap <= GateConfig::DEFAULT.probe.ceiling(k as u32),
+            "probe gap {k}: {gap:?}"
+        );
     }
     assert!(gaps.iter().all(|g| *g <= secs(600)));
     assert_eq!(g.access(), Access::Denied);
@@ -335,11 +372,17 @@ fn unauthorized_logs_out_without_retry() {
     let mut g = granted();
     g.token_refreshed(T0, TokenHandle(2)).unwrap();
     let r = take_check(&mut g);
-    g.handle_check_result(T0, r.generation, r.attempt, CheckOutcome::Unauthorized).unwrap();
+    g.handle_check_result(T0, r.generation, r.attempt, CheckOutcome::Unauthorized)
+        .unwrap();
     let ev = events(&mut g);
-    assert!(ev.contains(&Event::SessionEnded { cause: Cause::Unauthorized }));
+    assert!(ev.contains(&Event::SessionEnded {
+        cause: Cause::Unauthorized
+    }));
     let s = g.status();
-    assert_eq!((s.access, s.signed_in, s.cause), (Access::Unknown, false, Some(Cause::Unauthorized)));
+    assert_eq!(
+        (s.access, s.signed_in, s.cause),
+        (Access::Unknown, false, Some(Cause::Unauthorized))
+    );
     assert_eq!(g.poll_timeout(), None);
     assert_eq!(g.poll_check(), None);
     assert_eq!(g.counters().unauthorized_logouts, 1);
@@ -355,7 +398,8 @@ fn results_of_an_older_generation_change_nothing() {
     g.token_refreshed(T0 + secs(1), TokenHandle(3)).unwrap();
     let new = take_check(&mut g);
     let before = g.status();
-    g.handle_check_result(T0 + secs(2), old.generation, old.attempt, DENY).unwrap();
+    g.handle_check_result(T0 + secs(2), old.generation, old.attempt, DENY)
+        .unwrap();
     assert_eq!(g.status(), before);
     assert_eq!(g.counters().stale_dropped, 1);
     answer(&mut g, T0 + secs(2), new, GRANT);
@@ -368,12 +412,14 @@ fn nothing_from_a_logged_out_session_can_grant() {
     g.start_session(T0, TokenHandle(1)).unwrap();
     let r = take_check(&mut g);
     g.logout(T0 + secs(1)).unwrap();
-    g.handle_check_result(T0 + secs(2), r.generation, r.attempt, GRANT).unwrap();
+    g.handle_check_result(T0 + secs(2), r.generation, r.attempt, GRANT)
+        .unwrap();
     assert_eq!(g.access(), Access::Unknown);
     assert!(!g.signed_in());
     // Nor from an earlier session once a new one started.
     g.start_session(T0 + secs(3), TokenHandle(2)).unwrap();
-    g.handle_check_result(T0 + secs(4), r.generation, r.attempt, GRANT).unwrap();
+    g.handle_check_result(T0 + secs(4), r.generation, r.attempt, GRANT)
+        .unwrap();
     assert_eq!(g.access(), Access::Unknown);
 }
 
@@ -383,7 +429,8 @@ fn a_late_result_of_a_timed_out_attempt_is_stale() {
     g.start_session(T0, TokenHandle(1)).unwrap();
     let r = take_check(&mut g);
     g.handle_timeout(T0 + secs(10)).unwrap();
-    g.handle_check_result(T0 + secs(11), r.generation, r.attempt, GRANT).unwrap();
+    g.handle_check_result(T0 + secs(11), r.generation, r.attempt, GRANT)
+        .unwrap();
     assert_eq!(g.access(), Access::Unknown);
     assert_eq!(g.counters().stale_dropped, 1);
     assert_eq!(g.counters().transient_of(TransientClass::Timeout), 1);
@@ -441,7 +488,11 @@ fn a_full_event_queue_refuses_inputs_without_changing_anything() {
         }
     }
     assert!(refused);
-    assert_eq!(g.generation(), gen, "a refused input must not bump the generation");
+    assert_eq!(
+        g.generation(),
+        gen,
+        "a refused input must not bump the generation"
+    );
     assert_eq!(g.counters().events_lost, 0);
     events(&mut g);
     assert!(g.token_refreshed(T0 + secs(100), TokenHandle(3)).is_ok());
@@ -452,7 +503,9 @@ fn recheck_now_is_rate_limited() {
     let mut g = granted();
     assert_eq!(
         g.recheck_now(T0 + secs(1)),
-        Err(InputError::RateLimited { retry_at: T0 + secs(5) })
+        Err(InputError::RateLimited {
+            retry_at: T0 + secs(5)
+        })
     );
     g.recheck_now(T0 + secs(5)).unwrap();
     let r = take_check(&mut g);

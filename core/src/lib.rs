@@ -93,14 +93,16 @@ mod time;
 
 #[cfg(test)]
 mod gate_tests;
+#[cfg(test)]
+mod session_tests;
 
 pub use classify::{
     classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,
 };
 pub use config::{Backoff, ConfigError, GateConfig, Which};
 pub use gate::{
-    Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle, EVENT_CAPACITY,
-    MAX_EVENTS_PER_INPUT,
+    Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
+    EVENT_CAPACITY, MAX_EVENTS_PER_INPUT,
 };
 pub use schedule::RetrySchedule;
 pub use session::*;

@@ -97,7 +97,10 @@ mod tests {
             s.plan(&b, &mut fastrand::Rng::with_seed(seed as u64));
             s.next_delay().unwrap()
         });
-        let distinct = firsts.iter().filter(|d| firsts.iter().filter(|e| e == d).count() == 1).count();
+        let distinct = firsts
+            .iter()
+            .filter(|d| firsts.iter().filter(|e| e == d).count() == 1)
+            .count();
         assert!(distinct >= 15, "{firsts:?}");
     }
 }

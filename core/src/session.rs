@@ -1,1 +1,827 @@
-//! Session layer: filled in by issue 3.
+//! The session layer: owns the tokens and drives the [`Gate`] (R8, R9, R10, R11).
+//!
+//! Same shape as the gate: getters, inputs carrying `now`, polled outputs
+//! ([`Session::poll_action`], [`Session::poll_event`], [`Session::poll_waiter`],
+//! [`Session::poll_timeout`]). A driver, after every input, starts the actions, delivers the
+//! waiter outcomes, drains the events, and sleeps until `poll_timeout`.
+//!
+//! Tokens are bounded byte strings of at most `T` bytes ([`DEFAULT_TOKEN_CAPACITY`] by
+//! default); a longer token is refused with [`SessionError::TokenTooLong`], never truncated.
+
+use crate::classify::{json_well_formed, TransientClass};
+use crate::config::{Backoff, ConfigError, GateConfig, Which};
+use crate::gate::{
+    Access, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
+    MAX_EVENTS_PER_INPUT,
+};
+use crate::schedule::full_jitter;
+use crate::time::{Duration, Instant};
+use crate::CheckOutcome;
+
+/// Default maximum length of an access or refresh token, in bytes.
+pub const DEFAULT_TOKEN_CAPACITY: usize = 1024;
+/// Capacity of the session's own event queue (gate events are queued in the gate).
+pub const SESSION_EVENT_CAPACITY: usize = 8;
+
+/// Settings of a [`Session`]. [`SessionConfig::DEFAULT`] holds the spec's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SessionConfig {
+    /// The gate's settings.
+    pub gate: GateConfig,
+    /// Refresh this long before the access token expires (R11; default 60 s).
+    pub refresh_skew: Duration,
+    /// Backoff of a refresh that failed transiently while the token is valid (R11; 1 s x2, 5 s cap).
+    pub refresh_retry: Backoff,
+    /// How long one refresh request may take.
+    pub refresh_timeout: Duration,
+}
+
+impl SessionConfig {
+    /// The defaults of behaviour.md.
+    pub const DEFAULT: SessionConfig = SessionConfig {
+        gate: GateConfig::DEFAULT,
+        refresh_skew: Duration::from_secs(60),
+        refresh_retry: Backoff {
+            base: Duration::from_secs(1),
+            factor: 2,
+            cap: Duration::from_secs(5),
+        },
+        refresh_timeout: Duration::from_secs(10),
+    };
+
+    /// Checks that the configuration can be honoured.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.gate.validate()?;
+        if self.refresh_retry.base == Duration::ZERO {
+            return Err(ConfigError::ZeroBackoffBase(Which::Refresh));
+        }
+        if self.refresh_retry.factor == 0 {
+            return Err(ConfigError::ZeroBackoffFactor(Which::Refresh));
+        }
+        if self.refresh_retry.cap < self.refresh_retry.base {
+            return Err(ConfigError::CapBelowBase(Which::Refresh));
+        }
+        if self.refresh_timeout == Duration::ZERO {
+            return Err(ConfigError::ZeroAttemptTimeout);
+        }
+        Ok(())
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig::DEFAULT
+    }
+}
+
+/// Identifies one refresh request; results for any other id are stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RefreshId(pub u32);
+
+/// Identifies a caller waiting for a valid token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WaiterId(pub u32);
+
+/// "Refresh the token now": the driver posts the refresh token ([`Session::refresh_token`])
+/// to the token endpoint and reports with [`Session::handle_refresh_result`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RefreshRequest {
+    /// The request's id.
+    pub id: RefreshId,
+    /// Give up after this long (the session also times it out by itself).
+    pub timeout: Duration,
+    /// When the session started it.
+    pub started: Instant,
+}
+
+/// Something the driver must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Action {
+    /// Run a check with the token behind `req.token` ([`Session::access_token`]).
+    Check(CheckRequest),
+    /// Run a token refresh.
+    Refresh(RefreshRequest),
+}
+
+/// What a refresh request produced, as the session consumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshOutcome<'a> {
+    /// `200` with new tokens.
+    Refreshed {
+        /// The new access token.
+        access_token: &'a [u8],
+        /// The new refresh token, if the server rotated it.
+        refresh_token: Option<&'a [u8]>,
+        /// Lifetime of the new access token.
+        expires_in: Duration,
+    },
+    /// `400 invalid_grant` or `401`: the refresh token is dead; the session ends (R11).
+    Rejected,
+    /// Anything else; retried with backoff (R11).
+    Transient(TransientClass),
+}
+
+/// Why a waiter did not get a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WaitError {
+    /// The session ended (logout, 401, rejected refresh) while the caller waited (R11).
+    NotAuthenticated,
+    /// The refresh failed transiently and the current token has expired; ask again later.
+    Unavailable,
+}
+
+/// An answer to [`Session::request_token`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TokenReply {
+    /// The current token is valid: read it with [`Session::access_token`].
+    Ready(TokenHandle),
+    /// A refresh is needed or running: the outcome arrives through [`Session::poll_waiter`].
+    Wait(WaiterId),
+}
+
+/// Why a session input was refused. A refused input changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SessionError {
+    /// A token is longer than the capacity `T`.
+    TokenTooLong,
+    /// Event queues lack room: drain [`Session::poll_event`] and give the input again (R12).
+    QueueFull,
+    /// The waiter table is full; nothing was registered (R12).
+    WaitersFull,
+    /// The input needs an active session.
+    NotSignedIn,
+    /// A re-check was asked for too soon.
+    RateLimited {
+        /// Earliest instant a re-check is accepted.
+        retry_at: Instant,
+    },
+}
+
+impl From<InputError> for SessionError {
+    fn from(e: InputError) -> Self {
+        match e {
+            InputError::QueueFull => SessionError::QueueFull,
+            InputError::NotSignedIn => SessionError::NotSignedIn,
+            InputError::RateLimited { retry_at } => SessionError::RateLimited { retry_at },
+        }
+    }
+}
+
+impl core::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SessionError::TokenTooLong => f.write_str("token longer than the session's capacity"),
+            SessionError::QueueFull => f.write_str("event queue full: drain poll_event first"),
+            SessionError::WaitersFull => f.write_str("too many callers waiting for a token"),
+            SessionError::NotSignedIn => f.write_str("no active session"),
+            SessionError::RateLimited { .. } => f.write_str("re-check rate-limited"),
+        }
+    }
+}
+
+impl core::error::Error for SessionError {}
+
+/// Something that happened in the session or its gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SessionEvent {
+    /// An event of the gate.
+    Gate(Event),
+    /// A refresh started (`early`: asked for by a 403, R9).
+    RefreshStarted {
+        /// Its id.
+        id: RefreshId,
+        /// Whether a 403 asked for it.
+        early: bool,
+    },
+    /// New tokens arrived; the gate moved to `generation` and re-checks (R3).
+    Refreshed {
+        /// The new generation.
+        generation: Generation,
+        /// When the new access token expires.
+        expires_at: Instant,
+    },
+    /// A refresh failed transiently.
+    RefreshFailed {
+        /// What went wrong.
+        class: TransientClass,
+        /// When it is retried.
+        next_attempt: Instant,
+    },
+    /// The server rejected the refresh token; the session ended (R11).
+    RefreshRejected,
+    /// A refresh result for another request was dropped (R10).
+    StaleRefresh {
+        /// The result's id.
+        id: RefreshId,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    Due = 0,
+    Retry = 1,
+    Timeout = 2,
+}
+const TIMERS: [Timer; 3] = [Timer::Due, Timer::Retry, Timer::Timeout];
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    id: u32,
+}
+
+/// A session around a [`Gate`]: sign-in, refresh ahead of expiry, single-flight refresh
+/// with waiters, logout races. `N`: retry schedule capacity; `W`: waiter table capacity;
+/// `T`: maximum token length in bytes.
+#[derive(Clone, Debug)]
+pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFAULT_TOKEN_CAPACITY> {
+    gate: Gate<N>,
+    config: SessionConfig,
+    rng: fastrand::Rng,
+    live: bool,
+    access_token: heapless::Vec<u8, T>,
+    refresh_token: heapless::Vec<u8, T>,
+    expires_at: Instant,
+    epoch: u32,
+    refresh: Option<InFlight>,
+    next_refresh_id: u32,
+    failures_valid: u32,
+    failures_expired: u32,
+    timers: [Option<Instant>; 3],
+    early_refresh_for: Option<Generation>,
+    waiters: heapless::Vec<WaiterId, W>,
+    waiter_generation: Option<Generation>,
+    resolved: heapless::Deque<(WaiterId, Result<TokenHandle, WaitError>), W>,
+    next_waiter: u32,
+    pending_refresh: Option<RefreshRequest>,
+    pending_check: Option<CheckRequest>,
+    events: heapless::Deque<SessionEvent, SESSION_EVENT_CAPACITY>,
+}
+
+impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
+    /// A signed-out session. `seed` must differ per device (see [`Gate::new`]).
+    ///
+    /// ```
+    /// use accessgate::{Session, SessionConfig};
+    /// let s: Session = Session::new(SessionConfig::DEFAULT, 0x5eed).unwrap();
+    /// assert!(!s.status().signed_in);
+    /// // Zero-capacity token buffers are refused (a zero-capacity waiter table does not compile).
+    /// assert!(Session::<8, 4, 0>::new(SessionConfig::DEFAULT, 1).is_err());
+    /// ```
+    pub fn new(config: SessionConfig, seed: u64) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if W == 0 || T == 0 {
+            return Err(ConfigError::ZeroCapacity);
+        }
+        Ok(Session {
+            gate: Gate::new(config.gate, seed)?,
+            config,
+            rng: fastrand::Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
+            live: false,
+            access_token: heapless::Vec::new(),
+            refresh_token: heapless::Vec::new(),
+            expires_at: Instant::ZERO,
+            epoch: 0,
+            refresh: None,
+            next_refresh_id: 0,
+            failures_valid: 0,
+            failures_expired: 0,
+            timers: [None; 3],
+            early_refresh_for: None,
+            waiters: heapless::Vec::new(),
+            waiter_generation: None,
+            resolved: heapless::Deque::new(),
+            next_waiter: 0,
+            pending_refresh: None,
+            pending_check: None,
+            events: heapless::Deque::new(),
+        })
+    }
+
+    // ---- getters ----
+
+    /// The gate's status (what the app renders from).
+    pub fn status(&self) -> Status {
+        self.gate.status()
+    }
+    /// Current access.
+    pub fn access(&self) -> Access {
+        self.gate.access()
+    }
+    /// The gate inside (read-only).
+    pub fn gate(&self) -> &Gate<N> {
+        &self.gate
+    }
+    /// Counters of the gate and of refreshes (R13).
+    pub fn counters(&self) -> &Counters {
+        self.gate.counters()
+    }
+    /// The configuration in use.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+    /// The access token behind `handle`, or `None` if the handle belongs to a token that was
+    /// replaced or a session that ended (R11: a torn-down session's token is never handed out).
+    pub fn access_token(&self, handle: TokenHandle) -> Option<&[u8]> {
+        (self.live && handle.0 == self.epoch).then_some(&self.access_token[..])
+    }
+    /// The handle of the current access token, while signed in.
+    pub fn current_token(&self) -> Option<TokenHandle> {
+        self.live.then_some(TokenHandle(self.epoch))
+    }
+    /// The refresh token to send with a [`RefreshRequest`], while signed in.
+    pub fn refresh_token(&self) -> Option<&[u8]> {
+        self.live.then_some(&self.refresh_token[..])
+    }
+    /// When the current access token expires, while signed in.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.live.then_some(self.expires_at)
+    }
+    /// Whether a refresh is in flight (never more than one, R11).
+    pub fn refresh_in_flight(&self) -> bool {
+        self.refresh.is_some()
+    }
+    /// Callers currently waiting for a token.
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
+    }
+
+    // ---- inputs ----
+
+    /// Signs in with fresh tokens: a new generation and an immediate check (R3). Signing in
+    /// while signed in ends the old session first (its waiters get `NotAuthenticated`).
+    pub fn sign_in(
+        &mut self,
+        now: Instant,
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<Generation, SessionError> {
+        if access_token.len() > T || refresh_token.len() > T {
+            return Err(SessionError::TokenTooLong);
+        }
+        let now = self.begin(now)?;
+        if self.live {
+            self.gate.logout(now)?;
+            self.teardown(WaitError::NotAuthenticated);
+        }
+        self.access_token.clear();
+        self.refresh_token.clear();
+        // Cannot fail: lengths were checked above.
+        let _ = self.access_token.extend_from_slice(access_token);
+        let _ = self.refresh_token.extend_from_slice(refresh_token);
+        self.live = true;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.early_refresh_for = None;
+        self.failures_valid = 0;
+        self.failures_expired = 0;
+        let generation = self.gate.start_session(now, TokenHandle(self.epoch))?;
+        self.set_expiry(now, expires_in, false);
+        self.after_input(now);
+        Ok(generation)
+    }
+
+    /// Restores a stored session at start-up. Access stays `Unknown` until its first check
+    /// answers (R3). `expires_in` is the stored token's remaining lifetime; if it is within
+    /// the skew a refresh starts at once, and if it has already expired the check waits for
+    /// that refresh instead of sending a dead token.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<Generation, SessionError> {
+        self.sign_in(now, access_token, refresh_token, expires_in)
+    }
+
+    /// Logs out: waiters get `NotAuthenticated`, nothing in flight counts any more (R10, R11).
+    pub fn logout(&mut self, now: Instant) -> Result<(), SessionError> {
+        let now = self.begin(now)?;
+        if self.live {
+            self.gate.logout(now)?;
+            self.teardown(WaitError::NotAuthenticated);
+        }
+        Ok(())
+    }
+
+    /// A caller needs a valid access token. Single-flight (R11): callers that arrive while a
+    /// refresh runs share it. The waiter table holds `W` callers; when it is full the caller
+    /// gets [`SessionError::WaitersFull`] (R12).
+    pub fn request_token(&mut self, now: Instant) -> Result<TokenReply, SessionError> {
+        let now = self.begin(now)?;
+        if !self.live {
+            return Err(SessionError::NotSignedIn);
+        }
+        let valid = now < self.expires_at;
+        let fresh = now < self.expires_at.saturating_sub(self.config.refresh_skew);
+        let retry_pending = self.timers[Timer::Retry as usize].is_some();
+        let sharing = self.refresh.is_some() || self.waiter_generation.is_some();
+        if !sharing && (fresh || (valid && retry_pending)) {
+            return Ok(TokenReply::Ready(TokenHandle(self.epoch)));
+        }
+        if self.waiters.len() + self.resolved.len() >= W {
+            return Err(SessionError::WaitersFull);
+        }
+        let id = WaiterId(self.next_waiter);
+        self.next_waiter = self.next_waiter.wrapping_add(1);
+        // Cannot fail: room checked above.
+        let _ = self.waiters.push(id);
+        if !sharing && !retry_pending {
+            self.start_refresh(now, false);
+        }
+        self.after_input(now);
+        Ok(TokenReply::Wait(id))
+    }
+
+    /// The outcome of a check. A 403 also asks for one early refresh per generation (R9).
+    pub fn handle_check_result(
+        &mut self,
+        now: Instant,
+        generation: Generation,
+        attempt: u32,
+        outcome: CheckOutcome,
+    ) -> Result<(), SessionError> {
+        let now = self.begin(now)?;
+        let forbidden = matches!(
+            outcome,
+            CheckOutcome::Transient {
+                class: TransientClass::Forbidden,
+                ..
+            }
+        );
+        let current = self.live && generation == self.gate.generation();
+        self.gate.handle_check_result(now, generation, attempt, outcome)?;
+        if forbidden && current && self.live && self.early_refresh_for != Some(generation) {
+            // R9: some backends answer an expired token with 403: refresh once per generation.
+            self.early_refresh_for = Some(generation);
+            if self.refresh.is_none() {
+                self.start_refresh(now, true);
+            }
+        }
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// The outcome of refresh `id`. A result for any other id (an older refresh, or one that
+    /// was in flight at logout) changes nothing (R10).
+    pub fn handle_refresh_result(
+        &mut self,
+        now: Instant,
+        id: RefreshId,
+        outcome: RefreshOutcome<'_>,
+    ) -> Result<(), SessionError> {
+        let now = self.begin(now)?;
+        if !self.live || self.refresh.map(|r| r.id) != Some(id.0) {
+            self.gate.counters_mut().stale_dropped = self.gate.counters().stale_dropped.saturating_add(1);
+            self.push(SessionEvent::StaleRefresh { id });
+            return Ok(());
+        }
+        self.refresh = None;
+        self.timers[Timer::Timeout as usize] = None;
+        match outcome {
+            RefreshOutcome::Refreshed {
+                access_token,
+                refresh_token,
+                expires_in,
+            } if access_token.len() <= T && refresh_token.is_none_or(|r| r.len() <= T) => {
+                self.access_token.clear();
+                let _ = self.access_token.extend_from_slice(access_token);
+                if let Some(r) = refresh_token {
+                    self.refresh_token.clear();
+                    let _ = self.refresh_token.extend_from_slice(r);
+                }
+                self.epoch = self.epoch.wrapping_add(1);
+                self.failures_valid = 0;
+                self.failures_expired = 0;
+                self.set_expiry(now, expires_in, true);
+                let generation = self.gate.token_refreshed(now, TokenHandle(self.epoch))?;
+                if !self.waiters.is_empty() {
+                    // Waiters get the new token once its immediate check settles (R3), so a
+                    // 401 on that check rejects them instead (R11).
+                    self.waiter_generation = Some(generation);
+                }
+                info!("token refreshed, generation {}", generation.0);
+                self.push(SessionEvent::Refreshed {
+                    generation,
+                    expires_at: self.expires_at,
+                });
+            }
+            // An oversized token is a malformed answer, not something to truncate.
+            RefreshOutcome::Refreshed { .. } => self.refresh_failed(now, TransientClass::InvalidBody),
+            RefreshOutcome::Rejected => {
+                warn!("refresh token rejected: signing out");
+                self.push(SessionEvent::RefreshRejected);
+                self.gate.unauthorized(now)?; // R11
+                self.teardown(WaitError::NotAuthenticated);
+            }
+            RefreshOutcome::Transient(class) => self.refresh_failed(now, class),
+        }
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// Time passed: fires every due timer of the session and its gate. Harmless when early.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        let now = self.begin(now)?;
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// The app asks for a re-check now (rate-limited; see [`Gate::recheck_now`]).
+    pub fn recheck_now(&mut self, now: Instant) -> Result<(), SessionError> {
+        let now = self.begin(now)?;
+        let r = self.gate.recheck_now(now);
+        self.after_input(now);
+        r.map_err(SessionError::from)
+    }
+
+    // ---- outputs ----
+
+    /// The next thing to do: a refresh, then a check.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if let Some(r) = self.pending_refresh.take() {
+            return Some(Action::Refresh(r));
+        }
+        self.pending_check.take().map(Action::Check)
+    }
+
+    /// The next waiter outcome: a token handle, or why there is none.
+    pub fn poll_waiter(&mut self) -> Option<(WaiterId, Result<TokenHandle, WaitError>)> {
+        self.resolved.pop_front()
+    }
+
+    /// The next event (gate events first).
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.gate
+            .poll_event()
+            .map(SessionEvent::Gate)
+            .or_else(|| self.events.pop_front())
+    }
+
+    /// When to call [`Session::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = self.timers.iter().flatten().min().copied();
+        match (own, self.gate.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- internals ----
+
+    fn begin(&mut self, now: Instant) -> Result<Instant, SessionError> {
+        // Room for two gate inputs (one from the caller, one from after_input) and our own.
+        if self.gate.event_room() < 2 * MAX_EVENTS_PER_INPUT || SESSION_EVENT_CAPACITY - self.events.len() < 4
+        {
+            return Err(SessionError::QueueFull);
+        }
+        let now = now.max(self.gate.last_now());
+        for _ in 0..TIMERS.len() {
+            let due = TIMERS
+                .iter()
+                .filter_map(|&t| self.timers[t as usize].filter(|&at| at <= now).map(|at| (at, t)))
+                .min_by_key(|&(at, t)| (at, t as usize));
+            let Some((_, timer)) = due else { break };
+            self.timers[timer as usize] = None;
+            match timer {
+                Timer::Due | Timer::Retry => {
+                    if self.refresh.is_none() {
+                        self.start_refresh(now, false);
+                    }
+                }
+                Timer::Timeout => {
+                    self.refresh = None;
+                    self.refresh_failed(now, TransientClass::Timeout);
+                }
+            }
+        }
+        self.gate.handle_timeout(now)?;
+        Ok(now)
+    }
+
+    /// After every input: follow a logout the gate did by itself (401), hold back checks
+    /// whose token has expired, and settle waiters.
+    fn after_input(&mut self, now: Instant) {
+        if self.live && !self.gate.signed_in() {
+            self.teardown(WaitError::NotAuthenticated); // R8, R11
+            return;
+        }
+        if let Some(req) = self.gate.poll_check() {
+            if now >= self.expires_at {
+                // Never send a dead token: the check fails transiently and a refresh runs.
+                let expired = CheckOutcome::transient(TransientClass::TokenExpired);
+                // Room was reserved in begin().
+                let _ = self
+                    .gate
+                    .handle_check_result(now, req.generation, req.attempt, expired);
+                if self.refresh.is_none() && self.timers[Timer::Retry as usize].is_none() {
+                    self.start_refresh(now, false);
+                }
+            } else {
+                self.pending_check = Some(req);
+            }
+        }
+        if let Some(g) = self.waiter_generation {
+            if !self.live {
+                self.reject_waiters(WaitError::NotAuthenticated);
+            } else if self.gate.generation() != g || self.gate.status().attempt_in_flight != Some(0) {
+                if self.gate.status().attempt_in_flight == Some(0) {
+                    // A newer refresh's check is running: wait for that one.
+                    self.waiter_generation = Some(self.gate.generation());
+                } else {
+                    self.waiter_generation = None;
+                    self.resolve_waiters(Ok(TokenHandle(self.epoch)));
+                }
+            }
+        }
+    }
+
+    fn set_expiry(&mut self, now: Instant, expires_in: Duration, from_refresh: bool) {
+        self.expires_at = now + expires_in;
+        self.timers[Timer::Retry as usize] = None;
+        let skew = self.config.refresh_skew;
+        if expires_in > skew {
+            // R11: refresh `skew` ahead of expiry.
+            self.timers[Timer::Due as usize] = Some(self.expires_at.saturating_sub(skew));
+        } else if from_refresh {
+            // The server hands out tokens shorter-lived than the skew: refresh at half-life
+            // (at least 1 s later) rather than in a tight loop.
+            let half = Duration::from_micros(expires_in.as_micros() / 2).max(Duration::from_secs(1));
+            self.timers[Timer::Due as usize] = Some(now + half);
+        } else {
+            // A stored session inside the skew, or already expired: refresh at once.
+            self.timers[Timer::Due as usize] = None;
+            self.start_refresh(now, false);
+        }
+    }
+
+    fn start_refresh(&mut self, now: Instant, early: bool) {
+        if !self.live || self.refresh.is_some() {
+            return; // R11: at most one refresh in flight
+        }
+        let id = self.next_refresh_id;
+        self.next_refresh_id = self.next_refresh_id.wrapping_add(1);
+        self.refresh = Some(InFlight { id });
+        self.timers[Timer::Timeout as usize] = Some(now + self.config.refresh_timeout);
+        self.timers[Timer::Retry as usize] = None;
+        self.timers[Timer::Due as usize] = None;
+        let c = self.gate.counters_mut();
+        c.refreshes = c.refreshes.saturating_add(1);
+        self.pending_refresh = Some(RefreshRequest {
+            id: RefreshId(id),
+            timeout: self.config.refresh_timeout,
+            started: now,
+        });
+        debug!("refresh {} started (early: {})", id, early);
+        self.push(SessionEvent::RefreshStarted {
+            id: RefreshId(id),
+            early,
+        });
+    }
+
+    fn refresh_failed(&mut self, now: Instant, class: TransientClass) {
+        self.pending_refresh = None;
+        let c = self.gate.counters_mut();
+        c.refresh_failures = c.refresh_failures.saturating_add(1);
+        let valid = now < self.expires_at;
+        let delay = if valid {
+            // R11: 1 s doubling to 5 s while the token is still valid.
+            let k = self.failures_valid;
+            self.failures_valid = self.failures_valid.saturating_add(1);
+            full_jitter(self.config.refresh_retry.ceiling(k), &mut self.rng)
+        } else {
+            // The token is dead and the backend unreachable: back off like recovery probes
+            // (R7) instead of hammering the token endpoint.
+            let k = self.failures_expired;
+            self.failures_expired = self.failures_expired.saturating_add(1);
+            full_jitter(self.config.gate.probe.ceiling(k), &mut self.rng)
+        };
+        let next_attempt = now + delay;
+        self.timers[Timer::Retry as usize] = Some(next_attempt);
+        // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
+        // the cable before the hourly refresh would keep a grant for ever. Room was reserved
+        // in begin().
+        let _ = self.gate.transient_failure(now, class);
+        self.push(SessionEvent::RefreshFailed { class, next_attempt });
+        if !self.waiters.is_empty() && self.waiter_generation.is_none() {
+            if valid {
+                // The current token is still good: hand it out rather than block (R11).
+                self.resolve_waiters(Ok(TokenHandle(self.epoch)));
+            } else {
+                self.resolve_waiters(Err(WaitError::Unavailable));
+            }
+        }
+    }
+
+    fn teardown(&mut self, why: WaitError) {
+        self.live = false;
+        // Forget the tokens: nothing of a torn-down session may be handed out (R11).
+        self.access_token.iter_mut().for_each(|b| *b = 0);
+        self.refresh_token.iter_mut().for_each(|b| *b = 0);
+        self.access_token.clear();
+        self.refresh_token.clear();
+        self.epoch = self.epoch.wrapping_add(1);
+        self.refresh = None;
+        self.pending_refresh = None;
+        self.pending_check = None;
+        self.timers = [None; 3];
+        self.waiter_generation = None;
+        self.reject_waiters(why);
+    }
+
+    fn reject_waiters(&mut self, why: WaitError) {
+        self.resolve_waiters(Err(why));
+    }
+
+    fn resolve_waiters(&mut self, result: Result<TokenHandle, WaitError>) {
+        for id in self.waiters.iter().copied() {
+            // Cannot fail: registration keeps waiters + resolved within W.
+            let _ = self.resolved.push_back((id, result));
+        }
+        self.waiters.clear();
+    }
+
+    fn push(&mut self, e: SessionEvent) {
+        if self.events.push_back(e).is_err() {
+            let c = self.gate.counters_mut();
+            c.events_lost = c.events_lost.saturating_add(1);
+        }
+    }
+}
+
+/// The token endpoint's 200 body (R11). Unknown fields are ignored.
+#[derive(serde::Deserialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    #[serde(default)]
+    refresh_token: Option<&'a str>,
+    expires_in: u64,
+    #[serde(default)]
+    token_type: Option<&'a str>,
+}
+
+/// Classifies a token endpoint response, as strictly as R1: a malformed 200 is transient.
+///
+/// ```
+/// use accessgate::{classify_refresh, Duration, RefreshOutcome};
+/// let body = br#"{"access_token":"at_1","refresh_token":"rt_2","expires_in":3600,"token_type":"Bearer"}"#;
+/// assert_eq!(
+///     classify_refresh(200, body, 4096),
+///     RefreshOutcome::Refreshed {
+///         access_token: b"at_1",
+///         refresh_token: Some(b"rt_2"),
+///         expires_in: Duration::from_secs(3600),
+///     }
+/// );
+/// assert_eq!(classify_refresh(400, br#"{"error":"invalid_grant"}"#, 4096), RefreshOutcome::Rejected);
+/// ```
+pub fn classify_refresh(status: u16, body: &[u8], max_body: usize) -> RefreshOutcome<'_> {
+    let malformed = RefreshOutcome::Transient(TransientClass::InvalidBody);
+    match status {
+        200 => {
+            if body.len() > max_body || core::str::from_utf8(body).is_err() || json_well_formed(body).is_err()
+            {
+                return malformed;
+            }
+            match serde_json_core::from_slice::<TokenBody<'_>>(body) {
+                Ok((b, _))
+                    if !b.access_token.is_empty()
+                        && b.token_type.is_none_or(|t| t.eq_ignore_ascii_case("bearer"))
+                        && b.refresh_token.is_none_or(|r| !r.is_empty()) =>
+                {
+                    RefreshOutcome::Refreshed {
+                        access_token: b.access_token.as_bytes(),
+                        refresh_token: b.refresh_token.map(str::as_bytes),
+                        expires_in: Duration::from_secs(b.expires_in),
+                    }
+                }
+                _ => malformed,
+            }
+        }
+        401 => RefreshOutcome::Rejected,
+        400 => {
+            #[derive(serde::Deserialize)]
+            struct ErrorBody<'a> {
+                error: &'a str,
+            }
+            let ok = body.len() <= max_body && json_well_formed(body).is_ok();
+            match serde_json_core::from_slice::<ErrorBody<'_>>(body) {
+                Ok((e, _)) if ok && e.error == "invalid_grant" => RefreshOutcome::Rejected,
+                _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
+            }
+        }
+        403 => RefreshOutcome::Transient(TransientClass::Forbidden),
+        429 => RefreshOutcome::Transient(TransientClass::Throttled),
+        500..=599 => RefreshOutcome::Transient(TransientClass::ServerError),
+        _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
+    }
+}

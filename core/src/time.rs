@@ -89,7 +89,7 @@ impl Add for Duration {
 impl core::fmt::Display for Duration {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let ms = self.as_millis();
-        if ms % 1_000 == 0 {
+        if ms.is_multiple_of(1_000) {
             write!(f, "{}s", ms / 1_000)
         } else {
             write!(f, "{}.{:03}s", ms / 1_000, ms % 1_000)
@@ -170,9 +170,15 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates_instead_of_panicking() {
-        assert_eq!(Instant::from_micros(u64::MAX) + Duration::from_secs(1), Instant::from_micros(u64::MAX));
+        assert_eq!(
+            Instant::from_micros(u64::MAX) + Duration::from_secs(1),
+            Instant::from_micros(u64::MAX)
+        );
         assert_eq!(Instant::from_secs(1) - Instant::from_secs(2), Duration::ZERO);
         assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
-        assert_eq!(Instant::from_secs(3).saturating_sub(Duration::from_secs(5)), Instant::ZERO);
+        assert_eq!(
+            Instant::from_secs(3).saturating_sub(Duration::from_secs(5)),
+            Instant::ZERO
+        );
     }
 }

@@ -1,0 +1,446 @@
+//! Unit tests of the session layer (R8, R9, R10, R11), named after the behaviour they pin.
+
+use crate::*;
+
+const T0: Instant = Instant::from_secs(1_000);
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+type S = Session<8, 3, 64>;
+
+fn session() -> S {
+    Session::new(SessionConfig::DEFAULT, 9).unwrap()
+}
+
+fn drain(s: &mut S) -> Vec<SessionEvent> {
+    core::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn waiters(s: &mut S) -> Vec<(WaiterId, Result<TokenHandle, WaitError>)> {
+    core::iter::from_fn(|| s.poll_waiter()).collect()
+}
+
+#[track_caller]
+fn check(s: &mut S) -> CheckRequest {
+    match s.poll_action() {
+        Some(Action::Check(c)) => c,
+        other => panic!("expected a check, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn refresh(s: &mut S) -> RefreshRequest {
+    match s.poll_action() {
+        Some(Action::Refresh(r)) => r,
+        other => panic!("expected a refresh, got {other:?}"),
+    }
+}
+
+fn new_tokens(n: u8) -> RefreshOutcome<'static> {
+    const AT: [&[u8]; 4] = [b"at_0", b"at_1", b"at_2", b"at_3"];
+    RefreshOutcome::Refreshed {
+        access_token: AT[n as usize % 4],
+        refresh_token: Some(b"rt_next"),
+        expires_in: secs(3600),
+    }
+}
+
+/// Signed in at T0 with a one-hour token and granted.
+fn granted() -> S {
+    let mut s = session();
+    s.sign_in(T0, b"at_first", b"rt_first", secs(3600)).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted)
+        .unwrap();
+    drain(&mut s);
+    assert_eq!(s.access(), Access::Granted);
+    s
+}
+
+/// Drives `s` to its refresh-due timer and returns the refresh request.
+fn to_refresh(s: &mut S) -> (Instant, RefreshRequest) {
+    let due = s.poll_timeout().unwrap();
+    s.handle_timeout(due).unwrap();
+    drain(s);
+    (due, refresh(s))
+}
+
+#[test]
+fn sign_in_checks_at_once_with_the_token() {
+    let mut s = session();
+    s.sign_in(T0, b"at_first", b"rt_first", secs(3600)).unwrap();
+    let c = check(&mut s);
+    assert_eq!(s.access_token(c.token), Some(&b"at_first"[..]));
+    assert_eq!(s.access(), Access::Unknown);
+}
+
+#[test]
+fn refreshes_sixty_seconds_ahead_of_expiry_then_rechecks() {
+    let mut s = granted();
+    let (due, r) = to_refresh(&mut s);
+    assert_eq!(due, T0 + secs(3600 - 60));
+    assert_eq!(s.refresh_token(), Some(&b"rt_first"[..]));
+    s.handle_refresh_result(due, r.id, new_tokens(1)).unwrap();
+    let c = check(&mut s);
+    assert_eq!(c.attempt, 0);
+    assert_eq!(s.access_token(c.token), Some(&b"at_1"[..]));
+    assert_eq!(s.refresh_token(), Some(&b"rt_next"[..]));
+    assert_eq!(s.access(), Access::Granted, "grant kept while re-checking");
+    assert_eq!(s.counters().refreshes, 1);
+}
+
+#[test]
+fn an_oversized_token_is_an_error_not_a_truncation() {
+    let mut s = session();
+    let long = [b'a'; 65];
+    assert_eq!(
+        s.sign_in(T0, &long, b"rt", secs(10)),
+        Err(SessionError::TokenTooLong)
+    );
+    assert!(!s.status().signed_in);
+    // From the server, an oversized token is a malformed (transient) refresh answer.
+    let mut s = granted();
+    let (due, r) = to_refresh(&mut s);
+    let gen = s.status().generation;
+    let big = RefreshOutcome::Refreshed {
+        access_token: &long,
+        refresh_token: None,
+        expires_in: secs(3600),
+    };
+    s.handle_refresh_result(due, r.id, big).unwrap();
+    assert_eq!(s.status().generation, gen);
+    assert_eq!(s.access_token(s.current_token().unwrap()), Some(&b"at_first"[..]));
+    assert_eq!(s.counters().refresh_failures, 1);
+}
+
+#[test]
+fn callers_share_one_refresh_and_get_the_new_token_after_its_check() {
+    let mut s = granted();
+    let t = T0 + secs(3550); // inside the skew
+    let w1 = s.request_token(t).unwrap();
+    let w2 = s.request_token(t).unwrap();
+    let (TokenReply::Wait(a), TokenReply::Wait(b)) = (w1, w2) else {
+        panic!("{w1:?} {w2:?}")
+    };
+    let r = refresh(&mut s);
+    assert!(s.poll_action().is_none(), "exactly one refresh");
+    s.handle_refresh_result(t, r.id, new_tokens(2)).unwrap();
+    assert!(
+        waiters(&mut s).is_empty(),
+        "waiters wait for the new generation's check (R3)"
+    );
+    let c = check(&mut s);
+    s.handle_check_result(t, c.generation, c.attempt, CheckOutcome::Granted)
+        .unwrap();
+    let got = waiters(&mut s);
+    assert_eq!(got, [(a, Ok(c.token)), (b, Ok(c.token))]);
+    assert_eq!(s.access_token(c.token), Some(&b"at_2"[..]));
+}
+
+#[test]
+fn a_fresh_token_is_handed_out_at_once() {
+    let mut s = granted();
+    let TokenReply::Ready(h) = s.request_token(T0 + secs(10)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(s.access_token(h), Some(&b"at_first"[..]));
+    assert!(s.poll_action().is_none());
+}
+
+#[test]
+fn the_waiter_table_is_bounded() {
+    let mut s = granted();
+    let t = T0 + secs(3550);
+    for _ in 0..3 {
+        s.request_token(t).unwrap();
+    }
+    assert_eq!(s.request_token(t), Err(SessionError::WaitersFull));
+    assert_eq!(s.waiting(), 3);
+}
+
+#[test]
+fn logout_during_refresh_rejects_every_waiter() {
+    let mut s = granted();
+    let t = T0 + secs(3550);
+    s.request_token(t).unwrap();
+    s.request_token(t).unwrap();
+    let r = refresh(&mut s);
+    s.logout(t + secs(1)).unwrap();
+    let got = waiters(&mut s);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|(_, r)| *r == Err(WaitError::NotAuthenticated)));
+    // The refresh completing after logout changes nothing.
+    let before = s.status();
+    s.handle_refresh_result(t + secs(2), r.id, new_tokens(1)).unwrap();
+    assert_eq!(s.status(), before);
+    assert_eq!(s.current_token(), None);
+    assert!(s.poll_action().is_none());
+    assert!(waiters(&mut s).is_empty());
+}
+
+#[test]
+fn a_401_on_the_check_inside_a_refresh_rejects_its_waiters() {
+    let mut s = granted();
+    let t = T0 + secs(3550);
+    s.request_token(t).unwrap();
+    let r = refresh(&mut s);
+    s.handle_refresh_result(t, r.id, new_tokens(1)).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(t, c.generation, c.attempt, CheckOutcome::Unauthorized)
+        .unwrap();
+    let got = waiters(&mut s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, Err(WaitError::NotAuthenticated));
+    assert_eq!(
+        s.access_token(c.token),
+        None,
+        "the torn-down token is never handed out"
+    );
+    let st = s.status();
+    assert_eq!(
+        (st.signed_in, st.access, st.cause),
+        (false, Access::Unknown, Some(Cause::Unauthorized))
+    );
+}
+
+#[test]
+fn two_refreshes_never_overlap() {
+    let mut s = granted();
+    let t = T0 + secs(3550);
+    s.request_token(t).unwrap();
+    let _r = refresh(&mut s);
+    assert!(s.refresh_in_flight());
+    // A 403 while the refresh runs does not start a second one.
+    s.recheck_now(t + secs(1)).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(
+        t + secs(1),
+        c.generation,
+        c.attempt,
+        CheckOutcome::transient(TransientClass::Forbidden),
+    )
+    .unwrap();
+    s.request_token(t + secs(1)).unwrap();
+    assert!(s.poll_action().is_none());
+    assert_eq!(s.counters().refreshes, 1);
+}
+
+#[test]
+fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
+    let mut s = granted();
+    let t = T0 + secs(100);
+    s.recheck_now(t).unwrap();
+    let c = check(&mut s);
+    let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
+    s.handle_check_result(t, c.generation, c.attempt, forbidden)
+        .unwrap();
+    let ev = drain(&mut s);
+    assert!(
+        ev.contains(&SessionEvent::RefreshStarted {
+            id: RefreshId(0),
+            early: true
+        }),
+        "{ev:?}"
+    );
+    let r = refresh(&mut s);
+    // The refresh fails transiently; later 403s of the same generation do not ask again.
+    s.handle_refresh_result(t, r.id, RefreshOutcome::Transient(TransientClass::ServerError))
+        .unwrap();
+    drain(&mut s);
+    let mut early = 0;
+    for i in 1..6 {
+        let now = s.poll_timeout().unwrap();
+        s.handle_timeout(now).unwrap();
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Check(c) => s
+                    .handle_check_result(now, c.generation, c.attempt, forbidden)
+                    .unwrap(),
+                Action::Refresh(r) => s
+                    .handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect))
+                    .unwrap(),
+            }
+        }
+        early += drain(&mut s)
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::RefreshStarted { early: true, .. }))
+            .count();
+        assert!(s.status().signed_in, "step {i}");
+    }
+    assert_eq!(early, 0, "one early refresh per generation");
+    // A successful refresh starts a new generation, which may ask once more.
+    let gen_before = s.status().generation;
+    let now = s.poll_timeout().unwrap();
+    s.handle_timeout(now).unwrap();
+    let mut saw = false;
+    while let Some(a) = s.poll_action() {
+        if let Action::Refresh(r) = a {
+            s.handle_refresh_result(now, r.id, new_tokens(3)).unwrap();
+            saw = true;
+            break;
+        }
+    }
+    if saw {
+        assert_ne!(s.status().generation, gen_before);
+        let c = check(&mut s);
+        s.handle_check_result(now, c.generation, c.attempt, forbidden)
+            .unwrap();
+        assert!(drain(&mut s)
+            .iter()
+            .any(|e| matches!(e, SessionEvent::RefreshStarted { early: true, .. })));
+    }
+}
+
+#[test]
+fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
+    let mut s = granted();
+    let (mut now, r) = to_refresh(&mut s);
+    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError))
+        .unwrap();
+    let mut gaps = vec![];
+    for _ in 0..6 {
+        let next = s.poll_timeout().unwrap();
+        gaps.push(next - now);
+        now = next;
+        s.handle_timeout(now).unwrap();
+        while let Some(a) = s.poll_action() {
+            if let Action::Refresh(r) = a {
+                s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError))
+                    .unwrap();
+            }
+        }
+        drain(&mut s);
+    }
+    let ceilings = [1, 2, 4, 5, 5, 5];
+    for (g, c) in gaps.iter().zip(ceilings) {
+        assert!(*g <= secs(c), "{gaps:?}");
+    }
+    assert!(s.status().signed_in);
+    assert_eq!(s.access(), Access::Granted);
+}
+
+#[test]
+fn a_rejected_refresh_logs_out() {
+    for outcome in [
+        classify_refresh(400, br#"{"error":"invalid_grant"}"#, 1024),
+        classify_refresh(401, b"", 1024),
+    ] {
+        let mut s = granted();
+        let (due, r) = to_refresh(&mut s);
+        s.handle_refresh_result(due, r.id, outcome).unwrap();
+        let st = s.status();
+        assert_eq!(
+            (st.signed_in, st.access, st.cause),
+            (false, Access::Unknown, Some(Cause::Unauthorized))
+        );
+        assert_eq!(s.poll_timeout(), None);
+        assert_eq!(s.counters().unauthorized_logouts, 1);
+    }
+}
+
+#[test]
+fn restoring_a_session_stays_unknown_until_its_first_check() {
+    let mut s = session();
+    s.restore(T0, b"at_stored", b"rt_stored", secs(1800)).unwrap();
+    assert_eq!(s.access(), Access::Unknown);
+    let c = check(&mut s);
+    s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted)
+        .unwrap();
+    assert_eq!(s.access(), Access::Granted);
+}
+
+#[test]
+fn restoring_an_expired_session_refreshes_before_checking() {
+    let mut s = session();
+    s.restore(T0, b"at_stored", b"rt_stored", Duration::ZERO).unwrap();
+    let r = refresh(&mut s);
+    assert!(s.poll_action().is_none(), "no check is sent with a dead token");
+    assert_eq!(s.counters().transient_of(TransientClass::TokenExpired), 1);
+    s.handle_refresh_result(T0 + secs(1), r.id, new_tokens(1))
+        .unwrap();
+    let c = check(&mut s);
+    assert_eq!(s.access_token(c.token), Some(&b"at_1"[..]));
+}
+
+#[test]
+fn an_expired_token_with_refresh_down_hands_waiters_unavailable_and_fails_closed() {
+    let mut s = granted();
+    let mut now = T0;
+    let mut unavailable = 0;
+    // The backend disappears: the refresh and every check fail until well past expiry.
+    while now < T0 + secs(3600 + 600) {
+        now = s.poll_timeout().unwrap();
+        s.handle_timeout(now).unwrap();
+        if now > T0 + secs(3600) && s.waiting() == 0 {
+            let _ = s.request_token(now);
+        }
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Check(c) => s
+                    .handle_check_result(
+                        now,
+                        c.generation,
+                        c.attempt,
+                        CheckOutcome::transient(TransientClass::Connect),
+                    )
+                    .unwrap(),
+                Action::Refresh(r) => s
+                    .handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect))
+                    .unwrap(),
+            }
+        }
+        unavailable += waiters(&mut s)
+            .iter()
+            .filter(|w| w.1 == Err(WaitError::Unavailable))
+            .count();
+        drain(&mut s);
+    }
+    assert!(unavailable > 0);
+    assert_eq!(s.access(), Access::Denied);
+    assert!(s.status().signed_in, "an outage does not sign the user out");
+}
+
+#[test]
+fn refresh_classification_is_strict() {
+    let t = |s| RefreshOutcome::Transient(s);
+    assert_eq!(
+        classify_refresh(200, b"<html>", 4096),
+        t(TransientClass::InvalidBody)
+    );
+    assert_eq!(
+        classify_refresh(200, br#"{"access_token":"a","expires_in":"3600"}"#, 4096),
+        t(TransientClass::InvalidBody)
+    );
+    assert_eq!(
+        classify_refresh(
+            200,
+            br#"{"access_token":"a","expires_in":1,"token_type":"mac"}"#,
+            4096
+        ),
+        t(TransientClass::InvalidBody)
+    );
+    assert_eq!(
+        classify_refresh(
+            200,
+            br#"{"access_token":"a","access_token":"b","expires_in":1}"#,
+            4096
+        ),
+        t(TransientClass::InvalidBody)
+    );
+    assert_eq!(
+        classify_refresh(200, br#"{"access_token":"a","expires_in":1}x"#, 4096),
+        t(TransientClass::InvalidBody)
+    );
+    assert_eq!(
+        classify_refresh(400, br#"{"error":"invalid_request"}"#, 4096),
+        t(TransientClass::OtherStatus)
+    );
+    assert_eq!(classify_refresh(503, b"", 4096), t(TransientClass::ServerError));
+    assert!(matches!(
+        classify_refresh(200, br#"{"access_token":"a","expires_in":60,"scope":"x"}"#, 4096),
+        RefreshOutcome::Refreshed {
+            refresh_token: None,
+            ..
+        }
+    ));
+}
