@@ -87,6 +87,7 @@ mod fmt;
 mod classify;
 mod config;
 mod gate;
+mod report;
 mod schedule;
 mod session;
 mod time;
@@ -104,6 +105,11 @@ pub use gate::{
     Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     EVENT_CAPACITY, MAX_EVENTS_PER_INPUT,
 };
+pub use report::{access_name, write_event_json, write_final_json, Verdict};
 pub use schedule::RetrySchedule;
-pub use session::*;
+pub use session::{
+    classify_refresh, Action, RefreshId, RefreshOutcome, RefreshRequest, Session, SessionConfig,
+    SessionError, SessionEvent, TokenReply, WaitError, WaiterId, DEFAULT_TOKEN_CAPACITY,
+    SESSION_EVENT_CAPACITY,
+};
 pub use time::{Duration, Instant};
