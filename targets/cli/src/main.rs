@@ -1,1 +1,55 @@
-fn main() {}
+//! # `accessgate`: the command line
+//!
+//! Placeholder docs, completed below.
+
+mod serve;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use util::{CliError, EXIT_USAGE};
+
+/// Decide whether a signed-in user/device may use a product, correctly under network faults.
+#[derive(Debug, Parser)]
+#[command(name = "accessgate", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are answers, not errors.
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("accessgate: cannot start the async runtime: {e}");
+            return ExitCode::from(util::EXIT_RUNTIME);
+        }
+    };
+    let result: Result<u8, CliError> = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("accessgate: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
