@@ -1,1 +1,141 @@
-//! Placeholder: filled in by its issue.
+//! # accessgate-std: the desktop adapter
+//!
+//! Runs the sans-IO [`accessgate::Session`] on Tokio, with HTTP(S) through `reqwest` +
+//! `rustls`, and hands the app a small async handle ([`AccessGate`]) or a blocking one
+//! ([`BlockingAccessGate`]). The rules it keeps are those of `shared/spec/behaviour.md`
+//! (R1–R13); the decisions are the core's, this crate only does I/O, clocks and channels.
+//!
+//! ## API summary
+//!
+//! ```text
+//! GateClientConfig::new(base_url) -> GateClientConfig       // pub fields: check_url, token_url,
+//!     client_id, session: accessgate::SessionConfig, extra_ca_pem, system_roots, seed,
+//!     max_token_body, user_agent, proxy_from_env
+//! Tokens::new(access, refresh, expires_in: std::time::Duration)
+//!
+//! AccessGate::spawn(config) -> Result<AccessGate, GateError>  // inside a Tokio runtime; Clone
+//!   async sign_in(Tokens)  -> Result<Status, GateError>       // awaits the first check (R3)
+//!   async restore(Tokens)  -> Result<Status, GateError>
+//!   async logout()         -> Result<(), GateError>
+//!   access() -> Access; status() -> Status; snapshot() -> Snapshot   // cheap, from a watch
+//!   subscribe() -> watch::Receiver<Snapshot>                  // Snapshot {status, counters, now, expires_at, refresh_in_flight}
+//!   events() -> broadcast::Receiver<TimedEvent>               // TimedEvent {event, at, origin}, .to_json()
+//!   async wait_first_check() -> Result<Status, GateError>
+//!   async access_token()     -> Result<String, TokenError>    // single-flight refresh (R11)
+//!   async recheck()          -> Result<(), GateError>         // GateError::RateLimited { retry_at, retry_in }
+//!   async shutdown()
+//!   now() -> accessgate::Instant; origin() -> tokio::time::Instant; to_tokio_instant(Instant)
+//!
+//! BlockingAccessGate::spawn(config)  // same methods, sync; plus wait_for(timeout, pred), handle(), runtime()
+//!
+//! GateError: Config, InvalidUrl, Certificate, Http, Rng, NoRuntime, Runtime, InvalidToken,
+//!            NotSignedIn, RateLimited { retry_at, retry_in }, Session, Closed
+//! TokenError: NotAuthenticated, Unavailable, WaitersFull, Closed
+//! consts: DEFAULT_CHECK_PATH, DEFAULT_TOKEN_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY,
+//!         MAX_TOKEN_WAITERS
+//! ```
+//!
+//! ## Use it in your app
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use accessgate::Access;
+//! use accessgate_std::{AccessGate, GateClientConfig, Tokens};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let gate = AccessGate::spawn(GateClientConfig::new("https://api.example.com"))?;
+//!
+//!     // After the user signed in with your OAuth flow:
+//!     let tokens = Tokens::new("at_...", "rt_...", Duration::from_secs(3600));
+//!     let status = gate.sign_in(tokens).await?; // waits for the first check (R3)
+//!     println!("access: {:?}", status.access);
+//!
+//!     // Render from the watch channel; it changes only when something happened.
+//!     let mut snapshots = gate.subscribe();
+//!     while snapshots.changed().await.is_ok() {
+//!         let snap = *snapshots.borrow_and_update();
+//!         match snap.status.access {
+//!             Access::Granted => { /* show the product */ }
+//!             Access::Denied => { /* show the invite / paywall screen */ }
+//!             Access::Unknown if !snap.status.signed_in => break, // show sign-in (401, R8)
+//!             Access::Unknown => { /* show "checking" */ }
+//!         }
+//!         // Your own API calls take a valid token (refreshed ahead of expiry, R11):
+//!         let _bearer = gate.access_token().await;
+//!     }
+//!     gate.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `examples/basic.rs` runs the same against the reference backend
+//! (`cargo run -p accessgate-std --example basic`).
+//!
+//! ## The loop
+//!
+//! [`AccessGate::spawn`] starts **one** task that owns the session; handles send it commands
+//! through a bounded `mpsc` channel and read its state from a `watch` channel. The task loops:
+//!
+//! 1. drain [`accessgate::Session::poll_action`]: every check (`GET check_url`, bearer
+//!    token) and refresh (`POST token_url`, form) runs as its own task in a `JoinSet`, its
+//!    result tagged with `(generation, attempt)` or the `RefreshId` (R10: stale results are
+//!    the core's to drop and count);
+//! 2. deliver [`accessgate::Session::poll_waiter`] outcomes to the `oneshot` of each
+//!    [`AccessGate::access_token`] caller, keyed by `WaiterId`;
+//! 3. drain [`accessgate::Session::poll_event`] into a `broadcast` channel ([`TimedEvent`]);
+//! 4. publish a [`Snapshot`] (only when it changed) and settle callers awaiting the first
+//!    check (R3);
+//! 5. `select!` on: a command, a finished request, `sleep_until(poll_timeout)`.
+//!
+//! Time is converted in one place (`time.rs`): the origin is the `tokio::time::Instant` at
+//! spawn, and [`accessgate::Instant`] counts microseconds since then. `tokio::time` (not
+//! `std::time`) so tests may pause and advance the clock. Only monotonic time is used (R5).
+//!
+//! HTTP: each attempt ends by its deadline (`CheckRequest::timeout`, R4); at most
+//! `max_body + 1` body bytes are read, chunk by chunk, so a huge body is never buffered
+//! (R1, R12); the body and `Retry-After` go to [`accessgate::classify`] /
+//! [`accessgate::classify_refresh`], shared by every adapter; transport errors map to a
+//! [`accessgate::TransientClass`] (refused → `Connect`, resolver → `Dns`, certificate or
+//! handshake → `Tls`, broken/truncated body → `Io`). Redirects are not followed: a captive
+//! portal's `302` is a transient status like any other.
+//!
+//! ## Dependencies, and why
+//!
+//! - `accessgate` (feature `log`): the decisions. Its logging shim targets `log` or `defmt`;
+//!   we pick `log` (not `tracing`) because it is the lowest common denominator: the core
+//!   logs through it, every desktop logger (env_logger, tracing-log...) can consume it, and
+//!   apps using `tracing` get it through `tracing-log`.
+//! - `tokio`: runtime, timers (pausable in tests), `mpsc`/`oneshot`/`watch`/`broadcast`.
+//! - `reqwest` (no default features; `rustls-tls-native-roots`): HTTP/1.1 client over
+//!   rustls with the **ring** provider, so no OpenSSL and no aws-lc (which needs cmake).
+//!   System roots come from the **OS trust store** (`rustls-native-certs`) rather than a
+//!   compiled-in Mozilla list (`webpki-roots`): desktop apps run behind corporate
+//!   TLS-inspecting proxies whose CA only the OS store knows, and the OS keeps the store
+//!   up to date without a rebuild. [`GateClientConfig::extra_ca_pem`] adds a CA and
+//!   [`GateClientConfig::system_roots`] `= false` trusts that CA only.
+//! - `rustls` (ring, no default features): only to recognise TLS errors in reqwest's error
+//!   chain; the same version reqwest uses.
+//! - `getrandom`: the per-device jitter seed from the OS RNG (R6: there is no built-in seed).
+//! - `log`: the adapter's own diagnostics; `thiserror`: the error types.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod blocking;
+mod config;
+mod driver;
+mod error;
+mod gate;
+mod http;
+mod time;
+
+pub use blocking::BlockingAccessGate;
+pub use config::{
+    GateClientConfig, DEFAULT_CHECK_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY, DEFAULT_TOKEN_PATH,
+};
+pub use driver::MAX_TOKEN_WAITERS;
+pub use error::{GateError, TokenError};
+pub use gate::{AccessGate, Snapshot, TimedEvent, Tokens};
+
+/// The core crate, re-exported so apps need one dependency.
+pub use accessgate;

@@ -1,0 +1,378 @@
+//! The driver: one task that owns the [`accessgate::Session`] and does its I/O.
+//!
+//! After every input it drains the session's outputs in the order the core documents:
+//! actions (each HTTP request becomes its own task), waiter outcomes (token callers), events
+//! (broadcast), then it publishes a [`Snapshot`] and settles callers awaiting the first check.
+//! Then it waits for whichever comes first: a command from a handle, a finished request, or
+//! the session's next deadline ([`accessgate::Session::poll_timeout`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use accessgate::{
+    Action, CheckOutcome, Generation, Instant, RefreshId, Session, SessionError, Status, TokenReply,
+    TransientClass, WaiterId, DEFAULT_TOKEN_CAPACITY,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::error::{GateError, TokenError};
+use crate::gate::{Snapshot, TimedEvent, Tokens};
+use crate::http::{usable_token, RefreshReply, Transport};
+use crate::time::{to_core_duration, to_std, Clock};
+
+/// How many callers may wait for a token at once (R11, R12): the session's waiter table.
+pub const MAX_TOKEN_WAITERS: usize = 64;
+
+/// The session type the adapter drives: retry capacity 8, [`MAX_TOKEN_WAITERS`] waiters,
+/// tokens of up to [`accessgate::DEFAULT_TOKEN_CAPACITY`] bytes.
+pub(crate) type CoreSession = Session<8, MAX_TOKEN_WAITERS, DEFAULT_TOKEN_CAPACITY>;
+
+/// A request from a handle.
+pub(crate) enum Command {
+    SignIn {
+        tokens: Tokens,
+        restore: bool,
+        reply: oneshot::Sender<Result<Status, GateError>>,
+    },
+    Logout {
+        reply: oneshot::Sender<()>,
+    },
+    Token {
+        reply: oneshot::Sender<Result<String, TokenError>>,
+    },
+    Recheck {
+        reply: oneshot::Sender<Result<(), GateError>>,
+    },
+    WaitFirstCheck {
+        reply: oneshot::Sender<Result<Status, GateError>>,
+    },
+    Shutdown,
+}
+
+/// A finished HTTP request, tagged with what it was for.
+enum Done {
+    Check {
+        generation: Generation,
+        attempt: u32,
+        deadline: Instant,
+        outcome: CheckOutcome,
+    },
+    Refresh {
+        id: RefreshId,
+        deadline: Instant,
+        reply: RefreshReply,
+    },
+}
+
+pub(crate) struct Driver {
+    session: Box<CoreSession>,
+    clock: Clock,
+    transport: Arc<Transport>,
+    requests: JoinSet<Done>,
+    waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
+    first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
+    snapshot: watch::Sender<Snapshot>,
+    events: broadcast::Sender<TimedEvent>,
+}
+
+fn token_string(bytes: &[u8]) -> String {
+    // Tokens are checked to be printable ASCII before they enter the session.
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Driver {
+    pub(crate) fn new(
+        session: Box<CoreSession>,
+        clock: Clock,
+        transport: Transport,
+        snapshot: watch::Sender<Snapshot>,
+        events: broadcast::Sender<TimedEvent>,
+    ) -> Self {
+        Driver {
+            session,
+            clock,
+            transport: Arc::new(transport),
+            requests: JoinSet::new(),
+            waiters: HashMap::new(),
+            first_check: Vec::new(),
+            snapshot,
+            events,
+        }
+    }
+
+    /// Runs until a [`Command::Shutdown`] or until every handle is gone. Dropping the driver
+    /// aborts the requests in flight and closes every pending reply (callers see `Closed`).
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            self.drain(self.clock.now());
+            let wake = self.session.poll_timeout().map(|t| self.clock.to_tokio(t));
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(cmd) => self.command(cmd),
+                },
+                Some(done) = self.requests.join_next(), if !self.requests.is_empty() => match done {
+                    Ok(done) => self.finished(done),
+                    // A request task panicked: the session times the attempt out by itself.
+                    Err(e) => log::error!("accessgate: request task failed: {e}"),
+                },
+                () = sleep_until(wake) => {
+                    let now = self.clock.now();
+                    self.input(now, |s, now| s.handle_timeout(now)).ok();
+                }
+            }
+        }
+        log::debug!("accessgate: driver stopped");
+    }
+
+    /// Gives the session an input; if its event queues are full (cannot happen while the
+    /// driver drains after every input, but R12 says so), drains them and tries once more.
+    fn input<R>(
+        &mut self,
+        now: Instant,
+        mut f: impl FnMut(&mut CoreSession, Instant) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        match f(&mut self.session, now) {
+            Err(SessionError::QueueFull) => {
+                log::warn!("accessgate: session queue full, draining and retrying");
+                self.drain(now);
+                f(&mut self.session, now)
+            }
+            r => r,
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = self.clock.now();
+        match cmd {
+            Command::SignIn {
+                tokens,
+                restore,
+                reply,
+            } => {
+                let access = tokens.access_token.as_bytes();
+                let refresh = tokens.refresh_token.as_bytes();
+                if !usable_token(access) {
+                    let _ = reply.send(Err(GateError::InvalidToken(
+                        "access token empty or not printable ASCII",
+                    )));
+                    return;
+                }
+                if !refresh.is_empty() && !usable_token(refresh) {
+                    let _ = reply.send(Err(GateError::InvalidToken("refresh token not printable ASCII")));
+                    return;
+                }
+                let expires_in = to_core_duration(tokens.expires_in);
+                let r = self.input(now, |s, now| {
+                    if restore {
+                        s.restore(now, access, refresh, expires_in)
+                    } else {
+                        s.sign_in(now, access, refresh, expires_in)
+                    }
+                });
+                match r {
+                    // R3: the reply waits for the immediate check (settled in drain()).
+                    Ok(_) => self.first_check.push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(session_error(e, now)));
+                    }
+                }
+            }
+            Command::Logout { reply } => {
+                self.input(now, |s, now| s.logout(now)).ok();
+                let _ = reply.send(());
+            }
+            Command::Token { reply } => match self.input(now, |s, now| s.request_token(now)) {
+                Ok(TokenReply::Ready(handle)) => {
+                    let token = self.session.access_token(handle).map(token_string);
+                    let _ = reply.send(token.ok_or(TokenError::NotAuthenticated));
+                }
+                // R11: the outcome arrives through poll_waiter (maybe within this input).
+                Ok(TokenReply::Wait(id)) => {
+                    self.waiters.insert(id, reply);
+                }
+                Err(SessionError::WaitersFull) => {
+                    let _ = reply.send(Err(TokenError::WaitersFull));
+                }
+                Err(_) => {
+                    let _ = reply.send(Err(TokenError::NotAuthenticated));
+                }
+            },
+            Command::Recheck { reply } => {
+                let r = self.input(now, |s, now| s.recheck_now(now));
+                let _ = reply.send(r.map_err(|e| session_error(e, now)));
+            }
+            Command::WaitFirstCheck { reply } => self.first_check.push(reply),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn finished(&mut self, done: Done) {
+        let now = self.clock.now();
+        match done {
+            // The session owns the per-attempt timeout (R4) and fires it itself at the same
+            // instant; the task's timeout only stops the I/O. Feeding it as a result would
+            // count a bogus stale result (R10), so let the session's timer decide.
+            Done::Check {
+                outcome:
+                    CheckOutcome::Transient {
+                        class: TransientClass::Timeout,
+                        ..
+                    },
+                deadline,
+                ..
+            }
+            | Done::Refresh {
+                reply: RefreshReply::Transient(TransientClass::Timeout),
+                deadline,
+                ..
+            } if now >= deadline => {
+                self.input(now, |s, now| s.handle_timeout(now)).ok();
+            }
+            Done::Check {
+                generation,
+                attempt,
+                outcome,
+                ..
+            } => {
+                log::debug!(
+                    "accessgate: check gen {} attempt {attempt}: {outcome:?}",
+                    generation.0
+                );
+                self.input(now, |s, now| {
+                    s.handle_check_result(now, generation, attempt, outcome)
+                })
+                .ok();
+            }
+            Done::Refresh { id, reply, .. } => {
+                log::debug!(
+                    "accessgate: refresh {} finished: {}",
+                    id.0,
+                    refresh_summary(&reply)
+                );
+                self.input(now, |s, now| s.handle_refresh_result(now, id, reply.as_outcome()))
+                    .ok();
+            }
+        }
+    }
+
+    /// Drains every output of the session after an input.
+    fn drain(&mut self, now: Instant) {
+        let max_body = self.session.config().gate.max_body;
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Check(req) => {
+                    let Some(token) = self.session.access_token(req.token).map(<[u8]>::to_vec) else {
+                        // Cannot happen (the session only asks for its current token); the
+                        // session's own attempt timer would fail it transiently anyway.
+                        log::error!("accessgate: check for an unknown token handle");
+                        continue;
+                    };
+                    let deadline = req.started + req.timeout;
+                    let at = self.clock.to_tokio(deadline);
+                    let transport = self.transport.clone();
+                    self.requests.spawn(async move {
+                        let outcome = transport.check(&token, at, max_body).await;
+                        Done::Check {
+                            generation: req.generation,
+                            attempt: req.attempt,
+                            deadline,
+                            outcome,
+                        }
+                    });
+                }
+                Action::Refresh(req) => {
+                    let refresh_token = self
+                        .session
+                        .refresh_token()
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default();
+                    let deadline = req.started + req.timeout;
+                    let at = self.clock.to_tokio(deadline);
+                    let transport = self.transport.clone();
+                    self.requests.spawn(async move {
+                        let reply = transport.refresh(&refresh_token, at).await;
+                        Done::Refresh {
+                            id: req.id,
+                            deadline,
+                            reply,
+                        }
+                    });
+                }
+            }
+        }
+        while let Some((id, outcome)) = self.session.poll_waiter() {
+            let result = outcome.map_err(TokenError::from).and_then(|handle| {
+                self.session
+                    .access_token(handle)
+                    .map(token_string)
+                    .ok_or(TokenError::NotAuthenticated)
+            });
+            if let Some(reply) = self.waiters.remove(&id) {
+                let _ = reply.send(result);
+            }
+        }
+        while let Some(event) = self.session.poll_event() {
+            log::debug!("accessgate: {event:?}");
+            // No subscriber is fine.
+            let _ = self.events.send(TimedEvent {
+                event,
+                at: now,
+                origin: Instant::ZERO,
+            });
+        }
+        let status = self.session.status();
+        // R3: callers awaiting the immediate check are settled once no attempt 0 is in
+        // flight (a definitive answer, a transient failure, or the session ended). A refresh
+        // that lands meanwhile starts a new attempt 0, which they then await (R3).
+        let immediate_check_running = status.signed_in && status.attempt_in_flight == Some(0);
+        if !immediate_check_running && !self.first_check.is_empty() {
+            for reply in self.first_check.drain(..) {
+                let _ = reply.send(Ok(status));
+            }
+        }
+        let snap = Snapshot {
+            status,
+            counters: *self.session.counters(),
+            now,
+            expires_at: self.session.expires_at(),
+            refresh_in_flight: self.session.refresh_in_flight(),
+        };
+        self.snapshot.send_if_modified(|old| {
+            let changed = !old.same_state(&snap);
+            if changed {
+                *old = snap;
+            }
+            changed
+        });
+    }
+}
+
+fn refresh_summary(reply: &RefreshReply) -> String {
+    match reply {
+        RefreshReply::Refreshed { expires_in, .. } => format!("refreshed, expires in {expires_in}"),
+        RefreshReply::Rejected => "rejected".to_string(),
+        RefreshReply::Transient(c) => format!("transient ({})", c.name()),
+    }
+}
+
+fn session_error(e: SessionError, now: Instant) -> GateError {
+    match e {
+        SessionError::TokenTooLong => GateError::InvalidToken("longer than the session's token capacity"),
+        SessionError::NotSignedIn => GateError::NotSignedIn,
+        SessionError::RateLimited { retry_at } => GateError::RateLimited {
+            retry_at,
+            retry_in: to_std(retry_at - now),
+        },
+        // The driver drains after every input, so a full queue is a bug: surfaced, not hidden.
+        other => GateError::Session(other),
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,291 @@
+//! [`AccessGate`]: the app-facing async handle.
+
+use std::sync::{Arc, Mutex};
+
+use accessgate::{Access, Counters, Instant, SessionEvent, Status};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::GateClientConfig;
+use crate::driver::{Command, CoreSession, Driver};
+use crate::error::{GateError, TokenError};
+use crate::http::Transport;
+use crate::time::Clock;
+
+/// Capacity of the command channel from handles to the driver task. A full channel makes
+/// callers wait (back-pressure), it never drops a command.
+const COMMAND_CAPACITY: usize = 64;
+/// Events kept for slow [`AccessGate::events`] receivers before they see `Lagged`.
+const EVENT_BUFFER: usize = 256;
+
+/// Tokens to start a session with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// The access token, sent as `Authorization: Bearer <access_token>`. Printable ASCII,
+    /// at most [`accessgate::DEFAULT_TOKEN_CAPACITY`] bytes.
+    pub access_token: String,
+    /// The refresh token, posted to the token endpoint (R11). May be empty if there is none
+    /// (then a refresh fails and the session ends when the access token expires).
+    pub refresh_token: String,
+    /// Remaining lifetime of the access token (`expires_in` of the token answer, or what is
+    /// left of it for a stored session).
+    pub expires_in: std::time::Duration,
+}
+
+impl Tokens {
+    /// Tokens from their parts.
+    pub fn new(
+        access_token: impl Into<String>,
+        refresh_token: impl Into<String>,
+        expires_in: std::time::Duration,
+    ) -> Self {
+        Tokens {
+            access_token: access_token.into(),
+            refresh_token: refresh_token.into(),
+            expires_in,
+        }
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    /// Never prints the tokens themselves.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field(
+                "access_token",
+                &format_args!("<{} bytes>", self.access_token.len()),
+            )
+            .field(
+                "refresh_token",
+                &format_args!("<{} bytes>", self.refresh_token.len()),
+            )
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// What the app renders from, published after every change (R13).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Access, cause, signed-in, reverifying deadline, probing, attempt in flight.
+    pub status: Status,
+    /// Attempts, transient failures by class, stale results, fail-closed events, ... (R13).
+    pub counters: Counters,
+    /// When this snapshot was taken, on the gate's clock ([`AccessGate::now`]).
+    pub now: Instant,
+    /// When the current access token expires, while signed in.
+    pub expires_at: Option<Instant>,
+    /// Whether a token refresh is in flight (never more than one, R11).
+    pub refresh_in_flight: bool,
+}
+
+impl Snapshot {
+    /// Whether two snapshots show the same state (everything but `now`).
+    pub fn same_state(&self, other: &Snapshot) -> bool {
+        self.status == other.status
+            && self.counters == other.counters
+            && self.expires_at == other.expires_at
+            && self.refresh_in_flight == other.refresh_in_flight
+    }
+}
+
+/// A [`SessionEvent`] with the instant the driver observed it, for timelines and JSON lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedEvent {
+    /// What happened.
+    pub event: SessionEvent,
+    /// When, on the gate's clock (microseconds since the gate was spawned).
+    pub at: Instant,
+    /// The gate clock's origin ([`Instant::ZERO`]); pass it to
+    /// [`accessgate::write_event_json`] so times print as milliseconds since spawn.
+    pub origin: Instant,
+}
+
+impl TimedEvent {
+    /// The event as one line of JSON ([`accessgate::write_event_json`]), no newline.
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = accessgate::write_event_json(&mut s, &self.event, self.at, self.origin);
+        s
+    }
+}
+
+/// The app-facing handle: cheap to clone, every clone drives the same session.
+///
+/// One background task owns the [`accessgate::Session`]; the handle talks to it through a
+/// bounded channel and reads its state from a [`watch`] channel, so [`AccessGate::access`]
+/// and [`AccessGate::status`] never wait. The task stops on [`AccessGate::shutdown`] or when
+/// the last handle is dropped.
+#[derive(Clone, Debug)]
+pub struct AccessGate {
+    commands: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Snapshot>,
+    events: broadcast::Sender<TimedEvent>,
+    clock: Clock,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl AccessGate {
+    /// Validates `config`, builds the HTTP client, draws the jitter seed (OS RNG unless
+    /// [`GateClientConfig::seed`] is set) and spawns the driver task on the current Tokio
+    /// runtime. Signed out until [`AccessGate::sign_in`] or [`AccessGate::restore`].
+    pub fn spawn(config: GateClientConfig) -> Result<AccessGate, GateError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| GateError::NoRuntime)?;
+        let seed = match config.seed {
+            Some(seed) => seed,
+            None => getrandom::u64().map_err(GateError::Rng)?,
+        };
+        let session = Box::new(CoreSession::new(config.session, seed)?);
+        let transport = Transport::new(&config)?;
+        let clock = Clock::start();
+        let (snapshot_tx, snapshot) = watch::channel(Snapshot {
+            status: session.status(),
+            counters: *session.counters(),
+            now: clock.now(),
+            expires_at: None,
+            refresh_in_flight: false,
+        });
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let driver = Driver::new(session, clock, transport, snapshot_tx, events.clone());
+        let task = runtime.spawn(driver.run(commands_rx));
+        log::debug!(
+            "accessgate: gate spawned ({} -> {})",
+            config.check_url,
+            config.token_url
+        );
+        Ok(AccessGate {
+            commands,
+            snapshot,
+            events,
+            clock,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Signs in with fresh tokens and waits for the immediate check (R3): returns once it
+    /// answered definitively, failed transiently (access unchanged: `Unknown`, and retries go
+    /// on in the background), or the session ended (401). Signing in while signed in ends
+    /// the old session first.
+    pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
+        self.ask(|reply| Command::SignIn {
+            tokens,
+            restore: false,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GateError::Closed))
+    }
+
+    /// Restores a stored session at start-up; `tokens.expires_in` is what is left of the
+    /// access token's lifetime. Like [`AccessGate::sign_in`]: access is `Unknown` until the
+    /// first check answers. A token within the refresh skew is refreshed at once; an expired
+    /// one is not sent (the first check fails transiently and a refresh runs).
+    pub async fn restore(&self, tokens: Tokens) -> Result<Status, GateError> {
+        self.ask(|reply| Command::SignIn {
+            tokens,
+            restore: true,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GateError::Closed))
+    }
+
+    /// Logs out: access becomes `Unknown`, callers waiting in [`AccessGate::access_token`]
+    /// get [`TokenError::NotAuthenticated`], and nothing in flight counts any more (R10,
+    /// R11). A no-op when signed out.
+    pub async fn logout(&self) -> Result<(), GateError> {
+        self.ask(|reply| Command::Logout { reply })
+            .await
+            .ok_or(GateError::Closed)
+    }
+
+    /// Current access, without waiting.
+    pub fn access(&self) -> Access {
+        self.snapshot.borrow().status.access
+    }
+
+    /// Current status (access, cause, signed-in, reverifying deadline...), without waiting.
+    pub fn status(&self) -> Status {
+        self.snapshot.borrow().status
+    }
+
+    /// Current snapshot: status, counters (R13), token expiry.
+    pub fn snapshot(&self) -> Snapshot {
+        *self.snapshot.borrow()
+    }
+
+    /// A receiver that sees every new snapshot (`changed().await`); for UIs.
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// A receiver of every event from now on (check started/failed, access changed, refresh
+    /// started/failed, ...), timestamped. Slow receivers skip ahead with `Lagged`.
+    pub fn events(&self) -> broadcast::Receiver<TimedEvent> {
+        self.events.subscribe()
+    }
+
+    /// Waits until no immediate check (attempt 0) is in flight, and returns the status: the
+    /// await of R3 for a session start or a token refresh. Returns at once when none is.
+    pub async fn wait_first_check(&self) -> Result<Status, GateError> {
+        self.ask(|reply| Command::WaitFirstCheck { reply })
+            .await
+            .unwrap_or(Err(GateError::Closed))
+    }
+
+    /// A valid access token, for the app's own API calls (R11). Returns at once while the
+    /// token is fresh; otherwise waits for the single refresh in flight, shared by every
+    /// caller (and for the new token's immediate check, so a 401 there yields
+    /// `NotAuthenticated` rather than a dead token).
+    pub async fn access_token(&self) -> Result<String, TokenError> {
+        self.ask(|reply| Command::Token { reply })
+            .await
+            .unwrap_or(Err(TokenError::Closed))
+    }
+
+    /// Asks for a re-check now (a "retry" button). A no-op while a check is in flight;
+    /// refused with [`GateError::RateLimited`] within
+    /// [`accessgate::GateConfig::min_recheck_interval`] of the last attempt; the fail-closed
+    /// deadline does not move (R5).
+    pub async fn recheck(&self) -> Result<(), GateError> {
+        self.ask(|reply| Command::Recheck { reply })
+            .await
+            .unwrap_or(Err(GateError::Closed))
+    }
+
+    /// Stops the driver task and waits for it: requests in flight are aborted, pending calls
+    /// fail with `Closed`. The session is not logged out (its tokens stay with the app).
+    /// Idempotent; other clones see `Closed` afterwards.
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Now, on the gate's clock (microseconds since spawn): compare with
+    /// [`Status::reverifying_until`] and friends.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// The gate clock's origin as a Tokio instant (the moment of [`AccessGate::spawn`]).
+    pub fn origin(&self) -> tokio::time::Instant {
+        self.clock.origin()
+    }
+
+    /// A gate-clock instant as a Tokio instant, e.g. to sleep until
+    /// [`Status::reverifying_until`].
+    pub fn to_tokio_instant(&self, at: Instant) -> tokio::time::Instant {
+        self.clock.to_tokio(at)
+    }
+}

@@ -1,0 +1,77 @@
+//! The one place where tokio's clock meets the core's [`accessgate::Instant`].
+//!
+//! The core counts microseconds since an origin the adapter picks; ours is the
+//! [`tokio::time::Instant`] at which the gate was spawned. Using `tokio::time` (not
+//! `std::time`) lets tests pause and advance time. Only monotonic time is used (R5).
+
+use tokio::time::Instant as TokioInstant;
+
+/// Converts between tokio instants and the core's instants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: TokioInstant,
+}
+
+impl Clock {
+    /// A clock whose origin is now.
+    pub(crate) fn start() -> Self {
+        Clock {
+            origin: TokioInstant::now(),
+        }
+    }
+
+    /// The origin as a tokio instant.
+    pub(crate) fn origin(self) -> TokioInstant {
+        self.origin
+    }
+
+    /// The core's `now`.
+    pub(crate) fn now(self) -> accessgate::Instant {
+        self.to_core(TokioInstant::now())
+    }
+
+    /// A tokio instant as the core's instant (saturating at the origin and at `u64::MAX` µs).
+    pub(crate) fn to_core(self, t: TokioInstant) -> accessgate::Instant {
+        let micros = t.saturating_duration_since(self.origin).as_micros();
+        accessgate::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
+    /// The core's instant as a tokio instant (far future if it does not fit).
+    pub(crate) fn to_tokio(self, t: accessgate::Instant) -> TokioInstant {
+        let d = std::time::Duration::from_micros(t.as_micros());
+        self.origin
+            .checked_add(d)
+            .unwrap_or_else(|| self.origin + std::time::Duration::from_secs(86_400 * 365 * 30))
+    }
+}
+
+/// The core's duration as a std duration.
+pub(crate) fn to_std(d: accessgate::Duration) -> std::time::Duration {
+    std::time::Duration::from_micros(d.as_micros())
+}
+
+/// A std duration as the core's duration (saturating).
+pub(crate) fn to_core_duration(d: std::time::Duration) -> accessgate::Duration {
+    accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn round_trips_and_saturates() {
+        let clock = Clock::start();
+        assert_eq!(clock.now(), accessgate::Instant::ZERO);
+        tokio::time::advance(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(clock.now(), accessgate::Instant::from_millis(1500));
+        let t = accessgate::Instant::from_millis(2500);
+        assert_eq!(clock.to_core(clock.to_tokio(t)), t);
+        // Before the origin saturates to the origin; a huge instant does not panic.
+        assert_eq!(
+            clock.to_core(clock.origin() - std::time::Duration::from_millis(1)),
+            accessgate::Instant::ZERO
+        );
+        let _ = clock.to_tokio(accessgate::Instant::from_micros(u64::MAX));
+    }
+}
