@@ -1,0 +1,926 @@
+//! The reference model of the gate and the invariant checker (I1–I5).
+//!
+//! The model is written from the spec (behaviour.md), not from the gate's code. It tracks
+//! only what a driver can know from its own inputs and the gate's outputs:
+//!
+//! - whether a session is active, and the generation: it counts the bumps itself (session
+//!   start, token refresh, logout, 401; a session start over an active session ends it first);
+//! - the last definitive answer since sign-in (a grant or a denial that was current);
+//! - the fail-closed deadline: the time of the first transient failure since the last
+//!   definitive answer or session start, plus the budget. A transient failure is either a
+//!   current transient result (at the step's `now`) or an attempt the gate started (seen in
+//!   the [`CheckRequest`]s it emitted) that got no current result before `started + timeout`.
+//!   The deadline survives token refreshes and never moves (R5);
+//! - the attempt in flight: the last emitted check, until it is answered, times out, or its
+//!   generation ends.
+//!
+//! From that it predicts the exact access after each step:
+//! signed out → `Unknown`; deadline passed → `Denied`; otherwise the last definitive answer,
+//! or `Unknown` without one. The observed status is compared with the prediction and a
+//! mismatch is attributed to the invariant it breaks.
+
+use crate::invariant::{Invariant, Violation};
+use crate::timefmt::{At, OptAt, Span};
+use accessgate::{
+    Access, Cause, CheckOutcome, CheckRequest, Counters, Duration, Event, Gate, GateConfig, Generation,
+    InputError, Instant, Status, TokenHandle, TransientClass, MAX_EVENTS_PER_INPUT,
+};
+
+/// One input given to the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// [`Gate::start_session`].
+    StartSession {
+        /// The session's token.
+        token: TokenHandle,
+    },
+    /// [`Gate::token_refreshed`].
+    TokenRefreshed {
+        /// The new token.
+        token: TokenHandle,
+    },
+    /// [`Gate::logout`].
+    Logout,
+    /// [`Gate::recheck_now`].
+    RecheckNow,
+    /// [`Gate::handle_check_result`]: the outcome of a check, possibly stale, late, duplicated
+    /// or forged.
+    CheckResult {
+        /// The generation the result is tagged with.
+        generation: Generation,
+        /// The attempt the result is tagged with.
+        attempt: u32,
+        /// The classified outcome.
+        outcome: CheckOutcome,
+    },
+    /// [`Gate::handle_timeout`].
+    Timeout,
+}
+
+/// What an input call returned: the generation for `start_session` / `token_refreshed`,
+/// nothing for the others, or the refusal.
+pub type Reply = Result<Option<Generation>, InputError>;
+
+/// One step of a trace: the input given at `now`, and everything it produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The `now` passed with the input.
+    pub now: Instant,
+    /// The input.
+    pub input: Input,
+    /// What the call returned.
+    pub reply: Reply,
+    /// Events drained with [`Gate::poll_event`] after the input.
+    pub events: Vec<Event>,
+    /// Checks drained with [`Gate::poll_check`] after the input.
+    pub checks: Vec<CheckRequest>,
+}
+
+impl Step {
+    /// A step with no outputs yet and an `Ok(None)` reply.
+    pub fn new(now: Instant, input: Input) -> Self {
+        Step {
+            now,
+            input,
+            reply: Ok(None),
+            events: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// A public snapshot of the gate, taken before and after each step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// [`Gate::status`].
+    pub status: Status,
+    /// [`Gate::poll_timeout`].
+    pub poll_timeout: Option<Instant>,
+    /// [`Gate::check_owed`].
+    pub check_owed: bool,
+    /// [`Gate::counters`].
+    pub counters: Counters,
+}
+
+impl Observed {
+    /// Snapshot of `gate`.
+    pub fn of<const N: usize>(gate: &Gate<N>) -> Self {
+        Observed {
+            status: gate.status(),
+            poll_timeout: gate.poll_timeout(),
+            check_owed: gate.check_owed(),
+            counters: *gate.counters(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    attempt: u32,
+    started: Instant,
+}
+
+/// A transient failure the model saw happen during a step, to check its `CheckFailed` event.
+#[derive(Clone, Copy, Debug)]
+struct Failure {
+    at: Instant,
+    deadline: Instant,
+    failed_closed: bool,
+    retry_after: Option<Duration>,
+}
+
+fn fail<T>(invariant: Invariant, message: String) -> Result<T, Violation> {
+    Err(Violation::new(invariant, message))
+}
+
+/// The reference model plus the invariant checks. Feed it every step of a trace, in order,
+/// starting from a freshly constructed (signed-out) gate:
+///
+/// ```
+/// use accessgate::{Access, Gate, GateConfig, Instant, TokenHandle};
+/// use accessgate_sim::gate::{Checker, Input, Observed, Step};
+///
+/// let mut gate: Gate<3> = Gate::new(GateConfig::DEFAULT, 7).unwrap();
+/// let mut checker = Checker::new(GateConfig::DEFAULT);
+/// let before = Observed::of(&gate);
+/// let now = Instant::from_secs(1);
+/// let mut step = Step::new(now, Input::StartSession { token: TokenHandle(1) });
+/// step.reply = gate.start_session(now, TokenHandle(1)).map(Some);
+/// step.checks.extend(gate.poll_check());
+/// step.events.extend(core::iter::from_fn(|| gate.poll_event()));
+/// checker.observe(&step, &before, &Observed::of(&gate)).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Checker {
+    config: GateConfig,
+    now: Instant,
+    signed_in: bool,
+    generation: Generation,
+    token: TokenHandle,
+    /// Last definitive answer since sign-in.
+    definitive: Option<Access>,
+    /// Fail-closed deadline of the current failure streak.
+    deadline: Option<Instant>,
+    in_flight: Option<Attempt>,
+    next_attempt: u32,
+    last_started: Option<Instant>,
+}
+
+impl Checker {
+    /// A model of a freshly constructed, signed-out gate with `config`.
+    pub fn new(config: GateConfig) -> Self {
+        Checker {
+            config,
+            now: Instant::ZERO,
+            signed_in: false,
+            generation: Generation(0),
+            token: TokenHandle(0),
+            definitive: None,
+            deadline: None,
+            in_flight: None,
+            next_attempt: 0,
+            last_started: None,
+        }
+    }
+
+    /// The access the model allows at `now`: signed out → `Unknown`; fail-closed deadline
+    /// passed without a definitive answer → `Denied`; else the last definitive answer.
+    pub fn expected_access(&self, now: Instant) -> Access {
+        if !self.signed_in {
+            Access::Unknown
+        } else if self.deadline.is_some_and(|d| d <= now) {
+            Access::Denied
+        } else {
+            self.definitive.unwrap_or(Access::Unknown)
+        }
+    }
+
+    /// The model's fail-closed deadline (of the current streak, passed or not).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The model's generation.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Whether the model owes a check: signed in and an attempt in flight or a failure streak
+    /// without a definitive answer.
+    pub fn owed(&self) -> bool {
+        self.signed_in && (self.in_flight.is_some() || self.deadline.is_some())
+    }
+
+    fn bump(&mut self) {
+        self.generation = Generation(self.generation.0.wrapping_add(1));
+    }
+
+    fn end_session(&mut self) {
+        self.bump(); // R10: everything in flight is now stale
+        self.signed_in = false;
+        self.definitive = None;
+        self.deadline = None;
+        self.in_flight = None;
+        self.next_attempt = 0;
+        self.last_started = None;
+    }
+
+    /// A transient failure at `at` (R4, R5): the first one of a streak fixes the deadline.
+    fn transient_failure(
+        &mut self,
+        at: Instant,
+        retry_after: Option<Duration>,
+        failed_closed: bool,
+    ) -> Failure {
+        let deadline = *self.deadline.get_or_insert(at + self.config.budget);
+        Failure {
+            at,
+            deadline,
+            failed_closed,
+            retry_after,
+        }
+    }
+
+    /// Checks one step. `before` and `after` are the snapshots around it; `step` holds the
+    /// input, its reply and every output it produced. Returns the first violation found.
+    pub fn observe(&mut self, step: &Step, before: &Observed, after: &Observed) -> Result<(), Violation> {
+        let cfg = self.config;
+        // The gate keeps time monotonic (an earlier `now` counts as the last one).
+        let now = step.now.max(self.now);
+        let prev = self.now;
+        self.now = now;
+
+        // ---- I5: bounded outputs (R12) ----
+        if step.events.len() > MAX_EVENTS_PER_INPUT {
+            return fail(
+                Invariant::I5,
+                format!(
+                    "{} events from one input (at most {MAX_EVENTS_PER_INPUT}): {:?}",
+                    step.events.len(),
+                    step.events
+                ),
+            );
+        }
+        if step.checks.len() > 1 {
+            return fail(
+                Invariant::I5,
+                format!("{} checks from one input: {:?}", step.checks.len(), step.checks),
+            );
+        }
+        if step.reply == Err(InputError::QueueFull) {
+            return fail(
+                Invariant::I5,
+                "input refused with QueueFull although every event was drained".into(),
+            );
+        }
+        if after.counters.events_lost != before.counters.events_lost {
+            return fail(
+                Invariant::I5,
+                format!("{} events lost", after.counters.events_lost),
+            );
+        }
+
+        // ---- timers due at `now` fire before the input (the gate's prologue) ----
+        let prev_access = self.expected_access(prev);
+        let mut failures: [Option<Failure>; 2] = [None, None];
+        if let Some(a) = self.in_flight {
+            let t = a.started + cfg.attempt_timeout;
+            if t <= now {
+                // R4: the per-attempt timeout is a transient failure at `started + timeout`.
+                // At the same instant the attempt timer fires before the deadline timer.
+                self.in_flight = None;
+                let closed = self.deadline.is_some_and(|d| d < t);
+                failures[0] = Some(self.transient_failure(t, None, closed));
+            }
+        }
+        let deadline_crossed = self.deadline.is_some_and(|d| prev < d && d <= now);
+        // R13: the cause the status must show after this step, where the model knows it.
+        let mut expected_cause =
+            (deadline_crossed && prev_access != Access::Denied).then_some(Cause::FailedClosed);
+        let mut logouts = 0u32;
+        let (mut grants, mut denials, mut recoveries, mut unauthorized) = (0u32, 0u32, 0u32, 0u32);
+
+        // ---- the input ----
+        let mut stale: Option<(Generation, u32)> = None;
+        let mut starts: Option<TokenHandle> = None; // attempt 0 of a new generation expected
+        let mut sessions_ended = 0usize;
+        let expected_reply: Option<Reply> = match step.input {
+            Input::StartSession { token } => {
+                if self.signed_in {
+                    self.end_session();
+                    sessions_ended += 1;
+                    logouts += 1;
+                    expected_cause = Some(Cause::LoggedOut);
+                }
+                self.bump();
+                self.signed_in = true;
+                self.token = token;
+                starts = Some(token);
+                Some(Ok(Some(self.generation)))
+            }
+            Input::TokenRefreshed { token } => {
+                if self.signed_in {
+                    // R10: the old loop ends; R5: the deadline stays.
+                    self.bump();
+                    self.token = token;
+                    self.in_flight = None;
+                    self.next_attempt = 0;
+                    starts = Some(token);
+                    Some(Ok(Some(self.generation)))
+                } else {
+                    Some(Err(InputError::NotSignedIn))
+                }
+            }
+            Input::Logout => {
+                if self.signed_in {
+                    self.end_session();
+                    sessions_ended += 1;
+                    logouts += 1;
+                    expected_cause = Some(Cause::LoggedOut);
+                }
+                Some(Ok(None))
+            }
+            Input::RecheckNow => None, // judged below, once the emitted check is known
+            Input::Timeout => Some(Ok(None)),
+            Input::CheckResult {
+                generation,
+                attempt,
+                outcome,
+            } => {
+                let current = self.signed_in
+                    && generation == self.generation
+                    && self.in_flight.is_some_and(|a| a.attempt == attempt);
+                if !current {
+                    stale = Some((generation, attempt));
+                } else {
+                    self.in_flight = None;
+                    match outcome {
+                        CheckOutcome::Granted | CheckOutcome::Denied => {
+                            let access = self.expected_access(now);
+                            let failed_closed = self.deadline.is_some_and(|d| d <= now);
+                            if outcome == CheckOutcome::Granted {
+                                grants += 1;
+                                if access != Access::Granted {
+                                    // R7: a grant after failing closed is a recovery.
+                                    recoveries += u32::from(failed_closed);
+                                    expected_cause = Some(if failed_closed {
+                                        Cause::Recovered
+                                    } else {
+                                        Cause::ServerGranted
+                                    });
+                                }
+                            } else {
+                                denials += 1;
+                                expected_cause = Some(Cause::ServerDenied);
+                            }
+                            // R1/R2: definitive; the streak and its deadline end.
+                            self.definitive = Some(if outcome == CheckOutcome::Granted {
+                                Access::Granted
+                            } else {
+                                Access::Denied
+                            });
+                            self.deadline = None;
+                        }
+                        CheckOutcome::Unauthorized => {
+                            self.end_session(); // R8
+                            sessions_ended += 1;
+                            unauthorized += 1;
+                            expected_cause = Some(Cause::Unauthorized);
+                        }
+                        CheckOutcome::Transient { retry_after, .. } => {
+                            let closed = self.deadline.is_some_and(|d| d <= now);
+                            failures[1] = Some(self.transient_failure(now, retry_after, closed));
+                        }
+                    }
+                }
+                Some(Ok(None))
+            }
+        };
+
+        // ---- I4: stale results change nothing (R10) ----
+        let stale_delta = after
+            .counters
+            .stale_dropped
+            .wrapping_sub(before.counters.stale_dropped);
+        let stale_events = step
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::StaleResult { .. }))
+            .count();
+        if let Some((g, a)) = stale {
+            let dropped = Event::StaleResult {
+                generation: g,
+                attempt: a,
+            };
+            if stale_delta != 1 || stale_events != 1 || step.events.last() != Some(&dropped) {
+                return fail(
+                    Invariant::I4,
+                    format!(
+                        "stale result (gen {}, attempt {a}) was not just dropped and counted: model gen {}, in \
+                         flight {:?}; stale counter +{stale_delta}, events {:?}",
+                        g.0,
+                        self.generation.0,
+                        self.in_flight.map(|f| f.attempt),
+                        step.events
+                    ),
+                );
+            }
+            let quiet =
+                before.poll_timeout.is_none_or(|t| t > now) && failures[0].is_none() && !deadline_crossed;
+            if quiet {
+                let mut counters = after.counters;
+                counters.stale_dropped = before.counters.stale_dropped;
+                if after.status != before.status
+                    || step.events.len() != 1
+                    || !step.checks.is_empty()
+                    || after.poll_timeout != before.poll_timeout
+                    || counters != before.counters
+                {
+                    return fail(
+                        Invariant::I4,
+                        format!(
+                            "stale result (gen {}, attempt {a}) changed something with no timer due: status \
+                             {:?} -> {:?}, poll_timeout {} -> {}, events {:?}, checks {:?}",
+                            g.0,
+                            before.status,
+                            after.status,
+                            OptAt(before.poll_timeout),
+                            OptAt(after.poll_timeout),
+                            step.events,
+                            step.checks
+                        ),
+                    );
+                }
+            }
+        } else if stale_delta != 0 || stale_events != 0 {
+            return fail(
+                Invariant::Model,
+                format!(
+                    "input {:?} was dropped as stale, but the model holds it current (gen {}, in flight {:?})",
+                    step.input,
+                    self.generation.0,
+                    self.in_flight.map(|f| f.attempt)
+                ),
+            );
+        }
+
+        // ---- the emitted check (R3 immediate check, R6/R7 retries, re-checks) ----
+        let check = step.checks.first().copied();
+        if let Some(c) = check {
+            if !step.events.contains(&Event::CheckStarted {
+                generation: c.generation,
+                attempt: c.attempt,
+            }) {
+                return fail(
+                    Invariant::Model,
+                    format!("check {c:?} has no CheckStarted event: {:?}", step.events),
+                );
+            }
+        }
+        if let Some(token) = starts {
+            let want = CheckRequest {
+                generation: self.generation,
+                attempt: 0,
+                token,
+                timeout: cfg.attempt_timeout,
+                started: now,
+            };
+            if check != Some(want) {
+                return fail(
+                    Invariant::Model,
+                    format!(
+                        "{:?} must start attempt 0 at once (R3): want {want:?}, got {check:?}",
+                        step.input
+                    ),
+                );
+            }
+            self.started(now, 0);
+        } else if let Some(c) = check {
+            let is_recheck = step.input == Input::RecheckNow;
+            if !self.signed_in {
+                return fail(Invariant::Model, format!("check {c:?} started while signed out"));
+            }
+            if let Some(a) = self.in_flight {
+                return fail(
+                    Invariant::Model,
+                    format!(
+                        "check {c:?} started while attempt {} is still in flight",
+                        a.attempt
+                    ),
+                );
+            }
+            if !is_recheck && self.deadline.is_none() {
+                return fail(
+                    Invariant::Model,
+                    format!(
+                        "retry {c:?} started without a transient failure since the last definitive answer"
+                    ),
+                );
+            }
+            let want = CheckRequest {
+                generation: self.generation,
+                attempt: self.next_attempt,
+                token: self.token,
+                timeout: cfg.attempt_timeout,
+                started: now,
+            };
+            if c != want {
+                return fail(
+                    Invariant::Model,
+                    format!("check started with wrong tags: want {want:?}, got {c:?}"),
+                );
+            }
+            if is_recheck && step.reply != Ok(None) {
+                return fail(
+                    Invariant::Model,
+                    format!("recheck started {c:?} but replied {:?}", step.reply),
+                );
+            }
+            self.started(now, c.attempt);
+        } else if step.input == Input::RecheckNow {
+            let want: Reply = if !self.signed_in {
+                Err(InputError::NotSignedIn)
+            } else if self.in_flight.is_some() {
+                Ok(None)
+            } else {
+                match self.last_started.map(|t| t + cfg.min_recheck_interval) {
+                    Some(retry_at) if now < retry_at => Err(InputError::RateLimited { retry_at }),
+                    _ => {
+                        return fail(
+                            Invariant::Model,
+                            format!(
+                                "recheck allowed at {} but no check started (reply {:?})",
+                                At(now),
+                                step.reply
+                            ),
+                        )
+                    }
+                }
+            };
+            if step.reply != want {
+                return fail(
+                    Invariant::Model,
+                    format!("recheck replied {:?}, model wants {want:?}", step.reply),
+                );
+            }
+        }
+        if let Some(want) = expected_reply {
+            if step.reply != want {
+                return fail(
+                    Invariant::Model,
+                    format!("{:?} replied {:?}, model wants {want:?}", step.input, step.reply),
+                );
+            }
+        }
+
+        // ---- I1 / I3 / I2: access against the model ----
+        let expected = self.expected_access(now);
+        let got = after.status.access;
+        if got == Access::Granted && expected != Access::Granted {
+            let why = if !self.signed_in {
+                "no session (a grant never survives a logout)".to_string()
+            } else if let Some(d) = self.deadline.filter(|&d| d <= now) {
+                format!(
+                    "the fail-closed deadline {} has passed without a definitive answer",
+                    At(d)
+                )
+            } else {
+                format!(
+                    "the last definitive answer since sign-in is {:?}",
+                    self.definitive
+                )
+            };
+            return fail(Invariant::I1, format!("Granted at {}, but {why}", At(now)));
+        }
+        if let Some(d) = self.deadline.filter(|&d| self.signed_in && d <= now) {
+            if got != Access::Denied {
+                return fail(
+                    Invariant::I3,
+                    format!(
+                        "access {got:?} at {}, but the deadline {} passed without a definitive answer",
+                        At(now),
+                        At(d)
+                    ),
+                );
+            }
+        }
+        if got != expected {
+            let failure = failures.iter().flatten().next();
+            if let Some(f) = failure.filter(|_| self.deadline.is_some_and(|d| d > now)) {
+                return fail(
+                    Invariant::I2,
+                    format!(
+                        "transient failure at {} changed access {:?} -> {got:?} before its deadline {}",
+                        At(f.at),
+                        before.status.access,
+                        At(f.deadline)
+                    ),
+                );
+            }
+            if let Some(d) = self.deadline.filter(|&d| d > now) {
+                return fail(
+                    Invariant::I2,
+                    format!(
+                        "access {:?} -> {got:?} at {} during a failure streak, before its deadline {} (model: {expected:?})",
+                        before.status.access,
+                        At(now),
+                        At(d)
+                    ),
+                );
+            }
+            return fail(
+                Invariant::Model,
+                format!(
+                    "access {got:?}, model wants {expected:?} (last definitive {:?})",
+                    self.definitive
+                ),
+            );
+        }
+
+        // ---- the rest of the status ----
+        let s = &after.status;
+        if s.signed_in != self.signed_in || s.generation != self.generation {
+            return fail(
+                Invariant::Model,
+                format!(
+                    "signed_in {} gen {}, model wants signed_in {} gen {}",
+                    s.signed_in, s.generation.0, self.signed_in, self.generation.0
+                ),
+            );
+        }
+        let pending = self.deadline.filter(|&d| self.signed_in && d > now);
+        if s.reverifying_until != pending {
+            return fail(
+                Invariant::I3,
+                format!(
+                    "reported deadline {}, model deadline {} (fixed by the first transient failure, never moves)",
+                    OptAt(s.reverifying_until),
+                    OptAt(pending)
+                ),
+            );
+        }
+        let probing = self.signed_in && self.deadline.is_some_and(|d| d <= now);
+        if s.probing != probing || s.attempt_in_flight != self.in_flight.map(|a| a.attempt) {
+            return fail(
+                Invariant::Model,
+                format!(
+                    "probing {} in flight {:?}, model wants probing {probing} in flight {:?}",
+                    s.probing,
+                    s.attempt_in_flight,
+                    self.in_flight.map(|a| a.attempt)
+                ),
+            );
+        }
+
+        // ---- events: cause chain (R13), session ends, failures and their slots (R5, R6) ----
+        let mut access = before.status.access;
+        let mut last_cause = None;
+        let mut ended = 0usize;
+        let mut failed = Vec::with_capacity(2);
+        for e in &step.events {
+            match *e {
+                Event::AccessChanged { from, to, cause } => {
+                    let fits = match to {
+                        Access::Granted => matches!(cause, Cause::ServerGranted | Cause::Recovered),
+                        Access::Denied => matches!(cause, Cause::ServerDenied | Cause::FailedClosed),
+                        Access::Unknown => matches!(cause, Cause::LoggedOut | Cause::Unauthorized),
+                    };
+                    if from != access || !fits {
+                        return fail(
+                            Invariant::Model,
+                            format!(
+                                "AccessChanged {from:?} -> {to:?} ({cause:?}) while access was {access:?}"
+                            ),
+                        );
+                    }
+                    access = to;
+                    last_cause = Some(cause);
+                }
+                Event::SessionEnded { .. } => ended += 1,
+                Event::CheckFailed {
+                    next_attempt,
+                    deadline,
+                    ..
+                } => failed.push((next_attempt, deadline)),
+                _ => {}
+            }
+        }
+        if access != got || last_cause.is_some_and(|c| s.cause != Some(c)) {
+            return fail(
+                Invariant::Model,
+                format!(
+                    "events {:?} do not lead to the status {got:?} ({:?}) from {:?}",
+                    step.events, s.cause, before.status.access
+                ),
+            );
+        }
+        if ended != sessions_ended {
+            return fail(
+                Invariant::Model,
+                format!("{ended} SessionEnded events, model ended {sessions_ended} sessions"),
+            );
+        }
+        let expected_failures: Vec<Failure> = failures.iter().flatten().copied().collect();
+        if failed.len() != expected_failures.len() {
+            return fail(
+                Invariant::Model,
+                format!(
+                    "{} CheckFailed events, model saw {} transient failures",
+                    failed.len(),
+                    expected_failures.len()
+                ),
+            );
+        }
+        for (&(next, deadline), f) in failed.iter().zip(&expected_failures) {
+            let want_deadline = (!f.failed_closed).then_some(f.deadline);
+            if deadline != want_deadline {
+                return fail(
+                    Invariant::I3,
+                    format!(
+                        "failure at {} reports deadline {}, model deadline {} (never moves)",
+                        At(f.at),
+                        OptAt(deadline),
+                        OptAt(want_deadline)
+                    ),
+                );
+            }
+            let slot = f
+                .retry_after
+                .map(|ra| f.at + ra.max(Duration::from_secs(1)).min(cfg.probe.cap));
+            match next {
+                Some(t) if t < f.at => {
+                    return fail(
+                        Invariant::Model,
+                        format!("next attempt {} before the failure {}", At(t), At(f.at)),
+                    )
+                }
+                // R6: without a server slot, a retry before the deadline must be able to finish
+                // before it.
+                Some(t) if !f.failed_closed && slot.is_none() && t + cfg.attempt_timeout > f.deadline => {
+                    return fail(
+                        Invariant::Model,
+                        format!(
+                            "R6: retry at {} cannot finish (timeout {}) before the deadline {}",
+                            At(t),
+                            Span(cfg.attempt_timeout),
+                            At(f.deadline)
+                        ),
+                    )
+                }
+                // R6/R7: a Retry-After slot replaces the jittered delay.
+                Some(t) if slot.is_some_and(|s| s != t) => {
+                    return fail(
+                        Invariant::Model,
+                        format!("Retry-After slot {} ignored: next attempt {}", OptAt(slot), At(t)),
+                    )
+                }
+                // R7: after failing closed, probing never stops.
+                None if f.failed_closed => {
+                    return fail(
+                        Invariant::I5,
+                        format!("no probe planned after the failure at {} (R7)", At(f.at)),
+                    )
+                }
+                _ => {}
+            }
+        }
+
+        if let Some(c) = expected_cause {
+            if s.cause != Some(c) {
+                return fail(
+                    Invariant::Model,
+                    format!(
+                        "cause {:?} after {:?}, model wants {c:?} (R13)",
+                        s.cause, step.input
+                    ),
+                );
+            }
+        }
+
+        // ---- counters (R13) ----
+        let (b, a) = (&before.counters, &after.counters);
+        let d = |x: u32, y: u32| y.wrapping_sub(x);
+        let started = step
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::CheckStarted { .. }))
+            .count() as u32;
+        let mut by_class = [0u32; TransientClass::COUNT];
+        for e in &step.events {
+            if let Event::CheckFailed { class, .. } = e {
+                by_class[class.index()] += 1;
+            }
+        }
+        let class_delta: [u32; TransientClass::COUNT] =
+            core::array::from_fn(|i| d(b.transient[i], a.transient[i]));
+        let want = [
+            ("attempts", d(b.attempts, a.attempts), started),
+            ("grants", d(b.grants, a.grants), grants),
+            ("denials", d(b.denials, a.denials), denials),
+            (
+                "failed_closed",
+                d(b.failed_closed, a.failed_closed),
+                u32::from(deadline_crossed),
+            ),
+            ("recoveries", d(b.recoveries, a.recoveries), recoveries),
+            ("logouts", d(b.logouts, a.logouts), logouts),
+            (
+                "unauthorized_logouts",
+                d(b.unauthorized_logouts, a.unauthorized_logouts),
+                unauthorized,
+            ),
+        ];
+        for (name, got, want) in want {
+            if got != want {
+                return fail(
+                    Invariant::Model,
+                    format!("counter {name} grew by {got}, model wants {want} (R13)"),
+                );
+            }
+        }
+        if class_delta != by_class {
+            return fail(
+                Invariant::Model,
+                format!(
+                    "transient counters grew by {class_delta:?}, CheckFailed events say {by_class:?} (R13)"
+                ),
+            );
+        }
+
+        // ---- I5: no stall ----
+        let owed = self.owed();
+        if owed && !after.check_owed {
+            return fail(
+                Invariant::I5,
+                "check_owed() is false while the model owes a definitive answer".into(),
+            );
+        }
+        if !owed && after.check_owed {
+            return fail(
+                Invariant::Model,
+                "check_owed() is true but the model owes nothing".into(),
+            );
+        }
+        if owed {
+            let Some(wake) = after.poll_timeout else {
+                return fail(
+                    Invariant::I5,
+                    "a check is owed but poll_timeout() is None: the gate stalls".into(),
+                );
+            };
+            let horizon = cfg.budget.max(cfg.probe.cap).max(cfg.attempt_timeout);
+            if wake > now + horizon {
+                return fail(
+                    Invariant::I5,
+                    format!(
+                        "next wake-up {} is more than {} after {}",
+                        At(wake),
+                        Span(horizon),
+                        At(now)
+                    ),
+                );
+            }
+            if let Some(a) = self.in_flight {
+                if wake > a.started + cfg.attempt_timeout {
+                    return fail(
+                        Invariant::I5,
+                        format!(
+                            "attempt {} times out at {} but poll_timeout is {}",
+                            a.attempt,
+                            At(a.started + cfg.attempt_timeout),
+                            At(wake)
+                        ),
+                    );
+                }
+            }
+            if let Some(d) = pending {
+                if wake > d {
+                    return fail(
+                        Invariant::I3,
+                        format!("poll_timeout {} is after the deadline {}: a driver sleeping until it misses the deadline", At(wake), At(d)),
+                    );
+                }
+            }
+        }
+        if step.input == Input::Timeout && after.poll_timeout.is_some_and(|t| t <= now) {
+            return fail(
+                Invariant::I5,
+                format!(
+                    "after handle_timeout({}) poll_timeout is {}: a driver would spin",
+                    At(now),
+                    OptAt(after.poll_timeout)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn started(&mut self, now: Instant, attempt: u32) {
+        self.in_flight = Some(Attempt {
+            attempt,
+            started: now,
+        });
+        self.next_attempt = attempt.saturating_add(1);
+        self.last_started = Some(now);
+    }
+}

@@ -1,0 +1,80 @@
+//! What a checker reports when the machine under test did something it must not.
+
+use core::fmt;
+
+/// The property a [`Violation`] breaks.
+///
+/// I1–I5 are the gate's invariants (issue "proven by a deterministic simulator"); the session
+/// layer will add I6–I9 here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invariant {
+    /// Access is `Granted` only while the last definitive answer since sign-in was a grant and
+    /// no fail-closed deadline has passed since it; a grant never survives a logout (R1, R5, R8).
+    I1,
+    /// A transient failure never changes access before its deadline (R3, R4).
+    I2,
+    /// Without a definitive answer, access is `Denied` by the deadline, to the tick; the
+    /// deadline is fixed by the first transient failure and never moves (R5).
+    I3,
+    /// Nothing tagged with an older generation, or with an attempt that is not the one in
+    /// flight, changes anything: it is only counted and reported as stale (R10).
+    I4,
+    /// Each input yields a bounded number of outputs, and the machine never stalls: while a
+    /// check is owed, a wake-up is scheduled (R12, R3).
+    I5,
+    /// Any other disagreement between the machine's outputs and the reference model: replies,
+    /// generation and attempt tags, the cause chain of access changes (R13), retry slots (R6).
+    Model,
+    /// The machine (or the checker) panicked (R12: nothing panics).
+    Panic,
+}
+
+impl Invariant {
+    /// A one-line statement of the property.
+    pub const fn statement(self) -> &'static str {
+        match self {
+            Invariant::I1 => {
+                "Granted only while the last definitive answer was a grant and no deadline passed since"
+            }
+            Invariant::I2 => "a transient failure never changes access before its deadline",
+            Invariant::I3 => "with no definitive answer, access is Denied by the deadline (to the tick)",
+            Invariant::I4 => "nothing stale (older generation / not the attempt in flight) changes anything",
+            Invariant::I5 => "bounded outputs per input, and no stall while a check is owed",
+            Invariant::Model => "outputs agree with the reference model",
+            Invariant::Panic => "nothing panics",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?} ({})", self.statement())
+    }
+}
+
+/// A broken invariant, with a message saying what was observed and what the model expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which property.
+    pub invariant: Invariant,
+    /// What happened, in words.
+    pub message: String,
+}
+
+impl Violation {
+    /// A violation of `invariant`.
+    pub fn new(invariant: Invariant, message: impl Into<String>) -> Self {
+        Violation {
+            invariant,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.message)
+    }
+}
+
+impl std::error::Error for Violation {}
