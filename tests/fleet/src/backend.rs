@@ -64,9 +64,9 @@ impl Backend {
         }
     }
 
-    /// A request from a device arrives at `now`. `reservation` is the device's slot (second
-    /// + 1, 0 for none); a reservation is honoured in its second or the next one, since
-    /// response latency can push the holder's arrival just past the boundary.
+    /// A request from a device arrives at `now`. `reservation` is the device's slot (its
+    /// second plus one, 0 for none); a reservation is honoured in its second or the next
+    /// one, since response latency can push the holder's arrival just past the boundary.
     pub(crate) fn request(&mut self, now: u64, entitled: bool, reservation: &mut u32) -> Reply {
         let sec = (now / SEC) as usize;
         self.grow(sec);
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn retry_after_hands_out_future_slots_in_order() {
         let mut b = backend(2, true);
-        let mut res = vec![0u32; 8];
+        let mut res = [0u32; 8];
         let ras: Vec<Option<u32>> = res
             .iter_mut()
             .map(|r| match b.request(500_000, true, r) {

@@ -154,6 +154,7 @@ fn run_one(sc: &Scenario, seed: u64, kind: PolicyKind, tick: sim::Tick<'_>) -> (
         PolicyKind::Aws => simulate(sc, seed, kind, Aws::new, tick),
         PolicyKind::Grpc => simulate(sc, seed, kind, Grpc::new, tick),
         PolicyKind::LaunchDarkly => simulate(sc, seed, kind, LaunchDarkly::new, tick),
+        PolicyKind::Ours16 => simulate(sc, seed, kind, |s| Ours::<16>::new(sc.gate, s), tick),
     }
 }
 

@@ -42,7 +42,7 @@ impl PlotOptions {
     }
 }
 
-const COLORS: [RGBColor; 7] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(0xd6, 0x27, 0x28), // ours: red, drawn last (on top)
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0x17, 0xbe, 0xcf),
@@ -50,6 +50,7 @@ const COLORS: [RGBColor; 7] = [
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x94, 0x67, 0xbd),
     RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2), // ours, N = 16
 ];
 
 /// Renders the report's series as an SVG document.

@@ -92,10 +92,15 @@ pub enum PolicyKind {
     /// serves the last known value.
     #[cfg_attr(feature = "cli", value(name = "launchdarkly"))]
     LaunchDarkly,
+    /// Ours with a retry capacity of 16 instead of 8 (`Gate<16>`), same config. Not in
+    /// [`PolicyKind::ALL`]: a what-if showing how much of our loss comes from the retry
+    /// schedule running out before the deadline.
+    #[cfg_attr(feature = "cli", value(name = "ours16"))]
+    Ours16,
 }
 
 impl PolicyKind {
-    /// Every policy, ours first.
+    /// Every policy of the brief, ours first ([`PolicyKind::Ours16`] is extra).
     pub const ALL: [PolicyKind; 7] = [
         PolicyKind::Ours,
         PolicyKind::PrFinal,
@@ -116,6 +121,7 @@ impl PolicyKind {
             PolicyKind::Aws => "AWS standard",
             PolicyKind::Grpc => "gRPC backoff",
             PolicyKind::LaunchDarkly => "LaunchDarkly",
+            PolicyKind::Ours16 => "ours, N = 16",
         }
     }
 

@@ -72,6 +72,8 @@ struct Dev {
     entitled: bool,
     signed_in: bool,
     ever_denied: bool,
+    denied_first_interval: bool,
+    denied_backend_up: bool,
     affected: bool,
 }
 
@@ -162,6 +164,8 @@ impl<P: Policy> Sim<'_, P> {
                 entitled: f.entitled,
                 signed_in: false,
                 ever_denied: false,
+                denied_first_interval: false,
+                denied_backend_up: false,
                 affected: false,
             };
             if warm {
@@ -222,7 +226,7 @@ impl<P: Policy> Sim<'_, P> {
                 self.queue.push(next, d);
             }
             events += 1;
-            if events % PROGRESS_EVERY == 0 {
+            if events.is_multiple_of(PROGRESS_EVERY) {
                 tick(t, self.horizon);
             }
         }
@@ -354,6 +358,8 @@ impl<P: Policy> Sim<'_, P> {
         }
         if a == Access::Denied {
             dev.ever_denied = true;
+            dev.denied_first_interval |= t < self.interval;
+            dev.denied_backend_up |= self.outage.is_none_or(|(_, e)| t >= e);
         }
         if a != Access::Granted && self.outage.is_some_and(|(s, _)| t >= s) {
             dev.affected = true;
@@ -385,6 +391,7 @@ impl<P: Policy> Sim<'_, P> {
         let (mut out_n, mut out_sum, mut out_max) = (0u32, 0u64, 0u32);
         let (mut bypass, mut unverified) = (0u64, 0u64);
         let (mut ever_denied, mut affected, mut granted_at_end) = (0u32, 0u32, 0u32);
+        let (mut denied_first_interval, mut denied_backend_up) = (0u32, 0u32);
         let mut recovery: Vec<u64> = Vec::new();
         for dev in &mut self.devs {
             Self::close_unverified(dev, horizon, outage);
@@ -403,6 +410,8 @@ impl<P: Policy> Sim<'_, P> {
             to_grant_sum += u64::from(dev.requests_to_grant);
             to_grant_max = to_grant_max.max(dev.requests_to_grant);
             ever_denied += u32::from(dev.ever_denied);
+            denied_first_interval += u32::from(dev.denied_first_interval);
+            denied_backend_up += u32::from(dev.denied_backend_up);
             granted_at_end += u32::from(dev.access == Access::Granted);
             if dev.affected {
                 affected += 1;
@@ -455,6 +464,8 @@ impl<P: Policy> Sim<'_, P> {
             granted_99: us(self.granted_99),
             granted_100: us(self.granted_100),
             ever_denied,
+            denied_first_interval,
+            denied_backend_up,
             denied_at_outage_end: self.denied_at_outage_end.unwrap_or(0),
             affected,
             unrecovered,

@@ -1,0 +1,256 @@
+//! Scenario tests of the fleet simulator: small fleets (2,000 devices) so they run fast in
+//! debug builds. Assertions are on report figures with tolerances, not exact values.
+
+use std::time::Duration;
+
+use accessgate_fleet::{run, run_with, PolicyKind, Report, RunOptions, Scenario};
+
+const N: u32 = 2_000;
+/// Capacity scaled with the fleet so N/C stays at the default scenario's 50 s.
+const C: u32 = 40;
+const BUDGET: Duration = Duration::from_secs(120);
+
+fn outage(d: Duration) -> Scenario {
+    Scenario::outage(N, C, d)
+}
+
+#[track_caller]
+fn row(report: &Report, p: PolicyKind) -> &accessgate_fleet::Row {
+    report.row(p).expect("policy ran")
+}
+
+#[test]
+fn same_seed_gives_the_same_report_whatever_the_thread_count() {
+    let sc = outage(Duration::from_secs(300));
+    let policies = PolicyKind::ALL;
+    let a = run_with(
+        &sc,
+        &policies,
+        42,
+        RunOptions {
+            threads: 1,
+            progress: None,
+        },
+    );
+    let b = run_with(
+        &sc,
+        &policies,
+        42,
+        RunOptions {
+            threads: 2,
+            progress: None,
+        },
+    );
+    assert_eq!(a.rows, b.rows);
+    assert_eq!(a.series, b.series);
+    let c = run(&sc, &[PolicyKind::Ours], 43);
+    assert_ne!(
+        a.series[0], c.series[0],
+        "another seed draws other phases and jitter"
+    );
+}
+
+#[test]
+fn ours_fails_closed_in_an_outage_longer_than_the_budget_then_recovers() {
+    let d = Duration::from_secs(600);
+    let r = run(&outage(d), &[PolicyKind::Ours], 1);
+    let ours = row(&r, PolicyKind::Ours);
+    // Devices whose check failed more than the budget before the end are denied (R5):
+    // about (600 s - 120 s) / 3600 s of the fleet.
+    let expected = f64::from(N) * (600.0 - 120.0) / 3600.0;
+    let denied = f64::from(ours.denied_at_outage_end);
+    assert!(
+        (denied - expected).abs() < expected * 0.25,
+        "denied at end {denied}, expected ~{expected}"
+    );
+    // Nobody kept access longer than the budget without an answer.
+    assert!(
+        ours.bypass_max <= BUDGET + Duration::from_secs(1),
+        "{:?}",
+        ours.bypass_max
+    );
+    assert!(
+        ours.unverified_max <= BUDGET + Duration::from_secs(1),
+        "{:?}",
+        ours.unverified_max
+    );
+    // Everyone is back: probes (30 s growing to 10 min, full jitter) find the backend (R7).
+    assert_eq!(ours.unrecovered, 0);
+    assert_eq!(ours.granted_at_end, ours.entitled);
+    let max = ours.recovery_max.expect("all recovered");
+    assert!(max <= Duration::from_secs(11 * 60), "recovery max {max:?}");
+    // The probes stay far below capacity after the outage (full jitter spreads them).
+    assert!(
+        ours.peak_offered_after_outage < C,
+        "{}",
+        ours.peak_offered_after_outage
+    );
+}
+
+#[test]
+fn ours_with_retries_covering_the_budget_never_denies_a_short_outage() {
+    // Strict for N = 16, which spreads its retries over the whole budget; see the ignored
+    // test below for the default N = 8.
+    for seed in 1..=3 {
+        let r = run(&outage(Duration::from_secs(30)), &[PolicyKind::Ours16], seed);
+        let ours = row(&r, PolicyKind::Ours16);
+        assert_eq!(ours.ever_denied, 0, "seed {seed}");
+        assert!(
+            ours.outage_requesters > 0,
+            "some devices must have hit the outage"
+        );
+    }
+}
+
+#[test]
+fn ours_rarely_denies_a_short_outage_with_the_default_schedule() {
+    // With N = 8 full-jitter retries (mean total 55 s), about 0.3 % of the devices whose
+    // check fails during a 30 s outage use up their schedule before it ends and then wait
+    // silently for the deadline (RESULTS.md, "where ours loses"). Bound it loosely here;
+    // the strict version is the ignored test below.
+    let mut denied = 0;
+    let mut hit = 0;
+    for seed in 1..=3 {
+        let r = run(&outage(Duration::from_secs(30)), &[PolicyKind::Ours], seed);
+        let ours = row(&r, PolicyKind::Ours);
+        denied += ours.ever_denied;
+        hit += ours.outage_requesters;
+        assert_eq!(
+            ours.denied_at_outage_end, 0,
+            "nobody can reach a 120 s deadline in a 30 s outage"
+        );
+        assert_eq!(ours.unrecovered, 0);
+    }
+    assert!(hit > 0);
+    assert!(
+        f64::from(denied) <= 0.02 * f64::from(hit),
+        "{denied} of {hit} denied"
+    );
+}
+
+#[test]
+#[ignore = "fails with the core's default N = 8 retry schedule: it can run out before the deadline (RESULTS.md)"]
+fn ours_never_wrongly_denies_when_the_outage_is_shorter_than_the_budget() {
+    let r = run(
+        &Scenario::outage(100_000, 2_000, Duration::from_secs(30)),
+        &[PolicyKind::Ours],
+        1,
+    );
+    assert_eq!(row(&r, PolicyKind::Ours).ever_denied, 0);
+}
+
+#[test]
+fn shipped_fix_keeps_access_through_the_whole_outage() {
+    let d = Duration::from_secs(300);
+    let r = run(&outage(d), &[PolicyKind::ShippedFix, PolicyKind::Ours], 5);
+    let fix = row(&r, PolicyKind::ShippedFix);
+    assert_eq!(fix.ever_denied, 0, "the shipped fix never fails closed");
+    // The first device to refresh after the outage starts keeps access to its very end.
+    assert!(fix.bypass_max <= d, "{:?}", fix.bypass_max);
+    assert!(
+        fix.bypass_max >= d - Duration::from_secs(30),
+        "{:?}",
+        fix.bypass_max
+    );
+    // ...and on until its next hourly check.
+    assert!(
+        fix.unverified_max >= Duration::from_secs(3000),
+        "{:?}",
+        fix.unverified_max
+    );
+    // Ours bounds the same window by the budget.
+    let ours = row(&r, PolicyKind::Ours);
+    assert!(
+        ours.bypass_max <= BUDGET + Duration::from_secs(1),
+        "{:?}",
+        ours.bypass_max
+    );
+    assert!(
+        ours.bypass_max >= BUDGET - Duration::from_secs(5),
+        "{:?}",
+        ours.bypass_max
+    );
+}
+
+#[test]
+fn boot_storm_with_retry_after_hand_out_finishes_near_n_over_c_for_ours() {
+    let mut sc = Scenario::boot_storm(N, C);
+    sc.retry_after = true;
+    let r = run(&sc, &[PolicyKind::Ours, PolicyKind::PrFinal], 9);
+    let ours = row(&r, PolicyKind::Ours);
+    let limit = f64::from(N) / f64::from(C);
+    let all = ours.granted_100.expect("everyone granted").as_secs_f64();
+    assert!(
+        all >= limit - 1.0,
+        "faster than physically possible: {all} s < {limit} s"
+    );
+    assert!(
+        all <= limit * 1.1 + 2.0,
+        "100 % granted after {all} s, N/C = {limit} s"
+    );
+    assert_eq!(ours.ever_denied, 0, "a slot before the deadline for everyone");
+    assert!(
+        ours.requests_to_grant_mean <= 2.1,
+        "{}",
+        ours.requests_to_grant_mean
+    );
+    // The original PR ignores Retry-After, gives up after ~130 s and waits an hour.
+    let pr = row(&r, PolicyKind::PrFinal);
+    assert!(pr.granted_99.is_none() || pr.granted_99 > Some(Duration::from_secs(3600)));
+    assert!(pr.denied_first_interval > N / 2, "{}", pr.denied_first_interval);
+}
+
+#[test]
+fn boot_storm_without_retry_after_converges_for_ours_within_minutes() {
+    let r = run(
+        &Scenario::boot_storm(N, C),
+        &[PolicyKind::Ours, PolicyKind::Aws],
+        3,
+    );
+    let ours = row(&r, PolicyKind::Ours);
+    let all = ours.granted_100.expect("everyone granted").as_secs_f64();
+    assert!((50.0..600.0).contains(&all), "{all}");
+    assert_eq!(ours.granted_at_end, ours.entitled);
+    // The first second carries the whole fleet: N / C = 50 x capacity.
+    assert!(f64::from(ours.peak_offered) >= 45.0 * f64::from(C));
+    // AWS standard gives up after 3 attempts in ~3 s: most of the fleet is denied.
+    assert!(row(&r, PolicyKind::Aws).denied_first_interval > N * 9 / 10);
+}
+
+#[test]
+fn denied_devices_are_not_counted_as_wrongly_denied() {
+    let mut sc = Scenario::boot_storm(N, C);
+    sc.retry_after = true;
+    sc.denied_fraction = 0.25;
+    let r = run(&sc, &[PolicyKind::Ours], 4);
+    let ours = row(&r, PolicyKind::Ours);
+    assert!((1300..1700).contains(&ours.entitled), "{}", ours.entitled);
+    assert_eq!(ours.ever_denied, 0);
+    assert_eq!(ours.granted_at_end, ours.entitled);
+}
+
+#[test]
+fn series_cover_the_horizon_and_markdown_names_every_policy() {
+    let sc = outage(Duration::from_secs(30));
+    let r = run(&sc, &PolicyKind::ALL, 2);
+    let secs = sc.horizon().as_secs() as usize;
+    for s in &r.series {
+        assert_eq!(s.granted.len(), secs);
+        assert_eq!(s.offered.len(), secs);
+        // Steady state: about N / 3600 checks per second before the outage.
+        let before: u32 = s.offered[60..600].iter().sum();
+        let expected = f64::from(N) * 540.0 / 3600.0;
+        assert!(
+            (f64::from(before) - expected).abs() < expected * 0.3,
+            "{} {before}",
+            s.policy
+        );
+    }
+    let md = r.to_markdown();
+    for p in PolicyKind::ALL {
+        assert!(md.contains(&format!("| {} |", p.name())), "{md}");
+    }
+    let svg =
+        accessgate_fleet::plot::render_svg(&r, &accessgate_fleet::plot::PlotOptions::for_report(&r)).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("offered load"));
+}
