@@ -676,7 +676,8 @@ impl Checker {
         let mut access = before.status.access;
         let mut last_cause = None;
         let mut ended = 0usize;
-        let mut failed = Vec::with_capacity(2);
+        let mut failed: [(Option<Instant>, Option<Instant>); 3] = [(None, None); 3];
+        let mut n_failed = 0usize;
         for e in &step.events {
             match *e {
                 Event::AccessChanged { from, to, cause } => {
@@ -701,7 +702,12 @@ impl Checker {
                     next_attempt,
                     deadline,
                     ..
-                } => failed.push((next_attempt, deadline)),
+                } => {
+                    if let Some(slot) = failed.get_mut(n_failed) {
+                        *slot = (next_attempt, deadline);
+                    }
+                    n_failed += 1;
+                }
                 _ => {}
             }
         }
@@ -720,18 +726,17 @@ impl Checker {
                 format!("{ended} SessionEnded events, model ended {sessions_ended} sessions"),
             );
         }
-        let expected_failures: Vec<Failure> = failures.iter().flatten().copied().collect();
-        if failed.len() != expected_failures.len() {
+        let n_expected = failures.iter().flatten().count();
+        if n_failed != n_expected {
             return fail(
                 Invariant::Model,
                 format!(
                     "{} CheckFailed events, model saw {} transient failures",
-                    failed.len(),
-                    expected_failures.len()
+                    n_failed, n_expected
                 ),
             );
         }
-        for (&(next, deadline), f) in failed.iter().zip(&expected_failures) {
+        for (&(next, deadline), f) in failed.iter().zip(failures.iter().flatten()) {
             let want_deadline = (!f.failed_closed).then_some(f.deadline);
             if deadline != want_deadline {
                 return fail(
