@@ -2,7 +2,10 @@
 //!
 //! Placeholder docs, completed below.
 
+mod check;
+mod observe;
 mod serve;
+mod timeline;
 mod util;
 
 use std::process::ExitCode;
@@ -22,6 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result: Result<u8, CliError> = rt.block_on(async move {
         match cli.command {
             Command::Serve(a) => serve::run(a).await,
+            Command::Check(a) => check::run(a).await,
         }
     });
     match result {

@@ -94,3 +94,8 @@ impl ColorChoice {
         }
     }
 }
+
+/// A std duration as the core's duration (saturating).
+pub fn to_core(d: Duration) -> accessgate::Duration {
+    accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}

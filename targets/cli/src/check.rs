@@ -1,0 +1,168 @@
+//! `accessgate check`: one session start with full gate semantics, as a process exit code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use accessgate::{write_final_json, Verdict};
+use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
+use clap::Args;
+
+use crate::observe::{Observer, Output};
+use crate::util::{parse_duration, to_core, CliError, ColorChoice};
+
+/// Options of `accessgate check`.
+#[derive(Debug, Args)]
+#[command(
+    about = "One access check with full gate semantics; the verdict is the exit code",
+    long_about = "One session start with full gate semantics: an immediate check, then jittered \
+retries on transient failures (connect/TLS errors, timeouts, 403, 429, 5xx, a 200 whose body is \
+not {\"has_access\": <bool>}) until a definitive answer arrives or the fail-closed budget runs \
+out.\n\n\
+Exit codes:\n  \
+0   granted: 200 {\"has_access\": true}\n  \
+1   denied by the server: 200 {\"has_access\": false}\n  \
+2   failed closed: no definitive answer within the budget\n  \
+3   unauthorized: the server answered 401\n  \
+64  usage error (bad flags, unreadable or invalid --ca, invalid URL or token)\n  \
+70  internal error",
+    after_help = "Examples:\n  \
+accessgate check --url http://127.0.0.1:8080/api/code/invites/check-access/ --token at_123\n  \
+accessgate check --url https://localhost:8443/api/code/invites/check-access/ --ca ca.pem \
+--token at_123 --budget 10s --json"
+)]
+pub struct CheckArgs {
+    /// Full URL of the check endpoint (http or https).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Access token, sent as `Authorization: Bearer <T>`.
+    #[arg(long, value_name = "T", env = "ACCESSGATE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Extra trusted CA certificate(s), PEM file (e.g. written by `serve --write-ca`).
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Trust only --ca, not the operating system's root store.
+    #[arg(long, requires = "ca")]
+    pub no_system_roots: bool,
+    /// Per-attempt timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
+    /// Fail-closed budget, counted from the first transient failure.
+    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DUR")]
+    pub budget: Duration,
+    /// Upper bound of the first retry delay (full jitter, doubling).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
+    pub retry_base: Duration,
+    /// Cap of the retry delay.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DUR")]
+    pub retry_cap: Duration,
+    /// Jitter seed (default: drawn from the OS; set it only for reproducible runs).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Print one JSON object per event and a final status line instead of the timeline.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+    /// Print only the verdict.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Colour the timeline.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+/// Builds the adapter configuration of a check.
+fn config(args: &CheckArgs) -> Result<GateClientConfig, CliError> {
+    let mut cfg = GateClientConfig::new("http://unused.invalid");
+    cfg.check_url = args.url.clone();
+    // Never called: the session is signed in with a token that outlives the check.
+    cfg.token_url = args.url.clone();
+    if let Some(path) = &args.ca {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read --ca {}: {e}", path.display())))?;
+        cfg.extra_ca_pem = Some(pem);
+        cfg.system_roots = !args.no_system_roots;
+    }
+    cfg.seed = args.seed;
+    let g = &mut cfg.session.gate;
+    g.attempt_timeout = to_core(args.timeout);
+    g.budget = to_core(args.budget);
+    g.retry.base = to_core(args.retry_base);
+    g.retry.cap = to_core(args.retry_cap);
+    cfg.session
+        .validate()
+        .map_err(|e| CliError::Usage(format!("invalid timing: {e}")))?;
+    Ok(cfg)
+}
+
+/// Maps an adapter error to a CLI error: bad input is a usage error.
+pub fn gate_error(e: GateError) -> CliError {
+    match e {
+        GateError::Config(_)
+        | GateError::InvalidUrl { .. }
+        | GateError::Certificate(_)
+        | GateError::InvalidToken(_) => CliError::Usage(e.to_string()),
+        other => CliError::Runtime(other.to_string()),
+    }
+}
+
+/// Runs the check and returns the verdict's exit code.
+pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
+    let cfg = config(&args)?;
+    let gate = AccessGate::spawn(cfg).map_err(gate_error)?;
+    let output = if args.json {
+        Output::Json
+    } else if args.quiet {
+        Output::Quiet
+    } else {
+        Output::Timeline
+    };
+    let mut obs = Observer::new(gate.clone(), output, args.color.enabled());
+    if output == Output::Timeline {
+        println!("checking {}", args.url);
+        println!("{}", obs.timeline.header());
+    }
+    // The refresh machinery never runs: the token "expires" long after the budget.
+    let lifetime = Duration::from_secs(30 * 24 * 3600);
+    gate.sign_in(Tokens::new(args.token.clone(), "unused", lifetime))
+        .await
+        .map_err(gate_error)?;
+    // The gate decides within the first attempt's timeout plus the budget (R5).
+    let bound = args.timeout + args.budget + Duration::from_secs(5);
+    obs.wait_until(bound, |o| Verdict::of(&o.status()).is_some())
+        .await;
+    let snap = obs.snapshot();
+    let verdict = Verdict::of(&snap.status);
+    let code = verdict.map_or(Verdict::FailedClosed.exit_code(), Verdict::exit_code);
+    match output {
+        Output::Json => {
+            let mut line = String::new();
+            // Writing into a String cannot fail.
+            let _ = write_final_json(
+                &mut line,
+                verdict,
+                &snap.status,
+                &snap.counters,
+                snap.now,
+                accessgate::Instant::ZERO,
+            );
+            println!("{line}");
+        }
+        Output::Timeline | Output::Quiet => {
+            let name = verdict.map_or("undecided (treated as failed closed)", Verdict::name);
+            let text = format!(
+                "verdict: {name} (exit {code}) after {} attempt(s), {}",
+                snap.counters.attempts,
+                crate::timeline::secs(snap.now, accessgate::Instant::ZERO)
+            );
+            println!(
+                "{}",
+                if code == 0 {
+                    obs.timeline.ok(&text)
+                } else {
+                    obs.timeline.bad(&text)
+                }
+            );
+        }
+    }
+    gate.shutdown().await;
+    Ok(code)
+}
