@@ -5,6 +5,7 @@
 mod check;
 mod observe;
 mod serve;
+mod simulate;
 mod timeline;
 mod util;
 
@@ -26,6 +27,7 @@ struct Cli {
 enum Command {
     Serve(serve::ServeArgs),
     Check(check::CheckArgs),
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,8 +50,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve::run(a).await,
             Command::Check(a) => check::run(a).await,
+            // CPU-bound, with its own worker threads; `block_on` runs it on this thread.
+            Command::Simulate(a) => simulate::run(a),
         }
     });
+    finish(result)
+}
+
+fn finish(result: Result<u8, CliError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
