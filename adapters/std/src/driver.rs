@@ -105,7 +105,7 @@ impl Driver {
     /// aborts the requests in flight and closes every pending reply (callers see `Closed`).
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
-            self.drain(self.clock.now());
+            self.drain();
             let wake = self.session.poll_timeout().map(|t| self.clock.to_tokio(t));
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -136,8 +136,12 @@ impl Driver {
         match f(&mut self.session, now) {
             Err(SessionError::QueueFull) => {
                 log::warn!("accessgate: session queue full, draining and retrying");
-                self.drain(now);
-                f(&mut self.session, now)
+                self.drain();
+                let r = f(&mut self.session, now);
+                if let Err(e) = &r {
+                    log::error!("accessgate: session refused an input after draining: {e}");
+                }
+                r
             }
             r => r,
         }
@@ -258,7 +262,7 @@ impl Driver {
     }
 
     /// Drains every output of the session after an input.
-    fn drain(&mut self, now: Instant) {
+    fn drain(&mut self) {
         let max_body = self.session.config().gate.max_body;
         while let Some(action) = self.session.poll_action() {
             match action {
@@ -313,12 +317,14 @@ impl Driver {
                 let _ = reply.send(result);
             }
         }
+        // Events are stamped with the `now` of the input that produced them.
+        let at = self.session.gate().last_now();
         while let Some(event) = self.session.poll_event() {
             log::debug!("accessgate: {event:?}");
             // No subscriber is fine.
             let _ = self.events.send(TimedEvent {
                 event,
-                at: now,
+                at,
                 origin: Instant::ZERO,
             });
         }
@@ -335,7 +341,7 @@ impl Driver {
         let snap = Snapshot {
             status,
             counters: *self.session.counters(),
-            now,
+            now: self.clock.now(),
             expires_at: self.session.expires_at(),
             refresh_in_flight: self.session.refresh_in_flight(),
         };

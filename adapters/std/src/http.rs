@@ -221,7 +221,7 @@ async fn read_capped(resp: &mut Response, limit: usize) -> Result<Vec<u8>, reqwe
 }
 
 /// Maps a transport error to its transient class by walking the error chain: a rustls error
-/// anywhere is TLS; a refused or unreachable connect is Connect; a resolver failure is DNS;
+/// anywhere is TLS; a resolver failure is DNS; a refused or unreachable connect is Connect;
 /// a timeout is Timeout; anything else (resets, truncated or badly framed bodies) is I/O.
 pub(crate) fn transport_class(err: &reqwest::Error) -> TransientClass {
     if err.is_timeout() {
@@ -230,22 +230,27 @@ pub(crate) fn transport_class(err: &reqwest::Error) -> TransientClass {
     let mut io_kind = None;
     let mut dns = false;
     let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = next {
+    // Bounded: error chains are short, but a hostile cycle must not spin (R12).
+    for _ in 0..32 {
+        let Some(e) = next else { break };
         if e.is::<rustls::Error>() {
             return TransientClass::Tls;
-        }
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            // io::Error::source() skips the wrapped error itself: look inside.
-            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-                return TransientClass::Tls;
-            }
-            io_kind.get_or_insert(io.kind());
         }
         // hyper-util's connector reports resolver failures as "dns error".
         if e.to_string().starts_with("dns error") {
             dns = true;
         }
-        next = e.source();
+        next = match e.downcast_ref::<io::Error>() {
+            Some(io) => {
+                if io.kind() != io::ErrorKind::Other {
+                    io_kind.get_or_insert(io.kind());
+                }
+                // io::Error::source() skips the error it wraps (tokio-rustls wraps the
+                // rustls::Error in two io::Errors): step into it instead.
+                io.get_ref().map(|inner| inner as &(dyn StdError + 'static))
+            }
+            None => e.source(),
+        };
     }
     if dns {
         return TransientClass::Dns;
@@ -258,7 +263,8 @@ pub(crate) fn transport_class(err: &reqwest::Error) -> TransientClass {
             | io::ErrorKind::NetworkUnreachable
             | io::ErrorKind::AddrNotAvailable,
         ) => TransientClass::Connect,
-        _ if err.is_connect() && io_kind.is_none() => TransientClass::Connect,
+        // A connect-phase failure we cannot name more precisely.
+        None if err.is_connect() => TransientClass::Connect,
         _ => TransientClass::Io,
     }
 }
