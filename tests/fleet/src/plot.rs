@@ -23,12 +23,12 @@ pub struct PlotOptions {
 }
 
 impl PlotOptions {
-    /// A window that shows what matters: the boot storm's first 10 minutes and the hourly
-    /// refresh after it; for an outage, 1 min before it to 20 min after it.
+    /// A window that shows what matters: the boot storm's first 10 minutes (its hourly echo
+    /// is in the table and the CSV); for an outage, 1 min before it to 20 min after it.
     pub fn for_report(report: &Report) -> Self {
         let len = report.series.first().map_or(0, |s| s.granted.len());
         let (from_sec, to_sec) = match report.scenario.kind {
-            ScenarioKind::BootStorm { .. } => (0, len),
+            ScenarioKind::BootStorm { .. } => (0, 600),
             ScenarioKind::Outage { start, duration } => (
                 (start.as_secs() as usize).saturating_sub(60),
                 (start + duration).as_secs() as usize + 20 * 60,
@@ -90,6 +90,18 @@ where
         .max()
         .unwrap_or(0);
     let y_max = (f64::from(peak) / cap).max(1.5) * 1.1;
+    // Half a request per second is the floor: a zero-load second sits on the axis.
+    let y_min = (0.5 / cap).min(0.01);
+    let outage = report
+        .scenario
+        .outage_window()
+        .map(|(s, e)| (s.as_secs_f64(), e.as_secs_f64()));
+    let secs = |x: &f64| format!("{x:.0}");
+    let x_desc = if outage.is_some() {
+        "simulated time (s); grey band: outage"
+    } else {
+        "simulated time (s)"
+    };
     let mut chart = ChartBuilder::on(&top)
         .margin(10)
         .caption(
@@ -98,12 +110,16 @@ where
         )
         .x_label_area_size(35)
         .y_label_area_size(55)
-        .build_cartesian_2d(x_range.clone(), (0.01f64..y_max).log_scale())?;
+        .build_cartesian_2d(x_range.clone(), (y_min..y_max).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("simulated time (s)")
+        .x_desc(x_desc)
         .y_desc("offered / C (log)")
+        .x_label_formatter(&secs)
         .draw()?;
+    if let Some((s, e)) = outage {
+        chart.draw_series([Rectangle::new([(s, y_min), (e, y_max)], BLACK.mix(0.08).filled())])?;
+    }
     chart.draw_series(LineSeries::new(
         [(from as f64, 1.0), (to as f64, 1.0)],
         BLACK.mix(0.5),
@@ -112,7 +128,7 @@ where
         let color = COLORS[s.policy as usize % COLORS.len()];
         let width = if s.policy == crate::PolicyKind::Ours { 2 } else { 1 };
         let pts =
-            (from..to.min(s.offered.len())).map(|t| (t as f64, (f64::from(s.offered[t]) / cap).max(0.01)));
+            (from..to.min(s.offered.len())).map(|t| (t as f64, (f64::from(s.offered[t]) / cap).max(y_min)));
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(width)))?
             .label(s.policy.name())
@@ -125,24 +141,34 @@ where
         .position(SeriesLabelPosition::UpperRight)
         .draw()?;
 
-    // Granted share of entitled devices.
-    let entitled = report.rows.first().map_or(1, |r| r.entitled.max(1));
+    // Granted share of entitled devices, zoomed on the range the lines use (10 % steps).
+    let entitled = f64::from(report.rows.first().map_or(1, |r| r.entitled.max(1)));
+    let lowest = report
+        .series
+        .iter()
+        .flat_map(|s| s.granted.get(from..to.min(s.granted.len())).unwrap_or(&[]))
+        .map(|&g| f64::from(g) / entitled)
+        .fold(1.0f64, f64::min);
+    let g_min = ((lowest * 10.0).floor() / 10.0 - 0.02).max(0.0);
     let mut chart = ChartBuilder::on(&bottom)
         .margin(10)
         .caption("entitled devices granted (share)", ("sans-serif", 15))
         .x_label_area_size(35)
         .y_label_area_size(55)
-        .build_cartesian_2d(x_range, 0f64..1.05f64)?;
+        .build_cartesian_2d(x_range, g_min..1.01f64)?;
     chart
         .configure_mesh()
-        .x_desc("simulated time (s)")
+        .x_desc(x_desc)
         .y_desc("granted / entitled")
+        .x_label_formatter(&secs)
         .draw()?;
+    if let Some((s, e)) = outage {
+        chart.draw_series([Rectangle::new([(s, g_min), (e, 1.01)], BLACK.mix(0.08).filled())])?;
+    }
     for s in report.series.iter().rev() {
         let color = COLORS[s.policy as usize % COLORS.len()];
         let width = if s.policy == crate::PolicyKind::Ours { 2 } else { 1 };
-        let pts = (from..to.min(s.granted.len()))
-            .map(|t| (t as f64, f64::from(s.granted[t]) / f64::from(entitled)));
+        let pts = (from..to.min(s.granted.len())).map(|t| (t as f64, f64::from(s.granted[t]) / entitled));
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(width)))?
             .label(s.policy.name())
