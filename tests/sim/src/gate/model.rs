@@ -164,6 +164,8 @@ pub struct Checker {
     in_flight: Option<Attempt>,
     next_attempt: u32,
     last_started: Option<Instant>,
+    /// Generation of the last definitive answer.
+    answered: Option<Generation>,
 }
 
 impl Checker {
@@ -180,6 +182,7 @@ impl Checker {
             in_flight: None,
             next_attempt: 0,
             last_started: None,
+            answered: None,
         }
     }
 
@@ -205,10 +208,12 @@ impl Checker {
         self.generation
     }
 
-    /// Whether the model owes a check: signed in and an attempt in flight or a failure streak
-    /// without a definitive answer.
+    /// Whether the model owes a check: signed in, and an attempt in flight, or a failure
+    /// streak without a definitive answer, or no definitive answer yet for the current
+    /// generation (R3).
     pub fn owed(&self) -> bool {
-        self.signed_in && (self.in_flight.is_some() || self.deadline.is_some())
+        self.signed_in
+            && (self.in_flight.is_some() || self.deadline.is_some() || self.answered != Some(self.generation))
     }
 
     fn bump(&mut self) {
@@ -374,6 +379,7 @@ impl Checker {
                                 expected_cause = Some(Cause::ServerDenied);
                             }
                             // R1/R2: definitive; the streak and its deadline end.
+                            self.answered = Some(self.generation);
                             self.definitive = Some(if outcome == CheckOutcome::Granted {
                                 Access::Granted
                             } else {
