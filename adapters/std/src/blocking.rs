@@ -14,11 +14,32 @@ use crate::gate::{AccessGate, Snapshot, TimedEvent, Tokens};
 /// A synchronous wrapper around [`AccessGate`] that owns a small Tokio runtime (one worker
 /// thread, named `accessgate`) for the driver and its requests. Every method blocks the
 /// calling thread; none may be called from inside an async context (Tokio panics on nested
-/// `block_on`). Clones share the runtime, which stops when the last clone is dropped.
+/// `block_on`). Clones share the runtime, which stops (without blocking) when the last clone
+/// is dropped.
 #[derive(Clone, Debug)]
 pub struct BlockingAccessGate {
     gate: AccessGate,
-    runtime: Arc<Runtime>,
+    runtime: Arc<OwnedRuntime>,
+}
+
+/// Shuts the runtime down without blocking when the last clone goes, so dropping a
+/// `BlockingAccessGate` is safe anywhere (a plain `Runtime` panics if dropped in async code).
+#[derive(Debug)]
+struct OwnedRuntime(Option<Runtime>);
+
+impl OwnedRuntime {
+    fn get(&self) -> &Runtime {
+        // Only `Drop` takes it out.
+        self.0.as_ref().expect("runtime present until drop")
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl BlockingAccessGate {
@@ -36,7 +57,7 @@ impl BlockingAccessGate {
         };
         Ok(BlockingAccessGate {
             gate,
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(OwnedRuntime(Some(runtime))),
         })
     }
 
@@ -47,22 +68,22 @@ impl BlockingAccessGate {
 
     /// The runtime the gate runs on.
     pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+        self.runtime.get()
     }
 
     /// [`AccessGate::sign_in`], blocking until the immediate check settled (R3).
     pub fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.runtime.block_on(self.gate.sign_in(tokens))
+        self.runtime.get().block_on(self.gate.sign_in(tokens))
     }
 
     /// [`AccessGate::restore`], blocking until the first check settled.
     pub fn restore(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.runtime.block_on(self.gate.restore(tokens))
+        self.runtime.get().block_on(self.gate.restore(tokens))
     }
 
     /// [`AccessGate::logout`].
     pub fn logout(&self) -> Result<(), GateError> {
-        self.runtime.block_on(self.gate.logout())
+        self.runtime.get().block_on(self.gate.logout())
     }
 
     /// [`AccessGate::access`] (never blocks).
@@ -92,17 +113,17 @@ impl BlockingAccessGate {
 
     /// [`AccessGate::wait_first_check`].
     pub fn wait_first_check(&self) -> Result<Status, GateError> {
-        self.runtime.block_on(self.gate.wait_first_check())
+        self.runtime.get().block_on(self.gate.wait_first_check())
     }
 
     /// [`AccessGate::access_token`], blocking while a shared refresh runs (R11).
     pub fn access_token(&self) -> Result<String, TokenError> {
-        self.runtime.block_on(self.gate.access_token())
+        self.runtime.get().block_on(self.gate.access_token())
     }
 
     /// [`AccessGate::recheck`].
     pub fn recheck(&self) -> Result<(), GateError> {
-        self.runtime.block_on(self.gate.recheck())
+        self.runtime.get().block_on(self.gate.recheck())
     }
 
     /// Blocks until a snapshot satisfies `pred` (checked on the current one first) or
@@ -113,7 +134,7 @@ impl BlockingAccessGate {
         mut pred: impl FnMut(&Snapshot) -> bool,
     ) -> Result<Option<Snapshot>, GateError> {
         let mut rx = self.gate.subscribe();
-        self.runtime.block_on(async {
+        self.runtime.get().block_on(async {
             match tokio::time::timeout(timeout, rx.wait_for(|s| pred(s))).await {
                 Ok(Ok(snap)) => Ok(Some(*snap)),
                 Ok(Err(_)) => Err(GateError::Closed),
@@ -124,6 +145,6 @@ impl BlockingAccessGate {
 
     /// [`AccessGate::shutdown`].
     pub fn shutdown(&self) {
-        self.runtime.block_on(self.gate.shutdown());
+        self.runtime.get().block_on(self.gate.shutdown());
     }
 }

@@ -1,8 +1,9 @@
 //! The driver: one task that owns the [`accessgate::Session`] and does its I/O.
 //!
-//! After every input it drains the session's outputs in the order the core documents:
-//! actions (each HTTP request becomes its own task), waiter outcomes (token callers), events
-//! (broadcast), then it publishes a [`Snapshot`] and settles callers awaiting the first check.
+//! After every input it drains the session's outputs: actions (each HTTP request becomes its
+//! own task), events (broadcast), then it publishes a [`Snapshot`], and only then answers
+//! token waiters and callers awaiting the first check, so whoever gets an answer reads the
+//! state that produced it.
 //! Then it waits for whichever comes first: a command from a handle, a finished request, or
 //! the session's next deadline ([`accessgate::Session::poll_timeout`]).
 
@@ -185,26 +186,32 @@ impl Driver {
             }
             Command::Logout { reply } => {
                 self.input(now, |s, now| s.logout(now)).ok();
+                self.drain(); // the caller sees the new state once this returns
                 let _ = reply.send(());
             }
-            Command::Token { reply } => match self.input(now, |s, now| s.request_token(now)) {
-                Ok(TokenReply::Ready(handle)) => {
-                    let token = self.session.access_token(handle).map(token_string);
-                    let _ = reply.send(token.ok_or(TokenError::NotAuthenticated));
-                }
-                // R11: the outcome arrives through poll_waiter (maybe within this input).
-                Ok(TokenReply::Wait(id)) => {
-                    self.waiters.insert(id, reply);
-                }
-                Err(SessionError::WaitersFull) => {
-                    let _ = reply.send(Err(TokenError::WaitersFull));
-                }
-                Err(_) => {
-                    let _ = reply.send(Err(TokenError::NotAuthenticated));
-                }
-            },
+            Command::Token { reply } => {
+                let answer = match self.input(now, |s, now| s.request_token(now)) {
+                    Ok(TokenReply::Ready(handle)) => self
+                        .session
+                        .access_token(handle)
+                        .map(token_string)
+                        .ok_or(TokenError::NotAuthenticated),
+                    // R11: the outcome arrives through poll_waiter, delivered by drain().
+                    Ok(TokenReply::Wait(id)) => {
+                        self.waiters.insert(id, reply);
+                        return;
+                    }
+                    Err(SessionError::WaitersFull) => Err(TokenError::WaitersFull),
+                    Err(SessionError::NotSignedIn) => Err(TokenError::NotAuthenticated),
+                    // A full event queue (a bug, logged by input()): ask again later.
+                    Err(_) => Err(TokenError::Unavailable),
+                };
+                self.drain();
+                let _ = reply.send(answer);
+            }
             Command::Recheck { reply } => {
                 let r = self.input(now, |s, now| s.recheck_now(now));
+                self.drain();
                 let _ = reply.send(r.map_err(|e| session_error(e, now)));
             }
             Command::WaitFirstCheck { reply } => self.first_check.push(reply),
@@ -261,7 +268,9 @@ impl Driver {
         }
     }
 
-    /// Drains every output of the session after an input.
+    /// Drains every output of the session after an input: starts the requested actions,
+    /// broadcasts events, publishes the snapshot, then answers token waiters and callers
+    /// awaiting the immediate check. Idempotent.
     fn drain(&mut self) {
         let max_body = self.session.config().gate.max_body;
         while let Some(action) = self.session.poll_action() {
@@ -306,17 +315,6 @@ impl Driver {
                 }
             }
         }
-        while let Some((id, outcome)) = self.session.poll_waiter() {
-            let result = outcome.map_err(TokenError::from).and_then(|handle| {
-                self.session
-                    .access_token(handle)
-                    .map(token_string)
-                    .ok_or(TokenError::NotAuthenticated)
-            });
-            if let Some(reply) = self.waiters.remove(&id) {
-                let _ = reply.send(result);
-            }
-        }
         // Events are stamped with the `now` of the input that produced them.
         let at = self.session.gate().last_now();
         while let Some(event) = self.session.poll_event() {
@@ -329,15 +327,6 @@ impl Driver {
             });
         }
         let status = self.session.status();
-        // R3: callers awaiting the immediate check are settled once no attempt 0 is in
-        // flight (a definitive answer, a transient failure, or the session ended). A refresh
-        // that lands meanwhile starts a new attempt 0, which they then await (R3).
-        let immediate_check_running = status.signed_in && status.attempt_in_flight == Some(0);
-        if !immediate_check_running && !self.first_check.is_empty() {
-            for reply in self.first_check.drain(..) {
-                let _ = reply.send(Ok(status));
-            }
-        }
         let snap = Snapshot {
             status,
             counters: *self.session.counters(),
@@ -352,6 +341,28 @@ impl Driver {
             }
             changed
         });
+        // Replies go out after the snapshot, so a caller that got its answer reads the
+        // state that produced it.
+        while let Some((id, outcome)) = self.session.poll_waiter() {
+            let result = outcome.map_err(TokenError::from).and_then(|handle| {
+                self.session
+                    .access_token(handle)
+                    .map(token_string)
+                    .ok_or(TokenError::NotAuthenticated)
+            });
+            if let Some(reply) = self.waiters.remove(&id) {
+                let _ = reply.send(result);
+            }
+        }
+        // R3: callers awaiting the immediate check are settled once no attempt 0 is in
+        // flight (a definitive answer, a transient failure, or the session ended). A refresh
+        // that lands meanwhile starts a new attempt 0, which they then await (R3).
+        let immediate_check_running = status.signed_in && status.attempt_in_flight == Some(0);
+        if !immediate_check_running && !self.first_check.is_empty() {
+            for reply in self.first_check.drain(..) {
+                let _ = reply.send(Ok(status));
+            }
+        }
     }
 }
 

@@ -81,11 +81,12 @@
 //!    token) and refresh (`POST token_url`, form) runs as its own task in a `JoinSet`, its
 //!    result tagged with `(generation, attempt)` or the `RefreshId` (R10: stale results are
 //!    the core's to drop and count);
-//! 2. deliver [`accessgate::Session::poll_waiter`] outcomes to the `oneshot` of each
-//!    [`AccessGate::access_token`] caller, keyed by `WaiterId`;
-//! 3. drain [`accessgate::Session::poll_event`] into a `broadcast` channel ([`TimedEvent`]);
-//! 4. publish a [`Snapshot`] (only when it changed) and settle callers awaiting the first
-//!    check (R3);
+//! 2. drain [`accessgate::Session::poll_event`] into a `broadcast` channel ([`TimedEvent`]);
+//! 3. publish a [`Snapshot`] on the `watch` channel (only when it changed);
+//! 4. deliver [`accessgate::Session::poll_waiter`] outcomes to the `oneshot` of each
+//!    [`AccessGate::access_token`] caller, keyed by `WaiterId`, and settle callers awaiting
+//!    the first check (R3). Replies go out after the snapshot, so a caller that got its
+//!    answer (including `logout()` and `recheck()`) reads the state that produced it;
 //! 5. `select!` on: a command, a finished request, `sleep_until(poll_timeout)`.
 //!
 //! Time is converted in one place (`time.rs`): the origin is the `tokio::time::Instant` at

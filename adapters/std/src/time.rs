@@ -36,12 +36,15 @@ impl Clock {
         accessgate::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
     }
 
-    /// The core's instant as a tokio instant (far future if it does not fit).
+    /// The core's instant as a tokio instant. An instant too far out for the platform clock
+    /// (the core saturates at `u64::MAX` µs) becomes "in about a year": never reached by a
+    /// live timer, and never a panic.
     pub(crate) fn to_tokio(self, t: accessgate::Instant) -> TokioInstant {
-        let d = std::time::Duration::from_micros(t.as_micros());
+        const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
         self.origin
-            .checked_add(d)
-            .unwrap_or_else(|| self.origin + std::time::Duration::from_secs(86_400 * 365 * 30))
+            .checked_add(std::time::Duration::from_micros(t.as_micros()))
+            .or_else(|| TokioInstant::now().checked_add(FAR))
+            .unwrap_or_else(TokioInstant::now)
     }
 }
 
