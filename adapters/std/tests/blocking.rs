@@ -56,7 +56,7 @@ fn blocking_gate_signs_in_checks_and_logs_out() {
     assert_eq!(status.access, Access::Denied);
 
     gate.logout().unwrap();
-    assert_eq!(gate.status().signed_in, false);
+    assert!(!gate.status().signed_in);
     gate.shutdown();
     assert!(matches!(gate.logout(), Err(GateError::Closed)));
     drop(gate);
