@@ -115,7 +115,7 @@ pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
     } else {
         Output::Timeline
     };
-    let mut obs = Observer::new(gate.clone(), output, args.color.enabled());
+    let mut obs = Observer::new(&gate, output, args.color.enabled());
     if output == Output::Timeline {
         println!("checking {}", args.url);
         println!("{}", obs.timeline.header());

@@ -3,6 +3,7 @@
 //! Placeholder docs, completed below.
 
 mod check;
+mod demo;
 mod observe;
 mod serve;
 mod simulate;
@@ -27,6 +28,7 @@ struct Cli {
 enum Command {
     Serve(serve::ServeArgs),
     Check(check::CheckArgs),
+    Demo(demo::DemoArgs),
     Simulate(simulate::SimulateArgs),
 }
 
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve::run(a).await,
             Command::Check(a) => check::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
             // CPU-bound, with its own worker threads; `block_on` runs it on this thread.
             Command::Simulate(a) => simulate::run(a),
         }

@@ -24,8 +24,6 @@ pub enum Output {
 
 /// Follows one gate: every event and every snapshot, in the order the driver produced them.
 pub struct Observer {
-    /// The gate being watched.
-    pub gate: AccessGate,
     events: broadcast::Receiver<TimedEvent>,
     snaps: watch::Receiver<Snapshot>,
     /// Events received but not rendered yet (they belong after a snapshot not yet applied).
@@ -45,12 +43,11 @@ pub struct Observer {
 
 impl Observer {
     /// Starts following `gate`; call it before the first input so nothing is missed.
-    pub fn new(gate: AccessGate, output: Output, color: bool) -> Self {
+    pub fn new(gate: &AccessGate, output: Output, color: bool) -> Self {
         let events = gate.events();
         let mut snaps = gate.subscribe();
         let last = *snaps.borrow_and_update();
         Observer {
-            gate,
             events,
             snaps,
             queued: VecDeque::new(),

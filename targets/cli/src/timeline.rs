@@ -173,6 +173,9 @@ impl Timeline {
                 self.pending = None;
                 self.state.access = to;
                 self.state.cause = Some(cause);
+                if matches!(cause, Cause::Unauthorized | Cause::LoggedOut) {
+                    self.state.signed_in = false;
+                }
                 self.state.probing = cause == Cause::FailedClosed;
                 // A definitive answer ends the retries; failing closed ends the deadline.
                 self.state.reverifying_until = None;

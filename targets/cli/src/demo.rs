@@ -1,0 +1,644 @@
+//! `accessgate demo`: the reference backend and a real gate in one process, a story of nine
+//! chapters with faults injected on cue, a live timeline, and an assertion at the end of every
+//! chapter, so the demo is also an end-to-end test (exit 0 only if every chapter ended in the
+//! expected state).
+
+use std::time::Duration;
+
+use accessgate::{Access, Backoff, Cause, Event, Instant, SessionEvent, Status, TransientClass};
+use accessgate_backend::{Backend, BackendConfig, Control, Endpoint, Fault};
+use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
+use clap::Args;
+
+use crate::check::gate_error;
+use crate::observe::{Observer, Output};
+use crate::timeline::{secs, span};
+use crate::util::{to_core, CliError, ColorChoice};
+
+/// Options of `accessgate demo`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Play the fault-injection story against an in-process backend (an end-to-end test)",
+    long_about = "Starts the reference backend in-process (HTTP + HTTPS with a freshly generated test \
+CA) and a gate against it over HTTPS, with time compressed (attempt timeout 1 s, fail-closed budget \
+6 s, retries 250 ms doubling to 1.5 s, recovery probes 1 s doubling to 4 s, 8 s tokens refreshed 2 s \
+before expiry), then plays nine chapters while printing the gate's live timeline:\n\n  \
+1. sign-in and grant            2. token refresh (the grant is kept)\n  \
+3. outage shorter than budget   4. recovery\n  \
+5. outage longer than budget (fails closed at the deadline)\n  \
+6. backend back (recovered by probing)\n  \
+7. server-side revocation (denied at once)\n  \
+8. captive-portal 200 (held, not denied)\n  \
+9. a 401 (signed out)\n\n\
+Every chapter ends with an assertion on the gate's state; if one fails the demo says what was \
+expected and exits 1. Takes about half a minute. Ends with the gate's counters and the requests \
+the backend saw per status.",
+    after_help = "Timeline columns: time since the gate started | state the app renders (\"held\": a \
+transient failure is being retried, access unchanged until the deadline; \"probing\": failed closed, \
+looking for recovery) | event | details (generation, attempt, failure class, next try, fail-closed \
+deadline)."
+)]
+pub struct DemoArgs {
+    /// Colour the timeline.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Jitter seed (default: drawn from the OS, so every run jitters differently).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Talk to the backend over plain HTTP instead of HTTPS.
+    #[arg(long)]
+    pub http: bool,
+}
+
+const USER: &str = "alice";
+const TOKEN_LIFETIME: Duration = Duration::from_secs(8);
+const REFRESH_SKEW: Duration = Duration::from_secs(2);
+const BUDGET: Duration = Duration::from_secs(6);
+
+/// The time-compressed configuration of the demo gate.
+fn demo_config(base_url: &str, ca_pem: Option<&str>, seed: Option<u64>) -> GateClientConfig {
+    let mut cfg = GateClientConfig::new(base_url);
+    if let Some(pem) = ca_pem {
+        cfg.extra_ca_pem = Some(pem.to_string());
+        cfg.system_roots = false;
+    }
+    cfg.proxy_from_env = false;
+    cfg.seed = seed;
+    let s = &mut cfg.session;
+    s.gate.attempt_timeout = to_core(Duration::from_secs(1));
+    s.gate.budget = to_core(BUDGET);
+    s.gate.retry = Backoff {
+        base: to_core(Duration::from_millis(250)),
+        factor: 2,
+        cap: to_core(Duration::from_millis(1500)),
+    };
+    s.gate.probe = Backoff {
+        base: to_core(Duration::from_secs(1)),
+        factor: 2,
+        cap: to_core(Duration::from_secs(4)),
+    };
+    s.gate.min_recheck_interval = to_core(Duration::from_millis(200));
+    s.refresh_skew = to_core(REFRESH_SKEW);
+    s.refresh_retry = Backoff {
+        base: to_core(Duration::from_millis(500)),
+        factor: 2,
+        cap: to_core(Duration::from_secs(2)),
+    };
+    s.refresh_timeout = to_core(Duration::from_secs(1));
+    cfg
+}
+
+/// A chapter failed: what was expected, what was found.
+struct Failed(String);
+
+type Chapter = Result<(), Failed>;
+
+struct Demo {
+    obs: Observer,
+    gate: AccessGate,
+    control: Control,
+    chapter_mark: usize,
+    history_mark: usize,
+    passed: Vec<String>,
+}
+
+fn describe(s: &Status) -> String {
+    let mut d = format!(
+        "access {}{}",
+        accessgate::access_name(s.access),
+        s.cause.map(|c| format!(" ({})", c.name())).unwrap_or_default()
+    );
+    d.push_str(if s.signed_in {
+        ", signed in"
+    } else {
+        ", signed out"
+    });
+    if let Some(dl) = s.reverifying_until {
+        d.push_str(&format!(", retrying until {}", secs(dl, Instant::ZERO)));
+    }
+    if s.probing {
+        d.push_str(", probing");
+    }
+    d
+}
+
+impl Demo {
+    fn say(&self, line: &str) {
+        self.obs.say(line);
+    }
+
+    fn now(&self) -> Instant {
+        self.gate.now()
+    }
+
+    fn heading(&mut self, n: u32, title: &str, what: &str) {
+        self.obs.pump();
+        self.chapter_mark = self.obs.log.len();
+        self.history_mark = self.obs.history.len().saturating_sub(1);
+        let t = &self.obs.timeline;
+        self.say("");
+        self.say(&t.heading(&format!(
+            "── {n}. {title} ── at {}",
+            secs(self.now(), Instant::ZERO)
+        )));
+        self.say(&t.dim(&format!("   {what}")));
+    }
+
+    fn note(&self, text: &str) {
+        self.say(&self.obs.timeline.dim(&format!("   » {text}")));
+    }
+
+    /// Ends a chapter: `ok` or a failure naming what was expected and the state found.
+    fn expect(&mut self, ok: bool, expected: &str) -> Chapter {
+        self.obs.pump();
+        let got = describe(&self.obs.status());
+        if ok {
+            let line = format!("   ✔ as expected: {expected}");
+            self.say(&self.obs.timeline.ok(&line));
+            self.passed.push(expected.to_string());
+            Ok(())
+        } else {
+            Err(Failed(format!("expected: {expected}\n     found:    {got}")))
+        }
+    }
+
+    /// Events since the chapter began.
+    fn events(&self) -> impl Iterator<Item = (Instant, SessionEvent)> + '_ {
+        self.obs
+            .events_since(self.chapter_mark)
+            .iter()
+            .map(|e| (e.at, e.event))
+    }
+
+    /// Statuses seen since the chapter began (including the one it began with).
+    fn statuses(&self) -> impl Iterator<Item = (Instant, Status)> + '_ {
+        self.obs.history[self.history_mark..]
+            .iter()
+            .map(|s| (s.now, s.status))
+    }
+
+    fn check_failures(&self, class: Option<TransientClass>) -> usize {
+        self.events()
+            .filter(|(_, e)| match e {
+                SessionEvent::Gate(Event::CheckFailed { class: c, .. }) => class.is_none_or(|k| k == *c),
+                _ => false,
+            })
+            .count()
+    }
+
+    /// Asks the gate to re-check now, as an app does on resume or on a "retry" button.
+    async fn recheck(&mut self) -> Result<(), CliError> {
+        for _ in 0..20 {
+            match self.gate.recheck().await {
+                Ok(()) => {
+                    self.note("the app asks for a re-check (e.g. on resume)");
+                    return Ok(());
+                }
+                Err(GateError::RateLimited { retry_in, .. }) => {
+                    self.obs.follow_for(retry_in + Duration::from_millis(1)).await;
+                }
+                Err(e) => return Err(gate_error(e)),
+            }
+        }
+        Err(CliError::Runtime("re-check stayed rate-limited".into()))
+    }
+
+    fn settled_granted(o: &Observer) -> bool {
+        let s = o.status();
+        s.access == Access::Granted && s.reverifying_until.is_none() && s.attempt_in_flight.is_none()
+    }
+
+    // ---- the chapters ----
+
+    async fn ch1_sign_in(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            1,
+            "Sign in",
+            "alice signs in with a fresh 8 s token; sign-in awaits the first check (R3).",
+        );
+        let t = self.control.issue_token(USER, TOKEN_LIFETIME);
+        let status = self
+            .gate
+            .sign_in(Tokens::new(t.access_token, t.refresh_token, TOKEN_LIFETIME))
+            .await
+            .map_err(gate_error)?;
+        self.obs.pump();
+        self.note(&format!("sign_in() returned: {}", describe(&status)));
+        Ok(self.expect(
+            status.access == Access::Granted && status.cause == Some(Cause::ServerGranted),
+            "granted (server_granted) as soon as sign-in returns",
+        ))
+    }
+
+    async fn ch2_refresh(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            2,
+            "Token refresh",
+            "The token is refreshed 2 s before it expires; the new token is checked at once and the grant is kept.",
+        );
+        let refreshed_gen = |o: &Observer, mark: usize| {
+            o.events_since(mark).iter().find_map(|e| match e.event {
+                SessionEvent::Refreshed { generation, .. } => Some(generation),
+                _ => None,
+            })
+        };
+        let mark = self.chapter_mark;
+        let ok = self
+            .obs
+            .wait_until(TOKEN_LIFETIME + Duration::from_secs(3), |o| {
+                refreshed_gen(o, mark).is_some_and(|g| o.status().generation == g && Self::settled_granted(o))
+            })
+            .await;
+        let never_lost = self.statuses().all(|(_, s)| s.access == Access::Granted);
+        Ok(self.expect(
+            ok && never_lost && self.obs.status().cause == Some(Cause::ServerGranted),
+            "a new token and generation, its check answered, still granted (server_granted), never lost",
+        ))
+    }
+
+    async fn ch3_short_outage(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            3,
+            "Outage shorter than the budget",
+            "The backend refuses connections for 3 s. Access is held while jittered retries run.",
+        );
+        self.control.set_fault(Endpoint::Check, Some(Fault::Refused));
+        self.note("backend down (connections refused)");
+        self.recheck().await?;
+        self.obs.follow_for(Duration::from_secs(3)).await;
+        let held = self.statuses().all(|(_, s)| s.access == Access::Granted);
+        let retries = self.check_failures(None);
+        let deadline = self.obs.status().reverifying_until;
+        if let Some(dl) = deadline {
+            self.note(&format!(
+                "{retries} failed attempts so far; access held; fails closed at {} unless an answer comes",
+                secs(dl, Instant::ZERO)
+            ));
+        }
+        Ok(self.expect(
+            held && retries >= 2 && deadline.is_some(),
+            "still granted after 3 s of outage, with ≥ 2 jittered retries and a fixed deadline ahead",
+        ))
+    }
+
+    async fn ch4_recovery(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            4,
+            "Recovery",
+            "The backend comes back before the deadline: the next retry answers and the retries stop.",
+        );
+        let back = self.now();
+        self.control.set_fault(Endpoint::Check, None);
+        self.note("backend up again");
+        let ok = self
+            .obs
+            .wait_until(Duration::from_secs(5), Self::settled_granted)
+            .await;
+        self.note(&format!(
+            "confirmed {} after the backend came back",
+            span(back, self.now())
+        ));
+        let held = self.statuses().all(|(_, s)| s.access == Access::Granted);
+        Ok(self.expect(
+            ok && held,
+            "granted without interruption, no longer retrying, deadline cleared",
+        ))
+    }
+
+    async fn ch5_long_outage(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            5,
+            "Outage longer than the budget",
+            "The access-check service fails for good: every check gets 503 (the token service still works, so a \
+refresh may land meanwhile; it does not move the deadline). Access is held until the deadline fixed by the first \
+failure, then fails closed (R5), to the tick.",
+        );
+        self.control.set_fault(
+            Endpoint::Check,
+            Some(Fault::Status {
+                code: 503,
+                retry_after: None,
+            }),
+        );
+        self.note("check endpoint answers 503");
+        self.recheck().await?;
+        let failed_closed = |o: &Observer, mark: usize| {
+            o.events_since(mark).iter().find_map(|e| match e.event {
+                SessionEvent::Gate(Event::AccessChanged {
+                    to: Access::Denied,
+                    cause: Cause::FailedClosed,
+                    ..
+                }) => Some(e.at),
+                _ => None,
+            })
+        };
+        let mark = self.chapter_mark;
+        self.obs
+            .wait_until(BUDGET + Duration::from_secs(4), |o| {
+                failed_closed(o, mark).is_some() && o.status().cause == Some(Cause::FailedClosed)
+            })
+            .await;
+        let at = failed_closed(&self.obs, mark);
+        let deadline = self.statuses().find_map(|(_, s)| s.reverifying_until);
+        let held_until_deadline = match (at, deadline) {
+            (Some(at), Some(_)) => self
+                .statuses()
+                .filter(|(t, _)| *t < at)
+                .all(|(_, s)| s.access == Access::Granted),
+            _ => false,
+        };
+        let on_time = match (at, deadline) {
+            (Some(at), Some(dl)) => {
+                let late = at.saturating_duration_since(dl);
+                self.note(&format!(
+                    "deadline {}, failed closed at {} ({} ms after it)",
+                    secs(dl, Instant::ZERO),
+                    secs(at, Instant::ZERO),
+                    late.as_millis()
+                ));
+                at >= dl && late.as_millis() < 300
+            }
+            _ => false,
+        };
+        Ok(self.expect(
+            on_time && held_until_deadline && self.obs.status().access == Access::Denied,
+            "granted until the deadline, then denied (failed_closed) within 300 ms of it",
+        ))
+    }
+
+    async fn ch6_back(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            6,
+            "Backend back",
+            "After failing closed the gate keeps probing with backoff (R7): 1 s doubling to 4 s, jittered. Shortly after the service is back, a probe is granted (cause recovered).",
+        );
+        self.obs.follow_for(Duration::from_millis(2500)).await;
+        let probing = self.obs.status().probing && self.obs.status().access == Access::Denied;
+        let back = self.now();
+        self.control.set_fault(Endpoint::Check, None);
+        self.note("check endpoint healthy again");
+        let ok = self
+            .obs
+            .wait_until(Duration::from_secs(8), |o| {
+                o.status().access == Access::Granted && o.status().cause == Some(Cause::Recovered)
+            })
+            .await;
+        self.note(&format!(
+            "recovered {} after the backend came back",
+            span(back, self.now())
+        ));
+        Ok(self.expect(
+            probing && ok,
+            "denied and probing while down; granted again (recovered) once it is back",
+        ))
+    }
+
+    async fn ch7_revoked(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            7,
+            "Server-side revocation",
+            "The backend now answers 200 {\"has_access\": false} for alice: a definitive denial, at once, no retries (R2).",
+        );
+        self.obs
+            .wait_until(Duration::from_secs(3), Self::settled_granted)
+            .await;
+        self.control.set_access(USER, false);
+        self.note("alice's access revoked on the server");
+        self.recheck().await?;
+        let ok = self
+            .obs
+            .wait_until(Duration::from_secs(3), |o| {
+                o.status().access == Access::Denied && o.status().attempt_in_flight.is_none()
+            })
+            .await;
+        let s = self.obs.status();
+        Ok(self.expect(
+            ok && s.cause == Some(Cause::ServerDenied)
+                && s.reverifying_until.is_none()
+                && s.next_attempt.is_none()
+                && self.check_failures(None) == 0,
+            "denied (server_denied) on the first answer, nothing retried",
+        ))
+    }
+
+    async fn ch8_portal(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            8,
+            "Captive portal",
+            "alice is granted again; then a hotel Wi-Fi answers every request with 200 and an HTML sign-in page. Not a denial: transient, access held (R1, R4).",
+        );
+        self.control.set_access(USER, true);
+        self.note("alice's access granted again on the server");
+        self.recheck().await?;
+        let regranted = self
+            .obs
+            .wait_until(Duration::from_secs(3), Self::settled_granted)
+            .await;
+        if !regranted {
+            return Ok(self.expect(false, "granted again (server_granted) after the re-grant"));
+        }
+        self.note("granted again; now the captive portal appears");
+        self.control.set_fault(Endpoint::Check, Some(Fault::HtmlPortal));
+        self.recheck().await?;
+        self.obs.follow_for(Duration::from_millis(2000)).await;
+        let portal_failures = self.check_failures(Some(TransientClass::InvalidBody));
+        let held = self
+            .statuses()
+            .skip_while(|(_, s)| s.access != Access::Granted)
+            .all(|(_, s)| s.access == Access::Granted);
+        self.control.set_fault(Endpoint::Check, None);
+        self.note("back on a real network");
+        let settled = self
+            .obs
+            .wait_until(Duration::from_secs(4), Self::settled_granted)
+            .await;
+        Ok(self.expect(
+            held && portal_failures >= 1 && settled,
+            "the HTML 200s count as invalid_body failures; granted throughout, confirmed once off the portal",
+        ))
+    }
+
+    async fn ch9_unauthorized(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            9,
+            "401",
+            "The server invalidates alice's access token: the next check gets 401, which ends the session (R8).",
+        );
+        for _ in 0..3 {
+            let token = self
+                .gate
+                .access_token()
+                .await
+                .map_err(|e| CliError::Runtime(e.to_string()))?;
+            self.control.expire_token(&token);
+            self.note("the current access token is invalidated on the server");
+            self.recheck().await?;
+            if self
+                .obs
+                .wait_until(Duration::from_secs(3), |o| !o.status().signed_in)
+                .await
+            {
+                break;
+            }
+            // A refresh slipped in between and rotated the token: invalidate the new one.
+        }
+        let s = self.obs.status();
+        Ok(self.expect(
+            !s.signed_in && s.access == Access::Unknown && s.cause == Some(Cause::Unauthorized),
+            "signed out: access unknown (unauthorized); the app shows sign-in",
+        ))
+    }
+
+    fn summary(&self, started: std::time::Instant) {
+        let snap = self.obs.snapshot();
+        let c = snap.counters;
+        let t = &self.obs.timeline;
+        self.say("");
+        self.say(&t.heading("── Summary ──"));
+        self.say(&format!(
+            "   gate: attempts {}, grants {}, denials {}, failed closed {}, recoveries {}, refreshes {} ({} failed), stale results dropped {}, signed out by 401 {}",
+            c.attempts,
+            c.grants,
+            c.denials,
+            c.failed_closed,
+            c.recoveries,
+            c.refreshes,
+            c.refresh_failures,
+            c.stale_dropped,
+            c.unauthorized_logouts
+        ));
+        let classes: Vec<String> = TransientClass::ALL
+            .iter()
+            .filter(|k| c.transient_of(**k) > 0)
+            .map(|k| format!("{} {}", k.name(), c.transient_of(*k)))
+            .collect();
+        self.say(&format!(
+            "   transient failures: {} ({})",
+            c.transient_total(),
+            if classes.is_empty() {
+                "none".to_string()
+            } else {
+                classes.join(", ")
+            }
+        ));
+        let counts = self.control.counts();
+        for ep in Endpoint::ALL {
+            let by: Vec<String> = counts
+                .by_status
+                .iter()
+                .filter(|((e, _), _)| *e == ep)
+                .map(|((_, code), n)| format!("{code}: {n}"))
+                .collect();
+            self.say(&format!(
+                "   backend saw {:>2} {} requests ({})",
+                counts.endpoint_total(ep),
+                ep.name(),
+                if by.is_empty() {
+                    "none".to_string()
+                } else {
+                    by.join(", ")
+                }
+            ));
+        }
+        self.say("   (refused connections never reach the backend, so they are not counted)");
+        self.say(&t.ok(&format!(
+            "   all {} chapters ended in the expected state, in {:.1} s",
+            self.passed.len(),
+            started.elapsed().as_secs_f64()
+        )));
+    }
+}
+
+/// Runs the demo; exit 0 if every chapter ended as expected, 1 otherwise.
+pub async fn run(args: DemoArgs) -> Result<u8, CliError> {
+    let started = std::time::Instant::now();
+    let backend = Backend::start(BackendConfig {
+        https_port: Some(0),
+        ..BackendConfig::default()
+    })
+    .await
+    .map_err(|e| CliError::Runtime(format!("cannot start the backend: {e}")))?;
+    let control = backend.control();
+    let (base, ca) = if args.http {
+        (backend.http_url(), None)
+    } else {
+        let url = backend
+            .https_url()
+            .ok_or_else(|| CliError::Runtime("backend has no HTTPS listener".into()))?;
+        (url, backend.ca_pem())
+    };
+    let cfg = demo_config(&base, ca, args.seed);
+    let gate = AccessGate::spawn(cfg).map_err(gate_error)?;
+    let obs = Observer::new(&gate, Output::Timeline, args.color.enabled());
+    let mut demo = Demo {
+        obs,
+        gate: gate.clone(),
+        control,
+        chapter_mark: 0,
+        history_mark: 0,
+        passed: Vec::new(),
+    };
+    let t = &demo.obs.timeline;
+    demo.say(&t.heading("accessgate demo: a real gate against the reference backend, time compressed"));
+    demo.say(&format!(
+        "   backend  {base}{}  (and {})",
+        if ca.is_some() {
+            " trusting the freshly generated test CA"
+        } else {
+            ""
+        },
+        if args.http {
+            backend.https_url().unwrap_or_default()
+        } else {
+            backend.http_url()
+        }
+    ));
+    demo.say(
+        "   gate     attempt timeout 1 s, fail-closed budget 6 s, retries 250 ms x2 up to 1.5 s, \
+probes 1 s x2 up to 4 s (full jitter), 8 s tokens refreshed 2 s before expiry",
+    );
+    demo.say("");
+    demo.say(&demo.obs.timeline.header());
+
+    let mut code = 0;
+    for n in 1..=9 {
+        let result = match n {
+            1 => demo.ch1_sign_in().await,
+            2 => demo.ch2_refresh().await,
+            3 => demo.ch3_short_outage().await,
+            4 => demo.ch4_recovery().await,
+            5 => demo.ch5_long_outage().await,
+            6 => demo.ch6_back().await,
+            7 => demo.ch7_revoked().await,
+            8 => demo.ch8_portal().await,
+            _ => demo.ch9_unauthorized().await,
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(Failed(why))) => {
+                demo.say(&demo.obs.timeline.bad(&format!("   ✘ {why}")));
+                code = 1;
+                break;
+            }
+            Err(e) => {
+                demo.say(&demo.obs.timeline.bad(&format!("   ✘ demo error: {e}")));
+                code = 1;
+                break;
+            }
+        }
+    }
+    // A short tail so late events show, then the summary.
+    demo.obs.follow_for(Duration::from_millis(200)).await;
+    if code == 0 {
+        demo.summary(started);
+    } else {
+        demo.say(&demo.obs.timeline.bad(&format!(
+            "demo FAILED after {} of 9 chapters ({:.1} s)",
+            demo.passed.len(),
+            started.elapsed().as_secs_f64()
+        )));
+    }
+    gate.shutdown().await;
+    backend.shutdown().await;
+    Ok(code)
+}
