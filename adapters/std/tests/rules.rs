@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 
 use accessgate::{Access, Cause, Event, SessionEvent, TransientClass};
 use accessgate_backend::{Endpoint, Fault};
-use accessgate_std::TokenError;
+use accessgate_std::{AccessGate, GateClientConfig, GateError, TokenError, Tokens};
 use common::*;
 
 const HOSTILE: [(Fault, TransientClass); 9] = [
@@ -864,6 +864,93 @@ async fn shutdown_closes_every_call() {
         assert_eq!(clone.access_token().await, Err(TokenError::Closed));
         assert_eq!(clone.access(), Access::Granted);
         h.gate.shutdown().await; // idempotent
+    })
+    .await;
+}
+
+/// R3 + R11: restoring a stored session whose access token has expired never sends the dead
+/// token: the first check settles at once as `TokenExpired`, a refresh runs, and the new
+/// token's check grants.
+#[tokio::test]
+async fn restore_with_expired_token_refreshes_before_checking() {
+    bounded(async {
+        let h = Harness::new(Scheme::Http).await;
+        let status = h.gate.restore(h.tokens(StdDuration::ZERO)).await.unwrap();
+        assert_eq!((status.access, status.signed_in), (Access::Unknown, true));
+        let s = h
+            .wait_for(StdDuration::from_secs(2), |s| s.status.access == Access::Granted)
+            .await;
+        assert_eq!(s.counters.transient_of(TransientClass::TokenExpired), 1);
+        let counts = h.control.counts();
+        assert_eq!(counts.get(Endpoint::Token, 200), 1);
+        assert_eq!(
+            counts.endpoint_total(Endpoint::Check),
+            1,
+            "only the new token was sent"
+        );
+        assert_ne!(h.gate.access_token().await.unwrap(), h.tokens.access_token);
+    })
+    .await;
+}
+
+/// Tokens that cannot be sent in a header, or that exceed the session's capacity, are refused
+/// up front and change nothing.
+#[tokio::test]
+async fn unusable_tokens_are_refused() {
+    bounded(async {
+        let h = Harness::new(Scheme::Http).await;
+        let bad = [
+            Tokens::new("", "rt", StdDuration::from_secs(60)),
+            Tokens::new("at\r\nX-Evil: 1", "rt", StdDuration::from_secs(60)),
+            Tokens::new("at", "rt with space", StdDuration::from_secs(60)),
+            Tokens::new(
+                "a".repeat(accessgate::DEFAULT_TOKEN_CAPACITY + 1),
+                "rt",
+                StdDuration::from_secs(60),
+            ),
+        ];
+        for t in bad {
+            let r = h.gate.sign_in(t).await;
+            assert!(matches!(r, Err(GateError::InvalidToken(_))), "{r:?}");
+        }
+        assert!(!h.gate.status().signed_in);
+        assert_eq!(h.control.counts().total(), 0);
+    })
+    .await;
+}
+
+/// A closed port is a `Connect` failure; a plain-HTTP port spoken to over TLS is a `Tls` one.
+#[tokio::test]
+async fn transport_errors_are_classified() {
+    bounded(async {
+        let b = backend(Scheme::Http).await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+            // dropped: nothing listens there any more
+        };
+        for (base, class) in [
+            (format!("http://{closed}"), TransientClass::Connect),
+            (format!("https://{}", b.http_addr()), TransientClass::Tls),
+        ] {
+            let mut cfg = config_for(&b, Scheme::Http);
+            let path = GateClientConfig::new(&base);
+            cfg.check_url = path.check_url;
+            let gate = AccessGate::spawn(cfg).unwrap();
+            let mut events = Recorder::new(&gate);
+            let tokens = b.control().issue_token(USER, StdDuration::from_secs(60));
+            let status = gate
+                .sign_in(Tokens::new(
+                    tokens.access_token,
+                    tokens.refresh_token,
+                    StdDuration::from_secs(60),
+                ))
+                .await
+                .unwrap();
+            assert_eq!(status.access, Access::Unknown);
+            assert_eq!(events.failure_classes().first(), Some(&class), "{base}");
+            gate.shutdown().await;
+        }
     })
     .await;
 }
