@@ -9,6 +9,7 @@ mod serve;
 mod simulate;
 mod timeline;
 mod util;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,7 @@ struct Cli {
 enum Command {
     Serve(serve::ServeArgs),
     Check(check::CheckArgs),
+    Watch(watch::WatchArgs),
     Demo(demo::DemoArgs),
     Simulate(simulate::SimulateArgs),
 }
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve::run(a).await,
             Command::Check(a) => check::run(a).await,
+            Command::Watch(a) => watch::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             // CPU-bound, with its own worker threads; `block_on` runs it on this thread.
             Command::Simulate(a) => simulate::run(a),
