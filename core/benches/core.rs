@@ -24,7 +24,8 @@ fn inputs(c: &mut Criterion) {
         b.iter_batched(
             gate_with_attempt,
             |(mut g, r)| {
-                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted).unwrap();
+                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted)
+                    .unwrap();
                 while g.poll_event().is_some() {}
                 g
             },
@@ -35,7 +36,8 @@ fn inputs(c: &mut Criterion) {
         b.iter_batched(
             gate_with_attempt,
             |(mut g, r)| {
-                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL).unwrap();
+                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL)
+                    .unwrap();
                 while g.poll_event().is_some() {}
                 g
             },
@@ -46,7 +48,8 @@ fn inputs(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let (mut g, r) = gate_with_attempt();
-                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL).unwrap();
+                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL)
+                    .unwrap();
                 while g.poll_event().is_some() {}
                 let at = g.poll_timeout().unwrap();
                 (g, at)
@@ -62,19 +65,31 @@ fn inputs(c: &mut Criterion) {
     });
     grp.bench_function("early_timeout_noop", |b| {
         let (mut g, _) = gate_with_attempt();
-        b.iter(|| g.handle_timeout(black_box(Instant::ZERO + Duration::from_millis(1))).unwrap())
+        b.iter(|| {
+            g.handle_timeout(black_box(Instant::ZERO + Duration::from_millis(1)))
+                .unwrap()
+        })
     });
     grp.bench_function("session_check_result_grant", |b| {
         b.iter_batched(
             || {
                 let mut s: Session = Session::new(SessionConfig::DEFAULT, 1).unwrap();
-                s.sign_in(Instant::ZERO, b"access-token", b"refresh-token", Duration::from_secs(3600)).unwrap();
-                let Some(accessgate::Action::Check(r)) = s.poll_action() else { unreachable!() };
+                s.sign_in(
+                    Instant::ZERO,
+                    b"access-token",
+                    b"refresh-token",
+                    Duration::from_secs(3600),
+                )
+                .unwrap();
+                let Some(accessgate::Action::Check(r)) = s.poll_action() else {
+                    unreachable!()
+                };
                 while s.poll_event().is_some() {}
                 (s, r)
             },
             |(mut s, r)| {
-                s.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted).unwrap();
+                s.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted)
+                    .unwrap();
                 while s.poll_event().is_some() {}
                 s
             },
@@ -86,8 +101,10 @@ fn inputs(c: &mut Criterion) {
 
 fn classifying(c: &mut Criterion) {
     let small: &[u8] = br#"{"has_access": true}"#;
-    let typical: &[u8] = br#"{"has_access": true, "plan": "pro", "seats": 12, "features": ["a", "b", {"c": null}]}"#;
-    let html: &[u8] = b"<!DOCTYPE html><html><head><title>Hotel WiFi</title></head><body>Sign in</body></html>";
+    let typical: &[u8] =
+        br#"{"has_access": true, "plan": "pro", "seats": 12, "features": ["a", "b", {"c": null}]}"#;
+    let html: &[u8] =
+        b"<!DOCTYPE html><html><head><title>Hotel WiFi</title></head><body>Sign in</body></html>";
     let mut grp = c.benchmark_group("classify");
     for (name, body) in [("small", small), ("typical", typical), ("html", html)] {
         grp.bench_function(format!("accessgate/{name}"), |b| {
@@ -99,10 +116,16 @@ fn classifying(c: &mut Criterion) {
             struct Body {
                 has_access: bool,
             }
-            b.iter(|| serde_json::from_slice::<Body>(black_box(body)).map(|b| b.has_access).ok())
+            b.iter(|| {
+                serde_json::from_slice::<Body>(black_box(body))
+                    .map(|b| b.has_access)
+                    .ok()
+            })
         });
     }
-    grp.bench_function("parse_check_body/small", |b| b.iter(|| parse_check_body(black_box(small), 1024)));
+    grp.bench_function("parse_check_body/small", |b| {
+        b.iter(|| parse_check_body(black_box(small), 1024))
+    });
     grp.finish();
 }
 

@@ -670,13 +670,20 @@ impl<const N: usize> Gate<N> {
             probes = probes.saturating_add(1);
             Some(slot.unwrap_or_else(|| at + full_jitter(ceiling, &mut self.rng)))
         } else if let Some(delay) = self.schedule.next_delay() {
-            // R6: the last attempt must be able to finish before the deadline; a jittered
-            // delay that lands too late is redrawn inside the window instead of clamped, so
-            // devices that failed together do not all retry at the same last instant.
+            // R6: the last attempt must be able to finish before the deadline.
             let latest = streak.deadline.saturating_sub(cfg.attempt_timeout);
+            let last_window = latest.saturating_sub(cfg.retry.cap).max(at);
             match slot {
                 Some(s) => Some(s), // a server slot past the deadline is still used (R6)
+                // The final planned retry goes into the last `cap` before the latest start, so
+                // an outage shorter than the budget is caught before failing closed instead of
+                // leaving the end of the budget unwatched; jittered so a fleet spreads out.
+                None if self.schedule.remaining() == 0 && at <= latest => {
+                    Some(uniform_between(last_window, latest, &mut self.rng))
+                }
                 None if at + delay <= latest => Some(at + delay),
+                // A jittered delay that lands too late is redrawn inside the window rather
+                // than clamped, so devices that failed together do not retry at one instant.
                 None if at <= latest => Some(uniform_between(at, latest, &mut self.rng)),
                 None => None,
             }

@@ -255,10 +255,16 @@ fn retries_are_jittered_within_the_backoff_and_at_most_n() {
         g.handle_timeout(at).unwrap();
         if let Some(r) = g.poll_check() {
             let k = starts.len() as u32;
-            assert!(
-                r.started - prev <= GateConfig::DEFAULT.retry.ceiling(k),
-                "retry {k}"
-            );
+            let latest = deadline.saturating_sub(secs(10));
+            if k < 7 {
+                assert!(
+                    r.started - prev <= GateConfig::DEFAULT.retry.ceiling(k),
+                    "retry {k}"
+                );
+            } else {
+                // The last planned retry watches the end of the budget.
+                assert!(r.started >= latest.saturating_sub(secs(20)) && r.started <= latest);
+            }
             starts.push(r.started);
             g.handle_check_result(at, r.generation, r.attempt, FAIL).unwrap();
             prev = at;
@@ -533,4 +539,38 @@ fn counters_count_attempts_failures_by_class_and_outcomes() {
     assert_eq!(c.transient_of(TransientClass::Connect), 1);
     assert_eq!(c.transient_of(TransientClass::InvalidBody), 1);
     assert_eq!(c.transient_total(), 2);
+}
+
+#[test]
+fn the_last_planned_retry_watches_the_end_of_the_budget() {
+    // An outage that ends after the backoff's early retries but before the deadline is still
+    // caught before failing closed, for every seed (R4 with R6).
+    for seed in 0..200 {
+        let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, seed).unwrap();
+        g.start_session(T0, TokenHandle(1)).unwrap();
+        let r = g.poll_check().unwrap();
+        g.handle_check_result(T0, r.generation, r.attempt, GRANT).unwrap();
+        g.token_refreshed(T0, TokenHandle(2)).unwrap();
+        let r = g.poll_check().unwrap();
+        g.handle_check_result(T0, r.generation, r.attempt, FAIL).unwrap();
+        let deadline = g.deadline().unwrap();
+        let outage_end = T0 + secs(85);
+        let mut last_start = T0;
+        while g.deadline().is_some() {
+            let at = g.poll_timeout().unwrap();
+            g.handle_timeout(at).unwrap();
+            if let Some(r) = g.poll_check() {
+                last_start = at;
+                let o = if at < outage_end { FAIL } else { GRANT };
+                g.handle_check_result(at, r.generation, r.attempt, o).unwrap();
+            }
+            while g.poll_event().is_some() {}
+        }
+        assert_eq!(
+            g.access(),
+            Access::Granted,
+            "seed {seed}: an 85 s outage failed closed"
+        );
+        assert!(last_start + secs(10) <= deadline);
+    }
 }

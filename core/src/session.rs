@@ -256,7 +256,7 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     failures_valid: u32,
     failures_expired: u32,
     timers: [Option<Instant>; 3],
-    early_refresh_for: Option<Generation>,
+    early_refresh_used: bool,
     waiters: heapless::Vec<WaiterId, W>,
     waiter_generation: Option<Generation>,
     resolved: heapless::Deque<(WaiterId, Result<TokenHandle, WaitError>), W>,
@@ -295,7 +295,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             failures_valid: 0,
             failures_expired: 0,
             timers: [None; 3],
-            early_refresh_for: None,
+            early_refresh_used: false,
             waiters: heapless::Vec::new(),
             waiter_generation: None,
             resolved: heapless::Deque::new(),
@@ -380,7 +380,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         let _ = self.refresh_token.extend_from_slice(refresh_token);
         self.live = true;
         self.epoch = self.epoch.wrapping_add(1);
-        self.early_refresh_for = None;
+        self.early_refresh_used = false;
         self.failures_valid = 0;
         self.failures_expired = 0;
         let generation = self.gate.start_session(now, TokenHandle(self.epoch))?;
@@ -460,9 +460,14 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         );
         let current = self.live && generation == self.gate.generation();
         self.gate.handle_check_result(now, generation, attempt, outcome)?;
-        if forbidden && current && self.live && self.early_refresh_for != Some(generation) {
-            // R9: some backends answer an expired token with 403: refresh once per generation.
-            self.early_refresh_for = Some(generation);
+        if current && outcome.is_definitive() {
+            self.early_refresh_used = false;
+        }
+        if forbidden && current && self.live && !self.early_refresh_used {
+            // R9: some backends answer an expired token with 403: refresh early, once per
+            // generation, and once per run of failures: a backend that keeps answering 403
+            // would otherwise get a refresh per new generation, a refresh storm.
+            self.early_refresh_used = true;
             if self.refresh.is_none() {
                 self.start_refresh(now, true);
             }

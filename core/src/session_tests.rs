@@ -268,27 +268,41 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
         assert!(s.status().signed_in, "step {i}");
     }
     assert_eq!(early, 0, "one early refresh per generation");
-    // A successful refresh starts a new generation, which may ask once more.
-    let gen_before = s.status().generation;
+    // A successful refresh starts a new generation; while 403s continue without a definitive
+    // answer, it does not ask again (no refresh storm against a backend that always says 403).
     let now = s.poll_timeout().unwrap();
     s.handle_timeout(now).unwrap();
-    let mut saw = false;
-    while let Some(a) = s.poll_action() {
-        if let Action::Refresh(r) = a {
-            s.handle_refresh_result(now, r.id, new_tokens(3)).unwrap();
-            saw = true;
-            break;
+    drain(&mut s);
+    let r = loop {
+        match s.poll_action() {
+            Some(Action::Refresh(r)) => break r,
+            Some(Action::Check(c)) => s
+                .handle_check_result(now, c.generation, c.attempt, forbidden)
+                .unwrap(),
+            None => panic!("a refresh retry was due"),
         }
-    }
-    if saw {
-        assert_ne!(s.status().generation, gen_before);
-        let c = check(&mut s);
-        s.handle_check_result(now, c.generation, c.attempt, forbidden)
-            .unwrap();
-        assert!(drain(&mut s)
-            .iter()
-            .any(|e| matches!(e, SessionEvent::RefreshStarted { early: true, .. })));
-    }
+    };
+    s.handle_refresh_result(now, r.id, new_tokens(3)).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(now, c.generation, c.attempt, forbidden)
+        .unwrap();
+    assert!(!drain(&mut s)
+        .iter()
+        .any(|e| matches!(e, SessionEvent::RefreshStarted { early: true, .. })));
+    // After a definitive answer, a later 403 may ask once more.
+    let now = now + secs(10);
+    s.recheck_now(now).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted)
+        .unwrap();
+    let now = now + secs(10);
+    s.recheck_now(now).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(now, c.generation, c.attempt, forbidden)
+        .unwrap();
+    assert!(drain(&mut s)
+        .iter()
+        .any(|e| matches!(e, SessionEvent::RefreshStarted { early: true, .. })));
 }
 
 #[test]

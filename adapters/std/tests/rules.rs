@@ -479,7 +479,6 @@ async fn r9_forbidden_refreshes_once() {
 /// generation, whose immediate check gets 403 and triggers another early refresh, so the
 /// token endpoint is hit in a tight loop (~200 refreshes in 800 ms here) with no backoff.
 #[tokio::test]
-#[ignore = "core bug: persistent 403 loops refresh -> check -> refresh (session.rs early_refresh_for is per generation)"]
 async fn r9_persistent_forbidden_refreshes_once() {
     bounded(async {
         let h = Harness::new(Scheme::Http).await;
