@@ -1,5 +1,7 @@
-//! Reproducers for findings in the core (`accessgate`), driven sans-IO so they are exact and
-//! instant. Ignored until the core changes; run with `--ignored`.
+//! Regression tests for two findings in the core (`accessgate`), found while writing this
+//! adapter and since fixed there: a persistent 403 looped early refreshes, and the end of the
+//! fail-closed budget went unwatched after the planned retries. Driven sans-IO so they are
+//! exact and instant.
 
 use accessgate::{classify, Access, Action, Duration, Instant, RefreshOutcome, Session, SessionConfig};
 
