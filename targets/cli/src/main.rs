@@ -1,6 +1,62 @@
 //! # `accessgate`: the command line
 //!
-//! Placeholder docs, completed below.
+//! One binary around the accessgate library (`shared/spec/behaviour.md`, rules R1–R13): the
+//! reference backend, a one-shot check for scripts, a live session viewer, the fault-injection
+//! demo, and the fleet simulator.
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `accessgate demo` | starts the reference backend in-process (HTTP + HTTPS with a fresh test CA) and a real gate against it over HTTPS, time-compressed, and plays nine chapters with a live timeline: sign-in, token refresh, short outage (access held, jittered retries), recovery, long outage (fails closed at the deadline), recovery by probing, server-side revocation (denied at once), captive-portal 200 (held, not denied), 401 (signed out). Every chapter ends with an assertion; exit 0 only if all nine hold, so the demo is also an end-to-end test. About 25 s. |
+//! | `accessgate serve` | the reference backend on its own until Ctrl-C (`--bind`, `--http-port 8080`, `--https-port 8443`, `--no-https`, `--write-ca FILE`, `--user U` to print a token pair, `--token-lifetime`, `--client-id`); prints the URLs and the control-surface help (`/_control/...`, steer it with curl). |
+//! | `accessgate check --url URL --token T` | one session start with full gate semantics: retries until a definitive answer or until the budget runs out. `--ca PEM`, `--no-system-roots`, `--timeout 10s`, `--budget 120s`, `--retry-base 2s`, `--retry-cap 20s`, `--seed`, `--json`, `--quiet`. |
+//! | `accessgate watch --url BASE_URL` | a live session with refreshes until Ctrl-C, as a timeline (or `--json`). Tokens from `--token T --refresh-token R [--expires-in DUR]`, or from the reference backend's control surface with `--issue-user U [--token-lifetime 90s]`. `--recheck-every DUR` re-checks periodically so faults show between refreshes. Exit 0 on Ctrl-C, 3 when the server ends the session. |
+//! | `accessgate simulate SCENARIO` | the fleet simulator of `accessgate-fleet` (its `FleetArgs`, flattened): the real gate on every simulated device, beside peer retry policies. |
+//!
+//! Durations are written like `500ms`, `10s`, `2m` (humantime).
+//!
+//! ## Exit codes
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | `check`: granted; other commands: success (`serve`/`watch` after Ctrl-C, `demo` when every chapter held) |
+//! | 1 | `check`: denied by the server (`200 {"has_access": false}`); `demo`: a chapter ended in the wrong state |
+//! | 2 | `check`: failed closed (no definitive answer within the budget) |
+//! | 3 | `check`: unauthorized (401); `watch`: the server ended the session |
+//! | 64 | usage error: bad flags (every clap error), an unreadable or invalid `--ca`, an invalid URL, token or timing |
+//! | 70 | internal error (cannot bind, cannot start the runtime) |
+//!
+//! `--help` and `--version` exit 0.
+//!
+//! ## `check --json`
+//!
+//! One JSON object per line per event, written by `accessgate::write_event_json` (times in ms
+//! since the gate started), then one final line by `accessgate::write_final_json`:
+//!
+//! ```text
+//! {"t_ms":0,"event":"check_started","generation":1,"attempt":0}
+//! {"t_ms":3,"event":"access_changed","from":"unknown","to":"granted","cause":"server_granted"}
+//! {"final":true,"verdict":"granted","exit_code":0,"access":"granted","cause":"server_granted","signed_in":true,"attempts":1,"transient_failures":0,"stale_dropped":0,"elapsed_ms":3}
+//! ```
+//!
+//! The same functions render the embassy build's output, so both are byte-identical for the
+//! same events.
+//!
+//! ## The timeline
+//!
+//! `check`, `watch` and `demo` print one line per event: time since the gate started, the state
+//! the app would render (`checking`, `granted`, `granted (held)` while a transient failure is
+//! retried before the deadline, `denied`, `denied (probing)` after failing closed, `signed
+//! out`), the kind of event, and details: generation, attempt, failure class, when the next try
+//! starts and when the gate fails closed. A line `answer` is added when a check answered
+//! definitively without changing access (the core emits no event for that). Colours only when
+//! stdout is a terminal and `NO_COLOR` is unset (`--color always|never` overrides).
+//!
+//! ## Layout
+//!
+//! - `serve.rs`, `check.rs`, `watch.rs`, `demo.rs`, `simulate.rs`: one module per command.
+//! - `observe.rs`: follows a gate's event broadcast and status watch in order (events of a
+//!   driver step before its snapshot), for waiting on conditions while printing.
+//! - `timeline.rs`: renders the timeline lines. `util.rs`: durations, errors, colours.
 
 mod check;
 mod demo;
@@ -19,7 +75,18 @@ use util::{CliError, EXIT_USAGE};
 
 /// Decide whether a signed-in user/device may use a product, correctly under network faults.
 #[derive(Debug, Parser)]
-#[command(name = "accessgate", version, propagate_version = true)]
+#[command(
+    name = "accessgate",
+    version,
+    propagate_version = true,
+    long_about = "accessgate decides whether a signed-in user or device may use a product, and keeps \
+deciding correctly when the network does not cooperate: it holds the last answer through transient \
+failures, retries with jitter, fails closed at a fixed deadline, recovers by probing, and signs out \
+on 401.\n\n\
+Start with `accessgate demo`: a real gate against an in-process backend, with faults injected on cue.",
+    after_help = "Exit codes: 0 ok/granted, 1 denied (check) or demo failure, 2 failed closed (check), \
+3 unauthorized, 64 usage error, 70 internal error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,10 +94,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    // Listed in the order a newcomer needs them.
+    Demo(demo::DemoArgs),
     Serve(serve::ServeArgs),
     Check(check::CheckArgs),
     Watch(watch::WatchArgs),
-    Demo(demo::DemoArgs),
     Simulate(simulate::SimulateArgs),
 }
 
