@@ -107,6 +107,13 @@ impl TimingWheel {
         Some(e.0)
     }
 
+    /// The device of the `k`-th entry after the next one, if it is in the slot being
+    /// processed (for touching its state early: see the simulator's look-ahead).
+    pub fn ahead(&self, k: usize) -> Option<u32> {
+        let n = self.ready.len();
+        (k < n).then(|| self.ready[n - 1 - k].1)
+    }
+
     fn slot_of(time: u64) -> usize {
         ((time / SLOT_MICROS) as usize) & (SLOTS - 1)
     }
