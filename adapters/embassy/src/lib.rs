@@ -1,1 +1,73 @@
-//! Placeholder: filled in by its issue.
+//! # accessgate-embassy
+//!
+//! Runs the [`accessgate`] core (a sans-IO session + gate) on embassy: `no_std`, no
+//! `alloc`, every capacity fixed at compile time or handed in by the caller.
+//!
+//! - **Time**: embassy-time. The session's next deadline is awaited with `Timer::at`, each
+//!   HTTP exchange is bounded by `embassy_time::with_timeout` (reqwless has no timeout), and
+//!   clock values are converted at the boundary in [`time`] only.
+//! - **Network**: reqwless 0.14 over the embedded-nal-async 0.9 `TcpConnect` + `Dns` traits,
+//!   so the same driver runs on embassy-net (a board), `std-embedded-nal-async` (a PC) or an
+//!   in-memory stack (QEMU). HTTPS through embedded-tls with the server certificate verified
+//!   against a configured CA ([`Transport::Tls`]; see its docs for embedded-tls' limits:
+//!   TLS 1.3 only, ECDSA certificates, CN matching, CA signing the server certificate
+//!   directly, no date check). Plain HTTP only when [`Transport::PlainHttp`] is chosen, and
+//!   a URL whose scheme disagrees with the transport is a [`ConfigError`].
+//! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
+//!   `Watch` of [`Snapshot`]s and a bounded event channel that counts drops instead of
+//!   blocking.
+//! - **Memory**: [`Buffers`] (or [`BufferStorage`]) per lane; a body is read into a
+//!   `max_body + 1` window and never further. See [`buffers`] for sizes.
+//!
+//! ## Wiring
+//!
+//! ```ignore
+//! static LINK: Link<'static, CriticalSectionRawMutex> = Link::new();
+//! static CHECK_BUFS: StaticCell<CheckStorage> = StaticCell::new();
+//!
+//! let config = DriverConfig {
+//!     session: SessionConfig::DEFAULT,
+//!     check_url: "https://api.example.com/api/code/invites/check-access/",
+//!     transport: Transport::Tls { ca_der: CA_DER },
+//!     refresh: None,
+//! };
+//! let seeds = Seeds { jitter: rng.next_u64(), tls: rng_bytes };
+//! let driver = Driver::new(&LINK, &tcp, &dns, config, CHECK_BUFS.init(CheckStorage::new()).buffers(), None, seeds)?;
+//! spawner.spawn(driver_task(driver).unwrap()); // async fn driver_task(d: Driver<...>) -> ! { d.run().await }
+//!
+//! LINK.try_send(Command::sign_in(access, refresh, Duration::from_secs(3600))?)?;
+//! let mut status = LINK.status_receiver().unwrap();
+//! loop { render(status.changed().await); }
+//! ```
+//! `targets/embassy-host` is a complete program doing this on a PC.
+//!
+//! ## Features
+//! - `log`: log lines (the adapter's and the core's) go to the `log` facade (host).
+//! - `defmt`: they go to `defmt`, and public types derive `defmt::Format` (firmware).
+//!   Enabling both is a compile error. Host tests run without `defmt`.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[macro_use]
+mod fmt;
+
+pub mod buffers;
+mod config;
+mod driver;
+mod http;
+mod link;
+mod report;
+pub mod time;
+
+pub use buffers::{BufferStorage, Buffers, CheckStorage, PlainCheckStorage, RefreshStorage, TlsBuffers};
+pub use config::{
+    BufferKind, ConfigError, DriverConfig, Endpoint, RefreshEndpoint, Transport, MIN_RX, MIN_TLS_READ,
+    MIN_TLS_WRITE,
+};
+pub use driver::{Driver, Seeds};
+pub use link::{
+    Command, Credentials, CredentialsError, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot,
+    TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
+};
+pub use report::{until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};

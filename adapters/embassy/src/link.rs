@@ -1,0 +1,331 @@
+//! The app-facing side: what tasks of the application share with the driver.
+//!
+//! A [`Link`] bundles three fixed-capacity embassy-sync primitives, all with `const`
+//! constructors so a link can live in a `static` (or a `static_cell::StaticCell`):
+//!
+//! - a bounded **command** [`Channel`] (capacity [`COMMAND_CAPACITY`]) for sign-in, restore,
+//!   logout, re-check and token requests. [`Link::try_send`] never blocks: when the channel is
+//!   full it returns [`TrySendError::Full`] with the command inside, nothing is lost (R12).
+//!   [`Link::send`] waits for room instead.
+//! - a status [`Watch`] (up to [`STATUS_RECEIVERS`] receivers) carrying the latest
+//!   [`Snapshot`] (status + counters). A watch keeps only the newest value: a slow reader
+//!   skips intermediate snapshots but never sees a stale one after a newer one.
+//! - a bounded **event** [`Channel`] (capacity [`EVENT_CAPACITY`]) of [`TimedEvent`]s for
+//!   timelines and JSON output. The driver never blocks on it: when it is full the event is
+//!   dropped and counted in [`Snapshot::events_dropped`], so a reader that falls behind loses
+//!   timeline lines, never gate progress. Nobody has to read it; a kiosk that only renders the
+//!   status can ignore it (it then fills up and every later event is counted as dropped).
+//!
+//! `M` is the embassy-sync raw mutex: `CriticalSectionRawMutex` when app tasks and the driver
+//! may run in different executors or interrupt priorities, `ThreadModeRawMutex` or
+//! `NoopRawMutex` when everything runs in one thread-mode executor.
+
+use accessgate::{Counters, Duration, Instant, SessionError, SessionEvent, Status, WaitError};
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::channel::Channel;
+pub use embassy_sync::channel::TrySendError;
+use embassy_sync::signal::Signal;
+use embassy_sync::watch::{Receiver, Watch};
+
+/// Capacity of a link's command channel.
+pub const COMMAND_CAPACITY: usize = 4;
+/// Capacity of a link's event channel.
+pub const EVENT_CAPACITY: usize = 32;
+/// How many [`Link::status_receiver`]s can exist at once.
+pub const STATUS_RECEIVERS: usize = 4;
+
+/// A token copied out of the session: at most `T` bytes.
+pub type Token<const T: usize> = heapless::Vec<u8, T>;
+
+/// Tokens to start a session with, copied into fixed-capacity buffers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials<const T: usize> {
+    pub(crate) access_token: Token<T>,
+    pub(crate) refresh_token: Token<T>,
+    pub(crate) expires_in: Duration,
+}
+
+/// Why [`Credentials::new`] refused a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CredentialsError {
+    /// A token is longer than the capacity `T`.
+    TooLong,
+    /// A token is empty or holds a byte that cannot go into an HTTP header or form unescaped
+    /// (only visible ASCII, `0x21..=0x7e`, is accepted): refusing it here rules out header
+    /// injection through a token.
+    NotHeaderSafe,
+}
+
+impl core::fmt::Display for CredentialsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            CredentialsError::TooLong => "token longer than the link's capacity",
+            CredentialsError::NotHeaderSafe => "token is empty or not visible ASCII",
+        })
+    }
+}
+
+impl core::error::Error for CredentialsError {}
+
+/// Whether `token` may be sent as `Authorization: Bearer <token>` as it is.
+pub(crate) fn header_safe(token: &[u8]) -> bool {
+    !token.is_empty() && token.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+pub(crate) fn copy_token<const T: usize>(token: &[u8]) -> Result<Token<T>, CredentialsError> {
+    if !header_safe(token) {
+        return Err(CredentialsError::NotHeaderSafe);
+    }
+    Token::from_slice(token).map_err(|_| CredentialsError::TooLong)
+}
+
+impl<const T: usize> Credentials<T> {
+    /// Copies an access token, a refresh token and the access token's remaining lifetime.
+    pub fn new(
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<Self, CredentialsError> {
+        Ok(Credentials {
+            access_token: copy_token(access_token)?,
+            refresh_token: copy_token(refresh_token)?,
+            expires_in,
+        })
+    }
+}
+
+/// Something the app asks the driver to do.
+pub enum Command<'a, M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
+    /// Sign in with fresh tokens: a new generation and an immediate check (R3).
+    SignIn(Credentials<T>),
+    /// Restore a stored session at start-up (access stays `Unknown` until the first answer).
+    Restore(Credentials<T>),
+    /// Log out: nothing in flight counts any more (R10, R11).
+    Logout,
+    /// Re-check now (a "retry" button); rate-limited by the core.
+    Recheck,
+    /// Ask for a valid access token; the answer arrives in the slot (single-flight refresh, R11).
+    RequestToken(&'a TokenSlot<M, T>),
+}
+
+impl<M: RawMutex, const T: usize> core::fmt::Debug for Command<'_, M, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<M: RawMutex, const T: usize> defmt::Format for Command<'_, M, T> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=str}", self.name())
+    }
+}
+
+impl<'a, M: RawMutex, const T: usize> Command<'a, M, T> {
+    /// The command's name, for logs (tokens are secrets and never printed).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Command::SignIn(_) => "sign_in",
+            Command::Restore(_) => "restore",
+            Command::Logout => "logout",
+            Command::Recheck => "recheck",
+            Command::RequestToken(_) => "request_token",
+        }
+    }
+    /// [`Command::SignIn`] with tokens copied from slices.
+    pub fn sign_in(
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<Self, CredentialsError> {
+        Credentials::new(access_token, refresh_token, expires_in).map(Command::SignIn)
+    }
+    /// [`Command::Restore`] with tokens copied from slices.
+    pub fn restore(
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<Self, CredentialsError> {
+        Credentials::new(access_token, refresh_token, expires_in).map(Command::Restore)
+    }
+}
+
+/// Why a [`Command::RequestToken`] got no token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TokenError {
+    /// No session is active.
+    NotSignedIn,
+    /// The session ended while the caller waited (logout, 401, rejected refresh; R11).
+    NotAuthenticated,
+    /// The refresh failed transiently and the token has expired; ask again later.
+    Unavailable,
+    /// Too many callers are waiting already (the session's `W`; R12).
+    WaitersFull,
+    /// The driver could not take the request (its queues were full); ask again.
+    Busy,
+}
+
+impl From<WaitError> for TokenError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::NotAuthenticated => TokenError::NotAuthenticated,
+            WaitError::Unavailable => TokenError::Unavailable,
+        }
+    }
+}
+
+impl core::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            TokenError::NotSignedIn => "not signed in",
+            TokenError::NotAuthenticated => "session ended while waiting for a token",
+            TokenError::Unavailable => "token expired and refresh failing; try again later",
+            TokenError::WaitersFull => "too many callers waiting for a token",
+            TokenError::Busy => "driver busy; try again",
+        })
+    }
+}
+
+impl core::error::Error for TokenError {}
+
+/// Where the driver answers one [`Command::RequestToken`]. `static`-friendly; reuse it for
+/// the next request once the answer was taken.
+pub struct TokenSlot<M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
+    answer: Signal<M, Result<Token<T>, TokenError>>,
+}
+
+impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        TokenSlot {
+            answer: Signal::new(),
+        }
+    }
+    /// Waits for the answer (and takes it).
+    pub async fn wait(&self) -> Result<Token<T>, TokenError> {
+        self.answer.wait().await
+    }
+    /// Takes the answer if it is there.
+    pub fn try_take(&self) -> Option<Result<Token<T>, TokenError>> {
+        self.answer.try_take()
+    }
+    pub(crate) fn answer(&self, answer: Result<Token<T>, TokenError>) {
+        self.answer.signal(answer);
+    }
+}
+
+impl<M: RawMutex, const T: usize> Default for TokenSlot<M, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A session event and when the driver saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TimedEvent {
+    /// When (the core's clock: microseconds since boot).
+    pub at: Instant,
+    /// What.
+    pub event: SessionEvent,
+}
+
+/// What the app renders from, published after every input that changed something.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Snapshot {
+    /// When it was taken (the core's clock).
+    pub at: Instant,
+    /// Access, cause, signed-in, re-verifying deadline, probing...
+    pub status: Status,
+    /// The core's counters (R13).
+    pub counters: Counters,
+    /// Events dropped because the event channel was full.
+    pub events_dropped: u32,
+    /// Commands the session refused (rate-limited re-check, re-check while signed out...).
+    pub commands_refused: u32,
+    /// Why the last refused command was refused.
+    pub last_refusal: Option<SessionError>,
+}
+
+/// The shared handles between the app and one [`Driver`](crate::Driver). See the module docs.
+pub struct Link<'a, M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
+    commands: Channel<M, Command<'a, M, T>, COMMAND_CAPACITY>,
+    status: Watch<M, Snapshot, STATUS_RECEIVERS>,
+    events: Channel<M, TimedEvent, EVENT_CAPACITY>,
+}
+
+impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
+    /// An idle link, usable in a `static`.
+    pub const fn new() -> Self {
+        Link {
+            commands: Channel::new(),
+            status: Watch::new(),
+            events: Channel::new(),
+        }
+    }
+
+    /// Queues a command without waiting. When the channel is full the command comes back in
+    /// [`TrySendError::Full`] (R12).
+    pub fn try_send(&self, command: Command<'a, M, T>) -> Result<(), TrySendError<Command<'a, M, T>>> {
+        self.commands.try_send(command)
+    }
+
+    /// Queues a command, waiting for room.
+    pub async fn send(&self, command: Command<'a, M, T>) {
+        self.commands.send(command).await
+    }
+
+    /// A receiver of status snapshots ([`Receiver::changed`] waits for the next one), or
+    /// `None` when [`STATUS_RECEIVERS`] receivers exist already.
+    pub fn status_receiver(&self) -> Option<Receiver<'_, M, Snapshot, STATUS_RECEIVERS>> {
+        self.status.receiver()
+    }
+
+    /// The latest snapshot, `None` before the driver published one.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.status.try_get()
+    }
+
+    /// Waits for the next event.
+    pub async fn next_event(&self) -> TimedEvent {
+        self.events.receive().await
+    }
+
+    /// The next event, if one is queued.
+    pub fn try_next_event(&self) -> Option<TimedEvent> {
+        self.events.try_receive().ok()
+    }
+
+    pub(crate) fn commands(&self) -> &Channel<M, Command<'a, M, T>, COMMAND_CAPACITY> {
+        &self.commands
+    }
+
+    /// Publishes a snapshot unless it equals the current one (apart from its time).
+    pub(crate) fn publish(&self, snapshot: Snapshot) {
+        self.status.sender().send_if_modified(|cur| {
+            if cur
+                .as_ref()
+                .is_some_and(|c| Snapshot { at: c.at, ..snapshot } == *c)
+            {
+                false
+            } else {
+                *cur = Some(snapshot);
+                true
+            }
+        });
+    }
+
+    /// Offers an event without blocking; `false` when the channel was full.
+    pub(crate) fn offer_event(&self, event: TimedEvent) -> bool {
+        self.events.try_send(event).is_ok()
+    }
+}
+
+impl<M: RawMutex, const T: usize> Default for Link<'_, M, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,167 @@
+//! Watching a check to its end, and a readable timeline. The JSON forms are the core's
+//! [`accessgate::write_event_json`] / [`accessgate::write_final_json`], shared with the
+//! desktop CLI so both print the same bytes.
+
+use core::fmt::Write;
+
+use accessgate::{access_name, Event, Instant, SessionEvent, Verdict};
+use embassy_futures::select::{select, Either};
+use embassy_sync::blocking_mutex::raw::RawMutex;
+
+use crate::link::{Link, Snapshot, TimedEvent};
+
+/// Why [`until_verdict`] could not watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NoStatusReceiver;
+
+impl core::fmt::Display for NoStatusReceiver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("all status receivers of the link are taken")
+    }
+}
+
+impl core::error::Error for NoStatusReceiver {}
+
+/// Waits until the session reaches a verdict — granted, denied, failed closed (at the R5
+/// deadline at the latest) or unauthorized — handing every event to `on_event` as it
+/// arrives, and the events queued before the verdict too. Meant for a one-shot check on a
+/// fresh driver: send [`Command::SignIn`](crate::Command::SignIn), then await this.
+///
+/// Takes one of the link's status receivers for as long as it runs.
+pub async fn until_verdict<M: RawMutex, const T: usize>(
+    link: &Link<'_, M, T>,
+    mut on_event: impl FnMut(&TimedEvent),
+) -> Result<(Verdict, Snapshot), NoStatusReceiver> {
+    let mut status = link.status_receiver().ok_or(NoStatusReceiver)?;
+    loop {
+        match select(link.next_event(), status.changed()).await {
+            Either::First(event) => on_event(&event),
+            Either::Second(snapshot) => {
+                if let Some(verdict) = Verdict::of(&snapshot.status) {
+                    // The driver queues events before it publishes the snapshot they led to.
+                    while let Some(event) = link.try_next_event() {
+                        on_event(&event);
+                    }
+                    return Ok((verdict, snapshot));
+                }
+            }
+        }
+    }
+}
+
+struct Since(Instant, Instant);
+
+impl core::fmt::Display for Since {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let ms = (self.0 - self.1).as_millis();
+        write!(f, "+{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+/// Writes one event as a readable line (no newline), times relative to `origin`.
+///
+/// ```
+/// use accessgate::{Event, Generation, Instant, SessionEvent};
+/// use accessgate_embassy::{write_event_text, TimedEvent};
+/// let e = TimedEvent {
+///     at: Instant::from_millis(1_250),
+///     event: SessionEvent::Gate(Event::CheckStarted { generation: Generation(1), attempt: 2 }),
+/// };
+/// let mut s = String::new();
+/// write_event_text(&mut s, &e, Instant::ZERO).unwrap();
+/// assert_eq!(s, "+1.250s  check #2 started (generation 1)");
+/// ```
+pub fn write_event_text<W: Write>(w: &mut W, e: &TimedEvent, origin: Instant) -> core::fmt::Result {
+    write!(w, "{}  ", Since(e.at, origin))?;
+    let at = |t: Option<Instant>| t.map(|t| Since(t, origin));
+    match e.event {
+        SessionEvent::Gate(Event::CheckStarted { generation, attempt }) => {
+            write!(w, "check #{attempt} started (generation {})", generation.0)
+        }
+        SessionEvent::Gate(Event::CheckFailed {
+            attempt,
+            class,
+            next_attempt,
+            deadline,
+            ..
+        }) => {
+            write!(w, "check #{attempt} failed: {}", class.name())?;
+            match at(next_attempt) {
+                Some(t) => write!(w, "; next attempt at {t}")?,
+                None => w.write_str("; no retry planned")?,
+            }
+            match at(deadline) {
+                Some(t) => write!(w, "; fails closed at {t}"),
+                None => Ok(()),
+            }
+        }
+        SessionEvent::Gate(Event::AccessChanged { from, to, cause }) => write!(
+            w,
+            "access {} -> {} ({})",
+            access_name(from),
+            access_name(to),
+            cause.name()
+        ),
+        SessionEvent::Gate(Event::StaleResult { generation, attempt }) => write!(
+            w,
+            "stale result dropped (generation {}, check #{attempt})",
+            generation.0
+        ),
+        SessionEvent::Gate(Event::SessionEnded { cause }) => write!(w, "session ended ({})", cause.name()),
+        SessionEvent::RefreshStarted { id, early } => {
+            write!(
+                w,
+                "token refresh {} started{}",
+                id.0,
+                if early { " early (403)" } else { "" }
+            )
+        }
+        SessionEvent::Refreshed { generation, .. } => {
+            write!(w, "token refreshed (generation {})", generation.0)
+        }
+        SessionEvent::RefreshFailed { class, next_attempt } => write!(
+            w,
+            "token refresh failed: {}; retry at {}",
+            class.name(),
+            Since(next_attempt, origin)
+        ),
+        SessionEvent::RefreshRejected => w.write_str("refresh token rejected"),
+        SessionEvent::StaleRefresh { id } => write!(w, "stale refresh {} dropped", id.0),
+    }
+}
+
+/// Writes the closing line of a check (no newline).
+///
+/// ```
+/// use accessgate::{Access, Cause, Instant, Status, Verdict};
+/// use accessgate_embassy::{write_verdict_text, Snapshot};
+/// let snap = Snapshot {
+///     at: Instant::from_millis(20),
+///     status: Status { access: Access::Granted, cause: Some(Cause::ServerGranted), signed_in: true, ..Status::default() },
+///     ..Snapshot::default()
+/// };
+/// let mut s = String::new();
+/// write_verdict_text(&mut s, Verdict::Granted, &snap, Instant::ZERO).unwrap();
+/// assert_eq!(s, "+0.020s  verdict: granted (exit 0); 0 attempts, 0 transient failures");
+/// ```
+pub fn write_verdict_text<W: Write>(
+    w: &mut W,
+    verdict: Verdict,
+    snapshot: &Snapshot,
+    origin: Instant,
+) -> core::fmt::Result {
+    write!(
+        w,
+        "{}  verdict: {} (exit {}); {} attempts, {} transient failures",
+        Since(snapshot.at, origin),
+        verdict.name(),
+        verdict.exit_code(),
+        snapshot.counters.attempts,
+        snapshot.counters.transient_total()
+    )?;
+    if snapshot.events_dropped > 0 {
+        write!(w, "; {} events dropped", snapshot.events_dropped)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,606 @@
+//! The driver against a scripted in-memory network (no sockets, real embassy-time on the
+//! std driver): the wire format of checks and refreshes, the body limit, the token lifecycle
+//! through the link, cancellation, event-channel overflow, and configuration checks.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration as StdDuration;
+
+use accessgate::{Access, Cause, Duration, Event, SessionConfig, SessionError, SessionEvent, TransientClass};
+use accessgate_embassy::{
+    BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverConfig, Endpoint,
+    Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot, TimedEvent, TokenError,
+    TokenSlot, Transport,
+};
+use embassy_futures::select::{select, Either};
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use embedded_nal_async::{AddrType, Dns, TcpConnect};
+
+// ---- a tiny executor: park the thread, unpark on wake ----
+
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(StdDuration::from_millis(50));
+    }
+}
+
+// ---- a scripted network ----
+
+enum Reply {
+    Bytes(Vec<u8>),
+    Hang,
+}
+
+struct FakeNet {
+    responder: Box<dyn Fn(&str) -> Reply>,
+    refuse: Cell<bool>,
+    /// Every request, as text.
+    requests: RefCell<Vec<String>>,
+    /// Response bytes handed to the client.
+    consumed: Cell<usize>,
+    /// Connections not yet dropped.
+    open: Cell<usize>,
+}
+
+impl FakeNet {
+    fn new(responder: impl Fn(&str) -> Reply + 'static) -> &'static FakeNet {
+        Box::leak(Box::new(FakeNet {
+            responder: Box::new(responder),
+            refuse: Cell::new(false),
+            requests: RefCell::new(Vec::new()),
+            consumed: Cell::new(0),
+            open: Cell::new(0),
+        }))
+    }
+}
+
+impl Dns for FakeNet {
+    type Error = ErrorKind;
+    async fn get_host_by_name(&self, _host: &str, _t: AddrType) -> Result<IpAddr, ErrorKind> {
+        Ok(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+    async fn get_host_by_address(&self, _addr: IpAddr, _result: &mut [u8]) -> Result<usize, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+}
+
+struct FakeConn<'a> {
+    net: &'a FakeNet,
+    request: Vec<u8>,
+    reply: Option<Reply>,
+    pos: usize,
+}
+
+impl TcpConnect for FakeNet {
+    type Error = ErrorKind;
+    type Connection<'a> = FakeConn<'a>;
+    async fn connect<'a>(&'a self, _remote: SocketAddr) -> Result<FakeConn<'a>, ErrorKind> {
+        if self.refuse.get() {
+            return Err(ErrorKind::ConnectionRefused);
+        }
+        self.open.set(self.open.get() + 1);
+        Ok(FakeConn {
+            net: self,
+            request: Vec::new(),
+            reply: None,
+            pos: 0,
+        })
+    }
+}
+
+impl Drop for FakeConn<'_> {
+    fn drop(&mut self) {
+        self.net.open.set(self.net.open.get() - 1);
+    }
+}
+
+impl ErrorType for FakeConn<'_> {
+    type Error = ErrorKind;
+}
+
+impl Write for FakeConn<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.request.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+impl Read for FakeConn<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if self.reply.is_none() {
+            // reqwless writes and flushes the whole request before reading.
+            let text = String::from_utf8_lossy(&self.request).into_owned();
+            self.reply = Some((self.net.responder)(&text));
+            self.net.requests.borrow_mut().push(text);
+        }
+        match self.reply.as_ref() {
+            Some(Reply::Bytes(bytes)) => {
+                // Small chunks, like a network would deliver them.
+                let n = buf.len().min(bytes.len() - self.pos).min(300);
+                buf[..n].copy_from_slice(&bytes[self.pos..self.pos + n]);
+                self.pos += n;
+                self.net.consumed.set(self.net.consumed.get() + n);
+                Ok(n)
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+fn http(status: &str, headers: &str, body: &str) -> Reply {
+    Reply::Bytes(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+fn granted() -> Reply {
+    http("200 OK", "", r#"{"has_access":true}"#)
+}
+
+// ---- harness ----
+
+type TestLink = Link<'static, NoopRawMutex>;
+
+fn config(refresh: bool) -> DriverConfig<'static> {
+    let mut session = SessionConfig::DEFAULT;
+    session.gate.attempt_timeout = Duration::from_millis(300);
+    session.gate.budget = Duration::from_millis(1500);
+    session.gate.retry.base = Duration::from_millis(200);
+    DriverConfig {
+        session,
+        check_url: "http://backend.test/check",
+        transport: Transport::PlainHttp,
+        refresh: refresh.then_some(RefreshEndpoint {
+            url: "http://backend.test/oauth/token",
+            client_id: "kiosk",
+        }),
+    }
+}
+
+fn seeds() -> Seeds {
+    Seeds {
+        jitter: 7,
+        tls: [7; 32],
+    }
+}
+
+fn check_buffers() -> Buffers<'static> {
+    Box::leak(Box::new(PlainCheckStorage::new())).buffers()
+}
+
+fn refresh_buffers() -> Buffers<'static> {
+    Box::leak(Box::new(RefreshStorage::new())).buffers()
+}
+
+/// Runs the driver and `script` together until the script ends (at most 10 s).
+fn run<R>(
+    net: &'static FakeNet,
+    config: DriverConfig<'static>,
+    script: impl AsyncFnOnce(&'static TestLink) -> R,
+) -> R {
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let refresh = config.refresh.is_some().then(refresh_buffers);
+    let driver = Driver::<_, _, _>::new(link, net, net, config, check_buffers(), refresh, seeds())
+        .expect("valid config");
+    let script = embassy_time::with_timeout(embassy_time::Duration::from_secs(10), script(link));
+    match block_on(select(driver.run(), script)) {
+        Either::Second(r) => r.expect("script finished within 10 s"),
+    }
+}
+
+/// Waits for the first snapshot that satisfies `pred`.
+async fn until(link: &TestLink, pred: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let mut rx = link.status_receiver().expect("a receiver");
+    loop {
+        let s = rx.changed().await;
+        if pred(&s) {
+            return s;
+        }
+    }
+}
+
+fn drain(link: &TestLink) -> Vec<TimedEvent> {
+    std::iter::from_fn(|| link.try_next_event()).collect()
+}
+
+fn sign_in(access: &str, refresh: &str, expires_in: Duration) -> Command<'static, NoopRawMutex> {
+    Command::sign_in(access.as_bytes(), refresh.as_bytes(), expires_in).expect("header-safe tokens")
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+// ---- tests ----
+
+#[test]
+fn grant_sends_the_bearer_token_and_closes_the_connection() {
+    let net = FakeNet::new(|_| granted());
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.status.access == Access::Granted).await
+    });
+    assert_eq!(snap.status.cause, Some(Cause::ServerGranted));
+    assert_eq!(snap.counters.attempts, 1);
+    let req = net.requests.borrow()[0].clone();
+    assert!(req.starts_with("GET /check HTTP/1.1\r\n"), "{req}");
+    assert!(req.contains("\r\nAuthorization: Bearer at_1\r\n"), "{req}");
+    assert!(req.contains("\r\nConnection: close\r\n"), "{req}");
+    assert!(req.contains("\r\nHost: backend.test\r\n"), "{req}");
+    assert_eq!(net.open.get(), 0, "the connection is dropped after the exchange");
+}
+
+#[test]
+fn an_oversized_body_is_not_read_past_the_limit_and_never_grants() {
+    let huge = format!(r#"{{"has_access":true,"pad":"{}"}}"#, "x".repeat(100_000));
+    let net = FakeNet::new(move |_| http("200 OK", "", &huge));
+    let (snap, events) = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        let s = until(link, |s| s.counters.transient_total() >= 1).await;
+        (s, drain(link))
+    });
+    assert_eq!(snap.counters.transient_of(TransientClass::InvalidBody), 1);
+    assert_ne!(snap.status.access, Access::Granted);
+    // max_body + 1 = 1 025 body bytes kept, plus at most one rx buffer (2 KiB) of read-ahead.
+    assert!(
+        net.consumed.get() <= 2048 + 1025 + 300,
+        "read {} bytes",
+        net.consumed.get()
+    );
+    assert!(events.iter().all(|e| !matches!(
+        e.event,
+        SessionEvent::Gate(Event::AccessChanged {
+            to: Access::Granted,
+            ..
+        })
+    )));
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_is_an_io_failure() {
+    // A complete JSON object, but the server announced more: truncated, never definitive (R1).
+    let net = FakeNet::new(|_| {
+        Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"has_access\":true}".to_vec())
+    });
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.counters.transient_total() >= 1).await
+    });
+    assert_eq!(snap.counters.transient_of(TransientClass::Io), 1);
+    assert_eq!(snap.status.access, Access::Unknown);
+}
+
+#[test]
+fn retry_after_on_503_sets_the_next_attempt() {
+    let net = FakeNet::new(|_| http("503 Service Unavailable", "Retry-After: 1\r\n", "{}"));
+    let mut cfg = config(false);
+    cfg.session.gate.budget = Duration::from_secs(5);
+    let events = run(net, cfg, async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.counters.transient_total() >= 1).await;
+        drain(link)
+    });
+    let (at, next) = events
+        .iter()
+        .find_map(|e| match e.event {
+            SessionEvent::Gate(Event::CheckFailed {
+                class: TransientClass::ServerError,
+                next_attempt,
+                ..
+            }) => Some((e.at, next_attempt.unwrap())),
+            _ => None,
+        })
+        .expect("a check_failed event");
+    let gap = next - at;
+    assert!(
+        gap >= Duration::from_millis(990) && gap <= Duration::from_millis(1010),
+        "{gap}"
+    );
+}
+
+#[test]
+fn connection_refused_fails_closed_at_the_deadline() {
+    let net = FakeNet::new(|_| granted());
+    net.refuse.set(true);
+    let (snap, events) = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        let s = until(link, |s| s.status.cause == Some(Cause::FailedClosed)).await;
+        (s, drain(link))
+    });
+    assert_eq!(snap.status.access, Access::Denied);
+    assert!(snap.counters.transient_of(TransientClass::Connect) >= 1);
+    let first_failure = events
+        .iter()
+        .find(|e| matches!(e.event, SessionEvent::Gate(Event::CheckFailed { .. })))
+        .unwrap()
+        .at;
+    let late = snap.at - (first_failure + Duration::from_millis(1500));
+    assert!(
+        late < Duration::from_millis(50),
+        "failed closed {late} after the deadline"
+    );
+}
+
+#[test]
+fn a_hanging_check_times_out_once_and_its_connection_is_dropped() {
+    let net = FakeNet::new(|_| Reply::Hang);
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        let s = until(link, |s| s.counters.transient_total() >= 1).await;
+        // Let the lane notice the cancel.
+        embassy_time::Timer::after_millis(20).await;
+        s
+    });
+    assert_eq!(snap.counters.transient_of(TransientClass::Timeout), 1);
+    // The session timed the attempt out; the lane's own timeout must not count it again.
+    assert_eq!(snap.counters.stale_dropped, 0);
+    assert_eq!(net.open.get(), 0);
+}
+
+#[test]
+fn a_refresh_inside_the_skew_rotates_the_tokens() {
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST /oauth/token") {
+            http(
+                "200 OK",
+                "Content-Type: application/json\r\n",
+                r#"{"access_token":"at_2","refresh_token":"rt_2","expires_in":3600,"token_type":"Bearer"}"#,
+            )
+        } else {
+            granted()
+        }
+    });
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (token, snap) = run(net, config(true), async |link| {
+        // 30 s left: inside the 60 s skew, so the session refreshes at once (R11).
+        link.try_send(sign_in("at_1", "rt+1", Duration::from_secs(30)))
+            .unwrap();
+        let s = until(link, |s| {
+            s.status.generation.0 == 2
+                && s.status.access == Access::Granted
+                && s.status.attempt_in_flight.is_none()
+        })
+        .await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        (slot.wait().await, s)
+    });
+    assert_eq!(token.unwrap().as_slice(), b"at_2");
+    assert_eq!(snap.counters.refreshes, 1);
+    let requests = net.requests.borrow();
+    let post = requests
+        .iter()
+        .find(|r| r.starts_with("POST"))
+        .expect("a refresh request");
+    assert!(
+        post.contains("\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+        "{post}"
+    );
+    assert!(
+        post.ends_with("\r\n\r\ngrant_type=refresh_token&refresh_token=rt%2B1&client_id=kiosk"),
+        "{post}"
+    );
+    assert!(requests.iter().any(|r| r.contains("Authorization: Bearer at_2")));
+}
+
+#[test]
+fn a_rejected_refresh_signs_out_and_waiters_get_not_authenticated() {
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            http("400 Bad Request", "", r#"{"error":"invalid_grant"}"#)
+        } else {
+            granted()
+        }
+    });
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (answer, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        // Queued behind the sign-in: the refresh is in flight when it is served (R11).
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        let answer = slot.wait().await;
+        (answer, until(link, |s| !s.status.signed_in).await)
+    });
+    assert_eq!(answer, Err(TokenError::NotAuthenticated));
+    assert_eq!(snap.status.cause, Some(Cause::Unauthorized));
+    assert_eq!(snap.counters.unauthorized_logouts, 1);
+}
+
+#[test]
+fn a_token_answer_that_is_not_header_safe_is_refused_not_forwarded() {
+    // Valid JSON (so the core's classifier accepts it), but a space cannot go into
+    // `Authorization: Bearer <token>` unescaped; raw CR/LF never get this far (invalid JSON).
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            http(
+                "200 OK",
+                "",
+                r#"{"access_token":"at_2 X-Evil: 1","expires_in":3600,"token_type":"Bearer"}"#,
+            )
+        } else {
+            granted()
+        }
+    });
+    let (snap, events) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let s = until(link, |s| s.counters.refresh_failures >= 1).await;
+        (s, drain(link))
+    });
+    assert!(snap.status.signed_in);
+    assert!(events.iter().any(|e| matches!(
+        e.event,
+        SessionEvent::RefreshFailed {
+            class: TransientClass::InvalidBody,
+            ..
+        }
+    )));
+    assert!(net.requests.borrow().iter().all(|r| !r.contains("X-Evil")));
+}
+
+#[test]
+fn logout_mid_check_cancels_it_and_token_requests_then_fail() {
+    let net = FakeNet::new(|_| Reply::Hang);
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (answer, snap) = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.status.attempt_in_flight == Some(0)).await;
+        embassy_time::Timer::after_millis(20).await; // the lane is now waiting on the server
+        assert_eq!(net.open.get(), 1);
+        link.try_send(Command::Logout).unwrap();
+        let s = until(link, |s| !s.status.signed_in).await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        let answer = slot.wait().await;
+        embassy_time::Timer::after_millis(20).await;
+        (answer, s)
+    });
+    assert_eq!(answer, Err(TokenError::NotSignedIn));
+    assert_eq!(snap.status.cause, Some(Cause::LoggedOut));
+    assert_eq!(
+        net.open.get(),
+        0,
+        "the hanging connection was dropped at logout (R10)"
+    );
+}
+
+#[test]
+fn a_full_event_channel_counts_drops_and_never_stalls_the_driver() {
+    let net = FakeNet::new(|_| granted());
+    let snap = run(net, config(false), async |link| {
+        // Nobody reads events: 20 sessions produce far more than the channel holds.
+        for i in 0..20 {
+            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await;
+            link.send(Command::Logout).await;
+        }
+        link.send(sign_in("at_last", "rt", HOUR)).await;
+        until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await
+    });
+    assert!(snap.events_dropped > 0);
+}
+
+#[test]
+fn a_recheck_too_soon_is_refused_and_counted() {
+    let net = FakeNet::new(|_| granted());
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.status.access == Access::Granted).await;
+        link.try_send(Command::Recheck).unwrap();
+        until(link, |s| s.commands_refused == 1).await
+    });
+    assert!(matches!(
+        snap.last_refusal,
+        Some(SessionError::RateLimited { .. })
+    ));
+}
+
+#[test]
+fn a_full_command_channel_hands_the_command_back() {
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    for _ in 0..accessgate_embassy::COMMAND_CAPACITY {
+        link.try_send(Command::Recheck).unwrap();
+    }
+    match link.try_send(Command::Logout) {
+        Err(accessgate_embassy::TrySendError::Full(Command::Logout)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tokens_that_could_inject_headers_are_refused() {
+    let c = Credentials::<64>::new(b"at\r\nX: 1", b"rt", HOUR);
+    assert_eq!(c.err(), Some(CredentialsError::NotHeaderSafe));
+    assert_eq!(
+        Credentials::<64>::new(b"", b"rt", HOUR).err(),
+        Some(CredentialsError::NotHeaderSafe)
+    );
+    assert_eq!(
+        Credentials::<4>::new(b"at_12345", b"rt", HOUR).err(),
+        Some(CredentialsError::TooLong)
+    );
+}
+
+#[test]
+fn the_transport_is_never_guessed_from_the_url() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let build = |cfg: DriverConfig<'static>, check: Buffers<'static>, refresh: Option<Buffers<'static>>| {
+        Driver::<_, _, _>::new(link, net, net, cfg, check, refresh, seeds()).err()
+    };
+    let mut https_plain = config(false);
+    https_plain.check_url = "https://backend.test/check";
+    assert_eq!(
+        build(https_plain, check_buffers(), None),
+        Some(ConfigError::SchemeMismatch(Endpoint::Check))
+    );
+    let mut http_tls = config(false);
+    http_tls.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    assert_eq!(
+        build(http_tls, check_buffers(), None),
+        Some(ConfigError::SchemeMismatch(Endpoint::Check))
+    );
+    let mut tls_no_buffers = config(false);
+    tls_no_buffers.check_url = "https://backend.test/check";
+    tls_no_buffers.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    assert_eq!(
+        build(tls_no_buffers, check_buffers(), None),
+        Some(ConfigError::MissingTlsBuffers(Endpoint::Check))
+    );
+    let mut empty_ca = tls_no_buffers;
+    empty_ca.transport = Transport::Tls { ca_der: b"" };
+    assert_eq!(build(empty_ca, check_buffers(), None), Some(ConfigError::EmptyCa));
+    let mut bad_token_url = config(true);
+    bad_token_url.refresh.as_mut().unwrap().url = "https://backend.test/oauth/token";
+    assert_eq!(
+        build(bad_token_url, check_buffers(), Some(refresh_buffers())),
+        Some(ConfigError::SchemeMismatch(Endpoint::Token))
+    );
+    assert_eq!(
+        build(config(true), check_buffers(), None),
+        Some(ConfigError::MissingRefreshBuffers)
+    );
+    let mut not_a_url = config(false);
+    not_a_url.check_url = "backend.test/check";
+    assert_eq!(
+        build(not_a_url, check_buffers(), None),
+        Some(ConfigError::InvalidUrl(Endpoint::Check))
+    );
+}
+
+#[test]
+fn buffers_too_small_for_the_configuration_are_refused() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let mut cfg = config(false);
+    cfg.session.gate.max_body = 4096; // needs a 4 097-byte body buffer
+    let err = Driver::<_, _, _>::new(link, net, net, cfg, check_buffers(), None, seeds()).err();
+    assert_eq!(
+        err,
+        Some(ConfigError::BufferTooSmall {
+            lane: Endpoint::Check,
+            buffer: BufferKind::Body,
+            need: 4097
+        })
+    );
+}

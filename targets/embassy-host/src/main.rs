@@ -1,0 +1,278 @@
+//! # `accessgate-embassy`: the device code path on a PC
+//!
+//! The same driver a kiosk runs (`accessgate-embassy`: embassy executor and timers, reqwless,
+//! embedded-tls), on the host: `embassy-executor` with `platform-std`, `embassy-time` with
+//! its std driver, and `std-embedded-nal-async` for TCP and DNS. Only argument parsing and
+//! wiring live here.
+//!
+//! `check` takes the flags of the desktop CLI's `accessgate check` and exits the same way:
+//! 0 granted, 1 denied, 2 failed closed (at the fail-closed deadline at the latest),
+//! 3 unauthorized, 64 usage error. With `--json` every event is one line of JSON and the
+//! last line is the final status (`"final":true`), byte-compatible with the desktop CLI.
+//!
+//! Unlike the desktop CLI, HTTPS trusts `--ca` only (a device has no system trust store),
+//! and embedded-tls' limits apply: TLS 1.3, ECDSA certificates signed directly by that CA,
+//! the URL's host matched against the certificate's CN (use `localhost`, not `127.0.0.1`,
+//! with the reference backend), no validity-date check.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict};
+use accessgate_embassy::{
+    time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, Credentials, Driver,
+    DriverConfig, Link, Seeds, TimedEvent, Transport,
+};
+use clap::{Args, Parser, Subcommand};
+use embassy_executor::Spawner;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use static_cell::StaticCell;
+use std_embedded_nal_async::Stack;
+
+/// Exit code of a usage error (BSD `EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+/// Lifetime given to the check's token: long enough that no refresh is ever due.
+const TOKEN_LIFETIME: accessgate::Duration = accessgate::Duration::from_secs(30 * 24 * 3600);
+
+/// The embassy device code path on a PC.
+#[derive(Debug, Parser)]
+#[command(name = "accessgate-embassy", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// One access check with full gate semantics; the verdict is the exit code.
+    #[command(
+        long_about = "One session start with full gate semantics, on the embassy driver: an \
+immediate check, then jittered retries on transient failures until a definitive answer arrives \
+or the fail-closed budget runs out.\n\n\
+Exit codes:\n  \
+0   granted: 200 {\"has_access\": true}\n  \
+1   denied by the server: 200 {\"has_access\": false}\n  \
+2   failed closed: no definitive answer within the budget\n  \
+3   unauthorized: the server answered 401\n  \
+64  usage error (bad flags, unreadable or invalid --ca, https without --ca, invalid URL or token)"
+    )]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Full URL of the check endpoint (http, or https with --ca).
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// Access token, sent as `Authorization: Bearer <T>`.
+    #[arg(long, value_name = "T", env = "ACCESSGATE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The CA certificate (PEM) that signed the server's certificate; required for https.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// Accepted for compatibility with `accessgate check`: this path only ever trusts --ca.
+    #[arg(long, requires = "ca")]
+    no_system_roots: bool,
+    /// Per-attempt timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    timeout: Duration,
+    /// Fail-closed budget, counted from the first transient failure.
+    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DUR")]
+    budget: Duration,
+    /// Upper bound of the first retry delay (full jitter, doubling).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
+    retry_base: Duration,
+    /// Cap of the retry delay.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DUR")]
+    retry_cap: Duration,
+    /// Jitter seed (default: drawn from the OS; set it only for reproducible runs).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Print one JSON object per event and a final status line instead of the timeline.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+    /// Print only the verdict.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Accepted for compatibility with `accessgate check`; the timeline is never coloured.
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    color: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
+}
+
+fn to_core(d: Duration) -> accessgate::Duration {
+    accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+type HostDriver = Driver<'static, CriticalSectionRawMutex, Stack, Stack>;
+
+static LINK: Link<'static, CriticalSectionRawMutex> = Link::new();
+static STACK: StaticCell<Stack> = StaticCell::new();
+static CHECK_BUFFERS: StaticCell<CheckStorage> = StaticCell::new();
+
+#[embassy_executor::task]
+async fn drive(driver: HostDriver) -> ! {
+    driver.run().await
+}
+
+/// Everything `check` needs, validated before anything runs.
+struct Plan {
+    driver: HostDriver,
+    credentials: Credentials<{ accessgate::DEFAULT_TOKEN_CAPACITY }>,
+    args: CheckArgs,
+}
+
+fn plan(args: CheckArgs) -> Result<Plan, String> {
+    let mut session = SessionConfig::DEFAULT;
+    let g = &mut session.gate;
+    g.attempt_timeout = to_core(args.timeout);
+    g.budget = to_core(args.budget);
+    g.retry.base = to_core(args.retry_base);
+    g.retry.cap = to_core(args.retry_cap);
+    session.validate().map_err(|e| format!("invalid timing: {e}"))?;
+
+    let https = args
+        .url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let transport = match (&args.ca, https) {
+        (Some(path), true) => Transport::Tls {
+            ca_der: Box::leak(read_ca(path)?.into_boxed_slice()),
+        },
+        (None, true) => return Err("https needs --ca: the device path has no system trust store".into()),
+        // The user wrote http:// on the command line: that is the explicit choice.
+        (_, false) => Transport::PlainHttp,
+    };
+    let credentials = Credentials::new(args.token.as_bytes(), b"unused", TOKEN_LIFETIME)
+        .map_err(|e| format!("--token: {e}"))?;
+
+    let mut tls = [0u8; 32];
+    let mut jitter = [0u8; 8];
+    getrandom::fill(&mut tls)
+        .and_then(|()| getrandom::fill(&mut jitter))
+        .map_err(|e| format!("no OS randomness: {e}"))?;
+    let seeds = Seeds {
+        jitter: args.seed.unwrap_or(u64::from_le_bytes(jitter)),
+        tls,
+    };
+    let config = DriverConfig {
+        session,
+        check_url: Box::leak(args.url.clone().into_boxed_str()),
+        transport,
+        refresh: None,
+    };
+    let stack: &'static Stack = STACK.init(Stack::default());
+    let buffers = CHECK_BUFFERS.init_with(CheckStorage::new).buffers();
+    let driver = Driver::new(&LINK, stack, stack, config, buffers, None, seeds).map_err(|e| e.to_string())?;
+    Ok(Plan {
+        driver,
+        credentials,
+        args,
+    })
+}
+
+/// Reads the first certificate of a PEM file as DER.
+fn read_ca(path: &PathBuf) -> Result<Vec<u8>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read --ca {}: {e}", path.display()))?;
+    let blocks = pem::parse_many(&text).map_err(|e| format!("--ca {}: {e}", path.display()))?;
+    blocks
+        .into_iter()
+        .find(|p| p.tag() == "CERTIFICATE")
+        .map(|p| p.into_contents())
+        .ok_or_else(|| format!("--ca {}: no CERTIFICATE block", path.display()))
+}
+
+async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
+    let Plan {
+        driver,
+        credentials,
+        args,
+    } = plan(args)?;
+    spawner.spawn(drive(driver).map_err(|e| format!("cannot start the driver: {e:?}"))?);
+
+    let origin = time::now();
+    let mut out = std::io::stdout().lock();
+    if !args.json && !args.quiet {
+        let _ = writeln!(out, "checking {}", args.url);
+    }
+    LINK.try_send(Command::SignIn(credentials))
+        .map_err(|_| "command channel full".to_string())?;
+    let print = |out: &mut std::io::StdoutLock<'_>, e: &TimedEvent| {
+        let mut line = String::new();
+        // Writing into a String cannot fail.
+        if args.json {
+            let _ = write_event_json(&mut line, &e.event, e.at, origin);
+        } else if !args.quiet {
+            let _ = write_event_text(&mut line, e, origin);
+        } else {
+            return;
+        }
+        let _ = writeln!(out, "{line}");
+    };
+    // The gate decides within the first attempt's timeout plus the budget (R5); the outer
+    // bound only guards against a bug, and then counts as failed closed.
+    let bound = embassy_time::Duration::from_micros(
+        u64::try_from((args.timeout + args.budget + Duration::from_secs(5)).as_micros()).unwrap_or(u64::MAX),
+    );
+    let watched = embassy_time::with_timeout(bound, until_verdict(&LINK, |e| print(&mut out, e))).await;
+    let (verdict, snapshot) = match watched {
+        Ok(Ok((v, s))) => (Some(v), s),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => (None, LINK.snapshot().unwrap_or_default()),
+    };
+    let code = verdict.map_or(Verdict::FailedClosed.exit_code(), Verdict::exit_code);
+    let mut line = String::new();
+    if args.json {
+        let _ = write_final_json(
+            &mut line,
+            verdict,
+            &snapshot.status,
+            &snapshot.counters,
+            snapshot.at,
+            origin,
+        );
+    } else {
+        let _ = write_verdict_text(
+            &mut line,
+            verdict.unwrap_or(Verdict::FailedClosed),
+            &snapshot,
+            origin,
+        );
+    }
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    Ok(code)
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let code = match Cli::try_parse() {
+        // --help and --version are answers, not errors; every clap error is a usage error.
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                0
+            }
+        }
+        Ok(Cli {
+            command: Cmd::Check(args),
+        }) => match check(spawner, args).await {
+            Ok(code) => code,
+            Err(msg) => {
+                eprintln!("accessgate-embassy: {msg}");
+                EXIT_USAGE
+            }
+        },
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(code));
+}
