@@ -93,8 +93,7 @@ pub enum PolicyKind {
     #[cfg_attr(feature = "cli", value(name = "launchdarkly"))]
     LaunchDarkly,
     /// Ours with a retry capacity of 16 instead of 8 (`Gate<16>`), same config. Not in
-    /// [`PolicyKind::ALL`]: a what-if showing how much of our loss comes from the retry
-    /// schedule running out before the deadline.
+    /// [`PolicyKind::ALL`]: a what-if for more retries within the same budget.
     #[cfg_attr(feature = "cli", value(name = "ours16"))]
     Ours16,
 }

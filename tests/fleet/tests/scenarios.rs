@@ -88,55 +88,30 @@ fn ours_fails_closed_in_an_outage_longer_than_the_budget_then_recovers() {
 }
 
 #[test]
-fn ours_with_retries_covering_the_budget_never_denies_a_short_outage() {
-    // Strict for N = 16, which spreads its retries over the whole budget; see the ignored
-    // test below for the default N = 8.
-    for seed in 1..=3 {
-        let r = run(&outage(Duration::from_secs(30)), &[PolicyKind::Ours16], seed);
-        let ours = row(&r, PolicyKind::Ours16);
-        assert_eq!(ours.ever_denied, 0, "seed {seed}");
-        assert!(
-            ours.outage_requesters > 0,
-            "some devices must have hit the outage"
-        );
-    }
-}
-
-#[test]
-fn ours_rarely_denies_a_short_outage_with_the_default_schedule() {
-    // With N = 8 full-jitter retries (mean total 55 s), about 0.3 % of the devices whose
-    // check fails during a 30 s outage use up their schedule before it ends and then wait
-    // silently for the deadline (RESULTS.md, "where ours loses"). Bound it loosely here;
-    // the strict version is the ignored test below.
-    let mut denied = 0;
-    let mut hit = 0;
-    for seed in 1..=3 {
-        let r = run(&outage(Duration::from_secs(30)), &[PolicyKind::Ours], seed);
-        let ours = row(&r, PolicyKind::Ours);
-        denied += ours.ever_denied;
-        hit += ours.outage_requesters;
-        assert_eq!(
-            ours.denied_at_outage_end, 0,
-            "nobody can reach a 120 s deadline in a 30 s outage"
-        );
-        assert_eq!(ours.unrecovered, 0);
-    }
-    assert!(hit > 0);
-    assert!(
-        f64::from(denied) <= 0.02 * f64::from(hit),
-        "{denied} of {hit} denied"
-    );
-}
-
-#[test]
-#[ignore = "fails with the core's default N = 8 retry schedule: it can run out before the deadline (RESULTS.md)"]
 fn ours_never_wrongly_denies_when_the_outage_is_shorter_than_the_budget() {
-    let r = run(
-        &Scenario::outage(100_000, 2_000, Duration::from_secs(30)),
-        &[PolicyKind::Ours],
-        1,
-    );
-    assert_eq!(row(&r, PolicyKind::Ours).ever_denied, 0);
+    // The final planned retry starts in the last retry cap (20 s) before the latest start
+    // (deadline - attempt timeout), i.e. 90..110 s after the first failure: any outage up to
+    // 90 s is over by then. (Longer outages inside the 120 s budget can still catch that
+    // last retry: RESULTS.md.)
+    for d in [30, 85] {
+        for seed in 1..=3 {
+            let r = run(
+                &outage(Duration::from_secs(d)),
+                &[PolicyKind::Ours, PolicyKind::Ours16],
+                seed,
+            );
+            for p in [PolicyKind::Ours, PolicyKind::Ours16] {
+                let row = row(&r, p);
+                assert!(row.outage_requesters > 0, "some devices must have hit the outage");
+                assert_eq!(row.ever_denied, 0, "{p} denied with a {d} s outage, seed {seed}");
+                assert!(
+                    row.bypass_max <= Duration::from_secs(d),
+                    "{p}: {:?}",
+                    row.bypass_max
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -209,8 +184,10 @@ fn boot_storm_without_retry_after_converges_for_ours_within_minutes() {
     );
     let ours = row(&r, PolicyKind::Ours);
     let all = ours.granted_100.expect("everyone granted").as_secs_f64();
-    assert!((50.0..600.0).contains(&all), "{all}");
+    assert!((50.0..300.0).contains(&all), "{all}");
     assert_eq!(ours.granted_at_end, ours.entitled);
+    // N/C = 50 s is well inside the budget: (almost) nobody should fail closed.
+    assert!(ours.ever_denied <= N / 200, "{}", ours.ever_denied);
     // The first second carries the whole fleet: N / C = 50 x capacity.
     assert!(f64::from(ours.peak_offered) >= 45.0 * f64::from(C));
     // AWS standard gives up after 3 attempts in ~3 s: most of the fleet is denied.

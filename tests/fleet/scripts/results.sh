@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the default fleet scenarios in release and prints the markdown tables that
+# RESULTS.md records, with wall and CPU times. Usage:
+#   tests/fleet/scripts/results.sh [OUT_DIR]        # 100,000 devices
+#   DEVICES=1000000 tests/fleet/scripts/results.sh  # the 1,000,000 run
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+out=${1:-target/fleet-results}
+devices=${DEVICES:-100000}
+mkdir -p "$out"
+cargo build -q -p accessgate-fleet --release
+bin=target/release/fleet
+policies=ours,pr-final,pr-prime,shipped-fix,aws,grpc,launchdarkly,ours16
+run() {
+    local name=$1
+    shift
+    echo "### $name"
+    echo
+    /usr/bin/time -f "time: wall %e s, user %U s, sys %S s, max RSS %M KiB" -o "$out/$name.time" \
+        "$bin" "$@" --devices "$devices" --policies "$policies" -q \
+        --svg "$out/$name.svg" --csv "$out/$name.csv"
+    cat "$out/$name.time"
+    echo
+}
+run boot-storm boot-storm
+run boot-storm-retry-after boot-storm --retry-after
+run outage outage --outage 30s,5m,30m
