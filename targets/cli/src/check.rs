@@ -1,5 +1,6 @@
 //! `accessgate check`: one session start with full gate semantics, as a process exit code.
 
+use crate::util::out;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -117,8 +118,8 @@ pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
     };
     let mut obs = Observer::new(&gate, output, args.color.enabled());
     if output == Output::Timeline {
-        println!("checking {}", args.url);
-        println!("{}", obs.timeline.header());
+        out!("checking {}", args.url);
+        out!("{}", obs.timeline.header());
     }
     // The refresh machinery never runs: the token "expires" long after the budget.
     let lifetime = Duration::from_secs(30 * 24 * 3600);
@@ -144,7 +145,7 @@ pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
                 snap.now,
                 accessgate::Instant::ZERO,
             );
-            println!("{line}");
+            out!("{line}");
         }
         Output::Timeline | Output::Quiet => {
             let name = verdict.map_or("undecided (treated as failed closed)", Verdict::name);
@@ -153,7 +154,7 @@ pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
                 snap.counters.attempts,
                 crate::timeline::secs(snap.now, accessgate::Instant::ZERO)
             );
-            println!(
+            out!(
                 "{}",
                 if code == 0 {
                     obs.timeline.ok(&text)

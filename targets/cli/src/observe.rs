@@ -1,6 +1,7 @@
 //! Watching a running gate: its events (broadcast) and its snapshots (watch), merged in order
 //! and rendered as a human timeline or as JSON lines, while the caller waits for a condition.
 
+use crate::util::out;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ impl Observer {
     /// Prints a line of the caller's (a heading, a verdict) in order with the timeline.
     pub fn say(&self, line: &str) {
         if self.output == Output::Timeline {
-            println!("{line}");
+            out!("{line}");
         }
     }
 
@@ -81,9 +82,9 @@ impl Observer {
         match self.output {
             Output::Timeline => {
                 let line = self.timeline.event(&ev.event, ev.at);
-                println!("{line}");
+                out!("{line}");
             }
-            Output::Json => println!("{}", ev.to_json()),
+            Output::Json => out!("{}", ev.to_json()),
             Output::Quiet => {
                 self.timeline.event(&ev.event, ev.at);
             }
@@ -94,7 +95,7 @@ impl Observer {
     fn apply_snapshot(&mut self, s: Snapshot) {
         if let Some(line) = self.timeline.status(s.now, &s.status) {
             if self.output == Output::Timeline {
-                println!("{line}");
+                out!("{line}");
             }
         }
         if !s.same_state(&self.last) {

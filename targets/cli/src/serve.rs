@@ -1,5 +1,6 @@
 //! `accessgate serve`: the reference backend as a stand-alone process.
 
+use crate::util::out;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,66 +63,67 @@ pub async fn run(args: ServeArgs) -> Result<u8, CliError> {
     .map_err(|e| CliError::Runtime(format!("cannot start the backend: {e}")))?;
 
     let http = backend.http_url();
-    println!("accessgate reference backend");
-    println!("  http   {http}");
+    out!("accessgate reference backend");
+    out!("  http   {http}");
     if let Some(https) = backend.https_url() {
-        println!("  https  {https}   (certificate for localhost, signed by the test CA)");
+        out!("  https  {https}   (certificate for localhost, signed by the test CA)");
     }
     if let (Some(path), Some(pem)) = (&args.write_ca, backend.ca_pem()) {
         std::fs::write(path, pem)
             .map_err(|e| CliError::Runtime(format!("cannot write the CA to {}: {e}", path.display())))?;
-        println!("  CA     written to {}", path.display());
+        out!("  CA     written to {}", path.display());
     }
-    println!();
-    println!("endpoints (on every listener):");
-    println!(
+    out!();
+    out!("endpoints (on every listener):");
+    out!(
         "  check  GET  {http}{}   (Authorization: Bearer <access token>)",
         Backend::check_path()
     );
-    println!(
+    out!(
         "  token  POST {http}{}   (grant_type=refresh_token&refresh_token=R&client_id={})",
         Backend::token_path(),
         args.client_id
     );
-    println!();
+    out!();
     match control_get(backend.http_addr(), "/_control/help").await {
         Ok(help) => {
-            println!("control surface: {http}/_control/...");
+            out!("control surface: {http}/_control/...");
             for line in help.lines() {
-                println!("  {line}");
+                out!("  {line}");
             }
         }
-        Err(e) => println!("control surface: {http}/_control/help (could not fetch it: {e})"),
+        Err(e) => out!("control surface: {http}/_control/help (could not fetch it: {e})"),
     }
     let control = backend.control();
     if !args.users.is_empty() {
-        println!();
-        println!(
+        out!();
+        out!(
             "tokens (valid {}):",
             humantime::format_duration(args.token_lifetime)
         );
         for user in &args.users {
             let t = control.issue_token(user, args.token_lifetime);
-            println!(
+            out!(
                 "  {user}: access_token={} refresh_token={}",
-                t.access_token, t.refresh_token
+                t.access_token,
+                t.refresh_token
             );
         }
     }
-    println!();
-    println!("try:");
-    println!("  curl '{http}/_control/token?user=alice&expires_in=3600'");
-    println!("  accessgate watch --url {http} --issue-user alice");
-    println!("  curl '{http}/_control/fault?endpoint=check&fault=status&code=503&for_ms=5000'");
-    println!();
-    println!("serving until Ctrl-C");
+    out!();
+    out!("try:");
+    out!("  curl '{http}/_control/token?user=alice&expires_in=3600'");
+    out!("  accessgate watch --url {http} --issue-user alice");
+    out!("  curl '{http}/_control/fault?endpoint=check&fault=status&code=503&for_ms=5000'");
+    out!();
+    out!("serving until Ctrl-C");
 
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| CliError::Runtime(format!("cannot wait for Ctrl-C: {e}")))?;
     let counts = control.counts();
-    println!();
-    println!("stopping; requests seen: {}", counts.to_json());
+    out!();
+    out!("stopping; requests seen: {}", counts.to_json());
     backend.shutdown().await;
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! `accessgate simulate`: the fleet simulator (crate `accessgate-fleet`), as a subcommand.
 
+use crate::util::out;
 use accessgate_fleet::{FleetArgs, ProgressBars};
 use clap::Args;
 
@@ -45,15 +46,15 @@ pub fn run(args: SimulateArgs) -> Result<u8, CliError> {
     }
     let reports = result.map_err(|e| CliError::Runtime(format!("simulate: {e}")))?;
     for report in &reports {
-        println!("{}", report.to_markdown());
+        out!("{}", report.to_markdown());
         let walls: Vec<String> = report
             .rows
             .iter()
             .zip(&report.wall)
             .map(|(r, w)| format!("{} {:.2} s", r.policy, w.as_secs_f64()))
             .collect();
-        println!("wall time per policy: {}\n", walls.join(", "));
+        out!("wall time per policy: {}\n", walls.join(", "));
     }
-    println!("total wall time: {:.2} s", started.elapsed().as_secs_f64());
+    out!("total wall time: {:.2} s", started.elapsed().as_secs_f64());
     Ok(0)
 }

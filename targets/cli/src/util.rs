@@ -99,3 +99,23 @@ impl ColorChoice {
 pub fn to_core(d: Duration) -> accessgate::Duration {
     accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
+
+/// Writes one line to stdout, ignoring errors: when the reader has gone away
+/// (`accessgate check --json | head -1`), output stops but the command still runs to its
+/// verdict and exit code instead of panicking on a broken pipe.
+pub fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+/// `println!` that never panics: see [`emit`].
+macro_rules! out {
+    () => {
+        $crate::util::emit("")
+    };
+    ($($arg:tt)*) => {
+        $crate::util::emit(&format!($($arg)*))
+    };
+}
+pub(crate) use out;
