@@ -387,7 +387,7 @@ failure, then fails closed (R5), to the tick.",
         self.heading(
             6,
             "Backend back",
-            "After failing closed the gate keeps probing with backoff (R7): 1 s doubling to 4 s, jittered. Shortly after the service is back, a probe is granted (cause recovered).",
+            "After failing closed the gate keeps probing with backoff (R7): 1 s doubling to 4 s, jittered. The service stays down 2.5 s more, then comes back; the next probe is granted (cause recovered).",
         );
         self.obs.follow_for(Duration::from_millis(2500)).await;
         let probing = self.obs.status().probing && self.obs.status().access == Access::Denied;
