@@ -140,3 +140,8 @@ pub use gate::{AccessGate, Snapshot, TimedEvent, Tokens};
 
 /// The core crate, re-exported so apps need one dependency.
 pub use accessgate;
+
+/// The README's Rust examples, compiled as doc-tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
