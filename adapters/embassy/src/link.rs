@@ -278,7 +278,7 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
         self.commands.send(command).await
     }
 
-    /// A receiver of status snapshots ([`Receiver::changed`] waits for the next one), or
+    /// A receiver of status snapshots (its `changed()` waits for the next one), or
     /// `None` when [`STATUS_RECEIVERS`] receivers exist already.
     pub fn status_receiver(&self) -> Option<Receiver<'_, M, Snapshot, STATUS_RECEIVERS>> {
         self.status.receiver()

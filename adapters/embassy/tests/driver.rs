@@ -339,7 +339,7 @@ fn connection_refused_fails_closed_at_the_deadline() {
         .at;
     let late = snap.at - (first_failure + Duration::from_millis(1500));
     assert!(
-        late < Duration::from_millis(50),
+        late < Duration::from_millis(200),
         "failed closed {late} after the deadline"
     );
 }

@@ -108,10 +108,42 @@ fn to_core(d: Duration) -> accessgate::Duration {
     accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-type HostDriver = Driver<'static, CriticalSectionRawMutex, Stack, Stack>;
+/// The OS resolver, IPv4 first: reqwless asks for "either" family and takes the first
+/// answer, so where `localhost` resolves to `::1` first a server bound to `127.0.0.1` (like
+/// the reference backend) would be unreachable. Falls back to any family.
+struct HostDns(Stack);
+
+impl embedded_nal_async::Dns for HostDns {
+    type Error = std::io::Error;
+
+    async fn get_host_by_name(
+        &self,
+        host: &str,
+        addr_type: embedded_nal_async::AddrType,
+    ) -> Result<core::net::IpAddr, Self::Error> {
+        use embedded_nal_async::AddrType;
+        if addr_type == AddrType::Either {
+            if let Ok(v4) = self.0.get_host_by_name(host, AddrType::IPv4).await {
+                return Ok(v4);
+            }
+        }
+        self.0.get_host_by_name(host, addr_type).await
+    }
+
+    async fn get_host_by_address(
+        &self,
+        addr: core::net::IpAddr,
+        result: &mut [u8],
+    ) -> Result<usize, Self::Error> {
+        self.0.get_host_by_address(addr, result).await
+    }
+}
+
+type HostDriver = Driver<'static, CriticalSectionRawMutex, Stack, HostDns>;
 
 static LINK: Link<'static, CriticalSectionRawMutex> = Link::new();
 static STACK: StaticCell<Stack> = StaticCell::new();
+static DNS: StaticCell<HostDns> = StaticCell::new();
 static CHECK_BUFFERS: StaticCell<CheckStorage> = StaticCell::new();
 
 #[embassy_executor::task]
@@ -166,8 +198,9 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         refresh: None,
     };
     let stack: &'static Stack = STACK.init(Stack::default());
+    let dns: &'static HostDns = DNS.init(HostDns(Stack::default()));
     let buffers = CHECK_BUFFERS.init_with(CheckStorage::new).buffers();
-    let driver = Driver::new(&LINK, stack, stack, config, buffers, None, seeds).map_err(|e| e.to_string())?;
+    let driver = Driver::new(&LINK, stack, dns, config, buffers, None, seeds).map_err(|e| e.to_string())?;
     Ok(Plan {
         driver,
         credentials,
