@@ -226,7 +226,7 @@ impl<const N: usize> GateWorld<N> {
             self.advance(d);
         }
         let signed_in = self.before.status.signed_in;
-        let roll = self.rng.random_range(0..100u32);
+        let roll = self.rng.random_range(0..104u32);
         self.note = "";
         if !signed_in && roll < 30 {
             let token = self.token();
@@ -342,6 +342,13 @@ impl<const N: usize> GateWorld<N> {
                 self.advance(d);
                 Input::Timeout
             }
+            100..=102 => {
+                // A token refresh that could not reach the backend (the session layer's
+                // report to the gate).
+                let class = TransientClass::ALL[self.rng.random_range(0..TransientClass::COUNT)];
+                Input::TransientFailure { class }
+            }
+            103 => Input::Unauthorized,
             _ => {
                 self.note = "idle";
                 let d = self.up_to(budget.saturating_mul(3));
@@ -366,6 +373,8 @@ impl<const N: usize> GateWorld<N> {
                 .handle_check_result(now, generation, attempt, outcome)
                 .map(|()| None),
             Input::Timeout => g.handle_timeout(now).map(|()| None),
+            Input::Unauthorized => g.unauthorized(now).map(|()| None),
+            Input::TransientFailure { class } => g.transient_failure(now, class).map(|()| None),
         }
     }
 
@@ -379,6 +388,8 @@ impl<const N: usize> GateWorld<N> {
             Input::Logout => "logout".into(),
             Input::RecheckNow => "recheck_now".into(),
             Input::Timeout => "timeout".into(),
+            Input::Unauthorized => "unauthorized".into(),
+            Input::TransientFailure { class } => format!("transient_failure({})", class.name()),
             Input::CheckResult {
                 generation,
                 attempt,

@@ -53,6 +53,15 @@ pub enum Input {
         /// The classified outcome.
         outcome: CheckOutcome,
     },
+    /// [`Gate::unauthorized`]: the session was found unauthorized outside a check (a
+    /// rejected token refresh, R11); ends it like a 401.
+    Unauthorized,
+    /// [`Gate::transient_failure`]: a transient failure outside a check (a token refresh that
+    /// could not reach the backend); starts the fail-closed clock like a failed check (R5).
+    TransientFailure {
+        /// What went wrong.
+        class: TransientClass,
+    },
     /// [`Gate::handle_timeout`].
     Timeout,
 }
@@ -347,6 +356,28 @@ impl Checker {
             }
             Input::RecheckNow => None, // judged below, once the emitted check is known
             Input::Timeout => Some(Ok(None)),
+            Input::Unauthorized => {
+                if self.signed_in {
+                    self.end_session(); // R8, R11
+                    sessions_ended += 1;
+                    unauthorized += 1;
+                    expected_cause = Some(Cause::Unauthorized);
+                }
+                Some(Ok(None))
+            }
+            Input::TransientFailure { .. } => {
+                if self.signed_in {
+                    // R5: with no check in flight (that check decides), this failure starts
+                    // the fail-closed clock if no streak is open. No event, no per-class count:
+                    // it is not a check.
+                    if self.in_flight.is_none() && self.deadline.is_none() {
+                        self.deadline = Some(now + cfg.budget);
+                    }
+                    Some(Ok(None))
+                } else {
+                    Some(Err(InputError::NotSignedIn))
+                }
+            }
             Input::CheckResult {
                 generation,
                 attempt,
