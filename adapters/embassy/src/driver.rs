@@ -200,6 +200,9 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
     /// - `refresh_buffers`: the refresh lane's, required iff `config.refresh` is set;
     /// - `seeds`: from a hardware RNG (or the OS), never constants: the jitter seed must
     ///   differ per device (R6), and the TLS seed keys every connection's randomness.
+    ///
+    /// Rust does not infer defaulted const generics: name the type
+    /// (`let d: Driver<'_, M, C, D> = Driver::new(..)?`) or write `Driver::<_, _, _>::new(..)`.
     pub fn new(
         link: &'a Link<'a, M, T>,
         tcp: &'a C,
@@ -529,12 +532,8 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     }
 
     fn emit(&mut self, at: accessgate::Instant, event: SessionEvent) {
-        match event {
-            SessionEvent::Gate(accessgate::Event::AccessChanged { from, to, cause }) => {
-                info!("access {:?} -> {:?} ({:?})", from, to, cause)
-            }
-            _ => debug!("event {:?}", event),
-        }
+        // Access changes are logged by the core itself (at info).
+        debug!("event {:?}", event);
         // Never blocks: a full event channel costs a timeline line, not gate progress.
         if !self.link.offer_event(TimedEvent { at, event }) {
             self.events_dropped = self.events_dropped.saturating_add(1);
