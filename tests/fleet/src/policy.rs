@@ -124,6 +124,21 @@ impl PolicyKind {
         }
     }
 
+    /// The command-line name (`ours`, `pr-final`, ...): no spaces or commas, for CSV and
+    /// file names.
+    pub const fn id(self) -> &'static str {
+        match self {
+            PolicyKind::Ours => "ours",
+            PolicyKind::PrFinal => "pr-final",
+            PolicyKind::PrPrime => "pr-prime",
+            PolicyKind::ShippedFix => "shipped-fix",
+            PolicyKind::Aws => "aws",
+            PolicyKind::Grpc => "grpc",
+            PolicyKind::LaunchDarkly => "launchdarkly",
+            PolicyKind::Ours16 => "ours16",
+        }
+    }
+
     /// Whether the policy ever takes access away without a server denial.
     pub const fn fails_closed(self) -> bool {
         matches!(
@@ -773,6 +788,15 @@ mod tests {
         let tag = o.poll_request().unwrap();
         o.handle_response(Instant::from_secs(37), tag, Response::Granted);
         assert_eq!(o.access(), Access::Granted);
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn ids_are_the_command_line_names() {
+        use clap::ValueEnum;
+        for p in PolicyKind::value_variants() {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.id());
+        }
     }
 
     #[test]

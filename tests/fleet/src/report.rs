@@ -207,7 +207,8 @@ impl Report {
         out
     }
 
-    /// The time series as CSV: `second,policy,offered,served,granted,denied`.
+    /// The time series as CSV: `second,policy,offered,served,granted,denied`, with the
+    /// policy's command-line id ([`PolicyKind::id`]).
     pub fn series_csv(&self) -> String {
         let mut out = String::from("second,policy,offered,served,granted,denied\n");
         for s in &self.series {
@@ -215,7 +216,7 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "{i},{},{},{},{},{}",
-                    s.policy,
+                    s.policy.id(),
                     s.offered.get(i).copied().unwrap_or(0),
                     s.served.get(i).copied().unwrap_or(0),
                     s.granted[i],
