@@ -11,7 +11,7 @@ use crate::schedule::{full_jitter, uniform_between, RetrySchedule};
 use crate::time::{Duration, Instant};
 
 /// Capacity of the gate's event queue.
-pub const EVENT_CAPACITY: usize = 16;
+pub const EVENT_CAPACITY: usize = 20;
 /// Room an input needs in the event queue; an input refused for lack of it changes nothing.
 pub const MAX_EVENTS_PER_INPUT: usize = 6;
 /// Bound on timers processed by one input (R12); the real chain is at most four long.
@@ -215,7 +215,12 @@ fn inc(c: &mut u32) {
     *c = c.saturating_add(1);
 }
 
-/// Why an input was refused. A refused input changed nothing.
+/// Why an input was refused.
+///
+/// With [`InputError::QueueFull`] nothing happened at all, not even the passing of time. With
+/// the other errors the input itself was refused, but time still advanced to `now`: timers
+/// that were due have fired (a deadline may have passed), so drain the outputs as after any
+/// input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum InputError {
@@ -285,6 +290,7 @@ pub struct Gate<const N: usize = 8> {
     streak: Option<Streak>,
     schedule: RetrySchedule<N>,
     timers: [Option<Instant>; 3],
+    retry_due: bool,
     pending_check: Option<CheckRequest>,
     events: heapless::Deque<Event, EVENT_CAPACITY>,
     counters: Counters,
@@ -322,6 +328,7 @@ impl<const N: usize> Gate<N> {
             streak: None,
             schedule: RetrySchedule::new(),
             timers: [None; 3],
+            retry_due: false,
             pending_check: None,
             events: heapless::Deque::new(),
             counters: Counters::default(),
@@ -396,50 +403,54 @@ impl<const N: usize> Gate<N> {
     /// and an immediate check (attempt 0, R3). Starting a session while one is active ends
     /// the old one first (cause `LoggedOut`).
     pub fn start_session(&mut self, now: Instant, token: TokenHandle) -> Result<Generation, InputError> {
-        let now = self.begin(now)?;
-        if self.signed_in {
-            self.end_session(Cause::LoggedOut);
-        }
-        self.generation.bump();
-        self.signed_in = true;
-        self.token = token;
-        self.start_attempt(now);
-        Ok(self.generation)
+        self.input(now, |g, now| {
+            if g.signed_in {
+                g.end_session(Cause::LoggedOut);
+            }
+            g.generation.bump();
+            g.signed_in = true;
+            g.token = token;
+            g.start_attempt(now);
+            Ok(g.generation)
+        })
     }
 
     /// The token was refreshed: a new generation whose immediate check follows R3. Access is
     /// kept (a grant stays a grant while re-checking); an older retry loop ends (R10); a
     /// pending fail-closed deadline stays where it is (R5).
     pub fn token_refreshed(&mut self, now: Instant, token: TokenHandle) -> Result<Generation, InputError> {
-        let now = self.begin(now)?;
-        if !self.signed_in {
-            return Err(InputError::NotSignedIn);
-        }
-        self.generation.bump();
-        self.token = token;
-        self.next_attempt = 0;
-        self.start_attempt(now);
-        Ok(self.generation)
+        self.input(now, |g, now| {
+            if !g.signed_in {
+                return Err(InputError::NotSignedIn);
+            }
+            g.generation.bump();
+            g.token = token;
+            g.next_attempt = 0;
+            g.start_attempt(now);
+            Ok(g.generation)
+        })
     }
 
     /// The app logged out: a new generation, access `Unknown`, nothing pending. A no-op when
     /// signed out.
     pub fn logout(&mut self, now: Instant) -> Result<(), InputError> {
-        self.begin(now)?;
-        if self.signed_in {
-            self.end_session(Cause::LoggedOut);
-        }
-        Ok(())
+        self.input(now, |g, _| {
+            if g.signed_in {
+                g.end_session(Cause::LoggedOut);
+            }
+            Ok(())
+        })
     }
 
     /// The session was found unauthorized outside a check (a rejected token refresh, R11):
     /// ends it like a 401 does (R8). A no-op when signed out.
     pub fn unauthorized(&mut self, now: Instant) -> Result<(), InputError> {
-        self.begin(now)?;
-        if self.signed_in {
-            self.end_session(Cause::Unauthorized);
-        }
-        Ok(())
+        self.input(now, |g, _| {
+            if g.signed_in {
+                g.end_session(Cause::Unauthorized);
+            }
+            Ok(())
+        })
     }
 
     /// A transient failure outside a check, such as a token refresh that could not reach the
@@ -448,14 +459,15 @@ impl<const N: usize> Gate<N> {
     /// re-check from the retry plan (R6). A no-op while a check is in flight (that check
     /// decides) or when a retry is already planned.
     pub fn transient_failure(&mut self, now: Instant, class: TransientClass) -> Result<(), InputError> {
-        let now = self.begin(now)?;
-        if !self.signed_in {
-            return Err(InputError::NotSignedIn);
-        }
-        if self.in_flight.is_none() && self.timers[Timer::Retry as usize].is_none() {
-            self.attempt_failed(now, class, None, false);
-        }
-        Ok(())
+        self.input(now, |g, now| {
+            if !g.signed_in {
+                return Err(InputError::NotSignedIn);
+            }
+            if g.in_flight.is_none() && g.timers[Timer::Retry as usize].is_none() && !g.retry_due {
+                g.attempt_failed(now, class, None, false);
+            }
+            Ok(())
+        })
     }
 
     /// The outcome of the attempt `(generation, attempt)`. A result for another generation
@@ -467,27 +479,28 @@ impl<const N: usize> Gate<N> {
         attempt: u32,
         outcome: CheckOutcome,
     ) -> Result<(), InputError> {
-        let now = self.begin(now)?;
-        if !self.signed_in || generation != self.generation || self.in_flight != Some(attempt) {
-            inc(&mut self.counters.stale_dropped);
-            debug!("stale result dropped: gen {} attempt {}", generation.0, attempt);
-            self.push(Event::StaleResult { generation, attempt });
-            return Ok(());
-        }
-        match outcome {
-            CheckOutcome::Granted => self.definitive(Access::Granted),
-            CheckOutcome::Denied => self.definitive(Access::Denied),
-            CheckOutcome::Unauthorized => self.end_session(Cause::Unauthorized), // R8
-            CheckOutcome::Transient { class, retry_after } => {
-                self.attempt_failed(now, class, retry_after, true)
+        self.input(now, |g, now| {
+            if !g.signed_in || generation != g.generation || g.in_flight != Some(attempt) {
+                inc(&mut g.counters.stale_dropped);
+                debug!("stale result dropped: gen {} attempt {}", generation.0, attempt);
+                g.push(Event::StaleResult { generation, attempt });
+                return Ok(());
             }
-        }
-        Ok(())
+            match outcome {
+                CheckOutcome::Granted => g.definitive(Access::Granted),
+                CheckOutcome::Denied => g.definitive(Access::Denied),
+                CheckOutcome::Unauthorized => g.end_session(Cause::Unauthorized), // R8
+                CheckOutcome::Transient { class, retry_after } => {
+                    g.attempt_failed(now, class, retry_after, true)
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Time passed: fires every timer due at `now`. Harmless when called early or twice.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), InputError> {
-        self.begin(now).map(|_| ())
+        self.input(now, |_, _| Ok(()))
     }
 
     /// The app asks for a re-check now (a "retry" button on a locked screen). Starts an
@@ -495,21 +508,22 @@ impl<const N: usize> Gate<N> {
     /// `min_recheck_interval` since the last attempt started. The fail-closed deadline does
     /// not move.
     pub fn recheck_now(&mut self, now: Instant) -> Result<(), InputError> {
-        let now = self.begin(now)?;
-        if !self.signed_in {
-            return Err(InputError::NotSignedIn);
-        }
-        if self.in_flight.is_some() {
-            return Ok(());
-        }
-        if let Some(last) = self.last_attempt_started {
-            let retry_at = last + self.config.min_recheck_interval;
-            if now < retry_at {
-                return Err(InputError::RateLimited { retry_at });
+        self.input(now, |g, now| {
+            if !g.signed_in {
+                return Err(InputError::NotSignedIn);
             }
-        }
-        self.start_attempt(now);
-        Ok(())
+            if g.in_flight.is_some() || g.retry_due {
+                return Ok(()); // a check is running or starts with this very input
+            }
+            if let Some(last) = g.last_attempt_started {
+                let retry_at = last + g.config.min_recheck_interval;
+                if now < retry_at {
+                    return Err(InputError::RateLimited { retry_at });
+                }
+            }
+            g.start_attempt(now);
+            Ok(())
+        })
     }
 
     // ---- outputs ----
@@ -535,6 +549,21 @@ impl<const N: usize> Gate<N> {
     /// Common prologue of every input: refuse when the event queue lacks room (R12), keep
     /// time monotonic, and fire due timers first so an input arriving after the deadline
     /// sees the gate already failed closed (R5, to the tick).
+    /// Runs one input: the prologue ([`Gate::begin`]), the input itself, then the retry that
+    /// came due in the prologue if the input neither started a check nor ended the session.
+    fn input<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Self, Instant) -> Result<R, InputError>,
+    ) -> Result<R, InputError> {
+        let now = self.begin(now)?;
+        let r = f(self, now);
+        if core::mem::take(&mut self.retry_due) && self.signed_in && self.in_flight.is_none() {
+            self.start_attempt(now);
+        }
+        r
+    }
+
     fn begin(&mut self, now: Instant) -> Result<Instant, InputError> {
         if self.event_room() < MAX_EVENTS_PER_INPUT {
             return Err(InputError::QueueFull);
@@ -550,7 +579,9 @@ impl<const N: usize> Gate<N> {
             self.timers[timer as usize] = None;
             match timer {
                 Timer::Attempt => self.attempt_failed(at, TransientClass::Timeout, None, true),
-                Timer::Retry => self.start_attempt(now),
+                // Started at the end of the input, unless the input itself starts a check or
+                // ends the session: a retry superseded by this input is never started.
+                Timer::Retry => self.retry_due = true,
                 Timer::Deadline => self.fail_closed(at),
             }
         }
@@ -715,7 +746,7 @@ impl<const N: usize> Gate<N> {
             self.set_access(Access::Denied, Cause::FailedClosed);
         }
         // R7: start probing unless an attempt is in flight or a server slot is pending.
-        if self.in_flight.is_none() && self.timers[Timer::Retry as usize].is_none() {
+        if self.in_flight.is_none() && self.timers[Timer::Retry as usize].is_none() && !self.retry_due {
             let ceiling = self.config.probe.ceiling(0);
             streak.probes = 1;
             self.timers[Timer::Retry as usize] = Some(at + full_jitter(ceiling, &mut self.rng));
@@ -730,6 +761,7 @@ impl<const N: usize> Gate<N> {
         self.streak = None;
         self.schedule.clear();
         self.timers = [None; 3];
+        self.retry_due = false;
         self.next_attempt = 0;
         self.last_attempt_started = None;
         match cause {

@@ -22,6 +22,10 @@ use crate::CheckOutcome;
 pub const DEFAULT_TOKEN_CAPACITY: usize = 1024;
 /// Capacity of the session's own event queue (gate events are queued in the gate).
 pub const SESSION_EVENT_CAPACITY: usize = 8;
+/// Free gate event slots a session input needs: one full gate input, then at most two more
+/// events from the gate calls at the end of the input, each of which needs
+/// [`MAX_EVENTS_PER_INPUT`] free slots when it starts.
+const SESSION_GATE_ROOM: usize = 2 * MAX_EVENTS_PER_INPUT + 4;
 
 /// Settings of a [`Session`]. [`SessionConfig::DEFAULT`] holds the spec's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,6 +267,7 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     next_waiter: u32,
     pending_refresh: Option<RefreshRequest>,
     pending_check: Option<CheckRequest>,
+    deferred_failure: Option<TransientClass>,
     events: heapless::Deque<SessionEvent, SESSION_EVENT_CAPACITY>,
 }
 
@@ -302,6 +307,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             next_waiter: 0,
             pending_refresh: None,
             pending_check: None,
+            deferred_failure: None,
             events: heapless::Deque::new(),
         })
     }
@@ -584,9 +590,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     // ---- internals ----
 
     fn begin(&mut self, now: Instant) -> Result<Instant, SessionError> {
-        // Room for two gate inputs (one from the caller, one from after_input) and our own.
-        if self.gate.event_room() < 2 * MAX_EVENTS_PER_INPUT || SESSION_EVENT_CAPACITY - self.events.len() < 4
-        {
+        // Room for one full gate input (the caller's) plus the few events after_input's gate
+        // calls can add (a started retry, a failed check), and for our own events.
+        if self.gate.event_room() < SESSION_GATE_ROOM || SESSION_EVENT_CAPACITY - self.events.len() < 4 {
             return Err(SessionError::QueueFull);
         }
         let now = now.max(self.gate.last_now());
@@ -609,13 +615,20 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 }
             }
         }
-        self.gate.handle_timeout(now)?;
         Ok(now)
     }
 
     /// After every input: follow a logout the gate did by itself (401), hold back checks
     /// whose token has expired, and settle waiters.
     fn after_input(&mut self, now: Instant) {
+        // Gate inputs of this session input ran first, each firing the gate's due timers
+        // itself; this fires them for inputs that did not touch the gate. In this order a
+        // retry that came due is never started and then superseded by the same input. The
+        // room for these calls was reserved in begin(), so they cannot be refused.
+        if let Some(class) = self.deferred_failure.take() {
+            let _ = self.gate.transient_failure(now, class);
+        }
+        let _ = self.gate.handle_timeout(now);
         if self.live && !self.gate.signed_in() {
             self.teardown(WaitError::NotAuthenticated); // R8, R11
             return;
@@ -713,9 +726,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         let next_attempt = now + delay;
         self.timers[Timer::Retry as usize] = Some(next_attempt);
         // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
-        // the cable before the hourly refresh would keep a grant for ever. Room was reserved
-        // in begin().
-        let _ = self.gate.transient_failure(now, class);
+        // the cable before the hourly refresh would keep a grant for ever (applied to the
+        // gate at the end of this input, after_input).
+        self.deferred_failure = Some(class);
         self.push(SessionEvent::RefreshFailed { class, next_attempt });
         if !self.waiters.is_empty() && self.waiter_generation.is_none() {
             if valid {
@@ -740,6 +753,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.pending_check = None;
         self.timers = [None; 3];
         self.waiter_generation = None;
+        self.deferred_failure = None;
         self.reject_waiters(why);
     }
 
