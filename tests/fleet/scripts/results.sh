@@ -9,7 +9,7 @@ out=${1:-target/fleet-results}
 devices=${DEVICES:-100000}
 mkdir -p "$out"
 cargo build -q -p accessgate-fleet --release
-bin=target/release/fleet
+bin=${CARGO_TARGET_DIR:-target}/release/fleet
 policies=ours,pr-final,pr-prime,shipped-fix,aws,grpc,launchdarkly,ours16
 run() {
     local name=$1
