@@ -39,6 +39,12 @@ pub struct SessionConfig {
     pub refresh_retry: Backoff,
     /// How long one refresh request may take.
     pub refresh_timeout: Duration,
+    /// Spreads the refresh point: each refresh is due at a uniformly random instant in
+    /// `[expiry - skew - spread, expiry - skew]` (still ahead of expiry, R11). Zero (the
+    /// default) refreshes exactly `skew` ahead. Devices that signed in together otherwise
+    /// refresh, and re-check, together every token lifetime; a fleet operator can set this to
+    /// a few minutes to smear that echo (see BENCHMARKS.md, fleet results).
+    pub refresh_spread: Duration,
 }
 
 impl SessionConfig {
@@ -52,6 +58,7 @@ impl SessionConfig {
             cap: Duration::from_secs(5),
         },
         refresh_timeout: Duration::from_secs(10),
+        refresh_spread: Duration::ZERO,
     };
 
     /// Checks that the configuration can be honoured.
@@ -668,8 +675,14 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.timers[Timer::Retry as usize] = None;
         let skew = self.config.refresh_skew;
         if expires_in > skew {
-            // R11: refresh `skew` ahead of expiry.
-            self.timers[Timer::Due as usize] = Some(self.expires_at.saturating_sub(skew));
+            // R11: refresh `skew` ahead of expiry, optionally spread earlier (never earlier
+            // than half the remaining lifetime beyond the skew).
+            let latest = self.expires_at.saturating_sub(skew);
+            let spread = self.config.refresh_spread.min(Duration::from_micros(
+                expires_in.saturating_sub(skew).as_micros() / 2,
+            ));
+            let due = latest.saturating_sub(full_jitter(spread, &mut self.rng));
+            self.timers[Timer::Due as usize] = Some(due);
         } else if from_refresh {
             // The server hands out tokens shorter-lived than the skew: refresh at half-life
             // (at least 1 s later) rather than in a tight loop.

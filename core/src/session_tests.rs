@@ -458,3 +458,25 @@ fn refresh_classification_is_strict() {
         }
     ));
 }
+
+#[test]
+fn a_refresh_spread_smears_refreshes_ahead_of_the_skew() {
+    let cfg = SessionConfig {
+        refresh_spread: secs(300),
+        ..SessionConfig::DEFAULT
+    };
+    let mut dues = vec![];
+    for seed in 0..20 {
+        let mut s: S = Session::new(cfg, seed).unwrap();
+        s.sign_in(T0, b"at", b"rt", secs(3600)).unwrap();
+        let c = check(&mut s);
+        s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted)
+            .unwrap();
+        let due = s.poll_timeout().unwrap();
+        assert!(due <= T0 + secs(3540) && due >= T0 + secs(3240), "{due:?}");
+        dues.push(due);
+    }
+    dues.sort();
+    dues.dedup();
+    assert!(dues.len() >= 18, "devices must spread out: {dues:?}");
+}
