@@ -681,7 +681,11 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             let spread = self.config.refresh_spread.min(Duration::from_micros(
                 expires_in.saturating_sub(skew).as_micros() / 2,
             ));
-            let due = latest.saturating_sub(full_jitter(spread, &mut self.rng));
+            let due = if spread == Duration::ZERO {
+                latest
+            } else {
+                latest.saturating_sub(full_jitter(spread, &mut self.rng))
+            };
             self.timers[Timer::Due as usize] = Some(due);
         } else if from_refresh {
             // The server hands out tokens shorter-lived than the skew: refresh at half-life

@@ -270,18 +270,27 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
     assert_eq!(early, 0, "one early refresh per generation");
     // A successful refresh starts a new generation; while 403s continue without a definitive
     // answer, it does not ask again (no refresh storm against a backend that always says 403).
-    let now = s.poll_timeout().unwrap();
-    s.handle_timeout(now).unwrap();
-    drain(&mut s);
-    let r = loop {
-        match s.poll_action() {
-            Some(Action::Refresh(r)) => break r,
-            Some(Action::Check(c)) => s
-                .handle_check_result(now, c.generation, c.attempt, forbidden)
-                .unwrap(),
-            None => panic!("a refresh retry was due"),
+    // Run until the next refresh retry (checks meanwhile keep answering 403).
+    let mut now = T0;
+    let mut found = None;
+    for _ in 0..50 {
+        now = s.poll_timeout().unwrap();
+        s.handle_timeout(now).unwrap();
+        drain(&mut s);
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Refresh(r) => found = Some(r),
+                Action::Check(c) => s
+                    .handle_check_result(now, c.generation, c.attempt, forbidden)
+                    .unwrap(),
+            }
         }
-    };
+        drain(&mut s);
+        if found.is_some() {
+            break;
+        }
+    }
+    let r = found.expect("a refresh retry comes due");
     s.handle_refresh_result(now, r.id, new_tokens(3)).unwrap();
     let c = check(&mut s);
     s.handle_check_result(now, c.generation, c.attempt, forbidden)
