@@ -1,186 +1,180 @@
-//! QEMU (mps2-an386, Cortex-M4F) firmware proving the embedded plumbing the gate will use:
-//! embassy executor + embassy-time on SysTick, reqwless over an in-memory TCP stack
-//! ([`net::MemNet`]) whose server end is a scripted HTTP responder ([`responder`]).
+//! QEMU (mps2-an386, Cortex-M4F) firmware running the real gate: the embassy adapter's
+//! [`Driver`] (accessgate core + reqwless, plain HTTP) over an in-memory TCP stack
+//! ([`net::MemNet`]) whose server end is a scripted backend ([`backend`], served by
+//! [`responder`]). A scenario task ([`scenario`]) drives the gate through its [`Link`] and
+//! asserts each state: grant, an outage shorter than the budget (access held), one longer
+//! (fail closed at the deadline), recovery by probing, revocation, and a 401.
 //!
-//! The client task walks [`SCRIPT`]: for every step it makes one GET bounded by
-//! [`REQUEST_TIMEOUT`] and checks the outcome against what the step implies. The run ends
-//! with the semihosting exit code: 0 when every step matched, 1 otherwise (also on panic).
+//! Tasks on one thread-mode executor, all futures in static task storage:
+//! - `driver_task`: `Driver::run()` (session loop + check lane + refresh lane);
+//! - `responder_task`: the backend;
+//! - `scenario_task`: the chapters; exits through semihosting, 0 only when all held;
+//! - `watchdog_task`: exits non-zero if the scenario has not finished after [`WATCHDOG`].
+//!
+//! Timings are scaled down (200 ms per attempt, 1 s budget...) so the run takes seconds.
+//! Stack use is measured by painting (see [`stack`]) and reported per task at the end.
 
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
+mod backend;
 mod net;
 mod responder;
+mod scenario;
 mod stack;
+mod time_driver;
 
 use core::net::{IpAddr, Ipv4Addr};
 
+use accessgate::{Backoff, Duration, SessionConfig};
+use accessgate_embassy::{Driver, DriverConfig, Link, PlainCheckStorage, Seeds, Transport};
 use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
 use cortex_m_semihosting::hprintln;
 use embassy_executor::Spawner;
-use embassy_time::{Duration, Instant};
 use panic_semihosting as _;
-use reqwless::client::HttpClient;
-use reqwless::request::{Method, RequestBuilder};
-use systick_timer::SystickDriver;
+use static_cell::StaticCell;
 
+use backend::{Backend, BackendScript};
 use net::{FixedDns, MemNet};
-use responder::{Step, StepScript};
+use stack::TaskStack;
 
-/// MPS2 AN386 runs the core (and so SysTick's processor clock) at 25 MHz.
-const CORE_HZ: u64 = 25_000_000;
-/// One SysTick interrupt per millisecond: the granularity of timer wake-ups.
-const SYSTICK_RELOAD: u32 = (CORE_HZ / 1_000) as u32 - 1;
-
-// Wake-up slots: each `with_timeout` that finishes early leaves its slot taken until the
-// deadline passes (systick-timer panics when all are taken), so keep headroom over the
-// number of requests issued within one REQUEST_TIMEOUT.
-embassy_time_driver::time_driver_impl!(static TIME: SystickDriver<16> = SystickDriver::new(CORE_HZ, SYSTICK_RELOAD));
-
-#[cortex_m_rt::exception]
-fn SysTick() {
-    TIME.systick_interrupt();
-}
+/// The link's mutex: tasks share it from one executor, but a `static` needs `Sync`.
+pub type Mutex = embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+/// The app side of the gate (default token capacity: 1 KiB).
+pub type GateLink = Link<'static, Mutex>;
+/// 4 links of 512 bytes per direction: one live connection, others closing.
+type Net = MemNet<512, 4>;
+type GateDriver = Driver<'static, Mutex, Net, FixedDns>;
 
 const URL: &str = "http://backend.local/api/code/invites/check-access/";
 const PATH: &str = "/api/code/invites/check-access/";
-const AUTHORIZATION: &str = "Bearer demo-token";
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const AUTHORIZATION: &str = "Bearer demo-access-token";
 /// Where `FixedDns` sends every name; only shows up in `Incoming::local_addr`.
 const BACKEND_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
 
-/// One step per connection the client makes, in order.
-static SCRIPT: &[Step] = &[
-    Step::Respond(200, r#"{"access":"granted"}"#),
-    Step::Respond(503, ""),
-    Step::Refuse,
-    Step::Respond(401, ""),
-    Step::Hang,
-    Step::Respond(200, r#"{"access":"denied"}"#),
-];
+/// Fail-closed budget (default 120 s, scaled down).
+pub const BUDGET: Duration = Duration::from_secs(1);
+/// Token lifetime: long enough that no refresh falls due during the run.
+pub const HOUR: Duration = Duration::from_secs(3600);
+/// The whole scenario must end within this much embassy time.
+const WATCHDOG: embassy_time::Duration = embassy_time::Duration::from_secs(20);
 
-/// 2 links of 512 bytes per direction: one live connection plus one being torn down.
-type Net = MemNet<512, 2>;
+/// behaviour.md's defaults, scaled down so a run takes a few seconds.
+const fn session_config() -> SessionConfig {
+    let mut s = SessionConfig::DEFAULT;
+    s.gate.attempt_timeout = Duration::from_millis(200);
+    s.gate.budget = BUDGET;
+    s.gate.retry = Backoff {
+        base: Duration::from_millis(50),
+        factor: 2,
+        cap: Duration::from_millis(200),
+    };
+    s.gate.probe = Backoff {
+        base: Duration::from_millis(200),
+        factor: 2,
+        cap: Duration::from_millis(500),
+    };
+    s.gate.min_recheck_interval = Duration::from_millis(100);
+    s
+}
+
 static NET: Net = Net::new();
+static DNS: FixedDns = FixedDns(BACKEND_ADDR);
+static LINK: GateLink = Link::new();
+static BACKEND: Backend = Backend::new(PATH, AUTHORIZATION);
+static CHECK_BUFFERS: StaticCell<PlainCheckStorage> = StaticCell::new();
+
+static DRIVER_STACK: TaskStack = TaskStack::new();
+static RESPONDER_STACK: TaskStack = TaskStack::new();
+static SCENARIO_STACK: TaskStack = TaskStack::new();
+
+#[embassy_executor::task]
+async fn driver_task(driver: GateDriver) -> ! {
+    stack::measured(&DRIVER_STACK, driver.run()).await
+}
 
 #[embassy_executor::task]
 async fn responder_task() -> ! {
-    let mut script = StepScript::new(SCRIPT)
-        .expect_path(PATH)
-        .expect_authorization(AUTHORIZATION);
-    responder::serve(&NET, &mut script).await
+    let mut script = BackendScript(&BACKEND);
+    stack::measured(&RESPONDER_STACK, responder::serve(&NET, &mut script)).await
 }
 
-/// What one GET came to.
-#[derive(Debug)]
-enum Outcome<'a> {
-    Response(u16, &'a [u8]),
-    Refused,
-    TimedOut,
-    Failed(reqwless::Error),
-}
-
-impl<'a> Outcome<'a> {
-    fn body_text(&self) -> &'a str {
-        match self {
-            Outcome::Response(_, body) => core::str::from_utf8(body).unwrap_or("<non-utf8>"),
-            _ => "",
+#[embassy_executor::task]
+async fn scenario_task() {
+    let started = embassy_time::Instant::now();
+    let result = stack::measured(&SCENARIO_STACK, scenario::run(&LINK, &BACKEND)).await;
+    let took = started.elapsed().as_millis();
+    let (peak, size) = stack::overall();
+    hprintln!("stack: peak {} of {} bytes overall (all tasks share the one stack)", peak, size);
+    for (name, stats) in [
+        ("driver", &DRIVER_STACK),
+        ("responder", &RESPONDER_STACK),
+        ("scenario", &SCENARIO_STACK),
+    ] {
+        hprintln!("stack: {} task peak {} bytes (from the top, executor frames included)", name, stats.peak());
+    }
+    match result {
+        Ok(()) => {
+            hprintln!("PASS: all 6 chapters held, {} ms of embassy time", took);
+            debug::exit(EXIT_SUCCESS);
         }
-    }
-
-    fn name(&self) -> heapless::String<48> {
-        use core::fmt::Write as _;
-        let mut s = heapless::String::new();
-        // Truncation of a long error name is harmless in a log line.
-        let _ = match self {
-            Outcome::Response(status, _) => write!(s, "{status}"),
-            Outcome::Refused => write!(s, "refused"),
-            Outcome::TimedOut => write!(s, "timeout"),
-            Outcome::Failed(e) => write!(s, "error {e:?}"),
-        };
-        s
-    }
-
-    fn matches(&self, step: &Step) -> bool {
-        match (self, step) {
-            (Outcome::Response(got, body), Step::Respond(want, want_body)) => {
-                got == want && *body == want_body.as_bytes()
-            }
-            (Outcome::Refused, Step::Refuse) | (Outcome::TimedOut, Step::Hang) => true,
-            _ => false,
+        Err(fail) => {
+            hprintln!("FAIL: {} (after {} ms)", fail.0.as_str(), took);
+            debug::exit(EXIT_FAILURE);
         }
     }
 }
 
-async fn get<'b>(
-    client: &mut HttpClient<'_, Net, FixedDns>,
-    rx_buf: &'b mut [u8],
-) -> Result<(u16, &'b [u8]), reqwless::Error> {
-    static HEADERS: [(&str, &str); 1] = [("Authorization", AUTHORIZATION)];
-    let mut request = client.request(Method::GET, URL).await?.headers(&HEADERS);
-    let response = request.send(rx_buf).await?;
-    let status = response.status.0;
-    let body = response.body().read_to_end().await?;
-    Ok((status, body))
+#[embassy_executor::task]
+async fn watchdog_task() {
+    embassy_time::Timer::after(WATCHDOG).await;
+    hprintln!("FAIL: watchdog: the scenario did not finish within {} s", WATCHDOG.as_secs());
+    debug::exit(EXIT_FAILURE);
 }
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let mut core = cortex_m::Peripherals::take().expect("core peripherals taken once");
-    TIME.start(&mut core.SYST);
-    spawner.spawn(responder_task().expect("responder task spawned once"));
-
-    let dns = FixedDns(BACKEND_ADDR);
-    let mut client = HttpClient::new(&NET, &dns);
-    // Holds the whole response: headers and body.
-    let mut rx_buf = [0u8; 1024];
-    let started = Instant::now();
-    let mut mismatches = 0u32;
-
-    for (i, step) in SCRIPT.iter().enumerate() {
-        let t0 = Instant::now();
-        let outcome = match embassy_time::with_timeout(REQUEST_TIMEOUT, get(&mut client, &mut rx_buf)).await {
-            Err(_) => Outcome::TimedOut,
-            Ok(Ok((status, body))) => Outcome::Response(status, body),
-            Ok(Err(reqwless::Error::Network(embedded_io_async::ErrorKind::ConnectionRefused))) => {
-                Outcome::Refused
-            }
-            Ok(Err(e)) => Outcome::Failed(e),
-        };
-        let took = t0.elapsed();
-        let mut ok = outcome.matches(step);
-        // A hang must cost the full timeout, no more than a tick or two beyond it.
-        if *step == Step::Hang
-            && !(REQUEST_TIMEOUT..REQUEST_TIMEOUT + Duration::from_millis(100)).contains(&took)
-        {
-            ok = false;
-        }
-        hprintln!(
-            "step {}: script {:?} -> got {} {} in {} ms: {}",
-            i,
-            step,
-            outcome.name(),
-            outcome.body_text(),
-            took.as_millis(),
-            if ok { "ok" } else { "MISMATCH" }
-        );
-        if !ok {
-            mismatches += 1;
-        }
-    }
-
-    let (peak, size) = stack::peak_and_size();
-    hprintln!("stack: peak {} of {} bytes", peak, size);
+    time_driver::start(&mut core.SYST);
     hprintln!(
-        "{} steps, {} mismatches, {} ms",
-        SCRIPT.len(),
-        mismatches,
-        started.elapsed().as_millis()
+        "accessgate on QEMU mps2-an386: attempt timeout {} ms, budget {} ms, retries {}..{} ms, probes {}..{} ms",
+        session_config().gate.attempt_timeout.as_millis(),
+        BUDGET.as_millis(),
+        session_config().gate.retry.base.as_millis(),
+        session_config().gate.retry.cap.as_millis(),
+        session_config().gate.probe.base.as_millis(),
+        session_config().gate.probe.cap.as_millis(),
     );
-    debug::exit(if mismatches == 0 {
-        EXIT_SUCCESS
-    } else {
-        EXIT_FAILURE
-    });
+
+    let config = DriverConfig {
+        session: session_config(),
+        check_url: URL,
+        transport: Transport::PlainHttp,
+        refresh: None,
+    };
+    // Fixed seeds: a reproducible run. A device draws both from a hardware RNG (R6).
+    let seeds = Seeds {
+        jitter: 0x5eed_ac55_6a7e,
+        tls: [0x42; 32],
+    };
+    let buffers = CHECK_BUFFERS.init(PlainCheckStorage::new()).buffers();
+    let driver = match GateDriver::new(&LINK, &NET, &DNS, config, buffers, None, seeds) {
+        Ok(d) => d,
+        Err(e) => {
+            hprintln!("FAIL: driver configuration: {}", e);
+            debug::exit(EXIT_FAILURE);
+            return;
+        }
+    };
+    hprintln!(
+        "sizes: driver {} B, link {} B, check buffers {} B (the driver task's storage: see FIGURES.md)",
+        core::mem::size_of::<GateDriver>(),
+        core::mem::size_of::<GateLink>(),
+        core::mem::size_of::<PlainCheckStorage>(),
+    );
+    spawner.spawn(responder_task().expect("responder task spawned once"));
+    spawner.spawn(driver_task(driver).expect("driver task spawned once"));
+    spawner.spawn(watchdog_task().expect("watchdog task spawned once"));
+    spawner.spawn(scenario_task().expect("scenario task spawned once"));
 }

@@ -5,8 +5,7 @@
 //! header by hand, and writes the script's reply with `Connection: close`. Request bodies
 //! are ignored (the gate only sends GETs).
 //!
-//! A scenario plugs in by implementing [`Script`]; [`StepScript`] plays a static table of
-//! [`Step`]s and can check the path and `Authorization` header of every request.
+//! A scenario plugs in by implementing [`Script`] (see `backend.rs`).
 
 use core::fmt::Write as _;
 use core::net::SocketAddr;
@@ -35,6 +34,7 @@ pub enum Reply<'a> {
     /// A complete response with `Content-Length`, then close.
     Respond { status: u16, body: &'a str },
     /// Send nothing; keep the connection open until the client gives up.
+    #[allow(dead_code)] // the current scenario never hangs; kept for timeout scripts
     Hang,
 }
 
@@ -46,93 +46,6 @@ pub trait Script {
 
     /// The request head of an accepted connection has been read.
     fn reply(&mut self, request: &RequestHead<'_>) -> Reply<'_>;
-}
-
-/// One scripted connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Accept, read the request, answer with this status and body.
-    Respond(u16, &'static str),
-    /// Refuse the connection.
-    Refuse,
-    /// Accept, read the request, never answer.
-    Hang,
-}
-
-/// Plays a static table of [`Step`]s, one per connection, and optionally checks each
-/// request's path and `Authorization` header (a mismatch is answered `400` with a body
-/// naming what was wrong, so the client sees it). Past the end of the table every
-/// connection is answered `500 script exhausted`.
-pub struct StepScript {
-    steps: &'static [Step],
-    next: usize,
-    expected_path: Option<&'static str>,
-    expected_authorization: Option<&'static str>,
-}
-
-impl StepScript {
-    /// A script that plays `steps` in order.
-    pub const fn new(steps: &'static [Step]) -> Self {
-        Self {
-            steps,
-            next: 0,
-            expected_path: None,
-            expected_authorization: None,
-        }
-    }
-
-    /// Answer `400 unexpected path` to requests for any other path.
-    pub const fn expect_path(mut self, path: &'static str) -> Self {
-        self.expected_path = Some(path);
-        self
-    }
-
-    /// Answer `400 unexpected authorization` unless the header has exactly this value.
-    pub const fn expect_authorization(mut self, value: &'static str) -> Self {
-        self.expected_authorization = Some(value);
-        self
-    }
-}
-
-impl Script for StepScript {
-    fn admit(&mut self, _local: SocketAddr) -> bool {
-        if self.steps.get(self.next) == Some(&Step::Refuse) {
-            self.next += 1;
-            return false;
-        }
-        true
-    }
-
-    fn reply(&mut self, request: &RequestHead<'_>) -> Reply<'_> {
-        let Some(step) = self.steps.get(self.next).copied() else {
-            return Reply::Respond {
-                status: 500,
-                body: "script exhausted",
-            };
-        };
-        self.next += 1;
-        if self.expected_path.is_some_and(|p| p != request.path) {
-            return Reply::Respond {
-                status: 400,
-                body: "unexpected path",
-            };
-        }
-        if self.expected_authorization.is_some() && self.expected_authorization != request.authorization {
-            return Reply::Respond {
-                status: 400,
-                body: "unexpected authorization",
-            };
-        }
-        match step {
-            Step::Respond(status, body) => Reply::Respond { status, body },
-            Step::Hang => Reply::Hang,
-            // `admit` consumed it; a Refuse here means the step table was read out of turn.
-            Step::Refuse => Reply::Respond {
-                status: 500,
-                body: "refuse step after accept",
-            },
-        }
-    }
 }
 
 /// Serves connections on `net` forever, one at a time.
