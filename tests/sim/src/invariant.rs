@@ -4,8 +4,10 @@ use core::fmt;
 
 /// The property a [`Violation`] breaks.
 ///
-/// I1–I5 are the gate's invariants (issue "proven by a deterministic simulator"); the session
-/// layer will add I6–I9 here.
+/// I1–I5 are the gate's invariants (issue "proven by a deterministic simulator"); I6–I9 are the
+/// session layer's (issue 3, "Extend the deterministic simulator with sessions"). At session
+/// level I1, I3 and I5 are also checked, in the weaker forms the session model can predict
+/// (see `session::Checker`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Invariant {
     /// Access is `Granted` only while the last definitive answer since sign-in was a grant and
@@ -22,6 +24,20 @@ pub enum Invariant {
     /// Each input yields a bounded number of outputs, and the machine never stalls: while a
     /// check is owed, a wake-up is scheduled (R12, R3).
     I5,
+    /// No waiter (and no caller of `request_token`, and no check) ever gets a token of a session
+    /// that was logged out or superseded: a handle handed out resolves to the bytes of the latest
+    /// token delivered to the live session, and every waiter registered before a logout, a 401
+    /// or a rejected refresh gets `NotAuthenticated`, never `Ok` (R10, R11).
+    I6,
+    /// Never two refreshes in flight: between a `RefreshRequest` and its answer, its timeout or
+    /// the end of its session, no other `RefreshRequest` is emitted; ids are never reused (R11).
+    I7,
+    /// After a 401 (a current check answered `Unauthorized`, or a rejected refresh) no check and
+    /// no refresh is started for that session, until a new sign-in (R8, R11).
+    I8,
+    /// A token handed out (`Ready`, a waiter's `Ok`) or sent with a check is never past its
+    /// expiry: at that instant `now < expires_at` of that token (R11).
+    I9,
     /// Any other disagreement between the machine's outputs and the reference model: replies,
     /// generation and attempt tags, the cause chain of access changes (R13), retry slots (R6).
     Model,
@@ -40,6 +56,12 @@ impl Invariant {
             Invariant::I3 => "with no definitive answer, access is Denied by the deadline (to the tick)",
             Invariant::I4 => "nothing stale (older generation / not the attempt in flight) changes anything",
             Invariant::I5 => "bounded outputs per input, and no stall while a check is owed",
+            Invariant::I6 => "no waiter or caller ever gets a token of a logged-out or superseded session",
+            Invariant::I7 => "never two refreshes in flight",
+            Invariant::I8 => {
+                "after a 401 or a rejected refresh, no check or refresh starts until a new sign-in"
+            }
+            Invariant::I9 => "a token handed out or sent is never past its expiry",
             Invariant::Model => "outputs agree with the reference model",
             Invariant::Panic => "nothing panics",
         }

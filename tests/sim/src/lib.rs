@@ -42,6 +42,7 @@ mod runner;
 mod timefmt;
 
 pub mod gate;
+pub mod session;
 
 pub use invariant::{Invariant, Violation};
 pub use runner::{
