@@ -26,6 +26,7 @@ mod stack;
 mod time_driver;
 
 use core::net::{IpAddr, Ipv4Addr};
+use core::pin::pin;
 
 use accessgate::{Backoff, Duration, SessionConfig};
 use accessgate_embassy::{Driver, DriverConfig, Link, PlainCheckStorage, Seeds, Transport};
@@ -57,6 +58,8 @@ const BACKEND_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
 pub const BUDGET: Duration = Duration::from_secs(1);
 /// Token lifetime: long enough that no refresh falls due during the run.
 pub const HOUR: Duration = Duration::from_secs(3600);
+/// Least unused stack a passing run must leave.
+const STACK_HEADROOM: usize = 4096;
 /// The whole scenario must end within this much embassy time.
 const WATCHDOG: embassy_time::Duration = embassy_time::Duration::from_secs(20);
 
@@ -91,19 +94,20 @@ static SCENARIO_STACK: TaskStack = TaskStack::new();
 
 #[embassy_executor::task]
 async fn driver_task(driver: GateDriver) -> ! {
-    stack::measured(&DRIVER_STACK, driver.run()).await
+    stack::measured(&DRIVER_STACK, pin!(driver.run())).await
 }
 
 #[embassy_executor::task]
 async fn responder_task() -> ! {
     let mut script = BackendScript(&BACKEND);
-    stack::measured(&RESPONDER_STACK, responder::serve(&NET, &mut script)).await
+    let serve = pin!(responder::serve(&NET, &mut script));
+    stack::measured(&RESPONDER_STACK, serve).await
 }
 
 #[embassy_executor::task]
 async fn scenario_task() {
     let started = embassy_time::Instant::now();
-    let result = stack::measured(&SCENARIO_STACK, scenario::run(&LINK, &BACKEND)).await;
+    let result = stack::measured(&SCENARIO_STACK, pin!(scenario::run(&LINK, &BACKEND))).await;
     let took = started.elapsed().as_millis();
     let (peak, size) = stack::overall();
     hprintln!("stack: peak {} of {} bytes overall (all tasks share the one stack)", peak, size);
@@ -114,6 +118,17 @@ async fn scenario_task() {
     ] {
         hprintln!("stack: {} task peak {} bytes (from the top, executor frames included)", name, stats.peak());
     }
+    // The stack grows down towards .bss: a peak this close to its end may already have
+    // overwritten statics.
+    let result = result.and_then(|()| {
+        if peak + STACK_HEADROOM > size {
+            Err(scenario::Fail::new(format_args!(
+                "stack peak {peak} B leaves less than {STACK_HEADROOM} B of the {size} B stack"
+            )))
+        } else {
+            Ok(())
+        }
+    });
     match result {
         Ok(()) => {
             hprintln!("PASS: all 6 chapters held, {} ms of embassy time", took);

@@ -31,7 +31,7 @@ const RECHECK_PAUSE: embassy_time::Duration = embassy_time::Duration::from_milli
 pub struct Fail(pub heapless::String<256>);
 
 impl Fail {
-    fn new(args: core::fmt::Arguments<'_>) -> Self {
+    pub fn new(args: core::fmt::Arguments<'_>) -> Self {
         let mut s = heapless::String::new();
         // A message longer than 256 bytes is cut short; the start says what failed.
         let _ = s.write_fmt(args);

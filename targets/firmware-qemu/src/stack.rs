@@ -14,7 +14,7 @@
 
 use core::cell::Cell;
 use core::future::{poll_fn, Future};
-use core::pin::pin;
+use core::pin::Pin;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
@@ -103,8 +103,10 @@ impl TaskStack {
 ///
 /// Before each poll, every dirty word below the current stack pointer is painted again, so
 /// what the poll leaves dirty is its own (plus any exception taken meanwhile).
-pub async fn measured<F: Future>(stats: &TaskStack, fut: F) -> F::Output {
-    let mut fut = pin!(fut);
+///
+/// Takes the future pinned by the caller: an `async fn` keeps its arguments apart from its
+/// locals, so taking `F` by value and pinning it here would store the future twice.
+pub async fn measured<F: Future>(stats: &TaskStack, mut fut: Pin<&mut F>) -> F::Output {
     let (_, top) = bounds();
     poll_fn(|cx| {
         repaint_below_sp(scan());
