@@ -1,12 +1,28 @@
-//! NUCLEO-F767ZI firmware: brings up the on-board Ethernet (LAN8742A PHY, RMII) with
-//! embassy-net, then GETs [`config::URL`] every [`config::POLL_PERIOD`] with reqwless over
-//! embassy-net's `TcpClient` + `DnsSocket`, logging the status with defmt (RTT).
+//! NUCLEO-F767ZI firmware running the access gate: the embassy adapter's [`Driver`]
+//! (accessgate core + reqwless + embedded-tls) over embassy-net on the on-board Ethernet
+//! (LAN8742A PHY, RMII), with `TcpClient` + `DnsSocket` as its network. Everything a
+//! deployment changes is in [`config`]. Logs go out over defmt (RTT).
 //!
-//! LEDs: LD1 (green, PB0) toggles after every check; LD3 (red, PB14) is lit while the last
-//! check failed (transport error, timeout or non-2xx status).
+//! At boot the board restores the session of [`config::ACCESS_TOKEN`] once the network is
+//! up; the gate checks at once (R3), then on token refreshes, every
+//! [`config::RECHECK_PERIOD`] and when the USER button (B1) is pressed.
 //!
-//! This is the plumbing the access gate's embassy adapter will plug into; the gate itself
-//! is not wired in yet.
+//! Transport: HTTPS with the server certificate verified against [`config::TLS_CA_DER`].
+//! Without a CA the gate is **not started** (error log + LED pattern below); plain HTTP only
+//! when [`config::ALLOW_PLAIN_HTTP`] says so explicitly. Never unverified TLS.
+//!
+//! LEDs (LD1 green PB0, LD2 blue PB7, LD3 red PB14; "blink" = 2 Hz):
+//!
+//! | state | LD1 green | LD2 blue | LD3 red |
+//! |---|---|---|---|
+//! | booting, network not up, not signed in yet | off | blink | off |
+//! | `Unknown`, signed in: first check pending ("checking") | off | on | off |
+//! | `Granted` | on | off | off |
+//! | `Granted`, re-verifying (transient failures, before the fail-closed deadline) | blink | off | off |
+//! | `Denied` by the server | off | off | on |
+//! | `Denied`, failed closed, probing for recovery | off | off | blink |
+//! | signed out (401, rejected refresh): sign-in needed | off | blink | on |
+//! | configuration error: gate not started | blink | blink | blink |
 
 #![no_std]
 #![no_main]
@@ -14,45 +30,163 @@
 
 mod config;
 
-use defmt::{info, unwrap, warn};
+use accessgate::{Access, Status};
+use accessgate_embassy::{
+    CheckStorage, Command, Driver, DriverConfig, Link, RefreshStorage, Seeds, Snapshot, Transport,
+};
+use defmt::{error, info, unwrap, warn};
 use embassy_executor::Spawner;
+use embassy_futures::select::{select, Either};
 use embassy_net::dns::DnsSocket;
 use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
-use embassy_stm32::gpio::{Level, Output, Speed};
+use embassy_stm32::exti::{self, ExtiInput};
+use embassy_stm32::gpio::{Level, Output, Pull, Speed};
 use embassy_stm32::peripherals::{ETH, ETH_SMA};
+use embassy_stm32::mode::Async;
 use embassy_stm32::rng::Rng;
 use embassy_stm32::time::Hertz;
-use embassy_stm32::{bind_interrupts, eth, peripherals, rng};
-use embassy_time::{Instant, Timer};
-use reqwless::client::{HttpClient, TlsConfig, TlsVerify};
-use reqwless::request::{Method, RequestBuilder};
+use embassy_stm32::{bind_interrupts, eth, interrupt, peripherals, rng};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_time::{Duration, Timer};
 use static_cell::StaticCell;
 use {defmt_rtt as _, panic_probe as _};
 
 bind_interrupts!(struct Irqs {
     ETH => eth::InterruptHandler;
     RNG => rng::InterruptHandler<peripherals::RNG>;
+    EXTI15_10 => exti::InterruptHandler<interrupt::typelevel::EXTI15_10>;
 });
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
-/// One connection at a time; TCP buffers sized for a TLS record's worth of flight.
-const TCP_SOCKETS: usize = 1;
+/// One socket per lane (checks, refreshes): a lane drops its connection before opening the next.
+const TCP_SOCKETS: usize = 2;
 const TCP_TX: usize = 4096;
 const TCP_RX: usize = 4096;
 type Tcp = TcpClient<'static, TCP_SOCKETS, TCP_TX, TCP_RX>;
+/// TCP sockets + the DNS socket + the DHCP socket.
+const NET_SOCKETS: usize = TCP_SOCKETS + 2;
 
-/// A full TLS 1.3 record (16 KiB plaintext + overhead) must fit in the read buffer.
-const TLS_READ: usize = 16_640;
-const TLS_WRITE: usize = 4096;
-/// Holds all response headers and the body.
-const RESPONSE_BUF: usize = 2048;
+/// Tasks share the link from one executor; a `static` needs `Sync`.
+type Mutex = CriticalSectionRawMutex;
+type GateLink = Link<'static, Mutex>;
+type GateDriver = Driver<'static, Mutex, Tcp, DnsSocket<'static>>;
+
+static LINK: GateLink = Link::new();
+
+/// LED blink half-period.
+const BLINK: Duration = Duration::from_millis(250);
 
 #[embassy_executor::task]
 async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
     runner.run().await
+}
+
+#[embassy_executor::task]
+async fn driver_task(driver: GateDriver) -> ! {
+    driver.run().await
+}
+
+/// Forwards the gate's events to the log (the status is on the LEDs).
+#[embassy_executor::task]
+async fn event_task() -> ! {
+    loop {
+        let e = LINK.next_event().await;
+        info!("gate event: {}", e);
+    }
+}
+
+/// Restores the configured session once the network is up, then re-checks on the USER button
+/// and every [`config::RECHECK_PERIOD`].
+#[embassy_executor::task]
+async fn app_task(stack: embassy_net::Stack<'static>, mut button: ExtiInput<'static, Async>) -> ! {
+    info!("waiting for the network configuration");
+    stack.wait_config_up().await;
+    if let Some(v4) = stack.config_v4() {
+        info!("network up: {}", v4.address);
+    }
+    match Command::restore(
+        config::ACCESS_TOKEN.as_bytes(),
+        config::REFRESH_TOKEN.as_bytes(),
+        config::ACCESS_TOKEN_EXPIRES_IN,
+    ) {
+        Ok(restore) => LINK.send(restore).await,
+        Err(e) => error!("configured tokens refused ({}): not signing in", e),
+    }
+    loop {
+        let period = async {
+            match config::RECHECK_PERIOD {
+                Some(p) => Timer::after(p).await,
+                None => core::future::pending().await,
+            }
+        };
+        match select(button.wait_for_rising_edge(), period).await {
+            Either::First(()) => {
+                info!("USER button: re-check");
+                // Debounce: ignore the bounces of this press.
+                Timer::after_millis(50).await;
+                button.wait_for_low().await;
+            }
+            Either::Second(()) => info!("periodic re-check"),
+        }
+        // Refused while signed out or rate-limited; the snapshot counts refusals.
+        LINK.send(Command::Recheck).await;
+    }
+}
+
+struct Leds {
+    green: Output<'static>,
+    blue: Output<'static>,
+    red: Output<'static>,
+}
+
+impl Leds {
+    fn show(&mut self, (g, b, r): (bool, bool, bool)) {
+        self.green.set_level(Level::from(g));
+        self.blue.set_level(Level::from(b));
+        self.red.set_level(Level::from(r));
+    }
+}
+
+/// (green, blue, red) for a status; `on` is the blink phase. See the table in the crate docs.
+fn pattern(s: &Status, on: bool) -> (bool, bool, bool) {
+    match s.access {
+        Access::Granted => (s.reverifying_until.is_none() || on, false, false),
+        Access::Denied => (false, false, !s.probing || on),
+        Access::Unknown if s.signed_in => (false, true, false),
+        // Never signed in yet (boot) vs signed out after a session (a cause is set).
+        Access::Unknown if s.cause.is_none() => (false, on, false),
+        Access::Unknown => (false, on, true),
+    }
+}
+
+/// Renders the gate's status on the LEDs.
+#[embassy_executor::task]
+async fn led_task(mut leds: Leds) -> ! {
+    let Some(mut status) = LINK.status_receiver() else {
+        error!("no status receiver left for the LEDs");
+        loop {
+            leds.show((false, false, true));
+            Timer::after_secs(3600).await;
+        }
+    };
+    let mut last: Option<Snapshot> = None;
+    let mut on = true;
+    loop {
+        let s = last.map(|s| s.status).unwrap_or_default();
+        leds.show(pattern(&s, on));
+        match select(status.changed(), Timer::after(BLINK)).await {
+            Either::First(snapshot) => {
+                if last.is_none_or(|l| l.status != snapshot.status) {
+                    info!("gate status: {}", snapshot.status);
+                }
+                last = Some(snapshot);
+            }
+            Either::Second(()) => on = !on,
+        }
+    }
 }
 
 fn clocks() -> embassy_stm32::Config {
@@ -97,17 +231,63 @@ fn net_config() -> embassy_net::Config {
     }
 }
 
-#[embassy_executor::main]
-async fn main(spawner: Spawner) -> ! {
-    let p = embassy_stm32::init(clocks());
-    info!("accessgate nucleo firmware, polling {}", config::URL);
+/// The transport the configuration asks for, or `None` (logged) if it asks for nothing safe.
+///
+/// The settings are read through `black_box` so the decision is made at boot: with `None` the
+/// compiler would otherwise drop the whole gate from the image, and an image's size and code
+/// would depend on whether a CA is set (FIGURES.md measures the image as built from this
+/// repository, which has no CA and refuses to start).
+fn transport() -> Option<Transport<'static>> {
+    if core::hint::black_box(config::ALLOW_PLAIN_HTTP) {
+        warn!("ALLOW_PLAIN_HTTP: checks go in clear text and answers can be forged");
+        return Some(Transport::PlainHttp);
+    }
+    match core::hint::black_box(config::TLS_CA_DER) {
+        Some(ca_der) => Some(Transport::Tls { ca_der }),
+        None => {
+            error!(
+                "TLS_CA_DER is not configured: refusing to start the gate over unverified TLS \
+                 (set the CA in config.rs, or ALLOW_PLAIN_HTTP for a closed test network)"
+            );
+            None
+        }
+    }
+}
 
-    let mut green = Output::new(p.PB0, Level::Low, Speed::Low);
-    let mut red = Output::new(p.PB14, Level::Low, Speed::Low);
+/// Blinks all LEDs for ever: the gate did not start.
+async fn configuration_error(mut leds: Leds) -> ! {
+    let mut on = true;
+    loop {
+        leds.show((on, on, on));
+        on = !on;
+        Timer::after(BLINK).await;
+    }
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let p = embassy_stm32::init(clocks());
+    info!("accessgate nucleo firmware: checking {}", config::CHECK_URL);
+
+    let leds = Leds {
+        green: Output::new(p.PB0, Level::Low, Speed::Low),
+        blue: Output::new(p.PB7, Level::Low, Speed::Low),
+        red: Output::new(p.PB14, Level::Low, Speed::Low),
+    };
+    // B1 USER: high while pressed (external pull-down on the board).
+    let button = ExtiInput::new(p.PC13, p.EXTI13, Pull::Down, Irqs);
 
     let mut rng = Rng::new(p.RNG, Irqs);
     let net_seed = rng.next_u64();
-    let tls_seed = rng.next_u64();
+    let mut seeds = Seeds {
+        jitter: rng.next_u64(),
+        tls: [0; 32],
+    };
+    rng.fill_bytes(&mut seeds.tls);
+
+    let Some(transport) = transport() else {
+        configuration_error(leds).await
+    };
 
     static PACKETS: StaticCell<PacketQueue<4, 4>> = StaticCell::new();
     // NUCLEO-F767ZI RMII pins (UM1974): REF_CLK PA1, CRS_DV PA7, RXD0 PC4, RXD1 PC5,
@@ -129,7 +309,7 @@ async fn main(spawner: Spawner) -> ! {
         p.PC1,
     );
 
-    static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
+    static RESOURCES: StaticCell<StackResources<NET_SOCKETS>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         device,
         net_config(),
@@ -138,71 +318,31 @@ async fn main(spawner: Spawner) -> ! {
     );
     spawner.spawn(unwrap!(net_task(runner)));
 
-    info!("waiting for the network configuration");
-    stack.wait_config_up().await;
-    if let Some(v4) = stack.config_v4() {
-        info!("network up: {}", v4.address);
-    }
-
     static TCP_STATE: StaticCell<TcpClientState<TCP_SOCKETS, TCP_TX, TCP_RX>> = StaticCell::new();
-    static TLS_READ_BUF: StaticCell<[u8; TLS_READ]> = StaticCell::new();
-    static TLS_WRITE_BUF: StaticCell<[u8; TLS_WRITE]> = StaticCell::new();
-    static RESPONSE: StaticCell<[u8; RESPONSE_BUF]> = StaticCell::new();
-    let tcp = TcpClient::new(stack, TCP_STATE.init(TcpClientState::new()));
-    let dns = DnsSocket::new(stack);
-    let verify = match config::TLS_CA_DER {
-        Some(ca) => TlsVerify::Certificate {
-            ca,
-            cert: None,
-            key: None,
-        },
-        None => {
-            warn!("TLS_CA_DER is None: server certificates are NOT verified");
-            TlsVerify::None
+    static TCP: StaticCell<Tcp> = StaticCell::new();
+    static DNS: StaticCell<DnsSocket<'static>> = StaticCell::new();
+    static CHECK_BUFFERS: StaticCell<CheckStorage> = StaticCell::new();
+    static REFRESH_BUFFERS: StaticCell<RefreshStorage> = StaticCell::new();
+    let tcp = TCP.init(TcpClient::new(stack, TCP_STATE.init(TcpClientState::new())));
+    let dns = DNS.init(DnsSocket::new(stack));
+    let refresh_buffers = config::REFRESH.map(|_| REFRESH_BUFFERS.init(RefreshStorage::new()).buffers());
+
+    let gate = DriverConfig {
+        session: config::SESSION,
+        check_url: config::CHECK_URL,
+        transport,
+        refresh: config::REFRESH,
+    };
+    let check_buffers = CHECK_BUFFERS.init(CheckStorage::new()).buffers();
+    let driver = match GateDriver::new(&LINK, tcp, dns, gate, check_buffers, refresh_buffers, seeds) {
+        Ok(driver) => driver,
+        Err(e) => {
+            error!("gate configuration refused: {}", e);
+            configuration_error(leds).await
         }
     };
-    let tls = TlsConfig::new(
-        tls_seed,
-        TLS_READ_BUF.init([0; TLS_READ]),
-        TLS_WRITE_BUF.init([0; TLS_WRITE]),
-        verify,
-    );
-    let mut client = HttpClient::new_with_tls(&tcp, &dns, tls);
-    let response = RESPONSE.init([0; RESPONSE_BUF]);
-
-    loop {
-        let started = Instant::now();
-        let ok = match embassy_time::with_timeout(config::REQUEST_TIMEOUT, check(&mut client, response)).await
-        {
-            Ok(Ok(status)) => {
-                info!("GET -> {} in {} ms", status, started.elapsed().as_millis());
-                (200..300).contains(&status)
-            }
-            Ok(Err(e)) => {
-                warn!("GET failed: {}", e);
-                false
-            }
-            Err(_) => {
-                warn!("GET timed out after {} ms", config::REQUEST_TIMEOUT.as_millis());
-                false
-            }
-        };
-        green.toggle();
-        red.set_level(if ok { Level::Low } else { Level::High });
-        Timer::at(started + config::POLL_PERIOD).await;
-    }
-}
-
-/// One GET of the configured URL; returns the status after reading the whole body.
-async fn check(
-    client: &mut HttpClient<'_, Tcp, DnsSocket<'static>>,
-    rx: &mut [u8],
-) -> Result<u16, reqwless::Error> {
-    static HEADERS: [(&str, &str); 1] = [("Authorization", config::AUTHORIZATION)];
-    let mut request = client.request(Method::GET, config::URL).await?.headers(&HEADERS);
-    let response = request.send(rx).await?;
-    let status = response.status.0;
-    let body = response.body().read_to_end().await?;
-    info!("body: {=[u8]:a}", body);
-    Ok(status)
+    spawner.spawn(unwrap!(driver_task(driver)));
+    spawner.spawn(unwrap!(event_task()));
+    spawner.spawn(unwrap!(led_task(leds)));
+    spawner.spawn(unwrap!(app_task(stack, button)));
 }
