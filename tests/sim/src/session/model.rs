@@ -137,6 +137,24 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+impl fmt::Display for Sent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sent::Check { request: c, token } => write!(
+                f,
+                "check (g{} #{}, {})",
+                c.generation.0,
+                c.attempt,
+                Shown(token.as_deref())
+            ),
+            Sent::Refresh {
+                request: r,
+                refresh_token,
+            } => write!(f, "refresh {} ({})", r.id.0, Shown(refresh_token.as_deref())),
+        }
+    }
+}
+
 /// What the token endpoint answered to a refresh, as the driver delivers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshAnswer {
@@ -361,6 +379,13 @@ impl Tolerate {
     /// driver has seen yet) is taken as its answer, before the request is even handed out.
     /// Tolerated by the driver, which then forges only ids it has seen or ids out of reach.
     pub const S7_ANSWER_BEFORE_REQUEST: u32 = 1 << 6;
+    /// Finding S8: a 401 that answers an attempt of the *current* generation after the gate
+    /// timed that attempt out is dropped as stale, and the session carries on with the token
+    /// the server just rejected: its next retry (or refresh) is started for a session that a
+    /// 401 answered (I8 as the issue states it: "a check answered Unauthorized for the current
+    /// generation"; R8: "A 401 on a check logs out"). When tolerated, the model only counts a
+    /// 401 for the attempt in flight.
+    pub const S8_LATE_401_IGNORED: u32 = 1 << 7;
     /// The findings known today (see `tests/core_findings.rs`).
     pub const KNOWN: Tolerate = Tolerate {
         flags: Self::S1_RETRY_DUE_AFTER_TOKEN_EXPIRED
@@ -369,7 +394,8 @@ impl Tolerate {
             | Self::S4_EXPIRED_TOKEN_AFTER_REFRESH_CHECK
             | Self::S5_CLOCK_RUNS_BACKWARDS
             | Self::S6_WAITERS_ANSWERED_BEFORE_TEARDOWN
-            | Self::S7_ANSWER_BEFORE_REQUEST,
+            | Self::S7_ANSWER_BEFORE_REQUEST
+            | Self::S8_LATE_401_IGNORED,
     };
     /// Whether `flag` is tolerated.
     pub const fn has(self, flag: u32) -> bool {
@@ -488,6 +514,12 @@ pub struct Checker {
     issued_refresh_ids: Vec<RefreshId>,
     /// The last session ended with a 401 or a rejected refresh, and none started since.
     ended_by_401: bool,
+    /// Attempts of the current generation that timed out without an answer (their answer may
+    /// still arrive, late).
+    timed_out: Vec<u32>,
+    /// A late 401 answered a timed-out attempt of generation `.0` in the live session: the
+    /// token is dead, so no check or refresh may start any more in this session (I8).
+    late_401: Option<(Generation, Instant)>,
     definitive: Option<Access>,
     first_failure: Option<Instant>,
     waiters: Vec<Waiter>,
@@ -515,6 +547,8 @@ impl Checker {
             refresh: None,
             issued_refresh_ids: Vec::new(),
             ended_by_401: false,
+            timed_out: Vec::new(),
+            late_401: None,
             definitive: None,
             first_failure: None,
             waiters: Vec::new(),
@@ -555,6 +589,7 @@ impl Checker {
 
     fn bump(&mut self) {
         self.generation = Generation(self.generation.0.wrapping_add(1));
+        self.timed_out.clear();
     }
 
     fn end(&mut self, x: &mut Expect, cause: Cause) {
@@ -565,6 +600,7 @@ impl Checker {
         self.definitive = None;
         self.first_failure = None;
         self.ended_by_401 = cause == Cause::Unauthorized;
+        self.late_401 = None;
         x.ended += 1;
         x.ended_session = Some(self.session);
         if cause == Cause::Unauthorized {
@@ -704,6 +740,9 @@ impl Checker {
                 // R4: the attempt timed out at `t`, a transient failure at that instant.
                 self.check = None;
                 self.check_failed(t);
+                if c.generation == self.generation {
+                    self.timed_out.push(c.attempt);
+                }
             }
         }
         if let Some(r) = self.refresh {
@@ -735,6 +774,7 @@ impl Checker {
                 self.expires_at = now + expires_in;
                 self.token_from_refresh = false;
                 self.ended_by_401 = false;
+                self.late_401 = None;
                 self.definitive = None;
                 self.first_failure = None;
                 x.signed_in = true;
@@ -850,6 +890,16 @@ impl Checker {
                 }
                 if !current {
                     x.stale += 1; // R10
+                    let late = this_generation.then(|| self.timed_out.iter().position(|&a| a == attempt));
+                    if let Some(Some(i)) = late {
+                        self.timed_out.swap_remove(i);
+                        if outcome == CheckOutcome::Unauthorized
+                            && !self.tolerate.has(Tolerate::S8_LATE_401_IGNORED)
+                            && self.late_401.is_none()
+                        {
+                            self.late_401 = Some((generation, now));
+                        }
+                    }
                 } else {
                     self.check = None;
                     match outcome {
@@ -910,6 +960,18 @@ impl Checker {
         let mut refreshes_sent = 0u32;
         let mut check0_seen = false;
         for a in &step.actions {
+            if let Some((g, at)) = self.late_401.filter(|_| self.live) {
+                return fail(
+                    Invariant::I8,
+                    format!(
+                        "{a} started at {}, but a check of generation {} (the current one then) was answered 401 \
+                         at {} (late: its attempt had timed out), and the session carried on (R8)",
+                        At(now),
+                        g.0,
+                        At(at)
+                    ),
+                );
+            }
             if !self.live {
                 let (inv, why) = if self.ended_by_401 {
                     (
@@ -919,7 +981,7 @@ impl Checker {
                 } else {
                     (Invariant::Model, "the session is logged out (R10)")
                 };
-                return fail(inv, format!("{a:?} started at {}, but {why}", At(now)));
+                return fail(inv, format!("{a} started at {}, but {why}", At(now)));
             }
             match a {
                 Sent::Check { request: c, token } => {
