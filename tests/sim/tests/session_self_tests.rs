@@ -9,7 +9,7 @@ use accessgate::{
     WaitError, WaiterId,
 };
 use accessgate_sim::session::{FixedScenario, SessionMachine, SessionScenario, FAMILIES};
-use accessgate_sim::{check_seed, check_seeds, run, Coverage, Invariant, Scenario};
+use accessgate_sim::{check_seed, check_seeds, run, Coverage, Invariant};
 
 #[test]
 fn same_seed_same_trace_and_shorter_budget_replays_a_prefix() {
