@@ -7,7 +7,7 @@
 
 use crate::classify::{CheckOutcome, TransientClass};
 use crate::config::{ConfigError, GateConfig};
-use crate::schedule::{full_jitter, uniform_between, RetrySchedule};
+use crate::schedule::{delay_jitter, uniform_between, RetrySchedule};
 use crate::time::{Duration, Instant};
 
 /// Capacity of the gate's event queue.
@@ -699,23 +699,25 @@ impl<const N: usize> Gate<N> {
             // R7: keep probing until a definitive answer.
             let ceiling = cfg.probe.ceiling(probes);
             probes = probes.saturating_add(1);
-            Some(slot.unwrap_or_else(|| at + full_jitter(ceiling, &mut self.rng)))
+            Some(slot.unwrap_or_else(|| at + delay_jitter(ceiling, &mut self.rng)))
         } else if let Some(delay) = self.schedule.next_delay() {
             // R6: the last attempt must be able to finish before the deadline.
             let latest = streak.deadline.saturating_sub(cfg.attempt_timeout);
-            let last_window = latest.saturating_sub(cfg.retry.cap).max(at);
+            // Planned retries start strictly after the failure (never due within this input).
+            let soonest = at + Duration::from_micros(1);
+            let last_window = latest.saturating_sub(cfg.retry.cap).max(soonest);
             match slot {
                 Some(s) => Some(s), // a server slot past the deadline is still used (R6)
                 // The final planned retry goes into the last `cap` before the latest start, so
                 // an outage shorter than the budget is caught before failing closed instead of
                 // leaving the end of the budget unwatched; jittered so a fleet spreads out.
-                None if self.schedule.remaining() == 0 && at <= latest => {
+                None if self.schedule.remaining() == 0 && soonest <= latest => {
                     Some(uniform_between(last_window, latest, &mut self.rng))
                 }
                 None if at + delay <= latest => Some(at + delay),
                 // A jittered delay that lands too late is redrawn inside the window rather
                 // than clamped, so devices that failed together do not retry at one instant.
-                None if at <= latest => Some(uniform_between(at, latest, &mut self.rng)),
+                None if soonest <= latest => Some(uniform_between(soonest, latest, &mut self.rng)),
                 None => None,
             }
         } else {
@@ -749,7 +751,7 @@ impl<const N: usize> Gate<N> {
         if self.in_flight.is_none() && self.timers[Timer::Retry as usize].is_none() && !self.retry_due {
             let ceiling = self.config.probe.ceiling(0);
             streak.probes = 1;
-            self.timers[Timer::Retry as usize] = Some(at + full_jitter(ceiling, &mut self.rng));
+            self.timers[Timer::Retry as usize] = Some(at + delay_jitter(ceiling, &mut self.rng));
         }
         self.streak = Some(streak);
     }

@@ -34,7 +34,7 @@ impl<const N: usize> RetrySchedule<N> {
         self.next = 0;
         for k in 0..N {
             // Cannot fail: exactly N pushes into capacity N.
-            let _ = self.delays.push(full_jitter(backoff.ceiling(k as u32), rng));
+            let _ = self.delays.push(delay_jitter(backoff.ceiling(k as u32), rng));
         }
     }
 
@@ -62,6 +62,13 @@ impl<const N: usize> RetrySchedule<N> {
 /// A delay uniform in `[0, ceiling]`.
 pub(crate) fn full_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
     Duration::from_micros(rng.u64(0..=ceiling.as_micros()))
+}
+
+/// A delay uniform in `[1 µs, ceiling]` (full jitter that never lands on the current instant:
+/// a timer planned by an input is always later than that input, so after any input no timer
+/// is left due, R12).
+pub(crate) fn delay_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
+    Duration::from_micros(rng.u64(1..=ceiling.as_micros().max(1)))
 }
 
 /// An instant uniform in `[from, to]` (`from` if the range is empty).

@@ -14,7 +14,7 @@ use crate::gate::{
     Access, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     MAX_EVENTS_PER_INPUT,
 };
-use crate::schedule::full_jitter;
+use crate::schedule::{delay_jitter, full_jitter};
 use crate::time::{Duration, Instant};
 use crate::CheckOutcome;
 
@@ -275,6 +275,7 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     pending_refresh: Option<RefreshRequest>,
     pending_check: Option<CheckRequest>,
     deferred_failure: Option<TransientClass>,
+    last_now: Instant,
     events: heapless::Deque<SessionEvent, SESSION_EVENT_CAPACITY>,
 }
 
@@ -315,6 +316,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             pending_refresh: None,
             pending_check: None,
             deferred_failure: None,
+            last_now: Instant::ZERO,
             events: heapless::Deque::new(),
         })
     }
@@ -381,25 +383,25 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if access_token.len() > T || refresh_token.len() > T {
             return Err(SessionError::TokenTooLong);
         }
-        let now = self.begin(now)?;
-        if self.live {
-            self.gate.logout(now)?;
-            self.teardown(WaitError::NotAuthenticated);
-        }
-        self.access_token.clear();
-        self.refresh_token.clear();
-        // Cannot fail: lengths were checked above.
-        let _ = self.access_token.extend_from_slice(access_token);
-        let _ = self.refresh_token.extend_from_slice(refresh_token);
-        self.live = true;
-        self.epoch = self.epoch.wrapping_add(1);
-        self.early_refresh_used = false;
-        self.failures_valid = 0;
-        self.failures_expired = 0;
-        let generation = self.gate.start_session(now, TokenHandle(self.epoch))?;
-        self.set_expiry(now, expires_in, false);
-        self.after_input(now);
-        Ok(generation)
+        self.input(now, |s, now| {
+            if s.live {
+                s.gate.logout(now)?;
+                s.teardown(WaitError::NotAuthenticated);
+            }
+            s.access_token.clear();
+            s.refresh_token.clear();
+            // Cannot fail: lengths were checked above.
+            let _ = s.access_token.extend_from_slice(access_token);
+            let _ = s.refresh_token.extend_from_slice(refresh_token);
+            s.live = true;
+            s.epoch = s.epoch.wrapping_add(1);
+            s.early_refresh_used = false;
+            s.failures_valid = 0;
+            s.failures_expired = 0;
+            let generation = s.gate.start_session(now, TokenHandle(s.epoch))?;
+            s.set_expiry(now, expires_in, false);
+            Ok(generation)
+        })
     }
 
     /// Restores a stored session at start-up. Access stays `Unknown` until its first check
@@ -418,41 +420,42 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     /// Logs out: waiters get `NotAuthenticated`, nothing in flight counts any more (R10, R11).
     pub fn logout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let now = self.begin(now)?;
-        if self.live {
-            self.gate.logout(now)?;
-            self.teardown(WaitError::NotAuthenticated);
-        }
-        Ok(())
+        self.input(now, |s, now| {
+            if s.live {
+                s.gate.logout(now)?;
+                s.teardown(WaitError::NotAuthenticated);
+            }
+            Ok(())
+        })
     }
 
     /// A caller needs a valid access token. Single-flight (R11): callers that arrive while a
     /// refresh runs share it. The waiter table holds `W` callers; when it is full the caller
     /// gets [`SessionError::WaitersFull`] (R12).
     pub fn request_token(&mut self, now: Instant) -> Result<TokenReply, SessionError> {
-        let now = self.begin(now)?;
-        if !self.live {
-            return Err(SessionError::NotSignedIn);
-        }
-        let valid = now < self.expires_at;
-        let fresh = now < self.expires_at.saturating_sub(self.config.refresh_skew);
-        let retry_pending = self.timers[Timer::Retry as usize].is_some();
-        let sharing = self.refresh.is_some() || self.waiter_generation.is_some();
-        if !sharing && (fresh || (valid && retry_pending)) {
-            return Ok(TokenReply::Ready(TokenHandle(self.epoch)));
-        }
-        if self.waiters.len() + self.resolved.len() >= W {
-            return Err(SessionError::WaitersFull);
-        }
-        let id = WaiterId(self.next_waiter);
-        self.next_waiter = self.next_waiter.wrapping_add(1);
-        // Cannot fail: room checked above.
-        let _ = self.waiters.push(id);
-        if !sharing && !retry_pending {
-            self.start_refresh(now, false);
-        }
-        self.after_input(now);
-        Ok(TokenReply::Wait(id))
+        self.input(now, |s, now| {
+            if !s.live {
+                return Err(SessionError::NotSignedIn);
+            }
+            let valid = now < s.expires_at;
+            let fresh = now < s.expires_at.saturating_sub(s.config.refresh_skew);
+            let retry_pending = s.timers[Timer::Retry as usize].is_some();
+            let sharing = s.refresh.is_some() || s.waiter_generation.is_some();
+            if !sharing && (fresh || (valid && retry_pending)) {
+                return Ok(TokenReply::Ready(TokenHandle(s.epoch))); // R11, I9: not expired
+            }
+            if s.waiters.len() + s.resolved.len() >= W {
+                return Err(SessionError::WaitersFull);
+            }
+            let id = WaiterId(s.next_waiter);
+            s.next_waiter = s.next_waiter.wrapping_add(1);
+            // Cannot fail: room checked above.
+            let _ = s.waiters.push(id);
+            if !sharing && !retry_pending {
+                s.start_refresh(now, false);
+            }
+            Ok(TokenReply::Wait(id))
+        })
     }
 
     /// The outcome of a check. A 403 also asks for one early refresh per generation (R9).
@@ -463,7 +466,16 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         attempt: u32,
         outcome: CheckOutcome,
     ) -> Result<(), SessionError> {
-        let now = self.begin(now)?;
+        self.input(now, |s, now| s.check_result(now, generation, attempt, outcome))
+    }
+
+    fn check_result(
+        &mut self,
+        now: Instant,
+        generation: Generation,
+        attempt: u32,
+        outcome: CheckOutcome,
+    ) -> Result<(), SessionError> {
         let forbidden = matches!(
             outcome,
             CheckOutcome::Transient {
@@ -473,6 +485,12 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         );
         let current = self.live && generation == self.gate.generation();
         self.gate.handle_check_result(now, generation, attempt, outcome)?;
+        if current && outcome == CheckOutcome::Unauthorized && self.gate.signed_in() {
+            // R8: the server rejected the current token. The gate dropped the answer because
+            // it had already timed that attempt out, but the rejection still stands: a late
+            // 401 for the current generation ends the session too.
+            self.gate.unauthorized(now)?;
+        }
         if current && outcome.is_definitive() {
             self.early_refresh_used = false;
         }
@@ -485,7 +503,6 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 self.start_refresh(now, true);
             }
         }
-        self.after_input(now);
         Ok(())
     }
 
@@ -497,7 +514,15 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         id: RefreshId,
         outcome: RefreshOutcome<'_>,
     ) -> Result<(), SessionError> {
-        let now = self.begin(now)?;
+        self.input(now, |s, now| s.refresh_result(now, id, outcome))
+    }
+
+    fn refresh_result(
+        &mut self,
+        now: Instant,
+        id: RefreshId,
+        outcome: RefreshOutcome<'_>,
+    ) -> Result<(), SessionError> {
         if !self.live || self.refresh.map(|r| r.id) != Some(id.0) {
             self.gate.counters_mut().stale_dropped = self.gate.counters().stale_dropped.saturating_add(1);
             self.push(SessionEvent::StaleRefresh { id });
@@ -543,23 +568,17 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
             RefreshOutcome::Transient(class) => self.refresh_failed(now, class),
         }
-        self.after_input(now);
         Ok(())
     }
 
     /// Time passed: fires every due timer of the session and its gate. Harmless when early.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let now = self.begin(now)?;
-        self.after_input(now);
-        Ok(())
+        self.input(now, |_, _| Ok(()))
     }
 
     /// The app asks for a re-check now (rate-limited; see [`Gate::recheck_now`]).
     pub fn recheck_now(&mut self, now: Instant) -> Result<(), SessionError> {
-        let now = self.begin(now)?;
-        let r = self.gate.recheck_now(now);
-        self.after_input(now);
-        r.map_err(SessionError::from)
+        self.input(now, |s, now| s.gate.recheck_now(now).map_err(SessionError::from))
     }
 
     // ---- outputs ----
@@ -602,7 +621,31 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if self.gate.event_room() < SESSION_GATE_ROOM || SESSION_EVENT_CAPACITY - self.events.len() < 4 {
             return Err(SessionError::QueueFull);
         }
-        let now = now.max(self.gate.last_now());
+        // Monotonic: an input with an earlier `now` happens at the latest instant seen.
+        let now = now.max(self.last_now).max(self.gate.last_now());
+        self.last_now = now;
+        Ok(now)
+    }
+
+    /// Runs one session input: the prologue, the input itself, then [`Session::after_input`],
+    /// whatever the input returned (a refused input still lets time pass, as in the gate).
+    fn input<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Self, Instant) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        let now = self.begin(now)?;
+        let r = f(self, now);
+        self.after_input(now);
+        r
+    }
+
+    /// After every input: follow a logout the gate did by itself (401), hold back checks
+    /// whose token has expired, and settle waiters.
+    fn after_input(&mut self, now: Instant) {
+        // The session's own timers fire after the input, like the gate's due retries: a
+        // refresh that comes due is never started (or a timed-out one answered) by the
+        // prologue of an input that then ends the session or answers it.
         for _ in 0..TIMERS.len() {
             let due = TIMERS
                 .iter()
@@ -611,23 +654,14 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             let Some((_, timer)) = due else { break };
             self.timers[timer as usize] = None;
             match timer {
-                Timer::Due | Timer::Retry => {
-                    if self.refresh.is_none() {
-                        self.start_refresh(now, false);
-                    }
-                }
+                Timer::Due | Timer::Retry => self.start_refresh(now, false),
                 Timer::Timeout => {
                     self.refresh = None;
+                    self.pending_refresh = None;
                     self.refresh_failed(now, TransientClass::Timeout);
                 }
             }
         }
-        Ok(now)
-    }
-
-    /// After every input: follow a logout the gate did by itself (401), hold back checks
-    /// whose token has expired, and settle waiters.
-    fn after_input(&mut self, now: Instant) {
         // Gate inputs of this session input ran first, each firing the gate's due timers
         // itself; this fires them for inputs that did not touch the gate. In this order a
         // retry that came due is never started and then superseded by the same input. The
@@ -664,7 +698,12 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                     self.waiter_generation = Some(self.gate.generation());
                 } else {
                     self.waiter_generation = None;
-                    self.resolve_waiters(Ok(TokenHandle(self.epoch)));
+                    // I9: never hand out a token that expired while its check ran.
+                    if now < self.expires_at {
+                        self.resolve_waiters(Ok(TokenHandle(self.epoch)));
+                    } else {
+                        self.resolve_waiters(Err(WaitError::Unavailable));
+                    }
                 }
             }
         }
@@ -732,13 +771,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             // R11: 1 s doubling to 5 s while the token is still valid.
             let k = self.failures_valid;
             self.failures_valid = self.failures_valid.saturating_add(1);
-            full_jitter(self.config.refresh_retry.ceiling(k), &mut self.rng)
+            delay_jitter(self.config.refresh_retry.ceiling(k), &mut self.rng)
         } else {
             // The token is dead and the backend unreachable: back off like recovery probes
             // (R7) instead of hammering the token endpoint.
             let k = self.failures_expired;
             self.failures_expired = self.failures_expired.saturating_add(1);
-            full_jitter(self.config.gate.probe.ceiling(k), &mut self.rng)
+            delay_jitter(self.config.gate.probe.ceiling(k), &mut self.rng)
         };
         let next_attempt = now + delay;
         self.timers[Timer::Retry as usize] = Some(next_attempt);

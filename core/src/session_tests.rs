@@ -489,3 +489,17 @@ fn a_refresh_spread_smears_refreshes_ahead_of_the_skew() {
     dues.dedup();
     assert!(dues.len() >= 18, "devices must spread out: {dues:?}");
 }
+
+#[test]
+fn a_late_401_for_the_current_generation_still_logs_out() {
+    let mut s = session();
+    s.sign_in(T0, b"at_1", b"rt_1", secs(3600)).unwrap();
+    let c = check(&mut s);
+    s.handle_timeout(T0 + secs(10)).unwrap(); // attempt 0 times out
+    drain(&mut s);
+    s.handle_check_result(T0 + secs(11), c.generation, c.attempt, CheckOutcome::Unauthorized)
+        .unwrap();
+    let ev = drain(&mut s);
+    assert!(!s.status().signed_in, "{ev:?} {:?}", s.status());
+    assert_eq!(s.status().cause, Some(Cause::Unauthorized));
+}
