@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Firmware check: builds both firmware images in release, runs the QEMU one (its semihosting
-# exit code is the verdict) and prints the section sizes of both ELFs.
+# Firmware check: builds both firmware images in release, runs the QEMU one (the gate's
+# scenario: its semihosting exit code is the verdict) and prints the section sizes of both ELFs.
 #
 # Installs what is missing: the rustup target, qemu-system-arm (apt), a size tool.
-# Env: FIRMWARE_JOBS (cargo -j, default 2), QEMU_TIMEOUT (seconds, default 60).
+# Env: FIRMWARE_JOBS (cargo -j, default 2), QEMU_TIMEOUT (seconds, default 60),
+#      FIRMWARE_FIGURES=1 also prints the flash/RAM split by crate group and the static stack
+#      bound of the gate task (targets/firmware-qemu/figures.py, stack_bound.py; FIGURES.md).
 #
 # Each firmware is its own cargo project (excluded from the root workspace) with its own
 # Cargo.lock and .cargo/config.toml; cargo reads .cargo/config.toml from the *current
@@ -92,6 +94,19 @@ if [ -n "$SIZE_TOOL" ]; then
     done
 else
     log "no size tool found (llvm-size, arm-none-eabi-size, size): sizes skipped"
+fi
+
+if [ "${FIRMWARE_FIGURES:-0}" = 1 ]; then
+    if command -v python3 >/dev/null 2>&1; then
+        log "flash/RAM by crate group"
+        python3 "$QEMU_DIR/figures.py" "$QEMU_ELF" "$NUCLEO_ELF" || log "figures.py failed"
+        log "static stack bound of the driver task"
+        for elf in "$QEMU_ELF" "$NUCLEO_ELF"; do
+            (cd "$QEMU_DIR" && python3 stack_bound.py "$elf" driver | head -1) || log "stack_bound.py failed"
+        done
+    else
+        log "python3 not found: figures skipped"
+    fi
 fi
 
 exit "$qemu_rc"

@@ -107,12 +107,19 @@ async fn app_task(stack: embassy_net::Stack<'static>, mut button: ExtiInput<'sta
     if let Some(v4) = stack.config_v4() {
         info!("network up: {}", v4.address);
     }
+    // `try_send`, not `send().await`: a command is about 2 KiB (two token buffers), and an
+    // awaited send would keep one in this task's static storage for ever. The channel is
+    // empty at boot.
     match Command::restore(
         config::ACCESS_TOKEN.as_bytes(),
         config::REFRESH_TOKEN.as_bytes(),
         config::ACCESS_TOKEN_EXPIRES_IN,
     ) {
-        Ok(restore) => LINK.send(restore).await,
+        Ok(restore) => {
+            if LINK.try_send(restore).is_err() {
+                error!("command queue full at boot: session not restored");
+            }
+        }
         Err(e) => error!("configured tokens refused ({}): not signing in", e),
     }
     loop {
@@ -132,7 +139,9 @@ async fn app_task(stack: embassy_net::Stack<'static>, mut button: ExtiInput<'sta
             Either::Second(()) => info!("periodic re-check"),
         }
         // Refused while signed out or rate-limited; the snapshot counts refusals.
-        LINK.send(Command::Recheck).await;
+        if LINK.try_send(Command::Recheck).is_err() {
+            warn!("command queue full: re-check dropped");
+        }
     }
 }
 
@@ -334,14 +343,21 @@ async fn main(spawner: Spawner) {
         refresh: config::REFRESH,
     };
     let check_buffers = CHECK_BUFFERS.init(CheckStorage::new()).buffers();
-    let driver = match GateDriver::new(&LINK, tcp, dns, gate, check_buffers, refresh_buffers, seeds) {
-        Ok(driver) => driver,
+    // No `.await` inside this `match`: its scrutinee (the ~5 KiB driver) would be kept in the
+    // main task's static storage across it.
+    let started = match GateDriver::new(&LINK, tcp, dns, gate, check_buffers, refresh_buffers, seeds) {
+        Ok(driver) => {
+            spawner.spawn(unwrap!(driver_task(driver)));
+            true
+        }
         Err(e) => {
             error!("gate configuration refused: {}", e);
-            configuration_error(leds).await
+            false
         }
     };
-    spawner.spawn(unwrap!(driver_task(driver)));
+    if !started {
+        configuration_error(leds).await
+    }
     spawner.spawn(unwrap!(event_task()));
     spawner.spawn(unwrap!(led_task(leds)));
     spawner.spawn(unwrap!(app_task(stack, button)));
