@@ -102,7 +102,7 @@ if [ "${FIRMWARE_FIGURES:-0}" = 1 ]; then
         python3 "$QEMU_DIR/figures.py" "$QEMU_ELF" "$NUCLEO_ELF" || log "figures.py failed"
         log "static stack bound of the driver task"
         for elf in "$QEMU_ELF" "$NUCLEO_ELF"; do
-            (cd "$QEMU_DIR" && python3 stack_bound.py "$elf" driver | head -1) || log "stack_bound.py failed"
+            (cd "$QEMU_DIR" && python3 stack_bound.py "$elf" driver | sed -n 1p) || log "stack_bound.py failed"
         done
     else
         log "python3 not found: figures skipped"
