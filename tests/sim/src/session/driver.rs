@@ -4,7 +4,7 @@
 
 use super::machine::SessionMachine;
 use super::model::{
-    bypasses_gate, Checker, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Shown, Step, Tok, Tolerate,
+    Checker, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Shown, Step, Tok, Tolerate,
 };
 use crate::gate::Profile as GateProfile;
 use crate::runner::{Coverage, Scenario};
@@ -154,12 +154,6 @@ pub struct SessionWorld<M: SessionMachine> {
     counts: DriverCounts,
     buf_a: Vec<u8>,
     buf_r: Vec<u8>,
-    tolerate: Tolerate,
-    /// The latest `now` an input passed on to the gate, and whether a later one was not (S5).
-    last_gate_now: Instant,
-    clock_lags: bool,
-    /// The highest refresh id handed out (S7).
-    max_refresh_id: Option<u32>,
 }
 
 impl<M: SessionMachine> SessionWorld<M> {
@@ -203,10 +197,6 @@ impl<M: SessionMachine> SessionWorld<M> {
             counts: DriverCounts::default(),
             buf_a: Vec::new(),
             buf_r: Vec::new(),
-            tolerate,
-            last_gate_now: Instant::ZERO,
-            clock_lags: false,
-            max_refresh_id: None,
         }
     }
 
@@ -479,13 +469,8 @@ impl<M: SessionMachine> SessionWorld<M> {
             63 => {
                 self.note = "forged";
                 self.counts.refreshes_old_id += 1;
-                let mut id = RefreshId(self.rng.random_range(0..64));
-                if self.max_refresh_id.is_none_or(|m| id.0 > m)
-                    && self.tolerate.has(Tolerate::S7_ANSWER_BEFORE_REQUEST)
-                {
-                    // Finding S7: an id not handed out yet might be the one about to be.
-                    id.0 += 1 << 20;
-                }
+                // Ids seen (late answers) or not handed out yet (answers before their request).
+                let id = RefreshId(self.rng.random_range(0..64));
                 let answer = self.refresh_answer();
                 Input::RefreshResult { id, answer }
             }
@@ -619,14 +604,10 @@ impl<M: SessionMachine> SessionWorld<M> {
         let input = self.choose();
         // Now and then an input carries an older `now` than the last one.
         let now = if self.rng.random_ratio(1, 50) {
+            self.counts.backdated += 1;
+            self.note = "backdated";
             let d = self.up_to(self.config.gate.attempt_timeout);
-            if self.clock_lags && self.tolerate.has(Tolerate::S5_CLOCK_RUNS_BACKWARDS) {
-                self.now // finding S5: the session would run backwards
-            } else {
-                self.counts.backdated += 1;
-                self.note = "backdated";
-                self.now.saturating_sub(d)
-            }
+            self.now.saturating_sub(d)
         } else {
             self.now
         };
@@ -676,12 +657,6 @@ impl<M: SessionMachine> SessionWorld<M> {
             }
         }
         let after = Observed::of(&self.machine);
-        if bypasses_gate(&self.step, self.before.status.signed_in) {
-            self.clock_lags |= now > self.last_gate_now;
-        } else if !matches!(self.step.input, Input::SignIn { .. }) || self.step.reply.is_ok() {
-            self.clock_lags = false;
-            self.last_gate_now = self.last_gate_now.max(now);
-        }
         for a in &self.step.actions {
             match a {
                 Sent::Check { request, .. } => {
@@ -692,7 +667,6 @@ impl<M: SessionMachine> SessionWorld<M> {
                     self.outstanding.push(*request);
                 }
                 Sent::Refresh { request, .. } => {
-                    self.max_refresh_id = self.max_refresh_id.max(Some(request.id.0));
                     if self.refreshes.len() == MAX_OUTSTANDING_REFRESHES {
                         self.refreshes.remove(0);
                     }
@@ -960,10 +934,16 @@ pub fn strict_from_env() -> bool {
     std::env::var("SIM_STRICT").is_ok_and(|v| v.trim() != "0" && !v.trim().is_empty())
 }
 
-/// The tolerance of a default run: [`Tolerate::KNOWN`], or none with `SIM_STRICT=1`.
+/// The tolerance of a default run: [`Tolerate::KNOWN`]; none with `SIM_STRICT=1`; exactly the
+/// findings of the bit mask `SIM_TOLERATE=<mask>` otherwise (bit `n - 1` is finding S`n`, so
+/// `SIM_TOLERATE=0x2` tolerates S2 only).
 pub fn default_tolerance() -> Tolerate {
     if strict_from_env() {
         Tolerate::NONE
+    } else if let Some(mask) = crate::env_u64("SIM_TOLERATE") {
+        Tolerate {
+            flags: u32::try_from(mask).expect("SIM_TOLERATE is a 32-bit mask"),
+        }
     } else {
         Tolerate::KNOWN
     }

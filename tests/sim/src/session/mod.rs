@@ -27,6 +27,5 @@ pub use driver::{
 };
 pub use machine::SessionMachine;
 pub use model::{
-    bypasses_gate, Checker, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Shown, Step, Tok, TokKind,
-    Tolerate,
+    Checker, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Shown, Step, Tok, TokKind, Tolerate,
 };
