@@ -135,7 +135,8 @@ async fn scenario_task() {
             debug::exit(EXIT_SUCCESS);
         }
         Err(fail) => {
-            hprintln!("FAIL: {} (after {} ms)", fail.0.as_str(), took);
+            fail.print();
+            hprintln!("(after {} ms of embassy time)", took);
             debug::exit(EXIT_FAILURE);
         }
     }

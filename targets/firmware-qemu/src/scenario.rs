@@ -6,12 +6,14 @@
 //! it prints as a timeline. Assertions about what must *not* happen (access changing during a
 //! short outage) are made on the events, which are never skipped while this task reads them.
 
+use core::cell::RefCell;
 use core::fmt::Write as _;
 
 use accessgate::{Access, Cause, Event, Instant, SessionEvent};
 use accessgate_embassy::{time, write_event_text, Command, Snapshot, TimedEvent, STATUS_RECEIVERS};
 use cortex_m_semihosting::hprintln;
 use embassy_futures::select::{select3, Either3};
+use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::watch::Receiver;
 use embassy_time::Timer;
 
@@ -27,15 +29,29 @@ const FAIL_CLOSED_TOLERANCE: accessgate::Duration = accessgate::Duration::from_m
 /// Pause before an app re-check, above the configured `min_recheck_interval`.
 const RECHECK_PAUSE: embassy_time::Duration = embassy_time::Duration::from_millis(150);
 
-/// Why the scenario failed.
-pub struct Fail(pub heapless::String<256>);
+/// The scenario failed; the message is in [`FAILURE`] (kept out of the `Result`s, so that
+/// every `?` does not move 256 bytes around and the scenario's frame stays small).
+pub struct Fail;
+
+/// What the first failure said.
+static FAILURE: BlockingMutex<Mutex, RefCell<heapless::String<256>>> =
+    BlockingMutex::new(RefCell::new(heapless::String::new()));
 
 impl Fail {
     pub fn new(args: core::fmt::Arguments<'_>) -> Self {
-        let mut s = heapless::String::new();
-        // A message longer than 256 bytes is cut short; the start says what failed.
-        let _ = s.write_fmt(args);
-        Fail(s)
+        FAILURE.lock(|m| {
+            let mut m = m.borrow_mut();
+            if m.is_empty() {
+                // A message longer than 256 bytes is cut short; the start says what failed.
+                let _ = m.write_fmt(args);
+            }
+        });
+        Fail
+    }
+
+    /// Prints the message.
+    pub fn print(&self) {
+        FAILURE.lock(|m| hprintln!("FAIL: {}", m.borrow().as_str()));
     }
 }
 
