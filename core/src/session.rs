@@ -643,6 +643,11 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// After every input: follow a logout the gate did by itself (401), hold back checks
     /// whose token has expired, and settle waiters.
     fn after_input(&mut self, now: Instant) {
+        // A 401 the input delivered ended the gate's session: tear down first, so no refresh
+        // comes due and no waiter is answered for a session that is already over (R8, R11).
+        if self.live && !self.gate.signed_in() {
+            self.teardown(WaitError::NotAuthenticated);
+        }
         // The session's own timers fire after the input, like the gate's due retries: a
         // refresh that comes due is never started (or a timed-out one answered) by the
         // prologue of an input that then ends the session or answers it.
