@@ -705,3 +705,32 @@ fn i9_waiter_gets_a_refreshed_token_after_its_expiry() {
     );
     assert_caught(r, Invariant::I9);
 }
+
+// ---- the model beyond I6–I9 ----
+
+/// R11: a refresh that fails while the token is valid is retried within 1 s first (then 2 s,
+/// 4 s, 5 s): a retry planned 2 s after the first failure breaks the backoff.
+#[test]
+fn model_refresh_retry_outside_the_backoff() {
+    for (next, ok) in [(3561, true), (3562, false)] {
+        let mut tr = Trace::waiting_for_refresh(Tolerate::NONE);
+        let r = tr.feed(
+            S::new(t(3560), Input::Timeout)
+                .waiters(vec![(WaiterId(0), Ok(handout(H1, Some(AT1))))])
+                .events(vec![SessionEvent::RefreshFailed {
+                    class: accessgate::TransientClass::Timeout,
+                    next_attempt: t(next),
+                }]),
+            |o| {
+                o.refresh_in_flight = false;
+                o.waiting = 0;
+                o.poll_timeout = Some(t(next));
+            },
+        );
+        if ok {
+            r.expect("a retry 1 s later is inside the first backoff step");
+        } else {
+            assert_caught(r, Invariant::Model);
+        }
+    }
+}

@@ -400,6 +400,9 @@ struct Expect {
     /// A 401 for an attempt of the current generation that is not in flight (late, or a
     /// duplicate) ended the session in the model.
     late_401: Option<u32>,
+    /// Classes of the refresh failures of this step, in no particular order.
+    failure_classes: [Option<TransientClass>; 2],
+    n_classes: u8,
     /// The session that ended in this step, if any.
     ended_session: Option<u32>,
     refreshed: Option<(Generation, Instant)>,
@@ -461,6 +464,9 @@ pub struct Checker {
     ended_by_401: bool,
     definitive: Option<Access>,
     first_failure: Option<Instant>,
+    /// Refresh failures in a row while the token was valid / expired (R11 backoff steps).
+    refresh_fails_valid: u32,
+    refresh_fails_expired: u32,
     waiters: Vec<Waiter>,
     seen_waiters: Vec<WaiterId>,
 }
@@ -487,6 +493,8 @@ impl Checker {
             ended_by_401: false,
             definitive: None,
             first_failure: None,
+            refresh_fails_valid: 0,
+            refresh_fails_expired: 0,
             waiters: Vec::new(),
             seen_waiters: Vec::new(),
         }
@@ -687,6 +695,8 @@ impl Checker {
                 self.refresh = None;
                 x.refresh_failures += 1;
                 x.refresh_timed_out = true;
+                x.failure_classes[usize::from(x.n_classes.min(1))] = Some(TransientClass::Timeout);
+                x.n_classes += 1;
             }
         }
 
@@ -711,6 +721,8 @@ impl Checker {
                 self.ended_by_401 = false;
                 self.definitive = None;
                 self.first_failure = None;
+                self.refresh_fails_valid = 0;
+                self.refresh_fails_expired = 0;
                 x.signed_in = true;
                 x.check0 = (expires_in > Duration::ZERO).then_some(self.generation);
                 x.refresh_at_once = expires_in <= cfg.refresh_skew;
@@ -870,12 +882,20 @@ impl Checker {
                             }
                             self.expires_at = now + expires_in;
                             self.check = None; // superseded by the new generation's check
+                            self.refresh_fails_valid = 0;
+                            self.refresh_fails_expired = 0;
                             x.refreshed = Some((self.generation, self.expires_at));
                             x.check0 = (expires_in > Duration::ZERO).then_some(self.generation);
                         }
                         // An oversized token is a malformed answer: transient.
                         RefreshAnswer::Refreshed { .. } | RefreshAnswer::Transient(_) => {
-                            x.refresh_failures += 1
+                            x.refresh_failures += 1;
+                            let class = match answer {
+                                RefreshAnswer::Transient(c) => c,
+                                _ => TransientClass::InvalidBody,
+                            };
+                            x.failure_classes[usize::from(x.n_classes.min(1))] = Some(class);
+                            x.n_classes += 1;
                         }
                         RefreshAnswer::Rejected => {
                             x.rejected = true;
@@ -1127,7 +1147,53 @@ impl Checker {
                         );
                     }
                 }
-                SessionEvent::RefreshFailed { .. } => failed_ev += 1,
+                SessionEvent::RefreshFailed { class, next_attempt } => {
+                    failed_ev += 1;
+                    if !x.failure_classes.contains(&Some(class)) {
+                        return fail(
+                            Invariant::Model,
+                            format!(
+                                "RefreshFailed({}), model saw refresh failures {:?}",
+                                class.name(),
+                                x.failure_classes
+                            ),
+                        );
+                    }
+                    // R11: retried with backoff, 1 s doubling to 5 s while the token is valid
+                    // (the probe backoff of R7 once it has expired), full jitter, later than now.
+                    let valid = now < self.expires_at;
+                    let (k, backoff) = if valid {
+                        (&mut self.refresh_fails_valid, cfg.refresh_retry)
+                    } else {
+                        (&mut self.refresh_fails_expired, cfg.gate.probe)
+                    };
+                    let ceiling = backoff.ceiling(*k);
+                    *k = k.saturating_add(1);
+                    if next_attempt <= now || next_attempt > now + ceiling {
+                        return fail(
+                            Invariant::Model,
+                            format!(
+                                "refresh retry at {}: R11 wants it in ({}, {}] (backoff step {} of {}, token {})",
+                                At(next_attempt),
+                                At(now),
+                                At(now + ceiling),
+                                *k - 1,
+                                if valid { "refresh_retry" } else { "probe" },
+                                if valid { "valid" } else { "expired" }
+                            ),
+                        );
+                    }
+                    if self.live && after.poll_timeout.is_none_or(|t| t > next_attempt) {
+                        return fail(
+                            Invariant::I5,
+                            format!(
+                                "refresh retry planned at {} but poll_timeout is {}",
+                                At(next_attempt),
+                                OptAt(after.poll_timeout)
+                            ),
+                        );
+                    }
+                }
                 SessionEvent::RefreshRejected => rejected_ev += 1,
                 SessionEvent::StaleRefresh { id } => {
                     if stale_refresh_ev.replace(id).is_some() {
