@@ -131,12 +131,12 @@ fn every_started_attempt_is_handed_out() {
 
 // ---- session layer (issue 3): findings of the session simulator ----
 //
-// Each test states the correct behaviour. S1, S3, S4, S5, S7 and S8 were fixed in the core
-// (commit b44ea8e, "core: fix session findings S1-S8 from the simulator") and are regression
-// tests now. S2 and S6 are still open for a session that a 401 ends (the fix covers a logout
-// and a sign-in): their tests are `#[ignore]`d, and the random session runs tolerate them by
-// name (`accessgate_sim::session::Tolerate::KNOWN`, narrowly); `SIM_STRICT=1` tolerates none.
-// When one is fixed, remove its `#[ignore]` and its flag from `Tolerate::KNOWN`.
+// Each test states the correct behaviour; all eight are regression tests now. S1, S3, S4, S5,
+// S7 and S8 were fixed by b44ea8e ("core: fix session findings S1-S8 from the simulator"); S2
+// and S6 by b44ea8e for a logout or a sign-in and by 3ad7ab3 for a session that a 401 ends
+// ("core: session tears down before its timers fire when an input delivered a 401"). A new
+// finding gets an `#[ignore]`d test here and, if the random runs must go on meanwhile, a narrow
+// flag in `accessgate_sim::session::Tolerate::KNOWN`.
 
 mod session {
     use accessgate::{
@@ -215,17 +215,16 @@ mod session {
         );
     }
 
-    /// S2 (R13), still open for a 401. A refresh that comes due in an input that then ends the
-    /// session is started (`RefreshStarted`, `counters().refreshes` + 1) and torn down before
-    /// `poll_action` can hand it out: the event log and the counter show a refresh that was never
-    /// sent. The gate had the same flaw with retries (finding 2 above, fixed by starting due
-    /// retries at the end of the input). b44ea8e fixed the logout (session timers now fire after
-    /// the input), but a 401 is noticed only in `after_input`, after those timers. Checked for both
-    /// ends: a logout, and a 401 on the check in flight (where the session notices the end only
-    /// after the gate has handled the answer, so starting due refreshes "after the input" is not
-    /// enough if it happens before that teardown).
+    /// S2 (R13), fixed by b44ea8e (logout) and 3ad7ab3 (401). A refresh that comes due in an input
+    /// that then ends the session is started (`RefreshStarted`, `counters().refreshes` + 1) and
+    /// torn down before `poll_action` can hand it out: the event log and the counter show a refresh
+    /// that was never sent. The gate had the same flaw with retries (finding 2 above, fixed by
+    /// starting due retries at the end of the input). b44ea8e fixed the logout (session timers now
+    /// fire after the input), but a 401 is noticed only in `after_input`, after those timers.
+    /// Checked for both ends: a logout, and a 401 on the check in flight (where the session notices
+    /// the end only after the gate has handled the answer, so starting due refreshes "after the
+    /// input" is not enough if it happens before that teardown).
     #[test]
-    #[ignore = "core finding S2: a refresh due at a logout or a 401 is announced and counted but never handed out"]
     fn s2_every_started_refresh_is_handed_out() {
         for ending in ["logout", "401"] {
             let mut s = granted();
@@ -371,17 +370,16 @@ mod session {
         );
     }
 
-    /// S6 (I6, R11), still open for a 401. When the refresh in flight times out in the same input
-    /// as a logout (or a sign-in over the session, or a 401 on the check in flight), the timeout
-    /// answers the waiters first (`refresh_failed`: `Ok(handle)` while the token is still valid,
-    /// else `Unavailable`) and the teardown that follows finds nobody left to tell: a caller that
-    /// waited through the logout gets `Ok` with a handle that `access_token` already maps to
-    /// `None`, never the `NotAuthenticated` R11 promises. b44ea8e fixed the logout; with a 401 the
-    /// session notices the end only in `after_input`, after firing the refresh timeout. Fix: tear
-    /// down before firing the session's timers, or in `teardown`, turn answers still queued in
-    /// `resolved` into `Err(NotAuthenticated)`.
+    /// S6 (I6, R11), fixed by b44ea8e (logout) and 3ad7ab3 (401). When the refresh in flight times
+    /// out in the same input as a logout (or a sign-in over the session, or a 401 on the check in
+    /// flight), the timeout answers the waiters first (`refresh_failed`: `Ok(handle)` while the
+    /// token is still valid, else `Unavailable`) and the teardown that follows finds nobody left to
+    /// tell: a caller that waited through the logout gets `Ok` with a handle that `access_token`
+    /// already maps to `None`, never the `NotAuthenticated` R11 promises. b44ea8e fixed the logout;
+    /// with a 401 the session notices the end only in `after_input`, after firing the refresh
+    /// timeout. Fix: tear down before firing the session's timers, or in `teardown`, turn answers
+    /// still queued in `resolved` into `Err(NotAuthenticated)`.
     #[test]
-    #[ignore = "core finding S6: a waiter that waited through a logout or a 401 gets Ok, not NotAuthenticated"]
     fn s6_waiters_get_not_authenticated_at_logout() {
         for ending in ["logout", "401"] {
             let mut s = granted();

@@ -320,16 +320,16 @@ impl Observed {
     }
 }
 
-/// Deviations of the core that the simulator found and that are still open, which the checker
-/// can be told to let pass so that a random run can look for other problems. Each is
-/// reproduced by an `#[ignore]`d test in `tests/core_findings.rs` and tolerated only in the
-/// narrow shape described here. A default run tolerates [`Tolerate::KNOWN`]; `SIM_STRICT=1`
-/// tolerates nothing and `SIM_TOLERATE=<mask>` exactly the findings of the mask (bit `n - 1`
-/// is finding S`n`).
+/// Deviations of the core that the simulator found, which the checker can be told to let pass
+/// so that a random run can look for other problems while one is being fixed. Each is
+/// reproduced by a test in `tests/core_findings.rs` and tolerated only in the narrow shape
+/// described here. A default run tolerates [`Tolerate::KNOWN`]; `SIM_STRICT=1` tolerates
+/// nothing and `SIM_TOLERATE=<mask>` exactly the findings of the mask (bit `n - 1` is finding
+/// S`n`).
 ///
-/// Findings S1, S3, S4, S5, S7 and S8 were fixed in the core (commit "core: fix session
-/// findings S1-S8 from the simulator"); their reproducers are regression tests now and the
-/// checker holds the core to them without exception.
+/// All eight session findings (S1–S8) are fixed in the core (b44ea8e, 3ad7ab3), so
+/// [`Tolerate::KNOWN`] is empty. The flags of the last two to be fixed stay, for a regression
+/// that has to be tolerated while it is fixed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tolerate {
     /// Findings tolerated, as a bit mask of the constants below.
@@ -339,24 +339,19 @@ pub struct Tolerate {
 impl Tolerate {
     /// Tolerate nothing.
     pub const NONE: Tolerate = Tolerate { flags: 0 };
-    /// Finding S2 (R13): a refresh that comes due in an input that ends the session is
+    /// Finding S2 (R13), fixed: a refresh that comes due in an input that ends the session is
     /// started, announced (`RefreshStarted`) and counted (`counters().refreshes`), then torn
     /// down before the driver can take it: a phantom refresh in the event log and the counters.
-    /// The core fixed it for a logout or a sign-in; it remains when a 401 ends the session
-    /// (the session fires its due timers before it notices that the gate ended the session).
     /// Tolerated only in a step that ended a session.
     pub const S2_PHANTOM_REFRESH_AT_SESSION_END: u32 = 1 << 1;
-    /// Finding S6 (I6, R11): when the refresh in flight times out in an input that ends the
-    /// session, the timeout answers the waiters first (`Ok(handle)` while the token is valid,
-    /// else `Unavailable`) and the teardown finds nobody left to tell: callers that waited
-    /// through the end get `Ok` with a handle that already leads nowhere, or `Unavailable`,
-    /// never `NotAuthenticated`. Fixed in the core for a logout; it remains for a 401. Tolerated
-    /// only for waiters of the session that ended in a step where the refresh timed out.
+    /// Finding S6 (I6, R11), fixed: when the refresh in flight times out in an input that ends
+    /// the session, the timeout answers the waiters first (`Ok(handle)` while the token is
+    /// valid, else `Unavailable`) and the teardown finds nobody left to tell: callers that
+    /// waited through the end never get `NotAuthenticated`. Tolerated only for waiters of the
+    /// session that ended in a step where the refresh timed out.
     pub const S6_WAITERS_ANSWERED_BEFORE_TEARDOWN: u32 = 1 << 5;
-    /// The findings still open (see `tests/core_findings.rs`).
-    pub const KNOWN: Tolerate = Tolerate {
-        flags: Self::S2_PHANTOM_REFRESH_AT_SESSION_END | Self::S6_WAITERS_ANSWERED_BEFORE_TEARDOWN,
-    };
+    /// The findings tolerated by default: none (every finding is fixed).
+    pub const KNOWN: Tolerate = Tolerate::NONE;
     /// Whether `flag` is tolerated.
     pub const fn has(self, flag: u32) -> bool {
         self.flags & flag != 0
