@@ -268,6 +268,7 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     failures_expired: u32,
     timers: [Option<Instant>; 3],
     early_refresh_used: bool,
+    early_refresh_for: Option<Generation>,
     waiters: heapless::Vec<WaiterId, W>,
     waiter_generation: Option<Generation>,
     resolved: heapless::Deque<(WaiterId, Result<TokenHandle, WaitError>), W>,
@@ -309,6 +310,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             failures_expired: 0,
             timers: [None; 3],
             early_refresh_used: false,
+            early_refresh_for: None,
             waiters: heapless::Vec::new(),
             waiter_generation: None,
             resolved: heapless::Deque::new(),
@@ -494,11 +496,17 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if current && outcome.is_definitive() {
             self.early_refresh_used = false;
         }
-        if forbidden && current && self.live && !self.early_refresh_used {
+        if forbidden
+            && current
+            && self.live
+            && !self.early_refresh_used
+            && self.early_refresh_for != Some(generation)
+        {
             // R9: some backends answer an expired token with 403: refresh early, once per
             // generation, and once per run of failures: a backend that keeps answering 403
             // would otherwise get a refresh per new generation, a refresh storm.
             self.early_refresh_used = true;
+            self.early_refresh_for = Some(generation);
             if self.refresh.is_none() {
                 self.start_refresh(now, true);
             }

@@ -503,3 +503,32 @@ fn a_late_401_for_the_current_generation_still_logs_out() {
     assert!(!s.status().signed_in, "{ev:?} {:?}", s.status());
     assert_eq!(s.status().cause, Some(Cause::Unauthorized));
 }
+
+#[test]
+fn never_two_early_refreshes_in_one_generation() {
+    let mut s = granted();
+    let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
+    let gen = s.status().generation;
+    // Answers every action at `now`: checks with `o`, refreshes fail transiently. Returns
+    // how many early refreshes started.
+    let run = |s: &mut S, now: Instant, o: CheckOutcome| {
+        s.recheck_now(now).unwrap();
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, o).unwrap(),
+                Action::Refresh(r) => s
+                    .handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError))
+                    .unwrap(),
+            }
+        }
+        drain(s)
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::RefreshStarted { early: true, .. }))
+            .count()
+    };
+    assert_eq!(run(&mut s, T0 + secs(100), forbidden), 1);
+    // A definitive answer in the same generation, then another 403: no second early refresh.
+    assert_eq!(run(&mut s, T0 + secs(110), CheckOutcome::Granted), 0);
+    assert_eq!(run(&mut s, T0 + secs(120), forbidden), 0);
+    assert_eq!(s.status().generation, gen, "still the same generation");
+}
