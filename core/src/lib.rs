@@ -92,10 +92,6 @@ mod schedule;
 mod session;
 mod time;
 
-#[cfg(test)]
-mod gate_tests;
-#[cfg(test)]
-mod session_tests;
 
 pub use classify::{
     classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,

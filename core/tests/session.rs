@@ -1,6 +1,6 @@
-//! Unit tests of the session layer (R8, R9, R10, R11), named after the behaviour they pin.
+//! Tests of the session layer through its public API (R8, R9, R10, R11), named after the behaviour they pin.
 
-use crate::*;
+use accessgate::*;
 
 const T0: Instant = Instant::from_secs(1_000);
 fn secs(s: u64) -> Duration {

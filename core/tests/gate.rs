@@ -1,6 +1,6 @@
-//! Unit tests of the gate, one or more per rule, named after the behaviour they pin.
+//! Tests of the gate through its public API, one or more per rule, named after the behaviour they pin.
 
-use crate::*;
+use accessgate::*;
 
 const T0: Instant = Instant::from_secs(1_000);
 fn secs(s: u64) -> Duration {
