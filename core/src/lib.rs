@@ -92,7 +92,6 @@ mod schedule;
 mod session;
 mod time;
 
-
 pub use classify::{
     classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,
 };
