@@ -263,6 +263,7 @@ async fn main(spawner: Spawner) {
     let stack: &'static Stack = STACK.init(Stack::default());
     let seeds = Seeds {
         jitter: 0x5eed,
+        #[cfg(feature = "tls")]
         tls: [7; 32], // plain HTTP: never used
     };
     let driver: BenchDriver = Driver::new(

@@ -6,6 +6,10 @@ use nourl::{Url, UrlScheme};
 use crate::buffers::Buffers;
 
 /// How requests reach the backend. There is no default: plain HTTP must be asked for.
+///
+/// `Tls` exists only with the `tls` feature (on by default); a build without it (e.g. a
+/// plain-HTTP firmware, `default-features = false`) links no TLS code and can only speak
+/// plain HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport<'a> {
     /// HTTPS through embedded-tls, the server's certificate verified against `ca_der` (the
@@ -20,6 +24,9 @@ pub enum Transport<'a> {
     /// - validity dates are **not** checked (a device has no trusted wall clock).
     ///
     /// Every URL must be `https://`.
+    ///
+    /// Available with the crate feature **`tls`** only.
+    #[cfg(feature = "tls")]
     Tls {
         /// DER of the CA certificate that signed the server's certificate.
         ca_der: &'a [u8],
@@ -27,6 +34,11 @@ pub enum Transport<'a> {
     /// Plain HTTP: the bearer token crosses the network in clear text and anyone on the path
     /// can forge answers. For tests and closed networks only; every URL must be `http://`.
     PlainHttp,
+    /// Never constructed (it cannot be: it holds an uninhabited value); it only carries the
+    /// lifetime of `Tls`' CA certificate when the `tls` feature is off.
+    #[cfg(not(feature = "tls"))]
+    #[doc(hidden)]
+    Never(core::marker::PhantomData<&'a ()>, core::convert::Infallible),
 }
 
 /// The token endpoint, for refreshes (R11). Without one, a refresh the session asks for
@@ -47,7 +59,7 @@ pub struct DriverConfig<'a> {
     pub session: SessionConfig,
     /// Full URL of the check endpoint, e.g. `https://api.example.com/api/code/invites/check-access/`.
     pub check_url: &'a str,
-    /// TLS (with the CA to verify against) or explicitly plain HTTP.
+    /// TLS (with the CA to verify against; feature `tls`) or explicitly plain HTTP.
     pub transport: Transport<'a>,
     /// The token endpoint, if refreshes are wanted.
     pub refresh: Option<RefreshEndpoint<'a>>,
@@ -73,9 +85,11 @@ pub enum BufferKind {
     Tx,
     /// [`Buffers::body`].
     Body,
-    /// [`TlsBuffers::read`](crate::TlsBuffers::read).
+    /// [`TlsBuffers::read`](crate::TlsBuffers::read). Only with the `tls` feature.
+    #[cfg(feature = "tls")]
     TlsRead,
-    /// [`TlsBuffers::write`](crate::TlsBuffers::write).
+    /// [`TlsBuffers::write`](crate::TlsBuffers::write). Only with the `tls` feature.
+    #[cfg(feature = "tls")]
     TlsWrite,
 }
 
@@ -87,12 +101,15 @@ pub enum ConfigError {
     Core(accessgate::ConfigError),
     /// A URL does not parse.
     InvalidUrl(Endpoint),
-    /// An `http://` URL with [`Transport::Tls`], or an `https://` URL with
-    /// [`Transport::PlainHttp`]: the transport is never chosen from the URL.
+    /// An `http://` URL with `Transport::Tls`, or an `https://` URL with
+    /// [`Transport::PlainHttp`]: the transport is never chosen from the URL (without the
+    /// `tls` feature, every `https://` URL is refused with this error).
     SchemeMismatch(Endpoint),
-    /// [`Transport::Tls`] with an empty CA certificate.
+    /// [`Transport::Tls`] with an empty CA certificate. Only with the `tls` feature.
+    #[cfg(feature = "tls")]
     EmptyCa,
-    /// [`Transport::Tls`] but a lane has no TLS buffers.
+    /// [`Transport::Tls`] but a lane has no TLS buffers. Only with the `tls` feature.
+    #[cfg(feature = "tls")]
     MissingTlsBuffers(Endpoint),
     /// A token endpoint without refresh-lane buffers.
     MissingRefreshBuffers,
@@ -127,7 +144,9 @@ impl core::fmt::Display for ConfigError {
                 "{} URL scheme does not match the transport (TLS needs https://, plain HTTP needs http://)",
                 name(e)
             ),
+            #[cfg(feature = "tls")]
             ConfigError::EmptyCa => f.write_str("TLS transport with an empty CA certificate"),
+            #[cfg(feature = "tls")]
             ConfigError::MissingTlsBuffers(e) => write!(f, "{} lane has no TLS buffers", name(e)),
             ConfigError::MissingRefreshBuffers => f.write_str("token endpoint given without refresh buffers"),
             ConfigError::BufferTooSmall { lane, buffer, need } => {
@@ -146,9 +165,11 @@ impl core::error::Error for ConfigError {}
 /// Smallest response-head buffer accepted (a status line and a few headers).
 pub const MIN_RX: usize = 256;
 /// Smallest TLS read buffer accepted: a handshake record with one certificate. Full-size
-/// records need 16 640.
+/// records need 16 640. Only with the `tls` feature.
+#[cfg(feature = "tls")]
 pub const MIN_TLS_READ: usize = 2048;
-/// Smallest TLS write buffer accepted.
+/// Smallest TLS write buffer accepted. Only with the `tls` feature.
+#[cfg(feature = "tls")]
 pub const MIN_TLS_WRITE: usize = 1024;
 /// `Authorization` value prefix.
 pub(crate) const BEARER: &str = "Bearer ";
@@ -164,12 +185,7 @@ impl<'a> DriverConfig<'a> {
         refresh: Option<&Buffers<'_>>,
     ) -> Result<(), ConfigError> {
         self.session.validate()?;
-        let tls = matches!(self.transport, Transport::Tls { .. });
-        if let Transport::Tls { ca_der } = self.transport {
-            if ca_der.is_empty() {
-                return Err(ConfigError::EmptyCa);
-            }
-        }
+        let tls = self.transport_is_tls()?;
         check_url(self.check_url, tls, Endpoint::Check)?;
         let need_body = self.session.gate.max_body.saturating_add(1);
         check_buffers(check, Endpoint::Check, tls, BEARER.len() + T, need_body)?;
@@ -182,6 +198,26 @@ impl<'a> DriverConfig<'a> {
             check_buffers(bufs, Endpoint::Token, tls, need_tx, 64)?;
         }
         Ok(())
+    }
+
+    /// Whether the transport is TLS; an empty CA is refused.
+    #[cfg(feature = "tls")]
+    fn transport_is_tls(&self) -> Result<bool, ConfigError> {
+        match self.transport {
+            Transport::Tls { ca_der: [] } => Err(ConfigError::EmptyCa),
+            Transport::Tls { .. } => Ok(true),
+            Transport::PlainHttp => Ok(false),
+        }
+    }
+
+    /// Whether the transport is TLS: never without the `tls` feature.
+    #[cfg(not(feature = "tls"))]
+    #[allow(clippy::unnecessary_wraps)]
+    fn transport_is_tls(&self) -> Result<bool, ConfigError> {
+        match self.transport {
+            Transport::PlainHttp => Ok(false),
+            Transport::Never(_, never) => match never {},
+        }
     }
 }
 
@@ -213,6 +249,9 @@ fn check_buffers(
     if b.body.len() < need_body {
         return Err(small(BufferKind::Body, need_body));
     }
+    #[cfg(not(feature = "tls"))]
+    debug_assert!(!tls, "TLS without the `tls` feature");
+    #[cfg(feature = "tls")]
     if tls {
         let t = b.tls.as_ref().ok_or(ConfigError::MissingTlsBuffers(lane))?;
         if t.read.len() < MIN_TLS_READ {

@@ -25,12 +25,16 @@ use embassy_sync::channel::Channel;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_timeout, Timer};
 use embedded_nal_async::{Dns, TcpConnect};
+#[cfg(feature = "tls")]
 use rand_chacha::ChaCha20Rng;
+#[cfg(feature = "tls")]
 use rand_core::{RngCore, SeedableRng};
 
 use crate::buffers::Buffers;
-use crate::config::{ConfigError, DriverConfig, RefreshEndpoint, Transport};
-use crate::http::{Http, Request};
+#[cfg(feature = "tls")]
+use crate::config::Transport;
+use crate::config::{ConfigError, DriverConfig, RefreshEndpoint};
+use crate::http::{Http, Request, TlsSeed};
 use crate::link::{copy_token, Command, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
 
@@ -44,7 +48,7 @@ enum CheckJob<const T: usize> {
         attempt: u32,
         timeout: accessgate::Duration,
         token: Token<T>,
-        tls_seed: u64,
+        tls_seed: TlsSeed,
     },
     Cancel,
 }
@@ -60,7 +64,7 @@ enum RefreshJob<const T: usize> {
         id: RefreshId,
         timeout: accessgate::Duration,
         refresh_token: Token<T>,
-        tls_seed: u64,
+        tls_seed: TlsSeed,
     },
     Cancel,
 }
@@ -139,16 +143,21 @@ pub struct Seeds {
     /// together retry together (R6). A fixed value is only for reproducible test runs.
     pub jitter: u64,
     /// Keys a ChaCha20 generator that hands every TLS connection a fresh seed (reqwless seeds
-    /// embedded-tls from one `u64` per connection). Must be secret and unpredictable.
+    /// embedded-tls from one `u64` per connection). Must be secret and unpredictable. Only
+    /// with the `tls` feature.
+    #[cfg(feature = "tls")]
     pub tls: [u8; 32],
 }
 
 impl core::fmt::Debug for Seeds {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Seeds");
+        d.field("jitter", &self.jitter);
         // The TLS seed is a secret.
-        f.debug_struct("Seeds")
-            .field("jitter", &self.jitter)
-            .finish_non_exhaustive()
+        #[cfg(feature = "tls")]
+        return d.finish_non_exhaustive();
+        #[cfg(not(feature = "tls"))]
+        return d.finish();
     }
 }
 
@@ -181,6 +190,7 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
     link: &'a Link<'a, M, T>,
     has_refresh_lane: bool,
     /// Per-connection TLS seeds (reqwless seeds its TLS RNG from one u64 per connection).
+    #[cfg(feature = "tls")]
     rng: ChaCha20Rng,
     waiters: heapless::Vec<(WaiterId, &'a TokenSlot<M, T>), W>,
     check_job: Option<(Generation, u32)>,
@@ -199,7 +209,8 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
     /// - `check_buffers`: the check lane's memory (see [`crate::buffers`]);
     /// - `refresh_buffers`: the refresh lane's, required iff `config.refresh` is set;
     /// - `seeds`: from a hardware RNG (or the OS), never constants: the jitter seed must
-    ///   differ per device (R6), and the TLS seed keys every connection's randomness.
+    ///   differ per device (R6), and the TLS seed (feature `tls`) keys every connection's
+    ///   randomness.
     ///
     /// Rust does not infer defaulted const generics: name the type
     /// (`let d: Driver<'_, M, C, D> = Driver::new(..)?`) or write `Driver::<_, _, _>::new(..)`.
@@ -218,19 +229,26 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
             None
         };
         config.validate::<T>(&check_buffers, refresh_buffers.as_ref())?;
-        let rng = ChaCha20Rng::from_seed(seeds.tls);
         let session = Session::new(config.session, seeds.jitter)?;
+        #[cfg(feature = "tls")]
         let ca = match config.transport {
             Transport::Tls { ca_der } => Some(ca_der),
             Transport::PlainHttp => None,
         };
-        let lane = |bufs| Http { tcp, dns, ca, bufs };
+        let lane = |bufs| Http {
+            tcp,
+            dns,
+            #[cfg(feature = "tls")]
+            ca,
+            bufs,
+        };
         Ok(Driver {
             core: SessionLoop {
                 session,
                 link,
                 has_refresh_lane: refresh_buffers.is_some(),
-                rng,
+                #[cfg(feature = "tls")]
+                rng: ChaCha20Rng::from_seed(seeds.tls),
                 waiters: heapless::Vec::new(),
                 check_job: None,
                 refresh_job: None,
@@ -540,6 +558,19 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
         }
     }
 
+    /// A fresh seed for one connection's TLS randomness.
+    #[cfg(feature = "tls")]
+    fn tls_seed(&mut self) -> TlsSeed {
+        self.rng.next_u64()
+    }
+
+    /// Nothing to seed without TLS.
+    #[cfg(not(feature = "tls"))]
+    #[allow(clippy::unused_self)]
+    fn tls_seed(&mut self) -> TlsSeed {
+        TlsSeed
+    }
+
     /// Starts what the session asks for.
     fn dispatch(&mut self, now: accessgate::Instant, action: Action, lanes: &Lanes<T>) {
         match action {
@@ -554,7 +585,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                     attempt: req.attempt,
                     timeout: req.timeout,
                     token,
-                    tls_seed: self.rng.next_u64(),
+                    tls_seed: self.tls_seed(),
                 });
             }
             Action::Refresh(req) => {
@@ -566,7 +597,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                             id: req.id,
                             timeout: req.timeout,
                             refresh_token,
-                            tls_seed: self.rng.next_u64(),
+                            tls_seed: self.tls_seed(),
                         });
                     }
                     _ => {

@@ -12,7 +12,9 @@ use core::net::{IpAddr, SocketAddr};
 use accessgate::TransientClass;
 use embedded_io_async::Read as _;
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
-use reqwless::client::{HttpClient, HttpRequestHandle, TlsConfig, TlsVerify};
+use reqwless::client::{HttpClient, HttpRequestHandle};
+#[cfg(feature = "tls")]
+use reqwless::client::{TlsConfig, TlsVerify};
 use reqwless::request::{Method, RequestBody, RequestBuilder};
 
 use crate::buffers::Buffers;
@@ -22,11 +24,22 @@ use crate::config::BEARER;
 /// most 10 digits).
 const RETRY_AFTER_MAX: usize = 16;
 
+/// Seeds one connection's TLS randomness (reqwless seeds embedded-tls from one `u64` per
+/// connection).
+#[cfg(feature = "tls")]
+pub(crate) type TlsSeed = u64;
+
+/// Without the `tls` feature there is nothing to seed.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TlsSeed;
+
 /// Where an exchange was when it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Dns,
     Connect,
+    #[cfg(feature = "tls")]
     Tls,
     Http,
 }
@@ -80,6 +93,7 @@ impl<C: TcpConnect> TcpConnect for TracedTcp<'_, C> {
 fn class_of(e: &reqwless::Error, phase: Phase) -> TransientClass {
     match (e, phase) {
         (reqwless::Error::Dns, _) | (_, Phase::Dns) => TransientClass::Dns,
+        #[cfg(feature = "tls")]
         (reqwless::Error::Tls(_), _) | (_, Phase::Tls) => TransientClass::Tls,
         (_, Phase::Connect) => TransientClass::Connect,
         // Reset, truncation, malformed head, head larger than `rx`...
@@ -110,6 +124,7 @@ pub(crate) struct Http<'a, C, D> {
     pub tcp: &'a C,
     pub dns: &'a D,
     /// `Some(ca_der)` for TLS, `None` for plain HTTP (validated against the URLs).
+    #[cfg(feature = "tls")]
     pub ca: Option<&'a [u8]>,
     pub bufs: Buffers<'a>,
 }
@@ -132,9 +147,15 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
         url: &str,
         request: Request<'_>,
         limit: usize,
-        tls_seed: u64,
+        tls_seed: TlsSeed,
     ) -> Result<Reply, TransientClass> {
-        let Buffers { rx, tx, body, tls } = &mut self.bufs;
+        let Buffers {
+            rx,
+            tx,
+            body,
+            #[cfg(feature = "tls")]
+            tls,
+        } = &mut self.bufs;
         let limit = limit.min(body.len());
         let body = &mut body[..limit];
         // Request scratch, built before the client borrows anything.
@@ -158,15 +179,20 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             inner: self.dns,
             phase: &phase,
         };
+        #[cfg(feature = "tls")]
+        let then = if self.ca.is_some() {
+            Phase::Tls
+        } else {
+            Phase::Http
+        };
+        #[cfg(not(feature = "tls"))]
+        let then = Phase::Http;
         let tcp = TracedTcp {
             inner: self.tcp,
             phase: &phase,
-            then: if self.ca.is_some() {
-                Phase::Tls
-            } else {
-                Phase::Http
-            },
+            then,
         };
+        #[cfg(feature = "tls")]
         let mut client = match (self.ca, tls.as_mut()) {
             (Some(ca), Some(t)) => HttpClient::new_with_tls(
                 &tcp,
@@ -186,6 +212,11 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             // reaches a plain client (reqwless would silently speak plain HTTP to port 443).
             _ => HttpClient::new(&tcp, &dns),
         };
+        // An https URL never gets here without TLS (refused at construction).
+        #[cfg(not(feature = "tls"))]
+        let TlsSeed = tls_seed;
+        #[cfg(not(feature = "tls"))]
+        let mut client = HttpClient::new(&tcp, &dns);
         let method = if is_check { Method::GET } else { Method::POST };
         let handle = match client.request(method, url).await {
             Ok(h) => h,

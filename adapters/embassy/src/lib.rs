@@ -9,8 +9,8 @@
 //! - **Network**: reqwless 0.14 over the embedded-nal-async 0.9 `TcpConnect` + `Dns` traits,
 //!   so the same driver runs on embassy-net (a board), `std-embedded-nal-async` (a PC) or an
 //!   in-memory stack (QEMU). HTTPS through embedded-tls with the server certificate verified
-//!   against a configured CA ([`Transport::Tls`]; see its docs for embedded-tls' limits:
-//!   TLS 1.3 only, ECDSA certificates, CN matching, CA signing the server certificate
+//!   against a configured CA (`Transport::Tls`, feature `tls`; see its docs for embedded-tls'
+//!   limits: TLS 1.3 only, ECDSA certificates, CN matching, CA signing the server certificate
 //!   directly, no date check). Plain HTTP only when [`Transport::PlainHttp`] is chosen, and
 //!   a URL whose scheme disagrees with the transport is a [`ConfigError`].
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
@@ -47,9 +47,17 @@
 //! 47 KiB, most of it reqwless/embedded-tls connection state for the two lanes (it lives in
 //! the embassy task's static storage, not on the stack); a [`Link`] about 10.5 KiB (four
 //! commands of about 2 KiB, each able to carry two tokens, and 32 events); [`CheckStorage`]
-//! about 25 KiB of buffers, [`PlainCheckStorage`] about 4 KiB.
+//! about 25 KiB of buffers, [`PlainCheckStorage`] about 4 KiB. Without the `tls` feature the
+//! lanes hold no TLS state: the QEMU firmware's driver task storage is about 27 KiB instead of
+//! about 50 KiB.
 //!
 //! ## Features
+//! - `tls` (default): HTTPS through reqwless' `embedded-tls` (`Transport::Tls`,
+//!   `TlsBuffers`, `MIN_TLS_READ`/`MIN_TLS_WRITE`, `Seeds::tls`, the TLS variants of
+//!   [`ConfigError`] and [`BufferKind`]). About 250 KiB of flash on Cortex-M. Without it
+//!   (`default-features = false`) only [`Transport::PlainHttp`] exists, [`Buffers`] and
+//!   [`BufferStorage`] have no TLS parts ([`CheckStorage`]/[`RefreshStorage`] are then the
+//!   plain sizes), and neither embedded-tls nor its crypto is linked.
 //! - `log`: log lines (the adapter's and the core's) go to the `log` facade (host).
 //! - `defmt`: they go to `defmt`, and public types derive `defmt::Format` (firmware).
 //!   Enabling both is a compile error. Host tests run without `defmt`.
@@ -68,11 +76,12 @@ mod link;
 mod report;
 pub mod time;
 
-pub use buffers::{BufferStorage, Buffers, CheckStorage, PlainCheckStorage, RefreshStorage, TlsBuffers};
-pub use config::{
-    BufferKind, ConfigError, DriverConfig, Endpoint, RefreshEndpoint, Transport, MIN_RX, MIN_TLS_READ,
-    MIN_TLS_WRITE,
-};
+#[cfg(feature = "tls")]
+pub use buffers::TlsBuffers;
+pub use buffers::{BufferStorage, Buffers, CheckStorage, PlainCheckStorage, RefreshStorage};
+pub use config::{BufferKind, ConfigError, DriverConfig, Endpoint, RefreshEndpoint, Transport, MIN_RX};
+#[cfg(feature = "tls")]
+pub use config::{MIN_TLS_READ, MIN_TLS_WRITE};
 pub use driver::{Driver, Seeds};
 pub use link::{
     Command, Credentials, CredentialsError, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot,

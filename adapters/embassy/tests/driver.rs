@@ -185,6 +185,7 @@ fn config(refresh: bool) -> DriverConfig<'static> {
 fn seeds() -> Seeds {
     Seeds {
         jitter: 7,
+        #[cfg(feature = "tls")]
         tls: [7; 32],
     }
 }
@@ -554,22 +555,8 @@ fn the_transport_is_never_guessed_from_the_url() {
         build(https_plain, check_buffers(), None),
         Some(ConfigError::SchemeMismatch(Endpoint::Check))
     );
-    let mut http_tls = config(false);
-    http_tls.transport = Transport::Tls { ca_der: b"\x30\x00" };
-    assert_eq!(
-        build(http_tls, check_buffers(), None),
-        Some(ConfigError::SchemeMismatch(Endpoint::Check))
-    );
-    let mut tls_no_buffers = config(false);
-    tls_no_buffers.check_url = "https://backend.test/check";
-    tls_no_buffers.transport = Transport::Tls { ca_der: b"\x30\x00" };
-    assert_eq!(
-        build(tls_no_buffers, check_buffers(), None),
-        Some(ConfigError::MissingTlsBuffers(Endpoint::Check))
-    );
-    let mut empty_ca = tls_no_buffers;
-    empty_ca.transport = Transport::Tls { ca_der: b"" };
-    assert_eq!(build(empty_ca, check_buffers(), None), Some(ConfigError::EmptyCa));
+    #[cfg(feature = "tls")]
+    tls_transport_checks(&build);
     let mut bad_token_url = config(true);
     bad_token_url.refresh.as_mut().unwrap().url = "https://backend.test/oauth/token";
     assert_eq!(
@@ -586,6 +573,28 @@ fn the_transport_is_never_guessed_from_the_url() {
         build(not_a_url, check_buffers(), None),
         Some(ConfigError::InvalidUrl(Endpoint::Check))
     );
+}
+
+#[cfg(feature = "tls")]
+fn tls_transport_checks(
+    build: &impl Fn(DriverConfig<'static>, Buffers<'static>, Option<Buffers<'static>>) -> Option<ConfigError>,
+) {
+    let mut http_tls = config(false);
+    http_tls.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    assert_eq!(
+        build(http_tls, check_buffers(), None),
+        Some(ConfigError::SchemeMismatch(Endpoint::Check))
+    );
+    let mut tls_no_buffers = config(false);
+    tls_no_buffers.check_url = "https://backend.test/check";
+    tls_no_buffers.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    assert_eq!(
+        build(tls_no_buffers, check_buffers(), None),
+        Some(ConfigError::MissingTlsBuffers(Endpoint::Check))
+    );
+    let mut empty_ca = tls_no_buffers;
+    empty_ca.transport = Transport::Tls { ca_der: b"" };
+    assert_eq!(build(empty_ca, check_buffers(), None), Some(ConfigError::EmptyCa));
 }
 
 #[test]
