@@ -704,7 +704,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         }
         if let Some(g) = self.waiter_generation {
             if !self.live {
-                self.reject_waiters(WaitError::NotAuthenticated);
+                self.resolve_waiters(Err(WaitError::NotAuthenticated));
             } else if self.gate.generation() != g || self.gate.status().attempt_in_flight != Some(0) {
                 if self.gate.status().attempt_in_flight == Some(0) {
                     // A newer refresh's check is running: wait for that one.
@@ -823,10 +823,6 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.timers = [None; 3];
         self.waiter_generation = None;
         self.deferred_failure = None;
-        self.reject_waiters(why);
-    }
-
-    fn reject_waiters(&mut self, why: WaitError) {
         self.resolve_waiters(Err(why));
     }
 
