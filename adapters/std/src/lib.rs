@@ -129,6 +129,7 @@ mod error;
 mod gate;
 mod http;
 mod time;
+mod tls;
 
 pub use blocking::BlockingAccessGate;
 pub use config::{
