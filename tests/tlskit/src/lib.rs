@@ -9,11 +9,16 @@
 //! * [`rogue`]: a hand-written TLS 1.3 server ([`RogueServer`]) that leaves out or reorders
 //!   the steps by which a server proves who it is ([`Flow`]), answers any request with a grant,
 //!   and reports whether an `Authorization: Bearer` header reached it.
+//! * [`matrix`]: runs one row against a `check` binary and asserts R14's outcome
+//!   ([`Expect::Granted`]: exit 0; [`Expect::Refused`]: exit 2 by TLS failures, never a panic,
+//!   and no request reached the server).
 //!
 //! Loopback only; nothing here is meant for production.
 
+pub mod matrix;
 pub mod pki;
 pub mod rogue;
 
+pub use matrix::Expect;
 pub use pki::{Case, Host, Scenario};
 pub use rogue::{Flow, Report, RogueServer};
