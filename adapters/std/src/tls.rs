@@ -11,8 +11,11 @@
 //!   accepted after checking the name (subjectAltName; the common name only when there is no
 //!   SAN; IP URLs only against IP SANs), the validity dates, and keyUsage / extendedKeyUsage
 //!   when present; intermediates the server sends are ignored;
-//! * everything else goes to rustls' standard [`WebPkiServerVerifier`] unchanged, so what
-//!   webpki refuses stays refused;
+//! * everything else goes to rustls' standard [`WebPkiServerVerifier`], so what webpki
+//!   refuses stays refused, with one addition R14 asks for: a certificate *without*
+//!   subjectAltName that webpki refused only for its name is accepted if its chain verifies
+//!   (checked again on its own) and its common name equals the DNS name (webpki never reads
+//!   the CN);
 //! * the handshake signature (CertificateVerify) is always checked with the provider's
 //!   algorithms against the certificate that was accepted, pinned or not.
 //!
@@ -98,6 +101,8 @@ fn is_self_signed(der: &CertificateDer<'_>) -> bool {
 pub(crate) struct PinningVerifier {
     /// `None` when there are no anchors at all: every certificate is then refused.
     webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// The same anchors, for the common-name fallback's own chain check.
+    roots: Arc<RootCertStore>,
     pins: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
 }
@@ -108,16 +113,18 @@ impl PinningVerifier {
         pins: Vec<CertificateDer<'static>>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, GateError> {
+        let roots = Arc::new(roots);
         let webpki = if roots.is_empty() {
             None
         } else {
-            let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            let v = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
                 .map_err(|e| GateError::Certificate(format!("TLS verifier: {e}")))?;
             Some(v)
         };
         Ok(PinningVerifier {
             webpki,
+            roots,
             pins,
             provider,
         })
@@ -138,9 +145,28 @@ impl ServerCertVerifier for PinningVerifier {
             verify_pinned(end_entity, server_name, now)?;
             return Ok(ServerCertVerified::assertion());
         }
-        match &self.webpki {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        let Some(webpki) = &self.webpki else {
+            return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(e) if is_name_mismatch(&e) && !has_san(end_entity) => {
+                // R14: the common name counts when there is no subjectAltName; webpki never
+                // reads it. The chain is checked again here on its own (not relying on the
+                // order of webpki's checks), then the CN.
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    &self.roots,
+                    intermediates,
+                    now,
+                    self.provider.signature_verification_algorithms.all,
+                )?;
+                let (_, cert) = X509Certificate::from_der(end_entity.as_ref())
+                    .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+                common_name_matches(&cert, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
         }
     }
 
@@ -213,24 +239,46 @@ fn verify_pinned(der: &CertificateDer<'_>, server_name: &ServerName<'_>, now: Un
             let parsed = rustls::server::ParsedCertificate::try_from(der)?;
             rustls::client::verify_server_name(&parsed, server_name)
         }
-        // No SAN: the common name, for DNS names only, ASCII case-insensitive.
-        Ok(None) => {
-            let ServerName::DnsName(dns) = server_name else {
-                return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
-            };
-            let host = dns.as_ref().trim_end_matches('.');
-            let matches = cert
-                .subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok())
-                .any(|cn| cn.eq_ignore_ascii_case(host));
-            if matches {
-                Ok(())
-            } else {
-                Err(Error::InvalidCertificate(CertificateError::NotValidForName))
-            }
-        }
+        Ok(None) => common_name_matches(&cert, server_name),
         Err(_) => Err(bad()),
+    }
+}
+
+/// Without a subjectAltName (R14): a common name equal to the DNS name, ASCII
+/// case-insensitive. IP addresses match IP SANs only.
+fn common_name_matches(cert: &X509Certificate<'_>, server_name: &ServerName<'_>) -> Result<(), Error> {
+    let mismatch = || Error::InvalidCertificate(CertificateError::NotValidForName);
+    let ServerName::DnsName(dns) = server_name else {
+        return Err(mismatch());
+    };
+    let host = dns.as_ref().trim_end_matches('.');
+    let matches = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .any(|cn| cn.eq_ignore_ascii_case(host));
+    if matches {
+        Ok(())
+    } else {
+        Err(mismatch())
+    }
+}
+
+fn is_name_mismatch(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        )
+    )
+}
+
+/// Whether the certificate carries a subjectAltName extension (an unparsable one counts as
+/// present, so it never falls back to the CN).
+fn has_san(der: &CertificateDer<'_>) -> bool {
+    match X509Certificate::from_der(der.as_ref()) {
+        Ok((_, cert)) => !matches!(cert.subject_alternative_name(), Ok(None)),
+        Err(_) => true,
     }
 }
 
@@ -387,6 +435,47 @@ mod tests {
         )
         .expect("verifier");
         assert!(verify(&v, &cert, "localhost").is_err());
+    }
+
+    /// A CA and a leaf it signs with `sans` and `cn`: (CA, leaf).
+    fn ca_and_leaf(sans: &[&str], cn: &str) -> (rcgen::Certificate, rcgen::Certificate) {
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "test ca");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca.self_signed(&ca_key).expect("ca");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().expect("key");
+        let mut leaf =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+        leaf.distinguished_name.push(DnType::CommonName, cn);
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        (ca_cert, leaf.signed_by(&leaf_key, &issuer).expect("leaf"))
+    }
+
+    #[test]
+    fn a_ca_signed_leaf_without_san_matches_its_cn_case_insensitively() {
+        let (ca, leaf) = ca_and_leaf(&[], "LocalHost");
+        let v = verifier_for(&ca);
+        assert!(verify(&v, &leaf, "localhost").is_ok());
+        let err = verify(&v, &leaf, "other.example").expect_err("CN differs");
+        assert!(is_name_mismatch(&err), "{err:?}");
+    }
+
+    #[test]
+    fn a_ca_signed_leaf_with_san_never_falls_back_to_its_cn() {
+        let (ca, leaf) = ca_and_leaf(&["other.example"], "localhost");
+        let err = verify(&verifier_for(&ca), &leaf, "localhost").expect_err("SAN decides");
+        assert!(is_name_mismatch(&err), "{err:?}");
+    }
+
+    #[test]
+    fn the_cn_fallback_still_needs_a_trusted_chain() {
+        let (_, leaf) = ca_and_leaf(&[], "localhost");
+        let (other_ca, _) = ca_and_leaf(&[], "x");
+        let err = verify(&verifier_for(&other_ca), &leaf, "localhost").expect_err("untrusted");
+        assert!(!is_name_mismatch(&err), "{err:?}");
     }
 
     #[test]
