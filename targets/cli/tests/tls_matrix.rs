@@ -23,6 +23,8 @@ certificate_rows! {
     valid_p384_chain_is_granted: ValidP384 => Granted;
     valid_rsa_chain_is_granted: ValidRsa => Granted;
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
+    name_only_in_the_san_is_granted: SanOnly => Granted;
+    cn_without_san_matches_case_insensitively_and_is_granted: CnOnlyMixedCase => Granted;
     chain_of_three_via_an_intermediate_is_granted: ViaIntermediate => Granted;
     self_signed_ca_true_certificate_given_as_ca_is_pinned_and_granted: SelfSignedPinned => Granted;
     expired_leaf_is_refused_and_no_token_sent: Expired => Refused;

@@ -29,6 +29,10 @@ certificate_rows! {
     rsa_chain_is_refused_on_the_device_and_no_token_sent: ValidRsa => Refused;
     #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
+    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
+    name_only_in_the_san_is_granted: SanOnly => Granted;
+    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
+    cn_without_san_matches_case_insensitively_and_is_granted: CnOnlyMixedCase => Granted;
     chain_of_three_via_an_intermediate_is_granted: ViaIntermediate => Granted;
     self_signed_ca_true_certificate_given_as_ca_is_pinned_and_granted: SelfSignedPinned => Granted;
     #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]

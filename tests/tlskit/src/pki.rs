@@ -31,6 +31,10 @@ pub enum Case {
     /// Leaf with only an IP SAN `127.0.0.1` (CN is not an address), reached by
     /// `https://127.0.0.1`. Accepted: IP URLs match IP SANs.
     ByIpAddress,
+    /// SAN DNS `localhost`, CN `accessgate backend`: the name is in the SAN only. Accepted.
+    SanOnly,
+    /// No SAN, CN `LocalHost`: the CN counts without a SAN, case-insensitively. Accepted.
+    CnOnlyMixedCase,
     /// Root CA → intermediate CA (path length 0) → leaf; the server sends leaf + intermediate.
     /// Accepted.
     ViaIntermediate,
@@ -61,11 +65,13 @@ pub enum Case {
 
 impl Case {
     /// Every row, in the order of the matrix.
-    pub const ALL: [Case; 15] = [
+    pub const ALL: [Case; 17] = [
         Case::ValidP256,
         Case::ValidP384,
         Case::ValidRsa,
         Case::ByIpAddress,
+        Case::SanOnly,
+        Case::CnOnlyMixedCase,
         Case::ViaIntermediate,
         Case::SelfSignedPinned,
         Case::Expired,
@@ -94,6 +100,13 @@ impl Case {
                 s.host = Host::Ipv4Loopback;
                 Ok(s)
             }
+            Case::SanOnly => issued(self, p256, p256, |leaf| {
+                leaf.distinguished_name = cn("accessgate backend");
+            }),
+            Case::CnOnlyMixedCase => issued(self, p256, p256, |leaf| {
+                leaf.subject_alt_names = Vec::new();
+                leaf.distinguished_name = cn("LocalHost");
+            }),
             Case::Expired => issued(self, p256, p256, |leaf| {
                 leaf.not_before = rcgen::date_time_ymd(2024, 1, 1);
                 leaf.not_after = rcgen::date_time_ymd(2025, 1, 1);
