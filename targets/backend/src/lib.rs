@@ -78,7 +78,9 @@
 //! valid from 2024-01-01 to 2049-12-31 (UTCTime). Only the server certificate is sent in the
 //! handshake; clients must trust [`Backend::ca_pem`] / [`Backend::ca_der`]. TLS is served by
 //! [`tokio_rustls`] with rustls' default (ring) cipher suites and TLS 1.2 + 1.3, which
-//! includes `TLS13_AES_128_GCM_SHA256`. A failed or stalled handshake (10 s) only ends that
+//! includes `TLS13_AES_128_GCM_SHA256`. [`BackendConfig::tls_identity`] replaces the
+//! generated PKI with a given chain and key, served as they are (expired, misnamed or
+//! otherwise broken certificates included: the TLS matrix of R14 relies on it). A failed or stalled handshake (10 s) only ends that
 //! connection. The URL is `https://localhost:PORT`: clients resolve `localhost` (tests can
 //! pin it to `127.0.0.1`).
 //!
@@ -157,7 +159,8 @@
 //! * `httparse` — a small, strict request parser; responses are hand-written (see above).
 //! * `rustls` (ring provider, no aws-lc-rs so no cmake/C toolchain beyond a C compiler) and
 //!   `tokio-rustls` — the HTTPS listener.
-//! * `rcgen` — generates the test CA and server certificate at start-up.
+//! * `rcgen` — generates the test CA and server certificate at start-up (unless a
+//!   [`TlsIdentity`] is given).
 //! * `socket2` — `SO_REUSEADDR` binding and shutting a listening socket down synchronously,
 //!   so that [`Fault::Refused`] takes effect before [`Control::set_fault`] returns and the
 //!   same port can be bound again.
