@@ -86,6 +86,7 @@ mod fmt;
 
 mod classify;
 mod config;
+mod detail;
 mod gate;
 mod report;
 mod schedule;
@@ -96,6 +97,7 @@ pub use classify::{
     classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,
 };
 pub use config::{Backoff, ConfigError, GateConfig, Which};
+pub use detail::{FailureDetail, LastFailure, NetFailure, TlsFailure};
 pub use gate::{
     Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     EVENT_CAPACITY, MAX_EVENTS_PER_INPUT,
