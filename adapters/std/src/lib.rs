@@ -2,8 +2,8 @@
 //!
 //! Runs the sans-IO [`accessgate::Session`] on Tokio, with HTTP(S) through `reqwest` +
 //! `rustls`, and hands the app a small async handle ([`AccessGate`]) or a blocking one
-//! ([`BlockingAccessGate`]). The rules it keeps are those of `shared/spec/behaviour.md`
-//! (R1–R13); the decisions are the core's, this crate only does I/O, clocks and channels.
+//! ([`BlockingAccessGate`]). The rules it keeps are those of `docs/behaviour.md`
+//! (R1–R14); the decisions are the core's, this crate only does I/O, clocks and channels.
 //!
 //! ## API summary
 //!
