@@ -6,7 +6,8 @@
 //!
 //! Rows marked `#[ignore]` fail on embedded-tls 0.18's own verifier (issue 9): it grants them,
 //! or panics on the CertificateVerify-first and Ed25519 rows. They pass once the device
-//! verifier lands; RSA stays refused on the device unless that verifier adds it.
+//! verifier lands. RSA is refused on the device (at the handshake today; a device verifier
+//! may refuse an RSA `--ca` at start-up with exit 64 instead: both pass, neither sends the token).
 
 use accessgate_tlskit::matrix::{certificate_case, rogue_case};
 use accessgate_tlskit::{Case, Expect, Flow};
@@ -26,7 +27,7 @@ macro_rules! certificate_rows {
 certificate_rows! {
     valid_p256_chain_is_granted: ValidP256 => Granted;
     valid_p384_chain_is_granted: ValidP384 => Granted;
-    rsa_chain_is_refused_on_the_device_and_no_token_sent: ValidRsa => Refused;
+    rsa_chain_is_refused_on_the_device_and_no_token_sent: ValidRsa => RefusedAsUnsupportedRsa;
     #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
     #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]

@@ -18,6 +18,10 @@ pub enum Expect {
     Granted,
     /// Exit 2 after TLS failures only, and no request (so no token) reached the server.
     Refused,
+    /// A key type the platform does not support (RSA on the device): refused either like
+    /// [`Expect::Refused`], or at start-up with exit 64 and an error naming RSA, before any
+    /// connection (R14: "refused rather than skipped"). No request reaches the server.
+    RefusedAsUnsupportedRsa,
 }
 
 /// No run may take longer than this, whatever happens.
@@ -28,7 +32,9 @@ const RUN_BOUND: Duration = Duration::from_secs(30);
 fn budget_flags(expect: Expect) -> &'static [&'static str] {
     match expect {
         Expect::Granted => &["--timeout", "5s", "--budget", "10s"],
-        Expect::Refused => &["--timeout", "1s", "--budget", "2s", "--retry-base", "200ms"],
+        Expect::Refused | Expect::RefusedAsUnsupportedRsa => {
+            &["--timeout", "1s", "--budget", "2s", "--retry-base", "200ms"]
+        }
     }
 }
 
@@ -130,11 +136,23 @@ pub async fn certificate_case(bin: &str, case: Case, expect: Expect) {
                 "{case:?}: the backend answered"
             );
         }
-        Expect::Refused => {
-            assert_refused_by_tls(&out);
-            // R14: the handshake failed before any request, so the token never left.
-            assert_eq!(counts.total(), 0, "{case:?}: a request reached the server");
+        Expect::Refused => assert_refused_by_tls(&out),
+        Expect::RefusedAsUnsupportedRsa => {
+            if exit_code(&out) == 64 {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    stderr.contains("RSA"),
+                    "{case:?}: the error names RSA: {}",
+                    describe(&out)
+                );
+            } else {
+                assert_refused_by_tls(&out);
+            }
         }
+    }
+    if expect != Expect::Granted {
+        // R14: refused before any request, so the token never left.
+        assert_eq!(counts.total(), 0, "{case:?}: a request reached the server");
     }
     backend.shutdown().await;
 }
@@ -162,7 +180,7 @@ pub async fn rogue_case(bin: &str, flow: Flow, case: Case, expect: Expect) {
             );
             assert!(report.bearer_seen, "{flow:?}: the request arrived: {report:?}");
         }
-        Expect::Refused => {
+        Expect::Refused | Expect::RefusedAsUnsupportedRsa => {
             assert_refused_by_tls(&out);
             assert!(
                 !report.bearer_seen,
