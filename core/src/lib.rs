@@ -4,7 +4,7 @@
 //! correctly when the network does not cooperate: it holds the last answer through transient
 //! failures, retries with jittered backoff, fails closed at a fixed deadline, recovers as soon
 //! as the backend answers again, logs out on 401, and never lets a stale retry overwrite a
-//! newer answer. The normative contract is `shared/spec/behaviour.md`, rules R1–R13; the code
+//! newer answer. The contract is `docs/behaviour.md` in the repository, rules R1–R14; the code
 //! cites the rule a line enforces.
 //!
 //! This crate is the **sans-IO core**: `no_std`, no `alloc`, no `unsafe`. It never reads a
