@@ -7,6 +7,11 @@
 //!
 //! `mtime` and `mtimecmp` are 64-bit registers read and written as two 32-bit halves here
 //! (rv32), hence the read loop and the write order below.
+//!
+//! Why not a crate: no maintained crate implements `embassy-time-driver` for the generic
+//! machine timer (chip HALs such as esp-hal bring their own for their timers; riscv-peripheral
+//! models the CLINT registers but has no embassy driver). The three registers are all this
+//! needs.
 
 use core::cell::RefCell;
 use core::task::Waker;
