@@ -95,13 +95,13 @@ mod time;
 pub use classify::{
     classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,
 };
-pub use config::{Backoff, ConfigError, GateConfig, Which};
+pub use config::{Backoff, ConfigError, GateConfig, Probing, Retries, Which};
 pub use gate::{
     Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     EVENT_CAPACITY, MAX_EVENTS_PER_INPUT,
 };
 pub use report::{access_name, write_event_json, write_final_json, Verdict};
-pub use schedule::RetrySchedule;
+pub use schedule::{retry_after_delay, ProbeSchedule, RetrySchedule};
 pub use session::{
     classify_refresh, Action, RefreshId, RefreshOutcome, RefreshRequest, Session, SessionConfig,
     SessionError, SessionEvent, TokenReply, WaitError, WaiterId, DEFAULT_TOKEN_CAPACITY,
