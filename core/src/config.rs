@@ -60,6 +60,33 @@ pub struct Retries {
     pub final_window: Duration,
 }
 
+impl Retries {
+    /// The default shape for a given budget and attempt timeout: the defaults (70 s spread,
+    /// 10 s final window) when they fit in `budget - attempt_timeout`, otherwise the same
+    /// proportions of that room (7/11 spread, 1/11 final window), so a short budget gets a
+    /// valid schedule without hand-tuning.
+    ///
+    /// ```
+    /// use accessgate::{Duration, GateConfig, Retries};
+    /// let ms = Duration::from_millis;
+    /// assert_eq!(Retries::fitted(ms(120_000), ms(10_000)), GateConfig::DEFAULT.retry);
+    /// let r = Retries::fitted(ms(1_000), ms(300));
+    /// assert_eq!((r.spread, r.final_window), (Duration::from_micros(445_454), Duration::from_micros(63_636)));
+    /// ```
+    pub fn fitted(budget: Duration, attempt_timeout: Duration) -> Retries {
+        let d = GateConfig::DEFAULT.retry;
+        let room = budget.saturating_sub(attempt_timeout);
+        if d.spread + d.final_window <= room {
+            return d;
+        }
+        let part = |n: u64| Duration::from_micros((u128::from(room.as_micros()) * u128::from(n) / 11) as u64);
+        Retries {
+            spread: part(7).max(Duration::from_micros(1)),
+            final_window: part(1),
+        }
+    }
+}
+
 /// How a gate that failed closed probes for recovery (R7).
 ///
 /// Right after failing closed at `D`, `ramp_probes` probes are stratified over `ramp` (probe `j`

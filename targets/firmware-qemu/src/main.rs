@@ -28,7 +28,7 @@ mod time_driver;
 use core::net::{IpAddr, Ipv4Addr};
 use core::pin::pin;
 
-use accessgate::{Backoff, Duration, SessionConfig};
+use accessgate::{Duration, Probing, Retries, SessionConfig};
 use accessgate_embassy::{Driver, DriverConfig, Link, PlainCheckStorage, Seeds, Transport};
 use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
 use cortex_m_semihosting::hprintln;
@@ -68,15 +68,14 @@ const fn session_config() -> SessionConfig {
     let mut s = SessionConfig::DEFAULT;
     s.gate.attempt_timeout = Duration::from_millis(200);
     s.gate.budget = BUDGET;
-    s.gate.retry = Backoff {
-        base: Duration::from_millis(50),
-        factor: 2,
-        cap: Duration::from_millis(200),
+    s.gate.retry = Retries {
+        spread: Duration::from_millis(500),
+        final_window: Duration::from_millis(200),
     };
-    s.gate.probe = Backoff {
-        base: Duration::from_millis(200),
-        factor: 2,
-        cap: Duration::from_millis(500),
+    s.gate.probe = Probing {
+        period: Duration::from_millis(500),
+        ramp: Duration::from_millis(200),
+        ramp_probes: 1,
     };
     s.gate.min_recheck_interval = Duration::from_millis(100);
     s
@@ -154,13 +153,14 @@ async fn main(spawner: Spawner) {
     let mut core = cortex_m::Peripherals::take().expect("core peripherals taken once");
     time_driver::start(&mut core.SYST);
     hprintln!(
-        "accessgate on QEMU mps2-an386: attempt timeout {} ms, budget {} ms, retries {}..{} ms, probes {}..{} ms",
+        "accessgate on QEMU mps2-an386: attempt timeout {} ms, budget {} ms, retries over {} ms + final {} ms, probes every {} ms after {} in {} ms",
         session_config().gate.attempt_timeout.as_millis(),
         BUDGET.as_millis(),
-        session_config().gate.retry.base.as_millis(),
-        session_config().gate.retry.cap.as_millis(),
-        session_config().gate.probe.base.as_millis(),
-        session_config().gate.probe.cap.as_millis(),
+        session_config().gate.retry.spread.as_millis(),
+        session_config().gate.retry.final_window.as_millis(),
+        session_config().gate.probe.period.as_millis(),
+        session_config().gate.probe.ramp_probes,
+        session_config().gate.probe.ramp.as_millis(),
     );
 
     let config = DriverConfig {
