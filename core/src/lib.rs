@@ -2,9 +2,9 @@
 //!
 //! Decides whether a signed-in user or device may use a product, and keeps deciding
 //! correctly when the network does not cooperate: it holds the last answer through transient
-//! failures, retries with jittered backoff, fails closed at a fixed deadline, recovers as soon
-//! as the backend answers again, logs out on 401, and never lets a stale retry overwrite a
-//! newer answer. The normative contract is `shared/spec/behaviour.md`, rules R1–R13; the code
+//! failures, retries stratified over a spread window plus a final window (R6), fails closed at a
+//! fixed deadline, probes at a fixed period with a per-device phase until the backend answers
+//! again (R7), logs out on 401, and never lets a stale retry overwrite a newer answer. The normative contract is `shared/spec/behaviour.md`, rules R1–R13; the code
 //! cites the rule a line enforces.
 //!
 //! This crate is the **sans-IO core**: `no_std`, no `alloc`, no `unsafe`. It never reads a
@@ -61,7 +61,8 @@
 //!
 //! ## Pieces
 //! - [`Gate`]: one session's entitlement state machine (R1–R8, R10, R12, R13).
-//! - [`RetrySchedule`]: the fixed-capacity, full-jitter retry plan (R6).
+//! - [`RetrySchedule`] / [`ProbeSchedule`]: where retries (R6) and probes (R7) go, a few words
+//!   of state each.
 //! - [`classify`] / [`parse_check_body`]: strict response classification (R1, R4).
 //! - [`GateConfig`]: every figure of the spec's defaults table, validated.
 //! - [`Session`]: the token lifecycle around the gate (R9, R11): single-flight refresh,
