@@ -246,7 +246,11 @@ fn stratified_retries_reach_the_fleet_near_n_over_c_with_fewer_requests_than_the
     let t = |r: &accessgate_fleet::Row| r.granted_100.expect("everyone granted").as_secs_f64() / limit;
     assert!(t(new) <= 1.3, "100 % granted at x{:.2} N/C", t(new));
     assert!(t(old) > t(new) + 0.3, "old x{:.2}, new x{:.2}", t(old), t(new));
-    assert!(new.requests_to_grant_mean <= 4.1, "{}", new.requests_to_grant_mean);
+    assert!(
+        new.requests_to_grant_mean <= 4.1,
+        "{}",
+        new.requests_to_grant_mean
+    );
     assert!(new.requests_to_grant_mean < old.requests_to_grant_mean - 1.0);
 }
 
