@@ -685,7 +685,7 @@ impl<const N: usize> Gate<N> {
                 let s = Streak {
                     deadline: at + cfg.budget,
                     failed_closed: false,
-                    retries: RetrySchedule::new(at, &cfg),
+                    retries: RetrySchedule::new(at),
                     probes: None,
                 };
                 self.timers[Timer::Deadline as usize] = Some(s.deadline);

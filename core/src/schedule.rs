@@ -20,7 +20,7 @@ pub fn retry_after_delay(retry_after: Duration, probe: &Probing) -> Duration {
 /// use accessgate::{Duration, GateConfig, Instant, RetrySchedule};
 /// let cfg = GateConfig::DEFAULT;
 /// let t0 = Instant::from_secs(100);
-/// let mut plan: RetrySchedule<8> = RetrySchedule::new(t0, &cfg);
+/// let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
 /// // Slice 1 of 7 over 70 s is [t0, t0 + 10 s); the final window is [t0 + 100 s, t0 + 110 s].
 /// assert_eq!(plan.window(&cfg, 1), Some((t0, t0 + Duration::from_micros(9_999_999))));
 /// assert_eq!(plan.window(&cfg, 8), Some((t0 + Duration::from_secs(100), t0 + Duration::from_secs(110))));
@@ -36,7 +36,7 @@ pub struct RetrySchedule<const N: usize> {
 
 impl<const N: usize> RetrySchedule<N> {
     /// The plan of a streak whose first transient failure was at `first_failure`.
-    pub fn new(first_failure: Instant, _config: &GateConfig) -> Self {
+    pub const fn new(first_failure: Instant) -> Self {
         RetrySchedule {
             start: first_failure,
             next: 1,
@@ -235,7 +235,7 @@ mod tests {
         let t0 = Instant::from_secs(50);
         for seed in 0..200 {
             let mut rng = fastrand::Rng::with_seed(seed);
-            let mut plan: RetrySchedule<8> = RetrySchedule::new(t0, &cfg);
+            let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
             let mut at = t0; // every attempt fails at once
             for k in 1..=7u64 {
                 let t = plan.next_retry(&cfg, at, None, &mut rng).unwrap();
@@ -258,7 +258,7 @@ mod tests {
         let cfg = GateConfig::DEFAULT;
         let t0 = Instant::ZERO;
         let mut rng = fastrand::Rng::with_seed(9);
-        let mut plan: RetrySchedule<8> = RetrySchedule::new(t0, &cfg);
+        let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
         // The first retry's attempt timed out at 25 s: slices 1 (0-10 s) and 2 (10-20 s) are
         // gone, the retry lands in slice 3, after 25 s.
         let t = plan.next_retry(&cfg, t0 + secs(25), None, &mut rng).unwrap();
@@ -272,7 +272,7 @@ mod tests {
     fn retry_after_replaces_the_drawn_instant_floored_and_capped() {
         let cfg = GateConfig::DEFAULT;
         let mut rng = fastrand::Rng::with_seed(1);
-        let mut plan: RetrySchedule<8> = RetrySchedule::new(Instant::ZERO, &cfg);
+        let mut plan: RetrySchedule<8> = RetrySchedule::new(Instant::ZERO);
         let at = Instant::from_secs(1);
         assert_eq!(
             plan.next_retry(&cfg, at, Some(secs(0)), &mut rng),
@@ -294,7 +294,7 @@ mod tests {
     fn one_retry_goes_into_the_final_window() {
         let cfg = GateConfig::DEFAULT;
         let mut rng = fastrand::Rng::with_seed(4);
-        let mut plan: RetrySchedule<1> = RetrySchedule::new(Instant::ZERO, &cfg);
+        let mut plan: RetrySchedule<1> = RetrySchedule::new(Instant::ZERO);
         let t = plan.next_retry(&cfg, Instant::ZERO, None, &mut rng).unwrap();
         assert!(t >= Instant::from_secs(100) && t <= Instant::from_secs(110));
     }
@@ -303,7 +303,7 @@ mod tests {
     fn devices_failing_together_spread_out() {
         let cfg = GateConfig::DEFAULT;
         let firsts: [Instant; 16] = core::array::from_fn(|seed| {
-            let mut plan: RetrySchedule<8> = RetrySchedule::new(Instant::ZERO, &cfg);
+            let mut plan: RetrySchedule<8> = RetrySchedule::new(Instant::ZERO);
             plan.next_retry(
                 &cfg,
                 Instant::ZERO,
