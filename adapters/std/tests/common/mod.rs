@@ -46,6 +46,8 @@ pub fn fast_session() -> SessionConfig {
         cap: Duration::from_millis(400),
     };
     s.refresh_timeout = Duration::from_millis(500);
+    // Refresh exactly `skew` ahead (R11's spreading is on by default; these tests time it).
+    s.refresh_spread = Duration::ZERO;
     s
 }
 
