@@ -1,6 +1,6 @@
 //! Prints `size_of` of the core's machines with their default capacities (RAM per session).
 //! Run: `cargo run -p accessgate --example sizes`.
-use accessgate::{Gate, RetrySchedule, Session};
+use accessgate::{Gate, ProbeSchedule, RetrySchedule, Session};
 use core::mem::size_of;
 
 fn main() {
@@ -11,6 +11,10 @@ fn main() {
     println!(
         "RetrySchedule<8>                        {:>6} bytes",
         size_of::<RetrySchedule<8>>()
+    );
+    println!(
+        "ProbeSchedule                           {:>6} bytes",
+        size_of::<ProbeSchedule>()
     );
     println!(
         "Session<8, 4, 1024> (default)           {:>6} bytes",

@@ -4,7 +4,7 @@
 use crate::time::Duration;
 
 /// An exponential backoff with full jitter: the `k`-th delay (from 0) is drawn uniformly from
-/// `[0, min(cap, base * factor^k)]` (R6, R7).
+/// `[0, min(cap, base * factor^k)]`. Used for token refresh retries (R11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Backoff {
@@ -28,19 +28,6 @@ impl Backoff {
         }
         d.min(self.cap)
     }
-
-    fn validate(&self, which: Which) -> Result<(), ConfigError> {
-        if self.base == Duration::ZERO {
-            return Err(ConfigError::ZeroBackoffBase(which));
-        }
-        if self.factor == 0 {
-            return Err(ConfigError::ZeroBackoffFactor(which));
-        }
-        if self.cap < self.base {
-            return Err(ConfigError::CapBelowBase(which));
-        }
-        Ok(())
-    }
 }
 
 /// Which backoff a [`ConfigError`] is about.
@@ -55,6 +42,103 @@ pub enum Which {
     Refresh,
 }
 
+/// Where the retries between the first transient failure and the deadline go (R6).
+///
+/// With a retry capacity `N` (the gate's const generic), retries 1..N-1 are stratified over
+/// `spread` after the first failure: retry `k` is drawn uniformly inside the `k`-th of `N - 1`
+/// equal slices of that window. Retry `N` is drawn in the `final_window` that ends one attempt
+/// timeout before the deadline, so it can finish in time. A slice that has already ended when
+/// the previous attempt fails is skipped (a retry never starts outside its slice); a slice the
+/// failure lands in is drawn from the part still ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Retries {
+    /// The spread window `W` after the first failure that holds retries 1..N-1 (default 70 s).
+    pub spread: Duration,
+    /// Width of the window that holds the last retry and ends at `deadline - attempt_timeout`
+    /// (default 10 s).
+    pub final_window: Duration,
+}
+
+impl Retries {
+    /// The default shape for a given budget and attempt timeout: the defaults (70 s spread,
+    /// 10 s final window) when they fit in `budget - attempt_timeout`, otherwise the same
+    /// proportions of that room (7/11 spread, 1/11 final window), so a short budget gets a
+    /// valid schedule without hand-tuning.
+    ///
+    /// ```
+    /// use accessgate::{Duration, GateConfig, Retries};
+    /// let ms = Duration::from_millis;
+    /// assert_eq!(Retries::fitted(ms(120_000), ms(10_000)), GateConfig::DEFAULT.retry);
+    /// let r = Retries::fitted(ms(1_000), ms(300));
+    /// assert_eq!((r.spread, r.final_window), (Duration::from_micros(445_454), Duration::from_micros(63_636)));
+    /// ```
+    pub fn fitted(budget: Duration, attempt_timeout: Duration) -> Retries {
+        let d = GateConfig::DEFAULT.retry;
+        let room = budget.saturating_sub(attempt_timeout);
+        if d.spread + d.final_window <= room {
+            return d;
+        }
+        let part = |n: u64| Duration::from_micros((u128::from(room.as_micros()) * u128::from(n) / 11) as u64);
+        Retries {
+            spread: part(7).max(Duration::from_micros(1)),
+            final_window: part(1),
+        }
+    }
+}
+
+/// How a gate that failed closed probes for recovery (R7).
+///
+/// Right after failing closed at `D`, `ramp_probes` probes are stratified over `ramp` (probe `j`
+/// uniform in the `j`-th of `ramp_probes` equal slices of `[D, D + ramp)`), so a brief outage
+/// ends quickly for most users. After that, probes run at a fixed `period` `P` with a random
+/// per-device phase `φ` in `(0, P]`: at `D + ramp + φ + k·P`. A probe that fails comes back at
+/// the next of those instants, so probing never stops and a user waits at most about one
+/// period after the backend is back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Probing {
+    /// The period `P` of the periodic probes (default 300 s). Also caps `Retry-After`.
+    pub period: Duration,
+    /// The early ramp right after failing closed (zero: no ramp).
+    pub ramp: Duration,
+    /// Probes stratified over the ramp (zero exactly when `ramp` is zero; at most
+    /// [`Probing::MAX_RAMP_PROBES`]).
+    pub ramp_probes: u32,
+}
+
+impl Probing {
+    /// Upper bound of [`Probing::ramp_probes`] (R12: an input's work stays bounded).
+    pub const MAX_RAMP_PROBES: u32 = 16;
+
+    /// A backoff shaped like this probing, for token refreshes that fail after the token
+    /// expired (R11 keeps those from hammering the token endpoint): full jitter from the
+    /// ramp's slice width (the period without a ramp), doubling, capped at the period.
+    pub fn backoff(&self) -> Backoff {
+        let first = if self.ramp_probes == 0 {
+            self.period
+        } else {
+            Duration::from_micros(self.ramp.as_micros() / u64::from(self.ramp_probes))
+        };
+        Backoff {
+            base: first.max(Duration::from_micros(1)).min(self.period),
+            factor: 2,
+            cap: self.period,
+        }
+    }
+
+    /// Upper bound of the `k`-th refresh retry delay after the token expired: see
+    /// [`Probing::backoff`].
+    pub fn ceiling(&self, k: u32) -> Duration {
+        self.backoff().ceiling(k)
+    }
+}
+
+/// Default probe ramp window (R7): measured in the fleet simulator, see tests/fleet/RESULTS.md.
+const RAMP_SECS: u64 = 120;
+/// Default number of ramp probes (R7).
+const RAMP_PROBES: u32 = 2;
+
 /// Settings of a [`Gate`](crate::Gate). [`GateConfig::DEFAULT`] holds the spec's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -63,10 +147,10 @@ pub struct GateConfig {
     pub attempt_timeout: Duration,
     /// Fail-closed budget: deadline = first transient failure + budget (R5).
     pub budget: Duration,
-    /// Retry backoff between the first failure and the deadline (R6).
-    pub retry: Backoff,
-    /// Probe backoff after failing closed (R7). Its cap also caps `Retry-After`.
-    pub probe: Backoff,
+    /// Retries between the first failure and the deadline (R6).
+    pub retry: Retries,
+    /// Probes after failing closed (R7). Its period also caps `Retry-After`.
+    pub probe: Probing,
     /// Largest check body that can be definitive (R1); larger bodies are transient.
     pub max_body: usize,
     /// Shortest interval between two app-requested re-checks ([`Gate::recheck_now`](crate::Gate::recheck_now)).
@@ -74,20 +158,20 @@ pub struct GateConfig {
 }
 
 impl GateConfig {
-    /// The defaults of behaviour.md: 10 s per attempt, 120 s budget, retries 2 s x2 cap 20 s,
-    /// probes 30 s x2 cap 10 min, 1 KiB body, re-check at most every 5 s.
+    /// The defaults of behaviour.md: 10 s per attempt, 120 s budget, retries stratified over
+    /// 70 s plus one in the 10 s before `deadline - 10 s`, probes every 300 s at a random
+    /// phase after a ramp of RAMP_DOC, 1 KiB body, re-check at most every 5 s.
     pub const DEFAULT: GateConfig = GateConfig {
         attempt_timeout: Duration::from_secs(10),
         budget: Duration::from_secs(120),
-        retry: Backoff {
-            base: Duration::from_secs(2),
-            factor: 2,
-            cap: Duration::from_secs(20),
+        retry: Retries {
+            spread: Duration::from_secs(70),
+            final_window: Duration::from_secs(10),
         },
-        probe: Backoff {
-            base: Duration::from_secs(30),
-            factor: 2,
-            cap: Duration::from_secs(600),
+        probe: Probing {
+            period: Duration::from_secs(300),
+            ramp: Duration::from_secs(RAMP_SECS),
+            ramp_probes: RAMP_PROBES,
         },
         max_body: 1024,
         min_recheck_interval: Duration::from_secs(5),
@@ -101,6 +185,9 @@ impl GateConfig {
     /// assert_eq!(c.validate(), Ok(()));
     /// c.attempt_timeout = Duration::from_secs(300);
     /// assert_eq!(c.validate(), Err(ConfigError::TimeoutNotBelowBudget));
+    /// let mut c = GateConfig::DEFAULT;
+    /// c.retry.spread = Duration::from_secs(105); // 105 + 10 > 120 - 10
+    /// assert_eq!(c.validate(), Err(ConfigError::SpreadWindowTooLong));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.budget == Duration::ZERO {
@@ -113,8 +200,28 @@ impl GateConfig {
         if self.attempt_timeout >= self.budget {
             return Err(ConfigError::TimeoutNotBelowBudget);
         }
-        self.retry.validate(Which::Retry)?;
-        self.probe.validate(Which::Probe)?;
+        // R6: the final window ends one attempt timeout before the deadline and starts after
+        // the first failure; the spread window ends before the final window starts.
+        let room = self.budget.saturating_sub(self.attempt_timeout);
+        if self.retry.final_window > room {
+            return Err(ConfigError::FinalWindowTooLong);
+        }
+        if self.retry.spread == Duration::ZERO {
+            return Err(ConfigError::ZeroSpreadWindow);
+        }
+        if self.retry.spread + self.retry.final_window > room {
+            return Err(ConfigError::SpreadWindowTooLong);
+        }
+        // R7.
+        if self.probe.period == Duration::ZERO {
+            return Err(ConfigError::ZeroProbePeriod);
+        }
+        if (self.probe.ramp == Duration::ZERO) != (self.probe.ramp_probes == 0) {
+            return Err(ConfigError::RampMismatch);
+        }
+        if self.probe.ramp_probes > Probing::MAX_RAMP_PROBES {
+            return Err(ConfigError::TooManyRampProbes);
+        }
         if self.max_body == 0 {
             return Err(ConfigError::ZeroMaxBody);
         }
@@ -138,6 +245,20 @@ pub enum ConfigError {
     ZeroAttemptTimeout,
     /// The per-attempt timeout is not shorter than the budget, so no attempt could finish in time.
     TimeoutNotBelowBudget,
+    /// The retry spread window is zero (R6).
+    ZeroSpreadWindow,
+    /// The retry spread window plus the final window is longer than the budget minus one
+    /// attempt timeout, so the stratified retries would run into the final window (R6).
+    SpreadWindowTooLong,
+    /// The final retry window is longer than the budget minus one attempt timeout, so it
+    /// would start before the first failure (R6).
+    FinalWindowTooLong,
+    /// The probe period is zero (R7).
+    ZeroProbePeriod,
+    /// The probe ramp has a window but no probes, or probes but no window (R7).
+    RampMismatch,
+    /// More ramp probes than [`Probing::MAX_RAMP_PROBES`].
+    TooManyRampProbes,
     /// A backoff's base delay is zero.
     ZeroBackoffBase(Which),
     /// A backoff's growth factor is zero.
@@ -160,6 +281,18 @@ impl core::fmt::Display for ConfigError {
             ConfigError::TimeoutNotBelowBudget => {
                 f.write_str("per-attempt timeout must be shorter than the fail-closed budget")
             }
+            ConfigError::ZeroSpreadWindow => f.write_str("retry spread window must be longer than zero"),
+            ConfigError::SpreadWindowTooLong => f.write_str(
+                "retry spread window plus final window must fit in the budget minus one attempt timeout",
+            ),
+            ConfigError::FinalWindowTooLong => {
+                f.write_str("final retry window must fit in the budget minus one attempt timeout")
+            }
+            ConfigError::ZeroProbePeriod => f.write_str("probe period must be longer than zero"),
+            ConfigError::RampMismatch => {
+                f.write_str("probe ramp needs both a window and at least one probe, or neither")
+            }
+            ConfigError::TooManyRampProbes => write!(f, "at most {} ramp probes", Probing::MAX_RAMP_PROBES),
             ConfigError::ZeroBackoffBase(w) => write!(f, "{w:?} backoff base must be longer than zero"),
             ConfigError::ZeroBackoffFactor(w) => write!(f, "{w:?} backoff factor must be at least 1"),
             ConfigError::CapBelowBase(w) => write!(f, "{w:?} backoff cap must not be below its base"),
@@ -183,32 +316,84 @@ mod tests {
 
     #[test]
     fn impossible_configs_are_errors() {
-        let mut c = GateConfig::DEFAULT;
-        c.budget = Duration::ZERO;
-        assert_eq!(c.validate(), Err(ConfigError::ZeroBudget));
-        let mut c = GateConfig::DEFAULT;
-        c.attempt_timeout = Duration::ZERO;
-        assert_eq!(c.validate(), Err(ConfigError::ZeroAttemptTimeout));
-        let mut c = GateConfig::DEFAULT;
-        c.attempt_timeout = c.budget;
-        assert_eq!(c.validate(), Err(ConfigError::TimeoutNotBelowBudget));
-        let mut c = GateConfig::DEFAULT;
-        c.retry.cap = Duration::from_secs(1);
-        assert_eq!(c.validate(), Err(ConfigError::CapBelowBase(Which::Retry)));
-        let mut c = GateConfig::DEFAULT;
-        c.probe.factor = 0;
-        assert_eq!(c.validate(), Err(ConfigError::ZeroBackoffFactor(Which::Probe)));
-        let mut c = GateConfig::DEFAULT;
-        c.retry.base = Duration::ZERO;
-        assert_eq!(c.validate(), Err(ConfigError::ZeroBackoffBase(Which::Retry)));
-        let mut c = GateConfig::DEFAULT;
-        c.max_body = 0;
-        assert_eq!(c.validate(), Err(ConfigError::ZeroMaxBody));
+        fn secs(s: u64) -> Duration {
+            Duration::from_secs(s)
+        }
+        let bad = |f: fn(&mut GateConfig)| {
+            let mut c = GateConfig::DEFAULT;
+            f(&mut c);
+            c.validate()
+        };
+        assert_eq!(bad(|c| c.budget = Duration::ZERO), Err(ConfigError::ZeroBudget));
+        assert_eq!(
+            bad(|c| c.attempt_timeout = Duration::ZERO),
+            Err(ConfigError::ZeroAttemptTimeout)
+        );
+        assert_eq!(
+            bad(|c| c.attempt_timeout = c.budget),
+            Err(ConfigError::TimeoutNotBelowBudget)
+        );
+        assert_eq!(
+            bad(|c| c.retry.spread = Duration::ZERO),
+            Err(ConfigError::ZeroSpreadWindow)
+        );
+        // 70 s + 41 s > 120 s - 10 s.
+        assert_eq!(
+            bad(|c| c.retry.final_window = secs(41)),
+            Err(ConfigError::SpreadWindowTooLong)
+        );
+        assert_eq!(
+            bad(|c| c.retry.spread = secs(101)),
+            Err(ConfigError::SpreadWindowTooLong)
+        );
+        assert_eq!(
+            bad(|c| c.retry.final_window = secs(111)),
+            Err(ConfigError::FinalWindowTooLong)
+        );
+        assert_eq!(
+            bad(|c| c.probe.period = Duration::ZERO),
+            Err(ConfigError::ZeroProbePeriod)
+        );
+        assert_eq!(
+            bad(|c| {
+                c.probe.ramp = secs(60);
+                c.probe.ramp_probes = 0;
+            }),
+            Err(ConfigError::RampMismatch)
+        );
+        assert_eq!(
+            bad(|c| {
+                c.probe.ramp = Duration::ZERO;
+                c.probe.ramp_probes = 2;
+            }),
+            Err(ConfigError::RampMismatch)
+        );
+        assert_eq!(
+            bad(|c| {
+                c.probe.ramp = secs(60);
+                c.probe.ramp_probes = Probing::MAX_RAMP_PROBES + 1;
+            }),
+            Err(ConfigError::TooManyRampProbes)
+        );
+        assert_eq!(bad(|c| c.max_body = 0), Err(ConfigError::ZeroMaxBody));
+        // The edges are valid: spread + final window exactly fill budget - timeout; no ramp.
+        assert_eq!(bad(|c| c.retry.spread = secs(100)), Ok(()));
+        assert_eq!(
+            bad(|c| {
+                c.probe.ramp = Duration::ZERO;
+                c.probe.ramp_probes = 0;
+            }),
+            Ok(())
+        );
     }
 
     #[test]
     fn backoff_ceiling_grows_then_caps_without_overflow() {
-        let b = GateConfig::DEFAULT.retry;
+        let b = Backoff {
+            base: Duration::from_secs(2),
+            factor: 2,
+            cap: Duration::from_secs(20),
+        };
         let got: [u64; 6] = core::array::from_fn(|k| b.ceiling(k as u32).as_secs());
         assert_eq!(got, [2, 4, 8, 16, 20, 20]);
         assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(20));
@@ -218,5 +403,22 @@ mod tests {
             cap: Duration::MAX,
         };
         assert_eq!(huge.ceiling(1000), Duration::MAX);
+    }
+
+    #[test]
+    fn expired_token_refresh_backoff_follows_the_probing() {
+        let p = Probing {
+            period: Duration::from_secs(300),
+            ramp: Duration::from_secs(120),
+            ramp_probes: 2,
+        };
+        let got: [u64; 4] = core::array::from_fn(|k| p.ceiling(k as u32).as_secs());
+        assert_eq!(got, [60, 120, 240, 300]);
+        let flat = Probing {
+            ramp: Duration::ZERO,
+            ramp_probes: 0,
+            ..p
+        };
+        assert_eq!(flat.ceiling(0), Duration::from_secs(300));
     }
 }

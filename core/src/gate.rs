@@ -8,7 +8,7 @@
 use crate::classify::{CheckOutcome, TransientClass};
 use crate::config::{ConfigError, GateConfig};
 use crate::detail::{FailureDetail, LastFailure, NetFailure};
-use crate::schedule::{delay_jitter, uniform_between, RetrySchedule};
+use crate::schedule::{ProbeSchedule, RetrySchedule};
 use crate::time::{Duration, Instant};
 
 /// Capacity of the gate's event queue.
@@ -271,10 +271,13 @@ const TIMERS: [Timer; 3] = [Timer::Attempt, Timer::Retry, Timer::Deadline];
 /// A run of transient failures without a definitive answer in between (R5–R7). It survives
 /// token refreshes so a refresh cannot move the deadline.
 #[derive(Clone, Copy, Debug)]
-struct Streak {
+struct Streak<const N: usize> {
     deadline: Instant,
     failed_closed: bool,
-    probes: u32,
+    /// Where retries go before the deadline (R6).
+    retries: RetrySchedule<N>,
+    /// Where probes go after failing closed (R7); set when the gate fails closed.
+    probes: Option<ProbeSchedule>,
 }
 
 /// The gate for one session at a time. `N` is the retry schedule's capacity (R6).
@@ -294,8 +297,7 @@ pub struct Gate<const N: usize = 8> {
     in_flight: Option<u32>,
     next_attempt: u32,
     last_attempt_started: Option<Instant>,
-    streak: Option<Streak>,
-    schedule: RetrySchedule<N>,
+    streak: Option<Streak<N>>,
     timers: [Option<Instant>; 3],
     retry_due: bool,
     pending_check: Option<CheckRequest>,
@@ -334,7 +336,6 @@ impl<const N: usize> Gate<N> {
             next_attempt: 0,
             last_attempt_started: None,
             streak: None,
-            schedule: RetrySchedule::new(),
             timers: [None; 3],
             retry_due: false,
             pending_check: None,
@@ -663,7 +664,6 @@ impl<const N: usize> Gate<N> {
         let was_failed_closed = self.streak.is_some_and(|s| s.failed_closed)
             || (self.access == Access::Denied && self.cause == Some(Cause::FailedClosed));
         self.streak = None;
-        self.schedule.clear();
         self.timers[Timer::Retry as usize] = None;
         self.timers[Timer::Deadline as usize] = None;
         match answer {
@@ -701,52 +701,30 @@ impl<const N: usize> Gate<N> {
             inc(&mut self.counters.transient[class.index()]);
         }
         let cfg = self.config;
-        let streak = match self.streak {
+        let mut streak = match self.streak {
             Some(s) => s,
             None => {
                 // R5: the first transient failure fixes the deadline; it never moves.
                 let s = Streak {
                     deadline: at + cfg.budget,
                     failed_closed: false,
-                    probes: 0,
+                    retries: RetrySchedule::new(at),
+                    probes: None,
                 };
-                self.schedule.plan(&cfg.retry, &mut self.rng);
                 self.timers[Timer::Deadline as usize] = Some(s.deadline);
                 s
             }
         };
-        // R6/R7: Retry-After replaces the jittered delay, floored at 1 s, capped at the probe cap.
-        let slot = retry_after.map(|ra| at + ra.max(Duration::from_secs(1)).min(cfg.probe.cap));
-        let mut probes = streak.probes;
-        let next = if streak.failed_closed {
-            // R7: keep probing until a definitive answer.
-            let ceiling = cfg.probe.ceiling(probes);
-            probes = probes.saturating_add(1);
-            Some(slot.unwrap_or_else(|| at + delay_jitter(ceiling, &mut self.rng)))
-        } else if let Some(delay) = self.schedule.next_delay() {
-            // R6: the last attempt must be able to finish before the deadline.
-            let latest = streak.deadline.saturating_sub(cfg.attempt_timeout);
-            // Planned retries start strictly after the failure (never due within this input).
-            let soonest = at + Duration::from_micros(1);
-            let last_window = latest.saturating_sub(cfg.retry.cap).max(soonest);
-            match slot {
-                Some(s) => Some(s), // a server slot past the deadline is still used (R6)
-                // The final planned retry goes into the last `cap` before the latest start, so
-                // an outage shorter than the budget is caught before failing closed instead of
-                // leaving the end of the budget unwatched; jittered so a fleet spreads out.
-                None if self.schedule.remaining() == 0 && soonest <= latest => {
-                    Some(uniform_between(last_window, latest, &mut self.rng))
-                }
-                None if at + delay <= latest => Some(at + delay),
-                // A jittered delay that lands too late is redrawn inside the window rather
-                // than clamped, so devices that failed together do not retry at one instant.
-                None if soonest <= latest => Some(uniform_between(soonest, latest, &mut self.rng)),
-                None => None,
-            }
-        } else {
-            None // schedule used up: wait for the deadline, then probe
+        let next = match (streak.failed_closed, streak.probes.as_mut()) {
+            // R7: keep probing until a definitive answer: the next ramp slot or period point
+            // after this failure; Retry-After replaces it (floored 1 s, capped at the period).
+            (true, Some(probes)) => Some(probes.next_probe(&cfg.probe, at, retry_after, &mut self.rng)),
+            // R6: the next stratified slot (or the final window) still ahead; Retry-After
+            // replaces the drawn instant, and a server slot past the deadline is still used
+            // (the deadline does not move). No retry left: wait for the deadline, then probe.
+            _ => streak.retries.next_retry(&cfg, at, retry_after, &mut self.rng),
         };
-        self.streak = Some(Streak { probes, ..streak });
+        self.streak = Some(streak);
         self.timers[Timer::Retry as usize] = next;
         let deadline = self.deadline();
         debug!("check failed: attempt {} class {:?}", attempt, class);
@@ -776,12 +754,15 @@ impl<const N: usize> Gate<N> {
         if self.access != Access::Denied {
             self.set_access(Access::Denied, Cause::FailedClosed);
         }
-        // R7: start probing unless an attempt is in flight or a server slot is pending.
+        // R7: the probe plan starts here (a random per-device phase); the first probe is
+        // planned now unless an attempt is in flight or a server slot is pending (their
+        // failure plans the next probe from the same plan).
+        let mut probes = ProbeSchedule::new(at, &self.config.probe, &mut self.rng);
         if self.in_flight.is_none() && self.timers[Timer::Retry as usize].is_none() && !self.retry_due {
-            let ceiling = self.config.probe.ceiling(0);
-            streak.probes = 1;
-            self.timers[Timer::Retry as usize] = Some(at + delay_jitter(ceiling, &mut self.rng));
+            self.timers[Timer::Retry as usize] =
+                Some(probes.next_probe(&self.config.probe, at, None, &mut self.rng));
         }
+        streak.probes = Some(probes);
         self.streak = Some(streak);
     }
 
@@ -790,7 +771,6 @@ impl<const N: usize> Gate<N> {
         self.generation.bump(); // R10: anything in flight is now stale
         self.signed_in = false;
         self.streak = None;
-        self.schedule.clear();
         self.timers = [None; 3];
         self.retry_due = false;
         self.next_attempt = 0;

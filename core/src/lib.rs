@@ -2,9 +2,10 @@
 //!
 //! Decides whether a signed-in user or device may use a product, and keeps deciding
 //! correctly when the network does not cooperate: it holds the last answer through transient
-//! failures, retries with jittered backoff, fails closed at a fixed deadline, recovers as soon
-//! as the backend answers again, logs out on 401, and never lets a stale retry overwrite a
-//! newer answer. The contract is `docs/behaviour.md` in the repository, rules R1–R14; the code
+//! failures, retries stratified over a spread window plus a final window (R6), fails closed at a
+//! fixed deadline, probes at a fixed period with a per-device phase until the backend answers
+//! again (R7), logs out on 401, and never lets a stale retry overwrite a newer answer. The contract is
+//! `docs/behaviour.md` in the repository, rules R1–R14; the code
 //! cites the rule a line enforces.
 //!
 //! This crate is the **sans-IO core**: `no_std`, no `alloc`, no `unsafe`. It never reads a
@@ -61,7 +62,8 @@
 //!
 //! ## Pieces
 //! - [`Gate`]: one session's entitlement state machine (R1–R8, R10, R12, R13).
-//! - [`RetrySchedule`]: the fixed-capacity, full-jitter retry plan (R6).
+//! - [`RetrySchedule`] / [`ProbeSchedule`]: where retries (R6) and probes (R7) go, a few words
+//!   of state each.
 //! - [`classify`] / [`parse_check_body`]: strict response classification (R1, R4).
 //! - [`GateConfig`]: every figure of the spec's defaults table, validated.
 //! - [`Session`]: the token lifecycle around the gate (R9, R11): single-flight refresh,
@@ -96,14 +98,14 @@ mod time;
 pub use classify::{
     classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,
 };
-pub use config::{Backoff, ConfigError, GateConfig, Which};
+pub use config::{Backoff, ConfigError, GateConfig, Probing, Retries, Which};
 pub use detail::{FailureDetail, LastFailure, NetFailure, TlsFailure};
 pub use gate::{
     Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     EVENT_CAPACITY, MAX_EVENTS_PER_INPUT,
 };
 pub use report::{access_name, write_event_json, write_final_json, Verdict};
-pub use schedule::RetrySchedule;
+pub use schedule::{retry_after_delay, ProbeSchedule, RetrySchedule};
 pub use session::{
     classify_refresh, Action, RefreshId, RefreshOutcome, RefreshRequest, Session, SessionConfig,
     SessionError, SessionEvent, TokenReply, WaitError, WaiterId, DEFAULT_TOKEN_CAPACITY,

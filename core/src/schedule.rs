@@ -1,61 +1,206 @@
-//! The fixed-capacity retry schedule (R6): at most `N` retries between the first transient
-//! failure of a streak and the fail-closed deadline, with full-jitter delays drawn from the
-//! gate's per-device PRNG when the streak begins.
+//! Where retries (R6) and recovery probes (R7) go. Both plans are a few words of state,
+//! drawn lazily from the gate's per-device PRNG, so their memory is fixed and small.
 
-use crate::config::Backoff;
+use crate::config::{GateConfig, Probing};
 use crate::time::{Duration, Instant};
 
-/// Up to `N` planned retry delays. Planned once per failure streak so the schedule's memory is
-/// fixed at compile time; a `Retry-After` replaces the next planned delay (R6).
-#[derive(Clone, Debug)]
-pub struct RetrySchedule<const N: usize> {
-    delays: heapless::Vec<Duration, N>,
-    next: usize,
+const US: Duration = Duration::from_micros(1);
+
+/// A `Retry-After` delay as R6 applies it: floored at 1 s, capped at the probe period.
+pub fn retry_after_delay(retry_after: Duration, probe: &Probing) -> Duration {
+    retry_after.max(Duration::from_secs(1)).min(probe.period)
 }
 
-impl<const N: usize> Default for RetrySchedule<N> {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The retry plan of one failure streak (R6): at most `N` retries. Retries `1..N-1` are
+/// stratified over the spread window after the first failure (retry `k` uniform in the `k`-th
+/// of `N - 1` equal slices), retry `N` is uniform in the final window that ends one attempt
+/// timeout before the deadline.
+///
+/// ```
+/// use accessgate::{Duration, GateConfig, Instant, RetrySchedule};
+/// let cfg = GateConfig::DEFAULT;
+/// let t0 = Instant::from_secs(100);
+/// let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
+/// // Slice 1 of 7 over 70 s is [t0, t0 + 10 s); the final window is [t0 + 100 s, t0 + 110 s].
+/// assert_eq!(plan.window(&cfg, 1), Some((t0, t0 + Duration::from_micros(9_999_999))));
+/// assert_eq!(plan.window(&cfg, 8), Some((t0 + Duration::from_secs(100), t0 + Duration::from_secs(110))));
+/// let mut rng = fastrand::Rng::with_seed(1);
+/// let first = plan.next_retry(&cfg, t0, None, &mut rng).unwrap();
+/// assert!(first > t0 && first < t0 + Duration::from_secs(10));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetrySchedule<const N: usize> {
+    start: Instant,
+    next: u32,
 }
 
 impl<const N: usize> RetrySchedule<N> {
-    /// An empty schedule (no retries planned).
-    pub const fn new() -> Self {
+    /// The plan of a streak whose first transient failure was at `first_failure`.
+    pub const fn new(first_failure: Instant) -> Self {
         RetrySchedule {
-            delays: heapless::Vec::new(),
-            next: 0,
+            start: first_failure,
+            next: 1,
         }
     }
 
-    /// Plans `N` retries: the `k`-th delay is uniform in `[0, backoff.ceiling(k)]` (full jitter).
-    pub fn plan(&mut self, backoff: &Backoff, rng: &mut fastrand::Rng) {
-        self.delays.clear();
-        self.next = 0;
-        for k in 0..N {
-            // Cannot fail: exactly N pushes into capacity N.
-            let _ = self.delays.push(delay_jitter(backoff.ceiling(k as u32), rng));
-        }
+    /// The first failure of the streak.
+    pub fn start(&self) -> Instant {
+        self.start
     }
 
-    /// Takes the next planned delay, or `None` when all `N` retries are used.
-    pub fn next_delay(&mut self) -> Option<Duration> {
-        let d = self.delays.get(self.next).copied();
-        if d.is_some() {
-            self.next += 1;
-        }
-        d
-    }
-
-    /// Retries still available in this streak.
+    /// Retries not yet used or skipped.
     pub fn remaining(&self) -> usize {
-        self.delays.len() - self.next
+        (N as u32 + 1).saturating_sub(self.next) as usize
     }
 
-    /// Forgets the plan (the streak ended).
-    pub fn clear(&mut self) {
-        self.delays.clear();
-        self.next = 0;
+    /// The window of retry `k` (1-based) as `(first, last)` instants, both inclusive; `None`
+    /// when `k` is out of `1..=N` or its slice holds no microsecond.
+    pub fn window(&self, config: &GateConfig, k: u32) -> Option<(Instant, Instant)> {
+        let n = N as u32;
+        if k == 0 || k > n {
+            return None;
+        }
+        if k == n {
+            // R6: the final window ends one attempt timeout before the deadline.
+            let latest = self.start + config.budget.saturating_sub(config.attempt_timeout);
+            let first = latest.saturating_sub(config.retry.final_window).max(self.start);
+            return Some((first, latest));
+        }
+        let (lo, hi) = slice(config.retry.spread, n - 1, k);
+        (hi > lo).then(|| (self.start + lo, (self.start + hi).saturating_sub(US)))
+    }
+
+    /// The next retry after a transient failure at `at`, or `None` when no retry is left
+    /// (then the gate waits for the deadline). Slots that end at or before `at` are skipped;
+    /// inside the slot the retry is uniform over the part after `at`. A `Retry-After` delay
+    /// replaces the drawn instant (and uses the slot up).
+    pub fn next_retry(
+        &mut self,
+        config: &GateConfig,
+        at: Instant,
+        retry_after: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Option<Instant> {
+        // Bounded loop (R12): at most N slots.
+        while self.next <= N as u32 {
+            let k = self.next;
+            self.next += 1;
+            let Some((first, last)) = self.window(config, k) else {
+                continue;
+            };
+            if last <= at {
+                continue;
+            }
+            return Some(match retry_after {
+                Some(ra) => at + retry_after_delay(ra, &config.probe),
+                None => uniform_between(first.max(at + US), last, rng),
+            });
+        }
+        None
+    }
+}
+
+/// Slice `k` (1-based) of `count` equal slices of `window`, as offsets `[lo, hi)` in whole
+/// microseconds (`floor(window * j / count)` at both ends).
+fn slice(window: Duration, count: u32, k: u32) -> (Duration, Duration) {
+    let at = |j: u32| {
+        Duration::from_micros(
+            (u128::from(window.as_micros()) * u128::from(j) / u128::from(count.max(1))) as u64,
+        )
+    };
+    (at(k - 1), at(k))
+}
+
+/// The probe plan after failing closed at `closed_at` (R7): `ramp_probes` probes stratified
+/// over the ramp, then periodic probes at `closed_at + ramp + phase + k * period`, the phase
+/// drawn per device in `(0, period]`.
+///
+/// ```
+/// use accessgate::{Duration, GateConfig, Instant, ProbeSchedule};
+/// let cfg = GateConfig::DEFAULT.probe;
+/// let d = Instant::from_secs(1000);
+/// let mut rng = fastrand::Rng::with_seed(3);
+/// let mut plan = ProbeSchedule::new(d, &cfg, &mut rng);
+/// let mut at = d;
+/// for _ in 0..cfg.ramp_probes {
+///     at = plan.next_probe(&cfg, at, None, &mut rng); // one inside each ramp slice
+/// }
+/// let first_periodic = plan.next_probe(&cfg, at, None, &mut rng);
+/// assert_eq!(first_periodic, d + cfg.ramp + plan.phase());
+/// assert_eq!(plan.next_probe(&cfg, first_periodic, None, &mut rng), first_periodic + cfg.period);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSchedule {
+    closed_at: Instant,
+    phase: Duration,
+    next_ramp: u32,
+}
+
+impl ProbeSchedule {
+    /// The plan of a gate that failed closed at `closed_at`; draws the phase.
+    pub fn new(closed_at: Instant, config: &Probing, rng: &mut fastrand::Rng) -> Self {
+        ProbeSchedule {
+            closed_at,
+            phase: delay_jitter(config.period, rng),
+            next_ramp: 1,
+        }
+    }
+
+    /// The periodic probes' phase, in `(0, period]`.
+    pub fn phase(&self) -> Duration {
+        self.phase
+    }
+
+    /// When the gate failed closed.
+    pub fn closed_at(&self) -> Instant {
+        self.closed_at
+    }
+
+    /// The window of ramp probe `j` (1-based), `(first, last)` inclusive; `None` when out of
+    /// range or empty.
+    pub fn ramp_window(&self, config: &Probing, j: u32) -> Option<(Instant, Instant)> {
+        if j == 0 || j > config.ramp_probes {
+            return None;
+        }
+        let (lo, hi) = slice(config.ramp, config.ramp_probes, j);
+        (hi > lo).then(|| (self.closed_at + lo, (self.closed_at + hi).saturating_sub(US)))
+    }
+
+    /// The next probe after a failure (or the fail-closed moment) at `at`: the next ramp slot
+    /// still ahead, else the next periodic instant after `at`. A `Retry-After` delay replaces
+    /// it (using up a ramp slot if the next probe was one).
+    pub fn next_probe(
+        &mut self,
+        config: &Probing,
+        at: Instant,
+        retry_after: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Instant {
+        let slot = retry_after.map(|ra| at + retry_after_delay(ra, config));
+        // Bounded loop (R12): at most MAX_RAMP_PROBES slots (validated).
+        while self.next_ramp <= config.ramp_probes {
+            let j = self.next_ramp;
+            self.next_ramp += 1;
+            let Some((first, last)) = self.ramp_window(config, j) else {
+                continue;
+            };
+            if last <= at {
+                continue;
+            }
+            return slot.unwrap_or_else(|| uniform_between(first.max(at + US), last, rng));
+        }
+        slot.unwrap_or_else(|| self.periodic_after(config, at))
+    }
+
+    /// The first periodic probe instant strictly after `at`.
+    pub fn periodic_after(&self, config: &Probing, at: Instant) -> Instant {
+        let first = self.closed_at + config.ramp + self.phase;
+        if at < first {
+            return first;
+        }
+        let p = config.period.as_micros().max(1);
+        let k = (at - first).as_micros() / p + 1;
+        first + Duration::from_micros(k.saturating_mul(p))
     }
 }
 
@@ -79,35 +224,146 @@ pub(crate) fn uniform_between(from: Instant, to: Instant, rng: &mut fastrand::Rn
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GateConfig;
 
-    #[test]
-    fn plans_n_delays_within_their_ceilings_then_runs_out() {
-        let b = GateConfig::DEFAULT.retry;
-        let mut rng = fastrand::Rng::with_seed(7);
-        let mut s: RetrySchedule<8> = RetrySchedule::new();
-        s.plan(&b, &mut rng);
-        assert_eq!(s.remaining(), 8);
-        for k in 0..8 {
-            let d = s.next_delay().unwrap();
-            assert!(d <= b.ceiling(k), "delay {k} = {d:?}");
-        }
-        assert_eq!(s.next_delay(), None);
-        assert_eq!(s.remaining(), 0);
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
     }
 
     #[test]
-    fn different_seeds_spread_out() {
-        let b = GateConfig::DEFAULT.retry;
-        let firsts: [Duration; 16] = core::array::from_fn(|seed| {
-            let mut s: RetrySchedule<1> = RetrySchedule::new();
-            s.plan(&b, &mut fastrand::Rng::with_seed(seed as u64));
-            s.next_delay().unwrap()
+    fn retry_k_lands_in_its_slice_and_the_last_in_the_final_window() {
+        let cfg = GateConfig::DEFAULT;
+        let t0 = Instant::from_secs(50);
+        for seed in 0..200 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
+            let mut at = t0; // every attempt fails at once
+            for k in 1..=7u64 {
+                let t = plan.next_retry(&cfg, at, None, &mut rng).unwrap();
+                assert!(
+                    t >= t0 + secs(10 * (k - 1)) && t < t0 + secs(10 * k),
+                    "retry {k} at {t:?}"
+                );
+                assert!(t > at);
+                at = t;
+            }
+            let last = plan.next_retry(&cfg, at, None, &mut rng).unwrap();
+            assert!(last >= t0 + secs(100) && last <= t0 + secs(110), "{last:?}");
+            assert_eq!(plan.next_retry(&cfg, last, None, &mut rng), None);
+            assert_eq!(plan.remaining(), 0);
+        }
+    }
+
+    #[test]
+    fn ended_slices_are_skipped_and_a_slice_in_progress_is_drawn_after_the_failure() {
+        let cfg = GateConfig::DEFAULT;
+        let t0 = Instant::ZERO;
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
+        // The first retry's attempt timed out at 25 s: slices 1 (0-10 s) and 2 (10-20 s) are
+        // gone, the retry lands in slice 3, after 25 s.
+        let t = plan.next_retry(&cfg, t0 + secs(25), None, &mut rng).unwrap();
+        assert!(t > t0 + secs(25) && t < t0 + secs(30), "{t:?}");
+        assert_eq!(plan.remaining(), 5);
+        // A failure after the final window: nothing left.
+        assert_eq!(plan.next_retry(&cfg, t0 + secs(111), None, &mut rng), None);
+    }
+
+    #[test]
+    fn retry_after_replaces_the_drawn_instant_floored_and_capped() {
+        let cfg = GateConfig::DEFAULT;
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut plan: RetrySchedule<8> = RetrySchedule::new(Instant::ZERO);
+        let at = Instant::from_secs(1);
+        assert_eq!(
+            plan.next_retry(&cfg, at, Some(secs(0)), &mut rng),
+            Some(at + secs(1))
+        );
+        assert_eq!(
+            plan.next_retry(&cfg, at, Some(secs(40)), &mut rng),
+            Some(at + secs(40))
+        );
+        // Past the deadline and past the period: capped at the period, still used (R6).
+        assert_eq!(
+            plan.next_retry(&cfg, at, Some(secs(9_999)), &mut rng),
+            Some(at + secs(300))
+        );
+        assert_eq!(plan.remaining(), 5);
+    }
+
+    #[test]
+    fn one_retry_goes_into_the_final_window() {
+        let cfg = GateConfig::DEFAULT;
+        let mut rng = fastrand::Rng::with_seed(4);
+        let mut plan: RetrySchedule<1> = RetrySchedule::new(Instant::ZERO);
+        let t = plan.next_retry(&cfg, Instant::ZERO, None, &mut rng).unwrap();
+        assert!(t >= Instant::from_secs(100) && t <= Instant::from_secs(110));
+    }
+
+    #[test]
+    fn devices_failing_together_spread_out() {
+        let cfg = GateConfig::DEFAULT;
+        let firsts: [Instant; 16] = core::array::from_fn(|seed| {
+            let mut plan: RetrySchedule<8> = RetrySchedule::new(Instant::ZERO);
+            plan.next_retry(
+                &cfg,
+                Instant::ZERO,
+                None,
+                &mut fastrand::Rng::with_seed(seed as u64),
+            )
+            .unwrap()
         });
         let distinct = firsts
             .iter()
             .filter(|d| firsts.iter().filter(|e| e == d).count() == 1)
             .count();
         assert!(distinct >= 15, "{firsts:?}");
+    }
+
+    #[test]
+    fn probes_fill_the_ramp_then_keep_the_period() {
+        let cfg = Probing {
+            period: secs(300),
+            ramp: secs(120),
+            ramp_probes: 2,
+        };
+        let d = Instant::from_secs(1_000);
+        for seed in 0..100 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut plan = ProbeSchedule::new(d, &cfg, &mut rng);
+            assert!(plan.phase() > Duration::ZERO && plan.phase() <= secs(300));
+            let p1 = plan.next_probe(&cfg, d, None, &mut rng);
+            assert!(p1 > d && p1 < d + secs(60), "{p1:?}");
+            let p2 = plan.next_probe(&cfg, p1, None, &mut rng);
+            assert!(p2 >= d + secs(60) && p2 < d + secs(120), "{p2:?}");
+            let base = d + secs(120) + plan.phase();
+            let mut at = p2;
+            for k in 0..5u64 {
+                let p = plan.next_probe(&cfg, at, None, &mut rng);
+                assert_eq!(p, base + secs(300 * k));
+                at = p + secs(10); // the probe timed out
+            }
+        }
+    }
+
+    #[test]
+    fn a_probe_failing_late_waits_for_the_next_period_point() {
+        let cfg = Probing {
+            period: secs(300),
+            ramp: Duration::ZERO,
+            ramp_probes: 0,
+        };
+        let d = Instant::ZERO;
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut plan = ProbeSchedule::new(d, &cfg, &mut rng);
+        let first = d + plan.phase();
+        // A token refresh's check failed well after the first periodic point.
+        let at = first + secs(700);
+        assert_eq!(plan.next_probe(&cfg, at, None, &mut rng), first + secs(900));
+        // Retry-After replaces the instant; the grid is kept for the probe after.
+        assert_eq!(plan.next_probe(&cfg, at, Some(secs(20)), &mut rng), at + secs(20));
+        assert_eq!(
+            plan.next_probe(&cfg, at + secs(20), None, &mut rng),
+            first + secs(900)
+        );
     }
 }

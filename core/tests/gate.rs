@@ -243,42 +243,72 @@ fn setting_the_clock_back_buys_nothing() {
 // ---- R6 ----
 
 #[test]
-fn retries_are_jittered_within_the_backoff_and_at_most_n() {
+fn retry_k_lands_in_its_slice_of_the_spread_window_and_the_last_in_the_final_window() {
+    // R6 defaults: 7 retries stratified over the 70 s after the first failure (slices of
+    // 10 s), the 8th in [deadline - 20 s, deadline - 10 s], whatever the seed.
+    for seed in 0..100 {
+        let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, seed).unwrap();
+        g.start_session(T0, TokenHandle(1)).unwrap();
+        let r = take_check(&mut g);
+        answer(&mut g, T0, r, FAIL);
+        let deadline = g.deadline().unwrap();
+        let mut starts = vec![];
+        while g.deadline().is_some() {
+            let at = step(&mut g, FAIL);
+            if g.counters().attempts as usize > starts.len() + 1 {
+                starts.push(at);
+            }
+        }
+        assert_eq!(starts.len(), 8, "seed {seed}: {starts:?}");
+        for (i, &t) in starts[..7].iter().enumerate() {
+            let k = i as u64;
+            assert!(
+                t >= T0 + secs(10 * k) && t < T0 + secs(10 * (k + 1)),
+                "seed {seed}: retry {} at {t:?} outside its slice",
+                k + 1
+            );
+        }
+        assert!(
+            starts[7] >= deadline.saturating_sub(secs(20)) && starts[7] <= deadline.saturating_sub(secs(10))
+        );
+    }
+}
+
+#[test]
+fn a_retry_whose_slice_has_passed_goes_into_the_next_slice_still_ahead() {
+    // Attempts that hang until their 10 s timeout: a slice that ended meanwhile is skipped,
+    // never squeezed (each retry still lies inside the slice it was drawn from).
     let mut g = granted();
     g.token_refreshed(T0, TokenHandle(2)).unwrap();
-    let r = take_check(&mut g);
-    answer(&mut g, T0, r, FAIL);
-    let deadline = g.deadline().unwrap();
+    let _ = take_check(&mut g);
+    let first_failure = T0 + secs(10);
+    g.handle_timeout(first_failure).unwrap(); // attempt 0 timed out
+    events(&mut g);
     let mut starts = vec![];
-    let mut prev = T0;
     while g.deadline().is_some() {
         let at = g.poll_timeout().unwrap();
         g.handle_timeout(at).unwrap();
-        if let Some(r) = g.poll_check() {
-            let k = starts.len() as u32;
-            let latest = deadline.saturating_sub(secs(10));
-            if k < 7 {
-                assert!(
-                    r.started - prev <= GateConfig::DEFAULT.retry.ceiling(k),
-                    "retry {k}"
-                );
-            } else {
-                // The last planned retry watches the end of the budget.
-                assert!(r.started >= latest.saturating_sub(secs(20)) && r.started <= latest);
-            }
-            starts.push(r.started);
-            g.handle_check_result(at, r.generation, r.attempt, FAIL).unwrap();
-            prev = at;
+        if g.poll_check().is_some() {
+            starts.push(at - first_failure);
         }
         events(&mut g);
     }
-    assert!(starts.len() <= 8, "{} retries", starts.len());
-    assert!(
-        starts.len() >= 5,
-        "{} retries: the schedule should be used",
-        starts.len()
-    );
-    assert!(starts.iter().all(|&s| s + secs(10) <= deadline));
+    assert!(starts.len() <= 8, "{starts:?}");
+    for pair in starts.windows(2) {
+        assert!(
+            pair[1] >= pair[0] + secs(10),
+            "a retry started before the previous one timed out: {starts:?}"
+        );
+    }
+    let slice = |d: Duration| d.as_secs() / 10;
+    for pair in starts.windows(2).filter(|p| p[1] < secs(70)) {
+        assert!(
+            slice(pair[1]) > slice(pair[0]),
+            "two retries in one slice: {starts:?}"
+        );
+    }
+    let last = *starts.last().unwrap();
+    assert!(last >= secs(100) && last <= secs(110), "{starts:?}");
 }
 
 #[test]
@@ -316,8 +346,8 @@ fn retry_after_replaces_the_jittered_delay_and_is_floored_and_capped() {
     answer(&mut g, at, r, retry_after(100_000));
     assert_eq!(
         g.status().next_attempt,
-        Some(at + secs(600)),
-        "capped at the probe cap"
+        Some(at + secs(300)),
+        "capped at the probe period"
     );
 }
 
@@ -342,7 +372,70 @@ fn a_retry_after_slot_past_the_deadline_keeps_the_deadline_and_is_still_used() {
 // ---- R7 ----
 
 #[test]
-fn after_failing_closed_probes_back_off_and_a_grant_recovers() {
+fn after_failing_closed_probes_fill_the_ramp_then_run_at_phase_plus_k_periods() {
+    let p = GateConfig::DEFAULT.probe;
+    let mut phases = vec![];
+    for seed in 0..50 {
+        let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, seed).unwrap();
+        g.start_session(T0, TokenHandle(1)).unwrap();
+        let r = take_check(&mut g);
+        answer(&mut g, T0, r, GRANT);
+        g.token_refreshed(T0, TokenHandle(2)).unwrap();
+        let r = take_check(&mut g);
+        answer(&mut g, T0, r, FAIL);
+        let closed_at = g.deadline().unwrap();
+        while g.access() == Access::Granted {
+            step(&mut g, FAIL);
+        }
+        assert!(g.status().probing);
+        let mut probes = vec![];
+        for _ in 0..(p.ramp_probes + 6) {
+            probes.push(step(&mut g, FAIL) - closed_at);
+        }
+        // Ramp probe j inside the j-th slice of the ramp.
+        let slice = p.ramp.as_micros() / u64::from(p.ramp_probes.max(1));
+        for (j, d) in probes.iter().take(p.ramp_probes as usize).enumerate() {
+            let j = j as u64;
+            assert!(
+                d.as_micros() > j * slice && d.as_micros() < (j + 1) * slice,
+                "seed {seed}: ramp probe {} at +{d:?}",
+                j + 1
+            );
+        }
+        // Then the period, at a per-device phase in (0, P] after the ramp.
+        let periodic = &probes[p.ramp_probes as usize..];
+        let phase = periodic[0].saturating_sub(p.ramp);
+        assert!(
+            phase > Duration::ZERO && phase <= p.period,
+            "seed {seed}: phase {phase:?}"
+        );
+        for (k, d) in periodic.iter().enumerate() {
+            assert_eq!(
+                *d,
+                p.ramp + phase + p.period.saturating_mul(k as u64),
+                "seed {seed}: probe {k}"
+            );
+        }
+        phases.push(phase);
+        assert_eq!(g.access(), Access::Denied);
+        step(&mut g, GRANT);
+        assert_eq!(g.access(), Access::Granted);
+        assert_eq!(g.status().cause, Some(Cause::Recovered));
+        assert_eq!(g.counters().recoveries, 1);
+        assert_eq!(g.poll_timeout(), None);
+    }
+    phases.sort();
+    phases.dedup();
+    assert!(
+        phases.len() >= 48,
+        "devices failing together must probe at different phases"
+    );
+}
+
+#[test]
+fn a_probe_that_hangs_keeps_the_period_grid() {
+    // A probe that times out (10 s) does not shift the grid: the next one is one period after
+    // the previous planned instant, not after the timeout.
     let mut g = granted();
     g.token_refreshed(T0, TokenHandle(2)).unwrap();
     let r = take_check(&mut g);
@@ -350,26 +443,17 @@ fn after_failing_closed_probes_back_off_and_a_grant_recovers() {
     while g.access() == Access::Granted {
         step(&mut g, FAIL);
     }
-    let mut gaps = vec![];
-    let mut prev = g.poll_timeout().unwrap();
-    for _ in 0..8 {
-        let at = step(&mut g, FAIL);
-        gaps.push(at - prev);
-        prev = at;
+    for _ in 0..GateConfig::DEFAULT.probe.ramp_probes {
+        step(&mut g, FAIL);
     }
-    for (k, gap) in gaps.iter().enumerate().skip(1) {
-        assert!(
-            *gap <= GateConfig::DEFAULT.probe.ceiling(k as u32),
-            "probe gap {k}: {gap:?}"
-        );
-    }
-    assert!(gaps.iter().all(|g| *g <= secs(600)));
-    assert_eq!(g.access(), Access::Denied);
-    step(&mut g, GRANT);
-    assert_eq!(g.access(), Access::Granted);
-    assert_eq!(g.status().cause, Some(Cause::Recovered));
-    assert_eq!(g.counters().recoveries, 1);
-    assert_eq!(g.poll_timeout(), None);
+    let first = step(&mut g, FAIL);
+    let at = g.poll_timeout().unwrap();
+    assert_eq!(at, first + secs(300));
+    g.handle_timeout(at).unwrap();
+    let _hangs = take_check(&mut g);
+    g.handle_timeout(at + secs(10)).unwrap(); // timed out
+    events(&mut g);
+    assert_eq!(g.poll_timeout(), Some(at + secs(300)));
 }
 
 // ---- R8 ----

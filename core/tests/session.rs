@@ -76,7 +76,17 @@ fn sign_in_checks_at_once_with_the_token() {
 
 #[test]
 fn refreshes_sixty_seconds_ahead_of_expiry_then_rechecks() {
-    let mut s = granted();
+    // Without spreading, exactly the skew ahead.
+    let cfg = SessionConfig {
+        refresh_spread: Duration::ZERO,
+        ..SessionConfig::DEFAULT
+    };
+    let mut s: S = Session::new(cfg, 9).unwrap();
+    s.sign_in(T0, b"at_first", b"rt_first", secs(3600)).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted)
+        .unwrap();
+    drain(&mut s);
     let (due, r) = to_refresh(&mut s);
     assert_eq!(due, T0 + secs(3600 - 60));
     assert_eq!(s.refresh_token(), Some(&b"rt_first"[..]));
@@ -466,6 +476,25 @@ fn refresh_classification_is_strict() {
             ..
         }
     ));
+}
+
+#[test]
+fn refreshes_are_spread_by_default_inside_the_ten_minutes_before_the_skew() {
+    // R11: on by default, so a fleet that signed in together does not refresh together.
+    let mut dues = vec![];
+    for seed in 0..20 {
+        let mut s: S = Session::new(SessionConfig::DEFAULT, seed).unwrap();
+        s.sign_in(T0, b"at", b"rt", secs(3600)).unwrap();
+        let c = check(&mut s);
+        s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted)
+            .unwrap();
+        let due = s.poll_timeout().unwrap();
+        assert!(due <= T0 + secs(3540) && due >= T0 + secs(2940), "{due:?}");
+        dues.push(due);
+    }
+    dues.sort();
+    dues.dedup();
+    assert!(dues.len() >= 18, "devices must spread out: {dues:?}");
 }
 
 #[test]

@@ -139,8 +139,9 @@ struct Lanes<const T: usize> {
 /// Randomness a [`Driver`] needs, drawn once at start-up from a hardware RNG or the OS.
 #[derive(Clone, Copy)]
 pub struct Seeds {
-    /// Seeds the retry schedule's full jitter. Must differ per device, or devices that fail
-    /// together retry together (R6). A fixed value is only for reproducible test runs.
+    /// Seeds where retries fall in their slices and the probes' phase (R6, R7). Must differ
+    /// per device, or devices that fail together retry together (R6). A fixed value is only
+    /// for reproducible test runs.
     pub jitter: u64,
     /// Keys a ChaCha20 generator that hands every TLS connection a fresh seed (reqwless seeds
     /// embedded-tls from one `u64` per connection). Must be secret and unpredictable. Only

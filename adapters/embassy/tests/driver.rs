@@ -170,7 +170,8 @@ fn config(refresh: bool) -> DriverConfig<'static> {
     let mut session = SessionConfig::DEFAULT;
     session.gate.attempt_timeout = Duration::from_millis(300);
     session.gate.budget = Duration::from_millis(1500);
-    session.gate.retry.base = Duration::from_millis(200);
+    session.gate.retry.spread = Duration::from_millis(700);
+    session.gate.retry.final_window = Duration::from_millis(200);
     DriverConfig {
         session,
         check_url: "http://backend.test/check",

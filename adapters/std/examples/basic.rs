@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use accessgate::{Access, Backoff, Duration as GateDuration};
+use accessgate::{Access, Duration as GateDuration, Probing, Retries};
 use accessgate_backend::{Backend, BackendConfig, Endpoint, Fault};
 use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
 
@@ -29,15 +29,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.proxy_from_env = false;
     config.session.gate.attempt_timeout = GateDuration::from_millis(500);
     config.session.gate.budget = GateDuration::from_secs(3);
-    config.session.gate.retry = Backoff {
-        base: GateDuration::from_millis(200),
-        factor: 2,
-        cap: GateDuration::from_secs(1),
+    config.session.gate.retry = Retries {
+        spread: GateDuration::from_millis(1500),
+        final_window: GateDuration::from_millis(500),
     };
-    config.session.gate.probe = Backoff {
-        base: GateDuration::from_millis(500),
-        factor: 2,
-        cap: GateDuration::from_secs(1),
+    config.session.gate.probe = Probing {
+        period: GateDuration::from_secs(1),
+        ramp: GateDuration::ZERO,
+        ramp_probes: 0,
     };
     config.session.gate.min_recheck_interval = GateDuration::from_millis(200);
     let gate = AccessGate::spawn(config)?;

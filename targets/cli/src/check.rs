@@ -50,12 +50,14 @@ pub struct CheckArgs {
     /// Fail-closed budget, counted from the first transient failure.
     #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DUR")]
     pub budget: Duration,
-    /// Upper bound of the first retry delay (full jitter, doubling).
-    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
-    pub retry_base: Duration,
-    /// Cap of the retry delay.
-    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DUR")]
-    pub retry_cap: Duration,
+    /// Window after the first failure over which retries 1..7 are stratified (R6). Default:
+    /// 70 s, or 7/11 of `budget - timeout` when that is shorter.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub retry_spread: Option<Duration>,
+    /// Window of the last retry, ending one timeout before the deadline (R6). Default: 10 s,
+    /// or 1/11 of `budget - timeout` when that is shorter.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub final_window: Option<Duration>,
     /// Jitter seed (default: drawn from the OS; set it only for reproducible runs).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -86,8 +88,9 @@ fn config(args: &CheckArgs) -> Result<GateClientConfig, CliError> {
     let g = &mut cfg.session.gate;
     g.attempt_timeout = to_core(args.timeout);
     g.budget = to_core(args.budget);
-    g.retry.base = to_core(args.retry_base);
-    g.retry.cap = to_core(args.retry_cap);
+    let fitted = accessgate::Retries::fitted(g.budget, g.attempt_timeout);
+    g.retry.spread = args.retry_spread.map_or(fitted.spread, to_core);
+    g.retry.final_window = args.final_window.map_or(fitted.final_window, to_core);
     cfg.session
         .validate()
         .map_err(|e| CliError::Usage(format!("invalid timing: {e}")))?;

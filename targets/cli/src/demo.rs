@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use accessgate::{Access, Backoff, Cause, Event, Instant, SessionEvent, Status, TransientClass};
+use accessgate::{
+    Access, Backoff, Cause, Event, Instant, Probing, Retries, SessionEvent, Status, TransientClass,
+};
 use accessgate_backend::{Backend, BackendConfig, Control, Endpoint, Fault};
 use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
 use clap::Args;
@@ -21,8 +23,10 @@ use crate::util::{to_core, CliError, ColorChoice};
     about = "Play the fault-injection story against an in-process backend (an end-to-end test)",
     long_about = "Starts the reference backend in-process (HTTP + HTTPS with a freshly generated test \
 CA) and a gate against it over HTTPS, with time compressed (attempt timeout 1 s, fail-closed budget \
-6 s, retries 250 ms doubling to 1.5 s, recovery probes 1 s doubling to 4 s, 8 s tokens refreshed 2 s \
-before expiry), then plays nine chapters while printing the gate's live timeline:\n\n  \
+6 s, 7 retries stratified over 3.5 s plus one in the 0.5 s ending 1 s before the deadline, recovery \
+probes: 2 in the first second after failing closed, then every 3 s at a random phase; 8 s tokens \
+refreshed 2 s before expiry, spread over 1 s), prints that schedule, then plays nine chapters while \
+printing the gate's live timeline:\n\n  \
 1. sign-in and grant            2. token refresh (the grant is kept)\n  \
 3. outage shorter than budget   4. recovery\n  \
 5. outage longer than budget (fails closed at the deadline)\n  \
@@ -54,6 +58,41 @@ const USER: &str = "alice";
 const TOKEN_LIFETIME: Duration = Duration::from_secs(8);
 const REFRESH_SKEW: Duration = Duration::from_secs(2);
 const BUDGET: Duration = Duration::from_secs(6);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// R6, compressed: 7 retries stratified over the 3.5 s after the first failure (0.5 s slices),
+/// the 8th in the 0.5 s that end one attempt timeout before the deadline.
+const RETRY_SPREAD: Duration = Duration::from_millis(3500);
+const FINAL_WINDOW: Duration = Duration::from_millis(500);
+/// R7, compressed: 2 probes over the first 1 s after failing closed, then one every 3 s at a
+/// per-device phase.
+const PROBE_PERIOD: Duration = Duration::from_secs(3);
+const PROBE_RAMP: Duration = Duration::from_secs(1);
+const PROBE_RAMP_PROBES: u32 = 2;
+/// R11: refresh points spread over the 1 s before `expiry - skew`.
+const REFRESH_SPREAD: Duration = Duration::from_secs(1);
+
+/// The schedule the demo runs, in words (printed at the start).
+fn schedule_text() -> String {
+    let ms = |d: Duration| d.as_millis();
+    format!(
+        "attempt timeout {} ms, fail-closed budget {} ms; retries (R6): 7 stratified over the {} ms after the \
+first failure (one per {} ms slice), the 8th in the {} ms that end {} ms before the deadline; probes (R7): {} \
+over the first {} ms after failing closed, then every {} ms at a random phase; {} s tokens refreshed {} ms \
+before expiry, spread over {} ms (R11)",
+        ms(ATTEMPT_TIMEOUT),
+        ms(BUDGET),
+        ms(RETRY_SPREAD),
+        ms(RETRY_SPREAD) / 7,
+        ms(FINAL_WINDOW),
+        ms(ATTEMPT_TIMEOUT),
+        PROBE_RAMP_PROBES,
+        ms(PROBE_RAMP),
+        ms(PROBE_PERIOD),
+        TOKEN_LIFETIME.as_secs(),
+        ms(REFRESH_SKEW),
+        ms(REFRESH_SPREAD),
+    )
+}
 
 /// The time-compressed configuration of the demo gate.
 fn demo_config(base_url: &str, ca_pem: Option<&str>, seed: Option<u64>) -> GateClientConfig {
@@ -65,20 +104,20 @@ fn demo_config(base_url: &str, ca_pem: Option<&str>, seed: Option<u64>) -> GateC
     cfg.proxy_from_env = false;
     cfg.seed = seed;
     let s = &mut cfg.session;
-    s.gate.attempt_timeout = to_core(Duration::from_secs(1));
+    s.gate.attempt_timeout = to_core(ATTEMPT_TIMEOUT);
     s.gate.budget = to_core(BUDGET);
-    s.gate.retry = Backoff {
-        base: to_core(Duration::from_millis(250)),
-        factor: 2,
-        cap: to_core(Duration::from_millis(1500)),
+    s.gate.retry = Retries {
+        spread: to_core(RETRY_SPREAD),
+        final_window: to_core(FINAL_WINDOW),
     };
-    s.gate.probe = Backoff {
-        base: to_core(Duration::from_secs(1)),
-        factor: 2,
-        cap: to_core(Duration::from_secs(4)),
+    s.gate.probe = Probing {
+        period: to_core(PROBE_PERIOD),
+        ramp: to_core(PROBE_RAMP),
+        ramp_probes: PROBE_RAMP_PROBES,
     };
     s.gate.min_recheck_interval = to_core(Duration::from_millis(200));
     s.refresh_skew = to_core(REFRESH_SKEW);
+    s.refresh_spread = to_core(REFRESH_SPREAD);
     s.refresh_retry = Backoff {
         base: to_core(Duration::from_millis(500)),
         factor: 2,
@@ -209,8 +248,8 @@ impl Demo {
     }
 
     /// Waits until a grant is confirmed and no longer being re-verified. The retry plan has
-    /// at most 8 attempts (R6); if the jitter drew short delays and it is used up before the
-    /// service returns, the gate would wait for the deadline, so the app re-checks instead.
+    /// at most 8 attempts (R6); if it is used up before the service returns (slow attempts
+    /// skip slices), the gate would wait for the deadline, so the app re-checks instead.
     async fn await_confirmation(&mut self, timeout: Duration) -> Result<bool, CliError> {
         let exhausted = |o: &Observer| {
             let s = o.status();
@@ -221,7 +260,7 @@ impl Demo {
             .wait_until(timeout, |o| Self::settled_granted(o) || exhausted(o))
             .await;
         if done && !Self::settled_granted(&self.obs) {
-            self.note("every retry of the plan is used up (short jitter draws); the app re-checks now");
+            self.note("every retry of the plan is used up; the app re-checks now");
             self.recheck().await?;
             return Ok(self.obs.wait_until(timeout, Self::settled_granted).await);
         }
@@ -280,7 +319,7 @@ impl Demo {
         self.heading(
             3,
             "Outage shorter than the budget",
-            "The backend refuses connections for 2.5 s. Access is held while jittered retries run.",
+            "The backend refuses connections for 2.5 s. Access is held while retries run, one in each 0.5 s slice (R6).",
         );
         self.control.set_fault(Endpoint::Check, Some(Fault::Refused));
         self.note("backend down (connections refused)");
@@ -297,7 +336,7 @@ impl Demo {
         }
         Ok(self.expect(
             held && retries >= 2 && deadline.is_some(),
-            "still granted after 2.5 s of outage, with ≥ 2 jittered retries and a fixed deadline ahead",
+            "still granted after 2.5 s of outage, with ≥ 2 stratified retries and a fixed deadline ahead",
         ))
     }
 
@@ -387,7 +426,7 @@ failure, then fails closed (R5), to the tick.",
         self.heading(
             6,
             "Backend back",
-            "After failing closed the gate keeps probing with backoff (R7): 1 s doubling to 4 s, jittered. The service stays down 2.5 s more, then comes back; the next probe is granted (cause recovered).",
+            "After failing closed the gate keeps probing (R7): 2 probes in the first second, then one every 3 s at a random phase. The service stays down 2.5 s more, then comes back; the next probe is granted (cause recovered).",
         );
         self.obs.follow_for(Duration::from_millis(2500)).await;
         let probing = self.obs.status().probing && self.obs.status().access == Access::Denied;
@@ -607,10 +646,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, CliError> {
             backend.http_url()
         }
     ));
-    demo.say(
-        "   gate     attempt timeout 1 s, fail-closed budget 6 s, retries 250 ms x2 up to 1.5 s, \
-probes 1 s x2 up to 4 s (full jitter), 8 s tokens refreshed 2 s before expiry",
-    );
+    demo.say(&format!("   schedule {}", schedule_text()));
     demo.say("");
     demo.say(&demo.obs.timeline.header());
 

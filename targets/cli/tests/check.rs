@@ -12,7 +12,7 @@ use common::*;
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// Flags that make a failing check fail closed quickly.
-const FAST: [&str; 6] = ["--timeout", "300ms", "--budget", "1s", "--retry-base", "100ms"];
+const FAST: [&str; 6] = ["--timeout", "300ms", "--budget", "1s", "--retry-spread", "400ms"];
 
 async fn check(url: &str, token: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["check", "--url", url, "--token", token];

@@ -80,12 +80,14 @@ struct CheckArgs {
     /// Fail-closed budget, counted from the first transient failure.
     #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DUR")]
     budget: Duration,
-    /// Upper bound of the first retry delay (full jitter, doubling).
-    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
-    retry_base: Duration,
-    /// Cap of the retry delay.
-    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DUR")]
-    retry_cap: Duration,
+    /// Window after the first failure over which retries 1..7 are stratified (R6). Default:
+    /// 70 s, or 7/11 of `budget - timeout` when that is shorter.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    retry_spread: Option<Duration>,
+    /// Window of the last retry, ending one timeout before the deadline (R6). Default: 10 s,
+    /// or 1/11 of `budget - timeout` when that is shorter.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    final_window: Option<Duration>,
     /// Jitter seed (default: drawn from the OS; set it only for reproducible runs).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -163,8 +165,9 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     let g = &mut session.gate;
     g.attempt_timeout = to_core(args.timeout);
     g.budget = to_core(args.budget);
-    g.retry.base = to_core(args.retry_base);
-    g.retry.cap = to_core(args.retry_cap);
+    let fitted = accessgate::Retries::fitted(g.budget, g.attempt_timeout);
+    g.retry.spread = args.retry_spread.map_or(fitted.spread, to_core);
+    g.retry.final_window = args.final_window.map_or(fitted.final_window, to_core);
     session.validate().map_err(|e| format!("invalid timing: {e}"))?;
 
     let https = args

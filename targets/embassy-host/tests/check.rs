@@ -172,8 +172,8 @@ async fn captive_portal_never_grants() {
         "2s",
         "--timeout",
         "300ms",
-        "--retry-base",
-        "200ms",
+        "--retry-spread",
+        "700ms",
         "--json",
     ])
     .await;
@@ -221,8 +221,8 @@ async fn hostile_bodies_and_hangs_never_grant() {
             "1500ms",
             "--timeout",
             "300ms",
-            "--retry-base",
-            "200ms",
+            "--retry-spread",
+            "700ms",
             "--json",
         ])
         .await;
@@ -278,9 +278,9 @@ async fn outage_then_recovery_grants_within_the_budget() {
         "10s",
         "--timeout",
         "1s",
-        "--retry-base",
-        "500ms",
-        "--retry-cap",
+        "--retry-spread",
+        "5s",
+        "--final-window",
         "1s",
         "--json",
     ])

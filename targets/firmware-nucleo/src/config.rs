@@ -1,7 +1,7 @@
 //! Everything a deployment changes, in one place: the backend, the credentials, the trust
 //! anchor, the gate's timings and the network.
 
-use accessgate::{Backoff, Duration, SessionConfig};
+use accessgate::{Duration, Probing, Retries, SessionConfig};
 use accessgate_embassy::RefreshEndpoint;
 
 // ---- backend ----------------------------------------------------------------------------
@@ -42,21 +42,20 @@ pub const ACCESS_TOKEN_EXPIRES_IN: Duration = Duration::from_secs(3600);
 // ---- gate timings -------------------------------------------------------------------------
 
 /// The session's settings. behaviour.md's defaults: 10 s per attempt, 120 s fail-closed
-/// budget, retries 2 s x2 up to 20 s (8 at most), probes 30 s x2 up to 10 min, 1 KiB bodies,
-/// refresh 60 s before expiry.
+/// budget, 8 retries at most (7 stratified over 70 s, the last in the 10 s before
+/// `deadline - 10 s`), probes every 300 s at a per-device phase after the default ramp, 1 KiB
+/// bodies, refresh 60 s before expiry spread over 10 min.
 pub const SESSION: SessionConfig = {
     let mut s = SessionConfig::DEFAULT;
     s.gate.attempt_timeout = Duration::from_secs(10);
     s.gate.budget = Duration::from_secs(120);
-    s.gate.retry = Backoff {
-        base: Duration::from_secs(2),
-        factor: 2,
-        cap: Duration::from_secs(20),
+    s.gate.retry = Retries {
+        spread: Duration::from_secs(70),
+        final_window: Duration::from_secs(10),
     };
-    s.gate.probe = Backoff {
-        base: Duration::from_secs(30),
-        factor: 2,
-        cap: Duration::from_secs(600),
+    s.gate.probe = Probing {
+        period: Duration::from_secs(300),
+        ..SessionConfig::DEFAULT.gate.probe
     };
     s
 };

@@ -12,7 +12,7 @@
 use core::net::{IpAddr, Ipv4Addr};
 use core::pin::pin;
 
-use accessgate::{Backoff, Duration, SessionConfig};
+use accessgate::{Duration, Probing, Retries, SessionConfig};
 use accessgate_embassy::{ConfigError, Driver, DriverConfig, Link, PlainCheckStorage, Seeds, Transport};
 use embassy_executor::{SpawnError, Spawner};
 use static_cell::StaticCell;
@@ -53,15 +53,14 @@ pub const fn session_config() -> SessionConfig {
     let mut s = SessionConfig::DEFAULT;
     s.gate.attempt_timeout = Duration::from_millis(200);
     s.gate.budget = BUDGET;
-    s.gate.retry = Backoff {
-        base: Duration::from_millis(50),
-        factor: 2,
-        cap: Duration::from_millis(200),
+    s.gate.retry = Retries {
+        spread: Duration::from_millis(500),
+        final_window: Duration::from_millis(200),
     };
-    s.gate.probe = Backoff {
-        base: Duration::from_millis(200),
-        factor: 2,
-        cap: Duration::from_millis(500),
+    s.gate.probe = Probing {
+        period: Duration::from_millis(500),
+        ramp: Duration::from_millis(200),
+        ramp_probes: 1,
     };
     s.gate.min_recheck_interval = Duration::from_millis(100);
     s
@@ -170,14 +169,15 @@ async fn watchdog_task() {
 pub fn start(spawner: Spawner) {
     let s = session_config();
     say!(
-        "accessgate on {}: attempt timeout {} ms, budget {} ms, retries {}..{} ms, probes {}..{} ms",
+        "accessgate on {}: attempt timeout {} ms, budget {} ms, retries over {} ms + final {} ms, probes every {} ms after {} in {} ms",
         board().name,
         s.gate.attempt_timeout.as_millis(),
         BUDGET.as_millis(),
-        s.gate.retry.base.as_millis(),
-        s.gate.retry.cap.as_millis(),
-        s.gate.probe.base.as_millis(),
-        s.gate.probe.cap.as_millis(),
+        s.gate.retry.spread.as_millis(),
+        s.gate.retry.final_window.as_millis(),
+        s.gate.probe.period.as_millis(),
+        s.gate.probe.ramp_probes,
+        s.gate.probe.ramp.as_millis(),
     );
     let driver = match build_driver() {
         Ok(d) => d,

@@ -68,6 +68,29 @@ pub struct FleetArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Refresh spread of the policies that spread (R11; default: the session's, 10 min).
+    #[arg(long, value_parser = parse_duration)]
+    pub refresh_spread: Option<Duration>,
+    /// Our gate's probe period (R7; default 300 s).
+    #[arg(long, value_parser = parse_duration)]
+    pub probe_period: Option<Duration>,
+    /// Our gate's probe ramp after failing closed, as `WINDOW:PROBES` (e.g. `120s:2`;
+    /// `0s:0` for none).
+    #[arg(long, value_parser = parse_ramp)]
+    pub probe_ramp: Option<(Duration, u32)>,
+    /// Our gate's retry spread window (R6; default 70 s).
+    #[arg(long, value_parser = parse_duration)]
+    pub retry_spread: Option<Duration>,
+    /// Our gate's final retry window (R6; default 10 s).
+    #[arg(long, value_parser = parse_duration)]
+    pub final_window: Option<Duration>,
+}
+
+/// `WINDOW:PROBES`, e.g. `120s:2`.
+fn parse_ramp(s: &str) -> Result<(Duration, u32), String> {
+    let (w, n) = s.split_once(':').ok_or("expected WINDOW:PROBES, e.g. 120s:2")?;
+    let n = n.parse::<u32>().map_err(|e| format!("ramp probes: {e}"))?;
+    Ok((parse_duration(w)?, n))
 }
 
 impl FleetArgs {
@@ -88,6 +111,23 @@ impl FleetArgs {
             sc.horizon = self.horizon;
             sc.denied_fraction = self.denied_fraction;
             sc.outage_mode = self.outage_mode;
+            let core = |d: Duration| accessgate::Duration::from_micros(d.as_micros() as u64);
+            if let Some(d) = self.refresh_spread {
+                sc.refresh_spread = d;
+            }
+            if let Some(d) = self.probe_period {
+                sc.gate.probe.period = core(d);
+            }
+            if let Some((w, n)) = self.probe_ramp {
+                sc.gate.probe.ramp = core(w);
+                sc.gate.probe.ramp_probes = n;
+            }
+            if let Some(d) = self.retry_spread {
+                sc.gate.retry.spread = core(d);
+            }
+            if let Some(d) = self.final_window {
+                sc.gate.retry.final_window = core(d);
+            }
             if let ScenarioKind::Outage { duration, .. } = sc.kind {
                 sc.kind = ScenarioKind::Outage {
                     start: self.outage_start,

@@ -42,6 +42,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod backend;
+pub mod old;
 pub mod plot;
 pub mod policy;
 pub mod queue;
@@ -155,6 +156,7 @@ fn run_one(sc: &Scenario, seed: u64, kind: PolicyKind, tick: sim::Tick<'_>) -> (
         PolicyKind::Grpc => simulate(sc, seed, kind, Grpc::new, tick),
         PolicyKind::LaunchDarkly => simulate(sc, seed, kind, LaunchDarkly::new, tick),
         PolicyKind::Ours16 => simulate(sc, seed, kind, |s| Ours::<16>::new(sc.gate, s), tick),
+        PolicyKind::OursOld => simulate(sc, seed, kind, OursOld::new, tick),
     }
 }
 

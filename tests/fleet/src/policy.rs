@@ -20,6 +20,8 @@
 
 use accessgate::{classify, Access, CheckOutcome, Gate, GateConfig, Instant, TokenHandle, TransientClass};
 
+use crate::old::OldGate;
+
 /// Time value meaning "not set".
 pub(crate) const NONE: u64 = u64::MAX;
 
@@ -96,12 +98,18 @@ pub enum PolicyKind {
     /// [`PolicyKind::ALL`]: a what-if for more retries within the same budget.
     #[cfg_attr(feature = "cli", value(name = "ours16"))]
     Ours16,
+    /// Ours before issue 10 (`ours, old schedule`): full-jitter retries on 2 s doubling to
+    /// 20 s, probes on 30 s doubling to 10 min, refresh points not spread ([`crate::old`]).
+    #[cfg_attr(feature = "cli", value(name = "ours-old"))]
+    OursOld,
 }
 
 impl PolicyKind {
-    /// Every policy of the brief, ours first ([`PolicyKind::Ours16`] is extra).
-    pub const ALL: [PolicyKind; 7] = [
+    /// Every policy of the brief, ours first, then ours with the old schedule
+    /// ([`PolicyKind::Ours16`] is extra).
+    pub const ALL: [PolicyKind; 8] = [
         PolicyKind::Ours,
+        PolicyKind::OursOld,
         PolicyKind::PrFinal,
         PolicyKind::PrPrime,
         PolicyKind::ShippedFix,
@@ -121,6 +129,7 @@ impl PolicyKind {
             PolicyKind::Grpc => "gRPC backoff",
             PolicyKind::LaunchDarkly => "LaunchDarkly",
             PolicyKind::Ours16 => "ours, N = 16",
+            PolicyKind::OursOld => "ours, old schedule",
         }
     }
 
@@ -136,6 +145,7 @@ impl PolicyKind {
             PolicyKind::Grpc => "grpc",
             PolicyKind::LaunchDarkly => "launchdarkly",
             PolicyKind::Ours16 => "ours16",
+            PolicyKind::OursOld => "ours-old",
         }
     }
 
@@ -143,8 +153,31 @@ impl PolicyKind {
     pub const fn fails_closed(self) -> bool {
         matches!(
             self,
-            PolicyKind::Ours | PolicyKind::PrFinal | PolicyKind::PrPrime | PolicyKind::Aws
+            PolicyKind::Ours
+                | PolicyKind::Ours16
+                | PolicyKind::OursOld
+                | PolicyKind::PrFinal
+                | PolicyKind::PrPrime
+                | PolicyKind::Aws
         )
+    }
+
+    /// Whether the device spreads its token refresh points (R11, ours since issue 10): each
+    /// refresh comes a uniform random time up to the scenario's spread before the refresh
+    /// interval is over. The old schedule and the peers refresh exactly every interval.
+    pub const fn spreads_refresh(self) -> bool {
+        matches!(self, PolicyKind::Ours | PolicyKind::Ours16)
+    }
+
+    /// The probe ramp right after failing closed, for the frontier of the periodic part
+    /// (zero for policies without one).
+    pub fn probe_ramp(self, gate: &GateConfig) -> std::time::Duration {
+        match self {
+            PolicyKind::Ours | PolicyKind::Ours16 => {
+                std::time::Duration::from_micros(gate.probe.ramp.as_micros())
+            }
+            _ => std::time::Duration::ZERO,
+        }
     }
 }
 
@@ -190,6 +223,70 @@ impl<const N: usize> Ours<N> {
 const GRANTED_BODY: &[u8] = br#"{"has_access": true}"#;
 const DENIED_BODY: &[u8] = br#"{"has_access": false}"#;
 
+/// The check outcome of a modelled response, classified by the real [`classify`].
+fn outcome_of(response: Response, max_body: usize) -> CheckOutcome {
+    match response {
+        Response::Granted => classify(200, None, GRANTED_BODY, max_body),
+        Response::Denied => classify(200, None, DENIED_BODY, max_body),
+        Response::Unavailable { retry_after: None } => classify(503, None, b"", max_body),
+        Response::Unavailable { retry_after: Some(s) } => {
+            let mut buf = [0u8; 10];
+            classify(503, Some(format_u32(s, &mut buf)), b"", max_body)
+        }
+        Response::Refused => CheckOutcome::transient(TransientClass::Connect),
+    }
+}
+
+/// Ours with the schedule before issue 10 ([`crate::old::OldGate`]).
+#[derive(Clone, Debug)]
+pub struct OursOld {
+    gate: OldGate,
+}
+
+impl OursOld {
+    /// A signed-out gate with its own seed.
+    pub fn new(seed: u64) -> Self {
+        OursOld {
+            gate: OldGate::new(seed),
+        }
+    }
+}
+
+impl Policy for OursOld {
+    fn sign_in(&mut self, now: Instant) {
+        self.gate.start_session(now);
+    }
+
+    fn token_refreshed(&mut self, now: Instant) {
+        self.gate.token_refreshed(now);
+    }
+
+    fn handle_response(&mut self, now: Instant, tag: u64, response: Response) {
+        let outcome = outcome_of(response, GateConfig::DEFAULT.max_body);
+        let generation = accessgate::Generation((tag >> 32) as u32);
+        self.gate
+            .handle_check_result(now, generation, tag as u32, outcome);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.gate.handle_timeout(now);
+    }
+
+    fn poll_request(&mut self) -> Option<u64> {
+        self.gate
+            .poll_check()
+            .map(|(g, a)| (u64::from(g.0) << 32) | u64::from(a))
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.gate.poll_timeout()
+    }
+
+    fn access(&self) -> Access {
+        self.gate.access()
+    }
+}
+
 impl<const N: usize> Policy for Ours<N> {
     fn sign_in(&mut self, now: Instant) {
         let r = self.gate.start_session(now, TokenHandle(1));
@@ -204,17 +301,7 @@ impl<const N: usize> Policy for Ours<N> {
     }
 
     fn handle_response(&mut self, now: Instant, tag: u64, response: Response) {
-        let max = self.gate.config().max_body;
-        let outcome = match response {
-            Response::Granted => classify(200, None, GRANTED_BODY, max),
-            Response::Denied => classify(200, None, DENIED_BODY, max),
-            Response::Unavailable { retry_after: None } => classify(503, None, b"", max),
-            Response::Unavailable { retry_after: Some(s) } => {
-                let mut buf = [0u8; 10];
-                classify(503, Some(format_u32(s, &mut buf)), b"", max)
-            }
-            Response::Refused => CheckOutcome::transient(TransientClass::Connect),
-        };
+        let outcome = outcome_of(response, self.gate.config().max_body);
         let generation = accessgate::Generation((tag >> 32) as u32);
         let r = self
             .gate

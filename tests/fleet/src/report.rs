@@ -38,9 +38,28 @@ pub struct Row {
     /// Entitled devices denied at some point (each one failed closed: the backend never
     /// denies them).
     pub ever_denied: u32,
-    /// Entitled devices denied at some point before the first token refresh interval had
-    /// passed (the boot storm itself, without its hourly echo).
+    /// Entitled devices denied at some point before the hourly echo could begin (the earliest
+    /// first refresh): the boot storm itself.
     pub denied_first_interval: u32,
+    /// Entitled devices granted, then denied during the hourly echo: at or after the earliest
+    /// first refresh (the refresh interval minus the refresh spread).
+    pub denied_in_echo: u32,
+    /// Highest offered load in a 1 s bucket from the earliest first refresh on (the echo).
+    pub peak_offered_echo: u32,
+    /// Entitled devices that were denied at some point (failed closed).
+    pub failed_closed_devices: u32,
+    /// Time such a device spent denied (failed closed), up to its re-grant or the horizon:
+    /// mean.
+    pub failed_closed_time_mean: Duration,
+    /// Probes such a device made while denied that found the backend still away (every
+    /// request except the checks of token refreshes, R3, and the probe that got the grant
+    /// back): mean. Evenly spaced probes at period `P` make about `S / P - 1/2` of them in a
+    /// time failed closed `S`, and `S / P + 1/2` counting the last one.
+    pub failed_closed_probes_mean: f64,
+    /// Like `failed_closed_time_mean`, counting only the time after the probe ramp.
+    pub failed_closed_time_periodic_mean: Duration,
+    /// Like `failed_closed_probes_mean`, counting only the probes after the probe ramp.
+    pub failed_closed_probes_periodic_mean: f64,
     /// Entitled devices that became denied while the backend was up: after the outage
     /// ended (or at any time without an outage). A few are by design: a device whose last
     /// possible attempt (deadline - attempt timeout) fell inside the outage fails closed at
@@ -129,6 +148,39 @@ fn ratio(x: u32, c: u32) -> String {
     format!("{:.2}", f64::from(x) / f64::from(c))
 }
 
+impl Row {
+    /// Distance from the probing frontier: probes per failed-closed device x p99 re-grant /
+    /// (0.99 x mean time failed closed). Evenly spaced probes at a random phase need about
+    /// `S / P` probes for a p99 wait of `0.99 P`, which is 1.00; more is waste. `None` without
+    /// failed-closed devices or a p99.
+    pub fn frontier(&self) -> Option<f64> {
+        frontier(
+            self.failed_closed_probes_mean,
+            self.recovery_p99,
+            self.failed_closed_time_mean,
+        )
+    }
+
+    /// The same for the periodic part (after the probe ramp): probes and time after the ramp.
+    pub fn frontier_periodic(&self) -> Option<f64> {
+        frontier(
+            self.failed_closed_probes_periodic_mean,
+            self.recovery_p99,
+            self.failed_closed_time_periodic_mean,
+        )
+    }
+}
+
+fn frontier(probes: f64, p99: Option<Duration>, time: Duration) -> Option<f64> {
+    let p99 = p99?.as_secs_f64();
+    let s = time.as_secs_f64();
+    (probes > 0.0 && s > 0.0 && p99 > 0.0).then(|| probes * p99 / (0.99 * s))
+}
+
+fn opt2(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+}
+
 impl Report {
     /// The row of `policy`, if it ran.
     pub fn row(&self, policy: PolicyKind) -> Option<&Row> {
@@ -155,8 +207,8 @@ impl Report {
         match sc.kind {
             ScenarioKind::BootStorm { .. } => {
                 let limit = f64::from(sc.devices) / f64::from(sc.capacity);
-                out.push_str("| policy | 99 % granted | 100 % granted | vs N/C | req/device to grant (mean / max) | req/device in run (mean / max) | failed closed, backend up: storm / in run | peak offered / C |\n");
-                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+                out.push_str("| policy | 99 % granted | 100 % granted | vs N/C | req/device to grant (mean / max) | req/device in run (mean / max) | failed closed, backend up: storm / in run | granted, then denied in the echo | peak offered / C: storm / echo |\n");
+                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
                 for r in &self.rows {
                     let vs = r
                         .granted_100
@@ -164,7 +216,7 @@ impl Report {
                         .unwrap_or_else(|| "-".into());
                     let _ = writeln!(
                         out,
-                        "| {} | {} | {} | {} | {:.2} / {} | {:.2} / {} | {} / {} | {} |",
+                        "| {} | {} | {} | {} | {:.2} / {} | {:.2} / {} | {} / {} | {} ({:.1} %) | {} / {} |",
                         r.policy,
                         fmt_duration(r.granted_99),
                         fmt_duration(r.granted_100),
@@ -175,17 +227,20 @@ impl Report {
                         r.requests_max,
                         r.denied_first_interval,
                         r.ever_denied,
+                        r.denied_in_echo,
+                        100.0 * f64::from(r.denied_in_echo) / f64::from(r.entitled.max(1)),
                         ratio(r.peak_offered, r.capacity),
+                        ratio(r.peak_offered_echo, r.capacity),
                     );
                 }
             }
             ScenarioKind::Outage { .. } => {
-                out.push_str("| policy | ever denied | denied at outage end | denied after outage | affected | regranted after outage p50 / p99 / max | still denied at horizon | peak offered / C after | req/device in outage (mean / max) | bypass window | unverified grant |\n");
-                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                out.push_str("| policy | ever denied | denied at outage end | denied after outage | affected | regranted after outage p50 / p99 / max | still denied at horizon | peak offered / C after | req/device in outage (mean / max) | bypass window | unverified grant | mean time failed closed | probes per failed-closed device | frontier (periodic part) |\n");
+                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
                 for r in &self.rows {
                     let _ = writeln!(
                         out,
-                        "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {:.1} / {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {:.1} / {} | {} | {} | {} | {:.2} | {} ({}) |",
                         r.policy,
                         r.ever_denied,
                         r.denied_at_outage_end,
@@ -200,6 +255,10 @@ impl Report {
                         r.outage_requests_max,
                         fmt_duration(Some(r.bypass_max)),
                         fmt_duration(Some(r.unverified_max)),
+                        fmt_duration(Some(r.failed_closed_time_mean)),
+                        r.failed_closed_probes_mean,
+                        opt2(r.frontier()),
+                        opt2(r.frontier_periodic()),
                     );
                 }
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use accessgate::GateConfig;
+use accessgate::{GateConfig, SessionConfig};
 
 /// The two scenarios of the brief.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,6 +56,10 @@ pub struct Scenario {
     pub outage_mode: OutageMode,
     /// Token refresh interval; each refresh triggers one check (R3).
     pub refresh_interval: Duration,
+    /// Refresh spreading of the policies that do it (R11, ours): each refresh comes a uniform
+    /// random time in `[0, min(spread, interval / 2)]` before the interval is over. Default:
+    /// the session layer's default ([`SessionConfig::DEFAULT`]).
+    pub refresh_spread: Duration,
     /// Simulated time span; `None` picks [`Scenario::default_horizon`].
     pub horizon: Option<Duration>,
     /// Fraction of devices the backend denies (`has_access: false`); they are excluded from
@@ -79,6 +83,7 @@ impl Scenario {
             refused_latency: Duration::from_millis(1),
             outage_mode: OutageMode::Refused,
             refresh_interval: Duration::from_secs(3600),
+            refresh_spread: Duration::from_micros(SessionConfig::DEFAULT.refresh_spread.as_micros()),
             horizon: None,
             denied_fraction: 0.0,
             gate: GateConfig::DEFAULT,
@@ -107,6 +112,12 @@ impl Scenario {
                 duration,
             })
         }
+    }
+
+    /// The refresh spread in effect for a policy that spreads (capped at half the interval,
+    /// as the session layer caps it at half the lifetime beyond the skew).
+    pub fn effective_refresh_spread(&self) -> Duration {
+        self.refresh_spread.min(self.refresh_interval / 2)
     }
 
     /// The outage window `[start, end)`, if any.

@@ -75,6 +75,20 @@ struct Dev {
     signed_in: bool,
     ever_denied: bool,
     denied_first_interval: bool,
+    /// Granted, then denied during the hourly echo (boot storm).
+    denied_in_echo: bool,
+    /// Refreshes done (numbers the refresh spread draws).
+    refreshes: u32,
+    /// Since when the device is denied (entitled devices; `NONE` when not denied).
+    denied_since: u64,
+    /// Total time denied, and the part after the probe ramp.
+    denied_time: u64,
+    denied_time_periodic: u64,
+    /// Requests made while denied, and the part after the probe ramp.
+    denied_requests: u32,
+    denied_requests_periodic: u32,
+    /// What the last request was: 0 not a probe, 1 a probe, 2 a probe after the ramp.
+    last_probe: u8,
     denied_backend_up: bool,
     affected: bool,
 }
@@ -84,8 +98,15 @@ pub(crate) type Tick<'a> = &'a mut dyn FnMut(u64, u64);
 
 struct Sim<'a, P> {
     sc: &'a Scenario,
+    seed: u64,
     horizon: u64,
     interval: u64,
+    /// Refresh spread of this policy (0: refreshes exactly every interval).
+    spread: u64,
+    /// When the boot storm's echo may begin: the earliest first refresh.
+    echo_start: u64,
+    /// The policy's probe ramp, for the frontier of the periodic part.
+    ramp: u64,
     outage: Option<(u64, u64)>,
     devs: Vec<Dev>,
     pols: Vec<P>,
@@ -118,10 +139,20 @@ pub(crate) fn simulate<P: Policy>(
         .outage_window()
         .map(|(s, e)| (s.as_micros() as u64, e.as_micros() as u64));
     let n = sc.devices as usize;
+    let interval = sc.refresh_interval.as_micros() as u64;
+    let spread = if kind.spreads_refresh() {
+        sc.effective_refresh_spread().as_micros() as u64
+    } else {
+        0
+    };
     let mut sim = Sim {
         sc,
+        seed,
         horizon,
-        interval: sc.refresh_interval.as_micros() as u64,
+        interval,
+        spread,
+        echo_start: interval - sc.effective_refresh_spread().as_micros() as u64,
+        ramp: kind.probe_ramp(&sc.gate).as_micros() as u64,
         outage,
         devs: Vec::with_capacity(n),
         pols: Vec::with_capacity(n),
@@ -167,6 +198,14 @@ impl<P: Policy> Sim<'_, P> {
                 signed_in: false,
                 ever_denied: false,
                 denied_first_interval: false,
+                denied_in_echo: false,
+                refreshes: 0,
+                denied_since: NONE,
+                denied_time: 0,
+                denied_time_periodic: 0,
+                denied_requests: 0,
+                denied_requests_periodic: 0,
+                last_probe: 0,
                 denied_backend_up: false,
                 affected: false,
             };
@@ -260,6 +299,7 @@ impl<P: Policy> Sim<'_, P> {
         let now = Instant::from_micros(t);
         for _ in 0..MAX_ROUNDS {
             let mut acted = false;
+            let mut refreshed = false;
             let dev = &mut self.devs[d];
             let p = &mut self.pols[d];
             if dev.resp_at <= t {
@@ -278,14 +318,22 @@ impl<P: Policy> Sim<'_, P> {
             if dev.next_check <= t {
                 if dev.signed_in {
                     p.token_refreshed(now);
+                    refreshed = true;
                 } else {
                     p.sign_in(now);
                     dev.signed_in = true;
                 }
                 dev.next_check = dev.next_check.saturating_add(self.interval);
+                if self.spread > 0 {
+                    // R11: the next refresh point is drawn per device and per refresh.
+                    dev.refreshes += 1;
+                    let z = splitmix64(self.seed ^ splitmix64(((d as u64) << 24) ^ u64::from(dev.refreshes)));
+                    dev.next_check -= z % (self.spread + 1);
+                    dev.next_check = dev.next_check.max(t + 1);
+                }
                 acted = true;
             }
-            self.send_requests(d, t);
+            self.send_requests(d, t, refreshed);
             self.observe(d, t);
             if !acted {
                 break;
@@ -299,7 +347,9 @@ impl<P: Policy> Sim<'_, P> {
         }
     }
 
-    fn send_requests(&mut self, d: usize, t: u64) {
+    /// Sends what the policy asks for. `refreshed`: the device's token was just refreshed, so
+    /// its first request is that refresh's check (R3), not a probe.
+    fn send_requests(&mut self, d: usize, t: u64, mut refreshed: bool) {
         let in_outage = self.backend.in_outage(t);
         while let Some(tag) = self.pols[d].poll_request() {
             let dev = &mut self.devs[d];
@@ -309,6 +359,15 @@ impl<P: Policy> Sim<'_, P> {
             }
             if in_outage {
                 dev.outage_requests += 1;
+            }
+            dev.last_probe = 0;
+            if dev.denied_since != NONE && !std::mem::take(&mut refreshed) {
+                dev.denied_requests += 1;
+                dev.last_probe = 1;
+                if t >= dev.denied_since + self.ramp {
+                    dev.denied_requests_periodic += 1;
+                    dev.last_probe = 2;
+                }
             }
             // A newer request replaces one still in flight: its answer would be stale.
             let reply = self.backend.request(t, dev.entitled, &mut dev.reservation);
@@ -365,9 +424,24 @@ impl<P: Policy> Sim<'_, P> {
         if !dev.entitled {
             return;
         }
+        if from == Access::Denied {
+            Self::close_denied(dev, t, self.ramp);
+            if a == Access::Granted {
+                // Count the probes that found the backend still away: not the one that got
+                // the grant back.
+                if dev.last_probe >= 1 {
+                    dev.denied_requests -= 1;
+                }
+                if dev.last_probe == 2 {
+                    dev.denied_requests_periodic -= 1;
+                }
+            }
+        }
         if a == Access::Denied {
+            dev.denied_since = t;
             dev.ever_denied = true;
-            dev.denied_first_interval |= t < self.interval;
+            dev.denied_first_interval |= t < self.echo_start;
+            dev.denied_in_echo |= from == Access::Granted && t >= self.echo_start;
             dev.denied_backend_up |= self.outage.is_none_or(|(_, e)| t >= e);
         }
         if a != Access::Granted && self.outage.is_some_and(|(s, _)| t >= s) {
@@ -381,6 +455,16 @@ impl<P: Policy> Sim<'_, P> {
             }
         }
         self.check_thresholds(t);
+    }
+
+    /// Ends a stretch of denial at `t` (time denied, and the part after the probe ramp).
+    fn close_denied(dev: &mut Dev, t: u64, ramp: u64) {
+        if dev.denied_since == NONE {
+            return;
+        }
+        dev.denied_time += t - dev.denied_since;
+        dev.denied_time_periodic += t.saturating_sub(dev.denied_since + ramp);
+        dev.denied_since = NONE;
     }
 
     fn check_thresholds(&mut self, t: u64) {
@@ -400,10 +484,15 @@ impl<P: Policy> Sim<'_, P> {
         let (mut out_n, mut out_sum, mut out_max) = (0u32, 0u64, 0u32);
         let (mut bypass, mut unverified) = (0u64, 0u64);
         let (mut ever_denied, mut affected, mut granted_at_end) = (0u32, 0u32, 0u32);
-        let (mut denied_first_interval, mut denied_backend_up) = (0u32, 0u32);
+        let (mut denied_first_interval, mut denied_backend_up, mut denied_in_echo) = (0u32, 0u32, 0u32);
+        // Devices that were denied, their time denied and their requests meanwhile (all, and
+        // after the probe ramp).
+        let (mut fc_n, mut fc_time, mut fc_req) = (0u32, 0u64, 0u64);
+        let (mut fc_time_periodic, mut fc_req_periodic) = (0u64, 0u64);
         let mut recovery: Vec<u64> = Vec::new();
         for dev in &mut self.devs {
             Self::close_unverified(dev, horizon, outage);
+            Self::close_denied(dev, horizon, self.ramp);
             requests += u64::from(dev.requests);
             req_max = req_max.max(dev.requests);
             bypass = bypass.max(dev.bypass_max);
@@ -421,6 +510,14 @@ impl<P: Policy> Sim<'_, P> {
             ever_denied += u32::from(dev.ever_denied);
             denied_first_interval += u32::from(dev.denied_first_interval);
             denied_backend_up += u32::from(dev.denied_backend_up);
+            denied_in_echo += u32::from(dev.denied_in_echo);
+            if dev.ever_denied {
+                fc_n += 1;
+                fc_time += dev.denied_time;
+                fc_req += u64::from(dev.denied_requests);
+                fc_time_periodic += dev.denied_time_periodic;
+                fc_req_periodic += u64::from(dev.denied_requests_periodic);
+            }
             granted_at_end += u32::from(dev.access == Access::Granted);
             if dev.affected {
                 affected += 1;
@@ -458,6 +555,21 @@ impl<P: Policy> Sim<'_, P> {
                 .max()
                 .unwrap_or(0)
         });
+        let echo_sec = (self.echo_start / SEC) as usize;
+        let peak_echo = offered
+            .iter()
+            .take(horizon_secs)
+            .skip(echo_sec)
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let per_fc = |x: u64| {
+            if fc_n == 0 {
+                0.0
+            } else {
+                x as f64 / f64::from(fc_n)
+            }
+        };
         let us = |t: Option<u64>| t.map(Duration::from_micros);
         let row = Row {
             policy: kind,
@@ -474,6 +586,13 @@ impl<P: Policy> Sim<'_, P> {
             granted_100: us(self.granted_100),
             ever_denied,
             denied_first_interval,
+            denied_in_echo,
+            peak_offered_echo: peak_echo,
+            failed_closed_devices: fc_n,
+            failed_closed_time_mean: Duration::from_micros(per_fc(fc_time) as u64),
+            failed_closed_probes_mean: per_fc(fc_req),
+            failed_closed_time_periodic_mean: Duration::from_micros(per_fc(fc_time_periodic) as u64),
+            failed_closed_probes_periodic_mean: per_fc(fc_req_periodic),
             denied_backend_up,
             denied_at_outage_end: self.denied_at_outage_end.unwrap_or(0),
             affected,

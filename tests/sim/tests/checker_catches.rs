@@ -6,12 +6,23 @@
 
 use accessgate::{
     Access, Cause, CheckOutcome, CheckRequest, Counters, Duration, Event, GateConfig, Generation, InputError,
-    Instant, Status, TokenHandle, TransientClass,
+    Instant, Probing, Status, TokenHandle, TransientClass,
 };
 use accessgate_sim::gate::{Checker, Input, Observed, Step};
 use accessgate_sim::{Invariant, Violation};
 
-const CFG: GateConfig = GateConfig::DEFAULT; // 10 s attempts, 120 s budget
+/// 10 s attempts, 120 s budget; `N` = 2 retries: one in [f, f + 70 s) after the first failure
+/// `f`, the other in [f + 100 s, f + 110 s]; probes: 2 over the 120 s after failing closed
+/// (slices of 60 s), then every 300 s.
+const CFG: GateConfig = GateConfig {
+    probe: Probing {
+        period: Duration::from_secs(300),
+        ramp: Duration::from_secs(120),
+        ramp_probes: 2,
+    },
+    ..GateConfig::DEFAULT
+};
+const N: usize = 2;
 const TOK: TokenHandle = TokenHandle(1);
 const G1: Generation = Generation(1);
 const G2: Generation = Generation(2);
@@ -40,7 +51,7 @@ struct Trace {
 impl Trace {
     fn new() -> Self {
         Trace {
-            checker: Checker::new(CFG),
+            checker: Checker::new(CFG, N),
             last: Observed::default(),
         }
     }
@@ -126,6 +137,67 @@ impl Trace {
         tr
     }
 
+    /// The retry planned at `start` starts as attempt `attempt` and fails (503) 1 s later,
+    /// planning the next attempt at `next`; the deadline is `deadline`.
+    fn retry_fails(&mut self, attempt: u32, start: Instant, next: Option<Instant>, deadline: Instant) {
+        self.attempt_fails(attempt, start, next, Some(deadline))
+            .expect("honest retry failure");
+    }
+
+    /// Like [`Trace::retry_fails`], with the deadline passed (`None`: failed closed, probing);
+    /// returns what the checker said about the failure.
+    fn attempt_fails(
+        &mut self,
+        attempt: u32,
+        start: Instant,
+        next: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Violation> {
+        self.feed(
+            start,
+            Input::Timeout,
+            Ok(None),
+            &[Event::CheckStarted {
+                generation: G1,
+                attempt,
+            }],
+            &[req(G1, attempt, TOK, start)],
+            |o| {
+                o.status.attempt_in_flight = Some(attempt);
+                o.status.next_attempt = None;
+                o.poll_timeout = Some(start + CFG.attempt_timeout);
+            },
+        )
+        .expect("honest retry start");
+        let at = start + Duration::from_secs(1);
+        self.feed(
+            at,
+            Input::CheckResult {
+                generation: G1,
+                attempt,
+                outcome: SERVER_ERROR,
+            },
+            Ok(None),
+            &[Event::CheckFailed {
+                generation: G1,
+                attempt,
+                class: TransientClass::ServerError,
+                detail: accessgate::FailureDetail::of_class(TransientClass::ServerError),
+                next_attempt: next,
+                deadline,
+            }],
+            &[],
+            |o| {
+                o.status.attempt_in_flight = None;
+                o.status.next_attempt = next;
+                o.poll_timeout = match (next, deadline) {
+                    (Some(n), Some(d)) => Some(n.min(d)),
+                    (n, d) => n.or(d),
+                };
+            },
+        )
+    }
+
     /// Signed in at 0 s; attempt 0 failed (503) at 1 s: deadline 121 s, retry planned at 3 s.
     fn failing() -> Self {
         let mut tr = Trace::signed_in();
@@ -195,47 +267,12 @@ fn assert_caught(r: Result<(), Violation>, invariant: Invariant) {
 #[test]
 fn honest_fabricated_traces_pass() {
     // The prefixes above are checked inside the constructors; a longer honest one here:
-    // failure at 1 s, the retry at 3 s fails too, the deadline fires at 121 s to the tick.
+    // failure at 1 s, the retry at 3 s (slice [1 s, 71 s)) fails at 4 s, the last one at
+    // 105 s (final window [101 s, 111 s]) at 106 s, the deadline fires at 121 s to the tick
+    // and plans the first ramp probe inside [121 s, 181 s).
     let mut tr = Trace::failing();
-    tr.feed(
-        t(3),
-        Input::Timeout,
-        Ok(None),
-        &[Event::CheckStarted {
-            generation: G1,
-            attempt: 1,
-        }],
-        &[req(G1, 1, TOK, t(3))],
-        |o| {
-            o.status.attempt_in_flight = Some(1);
-            o.status.next_attempt = None;
-            o.poll_timeout = Some(t(13));
-        },
-    )
-    .unwrap();
-    tr.feed(
-        t(4),
-        Input::CheckResult {
-            generation: G1,
-            attempt: 1,
-            outcome: SERVER_ERROR,
-        },
-        Ok(None),
-        &[Event::CheckFailed {
-            generation: G1,
-            attempt: 1,
-            class: TransientClass::ServerError,
-            detail: accessgate::FailureDetail::of_class(TransientClass::ServerError),
-            next_attempt: None,
-            deadline: Some(t(121)),
-        }],
-        &[],
-        |o| {
-            o.status.attempt_in_flight = None;
-            o.poll_timeout = Some(t(121));
-        },
-    )
-    .unwrap();
+    tr.retry_fails(1, t(3), Some(t(105)), t(121));
+    tr.retry_fails(2, t(105), None, t(121));
     tr.feed(
         t(121),
         Input::Timeout,
@@ -256,6 +293,167 @@ fn honest_fabricated_traces_pass() {
         },
     )
     .unwrap();
+    // Probing: ramp probe 2 in [181 s, 241 s), then the period (300 s) at a phase after 241 s.
+    tr.attempt_fails(3, t(140), Some(t(200)), None).unwrap();
+    tr.attempt_fails(4, t(200), Some(t(300)), None).unwrap(); // phase 59 s
+    tr.attempt_fails(5, t(300), Some(t(600)), None).unwrap();
+    tr.attempt_fails(6, t(600), Some(t(900)), None).unwrap();
+}
+
+#[track_caller]
+fn assert_schedule_caught(r: Result<(), Violation>, what: &str) {
+    match r {
+        Err(v) => {
+            assert_eq!(
+                v.invariant,
+                Invariant::Model,
+                "caught, but as the wrong invariant: {v}"
+            );
+            assert!(v.to_string().contains(what), "caught, but not as {what:?}: {v}");
+        }
+        Ok(()) => panic!("the checker let a schedule violation ({what}) through"),
+    }
+}
+
+#[test]
+fn r6_a_retry_outside_its_slice_or_the_final_window_is_caught() {
+    // Attempt 0 fails at 1 s: retry 1 of 2 belongs in [1 s, 71 s); 75 s is outside.
+    let mut tr = Trace::signed_in();
+    let r = tr.feed(
+        t(1),
+        Input::CheckResult {
+            generation: G1,
+            attempt: 0,
+            outcome: SERVER_ERROR,
+        },
+        Ok(None),
+        &[Event::CheckFailed {
+            generation: G1,
+            attempt: 0,
+            class: TransientClass::ServerError,
+            detail: accessgate::FailureDetail::of_class(TransientClass::ServerError),
+            next_attempt: Some(t(75)),
+            deadline: Some(t(121)),
+        }],
+        &[],
+        |o| {
+            o.status.attempt_in_flight = None;
+            o.status.reverifying_until = Some(t(121));
+            o.status.next_attempt = Some(t(75));
+            o.poll_timeout = Some(t(75));
+        },
+    );
+    assert_schedule_caught(r, "inside its slice");
+
+    // Retry 1 fails at 4 s: the last retry belongs in [101 s, 111 s]; 90 s is too early.
+    let mut tr = Trace::failing();
+    let r = tr.attempt_fails(1, t(3), Some(t(90)), Some(t(121)));
+    assert_schedule_caught(r, "inside its final window");
+
+    // Retry 1 fails at 4 s and plans nothing, although the final window is still ahead.
+    let mut tr = Trace::failing();
+    let r = tr.attempt_fails(1, t(3), None, Some(t(121)));
+    assert_schedule_caught(r, "nothing planned");
+
+    // Both retries used: a third one is planned.
+    let mut tr = Trace::failing();
+    tr.retry_fails(1, t(3), Some(t(105)), t(121));
+    let r = tr.attempt_fails(2, t(105), Some(t(108)), Some(t(121)));
+    assert_schedule_caught(r, "no retry slot is left");
+}
+
+#[test]
+fn r7_a_probe_off_its_ramp_slot_or_its_period_is_caught() {
+    // Failed closed at 121 s with the first ramp probe at 140 s (see the honest trace).
+    let closed = || {
+        let mut tr = Trace::failing();
+        tr.retry_fails(1, t(3), Some(t(105)), t(121));
+        tr.retry_fails(2, t(105), None, t(121));
+        tr.feed(
+            t(121),
+            Input::Timeout,
+            Ok(None),
+            &[Event::AccessChanged {
+                from: Access::Unknown,
+                to: Access::Denied,
+                cause: Cause::FailedClosed,
+            }],
+            &[],
+            |o| {
+                o.status.access = Access::Denied;
+                o.status.cause = Some(Cause::FailedClosed);
+                o.status.reverifying_until = None;
+                o.status.probing = true;
+                o.status.next_attempt = Some(t(140));
+                o.poll_timeout = Some(t(140));
+            },
+        )
+        .unwrap();
+        tr
+    };
+    // Ramp probe 2 belongs in [181 s, 241 s).
+    let mut tr = closed();
+    let r = tr.attempt_fails(3, t(140), Some(t(250)), None);
+    assert_schedule_caught(r, "ramp probe 2");
+
+    // The first periodic probe at 300 s fixes the phase (59 s after the ramp ends at
+    // 241 s); the one after must be at 600 s, not 601 s.
+    let mut tr = closed();
+    tr.attempt_fails(3, t(140), Some(t(200)), None).unwrap();
+    tr.attempt_fails(4, t(200), Some(t(300)), None).unwrap();
+    let r = tr.attempt_fails(5, t(300), Some(t(601)), None);
+    assert_schedule_caught(r, "periodic probe");
+
+    // A probe that hangs past its period point: the next one is the period point after the
+    // failure (900 s), not one period after the failure (910 s).
+    let mut tr = closed();
+    tr.attempt_fails(3, t(140), Some(t(200)), None).unwrap();
+    tr.attempt_fails(4, t(200), Some(t(300)), None).unwrap();
+    tr.attempt_fails(5, t(300), Some(t(600)), None).unwrap();
+    tr.feed(
+        t(600),
+        Input::Timeout,
+        Ok(None),
+        &[Event::CheckStarted {
+            generation: G1,
+            attempt: 6,
+        }],
+        &[req(G1, 6, TOK, t(600))],
+        |o| {
+            o.status.attempt_in_flight = Some(6);
+            o.status.next_attempt = None;
+            o.poll_timeout = Some(t(610));
+        },
+    )
+    .unwrap();
+    let r = tr.feed(
+        t(610),
+        Input::Timeout,
+        Ok(None),
+        &[Event::CheckFailed {
+            generation: G1,
+            attempt: 6,
+            class: TransientClass::Timeout,
+            detail: accessgate::FailureDetail::of_class(TransientClass::Timeout),
+            next_attempt: Some(t(910)),
+            deadline: None,
+        }],
+        &[],
+        |o| {
+            o.status.attempt_in_flight = None;
+            o.status.next_attempt = Some(t(910));
+            o.poll_timeout = Some(t(910));
+        },
+    );
+    assert_schedule_caught(r, "periodic probe");
+
+    // Probing never stops: a failed probe with nothing planned.
+    let mut tr = closed();
+    let r = tr.attempt_fails(3, t(140), None, None);
+    match r {
+        Err(v) => assert_eq!(v.invariant, Invariant::I5, "{v}"),
+        Ok(()) => panic!("a probe loop that stops was let through"),
+    }
 }
 
 #[test]
@@ -340,17 +538,21 @@ fn i1_grant_without_a_grant_after_logout_or_past_the_deadline_is_caught() {
             attempt: 1,
             class: TransientClass::ServerError,
             detail: accessgate::FailureDetail::of_class(TransientClass::ServerError),
-            next_attempt: None,
+            next_attempt: Some(t(40)),
             deadline: Some(t(131)),
         }],
         &[],
         |o| {
             o.status.attempt_in_flight = None;
             o.status.reverifying_until = Some(t(131));
-            o.poll_timeout = Some(t(131));
+            o.status.next_attempt = Some(t(40));
+            o.poll_timeout = Some(t(40));
         },
     )
     .unwrap();
+    // Retry 1 in [11 s, 81 s), retry 2 (the last) in [111 s, 121 s].
+    tr.retry_fails(2, t(40), Some(t(115)), t(131));
+    tr.retry_fails(3, t(115), None, t(131));
     let r = tr.feed(t(131), Input::Timeout, Ok(None), &[], &[], |o| {
         o.status.reverifying_until = None;
         o.status.probing = true;

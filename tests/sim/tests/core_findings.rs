@@ -6,8 +6,8 @@
 //! documented loop, which is why the random runs passed.
 
 use accessgate::{
-    Access, Backoff, CheckOutcome, Duration, Event, Gate, GateConfig, InputError, Instant, TokenHandle,
-    TransientClass,
+    Access, CheckOutcome, Duration, Event, Gate, GateConfig, InputError, Instant, Probing, Retries,
+    TokenHandle, TransientClass,
 };
 
 const FAIL: CheckOutcome = CheckOutcome::transient(TransientClass::ServerError);
@@ -28,15 +28,14 @@ fn rate_limited_recheck_still_advances_time() {
     let cfg = GateConfig {
         attempt_timeout: Duration::from_secs(1),
         budget: Duration::from_secs(10),
-        retry: Backoff {
-            base: Duration::from_millis(100),
-            factor: 1,
-            cap: Duration::from_millis(100),
+        retry: Retries {
+            spread: Duration::from_secs(1),
+            final_window: Duration::from_millis(500),
         },
-        probe: Backoff {
-            base: Duration::from_secs(1),
-            factor: 2,
-            cap: Duration::from_secs(10),
+        probe: Probing {
+            period: Duration::from_secs(10),
+            ramp: Duration::ZERO,
+            ramp_probes: 0,
         },
         max_body: 1024,
         // Longer than the budget: any attempt in the budget rate-limits a re-check at its end.
@@ -140,7 +139,7 @@ fn every_started_attempt_is_handed_out() {
 
 mod session {
     use accessgate::{
-        Access, Action, Backoff, CheckOutcome, Duration, GateConfig, Instant, RefreshId, RefreshOutcome,
+        Access, Action, CheckOutcome, Duration, GateConfig, Instant, RefreshId, RefreshOutcome, Retries,
         Session, SessionConfig, SessionEvent, TokenReply, TransientClass, WaitError,
     };
 
@@ -159,9 +158,15 @@ mod session {
         core::iter::from_fn(|| s.poll_action()).collect()
     }
 
+    /// The defaults without refresh spreading (R11), so refreshes are due at a known instant.
+    const CFG: SessionConfig = SessionConfig {
+        refresh_spread: Duration::ZERO,
+        ..SessionConfig::DEFAULT
+    };
+
     /// Signed in at T0 with a one-hour token (refresh due at T0 + 3540 s), attempt 0 granted.
     fn granted() -> S {
-        let mut s = S::new(SessionConfig::DEFAULT, 7).unwrap();
+        let mut s = S::new(CFG, 7).unwrap();
         s.sign_in(T0, b"at_1", b"rt_1", secs(3600)).unwrap();
         let Some(Action::Check(c)) = s.poll_action() else {
             panic!("attempt 0")
@@ -182,13 +187,12 @@ mod session {
     #[test]
     fn s1_nothing_is_left_due_after_handle_timeout() {
         let mut cfg = SessionConfig::DEFAULT;
-        // Retry delays of 0 or 1 µs: a zero draw is a coin toss.
+        // Retries 1 µs apart (slices of 1 µs), so a retry comes due right after each failure.
         cfg.gate = GateConfig {
             attempt_timeout: secs(1),
-            retry: Backoff {
-                base: Duration::from_micros(1),
-                factor: 1,
-                cap: Duration::from_micros(1),
+            retry: Retries {
+                spread: Duration::from_micros(7),
+                final_window: Duration::from_micros(1),
             },
             ..GateConfig::DEFAULT
         };
@@ -261,7 +265,7 @@ mod session {
 
     /// One check failed transiently at T0 (deadline T0 + 120 s); nothing else happened since.
     fn failing() -> S {
-        let mut s = S::new(SessionConfig::DEFAULT, 7).unwrap();
+        let mut s = S::new(CFG, 7).unwrap();
         s.sign_in(T0, b"at_1", b"rt_1", secs(3600)).unwrap();
         let Some(Action::Check(c)) = s.poll_action() else {
             panic!("attempt 0")
@@ -450,7 +454,7 @@ mod session {
     /// current generation ends the session whatever the attempt.
     #[test]
     fn s8_a_late_401_of_the_current_generation_logs_out() {
-        let mut s = S::new(SessionConfig::DEFAULT, 7).unwrap();
+        let mut s = S::new(CFG, 7).unwrap();
         s.sign_in(T0, b"at_1", b"rt_1", secs(3600)).unwrap();
         let Some(Action::Check(c)) = s.poll_action() else {
             panic!("attempt 0")

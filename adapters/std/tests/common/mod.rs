@@ -6,7 +6,9 @@
 use std::future::Future;
 use std::time::Duration as StdDuration;
 
-use accessgate::{Backoff, Duration, Event, Instant, SessionConfig, SessionEvent, TransientClass};
+use accessgate::{
+    Backoff, Duration, Event, Instant, Probing, Retries, SessionConfig, SessionEvent, TransientClass,
+};
 use accessgate_backend::{Backend, BackendConfig, Control, TokenPair};
 use accessgate_std::{AccessGate, GateClientConfig, Snapshot, TimedEvent, Tokens};
 use tokio::sync::broadcast;
@@ -27,15 +29,14 @@ pub fn fast_session() -> SessionConfig {
     let mut s = SessionConfig::DEFAULT;
     s.gate.attempt_timeout = Duration::from_millis(300);
     s.gate.budget = Duration::from_secs(2);
-    s.gate.retry = Backoff {
-        base: Duration::from_millis(100),
-        factor: 2,
-        cap: Duration::from_millis(400),
+    s.gate.retry = Retries {
+        spread: Duration::from_millis(1000),
+        final_window: Duration::from_millis(200),
     };
-    s.gate.probe = Backoff {
-        base: Duration::from_millis(300),
-        factor: 2,
-        cap: Duration::from_secs(1),
+    s.gate.probe = Probing {
+        period: Duration::from_secs(1),
+        ramp: Duration::from_millis(300),
+        ramp_probes: 1,
     };
     s.gate.min_recheck_interval = Duration::from_millis(50);
     s.refresh_skew = Duration::from_secs(1);
@@ -45,6 +46,8 @@ pub fn fast_session() -> SessionConfig {
         cap: Duration::from_millis(400),
     };
     s.refresh_timeout = Duration::from_millis(500);
+    // Refresh exactly `skew` ahead (R11's spreading is on by default; these tests time it).
+    s.refresh_spread = Duration::ZERO;
     s
 }
 

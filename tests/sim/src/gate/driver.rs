@@ -29,7 +29,8 @@ pub enum Profile {
     /// Microseconds: attempt timeout 1–5 µs, budget up to 40 µs. Timers, results and
     /// deadlines collide on the same tick all the time.
     Tiny,
-    /// Seconds: attempt timeout 1–5 s, budget up to 30 s, random backoffs.
+    /// Seconds: attempt timeout 1–5 s, budget up to 30 s, random retry windows, probe
+    /// periods and ramps.
     Small,
     /// [`GateConfig::DEFAULT`]: the spec's figures.
     Default,
@@ -46,23 +47,31 @@ impl Profile {
             Profile::Tiny => {
                 c.attempt_timeout = us(rng.random_range(1..=5));
                 c.budget = us(rng.random_range(c.attempt_timeout.as_micros() + 1..=40));
-                c.retry.base = us(rng.random_range(1..=3));
-                c.retry.factor = rng.random_range(1..=2);
-                c.retry.cap = us(rng.random_range(c.retry.base.as_micros()..=8));
-                c.probe.base = us(rng.random_range(1..=5));
-                c.probe.factor = rng.random_range(1..=3);
-                c.probe.cap = us(rng.random_range(c.probe.base.as_micros()..=20));
+                let room = c.budget.saturating_sub(c.attempt_timeout).as_micros();
+                c.retry.final_window = us(rng.random_range(0..room));
+                c.retry.spread = us(rng.random_range(1..=room - c.retry.final_window.as_micros()));
+                c.probe.period = us(rng.random_range(1..=20));
+                c.probe.ramp_probes = rng.random_range(0..=3);
+                c.probe.ramp = us(if c.probe.ramp_probes == 0 {
+                    0
+                } else {
+                    rng.random_range(1..=10)
+                });
                 c.min_recheck_interval = us(rng.random_range(0..=5));
             }
             Profile::Small => {
                 c.attempt_timeout = ms(rng.random_range(1_000..=5_000));
                 c.budget = ms(rng.random_range(c.attempt_timeout.as_millis() + 1..=30_000));
-                c.retry.base = ms(rng.random_range(100..=3_000));
-                c.retry.factor = rng.random_range(1..=3);
-                c.retry.cap = ms(rng.random_range(c.retry.base.as_millis()..=10_000));
-                c.probe.base = ms(rng.random_range(1_000..=10_000));
-                c.probe.factor = rng.random_range(1..=3);
-                c.probe.cap = ms(rng.random_range(c.probe.base.as_millis()..=60_000));
+                let room = c.budget.saturating_sub(c.attempt_timeout).as_millis();
+                c.retry.final_window = ms(rng.random_range(0..=room / 3));
+                c.retry.spread = ms(rng.random_range(1..=room - c.retry.final_window.as_millis()));
+                c.probe.period = ms(rng.random_range(1_000..=60_000));
+                c.probe.ramp_probes = rng.random_range(0..=3);
+                c.probe.ramp = ms(if c.probe.ramp_probes == 0 {
+                    0
+                } else {
+                    rng.random_range(500..=30_000)
+                });
                 c.min_recheck_interval = ms(rng.random_range(0..=5_000));
             }
         }
@@ -142,7 +151,7 @@ impl<const N: usize> GateWorld<N> {
         let before = Observed::of(&gate);
         GateWorld {
             gate,
-            checker: Checker::new(config),
+            checker: Checker::new(config, N),
             rng,
             config,
             profile,
@@ -198,7 +207,7 @@ impl<const N: usize> GateWorld<N> {
         let class = TransientClass::ALL[self.rng.random_range(0..TransientClass::COUNT)];
         let retry_after = if self.rng.random_ratio(1, 4) {
             self.counts.retry_after += 1;
-            let cap = self.config.probe.cap.as_secs() + 2;
+            let cap = self.config.probe.period.as_secs() + 2;
             Some(Duration::from_secs(match self.rng.random_range(0..10) {
                 0..=6 => self.rng.random_range(0..=cap),
                 7 | 8 => self.rng.random_range(0..=3),
@@ -526,7 +535,7 @@ impl<const N: usize> GateWorld<N> {
         let c = &self.config;
         format!(
             "Gate<{N}> {:?} profile, gate seed {:#x}, answers {}% grant / {}% deny / {}% 401; attempt_timeout {}, \
-             budget {}, retry {}x{} cap {}, probe {}x{} cap {}, min_recheck {}",
+             budget {}, retries over {} + final window {}, probes: {} over {} then every {}, min_recheck {}",
             self.profile,
             self.gate_seed,
             self.mix.grant,
@@ -534,12 +543,11 @@ impl<const N: usize> GateWorld<N> {
             self.mix.unauthorized,
             Span(c.attempt_timeout),
             Span(c.budget),
-            Span(c.retry.base),
-            c.retry.factor,
-            Span(c.retry.cap),
-            Span(c.probe.base),
-            c.probe.factor,
-            Span(c.probe.cap),
+            Span(c.retry.spread),
+            Span(c.retry.final_window),
+            c.probe.ramp_probes,
+            Span(c.probe.ramp),
+            Span(c.probe.period),
             Span(c.min_recheck_interval)
         )
     }

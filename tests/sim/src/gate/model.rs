@@ -14,6 +14,14 @@
 //! - the attempt in flight: the last emitted check, until it is answered, times out, or its
 //!   generation ends.
 //!
+//! - where the next attempt may go (R6, R7): the retry slots of the streak (retry `k` of `N`
+//!   inside the `k`-th of `N - 1` equal slices of the spread window after the first failure,
+//!   the last in the final window that ends one attempt timeout before the deadline; a slot
+//!   that has no instant after the failure left is skipped), and after failing closed the
+//!   ramp slots, then the periodic probes at `closed + ramp + phase + k * period`, the phase
+//!   learnt from the first periodic probe. `Retry-After` replaces the drawn instant. The
+//!   status's `next_attempt` must always be the planned instant.
+//!
 //! From that it predicts the exact access after each step:
 //! signed out → `Unknown`; deadline passed → `Denied`; otherwise the last definitive answer,
 //! or `Unknown` without one. The observed status is compared with the prediction and a
@@ -129,6 +137,32 @@ struct Attempt {
     started: Instant,
 }
 
+/// The model's view of probing after failing closed (R7).
+#[derive(Clone, Copy, Debug)]
+struct Probes {
+    closed_at: Instant,
+    /// Next ramp slot (1-based).
+    ramp_next: u32,
+    /// The periodic phase, once a periodic probe showed it.
+    phase: Option<Duration>,
+}
+
+/// Slot `j` (1-based) of `count` equal slices of `window` after `origin`, as inclusive
+/// instants (slice edges at `floor(window * i / count)` microseconds); `None` when empty.
+fn stratum(origin: Instant, window: Duration, count: u32, j: u32) -> Option<(Instant, Instant)> {
+    let edge = |i: u32| {
+        origin
+            + Duration::from_micros(
+                (u128::from(window.as_micros()) * u128::from(i) / u128::from(count.max(1))) as u64,
+            )
+    };
+    let (lo, hi) = (edge(j - 1), edge(j));
+    (hi > lo).then(|| (lo, hi.saturating_sub(Duration::from_micros(1))))
+}
+
+/// What the model expects of a planned instant: in words, and as a test.
+type Expect = (String, Box<dyn Fn(Instant) -> bool>);
+
 /// A transient failure the model saw happen during a step, to check its `CheckFailed` event.
 #[derive(Clone, Copy, Debug)]
 struct Failure {
@@ -150,7 +184,7 @@ fn fail<T>(invariant: Invariant, message: String) -> Result<T, Violation> {
 /// use accessgate_sim::gate::{Checker, Input, Observed, Step};
 ///
 /// let mut gate: Gate<3> = Gate::new(GateConfig::DEFAULT, 7).unwrap();
-/// let mut checker = Checker::new(GateConfig::DEFAULT);
+/// let mut checker = Checker::new(GateConfig::DEFAULT, 3);
 /// let before = Observed::of(&gate);
 /// let now = Instant::from_secs(1);
 /// let mut step = Step::new(now, Input::StartSession { token: TokenHandle(1) });
@@ -175,11 +209,19 @@ pub struct Checker {
     last_started: Option<Instant>,
     /// Generation of the last definitive answer.
     answered: Option<Generation>,
+    /// The gate's retry capacity `N` (R6).
+    retries: u32,
+    /// Next retry slot of the current streak (1-based; `N + 1` when none is left).
+    retry_next: u32,
+    /// Probing, once the current streak failed closed (R7).
+    probes: Option<Probes>,
+    /// The planned next attempt (the status's `next_attempt`).
+    plan: Option<Instant>,
 }
 
 impl Checker {
-    /// A model of a freshly constructed, signed-out gate with `config`.
-    pub fn new(config: GateConfig) -> Self {
+    /// A model of a freshly constructed, signed-out `Gate<N>` with `config` (`retries` = `N`).
+    pub fn new(config: GateConfig, retries: usize) -> Self {
         Checker {
             config,
             now: Instant::ZERO,
@@ -192,6 +234,209 @@ impl Checker {
             next_attempt: 0,
             last_started: None,
             answered: None,
+            retries: retries as u32,
+            retry_next: 1,
+            probes: None,
+            plan: None,
+        }
+    }
+
+    /// Forgets the streak's slots and plan (a definitive answer or the session's end).
+    fn end_streak(&mut self) {
+        self.deadline = None;
+        self.retry_next = 1;
+        self.probes = None;
+        self.plan = None;
+    }
+
+    /// The window of retry slot `k` of the streak whose deadline is `deadline` (R6).
+    fn retry_window(&self, deadline: Instant, k: u32) -> Option<(Instant, Instant)> {
+        let cfg = &self.config;
+        let first_failure = deadline.saturating_sub(cfg.budget);
+        if k == self.retries {
+            let latest = deadline.saturating_sub(cfg.attempt_timeout);
+            let from = latest.saturating_sub(cfg.retry.final_window).max(first_failure);
+            return Some((from, latest));
+        }
+        stratum(first_failure, cfg.retry.spread, self.retries - 1, k)
+    }
+
+    /// The first unused retry slot with an instant after `at`.
+    fn next_retry_slot(&self, deadline: Instant, at: Instant) -> Option<(u32, Instant, Instant)> {
+        (self.retry_next..=self.retries).find_map(|k| {
+            self.retry_window(deadline, k)
+                .filter(|&(_, hi)| hi > at)
+                .map(|(lo, hi)| (k, lo, hi))
+        })
+    }
+
+    /// The first unused ramp slot with an instant after `at` (R7).
+    fn next_ramp_slot(&self, p: &Probes, at: Instant) -> Option<(u32, Instant, Instant)> {
+        let r = &self.config.probe;
+        (p.ramp_next..=r.ramp_probes).find_map(|j| {
+            stratum(p.closed_at, r.ramp, r.ramp_probes, j)
+                .filter(|&(_, hi)| hi > at)
+                .map(|(lo, hi)| (j, lo, hi))
+        })
+    }
+
+    /// Checks the next attempt planned after the failure `f` (R6 before the deadline, R7
+    /// after it) and uses up its slot. `seen` is the planned instant as the gate reported it,
+    /// `None` when the step does not show it (the plan was made and started or replaced
+    /// within the step).
+    fn check_plan(&mut self, f: &Failure, seen: Option<Option<Instant>>) -> Result<(), Violation> {
+        let cfg = self.config;
+        let slot = f
+            .retry_after
+            .map(|ra| f.at + ra.max(Duration::from_secs(1)).min(cfg.probe.period));
+        let us = Duration::from_micros(1);
+        // Whether the plan is the first periodic probe seen, which shows the phase.
+        let mut learn_phase = false;
+        let expect: Option<Expect> = if !f.failed_closed {
+            match self.next_retry_slot(f.deadline, f.at) {
+                None => None,
+                Some((k, lo, hi)) => {
+                    self.retry_next = k + 1;
+                    let lo = lo.max(f.at + us);
+                    Some(match slot {
+                        Some(s) => (
+                            format!("retry {k}: its Retry-After slot {}", At(s)),
+                            Box::new(move |t| t == s),
+                        ),
+                        None => (
+                            format!(
+                                "retry {k} of {} inside its {} [{}, {}] (R6)",
+                                self.retries,
+                                if k == self.retries {
+                                    "final window"
+                                } else {
+                                    "slice"
+                                },
+                                At(lo),
+                                At(hi)
+                            ),
+                            Box::new(move |t| t >= lo && t <= hi),
+                        ),
+                    })
+                }
+            }
+        } else {
+            let Some(mut p) = self.probes else {
+                return fail(
+                    Invariant::Model,
+                    format!(
+                        "failure at {} after the deadline, but no fail-closed seen",
+                        At(f.at)
+                    ),
+                );
+            };
+            let e: Expect = match (self.next_ramp_slot(&p, f.at), slot) {
+                (Some((j, _, _)), Some(s)) => {
+                    p.ramp_next = j + 1;
+                    (
+                        format!("ramp probe {j}: its Retry-After slot {}", At(s)),
+                        Box::new(move |t| t == s),
+                    )
+                }
+                (Some((j, lo, hi)), None) => {
+                    p.ramp_next = j + 1;
+                    let lo = lo.max(f.at + us);
+                    (
+                        format!(
+                            "ramp probe {j} of {} inside [{}, {}] (R7)",
+                            cfg.probe.ramp_probes,
+                            At(lo),
+                            At(hi)
+                        ),
+                        Box::new(move |t| t >= lo && t <= hi),
+                    )
+                }
+                (None, Some(s)) => (
+                    format!("a probe at its Retry-After slot {}", At(s)),
+                    Box::new(move |t| t == s),
+                ),
+                (None, None) => {
+                    let base = p.closed_at + cfg.probe.ramp;
+                    let period = cfg.probe.period;
+                    match p.phase {
+                        Some(phase) => {
+                            let first = base + phase;
+                            let want = if f.at < first {
+                                first
+                            } else {
+                                let k = (f.at - first).as_micros() / period.as_micros() + 1;
+                                first + Duration::from_micros(k.saturating_mul(period.as_micros()))
+                            };
+                            (
+                                format!(
+                                    "the periodic probe after {}: {} (closed {} + ramp {} + phase {} + k x {}, R7)",
+                                    At(f.at),
+                                    At(want),
+                                    At(p.closed_at),
+                                    Span(cfg.probe.ramp),
+                                    Span(phase),
+                                    Span(period)
+                                ),
+                                Box::new(move |t| t == want),
+                            )
+                        }
+                        None => {
+                            learn_phase = true;
+                            let after = f.at.max(base);
+                            (
+                                format!(
+                                    "the first periodic probe after {}: in ({}, {}] (phase unknown yet, R7)",
+                                    At(f.at),
+                                    At(after),
+                                    At(after + period)
+                                ),
+                                Box::new(move |t| t > after && t <= after + period),
+                            )
+                        }
+                    }
+                }
+            };
+            self.probes = Some(p);
+            Some(e)
+        };
+        let Some(seen) = seen else { return Ok(()) };
+        match (expect, seen) {
+            (None, None) => Ok(()),
+            (None, Some(t)) => fail(
+                Invariant::Model,
+                format!(
+                    "attempt planned at {} after the failure at {}, but no retry slot is left (R6)",
+                    At(t),
+                    At(f.at)
+                ),
+            ),
+            (Some((what, _)), None) => fail(
+                if f.failed_closed {
+                    Invariant::I5
+                } else {
+                    Invariant::Model
+                },
+                format!("nothing planned after the failure at {}; want {what}", At(f.at)),
+            ),
+            (Some((what, ok)), Some(t)) => {
+                if !ok(t) {
+                    return fail(
+                        Invariant::Model,
+                        format!(
+                            "next attempt {} after the failure at {}; want {what}",
+                            At(t),
+                            At(f.at)
+                        ),
+                    );
+                }
+                // The first periodic probe fixes the phase, in (0, period].
+                if let Some(p) = self.probes.as_mut().filter(|_| learn_phase) {
+                    let period = cfg.probe.period.as_micros().max(1);
+                    let off = (t - (p.closed_at + cfg.probe.ramp)).as_micros();
+                    p.phase = Some(Duration::from_micros((off - 1) % period + 1));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -233,7 +478,7 @@ impl Checker {
         self.bump(); // R10: everything in flight is now stale
         self.signed_in = false;
         self.definitive = None;
-        self.deadline = None;
+        self.end_streak();
         self.in_flight = None;
         self.next_attempt = 0;
         self.last_started = None;
@@ -246,6 +491,11 @@ impl Checker {
         retry_after: Option<Duration>,
         failed_closed: bool,
     ) -> Failure {
+        if self.deadline.is_none() {
+            // R5/R6: a new streak, with all its retry slots.
+            self.retry_next = 1;
+            self.probes = None;
+        }
         let deadline = *self.deadline.get_or_insert(at + self.config.budget);
         Failure {
             at,
@@ -297,17 +547,74 @@ impl Checker {
         // ---- timers due at `now` fire before the input (the gate's prologue) ----
         let prev_access = self.expected_access(prev);
         let mut failures: [Option<Failure>; 2] = [None, None];
-        if let Some(a) = self.in_flight {
-            let t = a.started + cfg.attempt_timeout;
-            if t <= now {
-                // R4: the per-attempt timeout is a transient failure at `started + timeout`.
-                // At the same instant the attempt timer fires before the deadline timer.
-                self.in_flight = None;
-                let closed = self.deadline.is_some_and(|d| d < t);
-                failures[0] = Some(self.transient_failure(t, None, closed));
+        // The planned next attempts the CheckFailed events report, in order.
+        let reported: Vec<Option<Instant>> = step
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CheckFailed { next_attempt, .. } => Some(*next_attempt),
+                _ => None,
+            })
+            .collect();
+        // A plan the gate makes without an event (on failing closed, or after a failure outside
+        // a check), checked against the status at the end of the step.
+        let mut silent: Option<Failure> = None;
+        // The first schedule violation; reported after the access checks.
+        let mut plan_violation: Option<Violation> = None;
+        let mut deadline_crossed = false;
+        let mut retry_due = false;
+        // Timers fire in time order (at one instant: attempt, retry, deadline); at most one of
+        // each per step.
+        for _ in 0..3 {
+            let attempt = self
+                .in_flight
+                .map(|a| a.started + cfg.attempt_timeout)
+                .filter(|&t| t <= now);
+            let retry = self.plan.filter(|&t| t <= now);
+            let deadline = self.deadline.filter(|&d| d <= now && self.probes.is_none());
+            let next = [(attempt, 0u8), (retry, 1), (deadline, 2)]
+                .into_iter()
+                .filter_map(|(t, k)| t.map(|t| (t, k)))
+                .min();
+            let Some((t, kind)) = next else { break };
+            match kind {
+                0 => {
+                    // R4: the per-attempt timeout is a transient failure at `started + timeout`.
+                    self.in_flight = None;
+                    let closed = self.deadline.is_some_and(|d| d < t);
+                    let f = self.transient_failure(t, None, closed);
+                    failures[0] = Some(f);
+                    if let Err(v) = self.check_plan(&f, reported.first().copied()) {
+                        plan_violation.get_or_insert(v);
+                    }
+                    self.plan = reported.first().copied().flatten();
+                }
+                1 => {
+                    // The retry comes due; it starts at the end of the input (unless the input
+                    // starts a check itself or ends the session).
+                    self.plan = None;
+                    retry_due = true;
+                }
+                _ => {
+                    // R5: failed closed; R7: probing starts, the first probe planned now unless
+                    // an attempt is in flight or already planned.
+                    deadline_crossed = true;
+                    self.probes = Some(Probes {
+                        closed_at: t,
+                        ramp_next: 1,
+                        phase: None,
+                    });
+                    if self.in_flight.is_none() && self.plan.is_none() && !retry_due {
+                        silent = Some(Failure {
+                            at: t,
+                            deadline: t,
+                            failed_closed: true,
+                            retry_after: None,
+                        });
+                    }
+                }
             }
         }
-        let deadline_crossed = self.deadline.is_some_and(|d| prev < d && d <= now);
         // R13: the cause the status must show after this step, where the model knows it.
         let mut expected_cause =
             (deadline_crossed && prev_access != Access::Denied).then_some(Cause::FailedClosed);
@@ -370,8 +677,10 @@ impl Checker {
                     // R5: with no check in flight (that check decides), this failure starts
                     // the fail-closed clock if no streak is open. No event, no per-class count:
                     // it is not a check.
-                    if self.in_flight.is_none() && self.deadline.is_none() {
-                        self.deadline = Some(now + cfg.budget);
+                    if self.in_flight.is_none() && self.plan.is_none() && !retry_due && silent.is_none() {
+                        // R6/R7: the failure plans the next attempt like a failed check.
+                        let closed = self.deadline.is_some_and(|d| d <= now);
+                        silent = Some(self.transient_failure(now, None, closed));
                     }
                     Some(Ok(None))
                 } else {
@@ -416,7 +725,7 @@ impl Checker {
                             } else {
                                 Access::Denied
                             });
-                            self.deadline = None;
+                            self.end_streak();
                         }
                         CheckOutcome::Unauthorized => {
                             self.end_session(); // R8
@@ -426,7 +735,13 @@ impl Checker {
                         }
                         CheckOutcome::Transient { retry_after, .. } => {
                             let closed = self.deadline.is_some_and(|d| d <= now);
-                            failures[1] = Some(self.transient_failure(now, retry_after, closed));
+                            let f = self.transient_failure(now, retry_after, closed);
+                            failures[1] = Some(f);
+                            let seen = reported.get(usize::from(failures[0].is_some())).copied();
+                            if let Err(v) = self.check_plan(&f, seen) {
+                                plan_violation.get_or_insert(v);
+                            }
+                            self.plan = seen.flatten();
                         }
                     }
                 }
@@ -560,6 +875,19 @@ impl Checker {
                         "retry {c:?} started without a transient failure since the last definitive answer"
                     ),
                 );
+            }
+            // R6/R7: a retry or probe starts when its planned instant has come (a plan made
+            // within this step on failing closed may have come too).
+            if !is_recheck && !retry_due && silent.is_none() {
+                plan_violation.get_or_insert(Violation::new(
+                    Invariant::Model,
+                    format!(
+                        "attempt {} started at {} before its planned instant {}",
+                        c.attempt,
+                        At(now),
+                        OptAt(self.plan)
+                    ),
+                ));
             }
             let want = CheckRequest {
                 generation: self.generation,
@@ -795,7 +1123,7 @@ impl Checker {
             }
             let slot = f
                 .retry_after
-                .map(|ra| f.at + ra.max(Duration::from_secs(1)).min(cfg.probe.cap));
+                .map(|ra| f.at + ra.max(Duration::from_secs(1)).min(cfg.probe.period));
             match next {
                 Some(t) if t < f.at => {
                     return fail(
@@ -917,7 +1245,12 @@ impl Checker {
                     "a check is owed but poll_timeout() is None: the gate stalls".into(),
                 );
             };
-            let horizon = cfg.budget.max(cfg.probe.cap).max(cfg.attempt_timeout);
+            // R7: after failing closed, the first periodic probe is at most ramp + period
+            // away; `Retry-After` is capped at the period.
+            let horizon = cfg
+                .budget
+                .max(cfg.probe.ramp + cfg.probe.period)
+                .max(cfg.attempt_timeout);
             if wake > now + horizon {
                 return fail(
                     Invariant::I5,
@@ -961,6 +1294,38 @@ impl Checker {
                 ),
             );
         }
+
+        // ---- R6/R7: where the next attempt goes ----
+        if let Some(v) = plan_violation {
+            return Err(v);
+        }
+        if retry_due && self.signed_in && sessions_ended == 0 && check.is_none() && self.in_flight.is_none() {
+            return fail(
+                Invariant::I5,
+                format!(
+                    "a planned attempt came due at or before {} but none started",
+                    At(now)
+                ),
+            );
+        }
+        if let Some(f) = silent.filter(|_| sessions_ended == 0 && self.signed_in) {
+            // Made without an event: the status shows it, unless an attempt started since.
+            let seen = check.is_none().then_some(after.status.next_attempt);
+            self.check_plan(&f, seen)?;
+            if check.is_none() {
+                self.plan = after.status.next_attempt;
+            }
+        }
+        if after.status.next_attempt != self.plan {
+            return fail(
+                Invariant::Model,
+                format!(
+                    "status shows the next attempt at {}, but the planned one is {}",
+                    OptAt(after.status.next_attempt),
+                    OptAt(self.plan)
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -971,5 +1336,6 @@ impl Checker {
         });
         self.next_attempt = attempt.saturating_add(1);
         self.last_started = Some(now);
+        self.plan = None; // a started attempt replaces any planned one
     }
 }

@@ -288,7 +288,7 @@ impl<M: SessionMachine> SessionWorld<M> {
             self.counts.forbidden += 1;
         }
         let retry_after = if self.rng.random_ratio(1, 6) {
-            let cap = self.config.gate.probe.cap.as_secs() + 2;
+            let cap = self.config.gate.probe.period.as_secs() + 2;
             Some(Duration::from_secs(self.rng.random_range(0..=cap)))
         } else {
             None
@@ -831,7 +831,7 @@ impl<M: SessionMachine> SessionWorld<M> {
         format!(
             "{} {:?} profile, seed {:#x}, checks {}% grant / {}% deny / {}% 401 / {}% 403, refreshes {}% rejected / \
              {}% transient; skew {}, refresh_timeout {}, refresh_retry {}x{} cap {}; attempt_timeout {}, budget {}, \
-             retry {}x{} cap {}, probe {}x{} cap {}, min_recheck {}",
+             refresh_spread {}, retries over {} + final window {}, probes: {} over {} then every {}, min_recheck {}",
             M::name(),
             self.profile,
             self.machine_seed,
@@ -848,12 +848,12 @@ impl<M: SessionMachine> SessionWorld<M> {
             Span(c.refresh_retry.cap),
             Span(g.attempt_timeout),
             Span(g.budget),
-            Span(g.retry.base),
-            g.retry.factor,
-            Span(g.retry.cap),
-            Span(g.probe.base),
-            g.probe.factor,
-            Span(g.probe.cap),
+            Span(c.refresh_spread),
+            Span(g.retry.spread),
+            Span(g.retry.final_window),
+            g.probe.ramp_probes,
+            Span(g.probe.ramp),
+            Span(g.probe.period),
             Span(g.min_recheck_interval)
         )
     }

@@ -1160,7 +1160,7 @@ impl Checker {
                     let (k, backoff) = if valid {
                         (&mut self.refresh_fails_valid, cfg.refresh_retry)
                     } else {
-                        (&mut self.refresh_fails_expired, cfg.gate.probe)
+                        (&mut self.refresh_fails_expired, cfg.gate.probe.backoff())
                     };
                     let ceiling = backoff.ceiling(*k);
                     *k = k.saturating_add(1);
