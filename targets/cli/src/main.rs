@@ -12,7 +12,9 @@
 //! | `accessgate watch --url BASE_URL` | a live session with refreshes until Ctrl-C, as a timeline (or `--json`). Tokens from `--token T --refresh-token R [--expires-in DUR]`, or from the reference backend's control surface with `--issue-user U [--token-lifetime 90s]`. `--recheck-every DUR` re-checks periodically so faults show between refreshes. Exit 0 on Ctrl-C, 3 when the server ends the session. |
 //! | `accessgate simulate SCENARIO` | the fleet simulator of `accessgate-fleet` (its `FleetArgs`, flattened): the real gate on every simulated device, beside peer retry policies. |
 //!
-//! Durations are written like `500ms`, `10s`, `2m` (humantime).
+//! Durations are written like `500ms`, `10s`, `1m30s` (humantime, the same parser for every
+//! subcommand; a bare number is refused, and so is anything above 365 days). Log lines go to
+//! stderr, warnings only unless `RUST_LOG` says otherwise (`RUST_LOG=debug`).
 //!
 //! ## Exit codes
 //!
@@ -103,6 +105,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // R13: the core's, the adapter's and the backend's `log` lines; quiet unless RUST_LOG asks.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -1,0 +1,166 @@
+//! Issue 14, items 3, 4 and 6: hostile or careless flag values are usage errors (exit 64)
+//! whose message names the flag, never a panic (exit 101) or a request storm.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+/// A loopback port nothing listens on: a check that does run fails fast.
+const NOWHERE: &str = "http://127.0.0.1:1/api/code/invites/check-access/";
+
+/// Runs `accessgate ARGS` and asserts exit 64 with every needle in stderr.
+async fn usage(args: &[&str], needles: &[&str]) {
+    let out = accessgate(args, LIMIT).await;
+    let err = stderr(&out);
+    assert_eq!(code(&out), 64, "accessgate {args:?}: {}{err}", stdout(&out));
+    for n in needles {
+        assert!(err.contains(n), "accessgate {args:?}: {n:?} not in {err:?}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn check<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["check", "--url", NOWHERE, "--token", "at_1"];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn watch<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "watch",
+        "--url",
+        "http://127.0.0.1:1",
+        "--token",
+        "at_1",
+        "--refresh-token",
+        "rt_1",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_durations_are_usage_errors_not_panics() {
+    usage(
+        &check(&["--budget", "18446744073709551615s"]),
+        &["--budget", "too long"],
+    )
+    .await;
+    usage(&check(&["--budget", "1000000years"]), &["--budget", "too long"]).await;
+    usage(&check(&["--timeout", "18446744073709551615s"]), &["--timeout"]).await;
+    usage(
+        &check(&["--retry-cap", "18446744073709551615s"]),
+        &["--retry-cap"],
+    )
+    .await;
+    usage(
+        &watch(&["--recheck-every", "18446744073709551615s"]),
+        &["--recheck-every", "too long"],
+    )
+    .await;
+    usage(
+        &watch(&["--expires-in", "18446744073709551615s"]),
+        &["--expires-in"],
+    )
+    .await;
+    usage(
+        &watch(&["--refresh-skew", "18446744073709551615s"]),
+        &["--refresh-skew"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recheck_every_below_the_floor_is_refused() {
+    for every in ["0s", "1ms", "999ms"] {
+        usage(
+            &watch(&["--recheck-every", every]),
+            &["--recheck-every", "at least 1s"],
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_messages_say_which_flag_and_what_is_wrong() {
+    usage(
+        &[
+            "check",
+            "--url",
+            "localhost:8080/api/code/invites/check-access/",
+            "--token",
+            "t",
+        ],
+        &[
+            "--url",
+            "no scheme",
+            "http://localhost:8080/api/code/invites/check-access/",
+            "https://",
+        ],
+    )
+    .await;
+    usage(
+        &check(&["--retry-base", "30s", "--retry-cap", "5s"]),
+        &["--retry-base 30s", "--retry-cap 5s"],
+    )
+    .await;
+    usage(
+        &check(&["--timeout", "1ns", "--budget", "2ns"]),
+        &["--timeout", "too short"],
+    )
+    .await;
+    usage(
+        &check(&["--timeout", "10s", "--budget", "10s"]),
+        &["--timeout 10s", "--budget 10s"],
+    )
+    .await;
+    usage(&check(&["--budget", "0s"]), &["--budget", "longer than zero"]).await;
+    usage(&check(&["--budget", "90"]), &["--budget", "no unit", "90s"]).await;
+    usage(&check(&["--token", ""]), &["--token"]).await;
+    usage(&check(&["--token", "a b"]), &["--token"]).await;
+    usage(
+        &["watch", "--url", "127.0.0.1:8080", "--issue-user", "alice"],
+        &["--url", "no scheme", "http://127.0.0.1:8080"],
+    )
+    .await;
+    usage(&watch(&["--check-path", "api"]), &["--check-path", "/"]).await;
+    usage(&watch(&["--timeout", "2m"]), &["--timeout 2m", "--budget 2m"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_takes_the_same_durations_as_check() {
+    usage(
+        &["simulate", "outage", "--outage", "90"],
+        &["--outage", "no unit", "90s"],
+    )
+    .await;
+    usage(
+        &["simulate", "outage", "--outage", "400d"],
+        &["--outage", "too long"],
+    )
+    .await;
+    let out = accessgate(
+        &[
+            "simulate",
+            "outage",
+            "--quiet",
+            "--devices",
+            "20",
+            "--policies",
+            "ours",
+            "--outage",
+            "1m30s",
+            "--outage-start",
+            "1m",
+            "--horizon",
+            "5m",
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("for 1 min 30 s"), "{}", stdout(&out));
+}
