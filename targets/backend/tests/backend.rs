@@ -1019,3 +1019,74 @@ async fn control_surface_over_http() {
     })
     .await;
 }
+
+/// Issue 14 item 8: no control input panics a connection task. Every hostile query gets a
+/// complete answer (200 or 400), and the server keeps serving; a huge `expires_in`
+/// saturates the token's expiry instead of overflowing `now + ttl`.
+#[tokio::test]
+async fn hostile_control_inputs_never_panic() {
+    bounded(30, async {
+        let b = start().await;
+        let c = client();
+        let ctl = |q: &str| format!("{}/_control/{q}", b.http_url());
+        let max64 = u64::MAX.to_string();
+        let max32 = u32::MAX.to_string();
+        let queries = [
+            format!("token?user=u&expires_in={max64}"),
+            format!("token?user=u&expires_in={max64}0"),
+            "token?user=u&expires_in=-1".to_string(),
+            "token?user=u&expires_in=".to_string(),
+            "token?user=&expires_in=0".to_string(),
+            "token?user=%FF".to_string(),
+            format!("latency?endpoint=all&ms={max64}"),
+            format!("fault?endpoint=all&fault=status&code=503&for_ms={max64}"),
+            format!("fault?endpoint=check&fault=status&code=65535&retry_after={max32}"),
+            "fault?endpoint=check&fault=status&code=0".to_string(),
+            "fault?endpoint=check&fault=status&code=65536".to_string(),
+            "fault?endpoint=nowhere&fault=hang".to_string(),
+            "fault?endpoint=all".to_string(),
+            format!("capacity?endpoint=all&per_second={max32}&retry_after=true"),
+            "capacity?endpoint=all&per_second=1&retry_after=maybe".to_string(),
+            format!("capacity?endpoint=check&per_second={max64}"),
+            "access?user=u&has_access=2".to_string(),
+            "expire?access_token=".to_string(),
+            "revoke".to_string(),
+            "counts?x=%zz".to_string(),
+            "a/b/../c".to_string(),
+        ];
+        for q in &queries {
+            let r = c.get(ctl(q)).send().await;
+            let r = r.unwrap_or_else(|e| panic!("{q}: no answer ({e}): the task died"));
+            let status = r.status().as_u16();
+            assert!(matches!(status, 200 | 400), "{q}: {status}");
+            assert_eq!(
+                c.get(ctl("clear")).send().await.unwrap().status().as_u16(),
+                200,
+                "after {q}"
+            );
+        }
+        // The saturated token works, and so does refreshing it.
+        let r = c
+            .get(ctl(&format!("token?user=max&expires_in={max64}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let tok: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(tok["expires_in"], u64::MAX);
+        let at = tok["access_token"].as_str().unwrap().to_string();
+        let rt = tok["refresh_token"].as_str().unwrap().to_string();
+        assert_eq!(
+            check(&c, &b, Some(&at)).await,
+            (200, r#"{"has_access":true}"#.to_string())
+        );
+        let (s, body) = refresh(&c, &b, &refresh_form(&rt)).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["expires_in"], u64::MAX);
+        // The library API saturates the same way.
+        let pair = b.control().issue_token("lib", Duration::MAX);
+        assert_eq!(check(&c, &b, Some(&pair.access_token)).await.0, 200);
+        b.shutdown().await;
+    })
+    .await;
+}
