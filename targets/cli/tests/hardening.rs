@@ -164,3 +164,30 @@ async fn simulate_takes_the_same_durations_as_check() {
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("for 1 min 30 s"), "{}", stdout(&out));
 }
+
+/// `accessgate ARGS` with `RUST_LOG` set to `filter` (or unset).
+async fn with_log(args: &[&str], filter: Option<&str>) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgate"));
+    cmd.args(args).env("NO_COLOR", "1").kill_on_drop(true);
+    match filter {
+        Some(f) => cmd.env("RUST_LOG", f),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    tokio::time::timeout(LIMIT, cmd.output())
+        .await
+        .expect("finishes")
+        .expect("runs")
+}
+
+/// Issue 14 item 7: a logger is installed, configured by RUST_LOG, quiet by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_debug_prints_log_lines_and_the_default_is_quiet() {
+    let args = check(&["--timeout", "100ms", "--budget", "300ms", "--retry-base", "50ms"]);
+    let out = with_log(&args, Some("debug")).await;
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("DEBUG") && err.contains("accessgate"), "{err}");
+    let out = with_log(&args, None).await;
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(stderr(&out).is_empty(), "quiet by default: {}", stderr(&out));
+}
