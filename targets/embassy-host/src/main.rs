@@ -22,8 +22,8 @@ use std::time::Duration;
 use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict, DEFAULT_TOKEN_CAPACITY};
 use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTiming};
 use accessgate_embassy::{
-    time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, Credentials, Driver,
-    DriverConfig, Link, Seeds, TimedEvent, Transport,
+    time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, ConfigError,
+    Credentials, Driver, DriverConfig, Link, Seeds, TimedEvent, Transport,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -179,7 +179,12 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         (Some(der), true) => Transport::Tls {
             ca_der: Box::leak(der.into_boxed_slice()),
         },
-        (None, true) => return Err("https needs --ca: the device path has no system trust store".into()),
+        (None, true) => {
+            return Err(format!(
+                "--url {} is https, which needs --ca: the device path has no system trust store",
+                args.url
+            ))
+        }
         // The user wrote http:// on the command line: that is the explicit choice.
         (_, false) => Transport::PlainHttp,
     };
@@ -209,7 +214,11 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     let stack: &'static Stack = STACK.init(Stack::default());
     let dns: &'static HostDns = DNS.init(HostDns(Stack::default()));
     let buffers = CHECK_BUFFERS.init_with(CheckStorage::new).buffers();
-    let driver = Driver::new(&LINK, stack, dns, config, buffers, None, seeds).map_err(|e| e.to_string())?;
+    let driver = Driver::new(&LINK, stack, dns, config, buffers, None, seeds).map_err(|e| match e {
+        ConfigError::InvalidUrl(_) | ConfigError::SchemeMismatch(_) => format!("--url {}: {e}", args.url),
+        ConfigError::EmptyCa => format!("--ca: {e}"),
+        other => other.to_string(),
+    })?;
     Ok(Plan {
         driver,
         credentials,
