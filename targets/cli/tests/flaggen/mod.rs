@@ -46,7 +46,7 @@ pub fn seed() -> u64 {
     std::env::var("ACCESSGATE_FLAGS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_14)
+        .unwrap_or(20_261_130)
 }
 
 /// What a flag takes.
