@@ -100,7 +100,10 @@
 //! (R1, R12); the body and `Retry-After` go to [`accessgate::classify`] /
 //! [`accessgate::classify_refresh`], shared by every adapter; transport errors map to a
 //! [`accessgate::TransientClass`] (refused → `Connect`, resolver → `Dns`, certificate or
-//! handshake → `Tls`, broken/truncated body → `Io`). Redirects are not followed: a captive
+//! handshake → `Tls`, broken/truncated body → `Io`), each with an
+//! [`accessgate::FailureDetail`] (R13: "certificate: unknown issuer", "connection refused",
+//! "body shorter than announced"; `failure.rs` walks reqwest's error chain down to rustls,
+//! webpki, hyper and `io::Error`). Redirects are not followed: a captive
 //! portal's `302` is a transient status like any other.
 //!
 //! ## Dependencies, and why
@@ -128,6 +131,7 @@ mod blocking;
 mod config;
 mod driver;
 mod error;
+mod failure;
 mod gate;
 mod http;
 mod time;
