@@ -17,8 +17,10 @@ use rustls::{CertificateError, Error as TlsError};
 /// must not spin (R12).
 const MAX_CHAIN: usize = 32;
 
-/// The class and detail of a failed request (R4, R13).
-pub(crate) fn transport_failure(err: &reqwest::Error) -> (TransientClass, FailureDetail) {
+/// The class and detail of a failed reqwest request (R4, R13), as the gate reports them.
+/// Public so an app that makes its own requests with reqwest (the CLI's token issuing)
+/// names failures the same way.
+pub fn transport_failure(err: &reqwest::Error) -> (TransientClass, FailureDetail) {
     let mut io_kind = None;
     let mut dns = false;
     let mut hyper_detail = None;

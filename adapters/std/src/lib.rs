@@ -33,6 +33,7 @@
 //! GateError: Config, InvalidUrl, Certificate, Http, Rng, NoRuntime, Runtime, InvalidToken,
 //!            NotSignedIn, RateLimited { retry_at, retry_in }, Session, Closed
 //! TokenError: NotAuthenticated, Unavailable, WaitersFull, Closed
+//! transport_failure(&reqwest::Error) -> (TransientClass, FailureDetail)   // R13, for your own requests
 //! consts: DEFAULT_CHECK_PATH, DEFAULT_TOKEN_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY,
 //!         MAX_TOKEN_WAITERS
 //! ```
@@ -143,6 +144,7 @@ pub use config::{
 };
 pub use driver::MAX_TOKEN_WAITERS;
 pub use error::{GateError, TokenError};
+pub use failure::transport_failure;
 pub use gate::{AccessGate, Snapshot, TimedEvent, Tokens};
 
 /// The core crate, re-exported so apps need one dependency.

@@ -134,6 +134,23 @@ pub fn gate_error(e: GateError) -> CliError {
     }
 }
 
+/// A next step when the last failure points at the command line (R13 detail).
+fn hint(args: &CheckArgs, status: &accessgate::Status) -> Option<String> {
+    use accessgate::{FailureDetail, TlsFailure};
+    match status.last_failure?.detail {
+        FailureDetail::Tls(TlsFailure::UnknownIssuer) if args.ca.is_none() => Some(
+            "hint: the server's certificate is not signed by a CA this machine trusts; pass --ca \
+             with the CA that signed it (`accessgate serve --write-ca FILE` writes the reference \
+             backend's)"
+                .into(),
+        ),
+        FailureDetail::Tls(TlsFailure::UnknownIssuer) => {
+            Some("hint: --ca did not sign the server's certificate".into())
+        }
+        _ => None,
+    }
+}
+
 /// Runs the check and returns the verdict's exit code.
 pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
     let cfg = config(&args)?;
@@ -198,6 +215,9 @@ pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
                     obs.timeline.bad(&text)
                 }
             );
+            if let Some(hint) = hint(&args, &snap.status) {
+                out!("{hint}");
+            }
         }
     }
     gate.shutdown().await;

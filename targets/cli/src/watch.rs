@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use accessgate::DEFAULT_TOKEN_CAPACITY;
+use accessgate::{FailureDetail, NetFailure, TlsFailure, DEFAULT_TOKEN_CAPACITY};
 use accessgate_args::{check_token, check_url, CheckTiming};
 use accessgate_std::{GateClientConfig, GateError, Tokens};
 use clap::Args;
@@ -123,7 +123,7 @@ async fn issue(args: &WatchArgs, user: &str, ca_pem: Option<&str>) -> Result<Tok
         .query(&[("user", user), ("expires_in", &secs.to_string())])
         .send()
         .await
-        .map_err(|e| CliError::Runtime(format!("{url}: {e} (is `accessgate serve` running there?)")))?;
+        .map_err(|e| CliError::Runtime(format!("{url}: {}", issue_hint(&e, ca_pem.is_some()))))?;
     let status = answer.status();
     let body = answer
         .text()
@@ -200,6 +200,24 @@ fn config(args: &WatchArgs) -> Result<GateClientConfig, CliError> {
     Ok(cfg)
 }
 
+/// What went wrong issuing tokens, and what to do about it (R13 detail, issue 14).
+fn issue_hint(e: &reqwest::Error, have_ca: bool) -> String {
+    let (_, detail) = accessgate_std::transport_failure(e);
+    match detail {
+        FailureDetail::Tls(TlsFailure::UnknownIssuer) if !have_ca => format!(
+            "{detail}: the server's certificate is not signed by a CA this machine trusts; pass \
+             --ca with the CA that signed it (`accessgate serve --write-ca FILE` writes the \
+             reference backend's)"
+        ),
+        FailureDetail::Tls(t) => format!("TLS handshake failed: {t}"),
+        FailureDetail::Net(NetFailure::Refused | NetFailure::Unreachable | NetFailure::DnsFailed) => {
+            format!("{detail} (is `accessgate serve` running there?)")
+        }
+        FailureDetail::None => e.to_string(),
+        d => format!("{d}: {e}"),
+    }
+}
+
 /// Runs the session until Ctrl-C (exit 0) or until the server ends it (exit 3).
 pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
     let cfg = config(&args)?;
@@ -258,9 +276,18 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
             }
         }
     };
-    let c = obs.snapshot().counters;
+    let snap = obs.snapshot();
+    let c = snap.counters;
+    let last = snap.status.last_failure.map_or(String::new(), |l| {
+        format!(
+            "; last failure at {}: {} ({})",
+            crate::timeline::secs(l.at, accessgate::Instant::ZERO),
+            l.class.name(),
+            l.detail
+        )
+    });
     obs.say(&format!(
-        "{}: attempts {}, grants {}, denials {}, transient failures {}, failed closed {}, recoveries {}, refreshes {} ({} failed)",
+        "{}: attempts {}, grants {}, denials {}, transient failures {}, failed closed {}, recoveries {}, refreshes {} ({} failed){last}",
         if code == 3 { "signed out by the server" } else { "stopped" },
         c.attempts,
         c.grants,
@@ -271,6 +298,44 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
         c.refreshes,
         c.refresh_failures
     ));
+    if output == Output::Json {
+        crate::util::out!("{}", summary_json(code, &snap));
+    }
     gate.shutdown().await;
     Ok(code)
+}
+
+/// The last line of `watch --json` (issue 12): how the session ended, its counters and its
+/// last failure with the R13 detail. Keys in a fixed order, `"final":true` first, like the
+/// final line of `check --json`.
+pub fn summary_json(code: u8, snap: &accessgate_std::Snapshot) -> String {
+    let st = &snap.status;
+    let c = &snap.counters;
+    let ms = |t: accessgate::Instant| t.saturating_duration_since(accessgate::Instant::ZERO).as_millis();
+    let last = match st.last_failure {
+        Some(l) => format!(
+            "{{\"class\":\"{}\",\"detail\":{},\"t_ms\":{}}}",
+            l.class.name(),
+            serde_json::Value::String(l.detail.to_string()),
+            ms(l.at)
+        ),
+        None => "null".to_string(),
+    };
+    format!(
+        "{{\"final\":true,\"command\":\"watch\",\"ended\":\"{}\",\"exit_code\":{code},\"access\":\"{}\",\"cause\":{},\"signed_in\":{},\"attempts\":{},\"grants\":{},\"denials\":{},\"transient_failures\":{},\"failed_closed\":{},\"recoveries\":{},\"refreshes\":{},\"refresh_failures\":{},\"stale_dropped\":{},\"elapsed_ms\":{},\"last_failure\":{last}}}",
+        if code == 3 { "signed_out" } else { "interrupted" },
+        accessgate::access_name(st.access),
+        st.cause.map_or("null".to_string(), |c| format!("\"{}\"", c.name())),
+        st.signed_in,
+        c.attempts,
+        c.grants,
+        c.denials,
+        c.transient_total(),
+        c.failed_closed,
+        c.recoveries,
+        c.refreshes,
+        c.refresh_failures,
+        c.stale_dropped,
+        ms(snap.now),
+    )
 }

@@ -191,3 +191,145 @@ async fn rust_log_debug_prints_log_lines_and_the_default_is_quiet() {
     assert_eq!(code(&out), 2, "{}", stdout(&out));
     assert!(stderr(&out).is_empty(), "quiet by default: {}", stderr(&out));
 }
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The `detail` of the first `check_failed` event of a `check --json` run.
+fn first_detail(out: &std::process::Output) -> String {
+    json_lines(out)
+        .iter()
+        .find(|e| e["event"] == "check_failed")
+        .unwrap_or_else(|| panic!("no check_failed: {}", stdout(out)))["detail"]
+        .as_str()
+        .expect("detail is a string")
+        .to_string()
+}
+
+const FAST: [&str; 6] = ["--timeout", "300ms", "--budget", "1s", "--retry-base", "100ms"];
+
+/// R13 (issue 14 item 7): every failed check's JSON event says why, and the timeline too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checks_carry_their_detail() {
+    let b = backend().await;
+    let c = b.control();
+    let alice = token(&c, "alice");
+    let https = https_check_url(&b);
+    // No --ca (system roots only): the test CA is unknown.
+    let mut args = vec!["check", "--url", &https, "--token", &alice, "--json"];
+    args.extend(FAST);
+    let out = accessgate(&args, LIMIT).await;
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert_eq!(
+        first_detail(&out),
+        "certificate: unknown issuer",
+        "{}",
+        stdout(&out)
+    );
+
+    // A CA that did not sign the server. Both test CAs carry the same name, so webpki tries
+    // the wrong one's key and reports the signature; either way the reason is a TLS one.
+    let other = backend().await;
+    let wrong = temp_file("other-ca.pem", other.ca_pem().expect("https"));
+    let wrong = wrong.to_str().expect("utf-8").to_string();
+    let mut args = vec![
+        "check",
+        "--url",
+        &https,
+        "--token",
+        &alice,
+        "--json",
+        "--no-system-roots",
+        "--ca",
+        &wrong,
+    ];
+    args.extend(FAST);
+    let out = accessgate(&args, LIMIT).await;
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let d = first_detail(&out);
+    assert!(d.contains("signature") || d.contains("unknown issuer"), "{d}");
+
+    // Without --ca at all (system roots only): the same, and the timeline hints at --ca.
+    let mut args = vec!["check", "--url", &https, "--token", &alice];
+    args.extend(FAST);
+    let out = accessgate(&args, LIMIT).await;
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("tls (certificate: unknown issuer)"), "{text}");
+    assert!(text.contains("hint:") && text.contains("pass --ca"), "{text}");
+
+    let out = accessgate(&check(&["--json", "--timeout", "300ms", "--budget", "1s"]), LIMIT).await;
+    assert_eq!(first_detail(&out), "connection refused", "{}", stdout(&out));
+
+    c.set_fault(
+        accessgate_backend::Endpoint::Check,
+        Some(accessgate_backend::Fault::Status {
+            code: 503,
+            retry_after: None,
+        }),
+    );
+    let http = http_check_url(&b);
+    let mut args = vec!["check", "--url", &http, "--token", &alice, "--json"];
+    args.extend(FAST);
+    let out = accessgate(&args, LIMIT).await;
+    assert_eq!(first_detail(&out), "HTTP 503", "{}", stdout(&out));
+}
+
+/// `watch --issue-user` against HTTPS without --ca says "unknown issuer" and suggests --ca
+/// (it used to say "error sending request ... is `accessgate serve` running there?").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_issue_without_ca_hints_at_ca() {
+    let b = backend().await;
+    let url = b.https_url().expect("https");
+    let out = accessgate(&["watch", "--url", &url, "--issue-user", "alice"], LIMIT).await;
+    let err = stderr(&out);
+    assert_eq!(code(&out), 70, "{err}");
+    assert!(
+        err.contains("unknown issuer") && err.contains("pass --ca"),
+        "{err}"
+    );
+    assert!(!err.contains("running there"), "{err}");
+}
+
+/// Issue 12: `watch --json` ends with a summary line carrying the last failure's detail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_json_ends_with_a_summary_line() {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgate"))
+        .args(watch(&["--json", "--timeout", "200ms", "--budget", "1s"]))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("exits after SIGINT")
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let lines = json_lines(&out);
+    let last = lines.last().expect("some output");
+    assert_eq!(last["final"], true, "{last}");
+    assert_eq!(last["command"], "watch");
+    assert_eq!(last["ended"], "interrupted");
+    assert_eq!(last["exit_code"], 0);
+    assert!(last["attempts"].as_u64().expect("attempts") >= 1, "{last}");
+    assert_eq!(last["last_failure"]["detail"], "connection refused", "{last}");
+    assert_eq!(last["last_failure"]["class"], "connect", "{last}");
+    // Every line before it is an event.
+    assert!(
+        lines[..lines.len() - 1].iter().all(|l| l["event"].is_string()),
+        "{}",
+        stdout(&out)
+    );
+}
