@@ -1113,7 +1113,10 @@ async fn capacity_batches_take_the_same_time() {
         for _ in 0..2_000 {
             check(&c, &b, Some("x")).await;
         }
-        println!("batch {batch}: 2,000 checks in {:.2} s", started.elapsed().as_secs_f64());
+        println!(
+            "batch {batch}: 2,000 checks in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     b.shutdown().await;
 }
