@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
-# Firmware check: builds both firmware images in release, runs the QEMU one (the gate's
-# scenario: its semihosting exit code is the verdict) and prints the section sizes of both ELFs.
+# Firmware check: builds the four firmware images in release, runs the two QEMU ones (the
+# gate's scenario, shared by both: the exit code is the verdict) and prints the section sizes
+# of every ELF.
 #
-# Installs what is missing: the rustup target, qemu-system-arm (apt), a size tool.
+# | image                 | target                     | run here                          |
+# |-----------------------|----------------------------|-----------------------------------|
+# | firmware-qemu         | thumbv7em-none-eabihf      | qemu-system-arm, mps2-an386       |
+# | firmware-qemu-riscv   | riscv32imc-unknown-none-elf| qemu-system-riscv32, virt         |
+# | firmware-nucleo       | thumbv7em-none-eabihf      | builds and links only (a board)   |
+# | firmware-esp32c3      | riscv32imc-unknown-none-elf| builds and links only (a board)   |
+#
+# Installs what is missing: the rustup targets, qemu-system-arm and qemu-system-misc (apt),
+# a size tool.
 # Env: FIRMWARE_JOBS (cargo -j, default 2), QEMU_TIMEOUT (seconds, default 60),
 #      FIRMWARE_FIGURES=1 also prints the flash/RAM split by crate group and the static stack
 #      bound of the gate task (targets/firmware-qemu/figures.py, stack_bound.py; FIGURES.md).
 #
 # Each firmware is its own cargo project (excluded from the root workspace) with its own
-# Cargo.lock and .cargo/config.toml; cargo reads .cargo/config.toml from the *current
-# directory*, so every cargo call below runs inside the project directory.
+# Cargo.lock, .cargo/config.toml and target dir; cargo reads .cargo/config.toml from the
+# *current directory*, so every cargo call below runs inside the project directory. The two
+# QEMU images share their scenario through targets/firmware-scenario (a path dependency).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JOBS="${FIRMWARE_JOBS:-2}"
 QEMU_TIMEOUT="${QEMU_TIMEOUT:-60}"
-TARGET=thumbv7em-none-eabihf
+ARM=thumbv7em-none-eabihf
+RV=riscv32imc-unknown-none-elf
 QEMU_DIR="$ROOT/targets/firmware-qemu"
+QEMU_RV_DIR="$ROOT/targets/firmware-qemu-riscv"
 NUCLEO_DIR="$ROOT/targets/firmware-nucleo"
-QEMU_ELF="$QEMU_DIR/target/$TARGET/release/accessgate-firmware-qemu"
-NUCLEO_ELF="$NUCLEO_DIR/target/$TARGET/release/accessgate-firmware-nucleo"
+ESP_DIR="$ROOT/targets/firmware-esp32c3"
+QEMU_ELF="$QEMU_DIR/target/$ARM/release/accessgate-firmware-qemu"
+QEMU_RV_ELF="$QEMU_RV_DIR/target/$RV/release/accessgate-firmware-qemu-riscv"
+NUCLEO_ELF="$NUCLEO_DIR/target/$ARM/release/accessgate-firmware-nucleo"
+ESP_ELF="$ESP_DIR/target/$RV/release/accessgate-firmware-esp32c3"
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -28,80 +43,107 @@ as_root() {
 }
 
 # --- tools -------------------------------------------------------------------------------
-if ! rustup target list --installed | grep -qx "$TARGET"; then
-    log "rustup target add $TARGET"
-    rustup target add "$TARGET"
-fi
+for target in "$ARM" "$RV"; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        log "rustup target add $target"
+        rustup target add "$target"
+    fi
+done
 
-if ! command -v qemu-system-arm >/dev/null 2>&1; then
-    log "installing qemu-system-arm"
+# qemu-system-riscv32 comes in Debian's qemu-system-misc.
+missing=()
+command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+command -v qemu-system-riscv32 >/dev/null 2>&1 || missing+=(qemu-system-misc)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-arm
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Prints the path of a tool that understands `-A` on an ARM ELF, or nothing.
+# Prints the path of a tool that understands `-A` on an ELF, or nothing.
 find_size_tool() {
     local sysroot candidate
     sysroot="$(rustc --print sysroot)"
     for candidate in "$sysroot"/lib/rustlib/*/bin/llvm-size; do
         [ -x "$candidate" ] && { echo "$candidate"; return; }
     done
-    for candidate in llvm-size arm-none-eabi-size size; do
+    for candidate in llvm-size size; do
         command -v "$candidate" >/dev/null 2>&1 && { command -v "$candidate"; return; }
     done
 }
 SIZE_TOOL="$(find_size_tool)"
-if [ -z "$SIZE_TOOL" ]; then
+if [ -z "$SIZE_TOOL" ] || [ "${FIRMWARE_FIGURES:-0}" = 1 ]; then
+    # figures.py and stack_bound.py need llvm-nm / llvm-objdump from the same component.
     log "rustup component add llvm-tools"
     rustup component add llvm-tools || true
     SIZE_TOOL="$(find_size_tool)"
 fi
 
 # --- build ---------------------------------------------------------------------------------
-for dir in "$QEMU_DIR" "$NUCLEO_DIR"; do
+for dir in "$QEMU_DIR" "$QEMU_RV_DIR" "$NUCLEO_DIR" "$ESP_DIR"; do
     log "cargo build --release ($(basename "$dir"))"
+    build_start=$(date +%s)
     (cd "$dir" && cargo build --release --locked -j "$JOBS")
+    log "$(basename "$dir") built in $(( $(date +%s) - build_start )) s"
 done
 
 # --- run in QEMU ---------------------------------------------------------------------------
-log "running $(basename "$QEMU_ELF") in QEMU (timeout ${QEMU_TIMEOUT}s)"
-start_ns=$(date +%s%N)
-set +e
-(cd "$QEMU_DIR" && timeout "$QEMU_TIMEOUT" cargo run --release --locked -j "$JOBS" </dev/null)
-qemu_rc=$?
-set -e
-elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-if [ "$qemu_rc" -eq 124 ]; then
-    log "QEMU firmware: TIMED OUT after ${QEMU_TIMEOUT}s"
-elif [ "$qemu_rc" -ne 0 ]; then
-    log "QEMU firmware: FAILED (exit $qemu_rc) after ${elapsed_ms} ms"
-else
-    log "QEMU firmware: passed in ${elapsed_ms} ms"
-fi
+# Runs one QEMU image through its cargo runner; prints the verdict, returns QEMU's exit code.
+run_qemu() {
+    local dir="$1" name rc start_ns elapsed_ms
+    name="$(basename "$dir")"
+    log "running $name in QEMU (timeout ${QEMU_TIMEOUT}s)"
+    start_ns=$(date +%s%N)
+    set +e
+    (cd "$dir" && timeout "$QEMU_TIMEOUT" cargo run --release --locked -j "$JOBS" </dev/null)
+    rc=$?
+    set -e
+    elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+    if [ "$rc" -eq 124 ]; then
+        log "$name: TIMED OUT after ${QEMU_TIMEOUT}s"
+    elif [ "$rc" -ne 0 ]; then
+        log "$name: FAILED (exit $rc) after ${elapsed_ms} ms"
+    else
+        log "$name: passed in ${elapsed_ms} ms"
+    fi
+    return "$rc"
+}
+
+qemu_rc=0
+run_qemu "$QEMU_DIR" || qemu_rc=$?
+rv_rc=0
+run_qemu "$QEMU_RV_DIR" || rv_rc=$?
 
 # --- sizes ---------------------------------------------------------------------------------
+# Flash: code and read-only data (.text, .rodata, the vector table; on the ESP32-C3 also the
+# code and data it copies to internal RAM at boot: .trap, .rwtext*, .rodata.wifi, .data*).
+# RAM: statics (.data*, .bss, .uninit, .noinit); the stack and the ESP32-C3's Wi-Fi heap
+# (inside .bss) come on top / are included as FIGURES.md says.
 if [ -n "$SIZE_TOOL" ]; then
     log "section sizes in bytes (tool: $SIZE_TOOL)"
-    printf '%-28s %9s %9s %9s %9s %10s %9s\n' elf .text .rodata .data .bss flash ram
-    for elf in "$QEMU_ELF" "$NUCLEO_ELF"; do
+    printf '%-32s %9s %9s %9s %9s %10s %9s\n' elf code rodata .data .bss flash ram
+    for elf in "$QEMU_ELF" "$QEMU_RV_ELF" "$NUCLEO_ELF" "$ESP_ELF"; do
         "$SIZE_TOOL" -A "$elf" | awk -v name="$(basename "$elf")" '
             { s[$1] = $2 }
             END {
-                flash = s[".vector_table"] + s[".text"] + s[".rodata"] + s[".data"]
-                ram = s[".data"] + s[".bss"] + s[".uninit"]
-                printf "%-28s %9d %9d %9d %9d %10d %9d\n", name, s[".text"], s[".rodata"], s[".data"], s[".bss"], flash, ram
+                code = s[".vector_table"] + s[".text"] + s[".init.rust"] + s[".trap"] + s[".rwtext"] + s[".rwtext.wifi"]
+                rodata = s[".rodata"] + s[".rodata.wifi"] + s[".flash.appdesc"]
+                data = s[".data"] + s[".data.wifi"]
+                flash = code + rodata + data
+                ram = data + s[".bss"] + s[".uninit"] + s[".noinit"]
+                printf "%-32s %9d %9d %9d %9d %10d %9d\n", name, code, rodata, data, s[".bss"], flash, ram
             }'
     done
 else
-    log "no size tool found (llvm-size, arm-none-eabi-size, size): sizes skipped"
+    log "no size tool found (llvm-size, size): sizes skipped"
 fi
 
 if [ "${FIRMWARE_FIGURES:-0}" = 1 ]; then
     if command -v python3 >/dev/null 2>&1; then
         log "flash/RAM by crate group"
-        python3 "$QEMU_DIR/figures.py" "$QEMU_ELF" "$NUCLEO_ELF" || log "figures.py failed"
+        python3 "$QEMU_DIR/figures.py" "$QEMU_ELF" "$QEMU_RV_ELF" "$NUCLEO_ELF" "$ESP_ELF" || log "figures.py failed"
         log "static stack bound of the driver task"
-        for elf in "$QEMU_ELF" "$NUCLEO_ELF"; do
+        for elf in "$QEMU_ELF" "$QEMU_RV_ELF" "$NUCLEO_ELF" "$ESP_ELF"; do
             (cd "$QEMU_DIR" && python3 stack_bound.py "$elf" driver | sed -n 1p) || log "stack_bound.py failed"
         done
     else
@@ -109,4 +151,5 @@ if [ "${FIRMWARE_FIGURES:-0}" = 1 ]; then
     fi
 fi
 
-exit "$qemu_rc"
+if [ "$qemu_rc" -ne 0 ]; then exit "$qemu_rc"; fi
+exit "$rv_rc"

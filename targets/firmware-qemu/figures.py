@@ -84,21 +84,54 @@ GROUPS = [
         "decompress", "fiat_crypto", "x509_cert", "webpki", "heapless_bytes",
     }),
     ("network: embassy-net + smoltcp", {"embassy_net", "smoltcp", "embassy_net_driver", "managed", "embassy_net_driver_channel"}),
-    ("HAL: embassy-stm32 (Ethernet MAC, RCC, GPIO, RNG, EXTI)", {"embassy_stm32", "stm32_metapac", "embassy_hal_internal", "embassy_embedded_hal"}),
+    # ESP32-C3: esp-radio, its scheduler glue and the closed Wi-Fi/PHY driver (C symbols, see RADIO_C).
+    ("radio: esp-radio + Wi-Fi/PHY driver blobs (C)", {
+        "esp_radio", "esp_radio_rtos_driver", "esp_phy", "esp_wifi_sys", "esp_wifi_sys_esp32c3", "xarxa_driver",
+    }),
+    ("HAL: embassy-stm32 / esp-hal (+ PAC, ROM glue)", {
+        "embassy_stm32", "stm32_metapac", "embassy_hal_internal", "embassy_embedded_hal", "esp_hal", "esp32c3",
+        "esp_rom_sys", "esp_sync", "esp_hal_procmacros", "esp_metadata_generated", "esp_bootloader_esp_idf",
+        "esp_config", "esp_storage", "fugit", "embedded_hal", "embedded_hal_async",
+    }),
     ("runtime: embassy executor/time/sync/futures, time driver", {
         "embassy_executor", "embassy_time", "embassy_time_driver", "embassy_time_queue_utils", "embassy_sync",
         "embassy_futures", "embassy_executor_timer_queue", "systick_timer", "critical_section", "heapless",
-        "static_cell", "portable_atomic",
+        "static_cell", "portable_atomic", "esp_rtos", "esp_alloc", "rlsf", "allocator_api2",
     }),
-    ("firmware: app tasks, scenario, MemNet, scripted backend", {"accessgate_firmware_qemu", "accessgate_firmware_nucleo"}),
-    ("logging/panic/startup: defmt, semihosting, cortex-m(-rt)", {
+    ("firmware: app tasks, scenario, MemNet, scripted backend", {
+        "accessgate_firmware_qemu", "accessgate_firmware_nucleo", "accessgate_firmware_qemu_riscv",
+        "accessgate_firmware_scenario", "accessgate_firmware_esp32c3",
+    }),
+    ("logging/panic/startup: defmt, semihosting, cortex-m(-rt), riscv(-rt), esp-println", {
         "defmt", "defmt_rtt", "panic_probe", "panic_semihosting", "cortex_m", "cortex_m_rt", "cortex_m_semihosting",
         "__INTERRUPTS", "__EXCEPTIONS", "__RESET_VECTOR", "_defmt_write", "_defmt_acquire", "_defmt_release",
+        "riscv", "riscv_rt", "esp_riscv_rt", "esp_println", "esp_backtrace", "log",
     }),
     ("Rust core + compiler builtins", {"core", "alloc", "compiler_builtins"}),
 ]
 GROUP_OF = {c: g for g, crates in GROUPS for c in crates}
 OTHER = "other"
+
+
+def group(prefix):
+    """The group whose title starts with `prefix`."""
+    return next(g for g, _ in GROUPS if g.startswith(prefix))
+
+
+# Sections holding code and read-only data (flash; on the ESP32-C3 `.trap` and `.rwtext*` are
+# copied from flash to internal RAM at boot) and statics (RAM; `.data*` initialisers also take
+# flash). Symbols count where their address lies.
+FLASH_SECTIONS = (".text", ".rodata", ".rodata.wifi", ".rwtext", ".rwtext.wifi", ".trap", ".init.rust", ".flash.appdesc")
+RAM_SECTIONS = (".data", ".data.wifi", ".bss", ".uninit", ".noinit")
+IRAM_CODE_SECTIONS = (".rwtext", ".rwtext.wifi", ".trap")
+# riscv-rt's trap entry and default handlers.
+RISCV_RT = {"_start", "_abs_start", "_start_trap", "_start_trap_rust", "_default_abort", "_pre_init_trap", "abort",
+            "hal_main", "_dispatch_core_interrupt", "_dispatch_exception", "_setup_interrupts", "_mp_hook",
+            "_continue_interrupt_trap", "_start_DefaultHandler_trap", "DefaultHandler", "ExceptionHandler",
+            "MachineEnvCall", "SupervisorEnvCall", "UserEnvCall", "Breakpoint", "IllegalInstruction",
+            "InstructionFault", "InstructionMisaligned", "LoadFault", "LoadMisaligned", "StoreFault",
+            "StoreMisaligned", "InstructionPageFault", "LoadPageFault", "StorePageFault", "machine_timer",
+            "MachineTimer", "_start_MachineTimer_trap"}
 
 
 ANON = "anonymous constants (`.Lanon.*`: strings, tables; owner not recorded)"
@@ -110,9 +143,13 @@ BARE = {
 }
 
 
-def group_of_crate(crate):
+def group_of_crate(crate, radio_c=False):
+    """Group of a crate name. `radio_c`: the ESP32-C3 image, whose symbols without a Rust path
+    are, but for compiler builtins and runtime hooks, the closed Wi-Fi/PHY driver's (C)."""
     if crate.startswith(".Lanon."):
         return ANON
+    if crate in RISCV_RT:
+        return group("logging")
     m = re.match(r"\.Lswitch\.table\._ZN\d+(\w+)", crate)
     if m:
         crate = re.sub(r"\d+.*$", "", m.group(1)) or crate
@@ -125,6 +162,8 @@ def group_of_crate(crate):
         return "Rust core + compiler builtins"
     if crate.startswith("_defmt") or crate.startswith("__DEFMT"):
         return GROUP_OF["defmt"]
+    if radio_c and re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", crate):
+        return group("radio")
     return OTHER
 
 
@@ -141,7 +180,7 @@ def task_of_poll(elf, mangled):
     return task[: -len("_task")] if task.endswith("_task") else task
 
 
-def ram_group(name):
+def ram_group(name, radio_c=False):
     """Group of a RAM symbol, by name first (statics of the firmware), then by crate."""
     short = name.split("::")[-1]
     task = re.search(r"::(?:__)?(\w+?)(?:_task)?::POOL$", name)
@@ -154,13 +193,15 @@ def ram_group(name):
         return "gate: Link (commands, status watch, events)"
     if short in ("CHECK_BUFFERS", "REFRESH_BUFFERS"):
         return "gate: lane buffers (head, token, body, TLS records)"
+    if short == "HEAP" and "firmware_esp32c3" in name:
+        return "radio: Wi-Fi heap (esp-alloc; the gate does not allocate)"
     if short in ("NET", "DNS"):
-        if "firmware_qemu" in name:
+        if "firmware_qemu" in name or "firmware_scenario" in name:
             return "network: MemNet (in-memory TCP)"
         return "network: embassy-net sockets, TCP buffers, packets"
     if short in ("TCP_STATE", "TCP", "PACKETS", "RESOURCES"):
         return "network: embassy-net sockets, TCP buffers, packets"
-    return group_of_crate(crate_of(name))
+    return group_of_crate(crate_of(name), radio_c)
 
 
 def nm(elf):
@@ -171,18 +212,28 @@ def nm(elf):
         rp, dp = r.split(" ", 3), d.split(" ", 3)
         if len(rp) < 4 or len(dp) < 4:
             continue
-        rows.append((int(dp[1], 16), dp[2], rp[3], clean(dp[3])))
+        rows.append((int(dp[0], 16), int(dp[1], 16), dp[2], rp[3], clean(dp[3])))
     return rows
 
 
 def sections(elf):
+    """Section sizes, and the address ranges of the flash and RAM sections."""
     out = subprocess.run([SIZE, "-A", elf], capture_output=True, text=True, check=True).stdout
-    s = {}
+    s, ranges = {}, []
     for line in out.splitlines():
         p = line.split()
-        if len(p) >= 2 and p[0].startswith(".") and p[1].isdigit():
+        if len(p) >= 3 and p[0].startswith(".") and p[1].isdigit() and p[2].isdigit():
             s[p[0]] = int(p[1])
-    return s
+            if p[0] in FLASH_SECTIONS or p[0] in RAM_SECTIONS:
+                ranges.append((int(p[2]), int(p[2]) + int(p[1]), p[0]))
+    return s, ranges
+
+
+def section_at(ranges, addr):
+    for lo, hi, name in ranges:
+        if lo <= addr < hi:
+            return name
+    return None
 
 
 def kib(n):
@@ -191,35 +242,43 @@ def kib(n):
 
 def report(elf):
     name = os.path.basename(elf)
-    sec = sections(elf)
-    flash_code = sec.get(".text", 0) + sec.get(".rodata", 0)
-    ram_static = sec.get(".data", 0) + sec.get(".bss", 0) + sec.get(".uninit", 0)
+    sec, ranges = sections(elf)
+    radio_c = ".rwtext.wifi" in sec
+    flash_names = [n for n in FLASH_SECTIONS if sec.get(n)]
+    ram_names = [n for n in RAM_SECTIONS if sec.get(n)]
+    flash_code = sum(sec[n] for n in flash_names)
+    ram_static = sum(sec[n] for n in ram_names)
+    initialisers = sec.get(".data", 0) + sec.get(".data.wifi", 0)
+    iram_code = sum(sec.get(n, 0) for n in IRAM_CODE_SECTIONS)
     flash = collections.Counter()
     ram = collections.Counter()
     polls = []
     statics = []
-    for size, kind, mangled, dem in nm(elf):
-        k = kind.lower()
-        if k in "tr":
+    for addr, size, kind, mangled, dem in nm(elf):
+        where = section_at(ranges, addr)
+        if where in FLASH_SECTIONS:
             if "TaskStorage<F>::poll" in dem:
                 task = task_of_poll(elf, mangled) or "?"
                 polls.append((task, size))
-                g = {"driver": GROUPS[1][0], "net": GROUPS[5][0]}.get(task, GROUPS[8][0])
+                g = {"driver": group("gate: accessgate-embassy"), "net": group("network")}.get(task, group("firmware"))
             else:
-                g = group_of_crate(crate_of(dem))
+                g = group_of_crate(crate_of(dem), radio_c)
             flash[g] += size
-        elif k in "bd":
-            ram[ram_group(dem)] += size
+        elif where in RAM_SECTIONS:
+            if dem.startswith(".L_MergedGlobals"):
+                continue  # LLVM's merge of small statics that are also listed one by one
+            ram[ram_group(dem, radio_c)] += size
             statics.append((size, dem))
+    flash_label = " + ".join(flash_names)
+    ram_label = " + ".join(ram_names)
     print(f"### {name}\n")
-    print(f"Sections: .text {sec.get('.text', 0)} B, .rodata {sec.get('.rodata', 0)} B, "
-          f".data {sec.get('.data', 0)} B, .bss {sec.get('.bss', 0)} B, .uninit {sec.get('.uninit', 0)} B, "
-          f".vector_table {sec.get('.vector_table', 0)} B\n")
-    print(f"**Flash (.text + .rodata): {flash_code} B ({kib(flash_code)} KiB)**; "
+    print("Sections: " + ", ".join(f"{n} {sec[n]} B" for n in flash_names + ram_names + [".vector_table"] if sec.get(n)) + "\n")
+    print(f"**Flash ({flash_label}): {flash_code} B ({kib(flash_code)} KiB)**; "
           f"programmed image (+ vector table + .data initialisers): "
-          f"{flash_code + sec.get('.vector_table', 0) + sec.get('.data', 0)} B. "
-          f"**RAM (.data + .bss + .uninit): {ram_static} B ({kib(ram_static)} KiB)** plus the stack.\n")
-    print("| flash (.text + .rodata) by group | bytes | KiB | share |")
+          f"{flash_code + sec.get('.vector_table', 0) + initialisers} B. "
+          f"**RAM ({ram_label}): {ram_static} B ({kib(ram_static)} KiB)** plus the stack"
+          + (f", plus {iram_code} B of code run from internal RAM (.trap + .rwtext*)" if iram_code else "") + ".\n")
+    print(f"| flash ({flash_label}) by group | bytes | KiB | share |")
     print("|---|---:|---:|---:|")
     attributed = 0
     for g, _ in GROUPS + [(ANON, None), (OTHER, None)]:
@@ -232,7 +291,7 @@ def report(elf):
     if polls:
         print("Task bodies (`TaskStorage<F>::poll`, counted above under their task; the driver's is the adapter's, net_task's is embassy-net's runner): "
               + ", ".join(f"{t} {s} B" for t, s in sorted(polls, key=lambda x: -x[1])) + "\n")
-    print("| RAM (.data + .bss + .uninit) by owner | bytes | KiB | share |")
+    print(f"| RAM ({ram_label}) by owner | bytes | KiB | share |")
     print("|---|---:|---:|---:|")
     attributed = 0
     for g, v in sorted(ram.items(), key=lambda kv: -kv[1]):

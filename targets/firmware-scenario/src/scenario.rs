@@ -11,20 +11,20 @@ use core::fmt::Write as _;
 
 use accessgate::{Access, Cause, Event, Instant, SessionEvent};
 use accessgate_embassy::{time, write_event_text, Command, Snapshot, TimedEvent, STATUS_RECEIVERS};
-use cortex_m_semihosting::hprintln;
 use embassy_futures::select::{select3, Either3};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::watch::Receiver;
 use embassy_time::Timer;
 
+use crate::app::{GateLink, Mutex, BUDGET, HOUR};
 use crate::backend::{Backend, Mode};
-use crate::{GateLink, Mutex, BUDGET, HOUR};
+use crate::say;
 
 /// Tokens of the demo session; the backend expects `Bearer ACCESS_TOKEN`.
 pub const ACCESS_TOKEN: &str = "demo-access-token";
 const REFRESH_TOKEN: &str = "demo-refresh-token";
 
-/// How late the gate may fail closed after its deadline (one SysTick plus scheduling).
+/// How late the gate may fail closed after its deadline (a timer tick plus scheduling).
 const FAIL_CLOSED_TOLERANCE: accessgate::Duration = accessgate::Duration::from_millis(100);
 /// Pause before an app re-check, above the configured `min_recheck_interval`.
 const RECHECK_PAUSE: embassy_time::Duration = embassy_time::Duration::from_millis(150);
@@ -51,7 +51,7 @@ impl Fail {
 
     /// Prints the message.
     pub fn print(&self) {
-        FAILURE.lock(|m| hprintln!("FAIL: {}", m.borrow().as_str()));
+        FAILURE.lock(|m| say!("FAIL: {}", m.borrow().as_str()));
     }
 }
 
@@ -103,7 +103,7 @@ impl<'l> Watcher<'l> {
         let mut line = heapless::String::<192>::new();
         // A cut line in the timeline is harmless.
         let _ = write_event_text(&mut line, e, Instant::ZERO);
-        hprintln!("      {}", line);
+        say!("      {}", line);
     }
 
     /// Starts a chapter: clears the tally.
@@ -214,7 +214,7 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
     let secs = |n: u64| time::now() + accessgate::Duration::from_secs(n);
 
     // ---- 1. sign-in -> grant (R3, R1) ----
-    hprintln!("chapter 1: sign in, backend answers {}", Mode::Grant.name());
+    say!("chapter 1: sign in, backend answers {}", Mode::Grant.name());
     w.chapter();
     backend.set(Mode::Grant);
     let t0 = time::now();
@@ -223,20 +223,33 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
             .map_err(|e| Fail::new(format_args!("sign-in refused: {e}")))?,
     )?;
     let s = w
-        .until("a grant", secs(2), |_| Ok(()), |s| s.status.access != Access::Unknown)
+        .until(
+            "a grant",
+            secs(2),
+            |_| Ok(()),
+            |s| s.status.access != Access::Unknown,
+        )
         .await?;
     ensure!(s.status.access == Access::Granted, "chapter 1: {:?}", s.status);
-    ensure!(s.status.cause == Some(Cause::ServerGranted), "chapter 1: cause {:?}", s.status.cause);
+    ensure!(
+        s.status.cause == Some(Cause::ServerGranted),
+        "chapter 1: cause {:?}",
+        s.status.cause
+    );
     ensure!(s.status.signed_in, "chapter 1: not signed in");
-    ensure!(s.counters.attempts == 1, "chapter 1: {} attempts", s.counters.attempts);
-    hprintln!(
+    ensure!(
+        s.counters.attempts == 1,
+        "chapter 1: {} attempts",
+        s.counters.attempts
+    );
+    say!(
         "chapter 1 ok: Granted (server_granted) {} ms after sign-in, 1 attempt",
         ms(s.at - t0)
     );
 
     // ---- 2. an outage shorter than the budget: access held (R4, R6) ----
     w.pause(RECHECK_PAUSE).await?;
-    hprintln!("chapter 2: short outage ({}), re-check", Mode::Refuse.name());
+    say!("chapter 2: short outage ({}), re-check", Mode::Refuse.name());
     w.chapter();
     let before = w.last.counters;
     backend.set(Mode::Refuse);
@@ -247,7 +260,10 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
         })
         .await?;
     let Some(deadline) = s.status.reverifying_until else {
-        return Err(Fail::new(format_args!("chapter 2: retrying without a deadline: {:?}", s.status)));
+        return Err(Fail::new(format_args!(
+            "chapter 2: retrying without a deadline: {:?}",
+            s.status
+        )));
     };
     let first_failure = deadline.saturating_sub(budget);
     // Keep the backend down for 300 ms of the 1 s budget (longer if the failures took longer).
@@ -262,12 +278,28 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
             s.status.reverifying_until.is_none() && s.status.attempt_in_flight.is_none()
         })
         .await?;
-    ensure!(s.at < deadline, "chapter 2: retries ended at {}, after the deadline {}", At(s.at), At(deadline));
-    ensure!(w.tally.access_changes == 0, "chapter 2: access changed {} times", w.tally.access_changes);
-    ensure!(s.status.next_attempt.is_none(), "chapter 2: a retry still planned: {:?}", s.status);
+    ensure!(
+        s.at < deadline,
+        "chapter 2: retries ended at {}, after the deadline {}",
+        At(s.at),
+        At(deadline)
+    );
+    ensure!(
+        w.tally.access_changes == 0,
+        "chapter 2: access changed {} times",
+        w.tally.access_changes
+    );
+    ensure!(
+        s.status.next_attempt.is_none(),
+        "chapter 2: a retry still planned: {:?}",
+        s.status
+    );
     ensure!(s.counters.failed_closed == 0, "chapter 2: failed closed");
-    ensure!(failed >= 2, "chapter 2: only {failed} failed attempts during the outage");
-    hprintln!(
+    ensure!(
+        failed >= 2,
+        "chapter 2: only {failed} failed attempts during the outage"
+    );
+    say!(
         "chapter 2 ok: {} ms outage, {} failed attempts, Granted held throughout; backend back -> Granted at {}, retries over, {} ms before the deadline {}",
         ms(outage_end - first_failure),
         failed,
@@ -278,7 +310,7 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
 
     // ---- 3. an outage longer than the budget: fail closed at the deadline (R5) ----
     w.pause(RECHECK_PAUSE).await?;
-    hprintln!("chapter 3: long outage ({}), re-check", Mode::Unavailable.name());
+    say!("chapter 3: long outage ({}), re-check", Mode::Unavailable.name());
     w.chapter();
     let before = w.last.counters;
     backend.set(Mode::Unavailable);
@@ -308,7 +340,12 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
         "chapter 3: {:?}",
         s.status
     );
-    ensure!(s.at >= deadline, "chapter 3: failed closed early, at {} before {}", At(s.at), At(deadline));
+    ensure!(
+        s.at >= deadline,
+        "chapter 3: failed closed early, at {} before {}",
+        At(s.at),
+        At(deadline)
+    );
     ensure!(
         s.at - deadline <= FAIL_CLOSED_TOLERANCE && seen - deadline <= FAIL_CLOSED_TOLERANCE,
         "chapter 3: failed closed at {} (seen {}), deadline {}",
@@ -317,10 +354,14 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
         At(deadline)
     );
     ensure!(s.status.probing, "chapter 3: not probing after failing closed");
-    ensure!(w.tally.access_changes == 1, "chapter 3: {} access changes", w.tally.access_changes);
+    ensure!(
+        w.tally.access_changes == 1,
+        "chapter 3: {} access changes",
+        w.tally.access_changes
+    );
     let failed = s.counters.transient_total() - before.transient_total();
     ensure!(failed >= 2, "chapter 3: only {failed} failed attempts");
-    hprintln!(
+    say!(
         "chapter 3 ok: {} failed attempts, Granted until the deadline {}; Denied (failed_closed) at {} ({} us late), seen by the app {} us after the deadline",
         failed,
         At(deadline),
@@ -330,12 +371,20 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
     );
 
     // ---- 4. backend back: recovered by probing (R7) ----
-    hprintln!("chapter 4: backend back ({}), the gate probes", Mode::Grant.name());
+    say!(
+        "chapter 4: backend back ({}), the gate probes",
+        Mode::Grant.name()
+    );
     w.chapter();
     let back = time::now();
     backend.set(Mode::Grant);
     let s = w
-        .until("recovery", secs(3), |_| Ok(()), |s| s.status.access != Access::Denied)
+        .until(
+            "recovery",
+            secs(3),
+            |_| Ok(()),
+            |s| s.status.access != Access::Denied,
+        )
         .await?;
     ensure!(
         s.status.access == Access::Granted && s.status.cause == Some(Cause::Recovered),
@@ -343,8 +392,12 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
         s.status
     );
     ensure!(!s.status.probing, "chapter 4: still probing");
-    ensure!(s.counters.recoveries == 1, "chapter 4: {} recoveries", s.counters.recoveries);
-    hprintln!(
+    ensure!(
+        s.counters.recoveries == 1,
+        "chapter 4: {} recoveries",
+        s.counters.recoveries
+    );
+    say!(
         "chapter 4 ok: Granted (recovered) {} ms after the backend came back, {} probe(s)",
         ms(s.at - back),
         w.tally.checks_started
@@ -352,25 +405,44 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
 
     // ---- 5. revocation: a definitive denial (R2) ----
     w.pause(RECHECK_PAUSE).await?;
-    hprintln!("chapter 5: revocation ({}), re-check", Mode::Deny.name());
+    say!("chapter 5: revocation ({}), re-check", Mode::Deny.name());
     w.chapter();
     backend.set(Mode::Deny);
     w.send(Command::Recheck)?;
     let s = w
-        .until("a denial", secs(2), |_| Ok(()), |s| s.status.access != Access::Granted)
+        .until(
+            "a denial",
+            secs(2),
+            |_| Ok(()),
+            |s| s.status.access != Access::Granted,
+        )
         .await?;
     ensure!(
         s.status.access == Access::Denied && s.status.cause == Some(Cause::ServerDenied),
         "chapter 5: {:?}",
         s.status
     );
-    ensure!(s.status.reverifying_until.is_none(), "chapter 5: still retrying: {:?}", s.status);
-    ensure!(s.counters.denials == 1, "chapter 5: {} denials", s.counters.denials);
-    hprintln!("chapter 5 ok: Denied (server_denied) after {} attempt(s)", w.tally.checks_started);
+    ensure!(
+        s.status.reverifying_until.is_none(),
+        "chapter 5: still retrying: {:?}",
+        s.status
+    );
+    ensure!(
+        s.counters.denials == 1,
+        "chapter 5: {} denials",
+        s.counters.denials
+    );
+    say!(
+        "chapter 5 ok: Denied (server_denied) after {} attempt(s)",
+        w.tally.checks_started
+    );
 
     // ---- 6. 401: signed out (R8) ----
     w.pause(RECHECK_PAUSE).await?;
-    hprintln!("chapter 6: token rejected ({}), re-check", Mode::Unauthorized.name());
+    say!(
+        "chapter 6: token rejected ({}), re-check",
+        Mode::Unauthorized.name()
+    );
     w.chapter();
     backend.set(Mode::Unauthorized);
     w.send(Command::Recheck)?;
@@ -382,20 +454,45 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
         "chapter 6: {:?}",
         s.status
     );
-    ensure!(s.counters.unauthorized_logouts == 1, "chapter 6: {} 401 logouts", s.counters.unauthorized_logouts);
-    ensure!(w.tally.checks_started == 1, "chapter 6: {} attempts (401 is never retried)", w.tally.checks_started);
-    hprintln!("chapter 6 ok: Unknown (unauthorized), signed_in false, no retry");
+    ensure!(
+        s.counters.unauthorized_logouts == 1,
+        "chapter 6: {} 401 logouts",
+        s.counters.unauthorized_logouts
+    );
+    ensure!(
+        w.tally.checks_started == 1,
+        "chapter 6: {} attempts (401 is never retried)",
+        w.tally.checks_started
+    );
+    say!("chapter 6 ok: Unknown (unauthorized), signed_in false, no retry");
 
     // ---- bookkeeping ----
     // Nothing else may happen after a sign-out: no attempt in 300 ms.
     w.pause(embassy_time::Duration::from_millis(300)).await?;
     let s = w.last;
     let counts = backend.counts();
-    ensure!(w.tally.checks_started == 1, "after sign-out: {} attempts", w.tally.checks_started);
+    ensure!(
+        w.tally.checks_started == 1,
+        "after sign-out: {} attempts",
+        w.tally.checks_started
+    );
     ensure!(s.events_dropped == 0, "{} events dropped", s.events_dropped);
-    ensure!(s.commands_refused == 0, "{} commands refused: {:?}", s.commands_refused, s.last_refusal);
-    ensure!(s.counters.events_lost == 0, "{} core events lost", s.counters.events_lost);
-    ensure!(counts.bad_requests == 0, "{} malformed requests reached the backend", counts.bad_requests);
+    ensure!(
+        s.commands_refused == 0,
+        "{} commands refused: {:?}",
+        s.commands_refused,
+        s.last_refusal
+    );
+    ensure!(
+        s.counters.events_lost == 0,
+        "{} core events lost",
+        s.counters.events_lost
+    );
+    ensure!(
+        counts.bad_requests == 0,
+        "{} malformed requests reached the backend",
+        counts.bad_requests
+    );
     ensure!(
         counts.requests + counts.refused == s.counters.attempts,
         "backend saw {} requests + {} refusals, the gate counted {} attempts",
@@ -403,7 +500,7 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
         counts.refused,
         s.counters.attempts
     );
-    hprintln!(
+    say!(
         "counters: {} attempts ({} refused, {} answered), {} transient failures, {} grants, {} denials, {} fail-closed, {} recoveries, {} stale dropped",
         s.counters.attempts,
         counts.refused,

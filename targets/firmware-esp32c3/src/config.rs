@@ -1,0 +1,93 @@
+//! Everything a deployment changes, in one place: the Wi-Fi network, the backend, the
+//! credentials, the trust anchor, the gate's timings and the status LED.
+
+use accessgate::{Backoff, Duration, SessionConfig};
+use accessgate_embassy::RefreshEndpoint;
+
+// ---- Wi-Fi --------------------------------------------------------------------------------
+
+/// The network to join (station mode, WPA2-Personal). At most 32 bytes.
+pub const WIFI_SSID: &str = "change-me";
+/// Its passphrase, 8 to 63 bytes; an empty one joins an open network.
+pub const WIFI_PASSWORD: &str = "change-me-too";
+
+/// Static IPv4 configuration; `None` uses DHCP.
+pub const STATIC_IPV4: Option<StaticIpv4> = None;
+
+/// A fixed address instead of DHCP.
+pub struct StaticIpv4 {
+    /// Address and prefix length, e.g. `([192, 168, 1, 50], 24)`.
+    pub address: ([u8; 4], u8),
+    /// Default gateway.
+    pub gateway: [u8; 4],
+    /// DNS server.
+    pub dns: [u8; 4],
+}
+
+// ---- backend ------------------------------------------------------------------------------
+
+/// The check endpoint (backend-contract.md). Must be `https://` unless [`ALLOW_PLAIN_HTTP`].
+pub const CHECK_URL: &str = "https://accessgate.local/api/code/invites/check-access/";
+
+/// The token endpoint for refreshes (R11), or `None`: then a refresh the session asks for fails
+/// transiently at once, and the access token is used until the backend answers 401.
+/// Same scheme rule as [`CHECK_URL`]. Example:
+/// `Some(RefreshEndpoint { url: "https://accessgate.local/oauth/token", client_id: "kiosk-1" })`.
+pub const REFRESH: Option<RefreshEndpoint<'static>> = None;
+
+// ---- trust --------------------------------------------------------------------------------
+
+/// DER of the CA certificate that must directly sign the server's certificate. **Required**
+/// for `https://`: with `None` the firmware refuses to start the gate (it logs an error and
+/// shows the configuration-error LED pattern); it never falls back to unverified TLS.
+/// embedded-tls limits: TLS 1.3, ECDSA P-256/P-384 or Ed25519 certificates signed directly by
+/// this CA, host name matched against the CN only, no date check.
+/// Example: `Some(include_bytes!("../ca.der"))`.
+pub const TLS_CA_DER: Option<&[u8]> = None;
+
+/// Plain HTTP: the bearer token crosses the network in clear text and anyone on the path can
+/// forge a grant. Only for a closed test network; [`CHECK_URL`] must then be `http://`.
+/// The transport is never guessed from the URL.
+pub const ALLOW_PLAIN_HTTP: bool = false;
+
+// ---- credentials --------------------------------------------------------------------------
+
+/// The stored session the board restores at boot (visible ASCII, at most 1 KiB each).
+pub const ACCESS_TOKEN: &str = "change-me";
+pub const REFRESH_TOKEN: &str = "change-me-too";
+/// Remaining lifetime of [`ACCESS_TOKEN`] at boot. Within the refresh skew, a refresh starts
+/// at once (with [`REFRESH`] set).
+pub const ACCESS_TOKEN_EXPIRES_IN: Duration = Duration::from_secs(3600);
+
+// ---- gate timings -------------------------------------------------------------------------
+
+/// The session's settings. behaviour.md's defaults: 10 s per attempt, 120 s fail-closed
+/// budget, retries 2 s x2 up to 20 s (8 at most), probes 30 s x2 up to 10 min, 1 KiB bodies,
+/// refresh 60 s before expiry.
+pub const SESSION: SessionConfig = {
+    let mut s = SessionConfig::DEFAULT;
+    s.gate.attempt_timeout = Duration::from_secs(10);
+    s.gate.budget = Duration::from_secs(120);
+    s.gate.retry = Backoff {
+        base: Duration::from_secs(2),
+        factor: 2,
+        cap: Duration::from_secs(20),
+    };
+    s.gate.probe = Backoff {
+        base: Duration::from_secs(30),
+        factor: 2,
+        cap: Duration::from_secs(600),
+    };
+    s
+};
+
+/// The app re-checks this often while signed in (`None`: only at boot, on token refreshes and
+/// on the BOOT button). A re-check is a normal attempt: a failure is retried, never a denial.
+pub const RECHECK_PERIOD: Option<embassy_time::Duration> = Some(embassy_time::Duration::from_secs(15 * 60));
+
+// ---- status LED ---------------------------------------------------------------------------
+
+/// The status LED is on GPIO8 (main.rs takes `GPIO8`; change both together). `true` when the
+/// LED lights with the pin low, as on the ESP32-C3 SuperMini and most boards with a plain LED
+/// to 3V3. (ESP32-C3-DevKitM-1 has a WS2812 on GPIO8, not a plain LED: wire one to another pin.)
+pub const LED_ACTIVE_LOW: bool = true;
