@@ -7,15 +7,17 @@
 //! transient status), and nothing here panics on what the server sends.
 
 use std::error::Error as StdError;
-use std::io;
 
-use accessgate::{classify, classify_refresh, CheckOutcome, Duration, RefreshOutcome, TransientClass};
+use accessgate::{
+    classify, classify_refresh, CheckOutcome, Duration, FailureDetail, RefreshOutcome, TransientClass,
+};
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Client, Response, Url};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::GateClientConfig;
 use crate::error::GateError;
+use crate::failure::transport_failure;
 
 /// A refresh answer the driver can hand to [`accessgate::Session::handle_refresh_result`],
 /// owned because the HTTP task ends before the driver consumes it.
@@ -112,20 +114,21 @@ impl Transport {
                 .header(AUTHORIZATION, auth)
                 .send()
                 .await
-                .map_err(|e| transport_class(&e))?;
+                .map_err(|e| failed("check", &e))?;
             let status = resp.status().as_u16();
             let retry_after = resp.headers().get(RETRY_AFTER).map(|v| v.as_bytes().to_vec());
             let body = match read_capped(&mut resp, max_body).await {
                 Ok(b) => b,
                 // Only a 200's body matters (R1); a broken one is an I/O failure.
-                Err(e) if status == 200 => return Err(transport_class(&e)),
+                Err(e) if status == 200 => return Err(failed("check body", &e)),
                 Err(_) => Vec::new(),
             };
             Ok(classify(status, retry_after.as_deref(), &body, max_body))
         };
         match timeout_at(deadline, request).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(class)) => CheckOutcome::transient(class),
+            // R13: the detail travels with the class.
+            Ok(Err((class, detail))) => CheckOutcome::transient_with(class, detail),
             Err(_) => CheckOutcome::transient(TransientClass::Timeout),
         }
     }
@@ -148,12 +151,12 @@ impl Transport {
                 .form(&form)
                 .send()
                 .await
-                .map_err(|e| transport_class(&e))?;
+                .map_err(|e| failed("refresh", &e).0)?;
             let status = resp.status().as_u16();
             let body = match read_capped(&mut resp, limit).await {
                 Ok(b) => b,
                 // A 400's body says whether the grant is dead; a 401 needs none.
-                Err(e) if matches!(status, 200 | 400) => return Err(transport_class(&e)),
+                Err(e) if matches!(status, 200 | 400) => return Err(failed("refresh body", &e).0),
                 Err(_) => Vec::new(),
             };
             Ok(match classify_refresh(status, &body, limit) {
@@ -210,53 +213,22 @@ async fn read_capped(resp: &mut Response, limit: usize) -> Result<Vec<u8>, reqwe
     Ok(body)
 }
 
-/// Maps a transport error to its transient class by walking the error chain: a rustls error
-/// anywhere is TLS; a resolver failure is DNS; a refused or unreachable connect is Connect;
-/// a timeout is Timeout; anything else (resets, truncated or badly framed bodies) is I/O.
-pub(crate) fn transport_class(err: &reqwest::Error) -> TransientClass {
-    if err.is_timeout() {
-        return TransientClass::Timeout;
-    }
-    let mut io_kind = None;
-    let mut dns = false;
-    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    // Bounded: error chains are short, but a hostile cycle must not spin (R12).
-    for _ in 0..32 {
-        let Some(e) = next else { break };
-        if e.is::<rustls::Error>() {
-            return TransientClass::Tls;
+/// The class and detail of a failed request (R13), logged at debug level with the whole
+/// error chain (`RUST_LOG=accessgate_std=debug`).
+fn failed(what: &str, err: &reqwest::Error) -> (TransientClass, FailureDetail) {
+    let (class, detail) = transport_failure(err);
+    if log::log_enabled!(log::Level::Debug) {
+        let mut chain = err.to_string();
+        let mut next = err.source();
+        for _ in 0..8 {
+            let Some(e) = next else { break };
+            chain.push_str(": ");
+            chain.push_str(&e.to_string());
+            next = e.source();
         }
-        // hyper-util's connector reports resolver failures as "dns error".
-        if e.to_string().starts_with("dns error") {
-            dns = true;
-        }
-        next = match e.downcast_ref::<io::Error>() {
-            Some(io) => {
-                if io.kind() != io::ErrorKind::Other {
-                    io_kind.get_or_insert(io.kind());
-                }
-                // io::Error::source() skips the error it wraps (tokio-rustls wraps the
-                // rustls::Error in two io::Errors): step into it instead.
-                io.get_ref().map(|inner| inner as &(dyn StdError + 'static))
-            }
-            None => e.source(),
-        };
+        log::debug!("accessgate: {what} failed: {} ({detail}): {chain}", class.name());
     }
-    if dns {
-        return TransientClass::Dns;
-    }
-    match io_kind {
-        Some(io::ErrorKind::TimedOut) => TransientClass::Timeout,
-        Some(
-            io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::AddrNotAvailable,
-        ) => TransientClass::Connect,
-        // A connect-phase failure we cannot name more precisely.
-        None if err.is_connect() => TransientClass::Connect,
-        _ => TransientClass::Io,
-    }
+    (class, detail)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 //! GateError: Config, InvalidUrl, Certificate, Http, Rng, NoRuntime, Runtime, InvalidToken,
 //!            NotSignedIn, RateLimited { retry_at, retry_in }, Session, Closed
 //! TokenError: NotAuthenticated, Unavailable, WaitersFull, Closed
+//! transport_failure(&reqwest::Error) -> (TransientClass, FailureDetail)   // R13, for your own requests
 //! consts: DEFAULT_CHECK_PATH, DEFAULT_TOKEN_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY,
 //!         MAX_TOKEN_WAITERS
 //! ```
@@ -100,7 +101,10 @@
 //! (R1, R12); the body and `Retry-After` go to [`accessgate::classify`] /
 //! [`accessgate::classify_refresh`], shared by every adapter; transport errors map to a
 //! [`accessgate::TransientClass`] (refused → `Connect`, resolver → `Dns`, certificate or
-//! handshake → `Tls`, broken/truncated body → `Io`). Redirects are not followed: a captive
+//! handshake → `Tls`, broken/truncated body → `Io`), each with an
+//! [`accessgate::FailureDetail`] (R13: "certificate: unknown issuer", "connection refused",
+//! "body shorter than announced"; `failure.rs` walks reqwest's error chain down to rustls,
+//! webpki, hyper and `io::Error`). Redirects are not followed: a captive
 //! portal's `302` is a transient status like any other.
 //!
 //! ## Dependencies, and why
@@ -136,6 +140,7 @@ mod blocking;
 mod config;
 mod driver;
 mod error;
+mod failure;
 mod gate;
 mod http;
 mod time;
@@ -148,6 +153,7 @@ pub use config::{
 };
 pub use driver::MAX_TOKEN_WAITERS;
 pub use error::{GateError, TokenError};
+pub use failure::transport_failure;
 pub use gate::{AccessGate, Snapshot, TimedEvent, Tokens};
 
 /// The core crate, re-exported so apps need one dependency.

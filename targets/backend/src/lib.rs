@@ -120,7 +120,8 @@
 //! `503 {"detail":"over capacity"}`. With `retry_after: false` that is all. With
 //! `retry_after: true` the server hands out slots: it finds the first later second whose
 //! `per_second` slots are not all reserved yet, reserves one there and answers
-//! `Retry-After: <that second − this second>`. With 2/s, five requests within one second get
+//! `Retry-After: <that second − this second>` (constant work per request, however many
+//! slots are out). With 2/s, five requests within one second get
 //! `200, 200, 503 (Retry-After 1), 503 (1), 503 (2)`. Reservations do not block arrivals
 //! (the server cannot tell who holds one): clients that honour them arrive exactly as fast
 //! as the server admits. The capacity check happens first, then latency, then the fault.

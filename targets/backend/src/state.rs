@@ -226,6 +226,9 @@ impl Counts {
     }
 }
 
+/// An expiry that stands for "never": a century, far from `Instant` overflow.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 #[derive(Debug)]
 struct AccessEntry {
     user: String,
@@ -245,10 +248,56 @@ struct EndpointState {
     fault_gen: u64,
     latency: Duration,
     capacity: Option<Capacity>,
-    /// Second of uptime -> requests admitted in that second.
-    admitted: BTreeMap<u64, u32>,
-    /// Second of uptime -> slots handed out via `Retry-After` for that second.
-    reserved: BTreeMap<u64, u32>,
+    ledger: Ledger,
+}
+
+/// Admissions and `Retry-After` slots of one endpoint under a [`Capacity`], in O(1) per
+/// request (issue 14: walking every reserved second made each batch of checks slower).
+///
+/// Slots are handed out in order, from the second after the current one, `per_second` per
+/// second. So every second between the current one and `slot_second` is full, and only
+/// the last one handed out can have room: two counters describe all reservations.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// The second of uptime `admitted` counts for.
+    second: u64,
+    /// Requests admitted in `second`.
+    admitted: u32,
+    /// The latest second with `Retry-After` slots handed out (none yet: 0).
+    slot_second: u64,
+    /// Slots handed out for `slot_second`.
+    slots_taken: u32,
+    /// Work done so far, for the regression test that admission stays O(1).
+    steps: u64,
+}
+
+impl Ledger {
+    /// Admits or rejects one request arriving in second `now` of uptime.
+    fn admit(&mut self, cap: Capacity, now: u64) -> Admission {
+        self.steps += 1;
+        if now != self.second {
+            self.second = now;
+            self.admitted = 0;
+        }
+        if self.admitted < cap.per_second {
+            self.admitted += 1;
+            return Admission::Admit;
+        }
+        if !cap.retry_after || cap.per_second == 0 {
+            return Admission::Reject(None);
+        }
+        if self.slot_second <= now {
+            // Every earlier reservation is for a second that has begun: start afresh.
+            self.slot_second = now.saturating_add(1);
+            self.slots_taken = 0;
+        }
+        if self.slots_taken >= cap.per_second {
+            self.slot_second = self.slot_second.saturating_add(1);
+            self.slots_taken = 0;
+        }
+        self.slots_taken += 1;
+        Admission::Reject(Some(u32::try_from(self.slot_second - now).unwrap_or(u32::MAX)))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -272,11 +321,14 @@ impl State {
         self.users.entry(user.to_string()).or_insert(true);
         let access_token = random_token("at_");
         let refresh_token = random_token("rt_");
+        // Saturating: a lifetime of u64::MAX seconds (control surface) means "never expires",
+        // not an overflow that kills the connection task (issue 14 item 8).
+        let expires_at = now.checked_add(ttl).unwrap_or_else(|| now + NEVER);
         self.access.insert(
             access_token.clone(),
             AccessEntry {
                 user: user.to_string(),
-                expires_at: now + ttl,
+                expires_at,
             },
         );
         self.refresh.insert(
@@ -384,29 +436,9 @@ impl Shared {
         let now = self.second_now();
         let mut st = self.lock();
         let eps = st.ep(ep);
-        let Some(cap) = eps.capacity else {
-            return Admission::Admit;
-        };
-        // Prune seconds that are over.
-        eps.admitted = eps.admitted.split_off(&now);
-        eps.reserved = eps.reserved.split_off(&now);
-        let used = eps.admitted.entry(now).or_insert(0);
-        if *used < cap.per_second {
-            *used += 1;
-            return Admission::Admit;
-        }
-        if !cap.retry_after || cap.per_second == 0 {
-            return Admission::Reject(None);
-        }
-        let mut t = now + 1;
-        loop {
-            let r = eps.reserved.entry(t).or_insert(0);
-            if *r < cap.per_second {
-                *r += 1;
-                let secs = u32::try_from(t - now).unwrap_or(u32::MAX);
-                return Admission::Reject(Some(secs));
-            }
-            t += 1;
+        match eps.capacity {
+            None => Admission::Admit,
+            Some(cap) => eps.ledger.admit(cap, now),
         }
     }
 
@@ -620,8 +652,7 @@ impl Control {
         let mut st = self.shared.lock();
         let eps = st.ep(endpoint);
         eps.capacity = cap;
-        eps.admitted.clear();
-        eps.reserved.clear();
+        eps.ledger = Ledger::default();
     }
 
     /// Time since the server started: the clock of the capacity model (second `n` is
@@ -638,5 +669,69 @@ impl Control {
     /// Reset all request counters to zero.
     pub fn reset_counts(&self) {
         self.shared.lock().counts = Counts::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WITH_SLOTS: Capacity = Capacity {
+        per_second: 2,
+        retry_after: true,
+    };
+
+    #[test]
+    fn slots_are_handed_out_in_order_and_time_moves_the_window() {
+        let mut l = Ledger::default();
+        let got: Vec<Admission> = (0..7).map(|_| l.admit(WITH_SLOTS, 10)).collect();
+        use Admission::*;
+        assert_eq!(
+            got,
+            [
+                Admit,
+                Admit,
+                Reject(Some(1)),
+                Reject(Some(1)),
+                Reject(Some(2)),
+                Reject(Some(2)),
+                Reject(Some(3))
+            ]
+        );
+        // Second 11: a fresh admission budget; slots continue after the last one handed out.
+        assert_eq!(l.admit(WITH_SLOTS, 11), Admit);
+        assert_eq!(l.admit(WITH_SLOTS, 11), Admit);
+        assert_eq!(l.admit(WITH_SLOTS, 11), Reject(Some(2))); // second 13 has one slot left
+        assert_eq!(l.admit(WITH_SLOTS, 11), Reject(Some(3)));
+        // Long after every reserved second: slots start right after the current one.
+        assert_eq!(l.admit(WITH_SLOTS, 100), Admit);
+        assert_eq!(l.admit(WITH_SLOTS, 100), Admit);
+        assert_eq!(l.admit(WITH_SLOTS, 100), Reject(Some(1)));
+        let bare = Capacity {
+            per_second: 1,
+            retry_after: false,
+        };
+        let mut l = Ledger::default();
+        assert_eq!(l.admit(bare, 0), Admit);
+        assert_eq!(l.admit(bare, 0), Reject(None));
+    }
+
+    /// Issue 14 item 8: with 1/s and Retry-After, admission walked every reserved second, so
+    /// each batch of checks took longer than the last. Admission is O(1): N requests in
+    /// one second cost a bounded number of steps each, however many slots are out.
+    #[test]
+    fn retry_after_admission_does_constant_work_per_request() {
+        const N: u64 = 100_000;
+        let cap = Capacity {
+            per_second: 1,
+            retry_after: true,
+        };
+        let mut l = Ledger::default();
+        assert_eq!(l.admit(cap, 0), Admission::Admit);
+        for k in 1..N {
+            let want = u32::try_from(k).expect("small");
+            assert_eq!(l.admit(cap, 0), Admission::Reject(Some(want)));
+        }
+        assert!(l.steps <= 3 * N, "{} steps for {N} admissions", l.steps);
     }
 }

@@ -1019,3 +1019,104 @@ async fn control_surface_over_http() {
     })
     .await;
 }
+
+/// Issue 14 item 8: no control input panics a connection task. Every hostile query gets a
+/// complete answer (200 or 400), and the server keeps serving; a huge `expires_in`
+/// saturates the token's expiry instead of overflowing `now + ttl`.
+#[tokio::test]
+async fn hostile_control_inputs_never_panic() {
+    bounded(30, async {
+        let b = start().await;
+        let c = client();
+        let ctl = |q: &str| format!("{}/_control/{q}", b.http_url());
+        let max64 = u64::MAX.to_string();
+        let max32 = u32::MAX.to_string();
+        let queries = [
+            format!("token?user=u&expires_in={max64}"),
+            format!("token?user=u&expires_in={max64}0"),
+            "token?user=u&expires_in=-1".to_string(),
+            "token?user=u&expires_in=".to_string(),
+            "token?user=&expires_in=0".to_string(),
+            "token?user=%FF".to_string(),
+            format!("latency?endpoint=all&ms={max64}"),
+            format!("fault?endpoint=all&fault=status&code=503&for_ms={max64}"),
+            format!("fault?endpoint=check&fault=status&code=65535&retry_after={max32}"),
+            "fault?endpoint=check&fault=status&code=0".to_string(),
+            "fault?endpoint=check&fault=status&code=65536".to_string(),
+            "fault?endpoint=nowhere&fault=hang".to_string(),
+            "fault?endpoint=all".to_string(),
+            format!("capacity?endpoint=all&per_second={max32}&retry_after=true"),
+            "capacity?endpoint=all&per_second=1&retry_after=maybe".to_string(),
+            format!("capacity?endpoint=check&per_second={max64}"),
+            "access?user=u&has_access=2".to_string(),
+            "expire?access_token=".to_string(),
+            "revoke".to_string(),
+            "counts?x=%zz".to_string(),
+            "a/b/../c".to_string(),
+        ];
+        for q in &queries {
+            let r = c.get(ctl(q)).send().await;
+            let r = r.unwrap_or_else(|e| panic!("{q}: no answer ({e}): the task died"));
+            let status = r.status().as_u16();
+            assert!(matches!(status, 200 | 400), "{q}: {status}");
+            assert_eq!(
+                c.get(ctl("clear")).send().await.unwrap().status().as_u16(),
+                200,
+                "after {q}"
+            );
+        }
+        // The saturated token works, and so does refreshing it.
+        let r = c
+            .get(ctl(&format!("token?user=max&expires_in={max64}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let tok: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(tok["expires_in"], u64::MAX);
+        let at = tok["access_token"].as_str().unwrap().to_string();
+        let rt = tok["refresh_token"].as_str().unwrap().to_string();
+        assert_eq!(
+            check(&c, &b, Some(&at)).await,
+            (200, r#"{"has_access":true}"#.to_string())
+        );
+        let (s, body) = refresh(&c, &b, &refresh_form(&rt)).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["expires_in"], u64::MAX);
+        // The library API saturates the same way.
+        let pair = b.control().issue_token("lib", Duration::MAX);
+        assert_eq!(check(&c, &b, Some(&pair.access_token)).await.0, 200);
+        b.shutdown().await;
+    })
+    .await;
+}
+
+/// Figures for issue 14 item 8 (not an assertion on wall time: the O(1) property is pinned
+/// by `state::tests::retry_after_admission_does_constant_work_per_request`). Prints the
+/// time of five successive batches of 2,000 checks at 1/s with Retry-After slots; before
+/// the fix each batch was slower than the last. `cargo test -p accessgate-backend --release
+/// --test backend -- --ignored --nocapture capacity_batches`.
+#[tokio::test]
+#[ignore = "prints figures; run by hand"]
+async fn capacity_batches_take_the_same_time() {
+    let b = start().await;
+    let c = client();
+    b.control().set_capacity(
+        Endpoint::Check,
+        Some(Capacity {
+            per_second: 1,
+            retry_after: true,
+        }),
+    );
+    for batch in 1..=5 {
+        let started = Instant::now();
+        for _ in 0..2_000 {
+            check(&c, &b, Some("x")).await;
+        }
+        println!(
+            "batch {batch}: 2,000 checks in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    b.shutdown().await;
+}

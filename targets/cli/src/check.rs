@@ -4,12 +4,13 @@ use crate::util::out;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use accessgate::{write_final_json, Verdict};
+use accessgate::{write_final_json, Verdict, DEFAULT_TOKEN_CAPACITY};
+use accessgate_args::{check_token, check_url, CheckTiming};
 use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
 use clap::Args;
 
 use crate::observe::{Observer, Output};
-use crate::util::{parse_duration, to_core, CliError, ColorChoice};
+use crate::util::{parse_duration, CliError, ColorChoice};
 
 /// Options of `accessgate check`.
 #[derive(Debug, Args)]
@@ -24,7 +25,8 @@ Exit codes:\n  \
 1   denied by the server: 200 {\"has_access\": false}\n  \
 2   failed closed: no definitive answer within the budget\n  \
 3   unauthorized: the server answered 401\n  \
-64  usage error (bad flags, unreadable or invalid --ca, invalid URL or token)\n  \
+64  usage error (bad flags, unreadable or invalid --ca, invalid URL or token); the message \
+names the flag\n  \
 70  internal error",
     after_help = "Examples:\n  \
 accessgate check --url http://127.0.0.1:8080/api/code/invites/check-access/ --token at_123\n  \
@@ -70,31 +72,57 @@ pub struct CheckArgs {
     /// Colour the timeline.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// Check the flags (URL, token, --ca, timings) and exit 0 without sending anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
-/// Builds the adapter configuration of a check.
+/// Builds the adapter configuration of a check; every refusal names its flag (issue 14).
 fn config(args: &CheckArgs) -> Result<GateClientConfig, CliError> {
+    check_url("--url", &args.url).map_err(CliError::Usage)?;
+    check_token("--token", &args.token, DEFAULT_TOKEN_CAPACITY).map_err(CliError::Usage)?;
     let mut cfg = GateClientConfig::new("http://unused.invalid");
     cfg.check_url = args.url.clone();
     // Never called: the session is signed in with a token that outlives the check.
     cfg.token_url = args.url.clone();
     if let Some(path) = &args.ca {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| CliError::Usage(format!("cannot read --ca {}: {e}", path.display())))?;
-        cfg.extra_ca_pem = Some(pem);
+        cfg.extra_ca_pem = Some(read_ca(path)?);
         cfg.system_roots = !args.no_system_roots;
     }
     cfg.seed = args.seed;
-    let g = &mut cfg.session.gate;
-    g.attempt_timeout = to_core(args.timeout);
-    g.budget = to_core(args.budget);
-    let fitted = accessgate::Retries::fitted(g.budget, g.attempt_timeout);
-    g.retry.spread = args.retry_spread.map_or(fitted.spread, to_core);
-    g.retry.final_window = args.final_window.map_or(fitted.final_window, to_core);
-    cfg.session
-        .validate()
-        .map_err(|e| CliError::Usage(format!("invalid timing: {e}")))?;
+    timing(args).apply(&mut cfg.session).map_err(CliError::Usage)?;
     Ok(cfg)
+}
+
+fn timing(args: &CheckArgs) -> CheckTiming {
+    CheckTiming {
+        timeout: args.timeout,
+        budget: args.budget,
+        retry_spread: args.retry_spread,
+        final_window: args.final_window,
+    }
+}
+
+/// Reads a `--ca` file (a directory, a missing or unreadable file: usage errors).
+pub fn read_ca(path: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("--ca {}: cannot read it: {e}", path.display())))
+}
+
+/// Starts the gate; a configuration the adapter refuses is a usage error naming the flag.
+pub fn spawn(cfg: GateClientConfig, ca: Option<&std::path::Path>) -> Result<AccessGate, CliError> {
+    let ca_name = || ca.map_or_else(String::new, |p| p.display().to_string());
+    AccessGate::spawn(cfg).map_err(|e| match e {
+        GateError::Certificate(m) => CliError::Usage(format!("--ca {}: {m}", ca_name())),
+        // The only input the HTTP client builder takes from the command line is the CA.
+        GateError::Http(e) if ca.is_some() => {
+            CliError::Usage(format!("--ca {}: the TLS client refused it: {e}", ca_name()))
+        }
+        GateError::InvalidUrl { url, reason } => {
+            CliError::Usage(format!("--url: invalid URL {url:?}: {reason}"))
+        }
+        other => gate_error(other),
+    })
 }
 
 /// Maps an adapter error to a CLI error: bad input is a usage error.
@@ -108,10 +136,31 @@ pub fn gate_error(e: GateError) -> CliError {
     }
 }
 
+/// A next step when the last failure points at the command line (R13 detail).
+fn hint(args: &CheckArgs, status: &accessgate::Status) -> Option<String> {
+    use accessgate::{FailureDetail, TlsFailure};
+    match status.last_failure?.detail {
+        FailureDetail::Tls(TlsFailure::UnknownIssuer) if args.ca.is_none() => Some(
+            "hint: the server's certificate is not signed by a CA this machine trusts; pass --ca \
+             with the CA that signed it (`accessgate serve --write-ca FILE` writes the reference \
+             backend's)"
+                .into(),
+        ),
+        FailureDetail::Tls(TlsFailure::UnknownIssuer) => {
+            Some("hint: --ca did not sign the server's certificate".into())
+        }
+        _ => None,
+    }
+}
+
 /// Runs the check and returns the verdict's exit code.
 pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
     let cfg = config(&args)?;
-    let gate = AccessGate::spawn(cfg).map_err(gate_error)?;
+    let gate = spawn(cfg, args.ca.as_deref())?;
+    if args.dry_run {
+        gate.shutdown().await;
+        return Ok(0);
+    }
     let output = if args.json {
         Output::Json
     } else if args.quiet {
@@ -124,13 +173,16 @@ pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
         out!("checking {}", args.url);
         out!("{}", obs.timeline.header());
     }
-    // The refresh machinery never runs: the token "expires" long after the budget.
-    let lifetime = Duration::from_secs(30 * 24 * 3600);
+    // The gate decides within the first attempt's timeout plus the budget (R5).
+    let bound = timing(&args).decision_bound(Duration::from_secs(5));
+    // The refresh machinery never runs: the token "expires" long after the decision.
+    let lifetime = bound.saturating_mul(2).max(Duration::from_secs(30 * 24 * 3600));
     gate.sign_in(Tokens::new(args.token.clone(), "unused", lifetime))
         .await
-        .map_err(gate_error)?;
-    // The gate decides within the first attempt's timeout plus the budget (R5).
-    let bound = args.timeout + args.budget + Duration::from_secs(5);
+        .map_err(|e| match e {
+            GateError::InvalidToken(m) => CliError::Usage(format!("--token: {m}")),
+            other => gate_error(other),
+        })?;
     obs.wait_until(bound, |o| Verdict::of(&o.status()).is_some())
         .await;
     let snap = obs.snapshot();
@@ -165,6 +217,9 @@ pub async fn run(args: CheckArgs) -> Result<u8, CliError> {
                     obs.timeline.bad(&text)
                 }
             );
+            if let Some(hint) = hint(&args, &snap.status) {
+                out!("{hint}");
+            }
         }
     }
     gate.shutdown().await;

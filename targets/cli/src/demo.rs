@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use accessgate::{
-    Access, Backoff, Cause, Event, Instant, Probing, Retries, SessionEvent, Status, TransientClass,
+    Access, Backoff, Cause, Event, FailureDetail, Instant, NetFailure, Probing, Retries, SessionEvent,
+    Status, TransientClass,
 };
 use accessgate_backend::{Backend, BackendConfig, Control, Endpoint, Fault};
 use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
@@ -225,6 +226,14 @@ impl Demo {
             .count()
     }
 
+    /// Whether a failed check of this chapter said `detail` (R13: the reason, not just the
+    /// class, reaches the app).
+    fn failure_said(&self, detail: FailureDetail) -> bool {
+        self.events().any(
+            |(_, e)| matches!(e, SessionEvent::Gate(Event::CheckFailed { detail: d, .. }) if d == detail),
+        )
+    }
+
     /// Asks the gate to re-check now, as an app does on resume or on a "retry" button.
     async fn recheck(&mut self) -> Result<(), CliError> {
         for _ in 0..20 {
@@ -334,9 +343,10 @@ impl Demo {
                 secs(dl, Instant::ZERO)
             ));
         }
+        let refused = self.failure_said(FailureDetail::Net(NetFailure::Refused));
         Ok(self.expect(
-            held && retries >= 2 && deadline.is_some(),
-            "still granted after 2.5 s of outage, with ≥ 2 stratified retries and a fixed deadline ahead",
+            held && retries >= 2 && deadline.is_some() && refused,
+            "still granted after 2.5 s of outage, with ≥ 2 stratified retries (\"connection refused\", R13) and a fixed deadline ahead",
         ))
     }
 
@@ -416,9 +426,10 @@ failure, then fails closed (R5), to the tick.",
             }
             _ => false,
         };
+        let said_503 = self.failure_said(FailureDetail::Status(503));
         Ok(self.expect(
-            on_time && held_until_deadline && self.obs.status().access == Access::Denied,
-            "granted until the deadline, then denied (failed_closed) within 300 ms of it",
+            on_time && held_until_deadline && said_503 && self.obs.status().access == Access::Denied,
+            "granted until the deadline (failures say \"HTTP 503\", R13), then denied (failed_closed) within 300 ms of it",
         ))
     }
 

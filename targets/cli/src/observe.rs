@@ -12,6 +12,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::timeline::Timeline;
 
+/// A bound that stands for "never": about 30 years, far from `Instant` overflow.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 /// Where rendered lines go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -146,7 +149,9 @@ impl Observer {
     /// Follows the gate until `cond` holds (returns `true`) or `timeout` passes (returns
     /// whether `cond` holds then).
     pub async fn wait_until(&mut self, timeout: Duration, mut cond: impl FnMut(&Observer) -> bool) -> bool {
-        let end = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // Saturating: a caller's bound never panics on overflow (issue 14).
+        let end = now.checked_add(timeout).unwrap_or_else(|| now + FAR_FUTURE);
         loop {
             self.pump();
             if cond(self) {

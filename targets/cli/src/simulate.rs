@@ -6,6 +6,9 @@ use clap::Args;
 
 use crate::util::CliError;
 
+/// The largest fleet `simulate` takes.
+pub const MAX_DEVICES: u32 = 10_000_000;
+
 /// Options of `accessgate simulate`: the fleet simulator's own arguments, plus `--quiet`.
 #[derive(Debug, Args)]
 #[command(
@@ -28,6 +31,14 @@ pub struct SimulateArgs {
 
 /// Runs the simulation (CPU-bound; called outside the async runtime).
 pub fn run(args: SimulateArgs) -> Result<u8, CliError> {
+    // Every device's state is allocated up front (about 100 bytes each): 2^32 devices aborted
+    // the process on allocation failure instead of saying what was wrong (issue 14).
+    if args.fleet.devices > MAX_DEVICES {
+        return Err(CliError::Usage(format!(
+            "--devices {} is too many: at most {MAX_DEVICES} (about 1 GB of device state)",
+            args.fleet.devices
+        )));
+    }
     // Bad scenario parameters are usage errors; failures while running (writing --svg) are not.
     args.fleet
         .scenarios()

@@ -39,10 +39,9 @@ impl std::fmt::Display for CliError {
     }
 }
 
-/// Parses `500ms`, `10s`, `1m 30s` (humantime).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
-}
+/// Durations of every subcommand: `500ms`, `10s`, `1m30s` (humantime), bounded; one parser
+/// shared with `accessgate-embassy` and the fleet simulator.
+pub use accessgate_args::{parse_duration, to_core};
 
 /// GET `path` (with query) from an HTTP listener at `addr` and return the body of a 200
 /// answer. Used for the backend's `/_control/` surface.
@@ -93,11 +92,6 @@ impl ColorChoice {
             }
         }
     }
-}
-
-/// A std duration as the core's duration (saturating).
-pub fn to_core(d: Duration) -> accessgate::Duration {
-    accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Writes one line to stdout, ignoring errors: when the reader has gone away

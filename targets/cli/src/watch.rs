@@ -4,12 +4,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
+use accessgate::{FailureDetail, NetFailure, TlsFailure, DEFAULT_TOKEN_CAPACITY};
+use accessgate_args::{check_token, check_url, CheckTiming};
+use accessgate_std::{GateClientConfig, GateError, Tokens};
 use clap::Args;
 
-use crate::check::gate_error;
+use crate::check::{gate_error, read_ca, spawn};
 use crate::observe::{Observer, Output};
 use crate::util::{parse_duration, to_core, CliError, ColorChoice};
+
+/// The shortest `--recheck-every`: watch lowers the gate's re-check rate limit to the asked-for
+/// pace, but never below this (issue 14: `0s` sent about 600 checks a second).
+pub const MIN_RECHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Options of `accessgate watch`.
 #[derive(Debug, Args)]
@@ -75,7 +81,8 @@ pub struct WatchArgs {
     /// Refresh the access token this long before it expires.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub refresh_skew: Duration,
-    /// Ask for a re-check this often (as an app might on resume); default: only on refresh.
+    /// Ask for a re-check this often (as an app might on resume), at least every 1s;
+    /// default: only on refresh.
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     pub recheck_every: Option<Duration>,
     /// Jitter seed (default: drawn from the OS).
@@ -87,6 +94,9 @@ pub struct WatchArgs {
     /// Colour the timeline.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// Check the flags (URLs, tokens, --ca, timings) and exit 0 without sending anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// A token pair from the reference backend's control surface.
@@ -102,9 +112,10 @@ async fn issue(args: &WatchArgs, user: &str, ca_pem: Option<&str>) -> Result<Tok
             builder = builder.add_root_certificate(cert);
         }
     }
-    let client = builder
-        .build()
-        .map_err(|e| CliError::Runtime(format!("HTTP client: {e}")))?;
+    let client = builder.build().map_err(|e| {
+        // The builder's only command-line input is the CA.
+        CliError::Usage(format!("--ca: the TLS client refused it: {e}"))
+    })?;
     let url = format!("{}/_control/token", args.url.trim_end_matches('/'));
     let secs = args.token_lifetime.as_secs().max(1);
     let answer = client
@@ -112,7 +123,7 @@ async fn issue(args: &WatchArgs, user: &str, ca_pem: Option<&str>) -> Result<Tok
         .query(&[("user", user), ("expires_in", &secs.to_string())])
         .send()
         .await
-        .map_err(|e| CliError::Runtime(format!("{url}: {e} (is `accessgate serve` running there?)")))?;
+        .map_err(|e| CliError::Runtime(format!("{url}: {}", issue_hint(&e, ca_pem.is_some()))))?;
     let status = answer.status();
     let body = answer
         .text()
@@ -135,27 +146,50 @@ async fn issue(args: &WatchArgs, user: &str, ca_pem: Option<&str>) -> Result<Tok
     ))
 }
 
-/// Runs the session until Ctrl-C (exit 0) or until the server ends it (exit 3).
-pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
+/// Builds the adapter configuration; every refusal names its flag (issue 14).
+fn config(args: &WatchArgs) -> Result<GateClientConfig, CliError> {
+    check_url("--url", &args.url).map_err(CliError::Usage)?;
+    for (flag, path) in [
+        ("--check-path", &args.check_path),
+        ("--token-path", &args.token_path),
+    ] {
+        if !path.starts_with('/') {
+            return Err(CliError::Usage(format!(
+                "{flag} {path:?} must start with / (it is appended to --url)"
+            )));
+        }
+    }
+    if let (Some(t), Some(r)) = (&args.token, &args.refresh_token) {
+        check_token("--token", t, DEFAULT_TOKEN_CAPACITY).map_err(CliError::Usage)?;
+        check_token("--refresh-token", r, DEFAULT_TOKEN_CAPACITY).map_err(CliError::Usage)?;
+    }
     let mut cfg = GateClientConfig::new(&args.url);
     let base = args.url.trim_end_matches('/');
     cfg.check_url = format!("{base}{}", args.check_path);
     cfg.token_url = format!("{base}{}", args.token_path);
     cfg.client_id = args.client_id.clone();
-    let ca_pem = match &args.ca {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| CliError::Usage(format!("cannot read --ca {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    cfg.extra_ca_pem = ca_pem.clone();
+    if let Some(path) = &args.ca {
+        cfg.extra_ca_pem = Some(read_ca(path)?);
+    }
     cfg.system_roots = !args.no_system_roots;
     cfg.seed = args.seed;
-    cfg.session.gate.attempt_timeout = to_core(args.timeout);
-    cfg.session.gate.budget = to_core(args.budget);
+    CheckTiming {
+        timeout: args.timeout,
+        budget: args.budget,
+        retry_spread: None,
+        final_window: None,
+    }
+    .apply(&mut cfg.session)
+    .map_err(CliError::Usage)?;
     cfg.session.refresh_skew = to_core(args.refresh_skew);
     if let Some(every) = args.recheck_every {
+        if every < MIN_RECHECK_EVERY {
+            return Err(CliError::Usage(format!(
+                "--recheck-every {} is too fast: at least {} (the re-check rate limit watch allows)",
+                humantime::format_duration(every),
+                humantime::format_duration(MIN_RECHECK_EVERY)
+            )));
+        }
         // The gate rate-limits app re-checks (default 5 s); allow the asked-for pace.
         let g = &mut cfg.session.gate;
         g.min_recheck_interval = g.min_recheck_interval.min(to_core(every));
@@ -163,9 +197,40 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
     cfg.session
         .validate()
         .map_err(|e| CliError::Usage(format!("invalid timing: {e}")))?;
+    Ok(cfg)
+}
+
+/// What went wrong issuing tokens, and what to do about it (R13 detail, issue 14).
+fn issue_hint(e: &reqwest::Error, have_ca: bool) -> String {
+    let (_, detail) = accessgate_std::transport_failure(e);
+    match detail {
+        FailureDetail::Tls(TlsFailure::UnknownIssuer) if !have_ca => format!(
+            "{detail}: the server's certificate is not signed by a CA this machine trusts; pass \
+             --ca with the CA that signed it (`accessgate serve --write-ca FILE` writes the \
+             reference backend's)"
+        ),
+        FailureDetail::Tls(t) => format!("TLS handshake failed: {t}"),
+        FailureDetail::Net(NetFailure::Refused | NetFailure::Unreachable | NetFailure::DnsFailed) => {
+            format!("{detail} (is `accessgate serve` running there?)")
+        }
+        FailureDetail::None => e.to_string(),
+        d => format!("{d}: {e}"),
+    }
+}
+
+/// Runs the session until Ctrl-C (exit 0) or until the server ends it (exit 3).
+pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
+    let cfg = config(&args)?;
+    let ca_pem = cfg.extra_ca_pem.clone();
     let check_url = cfg.check_url.clone();
     let token_url = cfg.token_url.clone();
 
+    // Spawned before any request: the adapter checks the URLs and the CA first.
+    let gate = spawn(cfg, args.ca.as_deref())?;
+    if args.dry_run {
+        gate.shutdown().await;
+        return Ok(0);
+    }
     let tokens = match (&args.issue_user, &args.token, &args.refresh_token) {
         (Some(user), _, _) => issue(&args, user, ca_pem.as_deref()).await?,
         (None, Some(t), Some(r)) => Tokens::new(t.clone(), r.clone(), args.expires_in),
@@ -175,7 +240,6 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
             ))
         }
     };
-    let gate = AccessGate::spawn(cfg).map_err(gate_error)?;
     let output = if args.json { Output::Json } else { Output::Timeline };
     let mut obs = Observer::new(&gate, output, args.color.enabled());
     obs.say(&format!("watching {check_url}"));
@@ -212,9 +276,18 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
             }
         }
     };
-    let c = obs.snapshot().counters;
+    let snap = obs.snapshot();
+    let c = snap.counters;
+    let last = snap.status.last_failure.map_or(String::new(), |l| {
+        format!(
+            "; last failure at {}: {} ({})",
+            crate::timeline::secs(l.at, accessgate::Instant::ZERO),
+            l.class.name(),
+            l.detail
+        )
+    });
     obs.say(&format!(
-        "{}: attempts {}, grants {}, denials {}, transient failures {}, failed closed {}, recoveries {}, refreshes {} ({} failed)",
+        "{}: attempts {}, grants {}, denials {}, transient failures {}, failed closed {}, recoveries {}, refreshes {} ({} failed){last}",
         if code == 3 { "signed out by the server" } else { "stopped" },
         c.attempts,
         c.grants,
@@ -225,6 +298,44 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
         c.refreshes,
         c.refresh_failures
     ));
+    if output == Output::Json {
+        crate::util::out!("{}", summary_json(code, &snap));
+    }
     gate.shutdown().await;
     Ok(code)
+}
+
+/// The last line of `watch --json` (issue 12): how the session ended, its counters and its
+/// last failure with the R13 detail. Keys in a fixed order, `"final":true` first, like the
+/// final line of `check --json`.
+pub fn summary_json(code: u8, snap: &accessgate_std::Snapshot) -> String {
+    let st = &snap.status;
+    let c = &snap.counters;
+    let ms = |t: accessgate::Instant| t.saturating_duration_since(accessgate::Instant::ZERO).as_millis();
+    let last = match st.last_failure {
+        Some(l) => format!(
+            "{{\"class\":\"{}\",\"detail\":{},\"t_ms\":{}}}",
+            l.class.name(),
+            serde_json::Value::String(l.detail.to_string()),
+            ms(l.at)
+        ),
+        None => "null".to_string(),
+    };
+    format!(
+        "{{\"final\":true,\"command\":\"watch\",\"ended\":\"{}\",\"exit_code\":{code},\"access\":\"{}\",\"cause\":{},\"signed_in\":{},\"attempts\":{},\"grants\":{},\"denials\":{},\"transient_failures\":{},\"failed_closed\":{},\"recoveries\":{},\"refreshes\":{},\"refresh_failures\":{},\"stale_dropped\":{},\"elapsed_ms\":{},\"last_failure\":{last}}}",
+        if code == 3 { "signed_out" } else { "interrupted" },
+        accessgate::access_name(st.access),
+        st.cause.map_or("null".to_string(), |c| format!("\"{}\"", c.name())),
+        st.signed_in,
+        c.attempts,
+        c.grants,
+        c.denials,
+        c.transient_total(),
+        c.failed_closed,
+        c.recoveries,
+        c.refreshes,
+        c.refresh_failures,
+        c.stale_dropped,
+        ms(snap.now),
+    )
 }

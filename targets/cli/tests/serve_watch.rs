@@ -112,7 +112,8 @@ async fn serve_check_watch_and_ctrl_c() {
     .await;
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
 
-    // watch with a token issued through the control surface, re-checking every 300 ms.
+    // watch with a token issued through the control surface, re-checking every second (the
+    // floor of --recheck-every).
     let mut watch = spawn(&[
         "watch",
         "--url",
@@ -126,7 +127,7 @@ async fn serve_check_watch_and_ctrl_c() {
         "--refresh-skew",
         "1s",
         "--recheck-every",
-        "300ms",
+        "1s",
     ]);
     let mut wlines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
     read_until(&mut wlines, "unknown -> granted (server_granted)").await;

@@ -19,10 +19,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict};
+use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict, DEFAULT_TOKEN_CAPACITY};
+use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTiming};
 use accessgate_embassy::{
-    time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, Credentials, Driver,
-    DriverConfig, Link, Seeds, TimedEvent, Transport,
+    time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, ConfigError,
+    Credentials, Driver, DriverConfig, Link, Seeds, TimedEvent, Transport,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -32,8 +33,9 @@ use std_embedded_nal_async::Stack;
 
 /// Exit code of a usage error (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
-/// Lifetime given to the check's token: long enough that no refresh is ever due.
-const TOKEN_LIFETIME: accessgate::Duration = accessgate::Duration::from_secs(30 * 24 * 3600);
+/// Shortest lifetime given to the check's token; it is at least twice the decision bound,
+/// so no refresh is ever due.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The embassy device code path on a PC.
 #[derive(Debug, Parser)]
@@ -100,14 +102,20 @@ struct CheckArgs {
     /// Accepted for compatibility with `accessgate check`; the timeline is never coloured.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     color: String,
+    /// Check the flags (URL, token, --ca, timings) and exit 0 without sending anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
-}
-
-fn to_core(d: Duration) -> accessgate::Duration {
-    accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+impl CheckArgs {
+    fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.timeout,
+            budget: self.budget,
+            retry_spread: self.retry_spread,
+            final_window: self.final_window,
+        }
+    }
 }
 
 /// The OS resolver, IPv4 first: reqwless asks for "either" family and takes the first
@@ -160,29 +168,34 @@ struct Plan {
     args: CheckArgs,
 }
 
+/// Checks every flag (each refusal names its flag, issue 14) and builds the driver.
 fn plan(args: CheckArgs) -> Result<Plan, String> {
     let mut session = SessionConfig::DEFAULT;
-    let g = &mut session.gate;
-    g.attempt_timeout = to_core(args.timeout);
-    g.budget = to_core(args.budget);
-    let fitted = accessgate::Retries::fitted(g.budget, g.attempt_timeout);
-    g.retry.spread = args.retry_spread.map_or(fitted.spread, to_core);
-    g.retry.final_window = args.final_window.map_or(fitted.final_window, to_core);
-    session.validate().map_err(|e| format!("invalid timing: {e}"))?;
-
-    let https = args
-        .url
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    let transport = match (&args.ca, https) {
-        (Some(path), true) => Transport::Tls {
-            ca_der: Box::leak(read_ca(path)?.into_boxed_slice()),
+    args.timing().apply(&mut session)?;
+    let https = check_url("--url", &args.url)?;
+    check_token("--token", &args.token, DEFAULT_TOKEN_CAPACITY)?;
+    // Read and checked whatever the scheme, as the desktop CLI does: a missing, unreadable or
+    // non-PEM --ca is a mistake even where plain HTTP does not use it.
+    let ca_der = args.ca.as_ref().map(read_ca).transpose()?;
+    let transport = match (ca_der, https) {
+        (Some(der), true) => Transport::Tls {
+            ca_der: Box::leak(der.into_boxed_slice()),
         },
-        (None, true) => return Err("https needs --ca: the device path has no system trust store".into()),
+        (None, true) => {
+            return Err(format!(
+                "--url {} is https, which needs --ca: the device path has no system trust store",
+                args.url
+            ))
+        }
         // The user wrote http:// on the command line: that is the explicit choice.
         (_, false) => Transport::PlainHttp,
     };
-    let credentials = Credentials::new(args.token.as_bytes(), b"unused", TOKEN_LIFETIME)
+    let lifetime = args
+        .timing()
+        .decision_bound(Duration::from_secs(5))
+        .saturating_mul(2)
+        .max(TOKEN_LIFETIME);
+    let credentials = Credentials::new(args.token.as_bytes(), b"unused", to_core(lifetime))
         .map_err(|e| format!("--token: {e}"))?;
 
     let mut tls = [0u8; 32];
@@ -203,7 +216,11 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     let stack: &'static Stack = STACK.init(Stack::default());
     let dns: &'static HostDns = DNS.init(HostDns(Stack::default()));
     let buffers = CHECK_BUFFERS.init_with(CheckStorage::new).buffers();
-    let driver = Driver::new(&LINK, stack, dns, config, buffers, None, seeds).map_err(|e| e.to_string())?;
+    let driver = Driver::new(&LINK, stack, dns, config, buffers, None, seeds).map_err(|e| match e {
+        ConfigError::InvalidUrl(_) | ConfigError::SchemeMismatch(_) => format!("--url {}: {e}", args.url),
+        ConfigError::EmptyCa => format!("--ca: {e}"),
+        other => other.to_string(),
+    })?;
     Ok(Plan {
         driver,
         credentials,
@@ -213,7 +230,7 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
 
 /// Reads the first certificate of a PEM file as DER.
 fn read_ca(path: &PathBuf) -> Result<Vec<u8>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read --ca {}: {e}", path.display()))?;
+    let text = std::fs::read(path).map_err(|e| format!("--ca {}: cannot read it: {e}", path.display()))?;
     let blocks = pem::parse_many(&text).map_err(|e| format!("--ca {}: {e}", path.display()))?;
     blocks
         .into_iter()
@@ -228,6 +245,9 @@ async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
         credentials,
         args,
     } = plan(args)?;
+    if args.dry_run {
+        return Ok(0);
+    }
     spawner.spawn(drive(driver).map_err(|e| format!("cannot start the driver: {e:?}"))?);
 
     let origin = time::now();
@@ -252,7 +272,7 @@ async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
     // The gate decides within the first attempt's timeout plus the budget (R5); the outer
     // bound only guards against a bug, and then counts as failed closed.
     let bound = embassy_time::Duration::from_micros(
-        u64::try_from((args.timeout + args.budget + Duration::from_secs(5)).as_micros()).unwrap_or(u64::MAX),
+        to_core(args.timing().decision_bound(Duration::from_secs(5))).as_micros(),
     );
     let watched = embassy_time::with_timeout(bound, until_verdict(&LINK, |e| print(&mut out, e))).await;
     let (verdict, snapshot) = match watched {

@@ -160,29 +160,14 @@ fn run_one(sc: &Scenario, seed: u64, kind: PolicyKind, tick: sim::Tick<'_>) -> (
     }
 }
 
-/// Parses a duration such as `300s`, `5m`, `5min`, `30 min`, `1h`, `250ms`, or a bare
-/// number of seconds (`90`, `1.5`).
+/// Parses a duration flag: the one parser of every accessgate command line (humantime
+/// syntax, `300s`, `5m`, `1m30s`, `250ms`; a bare number is refused), from `accessgate-args`.
 ///
 /// ```
 /// use accessgate_fleet::parse_duration;
 /// use std::time::Duration;
 /// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert!(parse_duration("soon").is_err());
+/// assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert!(parse_duration("90").is_err());
 /// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 0.001,
-        "m" | "min" | "mins" => 60.0,
-        "h" | "hour" | "hours" => 3600.0,
-        u => return Err(format!("unknown unit {u:?} in {s:?} (use ms, s, m/min, h)")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
-}
+pub use accessgate_args::parse_duration;

@@ -33,7 +33,7 @@ fn budget_flags(expect: Expect) -> &'static [&'static str] {
     match expect {
         Expect::Granted => &["--timeout", "5s", "--budget", "10s"],
         Expect::Refused | Expect::RefusedAsUnsupportedRsa => {
-            &["--timeout", "1s", "--budget", "2s", "--retry-base", "200ms"]
+            &["--timeout", "1s", "--budget", "2s", "--retry-spread", "200ms"]
         }
     }
 }
