@@ -62,7 +62,8 @@
 //! ## Pieces
 //! - [`Gate`]: one session's entitlement state machine (R1–R8, R10, R12, R13).
 //! - [`RetrySchedule`]: the fixed-capacity, full-jitter retry plan (R6).
-//! - [`classify`] / [`parse_check_body`]: strict response classification (R1, R4).
+//! - [`classify`] / [`parse_check_body`]: strict response classification (R1, R4), read in one
+//!   bounded, allocation-free JSON pass that compares keys after unescaping.
 //! - [`GateConfig`]: every figure of the spec's defaults table, validated.
 //! - [`Session`]: the token lifecycle around the gate (R9, R11): single-flight refresh,
 //!   waiters, logout races.
@@ -74,7 +75,6 @@
 //!
 //! ## Dependencies, and why
 //! - `heapless`: fixed-capacity containers (retry plan, event queue, token buffers), R12.
-//! - `serde` + `serde-json-core`: allocation-free, strict JSON field extraction (R1).
 //! - `fastrand`: a small, well-kept seeded PRNG for jitter; no hand-rolled generator.
 //! - `defmt` / `log`: optional logging back-ends.
 #![cfg_attr(not(test), no_std)]
@@ -87,6 +87,7 @@ mod fmt;
 mod classify;
 mod config;
 mod gate;
+mod json;
 mod report;
 mod schedule;
 mod session;

@@ -8,12 +8,13 @@
 //! Tokens are bounded byte strings of at most `T` bytes ([`DEFAULT_TOKEN_CAPACITY`] by
 //! default); a longer token is refused with [`SessionError::TokenTooLong`], never truncated.
 
-use crate::classify::{json_well_formed, TransientClass};
+use crate::classify::TransientClass;
 use crate::config::{Backoff, ConfigError, GateConfig, Which};
 use crate::gate::{
     Access, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     MAX_EVENTS_PER_INPUT,
 };
+use crate::json::{self, JsonStr, JsonValue, Top};
 use crate::schedule::{delay_jitter, full_jitter};
 use crate::time::{Duration, Instant};
 use crate::CheckOutcome;
@@ -842,17 +843,6 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     }
 }
 
-/// The token endpoint's 200 body (R11). Unknown fields are ignored.
-#[derive(serde::Deserialize)]
-struct TokenBody<'a> {
-    access_token: &'a str,
-    #[serde(default)]
-    refresh_token: Option<&'a str>,
-    expires_in: u64,
-    #[serde(default)]
-    token_type: Option<&'a str>,
-}
-
 /// Classifies a token endpoint response, as strictly as R1: a malformed 200 is transient.
 ///
 /// ```
@@ -869,43 +859,109 @@ struct TokenBody<'a> {
 /// assert_eq!(classify_refresh(400, br#"{"error":"invalid_grant"}"#, 4096), RefreshOutcome::Rejected);
 /// ```
 pub fn classify_refresh(status: u16, body: &[u8], max_body: usize) -> RefreshOutcome<'_> {
-    let malformed = RefreshOutcome::Transient(TransientClass::InvalidBody);
     match status {
-        200 => {
-            if body.len() > max_body || core::str::from_utf8(body).is_err() || json_well_formed(body).is_err()
-            {
-                return malformed;
-            }
-            match serde_json_core::from_slice::<TokenBody<'_>>(body) {
-                Ok((b, _))
-                    if !b.access_token.is_empty()
-                        && b.token_type.is_none_or(|t| t.eq_ignore_ascii_case("bearer"))
-                        && b.refresh_token.is_none_or(|r| !r.is_empty()) =>
-                {
-                    RefreshOutcome::Refreshed {
-                        access_token: b.access_token.as_bytes(),
-                        refresh_token: b.refresh_token.map(str::as_bytes),
-                        expires_in: Duration::from_secs(b.expires_in),
-                    }
-                }
-                _ => malformed,
-            }
-        }
+        200 => match token_body(body, max_body) {
+            Some(t) => t,
+            None => RefreshOutcome::Transient(TransientClass::InvalidBody),
+        },
         401 => RefreshOutcome::Rejected,
-        400 => {
-            #[derive(serde::Deserialize)]
-            struct ErrorBody<'a> {
-                error: &'a str,
-            }
-            let ok = body.len() <= max_body && json_well_formed(body).is_ok();
-            match serde_json_core::from_slice::<ErrorBody<'_>>(body) {
-                Ok((e, _)) if ok && e.error == "invalid_grant" => RefreshOutcome::Rejected,
-                _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
-            }
-        }
+        400 if error_is_invalid_grant(body, max_body) => RefreshOutcome::Rejected,
         403 => RefreshOutcome::Transient(TransientClass::Forbidden),
         429 => RefreshOutcome::Transient(TransientClass::Throttled),
         500..=599 => RefreshOutcome::Transient(TransientClass::ServerError),
         _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
     }
+}
+
+/// Reads a token endpoint's 200 body (RFC 6749 §5.1) in one strict pass, as strictly as R1
+/// reads a check body: a well-formed JSON object; keys compared after unescaping; each of
+/// `access_token`, `refresh_token`, `expires_in`, `token_type` at most once (a duplicate under
+/// any spelling makes the answer malformed); other fields ignored. `access_token` (non-empty)
+/// and `expires_in` (a non-negative integer of seconds) are required; `refresh_token` (non-empty)
+/// and `token_type` (`Bearer`, any case) may be absent or `null`. Token values are handed out
+/// as slices of the body, so a token written with a JSON escape is refused rather than
+/// unescaped into a buffer (OAuth tokens are plain ASCII, RFC 6750 `b64token`).
+fn token_body(body: &[u8], max_body: usize) -> Option<RefreshOutcome<'_>> {
+    if body.len() > max_body {
+        return None;
+    }
+    #[derive(Clone, Copy)]
+    enum Field<'a> {
+        Absent,
+        Once(JsonValue<'a>),
+        Twice,
+    }
+    fn put<'a>(f: &mut Field<'a>, v: JsonValue<'a>) {
+        *f = match f {
+            Field::Absent => Field::Once(v),
+            _ => Field::Twice,
+        };
+    }
+    let (mut access, mut refresh, mut expires, mut kind) =
+        (Field::Absent, Field::Absent, Field::Absent, Field::Absent);
+    let top = json::scan(body, |key: JsonStr<'_>, v| {
+        if key.eq_ascii(b"access_token") {
+            put(&mut access, v);
+        } else if key.eq_ascii(b"refresh_token") {
+            put(&mut refresh, v);
+        } else if key.eq_ascii(b"expires_in") {
+            put(&mut expires, v);
+        } else if key.eq_ascii(b"token_type") {
+            put(&mut kind, v);
+        }
+    })
+    .ok()?;
+    if top != Top::Object {
+        return None;
+    }
+    fn token(v: JsonValue<'_>) -> Option<&[u8]> {
+        match v {
+            JsonValue::Str(s) => s.unescaped().filter(|t| !t.is_empty()),
+            _ => None,
+        }
+    }
+    let Field::Once(a) = access else { return None };
+    let access_token = token(a)?;
+    let refresh_token = match refresh {
+        Field::Absent | Field::Once(JsonValue::Null) => None,
+        Field::Once(r) => Some(token(r)?),
+        Field::Twice => return None,
+    };
+    let Field::Once(JsonValue::Number(n)) = expires else {
+        return None;
+    };
+    let mut secs: u64 = 0;
+    for &d in n {
+        // Digits only: a sign, a fraction or an exponent is not a lifetime in seconds.
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        secs = secs.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    match kind {
+        Field::Absent | Field::Once(JsonValue::Null) => {}
+        Field::Once(JsonValue::Str(t)) if t.eq_ascii_ignore_case(b"bearer") => {}
+        _ => return None,
+    }
+    Some(RefreshOutcome::Refreshed {
+        access_token,
+        refresh_token,
+        expires_in: Duration::from_secs(secs),
+    })
+}
+
+/// Whether a 400 body is `{"error": "invalid_grant", ...}` (RFC 6749 §5.2), read as strictly
+/// as a 200 body: exactly one `error` key, a string equal to `invalid_grant` after unescaping.
+fn error_is_invalid_grant(body: &[u8], max_body: usize) -> bool {
+    if body.len() > max_body {
+        return false;
+    }
+    let (mut seen, mut grant) = (0u32, false);
+    let top = json::scan(body, |key, v| {
+        if key.eq_ascii(b"error") {
+            seen += 1;
+            grant = matches!(v, JsonValue::Str(s) if s.eq_ascii(b"invalid_grant"));
+        }
+    });
+    top == Ok(Top::Object) && seen == 1 && grant
 }

@@ -469,6 +469,124 @@ fn refresh_classification_is_strict() {
 }
 
 #[test]
+fn refresh_keys_are_compared_after_unescaping() {
+    let bad = RefreshOutcome::Transient(TransientClass::InvalidBody);
+    // An escaped spelling is the same key (as R1 reads check bodies).
+    assert_eq!(
+        classify_refresh(200, br#"{"access\u005ftoken":"at","expires\u005fin":60}"#, 4096),
+        RefreshOutcome::Refreshed {
+            access_token: b"at",
+            refresh_token: None,
+            expires_in: secs(60),
+        }
+    );
+    // So both spellings of a field are a duplicate: malformed, whichever comes first.
+    for body in [
+        &br#"{"access_token":"a","access\u005ftoken":"b","expires_in":60}"#[..],
+        br#"{"access\u005ftoken":"b","access_token":"a","expires_in":60}"#,
+        br#"{"access_token":"a","expires_in":60,"expires\u005fin":0}"#,
+        br#"{"access_token":"a","expires_in":60,"refresh_token":"r","refresh\u005ftoken":"s"}"#,
+        br#"{"access_token":"a","expires_in":60,"token_type":"Bearer","token\u005ftype":"mac"}"#,
+    ] {
+        assert_eq!(
+            classify_refresh(200, body, 4096),
+            bad,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Fields of nested objects are not the token's.
+    assert_eq!(
+        classify_refresh(
+            200,
+            br#"{"x":{"access_token":"b","expires_in":1},"access_token":"a","expires_in":60}"#,
+            4096
+        ),
+        RefreshOutcome::Refreshed {
+            access_token: b"a",
+            refresh_token: None,
+            expires_in: secs(60),
+        }
+    );
+    // `token_type` compares after unescaping, ignoring case.
+    assert!(matches!(
+        classify_refresh(
+            200,
+            br#"{"access_token":"a","expires_in":1,"token_type":"b\u0065ARER"}"#,
+            4096
+        ),
+        RefreshOutcome::Refreshed { .. }
+    ));
+}
+
+#[test]
+fn refresh_values_are_strict() {
+    let bad = RefreshOutcome::Transient(TransientClass::InvalidBody);
+    for body in [
+        // A token is handed out as written: one with an escape cannot be, so it is refused.
+        &br#"{"access_token":"a\/b","expires_in":60}"#[..],
+        br#"{"access_token":"a","refresh_token":"r\u0041","expires_in":60}"#,
+        br#"{"access_token":"","expires_in":60}"#,
+        br#"{"access_token":"a","refresh_token":"","expires_in":60}"#,
+        br#"{"access_token":null,"expires_in":60}"#,
+        br#"{"access_token":"a","expires_in":-1}"#,
+        br#"{"access_token":"a","expires_in":1.5}"#,
+        br#"{"access_token":"a","expires_in":1e3}"#,
+        br#"{"access_token":"a","expires_in":18446744073709551616}"#,
+        br#"{"access_token":"a","expires_in":null}"#,
+        br#"{"access_token":"a"}"#,
+        br#"{"access_token":"a","expires_in":60,"x":"\ud800"}"#,
+        br#"{"access_token":"a","expires_in":060}"#,
+        br#"[{"access_token":"a","expires_in":60}]"#,
+    ] {
+        assert_eq!(
+            classify_refresh(200, body, 4096),
+            bad,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(
+        classify_refresh(200, br#"{"access_token":"a","refresh_token":null,"token_type":null,"expires_in":18446744073709551615}"#, 4096),
+        RefreshOutcome::Refreshed {
+            access_token: b"a",
+            refresh_token: None,
+            expires_in: Duration::from_secs(u64::MAX),
+        }
+    );
+    let body = br#"{"access_token":"a","expires_in":60}"#;
+    assert_eq!(classify_refresh(200, body, body.len() - 1), bad);
+}
+
+#[test]
+fn invalid_grant_is_read_as_strictly() {
+    let other = RefreshOutcome::Transient(TransientClass::OtherStatus);
+    assert_eq!(
+        classify_refresh(400, br#"{"error":"invalid\u005fgrant"}"#, 4096),
+        RefreshOutcome::Rejected
+    );
+    assert_eq!(
+        classify_refresh(400, br#"{"err\u006fr":"invalid_grant","x":1}"#, 4096),
+        RefreshOutcome::Rejected
+    );
+    for body in [
+        &br#"{"error":"invalid_grant","error":"invalid_request"}"#[..],
+        br#"{"error":"invalid_grant","err\u006fr":"invalid_grant"}"#,
+        br#"{"error":"invalid_grant"}x"#,
+        br#"{"x":{"error":"invalid_grant"}}"#,
+        br#"{"error":"INVALID_GRANT"}"#,
+        b"invalid_grant",
+    ] {
+        assert_eq!(
+            classify_refresh(400, body, 4096),
+            other,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
 fn a_refresh_spread_smears_refreshes_ahead_of_the_skew() {
     let cfg = SessionConfig {
         refresh_spread: secs(300),
