@@ -267,6 +267,11 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     next_refresh_id: u32,
     failures_valid: u32,
     failures_expired: u32,
+    /// When the last refresh started, and its place in the current run of refresh starts
+    /// (R11 floor: see [`Session::refresh_floor`]). Kept across sign-ins: the floor protects
+    /// the token endpoint from this device, whichever session asks.
+    last_refresh_start: Option<Instant>,
+    refresh_streak: u32,
     timers: [Option<Instant>; 3],
     early_refresh_used: bool,
     early_refresh_for: Option<Generation>,
@@ -309,6 +314,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             next_refresh_id: 0,
             failures_valid: 0,
             failures_expired: 0,
+            last_refresh_start: None,
+            refresh_streak: 0,
             timers: [None; 3],
             early_refresh_used: false,
             early_refresh_for: None,
@@ -446,6 +453,12 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             let sharing = s.refresh.is_some() || s.waiter_generation.is_some();
             if !sharing && (fresh || (valid && retry_pending)) {
                 return Ok(TokenReply::Ready(TokenHandle(s.epoch))); // R11, I9: not expired
+            }
+            if !sharing && !retry_pending && valid && s.refresh_floor().is_some_and(|f| now < f) {
+                // R11: the refresh floor holds the refresh back (planned by start_refresh);
+                // the token is still valid, so the caller gets it rather than wait.
+                s.start_refresh(now, false);
+                return Ok(TokenReply::Ready(TokenHandle(s.epoch)));
             }
             if s.waiters.len() + s.resolved.len() >= W {
                 return Err(SessionError::WaitersFull);
@@ -752,10 +765,36 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         }
     }
 
+    /// The earliest instant the next refresh may start (R11): the last start plus the refresh
+    /// retry backoff's ceiling for its place in the run (1 s, 2 s, 4 s, then 5 s apart by
+    /// default). Whatever `expires_in` says (0, 1 s, a token already expired), whoever asks
+    /// (a due refresh, a check held back by an expired token, a waiting caller, a 403, a
+    /// sign-in), refreshes never start more often: a broken token endpoint gets a trickle.
+    fn refresh_floor(&self) -> Option<Instant> {
+        self.last_refresh_start
+            .map(|t| t + self.config.refresh_retry.ceiling(self.refresh_streak))
+    }
+
+    /// Starts a refresh now, or, when the floor of R11 holds it back, plans it for the floor
+    /// (as a retry: callers that need a token wait for it).
     fn start_refresh(&mut self, now: Instant, early: bool) {
         if !self.live || self.refresh.is_some() {
             return; // R11: at most one refresh in flight
         }
+        if let Some(floor) = self.refresh_floor().filter(|&f| now < f) {
+            self.timers[Timer::Retry as usize] = Some(floor); // R11: never faster than the floor
+            self.timers[Timer::Due as usize] = None;
+            debug!("refresh held back until the floor (early: {})", early);
+            return;
+        }
+        // A start within twice the backoff cap of the previous one continues the run (the
+        // floor grows); after a quiet spell the run starts over at the backoff's base.
+        let quiet = self.config.refresh_retry.cap.saturating_mul(2);
+        self.refresh_streak = match self.last_refresh_start {
+            Some(t) if now < t + quiet => self.refresh_streak.saturating_add(1),
+            _ => 0,
+        };
+        self.last_refresh_start = Some(now);
         let id = self.next_refresh_id;
         self.next_refresh_id = self.next_refresh_id.wrapping_add(1);
         self.refresh = Some(InFlight { id });
@@ -793,7 +832,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             self.failures_expired = self.failures_expired.saturating_add(1);
             delay_jitter(self.config.gate.probe.ceiling(k), &mut self.rng)
         };
-        let next_attempt = now + delay;
+        // R11: and never before the floor of refresh starts.
+        let next_attempt = (now + delay).max(self.refresh_floor().unwrap_or(now));
         self.timers[Timer::Retry as usize] = Some(next_attempt);
         // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
         // the cable before the hourly refresh would keep a grant for ever (applied to the
