@@ -1,7 +1,7 @@
 //! Response classification shared by every adapter: `(status, Retry-After, body)` →
 //! [`CheckOutcome`] (R1, R2, R4, R8).
 //!
-//! The body is hostile input. It is read in one strict pass ([`crate::json::scan`]): bounded,
+//! The body is hostile input. It is read in one strict pass (`json::scan`): bounded,
 //! iterative (a fixed nesting limit, no recursion that a deep body could use to exhaust a
 //! microcontroller's stack) and allocation-free. The pass validates the whole body as JSON and
 //! compares the top-level keys as JSON defines them, after unescaping, so `"has\u005faccess"`

@@ -90,14 +90,31 @@ fuzz_target!(|body: &[u8]| {
     if let Ok(b) = ours {
         // Forward: definitive only for what the reference reads as exactly one boolean.
         let Some(r) = r else {
-            panic!("definitive ({b}) but serde_json does not read an object with one has_access: {:?}", String::from_utf8_lossy(body))
+            panic!(
+                "definitive ({b}) but serde_json does not read an object with one has_access: {:?}",
+                String::from_utf8_lossy(body)
+            )
         };
-        assert_eq!(r.has_access, Some(b), "different answer: {:?}", String::from_utf8_lossy(body));
+        assert_eq!(
+            r.has_access,
+            Some(b),
+            "different answer: {:?}",
+            String::from_utf8_lossy(body)
+        );
     }
-    if let Some(Reference { has_access: Some(b), depth }) = r {
+    if let Some(Reference {
+        has_access: Some(b),
+        depth,
+    }) = r
+    {
         // Reverse: within the limits, what the reference reads as a boolean is definitive.
         if body.len() <= MAX && depth <= MAX_JSON_DEPTH as usize {
-            assert_eq!(ours, Ok(b), "serde_json reads has_access = {b}: {:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                ours,
+                Ok(b),
+                "serde_json reads has_access = {b}: {:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 });

@@ -110,7 +110,9 @@ fn fields(body: &[u8]) -> Option<Fields> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&s, body)) = data.split_first() else { return };
+    let Some((&s, body)) = data.split_first() else {
+        return;
+    };
     let status = match s % 8 {
         0..=3 => 200,
         4 | 5 => 400,
@@ -128,7 +130,11 @@ fuzz_target!(|data: &[u8]| {
         } => {
             assert_eq!(status, 200);
             let want = f.as_ref().and_then(refreshed);
-            let got = (access_token.to_vec(), refresh_token.map(<[u8]>::to_vec), expires_in);
+            let got = (
+                access_token.to_vec(),
+                refresh_token.map(<[u8]>::to_vec),
+                expires_in,
+            );
             assert_eq!(want, Some(got), "{:?}", String::from_utf8_lossy(body));
         }
         RefreshOutcome::Rejected => {
@@ -156,7 +162,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if status == 400 && matches!(&f.error, Some((_, Value::String(s))) if s == "invalid_grant") {
-            assert_eq!(ours, RefreshOutcome::Rejected, "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                ours,
+                RefreshOutcome::Rejected,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 });

@@ -6,7 +6,9 @@ use accessgate::{classify, parse_retry_after, CheckOutcome, Duration};
 use libfuzzer_sys::fuzz_target;
 
 fn reference(v: &[u8]) -> Option<Duration> {
-    let s = std::str::from_utf8(v).ok()?.trim_matches(|c: char| c.is_ascii_whitespace());
+    let s = std::str::from_utf8(v)
+        .ok()?
+        .trim_matches(|c: char| c.is_ascii_whitespace());
     if s.is_empty() || s.len() > 10 || !s.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
@@ -14,7 +16,9 @@ fn reference(v: &[u8]) -> Option<Duration> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&s, value)) = data.split_first() else { return };
+    let Some((&s, value)) = data.split_first() else {
+        return;
+    };
     let got = parse_retry_after(value);
     assert_eq!(got, reference(value), "{:?}", String::from_utf8_lossy(value));
     let status = [429, 503, 500, 200, 401, 403][usize::from(s) % 6];
@@ -24,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
             let want = if status == 429 || status == 503 { got } else { None };
             assert_eq!(retry_after, want);
         }
-        other => assert!(status == 401 && other == CheckOutcome::Unauthorized, "{status} {other:?}"),
+        other => assert!(
+            status == 401 && other == CheckOutcome::Unauthorized,
+            "{status} {other:?}"
+        ),
     }
 });
