@@ -1,17 +1,17 @@
 //! Response classification shared by every adapter: `(status, Retry-After, body)` →
 //! [`CheckOutcome`] (R1, R2, R4, R8).
 //!
-//! The body is hostile input. It is checked in two passes, both bounded and allocation-free:
-//! 1. a small iterative JSON well-formedness scan with a fixed nesting limit, because
-//!    serde-json-core skips unknown fields loosely (it accepts invalid scalars there) and
-//!    recursively (a deeply nested body could exhaust a microcontroller's stack);
-//! 2. serde-json-core extracts `has_access` as a strict `bool`; serde's derive rejects a
-//!    duplicate key, a wrong type, `null`, or a missing field.
+//! The body is hostile input. It is read in one strict pass (`json::scan`): bounded,
+//! iterative (a fixed nesting limit, no recursion that a deep body could use to exhaust a
+//! microcontroller's stack) and allocation-free. The pass validates the whole body as JSON and
+//! compares the top-level keys as JSON defines them, after unescaping, so `"has\u005faccess"`
+//! is `has_access` and a body spelling it twice has a duplicate key (R1).
 //!
-//! Anything that is not a well-formed JSON object whose `has_access` is a boolean is
+//! Anything that is not a well-formed JSON object with exactly one `has_access`, a boolean, is
 //! transient, never a denial: a captive portal answers 200 with HTML (R4).
 
 use crate::detail::FailureDetail;
+use crate::json::{self, JsonValue, Top};
 use crate::time::Duration;
 
 /// Deepest nesting of arrays and objects accepted in a check body.
@@ -153,7 +153,8 @@ pub enum BodyError {
     Malformed,
     /// Nested deeper than [`MAX_JSON_DEPTH`].
     TooDeep,
-    /// Well-formed JSON, but not an object with exactly one boolean `has_access`.
+    /// Well-formed JSON, but not an object with exactly one boolean `has_access` (missing,
+    /// duplicated under any spelling, or not a boolean).
     Schema,
 }
 
@@ -232,213 +233,37 @@ pub fn parse_retry_after(value: &[u8]) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-#[derive(serde::Deserialize)]
-struct CheckBody {
-    has_access: bool,
-}
-
-/// Applies R1 to a 200 body: `Ok(has_access)` only for a well-formed JSON object whose
-/// `has_access` is a boolean (other fields are ignored, duplicates of `has_access` refused).
+/// Applies R1 to a 200 body: `Ok(has_access)` only for a well-formed JSON object with exactly
+/// one `has_access` key (compared after unescaping), whose value is a boolean. Other fields are
+/// ignored, but must be valid JSON too.
 ///
 /// ```
 /// use accessgate::{parse_check_body, BodyError};
 /// assert_eq!(parse_check_body(br#"{"has_access":false,"plan":"pro"}"#, 1024), Ok(false));
 /// assert_eq!(parse_check_body(br#"{"has_access":"true"}"#, 1024), Err(BodyError::Schema));
 /// assert_eq!(parse_check_body(br#"{"has_access":true}x"#, 1024), Err(BodyError::Malformed));
+/// // The same key twice, once escaped: not definitive (R1).
+/// assert_eq!(parse_check_body(br#"{"has_access":true,"has\u005faccess":false}"#, 1024), Err(BodyError::Schema));
 /// ```
 pub fn parse_check_body(body: &[u8], max_body: usize) -> Result<bool, BodyError> {
     if body.len() > max_body {
         return Err(BodyError::TooLarge);
     }
-    if core::str::from_utf8(body).is_err() {
-        return Err(BodyError::NotUtf8);
-    }
-    json_well_formed(body)?;
-    match serde_json_core::from_slice::<CheckBody>(body) {
-        Ok((b, _)) => Ok(b.has_access),
-        Err(_) => Err(BodyError::Schema),
-    }
-}
-
-/// Iterative JSON syntax check (RFC 8259 grammar) with a nesting limit; no recursion, no
-/// allocation, one pass. The container stack is a bit set (1 = object, 0 = array).
-pub(crate) fn json_well_formed(b: &[u8]) -> Result<(), BodyError> {
-    #[derive(PartialEq, Clone, Copy)]
-    enum S {
-        Value,
-        ValueOrClose,
-        KeyOrClose,
-        Key,
-        Colon,
-        After,
-    }
-    let mut stack: u32 = 0;
-    let mut depth: u32 = 0;
-    let mut s = S::Value;
-    let mut i = 0usize;
-    loop {
-        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-            i += 1;
-        }
-        let Some(&c) = b.get(i) else {
-            return if depth == 0 && s == S::After {
-                Ok(())
-            } else {
-                Err(BodyError::Malformed)
+    let mut seen = 0u32;
+    let mut value = None;
+    let top = json::scan(body, |key, v| {
+        if key.eq_ascii(b"has_access") {
+            seen += 1;
+            value = match v {
+                JsonValue::Bool(b) => Some(b),
+                _ => None, // R1: `"true"`, `1`, `null`, ... are not definitive
             };
-        };
-        match s {
-            S::Value | S::ValueOrClose => {
-                if s == S::ValueOrClose && c == b']' {
-                    stack >>= 1;
-                    depth -= 1;
-                    s = S::After;
-                    i += 1;
-                    continue;
-                }
-                match c {
-                    b'{' | b'[' => {
-                        if depth >= MAX_JSON_DEPTH {
-                            return Err(BodyError::TooDeep);
-                        }
-                        stack = (stack << 1) | u32::from(c == b'{');
-                        depth += 1;
-                        s = if c == b'{' { S::KeyOrClose } else { S::ValueOrClose };
-                        i += 1;
-                    }
-                    b'"' => {
-                        i = string_end(b, i)?;
-                        s = S::After;
-                    }
-                    b't' => {
-                        i = literal_end(b, i, b"true")?;
-                        s = S::After;
-                    }
-                    b'f' => {
-                        i = literal_end(b, i, b"false")?;
-                        s = S::After;
-                    }
-                    b'n' => {
-                        i = literal_end(b, i, b"null")?;
-                        s = S::After;
-                    }
-                    b'-' | b'0'..=b'9' => {
-                        i = number_end(b, i)?;
-                        s = S::After;
-                    }
-                    _ => return Err(BodyError::Malformed),
-                }
-            }
-            S::KeyOrClose | S::Key => {
-                if s == S::KeyOrClose && c == b'}' {
-                    stack >>= 1;
-                    depth -= 1;
-                    s = S::After;
-                    i += 1;
-                    continue;
-                }
-                if c != b'"' {
-                    return Err(BodyError::Malformed);
-                }
-                i = string_end(b, i)?;
-                s = S::Colon;
-            }
-            S::Colon => {
-                if c != b':' {
-                    return Err(BodyError::Malformed);
-                }
-                i += 1;
-                s = S::Value;
-            }
-            S::After => {
-                if depth == 0 {
-                    return Err(BodyError::Malformed); // trailing garbage
-                }
-                let in_object = stack & 1 == 1;
-                match c {
-                    b',' => s = if in_object { S::Key } else { S::Value },
-                    b'}' if in_object => {
-                        stack >>= 1;
-                        depth -= 1;
-                    }
-                    b']' if !in_object => {
-                        stack >>= 1;
-                        depth -= 1;
-                    }
-                    _ => return Err(BodyError::Malformed),
-                }
-                i += 1;
-            }
         }
+    })?;
+    match (top, seen, value) {
+        (Top::Object, 1, Some(b)) => Ok(b),
+        _ => Err(BodyError::Schema), // not an object, missing, duplicated or not a boolean
     }
-}
-
-fn string_end(b: &[u8], start: usize) -> Result<usize, BodyError> {
-    let mut j = start + 1;
-    while let Some(&c) = b.get(j) {
-        match c {
-            b'"' => return Ok(j + 1),
-            b'\\' => match b.get(j + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
-                Some(b'u') => {
-                    let hex = b.get(j + 2..j + 6).ok_or(BodyError::Malformed)?;
-                    if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return Err(BodyError::Malformed);
-                    }
-                    j += 6;
-                }
-                _ => return Err(BodyError::Malformed),
-            },
-            0..=0x1f => return Err(BodyError::Malformed),
-            _ => j += 1,
-        }
-    }
-    Err(BodyError::Malformed)
-}
-
-fn literal_end(b: &[u8], start: usize, lit: &[u8]) -> Result<usize, BodyError> {
-    match b.get(start..start + lit.len()) {
-        Some(s) if s == lit => Ok(start + lit.len()),
-        _ => Err(BodyError::Malformed),
-    }
-}
-
-fn number_end(b: &[u8], start: usize) -> Result<usize, BodyError> {
-    let digits = |mut j: usize| {
-        let from = j;
-        while b.get(j).is_some_and(u8::is_ascii_digit) {
-            j += 1;
-        }
-        (j, j - from)
-    };
-    let mut j = start;
-    if b.get(j) == Some(&b'-') {
-        j += 1;
-    }
-    match b.get(j) {
-        Some(b'0') => j += 1,
-        Some(b'1'..=b'9') => j = digits(j).0,
-        _ => return Err(BodyError::Malformed),
-    }
-    if b.get(j) == Some(&b'.') {
-        let (k, n) = digits(j + 1);
-        if n == 0 {
-            return Err(BodyError::Malformed);
-        }
-        j = k;
-    }
-    if matches!(b.get(j), Some(b'e' | b'E')) {
-        j += 1;
-        if matches!(b.get(j), Some(b'+' | b'-')) {
-            j += 1;
-        }
-        let (k, n) = digits(j);
-        if n == 0 {
-            return Err(BodyError::Malformed);
-        }
-        j = k;
-    }
-    Ok(j)
 }
 
 #[cfg(test)]
@@ -529,6 +354,141 @@ mod tests {
     fn duplicate_key_is_transient() {
         assert_eq!(body(br#"{"has_access":false,"has_access":true}"#), INVALID);
         assert_eq!(body(br#"{"has_access":true,"has_access":true}"#), INVALID);
+    }
+
+    #[test]
+    fn escaped_duplicate_of_has_access_is_not_definitive() {
+        // Issue 14 item 1: both spellings are the same key after unescaping (R1), in either order.
+        for b in [
+            &br#"{"has_access": true, "has\u005faccess": false}"#[..],
+            br#"{"has\u005faccess": false, "has_access": true}"#,
+            br#"{"has_access": true, "has\u005Faccess": true}"#,
+            br#"{"\u0068\u0061\u0073\u005f\u0061\u0063\u0063\u0065\u0073\u0073": true, "has_access": true}"#,
+            br#"{"has\u005faccess": true, "x": 1, "has\u005faccess": true}"#,
+        ] {
+            assert_eq!(body(b), INVALID, "{}", core::str::from_utf8(b).unwrap());
+            assert_eq!(parse_check_body(b, MAX), Err(BodyError::Schema));
+        }
+    }
+
+    #[test]
+    fn escaped_has_access_alone_is_definitive() {
+        assert_eq!(body(br#"{"has\u005faccess": true}"#), CheckOutcome::Granted);
+        assert_eq!(body(br#"{"has\u005Faccess": false}"#), CheckOutcome::Denied);
+        assert_eq!(
+            body(br#"{"\u0068as_access": true, "plan": "pro"}"#),
+            CheckOutcome::Granted
+        );
+        // Other escapes that do not spell `has_access` are other keys, ignored.
+        assert_eq!(
+            body(br#"{"has\u005faccess\u0000": false, "has_access": true}"#),
+            CheckOutcome::Granted
+        );
+        assert_eq!(
+            body(br#"{"has\\access": false, "has_access": true}"#),
+            CheckOutcome::Granted
+        );
+        assert_eq!(
+            body(br#"{"HAS_ACCESS": false, "has_access": true}"#),
+            CheckOutcome::Granted
+        );
+    }
+
+    #[test]
+    fn has_access_in_nested_objects_is_ignored_however_spelled() {
+        assert_eq!(
+            body(br#"{"x": {"has_access": false, "has\u005faccess": false}, "has_access": true}"#),
+            CheckOutcome::Granted
+        );
+        assert_eq!(body(br#"{"x": {"has\u005faccess": true}}"#), INVALID);
+        assert_eq!(body(br#"[{"has_access": true}]"#), INVALID);
+        assert_eq!(
+            body(br#"{"a": [{"has_access": true}], "has_access": false}"#),
+            CheckOutcome::Denied
+        );
+    }
+
+    #[test]
+    fn invalid_escapes_and_surrogates_anywhere_are_transient() {
+        for b in [
+            &br#"{"has\u005": true}"#[..],
+            br#"{"has\x5faccess": true}"#,
+            br#"{"has_access": true, "x": "\ud800"}"#,
+            br#"{"has_access": true, "x": "\udc00\ud800"}"#,
+            br#"{"has_access\ud800": true}"#,
+            br#"{"has_access": true, "x": {"\q": 1}}"#,
+            br#"{"has_access": true, "x": "\u00zz"}"#,
+        ] {
+            assert_eq!(
+                parse_check_body(b, MAX),
+                Err(BodyError::Malformed),
+                "{}",
+                core::str::from_utf8(b).unwrap()
+            );
+        }
+        // A surrogate pair is fine.
+        assert_eq!(
+            body(br#"{"x": "\ud83d\ude00", "has_access": true}"#),
+            CheckOutcome::Granted
+        );
+    }
+
+    #[test]
+    fn control_characters_and_leading_zeros_are_transient() {
+        assert_eq!(
+            parse_check_body(b"{\"has_access\":true,\"x\":\"a\tb\"}", MAX),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            parse_check_body(b"{\"has_\naccess\":true}", MAX),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            parse_check_body(b"{\"has_access\":true,\"x\":\"\x00\"}", MAX),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"has_access":true,"n":007}"#, MAX),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"has_access":true,"n":-01.5}"#, MAX),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"has_access":true,"n":1.}"#, MAX),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"has_access":true,"n":0.5e-3}"#, MAX),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn body_errors_say_why() {
+        assert_eq!(parse_check_body(b"<html>", MAX), Err(BodyError::Malformed));
+        assert_eq!(
+            parse_check_body(b"{\"x\":\"\xc3\x28\"}", MAX),
+            Err(BodyError::NotUtf8)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"has_access":true}"#, 10),
+            Err(BodyError::TooLarge)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"x":[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]}"#, MAX),
+            Err(BodyError::TooDeep)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"has_access":null}"#, MAX),
+            Err(BodyError::Schema)
+        );
+        assert_eq!(
+            parse_check_body(br#"{"has_access":true,"has_access":true}"#, MAX),
+            Err(BodyError::Schema)
+        );
+        assert_eq!(parse_check_body(br#"[true]"#, MAX), Err(BodyError::Schema));
     }
 
     #[test]
@@ -636,30 +596,5 @@ mod tests {
         assert_eq!(parse_retry_after(b"1.5"), None);
         assert_eq!(parse_retry_after(b""), None);
         assert_eq!(parse_retry_after(b"99999999999"), None);
-    }
-
-    #[test]
-    fn well_formedness_agrees_with_serde_json_on_samples() {
-        let samples: [&[u8]; 14] = [
-            b"{}",
-            b"[]",
-            b"[1,2]",
-            b"[1,]",
-            b"{\"a\":1}",
-            b"{\"a\" 1}",
-            b"1e5",
-            b"1e",
-            b"-0.5",
-            b"--1",
-            b"\"\\u00e9\"",
-            b"\"\\u00g9\"",
-            b"[[]]",
-            b"{\"a\":{\"b\":[true,false,null]}}",
-        ];
-        for s in samples {
-            let ours = json_well_formed(s).is_ok();
-            let reference = serde_json::from_slice::<serde_json::Value>(s).is_ok();
-            assert_eq!(ours, reference, "{:?}", core::str::from_utf8(s));
-        }
     }
 }

@@ -64,7 +64,8 @@
 //! - [`Gate`]: one session's entitlement state machine (R1–R8, R10, R12, R13).
 //! - [`RetrySchedule`] / [`ProbeSchedule`]: where retries (R6) and probes (R7) go, a few words
 //!   of state each.
-//! - [`classify`] / [`parse_check_body`]: strict response classification (R1, R4).
+//! - [`classify`] / [`parse_check_body`]: strict response classification (R1, R4), read in one
+//!   bounded, allocation-free JSON pass that compares keys after unescaping.
 //! - [`GateConfig`]: every figure of the spec's defaults table, validated.
 //! - [`Session`]: the token lifecycle around the gate (R9, R11): single-flight refresh,
 //!   waiters, logout races.
@@ -76,7 +77,6 @@
 //!
 //! ## Dependencies, and why
 //! - `heapless`: fixed-capacity containers (retry plan, event queue, token buffers), R12.
-//! - `serde` + `serde-json-core`: allocation-free, strict JSON field extraction (R1).
 //! - `fastrand`: a small, well-kept seeded PRNG for jitter; no hand-rolled generator.
 //! - `defmt` / `log`: optional logging back-ends.
 #![cfg_attr(not(test), no_std)]
@@ -90,6 +90,7 @@ mod classify;
 mod config;
 mod detail;
 mod gate;
+mod json;
 mod report;
 mod schedule;
 mod session;

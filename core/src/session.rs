@@ -8,12 +8,13 @@
 //! Tokens are bounded byte strings of at most `T` bytes ([`DEFAULT_TOKEN_CAPACITY`] by
 //! default); a longer token is refused with [`SessionError::TokenTooLong`], never truncated.
 
-use crate::classify::{json_well_formed, TransientClass};
+use crate::classify::TransientClass;
 use crate::config::{Backoff, ConfigError, GateConfig, Which};
 use crate::gate::{
     Access, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     MAX_EVENTS_PER_INPUT,
 };
+use crate::json::{self, JsonStr, JsonValue, Top};
 use crate::schedule::{delay_jitter, full_jitter};
 use crate::time::{Duration, Instant};
 use crate::CheckOutcome;
@@ -269,6 +270,11 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     next_refresh_id: u32,
     failures_valid: u32,
     failures_expired: u32,
+    /// When the last refresh started, and its place in the current run of refresh starts
+    /// (R11 floor: see [`Session::refresh_floor`]). Kept across sign-ins: the floor protects
+    /// the token endpoint from this device, whichever session asks.
+    last_refresh_start: Option<Instant>,
+    refresh_streak: u32,
     timers: [Option<Instant>; 3],
     early_refresh_used: bool,
     early_refresh_for: Option<Generation>,
@@ -311,6 +317,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             next_refresh_id: 0,
             failures_valid: 0,
             failures_expired: 0,
+            last_refresh_start: None,
+            refresh_streak: 0,
             timers: [None; 3],
             early_refresh_used: false,
             early_refresh_for: None,
@@ -448,6 +456,12 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             let sharing = s.refresh.is_some() || s.waiter_generation.is_some();
             if !sharing && (fresh || (valid && retry_pending)) {
                 return Ok(TokenReply::Ready(TokenHandle(s.epoch))); // R11, I9: not expired
+            }
+            if !sharing && !retry_pending && valid && s.refresh_floor().is_some_and(|f| now < f) {
+                // R11: the refresh floor holds the refresh back (planned by start_refresh);
+                // the token is still valid, so the caller gets it rather than wait.
+                s.start_refresh(now, false);
+                return Ok(TokenReply::Ready(TokenHandle(s.epoch)));
             }
             if s.waiters.len() + s.resolved.len() >= W {
                 return Err(SessionError::WaitersFull);
@@ -754,10 +768,36 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         }
     }
 
+    /// The earliest instant the next refresh may start (R11): the last start plus the refresh
+    /// retry backoff's ceiling for its place in the run (1 s, 2 s, 4 s, then 5 s apart by
+    /// default). Whatever `expires_in` says (0, 1 s, a token already expired), whoever asks
+    /// (a due refresh, a check held back by an expired token, a waiting caller, a 403, a
+    /// sign-in), refreshes never start more often: a broken token endpoint gets a trickle.
+    fn refresh_floor(&self) -> Option<Instant> {
+        self.last_refresh_start
+            .map(|t| t + self.config.refresh_retry.ceiling(self.refresh_streak))
+    }
+
+    /// Starts a refresh now, or, when the floor of R11 holds it back, plans it for the floor
+    /// (as a retry: callers that need a token wait for it).
     fn start_refresh(&mut self, now: Instant, early: bool) {
         if !self.live || self.refresh.is_some() {
             return; // R11: at most one refresh in flight
         }
+        if let Some(floor) = self.refresh_floor().filter(|&f| now < f) {
+            self.timers[Timer::Retry as usize] = Some(floor); // R11: never faster than the floor
+            self.timers[Timer::Due as usize] = None;
+            debug!("refresh held back until the floor (early: {})", early);
+            return;
+        }
+        // A start within twice the backoff cap of the previous one continues the run (the
+        // floor grows); after a quiet spell the run starts over at the backoff's base.
+        let quiet = self.config.refresh_retry.cap.saturating_mul(2);
+        self.refresh_streak = match self.last_refresh_start {
+            Some(t) if now < t + quiet => self.refresh_streak.saturating_add(1),
+            _ => 0,
+        };
+        self.last_refresh_start = Some(now);
         let id = self.next_refresh_id;
         self.next_refresh_id = self.next_refresh_id.wrapping_add(1);
         self.refresh = Some(InFlight { id });
@@ -795,7 +835,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             self.failures_expired = self.failures_expired.saturating_add(1);
             delay_jitter(self.config.gate.probe.ceiling(k), &mut self.rng)
         };
-        let next_attempt = now + delay;
+        // R11: and never before the floor of refresh starts.
+        let next_attempt = (now + delay).max(self.refresh_floor().unwrap_or(now));
         self.timers[Timer::Retry as usize] = Some(next_attempt);
         // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
         // the cable before the hourly refresh would keep a grant for ever (applied to the
@@ -845,17 +886,6 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     }
 }
 
-/// The token endpoint's 200 body (R11). Unknown fields are ignored.
-#[derive(serde::Deserialize)]
-struct TokenBody<'a> {
-    access_token: &'a str,
-    #[serde(default)]
-    refresh_token: Option<&'a str>,
-    expires_in: u64,
-    #[serde(default)]
-    token_type: Option<&'a str>,
-}
-
 /// Classifies a token endpoint response, as strictly as R1: a malformed 200 is transient.
 ///
 /// ```
@@ -872,43 +902,109 @@ struct TokenBody<'a> {
 /// assert_eq!(classify_refresh(400, br#"{"error":"invalid_grant"}"#, 4096), RefreshOutcome::Rejected);
 /// ```
 pub fn classify_refresh(status: u16, body: &[u8], max_body: usize) -> RefreshOutcome<'_> {
-    let malformed = RefreshOutcome::Transient(TransientClass::InvalidBody);
     match status {
-        200 => {
-            if body.len() > max_body || core::str::from_utf8(body).is_err() || json_well_formed(body).is_err()
-            {
-                return malformed;
-            }
-            match serde_json_core::from_slice::<TokenBody<'_>>(body) {
-                Ok((b, _))
-                    if !b.access_token.is_empty()
-                        && b.token_type.is_none_or(|t| t.eq_ignore_ascii_case("bearer"))
-                        && b.refresh_token.is_none_or(|r| !r.is_empty()) =>
-                {
-                    RefreshOutcome::Refreshed {
-                        access_token: b.access_token.as_bytes(),
-                        refresh_token: b.refresh_token.map(str::as_bytes),
-                        expires_in: Duration::from_secs(b.expires_in),
-                    }
-                }
-                _ => malformed,
-            }
-        }
+        200 => match token_body(body, max_body) {
+            Some(t) => t,
+            None => RefreshOutcome::Transient(TransientClass::InvalidBody),
+        },
         401 => RefreshOutcome::Rejected,
-        400 => {
-            #[derive(serde::Deserialize)]
-            struct ErrorBody<'a> {
-                error: &'a str,
-            }
-            let ok = body.len() <= max_body && json_well_formed(body).is_ok();
-            match serde_json_core::from_slice::<ErrorBody<'_>>(body) {
-                Ok((e, _)) if ok && e.error == "invalid_grant" => RefreshOutcome::Rejected,
-                _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
-            }
-        }
+        400 if error_is_invalid_grant(body, max_body) => RefreshOutcome::Rejected,
         403 => RefreshOutcome::Transient(TransientClass::Forbidden),
         429 => RefreshOutcome::Transient(TransientClass::Throttled),
         500..=599 => RefreshOutcome::Transient(TransientClass::ServerError),
         _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
     }
+}
+
+/// Reads a token endpoint's 200 body (RFC 6749 §5.1) in one strict pass, as strictly as R1
+/// reads a check body: a well-formed JSON object; keys compared after unescaping; each of
+/// `access_token`, `refresh_token`, `expires_in`, `token_type` at most once (a duplicate under
+/// any spelling makes the answer malformed); other fields ignored. `access_token` (non-empty)
+/// and `expires_in` (a non-negative integer of seconds) are required; `refresh_token` (non-empty)
+/// and `token_type` (`Bearer`, any case) may be absent or `null`. Token values are handed out
+/// as slices of the body, so a token written with a JSON escape is refused rather than
+/// unescaped into a buffer (OAuth tokens are plain ASCII, RFC 6750 `b64token`).
+fn token_body(body: &[u8], max_body: usize) -> Option<RefreshOutcome<'_>> {
+    if body.len() > max_body {
+        return None;
+    }
+    #[derive(Clone, Copy)]
+    enum Field<'a> {
+        Absent,
+        Once(JsonValue<'a>),
+        Twice,
+    }
+    fn put<'a>(f: &mut Field<'a>, v: JsonValue<'a>) {
+        *f = match f {
+            Field::Absent => Field::Once(v),
+            _ => Field::Twice,
+        };
+    }
+    let (mut access, mut refresh, mut expires, mut kind) =
+        (Field::Absent, Field::Absent, Field::Absent, Field::Absent);
+    let top = json::scan(body, |key: JsonStr<'_>, v| {
+        if key.eq_ascii(b"access_token") {
+            put(&mut access, v);
+        } else if key.eq_ascii(b"refresh_token") {
+            put(&mut refresh, v);
+        } else if key.eq_ascii(b"expires_in") {
+            put(&mut expires, v);
+        } else if key.eq_ascii(b"token_type") {
+            put(&mut kind, v);
+        }
+    })
+    .ok()?;
+    if top != Top::Object {
+        return None;
+    }
+    fn token(v: JsonValue<'_>) -> Option<&[u8]> {
+        match v {
+            JsonValue::Str(s) => s.unescaped().filter(|t| !t.is_empty()),
+            _ => None,
+        }
+    }
+    let Field::Once(a) = access else { return None };
+    let access_token = token(a)?;
+    let refresh_token = match refresh {
+        Field::Absent | Field::Once(JsonValue::Null) => None,
+        Field::Once(r) => Some(token(r)?),
+        Field::Twice => return None,
+    };
+    let Field::Once(JsonValue::Number(n)) = expires else {
+        return None;
+    };
+    let mut secs: u64 = 0;
+    for &d in n {
+        // Digits only: a sign, a fraction or an exponent is not a lifetime in seconds.
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        secs = secs.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    match kind {
+        Field::Absent | Field::Once(JsonValue::Null) => {}
+        Field::Once(JsonValue::Str(t)) if t.eq_ascii_ignore_case(b"bearer") => {}
+        _ => return None,
+    }
+    Some(RefreshOutcome::Refreshed {
+        access_token,
+        refresh_token,
+        expires_in: Duration::from_secs(secs),
+    })
+}
+
+/// Whether a 400 body is `{"error": "invalid_grant", ...}` (RFC 6749 §5.2), read as strictly
+/// as a 200 body: exactly one `error` key, a string equal to `invalid_grant` after unescaping.
+fn error_is_invalid_grant(body: &[u8], max_body: usize) -> bool {
+    if body.len() > max_body {
+        return false;
+    }
+    let (mut seen, mut grant) = (0u32, false);
+    let top = json::scan(body, |key, v| {
+        if key.eq_ascii(b"error") {
+            seen += 1;
+            grant = matches!(v, JsonValue::Str(s) if s.eq_ascii(b"invalid_grant"));
+        }
+    });
+    top == Ok(Top::Object) && seen == 1 && grant
 }

@@ -352,6 +352,181 @@ fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
     assert_eq!(s.access(), Access::Granted);
 }
 
+/// Plays a token endpoint that answers every refresh at once with `expires_in`, and a check
+/// endpoint that grants, until `horizon` (or 100,000 steps: a storm never advances the clock).
+/// Returns the instants refreshes started at.
+fn serve_tokens(s: &mut S, mut now: Instant, expires_in: Duration, horizon: Instant) -> Vec<Instant> {
+    let mut starts = vec![];
+    for _ in 0..100_000 {
+        match s.poll_action() {
+            Some(Action::Refresh(r)) => {
+                starts.push(r.started);
+                let fresh = RefreshOutcome::Refreshed {
+                    access_token: b"at_short",
+                    refresh_token: None,
+                    expires_in,
+                };
+                s.handle_refresh_result(now, r.id, fresh).unwrap();
+            }
+            Some(Action::Check(c)) => s
+                .handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted)
+                .unwrap(),
+            None => {
+                let Some(next) = s.poll_timeout().filter(|&t| t <= horizon) else {
+                    break;
+                };
+                now = next;
+                s.handle_timeout(now).unwrap();
+            }
+        }
+        drain(s);
+        waiters(s);
+    }
+    starts
+}
+
+/// R11: consecutive refresh starts are at least the refresh backoff's ceilings apart (1 s,
+/// 2 s, 4 s, then 5 s), and a run of them keeps trickling rather than stopping.
+#[track_caller]
+fn assert_trickle(starts: &[Instant], span: u64) {
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    let ceilings = [1, 2, 4];
+    for (k, g) in gaps.iter().enumerate() {
+        let floor = secs(ceilings.get(k).copied().unwrap_or(5));
+        assert!(
+            *g >= floor,
+            "refresh {} started {g:?} after the previous one (floor {floor:?}); {} refreshes, first gaps {:?}",
+            k + 1,
+            starts.len(),
+            &gaps[..gaps.len().min(6)]
+        );
+    }
+    // 1 + 2 + 4 + 5 + 5 + ...: at most about span / 5 + 4 starts, and still refreshing.
+    assert!(
+        starts.len() as u64 <= span / 5 + 4,
+        "{} refreshes in {span} s: {gaps:?}",
+        starts.len()
+    );
+    assert!(
+        starts.len() as u64 >= span / 5 - 1,
+        "refreshing stopped: {gaps:?}"
+    );
+}
+
+#[test]
+fn a_token_endpoint_answering_expires_in_zero_gets_a_trickle_not_a_storm() {
+    // Issue 14 item 2: `expires_in: 0` made `watch` post 9,947 refreshes in 5 s.
+    for lifetime in [Duration::ZERO, Duration::from_millis(1), secs(1)] {
+        let mut s = granted();
+        let due = s.poll_timeout().unwrap(); // the first refresh, 60 s ahead of expiry
+        let starts = serve_tokens(&mut s, T0, lifetime, due + secs(60));
+        assert_eq!(starts[0], due);
+        assert_trickle(&starts, 60);
+        assert!(s.status().signed_in);
+    }
+}
+
+#[test]
+fn signing_in_with_an_expired_token_against_a_broken_endpoint_trickles() {
+    // The stored token is already dead, and every new one is too.
+    let mut s = session();
+    s.sign_in(T0, b"at_dead", b"rt", Duration::ZERO).unwrap();
+    let starts = serve_tokens(&mut s, T0, Duration::ZERO, T0 + secs(60));
+    assert_eq!(
+        starts[0], T0,
+        "the first refresh of an expired sign-in starts at once"
+    );
+    assert_trickle(&starts, 60);
+}
+
+#[test]
+fn signing_in_again_with_an_expired_token_waits_for_the_refresh_floor() {
+    let mut s = session();
+    s.restore(T0, b"at_dead", b"rt", Duration::ZERO).unwrap();
+    let r = refresh(&mut s);
+    assert_eq!(r.started, T0);
+    drain(&mut s);
+    // The app signs in again at once, with another dead token: no second refresh yet.
+    s.sign_in(T0, b"at_dead2", b"rt2", Duration::ZERO).unwrap();
+    assert_eq!(s.poll_action(), None, "a second refresh in the same instant");
+    assert!(s.poll_timeout().unwrap() <= T0 + secs(1));
+    s.handle_timeout(T0 + secs(1)).unwrap();
+    let r2 = refresh(&mut s);
+    assert_eq!(r2.started, T0 + secs(1));
+}
+
+#[test]
+fn a_caller_asking_while_the_token_is_expired_waits_for_the_refresh_floor() {
+    let mut s = session();
+    s.sign_in(T0, b"at_first", b"rt_first", secs(3600)).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted)
+        .unwrap();
+    let (due, r) = to_refresh(&mut s);
+    // The endpoint hands out a token that is already expired.
+    let dead = RefreshOutcome::Refreshed {
+        access_token: b"at_dead",
+        refresh_token: None,
+        expires_in: Duration::ZERO,
+    };
+    s.handle_refresh_result(due, r.id, dead).unwrap();
+    assert_eq!(
+        s.poll_action(),
+        None,
+        "no refresh (and no check with a dead token) at once"
+    );
+    let TokenReply::Wait(w) = s.request_token(due).unwrap() else {
+        panic!("an expired token is never handed out")
+    };
+    assert_eq!(s.poll_action(), None, "a caller does not bypass the floor");
+    assert!(!s.refresh_in_flight());
+    // One second later (the backoff's base) the refresh starts; its token serves the caller.
+    let at = s.poll_timeout().unwrap();
+    assert_eq!(at, due + secs(1));
+    s.handle_timeout(at).unwrap();
+    let r2 = refresh(&mut s);
+    s.handle_refresh_result(at, r2.id, new_tokens(2)).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(at, c.generation, c.attempt, CheckOutcome::Granted)
+        .unwrap();
+    let got = waiters(&mut s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, w);
+    let h = got[0].1.unwrap();
+    assert_eq!(s.access_token(h), Some(&b"at_2"[..]));
+}
+
+#[test]
+fn a_403_cannot_start_refreshes_faster_than_the_floor() {
+    let mut s = granted();
+    let (due, r) = to_refresh(&mut s);
+    s.handle_refresh_result(due, r.id, new_tokens(1)).unwrap();
+    // The new token's check is answered 403 in the same instant: an early refresh is wanted,
+    // but the last one started this instant.
+    let c = check(&mut s);
+    let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
+    s.handle_check_result(due, c.generation, c.attempt, forbidden)
+        .unwrap();
+    assert!(
+        !matches!(s.poll_action(), Some(Action::Refresh(_))),
+        "early refresh inside the floor"
+    );
+    // A still-valid token is handed out meanwhile.
+    assert!(matches!(s.request_token(due).unwrap(), TokenReply::Ready(_)));
+    let mut now = due;
+    while now < due + secs(1) {
+        now = s.poll_timeout().unwrap();
+        s.handle_timeout(now).unwrap();
+        while let Some(a) = s.poll_action() {
+            if let Action::Refresh(r) = a {
+                assert!(r.started >= due + secs(1), "refresh at {:?}", r.started - due);
+                return;
+            }
+        }
+    }
+    panic!("the early refresh never started");
+}
+
 #[test]
 fn a_rejected_refresh_logs_out() {
     for outcome in [
@@ -495,6 +670,124 @@ fn refreshes_are_spread_by_default_inside_the_ten_minutes_before_the_skew() {
     dues.sort();
     dues.dedup();
     assert!(dues.len() >= 18, "devices must spread out: {dues:?}");
+}
+
+#[test]
+fn refresh_keys_are_compared_after_unescaping() {
+    let bad = RefreshOutcome::Transient(TransientClass::InvalidBody);
+    // An escaped spelling is the same key (as R1 reads check bodies).
+    assert_eq!(
+        classify_refresh(200, br#"{"access\u005ftoken":"at","expires\u005fin":60}"#, 4096),
+        RefreshOutcome::Refreshed {
+            access_token: b"at",
+            refresh_token: None,
+            expires_in: secs(60),
+        }
+    );
+    // So both spellings of a field are a duplicate: malformed, whichever comes first.
+    for body in [
+        &br#"{"access_token":"a","access\u005ftoken":"b","expires_in":60}"#[..],
+        br#"{"access\u005ftoken":"b","access_token":"a","expires_in":60}"#,
+        br#"{"access_token":"a","expires_in":60,"expires\u005fin":0}"#,
+        br#"{"access_token":"a","expires_in":60,"refresh_token":"r","refresh\u005ftoken":"s"}"#,
+        br#"{"access_token":"a","expires_in":60,"token_type":"Bearer","token\u005ftype":"mac"}"#,
+    ] {
+        assert_eq!(
+            classify_refresh(200, body, 4096),
+            bad,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Fields of nested objects are not the token's.
+    assert_eq!(
+        classify_refresh(
+            200,
+            br#"{"x":{"access_token":"b","expires_in":1},"access_token":"a","expires_in":60}"#,
+            4096
+        ),
+        RefreshOutcome::Refreshed {
+            access_token: b"a",
+            refresh_token: None,
+            expires_in: secs(60),
+        }
+    );
+    // `token_type` compares after unescaping, ignoring case.
+    assert!(matches!(
+        classify_refresh(
+            200,
+            br#"{"access_token":"a","expires_in":1,"token_type":"b\u0065ARER"}"#,
+            4096
+        ),
+        RefreshOutcome::Refreshed { .. }
+    ));
+}
+
+#[test]
+fn refresh_values_are_strict() {
+    let bad = RefreshOutcome::Transient(TransientClass::InvalidBody);
+    for body in [
+        // A token is handed out as written: one with an escape cannot be, so it is refused.
+        &br#"{"access_token":"a\/b","expires_in":60}"#[..],
+        br#"{"access_token":"a","refresh_token":"r\u0041","expires_in":60}"#,
+        br#"{"access_token":"","expires_in":60}"#,
+        br#"{"access_token":"a","refresh_token":"","expires_in":60}"#,
+        br#"{"access_token":null,"expires_in":60}"#,
+        br#"{"access_token":"a","expires_in":-1}"#,
+        br#"{"access_token":"a","expires_in":1.5}"#,
+        br#"{"access_token":"a","expires_in":1e3}"#,
+        br#"{"access_token":"a","expires_in":18446744073709551616}"#,
+        br#"{"access_token":"a","expires_in":null}"#,
+        br#"{"access_token":"a"}"#,
+        br#"{"access_token":"a","expires_in":60,"x":"\ud800"}"#,
+        br#"{"access_token":"a","expires_in":060}"#,
+        br#"[{"access_token":"a","expires_in":60}]"#,
+    ] {
+        assert_eq!(
+            classify_refresh(200, body, 4096),
+            bad,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(
+        classify_refresh(200, br#"{"access_token":"a","refresh_token":null,"token_type":null,"expires_in":18446744073709551615}"#, 4096),
+        RefreshOutcome::Refreshed {
+            access_token: b"a",
+            refresh_token: None,
+            expires_in: Duration::from_secs(u64::MAX),
+        }
+    );
+    let body = br#"{"access_token":"a","expires_in":60}"#;
+    assert_eq!(classify_refresh(200, body, body.len() - 1), bad);
+}
+
+#[test]
+fn invalid_grant_is_read_as_strictly() {
+    let other = RefreshOutcome::Transient(TransientClass::OtherStatus);
+    assert_eq!(
+        classify_refresh(400, br#"{"error":"invalid\u005fgrant"}"#, 4096),
+        RefreshOutcome::Rejected
+    );
+    assert_eq!(
+        classify_refresh(400, br#"{"err\u006fr":"invalid_grant","x":1}"#, 4096),
+        RefreshOutcome::Rejected
+    );
+    for body in [
+        &br#"{"error":"invalid_grant","error":"invalid_request"}"#[..],
+        br#"{"error":"invalid_grant","err\u006fr":"invalid_grant"}"#,
+        br#"{"error":"invalid_grant"}x"#,
+        br#"{"x":{"error":"invalid_grant"}}"#,
+        br#"{"error":"INVALID_GRANT"}"#,
+        b"invalid_grant",
+    ] {
+        assert_eq!(
+            classify_refresh(400, body, 4096),
+            other,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
 }
 
 #[test]

@@ -5,7 +5,9 @@ use core::fmt;
 /// The property a [`Violation`] breaks.
 ///
 /// I1–I5 are the gate's invariants (issue "proven by a deterministic simulator"); I6–I9 are the
-/// session layer's (issue 3, "Extend the deterministic simulator with sessions"). At session
+/// session layer's (issue 3, "Extend the deterministic simulator with sessions"), and I10 bounds
+/// how often refreshes start (issue 14: a token endpoint answering `expires_in: 0` caused a
+/// refresh storm that millions of scenarios did not notice, for want of this invariant). At session
 /// level I1, I3 and I5 are also checked, in the weaker forms the session model can predict
 /// (see `session::Checker`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +40,11 @@ pub enum Invariant {
     /// A token handed out (`Ready`, a waiter's `Ok`) or sent with a check is never past its
     /// expiry: at that instant `now < expires_at` of that token (R11).
     I9,
+    /// Refreshes never start more often than the refresh retry backoff allows, whatever the
+    /// token endpoint says about lifetimes: two refresh starts in a run (each less than twice
+    /// the backoff cap after the previous one) are at least `refresh_retry.ceiling(k)` apart,
+    /// `k` being the earlier one's place in the run (1 s, 2 s, 4 s, then 5 s by default) (R11).
+    I10,
     /// Any other disagreement between the machine's outputs and the reference model: replies,
     /// generation and attempt tags, the cause chain of access changes (R13), retry slots (R6).
     Model,
@@ -62,6 +69,7 @@ impl Invariant {
                 "after a 401 or a rejected refresh, no check or refresh starts until a new sign-in"
             }
             Invariant::I9 => "a token handed out or sent is never past its expiry",
+            Invariant::I10 => "refreshes never start more often than the refresh backoff allows",
             Invariant::Model => "outputs agree with the reference model",
             Invariant::Panic => "nothing panics",
         }

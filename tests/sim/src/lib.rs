@@ -4,7 +4,7 @@
 //! simulator"; issue 3: "Extend the deterministic simulator with sessions"). It drives the
 //! **real** [`accessgate::Gate`] and [`accessgate::Session`] through random interleavings of
 //! inputs chosen by one `u64` seed, and after **every** step asks an independent reference
-//! model whether what the machine did was allowed (invariants I1–I5 for the gate, I6–I9 for
+//! model whether what the machine did was allowed (invariants I1–I5 for the gate, I6–I10 for
 //! the session, see [`Invariant`]).
 //!
 //! Everything that could make a run non-deterministic sits behind the seed: virtual time (a
@@ -21,7 +21,7 @@
 //! - [`gate`]: the gate machine: [`gate::Checker`] (the reference model and invariant
 //!   checker, usable on hand-made traces), [`gate::GateWorld`] (driver for one `Gate<N>`) and
 //!   [`gate::GateScenario`] (picks `N` and the configuration from the seed).
-//! - [`session`]: the session machine: [`session::Checker`] (model and checker of I6–I9, usable
+//! - [`session`]: the session machine: [`session::Checker`] (model and checker of I6–I10, usable
 //!   on hand-made traces), [`session::SessionMachine`] (the session's API as a trait, so tests
 //!   can wrap the real session in a wrong one), [`session::SessionWorld`] (driver) and
 //!   [`session::SessionScenario`] (picks `Session<N, W, T>` and the configuration from the

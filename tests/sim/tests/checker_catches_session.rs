@@ -1,5 +1,5 @@
 //! The session checker must be able to fail: hand-made traces, honest up to one fabricated
-//! observation that breaks exactly one of I6–I9, and the checker must name that invariant.
+//! observation that breaks exactly one of I6–I10, and the checker must name that invariant.
 //!
 //! No session is involved: every observation is written by hand, so these tests also show that
 //! the checker computes its expectations from inputs and outputs alone.
@@ -707,6 +707,101 @@ fn i9_waiter_gets_a_refreshed_token_after_its_expiry() {
         },
     );
     assert_caught(r, Invariant::I9);
+}
+
+// ---- I10 ----
+
+/// A broken token endpoint: from `waiting_for_refresh` (refresh 0 started at 3550 s), every
+/// refresh is answered at once with a token that has already expired (`expires_in: 0`), and
+/// the next refresh starts `gaps[i]` seconds after the previous one (0: in the same step as the
+/// answer, the storm of issue 14). Returns the first violation.
+fn expired_tokens_at_once(gaps: &[u64]) -> Result<(), Violation> {
+    let mut tr = Trace::waiting_for_refresh(Tolerate::NONE);
+    let mut at = 3550;
+    for (i, &gap) in gaps.iter().enumerate() {
+        let i = i as u32;
+        let g = Generation(2 + i);
+        let answer = Input::RefreshResult {
+            id: RefreshId(i),
+            answer: RefreshAnswer::Refreshed {
+                access: Tok::access(10 + i, 8),
+                refresh: None,
+                expires_in: Duration::ZERO,
+            },
+        };
+        let next = refresh(i + 1, t(at + gap), RT1);
+        let next_started = SessionEvent::RefreshStarted {
+            id: RefreshId(i + 1),
+            early: false,
+        };
+        let refreshed = SessionEvent::Refreshed {
+            generation: g,
+            expires_at: t(at),
+        };
+        // The caller of `waiting_for_refresh` learns that the new token is dead already.
+        let waiters = if i == 0 {
+            vec![(WaiterId(0), Err(WaitError::Unavailable))]
+        } else {
+            vec![]
+        };
+        if gap == 0 {
+            // The storm: the answer restarts a refresh in the same instant.
+            return tr.feed(
+                S::new(t(at), answer)
+                    .actions(vec![next])
+                    .events(vec![refreshed, next_started])
+                    .waiters(waiters),
+                |o| {
+                    live(o, g, TokenHandle(2 + i), t(at), t(at + 10));
+                    o.waiting = 0;
+                },
+            );
+        }
+        tr.feed(
+            S::new(t(at), answer).events(vec![refreshed]).waiters(waiters),
+            |o| {
+                live(o, g, TokenHandle(2 + i), t(at), t(at + gap));
+                o.refresh_in_flight = false;
+                o.waiting = 0;
+            },
+        )?;
+        at += gap;
+        tr.feed(
+            S::new(t(at), Input::Timeout)
+                .actions(vec![next])
+                .events(vec![next_started]),
+            |o| {
+                o.refresh_in_flight = true;
+                o.poll_timeout = Some(t(at + 10));
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Issue 14 item 2: `expires_in: 0` answered at once, and the session refreshes again in the
+/// same instant (9,947 refreshes in 5 s against `accessgate watch`).
+#[test]
+fn i10_refresh_storm_on_expires_in_zero() {
+    assert_caught(expired_tokens_at_once(&[0]), Invariant::I10);
+}
+
+/// The same endpoint, with refreshes 1 s, 2 s, 4 s, then 5 s apart (the backoff of R11): a
+/// trickle, accepted; one gap short of its step is caught, at every step of the run.
+#[test]
+fn i10_refreshes_must_follow_the_backoff_whatever_expires_in_says() {
+    expired_tokens_at_once(&[1, 2, 4, 5, 5, 5]).expect("a trickle at the backoff's pace passes");
+    // After a quiet spell (twice the cap) the run starts over at 1 s.
+    expired_tokens_at_once(&[1, 2, 4, 10, 1, 2]).expect("a new run after a quiet spell");
+    for short in [
+        &[1, 1][..],
+        &[1, 2, 3],
+        &[1, 2, 4, 4],
+        &[1, 2, 4, 5, 5, 4],
+        &[1, 2, 4, 9, 4],
+    ] {
+        assert_caught(expired_tokens_at_once(short), Invariant::I10);
+    }
 }
 
 // ---- the model beyond I6–I9 ----

@@ -1,4 +1,4 @@
-//! The session simulator: the real `Session` under random interleavings, I6–I9 (and the
+//! The session simulator: the real `Session` under random interleavings, I6–I10 (and the
 //! session-level forms of I1, I3, I5) checked after every step.
 //!
 //! `cargo test -p accessgate-sim` runs `DEFAULT_SCENARIOS` session seeds, split over one

@@ -92,6 +92,10 @@ struct Mix {
     /// Refresh answers: rejected, transient (the rest succeed).
     rejected: u32,
     refresh_transient: u32,
+    /// A broken token endpoint (I10, R11): most new tokens live 0 or 1 unit, or less than the
+    /// refresh backoff's base, refreshes are mostly answered at once, and half the sign-ins
+    /// bring a token that has already expired. Before I10 such a world stormed refreshes.
+    broken_endpoint: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,6 +104,7 @@ struct DriverCounts {
     restores: u64,
     restored_expired: u64,
     short_lifetimes: u64,
+    storm_answers: u64,
     oversized: u64,
     checks_answered: u64,
     checks_duplicated: u64,
@@ -176,6 +181,7 @@ impl<M: SessionMachine> SessionWorld<M> {
             forbidden: [0, 5, 15][rng.random_range(0..3)],
             rejected: [0, 3, 10][rng.random_range(0..3)],
             refresh_transient: [10, 30, 60][rng.random_range(0..3)],
+            broken_endpoint: rng.random_ratio(1, 4),
         };
         let before = Observed::of(&machine);
         SessionWorld {
@@ -250,7 +256,11 @@ impl<M: SessionMachine> SessionWorld<M> {
         let skew = self.config.refresh_skew.as_micros();
         let timeout = self.config.gate.attempt_timeout.as_micros();
         let roll = self.rng.random_range(0..100);
-        let zero_share = if restore { 25 } else { 8 };
+        let zero_share = match (self.mix.broken_endpoint, restore) {
+            (true, _) => 50,
+            (false, true) => 25,
+            (false, false) => 8,
+        };
         let us = if roll < zero_share {
             0
         } else if roll < zero_share + 25 {
@@ -320,7 +330,19 @@ impl<M: SessionMachine> SessionWorld<M> {
         } else {
             None
         };
-        let expires_in = self.lifetime(false);
+        let expires_in = if self.mix.broken_endpoint && self.rng.random_ratio(3, 4) {
+            // `expires_in` of 0, 1 µs, 1 unit (1 s or 1 µs), or under the backoff's base.
+            self.counts.storm_answers += 1;
+            let base = self.config.refresh_retry.base.as_micros();
+            Duration::from_micros(match self.rng.random_range(0..4) {
+                0 => 0,
+                1 => 1,
+                2 => self.profile.unit().as_micros(),
+                _ => self.rng.random_range(0..base.max(1)),
+            })
+        } else {
+            self.lifetime(false)
+        };
         if expires_in <= self.config.refresh_skew {
             self.counts.refreshed_short += 1;
         }
@@ -373,7 +395,10 @@ impl<M: SessionMachine> SessionWorld<M> {
             self.advance(d);
         }
         let signed_in = self.before.status.signed_in;
-        let roll = self.rng.random_range(0..100u32);
+        let mut roll = self.rng.random_range(0..100u32);
+        if self.mix.broken_endpoint && !self.refreshes.is_empty() && self.rng.random_bool(0.5) {
+            roll = 47; // a broken endpoint answers at once: the newest refresh, immediately
+        }
         self.note = "";
         if !signed_in && roll < 25 {
             return self.sign_in();
@@ -830,7 +855,7 @@ impl<M: SessionMachine> SessionWorld<M> {
         let g = &c.gate;
         format!(
             "{} {:?} profile, seed {:#x}, checks {}% grant / {}% deny / {}% 401 / {}% 403, refreshes {}% rejected / \
-             {}% transient; skew {}, refresh_timeout {}, refresh_retry {}x{} cap {}; attempt_timeout {}, budget {}, \
+             {}% transient{}; skew {}, refresh_timeout {}, refresh_retry {}x{} cap {}; attempt_timeout {}, budget {}, \
              refresh_spread {}, retries over {} + final window {}, probes: {} over {} then every {}, min_recheck {}",
             M::name(),
             self.profile,
@@ -841,6 +866,11 @@ impl<M: SessionMachine> SessionWorld<M> {
             self.mix.forbidden,
             self.mix.rejected,
             self.mix.refresh_transient,
+            if self.mix.broken_endpoint {
+                " (broken token endpoint: short-lived tokens, answered at once)"
+            } else {
+                ""
+            },
             Span(c.refresh_skew),
             Span(c.refresh_timeout),
             Span(c.refresh_retry.base),
@@ -872,12 +902,15 @@ impl<M: SessionMachine> SessionWorld<M> {
             "token_expired",
             k.transient_of(TransientClass::TokenExpired).into(),
         );
+        into.add("refreshes_at_floor", self.checker.floor_starts());
         let d = &self.counts;
         for (name, v) in [
             ("sign_ins", d.sign_ins),
             ("restores", d.restores),
             ("restored_expired", d.restored_expired),
             ("short_lifetimes", d.short_lifetimes),
+            ("broken_endpoint_worlds", u64::from(self.mix.broken_endpoint)),
+            ("storm_answers", d.storm_answers),
             ("oversized_tokens", d.oversized),
             ("checks_answered", d.checks_answered),
             ("checks_duplicated", d.checks_duplicated),

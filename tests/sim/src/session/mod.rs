@@ -1,6 +1,6 @@
 //! The session machine: [`accessgate::Session`] under random interleavings (issue 3).
 //!
-//! - [`Checker`] owns a reference model of the session layer and checks I6–I9 after every
+//! - [`Checker`] owns a reference model of the session layer and checks I6–I10 after every
 //!   step (and I1, I3, I5 in the forms the session model can predict). It sees only what any
 //!   driver sees: the inputs it gave ([`Step`], with the tokens as [`Tok`]s), the replies, the
 //!   actions, waiter outcomes and events drained after the input, and public snapshots

@@ -1,4 +1,4 @@
-//! The reference model of the session layer and its invariant checker (I6–I9, plus the gate's
+//! The reference model of the session layer and its invariant checker (I6–I10, plus the gate's
 //! I1, I3 and I5 in the forms the session model can predict).
 //!
 //! Like the gate's checker, it is written from the spec (behaviour.md R8–R11) and sees only
@@ -19,13 +19,17 @@
 //! - the waiters: every `Wait(id)` reply registers one for the live session; each must be
 //!   answered once, `Ok` only with the latest token of the still-live session (I6), before its
 //!   expiry (I9), and `NotAuthenticated` in the very step its session ends (I6);
+//! - the floor of refresh starts (R11, I10): the instant of the last refresh start and its
+//!   place `k` in the current run (starts less than twice `refresh_retry.cap` apart); the next
+//!   start may come no earlier than `refresh_retry.ceiling(k)` after it, however short-lived
+//!   the tokens, whoever asks, across sign-ins;
 //! - the last definitive answer since sign-in, and the first transient failure it knows of
 //!   since then (a current transient result or an attempt that timed out): the gate's
 //!   fail-closed deadline is at or before that failure plus the budget (R5), so from then on
 //!   access must be `Denied` (I3 at session level), and `Granted` needs a current grant (I1).
 
 use crate::invariant::{Invariant, Violation};
-use crate::timefmt::{At, OptAt};
+use crate::timefmt::{At, OptAt, Span};
 use accessgate::{
     Access, Cause, CheckOutcome, CheckRequest, Counters, Duration, Event, Generation, Instant, RefreshId,
     RefreshRequest, SessionConfig, SessionError, SessionEvent, Status, TokenHandle, TransientClass,
@@ -404,7 +408,8 @@ struct Expect {
     rejected: bool,
     /// Attempt 0 of this generation must start in this step (R3).
     check0: Option<Generation>,
-    /// A refresh must start in this step (a sign-in inside the skew, R11).
+    /// A refresh must start in this step (a sign-in inside the skew, R11), or, when the floor
+    /// of refresh starts holds it back (I10), be planned for the floor.
     refresh_at_once: bool,
     /// An early refresh may start (a 403 of the current generation, R9).
     early_ok: bool,
@@ -462,6 +467,11 @@ pub struct Checker {
     /// Refresh failures in a row while the token was valid / expired (R11 backoff steps).
     refresh_fails_valid: u32,
     refresh_fails_expired: u32,
+    /// The last refresh start and its place in its run (I10, R11).
+    last_refresh_start: Option<Instant>,
+    refresh_run: u32,
+    /// Refreshes that started exactly at the floor: the floor held them back (coverage).
+    floor_starts: u64,
     waiters: Vec<Waiter>,
     seen_waiters: Vec<WaiterId>,
 }
@@ -490,6 +500,9 @@ impl Checker {
             first_failure: None,
             refresh_fails_valid: 0,
             refresh_fails_expired: 0,
+            last_refresh_start: None,
+            refresh_run: 0,
+            floor_starts: 0,
             waiters: Vec::new(),
             seen_waiters: Vec::new(),
         }
@@ -524,6 +537,17 @@ impl Checker {
     /// Waiters registered and not yet answered.
     pub fn pending_waiters(&self) -> usize {
         self.waiters.len()
+    }
+
+    /// Refreshes that started exactly at the floor of R11 (the floor held them back).
+    pub fn floor_starts(&self) -> u64 {
+        self.floor_starts
+    }
+
+    /// The earliest instant the next refresh may start (R11, I10).
+    fn refresh_floor(&self) -> Option<Instant> {
+        self.last_refresh_start
+            .map(|t| t + self.config.refresh_retry.ceiling(self.refresh_run))
     }
 
     fn bump(&mut self) {
@@ -668,6 +692,7 @@ impl Checker {
         let now = step.now.max(self.now);
         self.now = now;
         let dead_before = !self.live && self.ended_by_401;
+        let floor_before = self.refresh_floor();
         let mut x = Expect::default();
 
         // ---- what came due by `now` fires first ----
@@ -1053,6 +1078,34 @@ impl Checker {
                             ),
                         );
                     }
+                    // I10 (R11): never more often than the refresh backoff allows.
+                    if let Some(floor) = self.refresh_floor() {
+                        if now < floor {
+                            return fail(
+                                Invariant::I10,
+                                format!(
+                                    "refresh {} started at {}, {} after the previous start at {}: the backoff \
+                                     allows the start #{} of this run no earlier than {} (ceiling {})",
+                                    r.id.0,
+                                    At(now),
+                                    Span(now - self.last_refresh_start.unwrap_or(now)),
+                                    OptAt(self.last_refresh_start),
+                                    self.refresh_run + 1,
+                                    At(floor),
+                                    Span(cfg.refresh_retry.ceiling(self.refresh_run))
+                                ),
+                            );
+                        }
+                        if now == floor {
+                            self.floor_starts += 1;
+                        }
+                    }
+                    let quiet = cfg.refresh_retry.cap.saturating_mul(2);
+                    self.refresh_run = match self.last_refresh_start {
+                        Some(t) if now < t + quiet => self.refresh_run.saturating_add(1),
+                        _ => 0,
+                    };
+                    self.last_refresh_start = Some(now);
                     self.refresh = Some(InFlightRefresh {
                         id: r.id,
                         started: now,
@@ -1076,13 +1129,31 @@ impl Checker {
             }
         }
         if x.refresh_at_once && self.live && refreshes_sent == 0 && self.refresh.is_none() {
-            return fail(
-                Invariant::Model,
-                format!(
-                    "R11: signed in with a token expiring at {} (within the skew), but no refresh started",
-                    At(self.expires_at)
-                ),
-            );
+            match floor_before.filter(|&f| now < f) {
+                // Held back by the floor (I10): then planned for it.
+                Some(floor) if after.poll_timeout.is_some_and(|t| t <= floor) => {}
+                Some(floor) => {
+                    return fail(
+                        Invariant::Model,
+                        format!(
+                            "R11: signed in with a token expiring at {} (within the skew); the refresh floor \
+                             holds the refresh until {}, but the next wake-up is {}",
+                            At(self.expires_at),
+                            At(floor),
+                            OptAt(after.poll_timeout)
+                        ),
+                    )
+                }
+                None => {
+                    return fail(
+                        Invariant::Model,
+                        format!(
+                            "R11: signed in with a token expiring at {} (within the skew), but no refresh started",
+                            At(self.expires_at)
+                        ),
+                    )
+                }
+            }
         }
 
         // ---- events ----
@@ -1164,14 +1235,20 @@ impl Checker {
                     };
                     let ceiling = backoff.ceiling(*k);
                     *k = k.saturating_add(1);
-                    if next_attempt <= now || next_attempt > now + ceiling {
+                    // ... and never before the floor of refresh starts (I10): a retry drawn
+                    // earlier waits for it.
+                    let floor = floor_before.unwrap_or(now);
+                    let latest = (now + ceiling).max(floor);
+                    if next_attempt <= now || next_attempt > latest || next_attempt < floor {
                         return fail(
                             Invariant::Model,
                             format!(
-                                "refresh retry at {}: R11 wants it in ({}, {}] (backoff step {} of {}, token {})",
+                                "refresh retry at {}: R11 wants it in ({}, {}], not before the floor {} (backoff \
+                                 step {} of {}, token {})",
                                 At(next_attempt),
                                 At(now),
-                                At(now + ceiling),
+                                At(latest),
+                                At(floor),
                                 *k - 1,
                                 if valid { "refresh_retry" } else { "probe" },
                                 if valid { "valid" } else { "expired" }

@@ -1,0 +1,666 @@
+//! One strict pass over a JSON body (RFC 8259): validates the whole text, hands every member
+//! of a top-level object to the caller with its key still escaped, and never allocates or
+//! recurses (R1, R12).
+//!
+//! Both classifiers read their bodies with [`scan`]: the check body (`has_access`, R1) and the
+//! token endpoint's answer (`access_token`, `expires_in`, ..., R11). A key is compared as JSON
+//! defines it, after unescaping ([`JsonStr::eq_ascii`]): `"has\u005faccess"` *is*
+//! `has_access`, so a body that spells it both ways has a duplicate key (R1).
+//!
+//! What the scan accepts is exactly the RFC 8259 grammar, plus two limits of its own: nesting
+//! deeper than [`MAX_JSON_DEPTH`] is refused, and so is a `\u` escape that does not encode a
+//! Unicode scalar value (a lone or reversed surrogate), as a strict parser producing text must.
+//! The work is one step per byte (a `\u` escape or a UTF-8 sequence is a bounded step), so a
+//! body of `n` bytes costs O(n) time and O(1) memory whatever it contains.
+
+use crate::classify::{BodyError, MAX_JSON_DEPTH};
+
+// The container stack is a bit set, one bit per open container.
+const _: () = assert!(MAX_JSON_DEPTH <= 64);
+
+/// A JSON string as it appears in the body, between its quotes: `raw` is valid UTF-8 with
+/// well-formed escapes; `escaped` says whether it holds any backslash escape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct JsonStr<'a> {
+    raw: &'a [u8],
+    escaped: bool,
+}
+
+/// The value of a top-level member, as far as a classifier needs to see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JsonValue<'a> {
+    /// `true` / `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// A number, as written (grammar already checked).
+    Number(&'a [u8]),
+    /// A string.
+    Str(JsonStr<'a>),
+    /// An object or an array (its content is validated, not reported).
+    Container,
+}
+
+/// What the body's top-level value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Top {
+    /// An object: its members were reported.
+    Object,
+    /// Any other JSON value.
+    Other,
+}
+
+impl<'a> JsonStr<'a> {
+    /// The string's bytes when it holds no escape (then they are exactly its value).
+    pub(crate) fn unescaped(&self) -> Option<&'a [u8]> {
+        (!self.escaped).then_some(self.raw)
+    }
+
+    /// Whether the string, unescaped, equals the ASCII text `target`.
+    pub(crate) fn eq_ascii(&self, target: &[u8]) -> bool {
+        self.eq_by(target, |a, b| a == b)
+    }
+
+    /// Like [`JsonStr::eq_ascii`], ignoring ASCII case.
+    pub(crate) fn eq_ascii_ignore_case(&self, target: &[u8]) -> bool {
+        self.eq_by(target, |a, b| a.eq_ignore_ascii_case(&b))
+    }
+
+    fn eq_by(&self, target: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
+        if !self.escaped {
+            return self.raw.len() == target.len() && self.raw.iter().zip(target).all(|(&a, &b)| eq(a, b));
+        }
+        // Unescaping only shortens a string.
+        if self.raw.len() < target.len() {
+            return false;
+        }
+        let mut units = Units { raw: self.raw, i: 0 };
+        for &t in target {
+            match units.next() {
+                // Non-ASCII units (code points >= 0x80, UTF-8 bytes) never match ASCII.
+                Some(u) if u < 0x80 && eq(u as u8, t) => {}
+                _ => return false,
+            }
+        }
+        units.next().is_none()
+    }
+}
+
+/// The unescaped content of a validated string: each escape as its code point, every other
+/// byte as itself (the bytes of a multi-byte UTF-8 character come out one by one, all >= 0x80).
+struct Units<'a> {
+    raw: &'a [u8],
+    i: usize,
+}
+
+impl Iterator for Units<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        let c = *self.raw.get(self.i)?;
+        if c != b'\\' {
+            self.i += 1;
+            return Some(u32::from(c));
+        }
+        // The scan validated every escape, so the bytes are there.
+        let e = *self.raw.get(self.i + 1)?;
+        self.i += 2;
+        Some(match e {
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => 0x0a,
+            b'r' => 0x0d,
+            b't' => 0x09,
+            b'u' => {
+                let hi = hex4(self.raw, self.i)?;
+                self.i += 4;
+                if (0xd800..0xdc00).contains(&hi) {
+                    let lo = hex4(self.raw, self.i + 2)?;
+                    self.i += 6;
+                    0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
+                } else {
+                    hi
+                }
+            }
+            other => u32::from(other), // `"`, `\`, `/`
+        })
+    }
+}
+
+/// Bytes that may appear unescaped in a string without a closer look: printable ASCII except
+/// `"` and `\`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x20;
+    while c < 0x80 {
+        t[c] = c != b'"' as usize && c != b'\\' as usize;
+        c += 1;
+    }
+    t
+};
+
+#[inline]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The error for an unexpected byte at `i`: the end of the body is truncation, a byte that
+/// cannot start UTF-8 (or a broken sequence) is `NotUtf8`, anything else is `Malformed`.
+#[cold]
+fn unexpected(b: &[u8], i: usize) -> BodyError {
+    match b.get(i) {
+        Some(&c) if c >= 0x80 && utf8_seq(b, i).is_err() => BodyError::NotUtf8,
+        _ => BodyError::Malformed,
+    }
+}
+
+/// Validates the UTF-8 sequence starting at `i` (its lead byte is >= 0x80) and returns the
+/// index after it (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+fn utf8_seq(b: &[u8], i: usize) -> Result<usize, BodyError> {
+    let cont = |j: usize, lo: u8, hi: u8| b.get(i + j).is_some_and(|&c| (lo..=hi).contains(&c));
+    let ok = match b[i] {
+        0xc2..=0xdf => cont(1, 0x80, 0xbf).then_some(2),
+        0xe0 => (cont(1, 0xa0, 0xbf) && cont(2, 0x80, 0xbf)).then_some(3),
+        0xe1..=0xec | 0xee..=0xef => (cont(1, 0x80, 0xbf) && cont(2, 0x80, 0xbf)).then_some(3),
+        0xed => (cont(1, 0x80, 0x9f) && cont(2, 0x80, 0xbf)).then_some(3),
+        0xf0 => (cont(1, 0x90, 0xbf) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
+        0xf1..=0xf3 => (cont(1, 0x80, 0xbf) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
+        0xf4 => (cont(1, 0x80, 0x8f) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
+        _ => None,
+    };
+    ok.map(|n| i + n).ok_or(BodyError::NotUtf8)
+}
+
+fn hex4(b: &[u8], i: usize) -> Option<u32> {
+    let h = b.get(i..i + 4)?;
+    let mut v = 0u32;
+    for &c in h {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        v = v << 4 | u32::from(d);
+    }
+    Some(v)
+}
+
+/// Scans the string whose opening quote is at `start`; returns the index after its closing
+/// quote and whether it holds an escape.
+#[inline]
+fn string(b: &[u8], start: usize) -> Result<(usize, bool), BodyError> {
+    let mut j = start + 1;
+    let mut escaped = false;
+    loop {
+        while b.get(j).is_some_and(|&c| PLAIN[usize::from(c)]) {
+            j += 1;
+        }
+        match b.get(j) {
+            Some(b'"') => return Ok((j + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                j = escape(b, j + 1)?;
+            }
+            Some(&c) if c >= 0x80 => j = utf8_seq(b, j)?,
+            // A control character (RFC 8259 wants it escaped), or the body ended.
+            _ => return Err(BodyError::Malformed),
+        }
+    }
+}
+
+/// Checks the escape whose letter is at `i` (after the backslash); returns the index after it.
+/// A `\u` escape must encode a scalar value: a high surrogate only as the first half of a
+/// `\uD8xx\uDCxx` pair, a low surrogate never alone.
+fn escape(b: &[u8], i: usize) -> Result<usize, BodyError> {
+    match b.get(i) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 1),
+        Some(b'u') => {
+            let u = hex4(b, i + 1).ok_or(BodyError::Malformed)?;
+            match u {
+                0xd800..=0xdbff => {
+                    if b.get(i + 5..i + 7) != Some(b"\\u") {
+                        return Err(BodyError::Malformed); // lone high surrogate
+                    }
+                    match hex4(b, i + 7) {
+                        Some(0xdc00..=0xdfff) => Ok(i + 11),
+                        _ => Err(BodyError::Malformed),
+                    }
+                }
+                0xdc00..=0xdfff => Err(BodyError::Malformed), // lone low surrogate
+                _ => Ok(i + 5),
+            }
+        }
+        _ => Err(BodyError::Malformed),
+    }
+}
+
+/// Scans the number starting at `start` (RFC 8259: `-? (0 | [1-9][0-9]*) (. [0-9]+)?
+/// ([eE] [+-]? [0-9]+)?`); returns the index after it. A leading zero ends the integer part,
+/// so `01` leaves `1` for the caller to refuse.
+fn number(b: &[u8], start: usize) -> Result<usize, BodyError> {
+    let digits = |mut j: usize| {
+        let from = j;
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        (j, j > from)
+    };
+    let mut j = start;
+    if b.get(j) == Some(&b'-') {
+        j += 1;
+    }
+    match b.get(j) {
+        Some(b'0') => j += 1,
+        Some(b'1'..=b'9') => j = digits(j).0,
+        _ => return Err(BodyError::Malformed),
+    }
+    if b.get(j) == Some(&b'.') {
+        let (k, any) = digits(j + 1);
+        if !any {
+            return Err(BodyError::Malformed);
+        }
+        j = k;
+    }
+    if let Some(b'e' | b'E') = b.get(j) {
+        j += 1;
+        if let Some(b'+' | b'-') = b.get(j) {
+            j += 1;
+        }
+        let (k, any) = digits(j);
+        if !any {
+            return Err(BodyError::Malformed);
+        }
+        j = k;
+    }
+    Ok(j)
+}
+
+/// Reads `"key" :` at `i` (whitespace before `i` already skipped); returns the key and the
+/// index of the value (whitespace skipped).
+#[inline]
+fn key(b: &[u8], i: usize) -> Result<(JsonStr<'_>, usize), BodyError> {
+    if b.get(i) != Some(&b'"') {
+        return Err(unexpected(b, i));
+    }
+    let (end, escaped) = string(b, i)?;
+    let key = JsonStr {
+        raw: &b[i + 1..end - 1],
+        escaped,
+    };
+    let j = ws(b, end);
+    if b.get(j) != Some(&b':') {
+        return Err(unexpected(b, j));
+    }
+    Ok((key, ws(b, j + 1)))
+}
+
+/// Validates `body` as one JSON text and calls `member(key, value)` for each member of the
+/// top-level object, in order (duplicates included: deciding about them is the caller's job).
+/// Nested members are validated, never reported.
+///
+/// Errors: `Malformed` (not JSON, truncated, trailing bytes, a lone surrogate escape),
+/// `NotUtf8` (a byte sequence that is not UTF-8), `TooDeep` (more than [`MAX_JSON_DEPTH`]
+/// nested containers). A body that is valid JSON but not an object gives `Ok(Top::Other)`.
+pub(crate) fn scan<'a>(
+    b: &'a [u8],
+    mut member: impl FnMut(JsonStr<'a>, JsonValue<'a>),
+) -> Result<Top, BodyError> {
+    let mut i = ws(b, 0);
+    let top = if b.get(i) == Some(&b'{') {
+        Top::Object
+    } else {
+        Top::Other
+    };
+    let mut stack: u64 = 0; // bit k: container at depth k + 1 is an object
+    let mut depth: u32 = 0;
+    // The key of the top-level member whose value comes next.
+    let mut pending = JsonStr {
+        raw: &[],
+        escaped: false,
+    };
+    loop {
+        // ---- a value starts at `i` ----
+        let reported = depth == 1 && top == Top::Object;
+        let Some(&c) = b.get(i) else {
+            return Err(BodyError::Malformed);
+        };
+        match c {
+            b'{' | b'[' => {
+                if depth >= MAX_JSON_DEPTH {
+                    return Err(BodyError::TooDeep);
+                }
+                if reported {
+                    member(pending, JsonValue::Container);
+                }
+                let object = c == b'{';
+                depth += 1;
+                stack = stack << 1 | u64::from(object);
+                i = ws(b, i + 1);
+                let close = if object { b'}' } else { b']' };
+                if b.get(i) == Some(&close) {
+                    depth -= 1;
+                    stack >>= 1;
+                    i += 1;
+                } else if object {
+                    let (k, j) = key(b, i)?;
+                    if depth == 1 {
+                        pending = k;
+                    }
+                    i = j;
+                    continue;
+                } else {
+                    continue;
+                }
+            }
+            b'"' => {
+                let (end, escaped) = string(b, i)?;
+                if reported {
+                    let raw = &b[i + 1..end - 1];
+                    member(pending, JsonValue::Str(JsonStr { raw, escaped }));
+                }
+                i = end;
+            }
+            b't' | b'f' | b'n' => {
+                let (lit, value): (&[u8], _) = match c {
+                    b't' => (b"true", JsonValue::Bool(true)),
+                    b'f' => (b"false", JsonValue::Bool(false)),
+                    _ => (b"null", JsonValue::Null),
+                };
+                if b.get(i..i + lit.len()) != Some(lit) {
+                    return Err(BodyError::Malformed);
+                }
+                if reported {
+                    member(pending, value);
+                }
+                i += lit.len();
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = number(b, i)?;
+                if reported {
+                    member(pending, JsonValue::Number(&b[i..end]));
+                }
+                i = end;
+            }
+            _ => return Err(unexpected(b, i)),
+        }
+        // ---- a value ended before `i`: close containers until the next value ----
+        loop {
+            i = ws(b, i);
+            if depth == 0 {
+                return if i == b.len() {
+                    Ok(top)
+                } else {
+                    Err(unexpected(b, i))
+                };
+            }
+            let object = stack & 1 == 1;
+            match b.get(i) {
+                Some(b',') => {
+                    i = ws(b, i + 1);
+                    if object {
+                        let (k, j) = key(b, i)?;
+                        if depth == 1 {
+                            pending = k;
+                        }
+                        i = j;
+                    }
+                    break;
+                }
+                Some(b'}') if object => {}
+                Some(b']') if !object => {}
+                _ => return Err(unexpected(b, i)),
+            }
+            depth -= 1;
+            stack >>= 1;
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(b: &[u8]) -> Result<Top, BodyError> {
+        scan(b, |_, _| {})
+    }
+
+    fn members(b: &[u8]) -> Vec<(JsonStr<'_>, JsonValue<'_>)> {
+        let mut v = Vec::new();
+        valid(b).unwrap();
+        scan(b, |k, x| v.push((k, x))).unwrap();
+        v
+    }
+
+    #[test]
+    fn reports_top_level_members_only_in_order() {
+        let m = members(br#" {"a":1, "b":{"c":true}, "d":[null], "e":"x\ny", "f":false, "g":null} "#);
+        let keys: Vec<&[u8]> = m.iter().map(|(k, _)| k.raw).collect();
+        assert_eq!(keys, [&b"a"[..], b"b", b"d", b"e", b"f", b"g"]);
+        assert_eq!(m[0].1, JsonValue::Number(b"1"));
+        assert_eq!(m[1].1, JsonValue::Container);
+        assert_eq!(m[2].1, JsonValue::Container);
+        assert!(matches!(m[3].1, JsonValue::Str(s) if s.escaped && s.raw == br"x\ny"));
+        assert_eq!(m[4].1, JsonValue::Bool(false));
+        assert_eq!(m[5].1, JsonValue::Null);
+    }
+
+    #[test]
+    fn non_objects_are_valid_but_not_objects() {
+        for b in [
+            &b"[1,{\"a\":2}]"[..],
+            b"true",
+            b"\"s\"",
+            b" -0.5e+3 ",
+            b"null",
+            b"[]",
+        ] {
+            assert_eq!(valid(b), Ok(Top::Other), "{:?}", core::str::from_utf8(b));
+        }
+        assert_eq!(valid(b"{}"), Ok(Top::Object));
+    }
+
+    #[test]
+    fn keys_compare_after_unescaping() {
+        let m =
+            members(br#"{"has\u005faccess":1,"has\u005Faccess":1,"\u0068as_access":1,"has_acces\u0073":1}"#);
+        assert!(m.iter().all(|(k, _)| k.eq_ascii(b"has_access")));
+        let m =
+            members(br#"{"has_access\u0000":1,"has\\access":1,"has_acces":1,"h\u00e9":1,"\ud83d\ude00":1}"#);
+        assert!(m.iter().all(|(k, _)| !k.eq_ascii(b"has_access")));
+        let m = members(br#"{"\"\\\/\b\f\n\r\t":1}"#);
+        assert!(m[0].0.eq_ascii(b"\"\\/\x08\x0c\n\r\t"));
+        let m = members(br#"{"Be\u0061rer":1}"#);
+        assert!(m[0].0.eq_ascii_ignore_case(b"bearer"));
+        assert!(!m[0].0.eq_ascii(b"bearer"));
+    }
+
+    #[test]
+    fn escapes_must_be_well_formed() {
+        for bad in [
+            &br#""\q""#[..],
+            br#""\u12""#,
+            br#""\u12g4""#,
+            br#""\"#,
+            br#""\u"#,
+            br#""\x41""#,
+            br#""\U0041""#,
+        ] {
+            assert_eq!(
+                valid(bad),
+                Err(BodyError::Malformed),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+        assert_eq!(valid(br#""\u00e9\uD83D\uDE00\/""#), Ok(Top::Other));
+    }
+
+    #[test]
+    fn lone_or_reversed_surrogates_are_refused() {
+        for bad in [
+            &br#""\ud800""#[..],
+            br#""\udbff x""#,
+            br#""\udc00""#,
+            br#""\ude00\ud83d""#,
+            br#""\ud83d\u0041""#,
+            br#""\ud83d\n""#,
+            br#""\ud83d\ud83d""#,
+            br#"{"k\ud800":1}"#,
+        ] {
+            assert_eq!(
+                valid(bad),
+                Err(BodyError::Malformed),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_in_strings_are_refused() {
+        for c in 0u8..0x20 {
+            let b = [b'"', b'a', c, b'"'];
+            assert_eq!(valid(&b), Err(BodyError::Malformed), "{c:#x}");
+        }
+        assert_eq!(valid(b"\"\x7f\""), Ok(Top::Other)); // DEL needs no escape
+    }
+
+    #[test]
+    fn numbers_follow_the_grammar() {
+        for ok in [
+            "0",
+            "-0",
+            "1",
+            "-12",
+            "0.5",
+            "1e5",
+            "1E+5",
+            "1e-5",
+            "-0.0e0",
+            "123456789012345678901234567890",
+        ] {
+            assert_eq!(valid(ok.as_bytes()), Ok(Top::Other), "{ok}");
+        }
+        for bad in [
+            "01",
+            "-01",
+            "00",
+            "+1",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "-",
+            "--1",
+            "0x10",
+            "1.5.5",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+        ] {
+            assert_eq!(valid(bad.as_bytes()), Err(BodyError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn utf8_is_checked_inside_strings() {
+        assert_eq!(valid("\"é€😀\"".as_bytes()), Ok(Top::Other));
+        for bad in [
+            &b"\"\xff\""[..],
+            b"\"\xc0\xaf\"",         // overlong '/'
+            b"\"\xe0\x80\xaf\"",     // overlong
+            b"\"\xed\xa0\x80\"",     // encoded surrogate
+            b"\"\xf4\x90\x80\x80\"", // above U+10FFFF
+            b"\"\xe2\x82\"",         // truncated sequence
+            b"\"\xe2\x82",
+        ] {
+            assert_eq!(valid(bad), Err(BodyError::NotUtf8), "{bad:?}");
+        }
+        // Outside strings only ASCII is JSON: valid UTF-8 there is malformed, invalid is not UTF-8.
+        assert_eq!(valid("é".as_bytes()), Err(BodyError::Malformed));
+        assert_eq!(valid(b"{}\xff"), Err(BodyError::NotUtf8));
+    }
+
+    #[test]
+    fn structure_errors() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"{",
+            b"{\"a\"}",
+            b"{\"a\":}",
+            b"{\"a\" 1}",
+            b"{\"a\":1,}",
+            b"{,}",
+            b"[1,]",
+            b"[,1]",
+            b"[1 2]",
+            b"{\"a\":1]",
+            b"[1}",
+            b"{1:2}",
+            b"{}{}",
+            b"{} x",
+            b"tru",
+            b"nul",
+            b"truex",
+            b"\xef\xbb\xbf{}", // a byte order mark is not JSON
+            b"{\"a\":1}\x00",
+        ] {
+            assert!(valid(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(
+            valid(b" \t\r\n{ \"a\" : [ 1 , { } , [ ] ] } \t\r\n"),
+            Ok(Top::Object)
+        );
+    }
+
+    #[test]
+    fn depth_is_bounded_iteratively() {
+        let open = MAX_JSON_DEPTH as usize;
+        let mut ok = Vec::new();
+        ok.extend(core::iter::repeat_n(b'[', open));
+        ok.extend(core::iter::repeat_n(b']', open));
+        assert_eq!(valid(&ok), Ok(Top::Other));
+        let mut deep = Vec::new();
+        deep.extend(core::iter::repeat_n(b'[', open + 1));
+        deep.extend(core::iter::repeat_n(b']', open + 1));
+        assert_eq!(valid(&deep), Err(BodyError::TooDeep));
+        // A million brackets: refused at depth 17, no stack growth.
+        let huge = vec![b'['; 1 << 20];
+        assert_eq!(valid(&huge), Err(BodyError::TooDeep));
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_validity() {
+        let samples: &[&[u8]] = &[
+            b"{}",
+            b"[]",
+            b"[1,2]",
+            b"[1,]",
+            b"{\"a\":1}",
+            b"{\"a\" 1}",
+            b"1e5",
+            b"1e",
+            b"-0.5",
+            b"--1",
+            b"\"\\u00e9\"",
+            b"\"\\u00g9\"",
+            b"[[]]",
+            b"{\"a\":{\"b\":[true,false,null]}}",
+            b"01",
+            b"\"\\ud800\"",
+            b"\"\\ud83d\\ude00\"",
+            b"\"a\tb\"",
+            b"{\"a\":1,\"a\":2}",
+        ];
+        for s in samples {
+            let ours = valid(s).is_ok();
+            let reference = serde_json::from_slice::<serde_json::Value>(s).is_ok();
+            assert_eq!(ours, reference, "{:?}", core::str::from_utf8(s));
+        }
+    }
+}
