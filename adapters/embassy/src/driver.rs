@@ -34,6 +34,8 @@ use crate::buffers::Buffers;
 #[cfg(feature = "tls")]
 use crate::config::Transport;
 use crate::config::{ConfigError, DriverConfig, RefreshEndpoint};
+#[cfg(feature = "tls")]
+use crate::http::TlsTrust;
 use crate::http::{Http, Request, TlsSeed};
 use crate::link::{copy_token, Command, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
@@ -231,15 +233,18 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
         config.validate::<T>(&check_buffers, refresh_buffers.as_ref())?;
         let session = Session::new(config.session, seeds.jitter)?;
         #[cfg(feature = "tls")]
-        let ca = match config.transport {
-            Transport::Tls { ca_der } => Some(ca_der),
+        let tls = match config.transport {
+            Transport::Tls { ca_der, clock } => Some(TlsTrust {
+                anchor: ca_der,
+                clock,
+            }),
             Transport::PlainHttp => None,
         };
         let lane = |bufs| Http {
             tcp,
             dns,
             #[cfg(feature = "tls")]
-            ca,
+            tls,
             bufs,
         };
         Ok(Driver {
@@ -331,7 +336,7 @@ async fn check_lane<C: TcpConnect, D: Dns, const T: usize>(
             .await
             {
                 Err(_) => CheckOutcome::transient(TransientClass::Timeout),
-                Ok(Err(class)) => CheckOutcome::transient(class),
+                Ok(Err(failure)) => CheckOutcome::transient(failure.class),
                 Ok(Ok(reply)) => classify(
                     reply.status,
                     reply.retry_after.as_deref(),
@@ -389,7 +394,7 @@ async fn refresh_lane<C: TcpConnect, D: Dns, const T: usize>(
             .await
             {
                 Err(_) => OwnedRefresh::Transient(TransientClass::Timeout),
-                Ok(Err(class)) => OwnedRefresh::Transient(class),
+                Ok(Err(failure)) => OwnedRefresh::Transient(failure.class),
                 Ok(Ok(reply)) => {
                     let max_body = http.body_capacity().saturating_sub(1);
                     OwnedRefresh::copy(classify_refresh(
@@ -561,7 +566,9 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     /// A fresh seed for one connection's TLS randomness.
     #[cfg(feature = "tls")]
     fn tls_seed(&mut self) -> TlsSeed {
-        self.rng.next_u64()
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        seed
     }
 
     /// Nothing to seed without TLS.

@@ -71,10 +71,14 @@ mod fmt;
 pub mod buffers;
 mod config;
 mod driver;
+mod failure;
 mod http;
 mod link;
 mod report;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod wire;
 
 #[cfg(feature = "tls")]
 pub use buffers::TlsBuffers;
@@ -83,8 +87,11 @@ pub use config::{BufferKind, ConfigError, DriverConfig, Endpoint, RefreshEndpoin
 #[cfg(feature = "tls")]
 pub use config::{MIN_TLS_READ, MIN_TLS_WRITE};
 pub use driver::{Driver, Seeds};
+pub use failure::{NetFailure, TlsFailure};
 pub use link::{
     Command, Credentials, CredentialsError, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot,
     TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
+#[cfg(feature = "tls")]
+pub use tls::UnixClock;

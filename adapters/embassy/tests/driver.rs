@@ -579,22 +579,71 @@ fn the_transport_is_never_guessed_from_the_url() {
 fn tls_transport_checks(
     build: &impl Fn(DriverConfig<'static>, Buffers<'static>, Option<Buffers<'static>>) -> Option<ConfigError>,
 ) {
+    // A real P-256 CA (the trust anchor is parsed at construction).
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca: &'static [u8] = Box::leak(
+        params
+            .self_signed(&ca_key)
+            .unwrap()
+            .der()
+            .to_vec()
+            .into_boxed_slice(),
+    );
     let mut http_tls = config(false);
-    http_tls.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    http_tls.transport = Transport::Tls {
+        ca_der: ca,
+        clock: None,
+    };
     assert_eq!(
         build(http_tls, check_buffers(), None),
         Some(ConfigError::SchemeMismatch(Endpoint::Check))
     );
     let mut tls_no_buffers = config(false);
     tls_no_buffers.check_url = "https://backend.test/check";
-    tls_no_buffers.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    tls_no_buffers.transport = Transport::Tls {
+        ca_der: ca,
+        clock: None,
+    };
     assert_eq!(
         build(tls_no_buffers, check_buffers(), None),
         Some(ConfigError::MissingTlsBuffers(Endpoint::Check))
     );
     let mut empty_ca = tls_no_buffers;
-    empty_ca.transport = Transport::Tls { ca_der: b"" };
+    empty_ca.transport = Transport::Tls {
+        ca_der: b"",
+        clock: None,
+    };
     assert_eq!(build(empty_ca, check_buffers(), None), Some(ConfigError::EmptyCa));
+    let mut not_der = tls_no_buffers;
+    not_der.transport = Transport::Tls {
+        ca_der: b"\x30\x00",
+        clock: None,
+    };
+    assert_eq!(
+        build(not_der, check_buffers(), None),
+        Some(ConfigError::InvalidCa)
+    );
+    // R14: a CA whose signatures the device cannot check is refused at construction.
+    let ed_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let ed_ca: &'static [u8] = Box::leak(
+        params
+            .self_signed(&ed_key)
+            .unwrap()
+            .der()
+            .to_vec()
+            .into_boxed_slice(),
+    );
+    let mut unsupported = tls_no_buffers;
+    unsupported.transport = Transport::Tls {
+        ca_der: ed_ca,
+        clock: None,
+    };
+    assert_eq!(
+        build(unsupported, check_buffers(), None),
+        Some(ConfigError::UnsupportedCa)
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict};
 use accessgate_embassy::{
     time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, Credentials, Driver,
-    DriverConfig, Link, Seeds, TimedEvent, Transport,
+    DriverConfig, Link, Seeds, TimedEvent, Transport, UnixClock,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -174,6 +174,8 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     let transport = match (&args.ca, https) {
         (Some(path), true) => Transport::Tls {
             ca_der: Box::leak(read_ca(path)?.into_boxed_slice()),
+            // A PC knows the time: certificate dates are checked (R14).
+            clock: Some(UnixClock(system_unix_time)),
         },
         (None, true) => return Err("https needs --ca: the device path has no system trust store".into()),
         // The user wrote http:// on the command line: that is the explicit choice.
@@ -209,6 +211,14 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
 }
 
 /// Reads the first certificate of a PEM file as DER.
+/// The system clock as Unix seconds, for certificate dates; `None` before 1970.
+fn system_unix_time() -> Option<u64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
 fn read_ca(path: &PathBuf) -> Result<Vec<u8>, String> {
     let text = std::fs::read(path).map_err(|e| format!("cannot read --ca {}: {e}", path.display()))?;
     let blocks = pem::parse_many(&text).map_err(|e| format!("--ca {}: {e}", path.display()))?;
