@@ -200,20 +200,20 @@ impl<R: CryptoRngCore> CryptoProvider for Provider<'_, R> {
 }
 
 /// A connection whose server proved its identity in the handshake (R14). The only way to
-/// get one is [`Verified::new`], which checks the verifier's record; writes check it again,
-/// so no byte of application data (the bearer token) reaches an unverified server.
-pub struct Verified<T> {
+/// get one is [`Verified::new`], which checks the verifier's record; every write checks it
+/// again, so no byte of application data (the bearer token) reaches an unverified server.
+pub struct Verified<'v, 'a, T> {
     inner: T,
-    proven: bool,
+    verifier: &'v HandshakeVerifier<'a>,
 }
 
-impl<T> Verified<T> {
+impl<'v, 'a, T> Verified<'v, 'a, T> {
     /// Wraps a connection after its handshake: refused unless `verifier` saw a verified
     /// Certificate chain *and* a verified CertificateVerify in this handshake. A refused
     /// connection is dropped here (closing the socket).
-    pub fn new(inner: T, verifier: &HandshakeVerifier<'_>) -> Result<Self, TlsFailure> {
+    pub fn new(inner: T, verifier: &'v HandshakeVerifier<'a>) -> Result<Self, TlsFailure> {
         verifier.outcome()?;
-        Ok(Verified { inner, proven: true })
+        Ok(Verified { inner, verifier })
     }
 }
 
@@ -222,8 +222,9 @@ impl<T> Verified<T> {
 pub enum GuardError<E> {
     /// The connection's own error.
     Io(E),
-    /// A write before the server's identity was proven (never happens through
-    /// [`Verified::new`]; kept as a second lock).
+    /// A write while the verifier's record is not "both verified" (cannot happen after
+    /// [`Verified::new`] succeeded, as the record is borrowed; checked anyway before every
+    /// write).
     NotVerified,
 }
 
@@ -247,20 +248,20 @@ impl<E: core::fmt::Debug> core::fmt::Display for GuardError<E> {
 
 impl<E: core::fmt::Debug> core::error::Error for GuardError<E> {}
 
-impl<T: ErrorType> ErrorType for Verified<T> {
+impl<T: ErrorType> ErrorType for Verified<'_, '_, T> {
     type Error = GuardError<T::Error>;
 }
 
-impl<T: Read> Read for Verified<T> {
+impl<T: Read> Read for Verified<'_, '_, T> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
         self.inner.read(buf).await.map_err(GuardError::Io)
     }
 }
 
-impl<T: Write> Write for Verified<T> {
+impl<T: Write> Write for Verified<'_, '_, T> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         // R14: never a byte to a server that has not proven who it is.
-        if !self.proven {
+        if self.verifier.outcome().is_err() {
             return Err(GuardError::NotVerified);
         }
         self.inner.write(buf).await.map_err(GuardError::Io)

@@ -37,6 +37,9 @@ mod der;
 pub mod handshake;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 /// The device's wall clock for certificate dates: a function answering seconds since the
 /// Unix epoch, or `None` while the time is not known (RTC not set, SNTP not synchronised).
 /// Without one, dates are checked only as [`verify::verify_server_chain`] describes.
