@@ -7,9 +7,9 @@
 //!   forwards events, cancels exchanges the session no longer waits for, and publishes a
 //!   snapshot. Every input is bounded work (R12).
 //! - the **check lane** and the **refresh lane**, each running at most one HTTP exchange at
-//!   a time, with its own buffers, bounded by `embassy_time::with_timeout` (reqwless has no
-//!   timeout of its own). A newer job replaces the running one (the old connection is
-//!   dropped); so does a cancel.
+//!   a time, with its own buffers, bounded by `embassy_time::with_timeout` (the network
+//!   traits have no timeout of their own). A newer job replaces the running one (the old
+//!   connection is dropped); so does a cancel.
 //!
 //! The session also times every attempt out by itself, at the same deadline: whichever side
 //! notices first, the attempt counts once.
@@ -144,9 +144,9 @@ pub struct Seeds {
     /// Seeds the retry schedule's full jitter. Must differ per device, or devices that fail
     /// together retry together (R6). A fixed value is only for reproducible test runs.
     pub jitter: u64,
-    /// Keys a ChaCha20 generator that hands every TLS connection a fresh seed (reqwless seeds
-    /// embedded-tls from one `u64` per connection). Must be secret and unpredictable. Only
-    /// with the `tls` feature.
+    /// Keys a ChaCha20 generator that hands every TLS connection a fresh 32-byte seed for its
+    /// own ChaCha20 (key share, client random). Must be secret and unpredictable. Only with
+    /// the `tls` feature.
     #[cfg(feature = "tls")]
     pub tls: [u8; 32],
 }
@@ -163,7 +163,7 @@ impl core::fmt::Debug for Seeds {
     }
 }
 
-/// Runs one [`Session`] on embassy: timers, HTTP(S) through reqwless, and the app's
+/// Runs one [`Session`] on embassy: timers, HTTP(S) (embedded-tls with the project's verifier), and the app's
 /// [`Link`]. Build it with [`Driver::new`], then `run()` it in a task of its own (it never
 /// returns).
 ///
@@ -191,7 +191,7 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
     session: Session<N, W, T>,
     link: &'a Link<'a, M, T>,
     has_refresh_lane: bool,
-    /// Per-connection TLS seeds (reqwless seeds its TLS RNG from one u64 per connection).
+    /// Per-connection TLS seeds (32 bytes each, drawn from this stream).
     #[cfg(feature = "tls")]
     rng: ChaCha20Rng,
     waiters: heapless::Vec<(WaiterId, &'a TokenSlot<M, T>), W>,

@@ -662,3 +662,35 @@ fn buffers_too_small_for_the_configuration_are_refused() {
         })
     );
 }
+
+/// The driver future holds both lanes' connection state (with TLS: two embedded-tls
+/// connections and verifiers); it lives in the task's static storage, so its size is RAM.
+/// Pinned here so a change that grows it shows up (the figure is in the crate docs).
+#[test]
+fn driver_future_size_stays_within_its_budget() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let driver = Driver::<_, _, _>::new(
+        link,
+        net,
+        net,
+        config(true),
+        check_buffers(),
+        Some(refresh_buffers()),
+        seeds(),
+    )
+    .unwrap();
+    let driver_size = core::mem::size_of_val(&driver);
+    let future = driver.run();
+    let future_size = core::mem::size_of_val(&future);
+    std::println!("driver {driver_size} B, run() future {future_size} B");
+    let budget = if cfg!(feature = "tls") {
+        40 * 1024
+    } else {
+        28 * 1024
+    };
+    assert!(
+        future_size <= budget,
+        "run() future is {future_size} B, budget {budget} B"
+    );
+}
