@@ -11,6 +11,7 @@
 //! Anything that is not a well-formed JSON object whose `has_access` is a boolean is
 //! transient, never a denial: a captive portal answers 200 with HTML (R4).
 
+use crate::detail::FailureDetail;
 use crate::time::Duration;
 
 /// Deepest nesting of arrays and objects accepted in a check body.
@@ -101,15 +102,37 @@ pub enum CheckOutcome {
         class: TransientClass,
         /// `Retry-After` (delay-seconds) of a 429 or 503, if the server sent one (R6).
         retry_after: Option<Duration>,
+        /// What exactly went wrong (R13).
+        detail: FailureDetail,
     },
 }
 
 impl CheckOutcome {
-    /// A transient outcome without `Retry-After`; what adapters report for transport errors.
+    /// A transient outcome without `Retry-After`, with the detail its class implies
+    /// ([`FailureDetail::of_class`]).
     pub const fn transient(class: TransientClass) -> Self {
+        Self::transient_with(class, FailureDetail::of_class(class))
+    }
+    /// A transient outcome without `Retry-After`, with its detail (R13); what adapters report
+    /// for transport and TLS errors.
+    ///
+    /// ```
+    /// use accessgate::{CheckOutcome, FailureDetail, NetFailure, TransientClass};
+    /// let o = CheckOutcome::transient_with(TransientClass::Connect, FailureDetail::Net(NetFailure::Refused));
+    /// assert!(!o.is_definitive());
+    /// ```
+    pub const fn transient_with(class: TransientClass, detail: FailureDetail) -> Self {
         CheckOutcome::Transient {
             class,
             retry_after: None,
+            detail,
+        }
+    }
+    /// The class of a transient outcome, `None` for the others.
+    pub const fn class(&self) -> Option<TransientClass> {
+        match self {
+            CheckOutcome::Transient { class, .. } => Some(*class),
+            _ => None,
         }
     }
     /// Whether this outcome is definitive (R1): only a grant or a denial is.
@@ -155,8 +178,8 @@ impl core::error::Error for BodyError {}
 /// ```
 /// use accessgate::{classify, CheckOutcome, TransientClass};
 /// assert_eq!(classify(200, None, br#"{"has_access": true}"#, 1024), CheckOutcome::Granted);
-/// assert_eq!(classify(200, None, b"<html>Log in to Wi-Fi</html>", 1024),
-///            CheckOutcome::transient(TransientClass::InvalidBody));
+/// assert_eq!(classify(200, None, b"<html>Log in to Wi-Fi</html>", 1024).class(),
+///            Some(TransientClass::InvalidBody));
 /// assert_eq!(classify(401, None, b"", 1024), CheckOutcome::Unauthorized);
 /// ```
 pub fn classify(status: u16, retry_after: Option<&[u8]>, body: &[u8], max_body: usize) -> CheckOutcome {
@@ -165,7 +188,7 @@ pub fn classify(status: u16, retry_after: Option<&[u8]>, body: &[u8], max_body: 
             return match parse_check_body(body, max_body) {
                 Ok(true) => CheckOutcome::Granted,
                 Ok(false) => CheckOutcome::Denied,
-                Err(_) => CheckOutcome::transient(TransientClass::InvalidBody),
+                Err(e) => CheckOutcome::transient_with(TransientClass::InvalidBody, FailureDetail::Body(e)),
             }
         }
         401 => return CheckOutcome::Unauthorized, // R8
@@ -179,7 +202,11 @@ pub fn classify(status: u16, retry_after: Option<&[u8]>, body: &[u8], max_body: 
         429 | 503 => retry_after.and_then(parse_retry_after),
         _ => None,
     };
-    CheckOutcome::Transient { class, retry_after }
+    CheckOutcome::Transient {
+        class,
+        retry_after,
+        detail: FailureDetail::Status(status),
+    }
 }
 
 /// Parses a `Retry-After` value in delay-seconds. HTTP-dates are not supported (the core has
@@ -420,10 +447,37 @@ mod tests {
 
     const MAX: usize = 1024;
 
+    /// The outcome without its detail (the detail is pinned by its own tests).
     fn body(b: &[u8]) -> CheckOutcome {
-        classify(200, None, b, MAX)
+        match classify(200, None, b, MAX) {
+            CheckOutcome::Transient { class, .. } => CheckOutcome::transient(class),
+            o => o,
+        }
     }
     const INVALID: CheckOutcome = CheckOutcome::transient(TransientClass::InvalidBody);
+
+    #[test]
+    fn failures_carry_their_detail() {
+        assert_eq!(
+            classify(200, None, b"<html>", MAX),
+            CheckOutcome::transient_with(
+                TransientClass::InvalidBody,
+                FailureDetail::Body(BodyError::Malformed)
+            )
+        );
+        assert_eq!(
+            classify(404, None, b"", MAX),
+            CheckOutcome::transient_with(TransientClass::OtherStatus, FailureDetail::Status(404))
+        );
+        assert_eq!(
+            classify(503, Some(b"3"), b"", MAX),
+            CheckOutcome::Transient {
+                class: TransientClass::ServerError,
+                retry_after: Some(Duration::from_secs(3)),
+                detail: FailureDetail::Status(503),
+            }
+        );
+    }
 
     #[test]
     fn only_a_boolean_has_access_is_definitive() {
@@ -506,7 +560,7 @@ mod tests {
     fn oversized_body_is_transient_even_if_valid() {
         let mut big = [b' '; 2048];
         big[..20].copy_from_slice(br#"{"has_access": true}"#);
-        assert_eq!(classify(200, None, &big, MAX), INVALID);
+        assert_eq!(body(&big), INVALID);
         assert_eq!(classify(200, None, &big[..MAX], MAX), CheckOutcome::Granted);
         assert_eq!(parse_check_body(&big, MAX), Err(BodyError::TooLarge));
     }
@@ -549,7 +603,7 @@ mod tests {
             // A granting body never rescues a non-200 status (R1).
             assert_eq!(
                 classify(s, None, br#"{"has_access":true}"#, MAX),
-                CheckOutcome::transient(c),
+                CheckOutcome::transient_with(c, FailureDetail::Status(s)),
                 "{s}"
             );
         }
@@ -558,20 +612,20 @@ mod tests {
     #[test]
     fn retry_after_is_taken_from_429_and_503_only() {
         let ra = Some(&b"12"[..]);
-        let with = |class| CheckOutcome::Transient {
+        let with = |class, status| CheckOutcome::Transient {
             class,
             retry_after: Some(Duration::from_secs(12)),
+            detail: FailureDetail::Status(status),
         };
-        assert_eq!(classify(429, ra, b"", MAX), with(TransientClass::Throttled));
-        assert_eq!(classify(503, ra, b"", MAX), with(TransientClass::ServerError));
+        assert_eq!(classify(429, ra, b"", MAX), with(TransientClass::Throttled, 429));
         assert_eq!(
-            classify(500, ra, b"", MAX),
-            CheckOutcome::transient(TransientClass::ServerError)
+            classify(503, ra, b"", MAX),
+            with(TransientClass::ServerError, 503)
         );
-        assert_eq!(
-            classify(503, Some(b"soon"), b"", MAX),
-            CheckOutcome::transient(TransientClass::ServerError)
-        );
+        let server_error =
+            |status| CheckOutcome::transient_with(TransientClass::ServerError, FailureDetail::Status(status));
+        assert_eq!(classify(500, ra, b"", MAX), server_error(500));
+        assert_eq!(classify(503, Some(b"soon"), b"", MAX), server_error(503));
     }
 
     #[test]

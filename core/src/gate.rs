@@ -7,6 +7,7 @@
 
 use crate::classify::{CheckOutcome, TransientClass};
 use crate::config::{ConfigError, GateConfig};
+use crate::detail::{FailureDetail, LastFailure, NetFailure};
 use crate::schedule::{delay_jitter, uniform_between, RetrySchedule};
 use crate::time::{Duration, Instant};
 
@@ -119,6 +120,8 @@ pub enum Event {
         attempt: u32,
         /// What went wrong.
         class: TransientClass,
+        /// What exactly went wrong (R13).
+        detail: FailureDetail,
         /// When the next attempt starts, if one is planned.
         next_attempt: Option<Instant>,
         /// The fail-closed deadline, while it is ahead (R5).
@@ -167,6 +170,9 @@ pub struct Status {
     pub attempt_in_flight: Option<u32>,
     /// When the next attempt starts, if one is waiting.
     pub next_attempt: Option<Instant>,
+    /// The last transient failure of this session, with its detail (R13). Kept through a
+    /// definitive answer (it is history, not state); cleared when a new session starts.
+    pub last_failure: Option<LastFailure>,
 }
 
 /// Plain counters (R13). All saturate.
@@ -283,6 +289,7 @@ pub struct Gate<const N: usize = 8> {
     token: TokenHandle,
     access: Access,
     cause: Option<Cause>,
+    last_failure: Option<LastFailure>,
     last_now: Instant,
     in_flight: Option<u32>,
     next_attempt: u32,
@@ -321,6 +328,7 @@ impl<const N: usize> Gate<N> {
             token: TokenHandle(0),
             access: Access::Unknown,
             cause: None,
+            last_failure: None,
             last_now: Instant::ZERO,
             in_flight: None,
             next_attempt: 0,
@@ -381,6 +389,7 @@ impl<const N: usize> Gate<N> {
             probing: self.streak.is_some_and(|s| s.failed_closed),
             attempt_in_flight: self.in_flight,
             next_attempt: self.timers[Timer::Retry as usize],
+            last_failure: self.last_failure,
         }
     }
     /// The latest `now` any input carried (inputs with an earlier `now` are treated as
@@ -410,6 +419,7 @@ impl<const N: usize> Gate<N> {
             g.generation.bump();
             g.signed_in = true;
             g.token = token;
+            g.last_failure = None;
             g.start_attempt(now);
             Ok(g.generation)
         })
@@ -464,6 +474,7 @@ impl<const N: usize> Gate<N> {
                 return Err(InputError::NotSignedIn);
             }
             if g.in_flight.is_none() && g.timers[Timer::Retry as usize].is_none() && !g.retry_due {
+                g.note_failure(now, class, FailureDetail::of_class(class));
                 g.attempt_failed(now, class, None, false);
             }
             Ok(())
@@ -490,7 +501,12 @@ impl<const N: usize> Gate<N> {
                 CheckOutcome::Granted => g.definitive(Access::Granted),
                 CheckOutcome::Denied => g.definitive(Access::Denied),
                 CheckOutcome::Unauthorized => g.end_session(Cause::Unauthorized), // R8
-                CheckOutcome::Transient { class, retry_after } => {
+                CheckOutcome::Transient {
+                    class,
+                    retry_after,
+                    detail,
+                } => {
+                    g.note_failure(now, class, detail);
                     g.attempt_failed(now, class, retry_after, true)
                 }
             }
@@ -578,7 +594,14 @@ impl<const N: usize> Gate<N> {
             let Some((at, timer)) = due else { break };
             self.timers[timer as usize] = None;
             match timer {
-                Timer::Attempt => self.attempt_failed(at, TransientClass::Timeout, None, true),
+                Timer::Attempt => {
+                    self.note_failure(
+                        at,
+                        TransientClass::Timeout,
+                        FailureDetail::Net(NetFailure::Timeout),
+                    );
+                    self.attempt_failed(at, TransientClass::Timeout, None, true)
+                }
                 // Started at the end of the input, unless the input itself starts a check or
                 // ends the session: a retry superseded by this input is never started.
                 Timer::Retry => self.retry_due = true,
@@ -734,9 +757,15 @@ impl<const N: usize> Gate<N> {
             generation: self.generation,
             attempt,
             class,
+            detail: self.last_failure.map_or(FailureDetail::None, |f| f.detail),
             next_attempt: next,
             deadline,
         });
+    }
+
+    /// Remembers the failure for [`Status::last_failure`] (R13).
+    fn note_failure(&mut self, at: Instant, class: TransientClass, detail: FailureDetail) {
+        self.last_failure = Some(LastFailure { class, detail, at });
     }
 
     fn fail_closed(&mut self, at: Instant) {

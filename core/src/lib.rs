@@ -4,7 +4,7 @@
 //! correctly when the network does not cooperate: it holds the last answer through transient
 //! failures, retries with jittered backoff, fails closed at a fixed deadline, recovers as soon
 //! as the backend answers again, logs out on 401, and never lets a stale retry overwrite a
-//! newer answer. The normative contract is `shared/spec/behaviour.md`, rules R1–R13; the code
+//! newer answer. The contract is `docs/behaviour.md` in the repository, rules R1–R14; the code
 //! cites the rule a line enforces.
 //!
 //! This crate is the **sans-IO core**: `no_std`, no `alloc`, no `unsafe`. It never reads a
@@ -86,6 +86,7 @@ mod fmt;
 
 mod classify;
 mod config;
+mod detail;
 mod gate;
 mod report;
 mod schedule;
@@ -96,6 +97,7 @@ pub use classify::{
     classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,
 };
 pub use config::{Backoff, ConfigError, GateConfig, Which};
+pub use detail::{FailureDetail, LastFailure, NetFailure, TlsFailure};
 pub use gate::{
     Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
     EVENT_CAPACITY, MAX_EVENTS_PER_INPUT,

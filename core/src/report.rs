@@ -104,12 +104,13 @@ pub fn write_event_json<W: Write>(
             generation,
             attempt,
             class,
+            detail,
             next_attempt,
             deadline,
         }) => {
             write!(
                 w,
-                "\"event\":\"check_failed\",\"generation\":{},\"attempt\":{attempt},\"class\":\"{}\"",
+                "\"event\":\"check_failed\",\"generation\":{},\"attempt\":{attempt},\"class\":\"{}\",\"detail\":\"{detail}\"",
                 generation.0,
                 class.name()
             )?;

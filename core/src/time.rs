@@ -86,6 +86,34 @@ impl Add for Duration {
     }
 }
 
+/// From the standard duration: whole microseconds, saturating at [`Duration::MAX`] (sub-microsecond
+/// parts are truncated).
+///
+/// ```
+/// let d: accessgate::Duration = core::time::Duration::from_millis(1500).into();
+/// assert_eq!(d, accessgate::Duration::from_millis(1500));
+/// assert_eq!(accessgate::Duration::from(core::time::Duration::MAX), accessgate::Duration::MAX);
+/// ```
+impl From<core::time::Duration> for Duration {
+    fn from(d: core::time::Duration) -> Duration {
+        Duration {
+            micros: u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// To the standard duration (exact: every value fits).
+///
+/// ```
+/// let d: core::time::Duration = accessgate::Duration::from_secs(120).into();
+/// assert_eq!(d, core::time::Duration::from_secs(120));
+/// ```
+impl From<Duration> for core::time::Duration {
+    fn from(d: Duration) -> core::time::Duration {
+        core::time::Duration::from_micros(d.micros)
+    }
+}
+
 impl core::fmt::Display for Duration {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let ms = self.as_millis();

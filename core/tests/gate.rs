@@ -16,6 +16,7 @@ fn retry_after(s: u64) -> CheckOutcome {
     CheckOutcome::Transient {
         class: TransientClass::Throttled,
         retry_after: Some(secs(s)),
+        detail: FailureDetail::Status(429),
     }
 }
 
@@ -573,4 +574,45 @@ fn the_last_planned_retry_watches_the_end_of_the_budget() {
         );
         assert!(last_start + secs(10) <= deadline);
     }
+}
+
+#[test]
+fn every_failure_carries_its_detail_and_the_last_one_is_in_the_status() {
+    // R13: an operator tells "certificate expired" from "HTTP 503" from a timeout.
+    let mut g = granted();
+    assert_eq!(g.status().last_failure, None);
+    let tls = CheckOutcome::transient_with(TransientClass::Tls, FailureDetail::Tls(TlsFailure::Expired));
+    g.recheck_now(T0 + secs(10)).unwrap();
+    let req = take_check(&mut g);
+    g.handle_check_result(T0 + secs(10), req.generation, req.attempt, tls)
+        .unwrap();
+    let failed: Vec<_> = events(&mut g)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CheckFailed { detail, .. } => Some(detail),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [FailureDetail::Tls(TlsFailure::Expired)]);
+    let last = g.status().last_failure.expect("a failure was reported");
+    assert_eq!(last.class, TransientClass::Tls);
+    assert_eq!(last.detail, FailureDetail::Tls(TlsFailure::Expired));
+    assert_eq!(last.at, T0 + secs(10));
+
+    // The attempt timeout is a failure with its own detail.
+    let at = g.poll_timeout().unwrap();
+    g.handle_timeout(at).unwrap();
+    let req = take_check(&mut g);
+    g.handle_timeout(req.started + req.timeout).unwrap();
+    let last = g.status().last_failure.unwrap();
+    assert_eq!(last.detail, FailureDetail::Net(NetFailure::Timeout));
+    assert_eq!(last.at, req.started + req.timeout);
+    // A definitive answer keeps the history; a new session clears it.
+    let at = g.poll_timeout().unwrap();
+    g.handle_timeout(at).unwrap();
+    let req = take_check(&mut g);
+    answer(&mut g, at, req, GRANT);
+    assert!(g.status().last_failure.is_some());
+    g.start_session(at + secs(1), TokenHandle(9)).unwrap();
+    assert_eq!(g.status().last_failure, None);
 }

@@ -2,6 +2,8 @@
 
 use accessgate::SessionConfig;
 
+use crate::GateError;
+
 /// Default path of the check endpoint (backend-contract.md).
 pub const DEFAULT_CHECK_PATH: &str = "/api/code/invites/check-access/";
 /// Default path of the token endpoint (backend-contract.md).
@@ -22,6 +24,7 @@ pub const DEFAULT_MAX_TOKEN_BODY: usize = 8 * 1024;
 /// cfg.session.gate.attempt_timeout = accessgate::Duration::from_secs(5);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GateClientConfig {
     /// Full URL of the check endpoint (`GET`, `Authorization: Bearer <token>`).
     pub check_url: String,
@@ -67,5 +70,141 @@ impl GateClientConfig {
             user_agent: concat!("accessgate-std/", env!("CARGO_PKG_VERSION")).to_string(),
             proxy_from_env: true,
         }
+    }
+}
+
+impl GateClientConfig {
+    /// A builder for a backend at `base_url`, validated once by
+    /// [`GateClientConfigBuilder::build`]. Durations are `std::time::Duration`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use accessgate_std::GateClientConfig;
+    ///
+    /// let cfg = GateClientConfig::builder("https://api.example.com")
+    ///     .budget(Duration::from_secs(90))
+    ///     .attempt_timeout(Duration::from_secs(5))
+    ///     .client_id("kiosk")
+    ///     .build()?;
+    /// assert_eq!(cfg.session.gate.budget, Duration::from_secs(90).into());
+    /// assert_eq!(cfg.client_id, "kiosk");
+    ///
+    /// // Mistakes are reported once, at build time, naming what is wrong.
+    /// let err = GateClientConfig::builder("api.example.com").build().unwrap_err();
+    /// assert!(err.to_string().contains("api.example.com"), "{err}");
+    /// let err = GateClientConfig::builder("https://api.example.com")
+    ///     .attempt_timeout(Duration::from_secs(200))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, accessgate_std::GateError::Config(_)), "{err}");
+    /// # Ok::<(), accessgate_std::GateError>(())
+    /// ```
+    pub fn builder(base_url: &str) -> GateClientConfigBuilder {
+        GateClientConfigBuilder {
+            config: GateClientConfig::new(base_url),
+        }
+    }
+}
+
+/// Builds a [`GateClientConfig`] with `std::time::Duration` settings and checks it once
+/// ([`GateClientConfigBuilder::build`]): URLs, the core's timings (R4-R7, R11) and the CA
+/// PEM. Start with [`GateClientConfig::builder`].
+#[derive(Clone, Debug)]
+#[must_use = "call .build() to get the configuration"]
+pub struct GateClientConfigBuilder {
+    config: GateClientConfig,
+}
+
+impl GateClientConfigBuilder {
+    /// Full URL of the check endpoint, replacing the default path under the base URL.
+    pub fn check_url(mut self, url: impl Into<String>) -> Self {
+        self.config.check_url = url.into();
+        self
+    }
+    /// Full URL of the token endpoint, replacing the default path under the base URL.
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.config.token_url = url.into();
+        self
+    }
+    /// `client_id` sent with every refresh.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.config.client_id = id.into();
+        self
+    }
+    /// How long one check may take before it counts as a transient failure (R4; 10 s).
+    pub fn attempt_timeout(mut self, d: std::time::Duration) -> Self {
+        self.config.session.gate.attempt_timeout = d.into();
+        self
+    }
+    /// Fail-closed budget after the first transient failure (R5; 120 s).
+    pub fn budget(mut self, d: std::time::Duration) -> Self {
+        self.config.session.gate.budget = d.into();
+        self
+    }
+    /// Largest check body that can be definitive (R1; 1 KiB).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.config.session.gate.max_body = bytes;
+        self
+    }
+    /// Shortest interval between two app-requested re-checks (5 s).
+    pub fn min_recheck_interval(mut self, d: std::time::Duration) -> Self {
+        self.config.session.gate.min_recheck_interval = d.into();
+        self
+    }
+    /// Refresh this long before the access token expires (R11; 60 s).
+    pub fn refresh_skew(mut self, d: std::time::Duration) -> Self {
+        self.config.session.refresh_skew = d.into();
+        self
+    }
+    /// How long one token refresh may take (10 s).
+    pub fn refresh_timeout(mut self, d: std::time::Duration) -> Self {
+        self.config.session.refresh_timeout = d.into();
+        self
+    }
+    /// Every core setting at once, for what has no builder method of its own (R6/R7 schedules).
+    pub fn session(mut self, session: SessionConfig) -> Self {
+        self.config.session = session;
+        self
+    }
+    /// Trust these CA certificates (PEM, one or more) besides or instead of the OS roots. A
+    /// self-signed server certificate given here is trusted as exactly that certificate (R14).
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.config.extra_ca_pem = Some(pem.into());
+        self
+    }
+    /// Whether to trust the operating system's root store (default `true`).
+    pub fn system_roots(mut self, on: bool) -> Self {
+        self.config.system_roots = on;
+        self
+    }
+    /// A fixed jitter seed, for reproducible tests only (R6: devices must differ).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+    /// Largest token-endpoint answer read, in bytes.
+    pub fn max_token_body(mut self, bytes: usize) -> Self {
+        self.config.max_token_body = bytes;
+        self
+    }
+    /// `User-Agent` of every request.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.config.user_agent = ua.into();
+        self
+    }
+    /// Honour `HTTP(S)_PROXY` / `NO_PROXY` from the environment (default `true`).
+    pub fn proxy_from_env(mut self, on: bool) -> Self {
+        self.config.proxy_from_env = on;
+        self
+    }
+
+    /// Checks everything [`AccessGate::spawn`](crate::AccessGate::spawn) would: the core's
+    /// settings, both URLs (http or https, with a host) and the CA PEM.
+    pub fn build(self) -> Result<GateClientConfig, GateError> {
+        self.config.session.validate()?;
+        // The same construction spawn does, so a built config never fails there for a
+        // configuration reason.
+        crate::http::Transport::new(&self.config)?;
+        Ok(self.config)
     }
 }

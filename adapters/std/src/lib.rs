@@ -2,15 +2,17 @@
 //!
 //! Runs the sans-IO [`accessgate::Session`] on Tokio, with HTTP(S) through `reqwest` +
 //! `rustls`, and hands the app a small async handle ([`AccessGate`]) or a blocking one
-//! ([`BlockingAccessGate`]). The rules it keeps are those of `shared/spec/behaviour.md`
-//! (R1–R13); the decisions are the core's, this crate only does I/O, clocks and channels.
+//! ([`BlockingAccessGate`]). The rules it keeps are those of `docs/behaviour.md`
+//! (R1–R14); the decisions are the core's, this crate only does I/O, clocks and channels.
 //!
 //! ## API summary
 //!
 //! ```text
+//! GateClientConfig::builder(base_url)                        // std::time::Duration settings
+//!     .budget(..).attempt_timeout(..).ca_pem(..).client_id(..) ... .build()? // validated once
 //! GateClientConfig::new(base_url) -> GateClientConfig       // pub fields: check_url, token_url,
 //!     client_id, session: accessgate::SessionConfig, extra_ca_pem, system_roots, seed,
-//!     max_token_body, user_agent, proxy_from_env
+//!     max_token_body, user_agent, proxy_from_env (#[non_exhaustive]: new fields are not breaking)
 //! Tokens::new(access, refresh, expires_in: std::time::Duration)
 //!
 //! AccessGate::spawn(config) -> Result<AccessGate, GateError>  // inside a Tokio runtime; Clone
@@ -132,7 +134,8 @@ mod time;
 
 pub use blocking::BlockingAccessGate;
 pub use config::{
-    GateClientConfig, DEFAULT_CHECK_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY, DEFAULT_TOKEN_PATH,
+    GateClientConfig, GateClientConfigBuilder, DEFAULT_CHECK_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY,
+    DEFAULT_TOKEN_PATH,
 };
 pub use driver::MAX_TOKEN_WAITERS;
 pub use error::{GateError, TokenError};

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             _ => CheckOutcome::Transient {
                 class: TransientClass::ALL[a as usize % TransientClass::COUNT],
                 retry_after: (b & 1 == 1).then(|| Duration::from_secs(u64::from(a))),
+                detail: accessgate::FailureDetail::Status(u16::from(a)),
             },
         };
         let _ = match op % 9 {

@@ -1,7 +1,7 @@
 //! # accessgate-backend: the reference backend
 //!
 //! A real HTTP/1.1 server, over plain HTTP and HTTPS, that speaks the two endpoints of the
-//! accessgate backend contract (`shared/spec/backend-contract.md`):
+//! accessgate backend contract (`docs/behaviour.md`, "The backend contract"):
 //!
 //! * `GET /api/code/invites/check-access/` with `Authorization: Bearer <access token>` →
 //!   `200 {"has_access":true|false}` for a known, unexpired token (the user's access flag),

@@ -1,6 +1,6 @@
 //! # `accessgate`: the command line
 //!
-//! One binary around the accessgate library (`shared/spec/behaviour.md`, rules R1–R13): the
+//! One binary around the accessgate library (`docs/behaviour.md` in the repository, rules R1–R14): the
 //! reference backend, a one-shot check for scripts, a live session viewer, the fault-injection
 //! demo, and the fleet simulator.
 //!

@@ -6,7 +6,7 @@
 //!    3.004s  granted (held)  failed     gen 3 attempt #0: connect | next try 3.212s (+0.208s) | fails closed 9.004s (in 6.000s)
 //! ```
 
-use accessgate::{Access, Cause, Event, Instant, SessionEvent, Status};
+use accessgate::{Access, Cause, Event, FailureDetail, Instant, SessionEvent, Status};
 
 const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
@@ -148,6 +148,7 @@ impl Timeline {
                 generation,
                 attempt,
                 class,
+                detail,
                 next_attempt,
                 deadline,
             }) => {
@@ -158,6 +159,9 @@ impl Timeline {
                     self.state.reverifying_until = deadline;
                 }
                 let mut d = format!("gen {} attempt #{attempt}: {}", generation.0, class.name());
+                if detail != FailureDetail::None {
+                    d.push_str(&format!(" ({detail})")); // R13
+                }
                 match next_attempt {
                     Some(n) => d.push_str(&format!(" | next try {} (+{})", secs(n, o), span(at, n))),
                     None => d.push_str(" | no retry planned"),
@@ -282,7 +286,7 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use accessgate::{Generation, TransientClass};
+    use accessgate::{Generation, NetFailure, TransientClass};
 
     #[test]
     fn failed_line_shows_attempt_retry_and_deadline() {
@@ -291,12 +295,16 @@ mod tests {
             generation: Generation(3),
             attempt: 0,
             class: TransientClass::Connect,
+            detail: FailureDetail::Net(NetFailure::Refused),
             next_attempt: Some(Instant::from_millis(3212)),
             deadline: Some(Instant::from_millis(9004)),
         });
         let line = t.event(&e, Instant::from_millis(3004));
         assert!(line.contains("3.004s"), "{line}");
-        assert!(line.contains("attempt #0: connect"), "{line}");
+        assert!(
+            line.contains("attempt #0: connect (connection refused)"),
+            "{line}"
+        );
         assert!(line.contains("next try 3.212s (+0.208s)"), "{line}");
         assert!(line.contains("fails closed 9.004s (in 6.000s)"), "{line}");
         assert!(!line.contains('\x1b'), "no colours when disabled: {line}");

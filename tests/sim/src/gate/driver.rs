@@ -207,7 +207,11 @@ impl<const N: usize> GateWorld<N> {
         } else {
             None
         };
-        CheckOutcome::Transient { class, retry_after }
+        CheckOutcome::Transient {
+            class,
+            retry_after,
+            detail: accessgate::FailureDetail::of_class(class),
+        }
     }
 
     /// Picks the next input and the `now` it arrives at. Never depends on the step budget.
@@ -396,7 +400,9 @@ impl<const N: usize> GateWorld<N> {
                 outcome,
             } => {
                 let o = match outcome {
-                    CheckOutcome::Transient { class, retry_after } => match retry_after {
+                    CheckOutcome::Transient {
+                        class, retry_after, ..
+                    } => match retry_after {
                         Some(ra) => format!("{} ra={}", class.name(), Span(ra)),
                         None => class.name().to_string(),
                     },
@@ -440,6 +446,7 @@ impl<const N: usize> GateWorld<N> {
                     class,
                     next_attempt,
                     deadline,
+                    ..
                 } => write!(
                     line,
                     " failed(g{} #{attempt} {} next={} dl={})",

@@ -293,7 +293,11 @@ impl<M: SessionMachine> SessionWorld<M> {
         } else {
             None
         };
-        CheckOutcome::Transient { class, retry_after }
+        CheckOutcome::Transient {
+            class,
+            retry_after,
+            detail: accessgate::FailureDetail::of_class(class),
+        }
     }
 
     fn refresh_answer(&mut self) -> RefreshAnswer {
@@ -708,7 +712,9 @@ impl<M: SessionMachine> SessionWorld<M> {
                 outcome,
             } => {
                 let o = match outcome {
-                    CheckOutcome::Transient { class, retry_after } => match retry_after {
+                    CheckOutcome::Transient {
+                        class, retry_after, ..
+                    } => match retry_after {
                         Some(ra) => format!("{} ra={}", class.name(), Span(ra)),
                         None => class.name().to_string(),
                     },
@@ -912,6 +918,7 @@ fn write_gate_event(line: &mut String, e: Event) -> std::fmt::Result {
             class,
             next_attempt,
             deadline,
+            ..
         } => write!(
             line,
             " failed(g{} #{attempt} {} next={} dl={})",
