@@ -230,8 +230,8 @@ impl<'a> DriverConfig<'a> {
             Transport::Tls { ca_der: [], .. } => Err(ConfigError::EmptyCa),
             Transport::Tls { ca_der, .. } => match crate::tls::verify::check_trust_anchor(ca_der) {
                 Ok(()) => Ok(true),
-                Err(crate::TlsFailure::UnsupportedAlgorithm) => Err(ConfigError::UnsupportedCa),
-                Err(_) => Err(ConfigError::InvalidCa),
+                Err(crate::tls::verify::AnchorError::Unsupported) => Err(ConfigError::UnsupportedCa),
+                Err(crate::tls::verify::AnchorError::Invalid) => Err(ConfigError::InvalidCa),
             },
             Transport::PlainHttp => Ok(false),
         }

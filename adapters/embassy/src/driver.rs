@@ -336,7 +336,8 @@ async fn check_lane<C: TcpConnect, D: Dns, const T: usize>(
             .await
             {
                 Err(_) => CheckOutcome::transient(TransientClass::Timeout),
-                Ok(Err(failure)) => CheckOutcome::transient(failure.class),
+                // R13: the step that failed and why (certificate expired, connection refused...).
+                Ok(Err(failure)) => CheckOutcome::transient_with(failure.class, failure.detail),
                 Ok(Ok(reply)) => classify(
                     reply.status,
                     reply.retry_after.as_deref(),

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration as StdDuration;
 
-use accessgate::{Access, Cause, Duration, Event, SessionConfig, SessionError, SessionEvent, TransientClass};
+use accessgate::{
+    Access, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionError, SessionEvent,
+    TransientClass,
+};
 use accessgate_embassy::{
     BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverConfig, Endpoint,
     Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot, TimedEvent, TokenError,
@@ -292,6 +295,48 @@ fn a_body_shorter_than_its_content_length_is_an_io_failure() {
     });
     assert_eq!(snap.counters.transient_of(TransientClass::Io), 1);
     assert_eq!(snap.status.access, Access::Unknown);
+    // R13: the status says why.
+    let last = snap.status.last_failure.unwrap();
+    assert_eq!(last.detail, FailureDetail::Net(NetFailure::Truncated));
+}
+
+#[test]
+fn broken_chunked_framing_never_grants_and_says_why() {
+    // An empty chunk-size line after the first chunk: reqwless 0.14 ended the body there and
+    // the check granted. R1: broken framing is never definitive.
+    let net = FakeNet::new(|_| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.counters.transient_total() >= 1).await
+    });
+    assert_eq!(snap.status.access, Access::Unknown);
+    assert_eq!(snap.counters.transient_of(TransientClass::Io), 1);
+    assert_eq!(
+        snap.status.last_failure.unwrap().detail,
+        FailureDetail::Net(NetFailure::BadFraming)
+    );
+}
+
+#[test]
+fn interim_response_chunk_extensions_and_trailers_still_grant() {
+    // Valid HTTP the desktop accepts must not fail closed on the device.
+    let net = FakeNet::new(|_| {
+        Reply::Bytes(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              7;ext=1\r\n{\"has_a\r\nc\r\nccess\":true}\r\n0\r\nX-Trailer: yes\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.status.access != Access::Unknown).await
+    });
+    assert_eq!(snap.status.access, Access::Granted);
 }
 
 #[test]
@@ -333,6 +378,12 @@ fn connection_refused_fails_closed_at_the_deadline() {
     });
     assert_eq!(snap.status.access, Access::Denied);
     assert!(snap.counters.transient_of(TransientClass::Connect) >= 1);
+    // R13: every failure event says "connection refused".
+    assert!(events.iter().all(|e| match e.event {
+        SessionEvent::Gate(Event::CheckFailed { detail, .. }) =>
+            detail == FailureDetail::Net(NetFailure::Refused),
+        _ => true,
+    }));
     let first_failure = events
         .iter()
         .find(|e| matches!(e.event, SessionEvent::Gate(Event::CheckFailed { .. })))

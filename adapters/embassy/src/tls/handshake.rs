@@ -150,13 +150,11 @@ impl TlsVerifier<Aes128GcmSha256> for HandshakeVerifier<'_> {
             match entry {
                 CertificateEntryRef::X509(der) => {
                     if chain.push(der).is_err() {
-                        return Err(self.fail(TlsFailure::UnsupportedCertificate));
+                        return Err(self.fail(TlsFailure::BadCertificate));
                     }
                 }
                 // Raw public keys were not offered; a server sending one is not trusted.
-                CertificateEntryRef::RawPublicKey(_) => {
-                    return Err(self.fail(TlsFailure::UnsupportedCertificate))
-                }
+                CertificateEntryRef::RawPublicKey(_) => return Err(self.fail(TlsFailure::BadCertificate)),
             }
         }
         // The transcript embedded-tls passes already includes this Certificate message:

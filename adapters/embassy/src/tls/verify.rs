@@ -66,9 +66,9 @@ pub fn verify_server_chain(
 ) -> Result<LeafKey, TlsFailure> {
     let (&leaf_der, intermediates) = chain.split_first().ok_or(TlsFailure::MissingCertificate)?;
     if chain.len() > MAX_CHAIN {
-        return Err(TlsFailure::UnsupportedCertificate);
+        return Err(TlsFailure::BadCertificate);
     }
-    let fields = der::cert_fields(leaf_der).ok_or(TlsFailure::UnsupportedCertificate)?;
+    let fields = der::cert_fields(leaf_der).ok_or(TlsFailure::BadCertificate)?;
     let key = match fields.key {
         PublicKey::P256(p) => (Curve::P256, p),
         PublicKey::P384(p) => (Curve::P384, p),
@@ -94,12 +94,13 @@ pub fn verify_server_chain(
         }
     } else {
         let anchor_cert = CertificateDer::from(anchor_der);
-        let anchor = webpki::anchor_from_trusted_cert(&anchor_cert).map_err(|_| TlsFailure::NoTrustAnchor)?;
+        // Validated when the driver was built; an anchor that does not parse gives no path.
+        let anchor = webpki::anchor_from_trusted_cert(&anchor_cert).map_err(|_| TlsFailure::UnknownIssuer)?;
         let mut inter: heapless::Vec<CertificateDer<'_>, MAX_CHAIN> = heapless::Vec::new();
         for &der in intermediates {
             inter
                 .push(CertificateDer::from(der))
-                .map_err(|_| TlsFailure::UnsupportedCertificate)?;
+                .map_err(|_| TlsFailure::BadCertificate)?;
         }
         // Without a clock: as of the leaf's notBefore (see above).
         let at = UnixTime::since_unix_epoch(Duration::from_secs(now.unwrap_or(fields.not_before)));
@@ -117,7 +118,7 @@ pub fn verify_server_chain(
 
     check_name(&leaf, &fields, host)?;
 
-    let point = heapless::Vec::from_slice(key.1).map_err(|_| TlsFailure::UnsupportedCertificate)?;
+    let point = heapless::Vec::from_slice(key.1).map_err(|_| TlsFailure::BadCertificate)?;
     Ok(LeafKey { curve: key.0, point })
 }
 
@@ -171,16 +172,26 @@ pub fn verify_certificate_verify(
     }
 }
 
+/// Why a certificate cannot be the trust anchor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnchorError {
+    /// Not an X.509 certificate in DER.
+    Invalid,
+    /// Its key is not ECDSA P-256/P-384 (RSA, Ed25519, other curves): the device could not
+    /// check the signatures it makes (R14: refused rather than skipped).
+    Unsupported,
+}
+
 /// Whether a DER certificate can serve as the trust anchor: it parses, and its key is
 /// ECDSA P-256/P-384 (the only keys whose signatures the device checks). Checked when a
 /// driver is built, so a wrong CA is a configuration error, not a failure at every attempt.
-pub fn check_trust_anchor(anchor_der: &[u8]) -> Result<(), TlsFailure> {
+pub fn check_trust_anchor(anchor_der: &[u8]) -> Result<(), AnchorError> {
     let cert = CertificateDer::from(anchor_der);
-    webpki::anchor_from_trusted_cert(&cert).map_err(|_| TlsFailure::NoTrustAnchor)?;
+    webpki::anchor_from_trusted_cert(&cert).map_err(|_| AnchorError::Invalid)?;
     match der::cert_fields(anchor_der).map(|f| f.key) {
         Some(PublicKey::P256(_) | PublicKey::P384(_)) => Ok(()),
-        Some(PublicKey::Unsupported) => Err(TlsFailure::UnsupportedAlgorithm),
-        None => Err(TlsFailure::NoTrustAnchor),
+        Some(PublicKey::Unsupported) => Err(AnchorError::Unsupported),
+        None => Err(AnchorError::Invalid),
     }
 }
 
@@ -197,6 +208,6 @@ fn map_webpki(e: webpki::Error) -> TlsFailure {
         E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => TlsFailure::BadSignature,
         E::UnsupportedSignatureAlgorithmContext(_)
         | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => TlsFailure::UnsupportedAlgorithm,
-        _ => TlsFailure::UnsupportedCertificate,
+        _ => TlsFailure::BadCertificate,
     }
 }
