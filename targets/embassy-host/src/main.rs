@@ -1,7 +1,7 @@
 //! # `accessgate-embassy`: the device code path on a PC
 //!
-//! The same driver a kiosk runs (`accessgate-embassy`: embassy executor and timers, reqwless,
-//! embedded-tls), on the host: `embassy-executor` with `platform-std`, `embassy-time` with
+//! The same driver a kiosk runs (`accessgate-embassy`: embassy executor and timers, its own
+//! HTTP/1.1, embedded-tls with the project's verifier), on the host: `embassy-executor` with `platform-std`, `embassy-time` with
 //! its std driver, and `std-embedded-nal-async` for TCP and DNS. Only argument parsing and
 //! wiring live here.
 //!
@@ -11,9 +11,11 @@
 //! last line is the final status (`"final":true`), byte-compatible with the desktop CLI.
 //!
 //! Unlike the desktop CLI, HTTPS trusts `--ca` only (a device has no system trust store),
-//! and embedded-tls' limits apply: TLS 1.3, ECDSA certificates signed directly by that CA,
-//! the URL's host matched against the certificate's CN (use `localhost`, not `127.0.0.1`,
-//! with the reference backend), no validity-date check.
+//! and the device's TLS applies (R14; `accessgate_embassy::tls` lists it): TLS 1.3, ECDSA
+//! P-256/P-384 certificates (RSA and Ed25519 refused), a chain to that CA with intermediates
+//! or the server's own self-signed certificate pinned, the URL's host matched against the
+//! subjectAltName (DNS name or IP address; the CN only without SAN), and validity dates
+//! checked against the system clock.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -108,7 +110,7 @@ fn to_core(d: Duration) -> accessgate::Duration {
     accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// The OS resolver, IPv4 first: reqwless asks for "either" family and takes the first
+/// The OS resolver, IPv4 first: the adapter asks for "either" family and takes the first
 /// answer, so where `localhost` resolves to `::1` first a server bound to `127.0.0.1` (like
 /// the reference backend) would be unreachable. Falls back to any family.
 struct HostDns(Stack);
