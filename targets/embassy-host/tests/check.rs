@@ -383,7 +383,10 @@ async fn a_wrong_ca_never_grants() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(r#""class":"tls""#), "{text}");
     // R13: why. The other CA has the same name, so the chain's signature is what fails.
-    assert!(text.contains(r#""detail":"TLS signature did not verify""#), "{text}");
+    assert!(
+        text.contains(r#""detail":"TLS signature did not verify""#),
+        "{text}"
+    );
     // The token never reached the server: the handshake failed before any request.
     assert_eq!(b.control().counts().endpoint_total(Endpoint::Check), 0);
 }

@@ -50,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut read = [0u8; 16_640];
     let mut write = [0u8; 4096];
-    let mut tls = embedded_tls::TlsConnection::<_, embedded_tls::Aes128GcmSha256>::new(wire, &mut read, &mut write);
+    let mut tls =
+        embedded_tls::TlsConnection::<_, embedded_tls::Aes128GcmSha256>::new(wire, &mut read, &mut write);
     let config = embedded_tls::TlsConfig::new().with_server_name("localhost");
     let mut provider = Provider {
         rng: rand_chacha::ChaCha20Rng::from_seed([7; 32]),

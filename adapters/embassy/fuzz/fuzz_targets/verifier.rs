@@ -84,8 +84,12 @@ fuzz_target!(|data: &[u8]| {
     // Every order a hostile server could choose: the normal one, CertificateVerify first,
     // either alone, repeats.
     let _ = match order % 6 {
-        0 => v.on_certificate(&chain, transcript).and_then(|()| v.on_certificate_verify(scheme, signature)),
-        1 => v.on_certificate_verify(scheme, signature).and_then(|()| v.on_certificate(&chain, transcript)),
+        0 => v
+            .on_certificate(&chain, transcript)
+            .and_then(|()| v.on_certificate_verify(scheme, signature)),
+        1 => v
+            .on_certificate_verify(scheme, signature)
+            .and_then(|()| v.on_certificate(&chain, transcript)),
         2 => v.on_certificate(&chain, transcript),
         3 => v.on_certificate_verify(scheme, signature),
         4 => v
