@@ -75,3 +75,21 @@ seed("seeds/verifier/p384", 2, b"localhost", [leaf384], t, 0x0503, cv(p384_key, 
 seed("seeds/verifier/cv_first", 2, b"localhost", [leaf], t, 0x0403, cv(leaf_key, t, hashes.SHA256()), 1)
 seed("seeds/verifier/ed25519", 2, b"localhost", [leaf_ed], t, 0x0807, ed_key.sign(t), 0)
 seed("seeds/verifier/pinned", 3, b"localhost", [pinned], t, 0x0403, cv(pin_key, t, hashes.SHA256()), 0, anchor=pinned)
+
+# --- server_flight: a plausible first server flight (the client's randomness is fixed, the
+# server's key share is a real P-256 point, so the fuzzer starts past ServerHello parsing and
+# the key schedule; the encrypted records that follow cannot decrypt).
+os.makedirs("seeds/server_flight", exist_ok=True)
+point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+    serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+ext = (struct.pack(">HHH", 0x002B, 2, 0x0304)
+       + struct.pack(">HHHH", 0x0033, 4 + len(point), 0x0017, len(point)) + point)
+body = (b"\x03\x03" + os.urandom(32) + b"\x00" + b"\x13\x01" + b"\x00"
+        + struct.pack(">H", len(ext)) + ext)
+hello = b"\x02" + struct.pack(">I", len(body))[1:] + body
+flight = (b"\x16\x03\x03" + struct.pack(">H", len(hello)) + hello
+          + b"\x14\x03\x03\x00\x01\x01"
+          + b"\x17\x03\x03\x00\x40" + os.urandom(64))
+for step, tag in ((255, "whole"), (7, "pieces")):
+    with open(f"seeds/server_flight/hello_{tag}", "wb") as f:
+        f.write(bytes([step]) + flight)
