@@ -68,7 +68,7 @@
 //!   `TlsBuffers`, `MIN_TLS_READ`/`MIN_TLS_WRITE`, `Seeds::tls`, the TLS variants of
 //!   [`ConfigError`] and [`BufferKind`]): embedded-tls 0.19 for the protocol,
 //!   rustls-webpki 0.103 (no alloc) for X.509 path validation, RustCrypto `p256`/`p384`/
-//!   `sha2` for the signatures. About 250 KiB of flash on Cortex-M. Without it
+//!   `sha2` for the signatures. About 220 KiB of flash on Cortex-M. Without it
 //!   (`default-features = false`) only [`Transport::PlainHttp`] exists, [`Buffers`] and
 //!   [`BufferStorage`] have no TLS parts ([`CheckStorage`]/[`RefreshStorage`] are then the
 //!   plain sizes), and neither embedded-tls nor its crypto is linked.
