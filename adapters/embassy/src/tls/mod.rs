@@ -31,6 +31,11 @@
 //! - **TLS 1.2, other suites.** Only TLS 1.3 with TLS_AES_128_GCM_SHA256 and the P-256 key
 //!   exchange (embedded-tls); a server without them fails the handshake.
 //! - **One trust anchor** per driver.
+//! - **Plaintext handshake records.** embedded-tls 0.19 processes handshake records that
+//!   arrive unencrypted after the ServerHello (found by the `server_flight` fuzz target; RFC
+//!   8446 requires them encrypted). This does not weaken the proof: the CertificateVerify
+//!   must still be signed by the verified leaf over this handshake's transcript, and the
+//!   Finished still needs the keys of this handshake.
 
 mod algs;
 mod der;
