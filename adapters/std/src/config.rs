@@ -35,7 +35,9 @@ pub struct GateClientConfig {
     /// The core's settings (timeouts, budget, backoffs, refresh skew). The check body limit
     /// of R1 is `session.gate.max_body`: the adapter reads at most one byte more than that.
     pub session: SessionConfig,
-    /// An extra trusted CA, PEM (one or more certificates), e.g. a test or corporate CA.
+    /// An extra trusted CA, PEM (one or more certificates), e.g. a test or corporate CA. A
+    /// self-signed server certificate given here is also accepted as that exact certificate
+    /// (pinning, R14), after its name, dates and stated usage are checked.
     pub extra_ca_pem: Option<String>,
     /// Trust the operating system's root store (default `true`). Tests set it to `false` and
     /// trust only [`GateClientConfig::extra_ca_pem`].

@@ -79,22 +79,12 @@ impl Transport {
     pub(crate) fn new(cfg: &GateClientConfig) -> Result<Self, GateError> {
         let check_url = parse_url(&cfg.check_url)?;
         let token_url = parse_url(&cfg.token_url)?;
+        // Trust anchors, pinning and verification (R14) are in `crate::tls`.
         let mut builder = Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(cfg.system_roots)
+            .use_preconfigured_tls(crate::tls::client_config(cfg)?)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(cfg.user_agent.clone())
             .https_only(false);
-        if let Some(pem) = &cfg.extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| GateError::Certificate(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(GateError::Certificate("no certificate in the PEM text".into()));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         if !cfg.proxy_from_env {
             builder = builder.no_proxy();
         }

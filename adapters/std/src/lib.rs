@@ -117,8 +117,16 @@
 //!   TLS-inspecting proxies whose CA only the OS store knows, and the OS keeps the store
 //!   up to date without a rebuild. [`GateClientConfig::extra_ca_pem`] adds a CA and
 //!   [`GateClientConfig::system_roots`] `= false` trusts that CA only.
-//! - `rustls` (ring, no default features): only to recognise TLS errors in reqwest's error
-//!   chain; the same version reqwest uses.
+//! - `rustls` (ring, no default features; the same version reqwest uses): the adapter builds
+//!   the rustls client config itself and hands it to reqwest, for its server verification
+//!   (R14): webpki path validation (basicConstraints, keyUsage/EKU, SAN, dates), plus
+//!   **pinning** of a self-signed certificate given as the CA (`CA:TRUE`, as
+//!   `openssl req -x509` makes it, which webpki alone refuses as "CA used as end entity")
+//!   and the **common name** for certificates without subjectAltName. Also used to
+//!   recognise TLS errors in reqwest's error chain.
+//! - `rustls-native-certs`: the OS trust store for that config.
+//! - `x509-parser` (`verify`): validity, names and usage of a pinned certificate, and whether
+//!   an anchor is self-signed.
 //! - `getrandom`: the per-device jitter seed from the OS RNG (R6: there is no built-in seed).
 //! - `log`: the adapter's own diagnostics; `thiserror`: the error types.
 #![forbid(unsafe_code)]
@@ -131,6 +139,7 @@ mod error;
 mod gate;
 mod http;
 mod time;
+mod tls;
 
 pub use blocking::BlockingAccessGate;
 pub use config::{

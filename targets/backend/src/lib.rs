@@ -78,7 +78,9 @@
 //! valid from 2024-01-01 to 2049-12-31 (UTCTime). Only the server certificate is sent in the
 //! handshake; clients must trust [`Backend::ca_pem`] / [`Backend::ca_der`]. TLS is served by
 //! [`tokio_rustls`] with rustls' default (ring) cipher suites and TLS 1.2 + 1.3, which
-//! includes `TLS13_AES_128_GCM_SHA256`. A failed or stalled handshake (10 s) only ends that
+//! includes `TLS13_AES_128_GCM_SHA256`. [`BackendConfig::tls_identity`] replaces the
+//! generated PKI with a given chain and key, served as they are (expired, misnamed or
+//! otherwise broken certificates included: the TLS matrix of R14 relies on it). A failed or stalled handshake (10 s) only ends that
 //! connection. The URL is `https://localhost:PORT`: clients resolve `localhost` (tests can
 //! pin it to `127.0.0.1`).
 //!
@@ -157,7 +159,8 @@
 //! * `httparse` — a small, strict request parser; responses are hand-written (see above).
 //! * `rustls` (ring provider, no aws-lc-rs so no cmake/C toolchain beyond a C compiler) and
 //!   `tokio-rustls` — the HTTPS listener.
-//! * `rcgen` — generates the test CA and server certificate at start-up.
+//! * `rcgen` — generates the test CA and server certificate at start-up (unless a
+//!   [`TlsIdentity`] is given).
 //! * `socket2` — `SO_REUSEADDR` binding and shutting a listening socket down synchronously,
 //!   so that [`Fault::Refused`] takes effect before [`Control::set_fault`] returns and the
 //!   same port can be bound again.
@@ -198,6 +201,27 @@ pub struct BackendConfig {
     pub https_port: Option<u16>,
     /// The `client_id` the token endpoint accepts. Default `"accessgate"`.
     pub client_id: String,
+    /// What the HTTPS listener serves: `None` (the default) = the test PKI generated at
+    /// start-up; `Some` = exactly this chain and key, unchecked, so tests can serve broken
+    /// certificates on purpose (then [`Backend::ca_pem`] is `None`: the test knows its anchor).
+    pub tls_identity: Option<TlsIdentity>,
+}
+
+/// A certificate chain and private key for the HTTPS listener ([`BackendConfig::tls_identity`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    /// DER certificates, the server certificate first, then any intermediates.
+    pub chain_der: Vec<Vec<u8>>,
+    /// The server certificate's private key, PKCS#8 DER (ECDSA P-256/P-384, Ed25519 or RSA).
+    pub key_pkcs8_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("chain_len", &self.chain_der.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for BackendConfig {
@@ -207,6 +231,7 @@ impl Default for BackendConfig {
             http_port: 0,
             https_port: None,
             client_id: "accessgate".to_string(),
+            tls_identity: None,
         }
     }
 }
@@ -268,9 +293,10 @@ impl Backend {
     /// serving. Must be awaited inside a Tokio runtime (any flavour).
     pub async fn start(cfg: BackendConfig) -> Result<Backend, BackendError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| BackendError::NoRuntime)?;
-        let pki = match cfg.https_port {
-            Some(_) => Some(tls::generate()?),
-            None => None,
+        let pki = match (cfg.https_port, &cfg.tls_identity) {
+            (Some(_), None) => Some(tls::generate()?),
+            (Some(_), Some(identity)) => Some(tls::serve_identity(identity)?),
+            (None, _) => None,
         };
         let bind = |port: u16, tls: Option<TlsAcceptor>| {
             let addr = SocketAddr::new(cfg.bind, port);
@@ -300,8 +326,8 @@ impl Backend {
             shared,
             http_addr,
             https_addr,
-            ca_pem: pki.as_ref().map(|p| p.ca_pem.clone()),
-            ca_der: pki.map(|p| p.ca_der),
+            ca_pem: pki.as_ref().and_then(|p| p.ca_pem.clone()),
+            ca_der: pki.and_then(|p| p.ca_der),
             tasks,
         })
     }
@@ -340,12 +366,14 @@ impl Backend {
         "/oauth/token"
     }
 
-    /// PEM of the CA that signed the server certificate (`None` without HTTPS).
+    /// PEM of the generated CA that signed the server certificate (`None` without HTTPS or
+    /// with a given [`BackendConfig::tls_identity`]).
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
     }
 
-    /// DER of the CA that signed the server certificate (`None` without HTTPS).
+    /// DER of the generated CA (`None` without HTTPS or with a given
+    /// [`BackendConfig::tls_identity`]).
     pub fn ca_der(&self) -> Option<&[u8]> {
         self.ca_der.as_deref()
     }

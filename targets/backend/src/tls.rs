@@ -9,15 +9,15 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::BackendError;
+use crate::{BackendError, TlsIdentity};
 
 /// Common name of the generated CA.
 pub(crate) const CA_CN: &str = "accessgate test CA";
 
-/// The generated CA and the rustls config serving the leaf it signed.
+/// The generated CA (none for a given [`TlsIdentity`]) and the rustls config serving the leaf.
 pub(crate) struct TestPki {
-    pub(crate) ca_pem: String,
-    pub(crate) ca_der: Vec<u8>,
+    pub(crate) ca_pem: Option<String>,
+    pub(crate) ca_der: Option<Vec<u8>>,
     pub(crate) server_config: Arc<rustls::ServerConfig>,
 }
 
@@ -59,16 +59,31 @@ pub(crate) fn generate() -> Result<TestPki, BackendError> {
     set_validity(&mut leaf);
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
 
+    Ok(TestPki {
+        ca_pem: Some(ca_cert.pem()),
+        ca_der: Some(ca_cert.der().to_vec()),
+        server_config: server_config(vec![leaf_cert.der().to_vec()], leaf_key.serialize_der())?,
+    })
+}
+
+/// Serves exactly the given chain and key (no CA of ours).
+pub(crate) fn serve_identity(identity: &TlsIdentity) -> Result<TestPki, BackendError> {
+    Ok(TestPki {
+        ca_pem: None,
+        ca_der: None,
+        server_config: server_config(identity.chain_der.clone(), identity.key_pkcs8_der.clone())?,
+    })
+}
+
+/// rustls (ring) serving `chain` with `key`, TLS 1.2 + 1.3. rustls does not judge the chain,
+/// so broken certificates are served as given.
+fn server_config(chain: Vec<Vec<u8>>, key_pkcs8: Vec<u8>) -> Result<Arc<rustls::ServerConfig>, BackendError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8));
+    let chain = chain.into_iter().map(CertificateDer::from).collect();
     let server_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(leaf_cert.der().to_vec())], key)?;
-
-    Ok(TestPki {
-        ca_pem: ca_cert.pem(),
-        ca_der: ca_cert.der().to_vec(),
-        server_config: Arc::new(server_config),
-    })
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(server_config))
 }

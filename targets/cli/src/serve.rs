@@ -58,6 +58,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, CliError> {
         http_port: args.http_port,
         https_port: (!args.no_https).then_some(args.https_port),
         client_id: args.client_id.clone(),
+        tls_identity: None,
     })
     .await
     .map_err(|e| CliError::Runtime(format!("cannot start the backend: {e}")))?;
