@@ -73,15 +73,15 @@ def crate_of(name):
 GROUPS = [
     ("gate: accessgate core (+ serde-json-core, fastrand)", {"accessgate", "serde_json_core", "serde", "fastrand"}),
     ("gate: accessgate-embassy adapter (incl. driver task body)", {"accessgate_embassy"}),
-    ("HTTP: reqwless (+ httparse, nourl, base64, embedded-io)", {"reqwless", "httparse", "nourl", "base64", "embedded_io", "embedded_io_async", "buffered_io"}),
+    ("HTTP: httparse, nourl, embedded-io (+ reqwless, base64 in builds before issue 9)", {"reqwless", "httparse", "nourl", "base64", "embedded_io", "embedded_io_async", "buffered_io"}),
     ("TLS: embedded-tls", {"embedded_tls"}),
-    ("TLS crypto: p256/p384/ecdsa/ed25519, sha2, aes-gcm, der...", {
+    ("TLS crypto + X.509: p256/p384/ecdsa, sha2, aes-gcm, rustls-webpki (ed25519, der before issue 9)", {
         "p256", "p384", "primeorder", "elliptic_curve", "ecdsa", "sha2", "hmac", "hkdf", "aes", "aes_gcm",
         "ghash", "polyval", "ctr", "cipher", "aead", "digest", "crypto_bigint", "crypto_common", "der",
         "const_oid", "pkcs8", "sec1", "spki", "x509", "curve25519_dalek", "ed25519_dalek", "ed25519",
         "signature", "rand_chacha", "rand_core", "subtle", "generic_array", "typenum", "zeroize", "ff",
         "group", "base16ct", "hybrid_array", "ppv_lite86", "rfc6979", "block_buffer", "inout", "universal_hash",
-        "decompress", "fiat_crypto", "x509_cert", "webpki", "heapless_bytes",
+        "decompress", "fiat_crypto", "x509_cert", "webpki", "heapless_bytes", "rustls_pki_types", "untrusted",
     }),
     ("network: embassy-net + smoltcp", {"embassy_net", "smoltcp", "embassy_net_driver", "managed", "embassy_net_driver_channel"}),
     # ESP32-C3: esp-radio, its scheduler glue and the closed Wi-Fi/PHY driver (C symbols, see RADIO_C).
@@ -187,7 +187,7 @@ def ram_group(name, radio_c=False):
     if short == "POOL" and task:
         t = task.group(1)
         if t == "driver":
-            return "gate: driver task future (session + lanes + reqwless/TLS connection state)"
+            return "gate: driver task future (session + lanes + HTTP/TLS connection state)"
         return f"firmware: {t} task future"
     if short == "LINK":
         return "gate: Link (commands, status watch, events)"

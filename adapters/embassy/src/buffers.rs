@@ -3,10 +3,10 @@
 //!
 //! | buffer | holds | size |
 //! |---|---|---|
-//! | `rx` | the response head (status line + headers) and reqwless' read-ahead | 1–2 KiB; the whole head must fit or the attempt fails (`io`) |
+//! | `rx` | the response head (status line + headers), read-ahead, then chunked trailers | 1–2 KiB; the whole head must fit or the attempt fails (`io`) |
 //! | `tx` | request scratch: `Bearer <token>` for a check; the form body of a refresh | check: 7 + token length; refresh: 64 + 3 × (refresh token + client id) |
 //! | `body` | the response body | check: `max_body + 1` (1 025 by default, so an oversized body is detected, R1); refresh: largest token answer + 1 |
-//! | `tls.read` (feature `tls`) | one TLS record (embedded-tls) | 16 640 (16 KiB plaintext + overhead) unless the server is known to send smaller records |
+//! | `tls.read` (feature `tls`) | one TLS record (embedded-tls): the server's Certificate message must fit, chain included | 16 640 (16 KiB plaintext + overhead) unless the server is known to send smaller records |
 //! | `tls.write` (feature `tls`) | one outgoing TLS record | 4 096 is plenty for these requests |
 //!
 //! Without the `tls` feature there are no TLS buffers: [`Buffers`] has no `tls` field and

@@ -12,24 +12,32 @@ use crate::buffers::Buffers;
 /// plain HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport<'a> {
-    /// HTTPS through embedded-tls, the server's certificate verified against `ca_der` (the
-    /// DER of the CA certificate). embedded-tls' verification has limits a deployment must
-    /// fit:
-    /// - TLS 1.3 only, cipher suite `TLS_AES_128_GCM_SHA256`;
-    /// - ECDSA P-256 server certificates (P-384 and Ed25519 are accepted by embedded-tls too;
-    ///   RSA needs `alloc` and is not enabled);
-    /// - the CA must have signed the server certificate **directly** (no intermediates);
-    /// - the URL's host is compared with the certificate's **CN** only (SAN is ignored), so
-    ///   `https://127.0.0.1/...` fails against `CN=localhost`: use the host name;
-    /// - validity dates are **not** checked (a device has no trusted wall clock).
+    /// HTTPS: TLS 1.3 through embedded-tls, the server verified by the project's verifier
+    /// before the request is written (R14; the full list of checks, and what a device cannot
+    /// check, is in [`crate::tls`]). In short: a chain (intermediates allowed) to `ca_der`
+    /// with basicConstraints, keyUsage/extendedKeyUsage serverAuth and the host matched
+    /// against subjectAltName (DNS names case-insensitively, IP addresses for IP URLs; the
+    /// CN only without SAN), ECDSA P-256/P-384 only, the CertificateVerify signature checked
+    /// with the leaf's key, and a self-signed server certificate given as `ca_der` trusted as
+    /// that exact certificate (pinning).
+    ///
+    /// - validity dates: checked against `clock` when it answers; **without a clock** (or
+    ///   while it answers `None`) the chain is evaluated at the leaf's notBefore, so an
+    ///   expired or not-yet-valid server certificate is not detected;
+    /// - RSA: refused (`ca_der` with an RSA key is [`ConfigError::UnsupportedCa`]; an RSA
+    ///   server chain fails every handshake): RSA verification needs an allocator;
+    /// - TLS 1.3 only, cipher suite `TLS_AES_128_GCM_SHA256`, key exchange on P-256.
     ///
     /// Every URL must be `https://`.
     ///
     /// Available with the crate feature **`tls`** only.
     #[cfg(feature = "tls")]
     Tls {
-        /// DER of the CA certificate that signed the server's certificate.
+        /// DER of the trust anchor: the CA certificate that issued the server's chain, or the
+        /// server's own (self-signed) certificate to pin it.
         ca_der: &'a [u8],
+        /// The device's wall clock (Unix seconds) for certificate dates, if it has one.
+        clock: Option<crate::tls::UnixClock>,
     },
     /// Plain HTTP: the bearer token crosses the network in clear text and anyone on the path
     /// can forge answers. For tests and closed networks only; every URL must be `http://`.
@@ -108,6 +116,15 @@ pub enum ConfigError {
     /// [`Transport::Tls`] with an empty CA certificate. Only with the `tls` feature.
     #[cfg(feature = "tls")]
     EmptyCa,
+    /// [`Transport::Tls`] with a CA certificate that does not parse as X.509 DER. Only with
+    /// the `tls` feature.
+    #[cfg(feature = "tls")]
+    InvalidCa,
+    /// [`Transport::Tls`] with a CA whose key the device cannot verify signatures of (RSA,
+    /// Ed25519, curves other than P-256/P-384; R14: refused rather than skipped). Only with
+    /// the `tls` feature.
+    #[cfg(feature = "tls")]
+    UnsupportedCa,
     /// [`Transport::Tls`] but a lane has no TLS buffers. Only with the `tls` feature.
     #[cfg(feature = "tls")]
     MissingTlsBuffers(Endpoint),
@@ -146,6 +163,12 @@ impl core::fmt::Display for ConfigError {
             ),
             #[cfg(feature = "tls")]
             ConfigError::EmptyCa => f.write_str("TLS transport with an empty CA certificate"),
+            #[cfg(feature = "tls")]
+            ConfigError::InvalidCa => f.write_str("TLS transport: the CA certificate is not X.509 DER"),
+            #[cfg(feature = "tls")]
+            ConfigError::UnsupportedCa => f.write_str(
+                "TLS transport: the CA certificate's key is not ECDSA P-256/P-384 (RSA and Ed25519 cannot be verified on the device)",
+            ),
             #[cfg(feature = "tls")]
             ConfigError::MissingTlsBuffers(e) => write!(f, "{} lane has no TLS buffers", name(e)),
             ConfigError::MissingRefreshBuffers => f.write_str("token endpoint given without refresh buffers"),
@@ -204,8 +227,12 @@ impl<'a> DriverConfig<'a> {
     #[cfg(feature = "tls")]
     fn transport_is_tls(&self) -> Result<bool, ConfigError> {
         match self.transport {
-            Transport::Tls { ca_der: [] } => Err(ConfigError::EmptyCa),
-            Transport::Tls { .. } => Ok(true),
+            Transport::Tls { ca_der: [], .. } => Err(ConfigError::EmptyCa),
+            Transport::Tls { ca_der, .. } => match crate::tls::verify::check_trust_anchor(ca_der) {
+                Ok(()) => Ok(true),
+                Err(crate::tls::verify::AnchorError::Unsupported) => Err(ConfigError::UnsupportedCa),
+                Err(crate::tls::verify::AnchorError::Invalid) => Err(ConfigError::InvalidCa),
+            },
             Transport::PlainHttp => Ok(false),
         }
     }

@@ -7,9 +7,9 @@
 //!   forwards events, cancels exchanges the session no longer waits for, and publishes a
 //!   snapshot. Every input is bounded work (R12).
 //! - the **check lane** and the **refresh lane**, each running at most one HTTP exchange at
-//!   a time, with its own buffers, bounded by `embassy_time::with_timeout` (reqwless has no
-//!   timeout of its own). A newer job replaces the running one (the old connection is
-//!   dropped); so does a cancel.
+//!   a time, with its own buffers, bounded by `embassy_time::with_timeout` (the network
+//!   traits have no timeout of their own). A newer job replaces the running one (the old
+//!   connection is dropped); so does a cancel.
 //!
 //! The session also times every attempt out by itself, at the same deadline: whichever side
 //! notices first, the attempt counts once.
@@ -34,6 +34,8 @@ use crate::buffers::Buffers;
 #[cfg(feature = "tls")]
 use crate::config::Transport;
 use crate::config::{ConfigError, DriverConfig, RefreshEndpoint};
+#[cfg(feature = "tls")]
+use crate::http::TlsTrust;
 use crate::http::{Http, Request, TlsSeed};
 use crate::link::{copy_token, Command, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
@@ -143,9 +145,9 @@ pub struct Seeds {
     /// per device, or devices that fail together retry together (R6). A fixed value is only
     /// for reproducible test runs.
     pub jitter: u64,
-    /// Keys a ChaCha20 generator that hands every TLS connection a fresh seed (reqwless seeds
-    /// embedded-tls from one `u64` per connection). Must be secret and unpredictable. Only
-    /// with the `tls` feature.
+    /// Keys a ChaCha20 generator that hands every TLS connection a fresh 32-byte seed for its
+    /// own ChaCha20 (key share, client random). Must be secret and unpredictable. Only with
+    /// the `tls` feature.
     #[cfg(feature = "tls")]
     pub tls: [u8; 32],
 }
@@ -162,7 +164,7 @@ impl core::fmt::Debug for Seeds {
     }
 }
 
-/// Runs one [`Session`] on embassy: timers, HTTP(S) through reqwless, and the app's
+/// Runs one [`Session`] on embassy: timers, HTTP(S) (embedded-tls with the project's verifier), and the app's
 /// [`Link`]. Build it with [`Driver::new`], then `run()` it in a task of its own (it never
 /// returns).
 ///
@@ -190,7 +192,7 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
     session: Session<N, W, T>,
     link: &'a Link<'a, M, T>,
     has_refresh_lane: bool,
-    /// Per-connection TLS seeds (reqwless seeds its TLS RNG from one u64 per connection).
+    /// Per-connection TLS seeds (32 bytes each, drawn from this stream).
     #[cfg(feature = "tls")]
     rng: ChaCha20Rng,
     waiters: heapless::Vec<(WaiterId, &'a TokenSlot<M, T>), W>,
@@ -232,15 +234,18 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
         config.validate::<T>(&check_buffers, refresh_buffers.as_ref())?;
         let session = Session::new(config.session, seeds.jitter)?;
         #[cfg(feature = "tls")]
-        let ca = match config.transport {
-            Transport::Tls { ca_der } => Some(ca_der),
+        let tls = match config.transport {
+            Transport::Tls { ca_der, clock } => Some(TlsTrust {
+                anchor: ca_der,
+                clock,
+            }),
             Transport::PlainHttp => None,
         };
         let lane = |bufs| Http {
             tcp,
             dns,
             #[cfg(feature = "tls")]
-            ca,
+            tls,
             bufs,
         };
         Ok(Driver {
@@ -332,7 +337,8 @@ async fn check_lane<C: TcpConnect, D: Dns, const T: usize>(
             .await
             {
                 Err(_) => CheckOutcome::transient(TransientClass::Timeout),
-                Ok(Err(class)) => CheckOutcome::transient(class),
+                // R13: the step that failed and why (certificate expired, connection refused...).
+                Ok(Err(failure)) => CheckOutcome::transient_with(failure.class, failure.detail),
                 Ok(Ok(reply)) => classify(
                     reply.status,
                     reply.retry_after.as_deref(),
@@ -390,7 +396,7 @@ async fn refresh_lane<C: TcpConnect, D: Dns, const T: usize>(
             .await
             {
                 Err(_) => OwnedRefresh::Transient(TransientClass::Timeout),
-                Ok(Err(class)) => OwnedRefresh::Transient(class),
+                Ok(Err(failure)) => OwnedRefresh::Transient(failure.class),
                 Ok(Ok(reply)) => {
                     let max_body = http.body_capacity().saturating_sub(1);
                     OwnedRefresh::copy(classify_refresh(
@@ -562,7 +568,9 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     /// A fresh seed for one connection's TLS randomness.
     #[cfg(feature = "tls")]
     fn tls_seed(&mut self) -> TlsSeed {
-        self.rng.next_u64()
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        seed
     }
 
     /// Nothing to seed without TLS.

@@ -1,104 +1,53 @@
-//! One HTTP(S) exchange through reqwless, classified into the core's terms.
+//! One HTTP(S) exchange, classified into the core's terms.
 //!
-//! Every exchange opens a new connection (reqwless has no pool), sends one request with
-//! `Connection: close`, reads the head into `rx` and at most `limit` bytes of the body into
-//! `body`. Transport failures become a [`TransientClass`] (R4): which phase failed is
-//! tracked by thin wrappers around the `Dns` and `TcpConnect` implementations, because
-//! reqwless reports a refused connection and a reset mid-response with the same error.
+//! Every exchange opens a new connection (DNS, TCP, then TLS for https), sends one request
+//! with `Connection: close`, reads the head into `rx` and at most `limit` bytes of the body
+//! into `body` ([`crate::wire`]). The adapter owns every step, so it knows which one failed:
+//! the class (R4) and detail (R13) come from the step, not from guessing at an error.
+//!
+//! With TLS, the handshake is embedded-tls driven with the project's verifier
+//! ([`crate::tls`]), and the request is written only through [`Verified`], which exists only
+//! if the server's chain and CertificateVerify were both verified in this handshake (R14).
 
-use core::cell::Cell;
 use core::net::{IpAddr, SocketAddr};
 
 use accessgate::TransientClass;
-use embedded_io_async::Read as _;
+use embedded_io::Error as _;
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
-use reqwless::client::{HttpClient, HttpRequestHandle};
+use nourl::Url;
 #[cfg(feature = "tls")]
-use reqwless::client::{TlsConfig, TlsVerify};
-use reqwless::request::{Method, RequestBody, RequestBuilder};
+use rand_core::SeedableRng as _;
 
 use crate::buffers::Buffers;
 use crate::config::BEARER;
-
-/// `Retry-After` values longer than this are not delay-seconds anyway (the core accepts at
-/// most 10 digits).
-const RETRY_AFTER_MAX: usize = 16;
-
-/// Seeds one connection's TLS randomness (reqwless seeds embedded-tls from one `u64` per
-/// connection).
 #[cfg(feature = "tls")]
-pub(crate) type TlsSeed = u64;
+use crate::failure::TlsFailure;
+use crate::failure::{Failure, NetFailure};
+#[cfg(feature = "tls")]
+use crate::tls::handshake::{HandshakeVerifier, Provider, Verified};
+#[cfg(feature = "tls")]
+use crate::tls::UnixClock;
+pub(crate) use crate::wire::Reply;
+use crate::wire::{self, RequestHead};
+
+/// Seeds one connection's TLS randomness (the key share and client random). Drawn from the
+/// driver's ChaCha20 stream, fresh for every connection.
+#[cfg(feature = "tls")]
+pub(crate) type TlsSeed = [u8; 32];
 
 /// Without the `tls` feature there is nothing to seed.
 #[cfg(not(feature = "tls"))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TlsSeed;
 
-/// Where an exchange was when it failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Dns,
-    Connect,
-    #[cfg(feature = "tls")]
-    Tls,
-    Http,
-}
-
-struct TracedDns<'p, D> {
-    inner: &'p D,
-    phase: &'p Cell<Phase>,
-}
-
-impl<D: Dns> Dns for TracedDns<'_, D> {
-    type Error = D::Error;
-
-    async fn get_host_by_name(&self, host: &str, addr_type: AddrType) -> Result<IpAddr, D::Error> {
-        self.phase.set(Phase::Dns);
-        let r = self.inner.get_host_by_name(host, addr_type).await;
-        if r.is_ok() {
-            self.phase.set(Phase::Connect);
-        }
-        r
-    }
-
-    async fn get_host_by_address(&self, addr: IpAddr, result: &mut [u8]) -> Result<usize, D::Error> {
-        self.inner.get_host_by_address(addr, result).await
-    }
-}
-
-struct TracedTcp<'p, C> {
-    inner: &'p C,
-    phase: &'p Cell<Phase>,
-    /// Phase after a successful connect: `Tls` for https, `Http` for http.
-    then: Phase,
-}
-
-impl<C: TcpConnect> TcpConnect for TracedTcp<'_, C> {
-    type Error = C::Error;
-    type Connection<'a>
-        = C::Connection<'a>
-    where
-        Self: 'a;
-
-    async fn connect<'a>(&'a self, remote: SocketAddr) -> Result<C::Connection<'a>, C::Error> {
-        self.phase.set(Phase::Connect);
-        let r = self.inner.connect(remote).await;
-        if r.is_ok() {
-            self.phase.set(self.then);
-        }
-        r
-    }
-}
-
-fn class_of(e: &reqwless::Error, phase: Phase) -> TransientClass {
-    match (e, phase) {
-        (reqwless::Error::Dns, _) | (_, Phase::Dns) => TransientClass::Dns,
-        #[cfg(feature = "tls")]
-        (reqwless::Error::Tls(_), _) | (_, Phase::Tls) => TransientClass::Tls,
-        (_, Phase::Connect) => TransientClass::Connect,
-        // Reset, truncation, malformed head, head larger than `rx`...
-        (_, Phase::Http) => TransientClass::Io,
-    }
+/// What a TLS lane trusts.
+#[cfg(feature = "tls")]
+#[derive(Clone, Copy)]
+pub(crate) struct TlsTrust<'a> {
+    /// DER of the trust anchor (validated at construction).
+    pub anchor: &'a [u8],
+    /// The wall clock for certificate dates, if the device has one.
+    pub clock: Option<UnixClock>,
 }
 
 /// The request of one exchange.
@@ -112,20 +61,13 @@ pub(crate) enum Request<'r> {
     },
 }
 
-/// What came back, apart from the body (which is in the lane's `body` buffer).
-pub(crate) struct Reply {
-    pub status: u16,
-    pub retry_after: Option<heapless::Vec<u8, RETRY_AFTER_MAX>>,
-    pub body_len: usize,
-}
-
-/// One lane: the network, the CA (if TLS) and the buffers.
+/// One lane: the network, the trust anchor (if TLS) and the buffers.
 pub(crate) struct Http<'a, C, D> {
     pub tcp: &'a C,
     pub dns: &'a D,
-    /// `Some(ca_der)` for TLS, `None` for plain HTTP (validated against the URLs).
+    /// `Some` for TLS, `None` for plain HTTP (validated against the URLs).
     #[cfg(feature = "tls")]
-    pub ca: Option<&'a [u8]>,
+    pub tls: Option<TlsTrust<'a>>,
     pub bufs: Buffers<'a>,
 }
 
@@ -148,139 +90,157 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
         request: Request<'_>,
         limit: usize,
         tls_seed: TlsSeed,
-    ) -> Result<Reply, TransientClass> {
+    ) -> Result<Reply, Failure> {
         let Buffers {
             rx,
             tx,
             body,
             #[cfg(feature = "tls")]
-            tls,
+                tls: tls_bufs,
         } = &mut self.bufs;
         let limit = limit.min(body.len());
         let body = &mut body[..limit];
-        // Request scratch, built before the client borrows anything.
+        let scratch_err = |_| Failure::net(TransientClass::OtherStatus, NetFailure::Other);
+        // Request scratch, built before anything borrows the buffers.
         let (scratch_len, is_check) = match request {
-            Request::Check { token } => (write_bearer(tx, token)?, true),
+            Request::Check { token } => (write_bearer(tx, token).map_err(scratch_err)?, true),
             Request::Refresh {
                 refresh_token,
                 client_id,
-            } => (write_form(tx, refresh_token, client_id)?, false),
+            } => (
+                write_form(tx, refresh_token, client_id).map_err(scratch_err)?,
+                false,
+            ),
         };
         let scratch: &[u8] = &tx[..scratch_len];
-        let auth = core::str::from_utf8(scratch).map_err(|_| TransientClass::OtherStatus)?;
-        let check_headers = [("Authorization", auth), ("Connection", "close")];
-        let refresh_headers = [
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Connection", "close"),
+        let check_headers: [(&str, &[u8]); 2] = [("Authorization", scratch), ("Connection", b"close")];
+        let refresh_headers: [(&str, &[u8]); 2] = [
+            ("Content-Type", b"application/x-www-form-urlencoded"),
+            ("Connection", b"close"),
         ];
+        // Validated at construction; a URL that stopped parsing is a configuration bug.
+        let parsed =
+            Url::parse(url).map_err(|_| Failure::net(TransientClass::OtherStatus, NetFailure::Other))?;
+        let host = parsed.host();
+        let port = parsed.port_or_default();
+        let default_port = parsed.scheme().default_port();
+        let method = if is_check { "GET" } else { "POST" };
+        let head = RequestHead {
+            method,
+            path: parsed.path(),
+            host,
+            port: (port != default_port).then_some(port),
+            headers: if is_check {
+                &check_headers
+            } else {
+                &refresh_headers
+            },
+            body: (!is_check).then_some(scratch),
+        };
 
-        let phase = Cell::new(Phase::Dns);
-        let dns = TracedDns {
-            inner: self.dns,
-            phase: &phase,
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let ip = match bare.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => self
+                .dns
+                .get_host_by_name(host, AddrType::Either)
+                .await
+                .map_err(|_| {
+                    debug!("{} {}: DNS failed", method, url);
+                    Failure::net(TransientClass::Dns, NetFailure::DnsFailed)
+                })?,
         };
+        let mut conn = self.tcp.connect(SocketAddr::new(ip, port)).await.map_err(|e| {
+            debug!("{} {}: connect failed", method, url);
+            Failure::net(TransientClass::Connect, connect_failure(e.kind()))
+        })?;
+
         #[cfg(feature = "tls")]
-        let then = if self.ca.is_some() {
-            Phase::Tls
-        } else {
-            Phase::Http
-        };
-        #[cfg(not(feature = "tls"))]
-        let then = Phase::Http;
-        let tcp = TracedTcp {
-            inner: self.tcp,
-            phase: &phase,
-            then,
-        };
-        #[cfg(feature = "tls")]
-        let mut client = match (self.ca, tls.as_mut()) {
-            (Some(ca), Some(t)) => HttpClient::new_with_tls(
-                &tcp,
-                &dns,
-                TlsConfig::new(
-                    tls_seed,
-                    &mut *t.read,
-                    &mut *t.write,
-                    TlsVerify::Certificate {
-                        ca,
-                        cert: None,
-                        key: None,
-                    },
-                ),
-            ),
-            // Validated at construction: TLS always has buffers, and an https URL never
-            // reaches a plain client (reqwless would silently speak plain HTTP to port 443).
-            _ => HttpClient::new(&tcp, &dns),
-        };
-        // An https URL never gets here without TLS (refused at construction).
+        if let Some(trust) = self.tls {
+            // Validated at construction: a TLS lane always has buffers.
+            let t = tls_bufs
+                .as_mut()
+                .ok_or(Failure::tls(TlsFailure::HandshakeFailure))?;
+            let mut tls = embedded_tls::TlsConnection::<_, embedded_tls::Aes128GcmSha256>::new(
+                conn,
+                &mut *t.read,
+                &mut *t.write,
+            );
+            // No SNI for an IP address (RFC 6066 3).
+            let config = if bare.parse::<IpAddr>().is_ok() {
+                embedded_tls::TlsConfig::new()
+            } else {
+                embedded_tls::TlsConfig::new().with_server_name(host)
+            };
+            let mut provider = Provider {
+                rng: rand_chacha::ChaCha20Rng::from_seed(tls_seed),
+                verifier: HandshakeVerifier::new(trust.anchor, bare, trust.clock),
+            };
+            if let Err(e) = tls
+                .open(embedded_tls::TlsContext::new(&config, &mut provider))
+                .await
+            {
+                let failure = handshake_failure(provider.verifier.failure(), e);
+                debug!("{} {}: TLS handshake failed: {}", method, url, e);
+                return Err(failure);
+            }
+            // R14: the request (and its token) goes out only through `Verified`.
+            let mut verified = Verified::new(tls, &provider.verifier).map_err(|f| {
+                warn!(
+                    "{} {}: server skipped a proof of identity; connection dropped",
+                    method, url
+                );
+                Failure::tls(f)
+            })?;
+            return wire::exchange(&mut verified, &head, rx, body).await.map_err(|f| {
+                debug!("{} {}: exchange failed", method, url);
+                http_failure(f)
+            });
+        }
         #[cfg(not(feature = "tls"))]
         let TlsSeed = tls_seed;
-        #[cfg(not(feature = "tls"))]
-        let mut client = HttpClient::new(&tcp, &dns);
-        let method = if is_check { Method::GET } else { Method::POST };
-        let handle = match client.request(method, url).await {
-            Ok(h) => h,
-            Err(e) => {
-                let class = class_of(&e, phase.get());
-                debug!("{} {}: connection failed: {}", method.as_str(), url, e);
-                return Err(class);
-            }
-        };
-        phase.set(Phase::Http);
-        let r = if is_check {
-            send(handle.headers(&check_headers), rx, body).await
-        } else {
-            send(handle.headers(&refresh_headers).body(scratch), rx, body).await
-        };
-        r.map_err(|e| {
-            debug!("{} {}: exchange failed: {}", method.as_str(), url, e);
-            class_of(&e, phase.get())
+        wire::exchange(&mut conn, &head, rx, body).await.map_err(|f| {
+            debug!("{} {}: exchange failed", method, url);
+            http_failure(f)
         })
     }
 }
 
-async fn send<C, B>(
-    mut handle: HttpRequestHandle<'_, C, B>,
-    rx: &mut [u8],
-    body: &mut [u8],
-) -> Result<Reply, reqwless::Error>
-where
-    C: embedded_io_async::Read + embedded_io_async::Write,
-    B: RequestBody,
-{
-    let response = handle.send(rx).await?;
-    let status = response.status.0;
-    let mut retry_after = None;
-    for (name, value) in response.headers() {
-        if name.eq_ignore_ascii_case("retry-after") {
-            // Too long to be delay-seconds: treated as absent, like the core would.
-            retry_after = heapless::Vec::from_slice(value).ok();
-        }
+fn connect_failure(kind: embedded_io::ErrorKind) -> NetFailure {
+    match wire::net_failure(kind) {
+        NetFailure::Other | NetFailure::Closed => NetFailure::Unreachable,
+        f => f,
     }
-    let declared = response.content_length;
-    let mut body_len = 0;
-    // Only a 200 (R1) and a 400 (`invalid_grant`, R11) have bodies that matter.
-    if status == 200 || status == 400 {
-        let mut reader = response.body().reader();
-        // Bounded: never more than `body.len()` bytes (max_body + 1 for checks), whatever the
-        // server sends; an oversized body is then refused by the classifier (R1).
-        while body_len < body.len() {
-            match reader.read(&mut body[body_len..]).await? {
-                0 => break,
-                n => body_len += n,
-            }
-        }
-        // reqwless ends a Content-Length body early on EOF without an error: a body shorter
-        // than announced was truncated, and a truncated body is never definitive (R1).
-        if body_len < body.len() && declared.is_some_and(|d| body_len < d) {
-            return Err(reqwless::Error::ConnectionAborted);
-        }
+}
+
+/// Class of a failure after the connection was made: broken transport or framing is `io`.
+fn http_failure(f: NetFailure) -> Failure {
+    let class = match f {
+        NetFailure::Timeout => TransientClass::Timeout,
+        _ => TransientClass::Io,
+    };
+    Failure::net(class, f)
+}
+
+/// The verifier's own record wins (it knows *why*); otherwise embedded-tls' error.
+#[cfg(feature = "tls")]
+fn handshake_failure(recorded: Option<TlsFailure>, e: embedded_tls::TlsError) -> Failure {
+    use embedded_tls::TlsError as E;
+    if let Some(f) = recorded {
+        return Failure::tls(f);
     }
-    Ok(Reply {
-        status,
-        retry_after,
-        body_len,
-    })
+    match e {
+        E::Io(kind) => Failure::net(TransientClass::Tls, wire::net_failure(kind)),
+        E::IoError | E::ConnectionClosed => Failure::net(TransientClass::Tls, NetFailure::Closed),
+        E::HandshakeAborted(..) => Failure::tls(TlsFailure::AlertReceived),
+        E::InvalidHandshake | E::InvalidRecord | E::UnknownContentType => {
+            Failure::tls(TlsFailure::UnexpectedMessage)
+        }
+        _ => Failure::tls(TlsFailure::HandshakeFailure),
+    }
 }
 
 /// Writes `Bearer <token>` into `tx`.

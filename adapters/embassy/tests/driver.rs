@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration as StdDuration;
 
-use accessgate::{Access, Cause, Duration, Event, SessionConfig, SessionError, SessionEvent, TransientClass};
+use accessgate::{
+    Access, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionError, SessionEvent,
+    TransientClass,
+};
 use accessgate_embassy::{
     BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverConfig, Endpoint,
     Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot, TimedEvent, TokenError,
@@ -293,6 +296,48 @@ fn a_body_shorter_than_its_content_length_is_an_io_failure() {
     });
     assert_eq!(snap.counters.transient_of(TransientClass::Io), 1);
     assert_eq!(snap.status.access, Access::Unknown);
+    // R13: the status says why.
+    let last = snap.status.last_failure.unwrap();
+    assert_eq!(last.detail, FailureDetail::Net(NetFailure::Truncated));
+}
+
+#[test]
+fn broken_chunked_framing_never_grants_and_says_why() {
+    // An empty chunk-size line after the first chunk: reqwless 0.14 ended the body there and
+    // the check granted. R1: broken framing is never definitive.
+    let net = FakeNet::new(|_| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.counters.transient_total() >= 1).await
+    });
+    assert_eq!(snap.status.access, Access::Unknown);
+    assert_eq!(snap.counters.transient_of(TransientClass::Io), 1);
+    assert_eq!(
+        snap.status.last_failure.unwrap().detail,
+        FailureDetail::Net(NetFailure::BadFraming)
+    );
+}
+
+#[test]
+fn interim_response_chunk_extensions_and_trailers_still_grant() {
+    // Valid HTTP the desktop accepts must not fail closed on the device.
+    let net = FakeNet::new(|_| {
+        Reply::Bytes(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              7;ext=1\r\n{\"has_a\r\nc\r\nccess\":true}\r\n0\r\nX-Trailer: yes\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let snap = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.status.access != Access::Unknown).await
+    });
+    assert_eq!(snap.status.access, Access::Granted);
 }
 
 #[test]
@@ -334,6 +379,12 @@ fn connection_refused_fails_closed_at_the_deadline() {
     });
     assert_eq!(snap.status.access, Access::Denied);
     assert!(snap.counters.transient_of(TransientClass::Connect) >= 1);
+    // R13: every failure event says "connection refused".
+    assert!(events.iter().all(|e| match e.event {
+        SessionEvent::Gate(Event::CheckFailed { detail, .. }) =>
+            detail == FailureDetail::Net(NetFailure::Refused),
+        _ => true,
+    }));
     let first_failure = events
         .iter()
         .find(|e| matches!(e.event, SessionEvent::Gate(Event::CheckFailed { .. })))
@@ -580,22 +631,71 @@ fn the_transport_is_never_guessed_from_the_url() {
 fn tls_transport_checks(
     build: &impl Fn(DriverConfig<'static>, Buffers<'static>, Option<Buffers<'static>>) -> Option<ConfigError>,
 ) {
+    // A real P-256 CA (the trust anchor is parsed at construction).
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca: &'static [u8] = Box::leak(
+        params
+            .self_signed(&ca_key)
+            .unwrap()
+            .der()
+            .to_vec()
+            .into_boxed_slice(),
+    );
     let mut http_tls = config(false);
-    http_tls.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    http_tls.transport = Transport::Tls {
+        ca_der: ca,
+        clock: None,
+    };
     assert_eq!(
         build(http_tls, check_buffers(), None),
         Some(ConfigError::SchemeMismatch(Endpoint::Check))
     );
     let mut tls_no_buffers = config(false);
     tls_no_buffers.check_url = "https://backend.test/check";
-    tls_no_buffers.transport = Transport::Tls { ca_der: b"\x30\x00" };
+    tls_no_buffers.transport = Transport::Tls {
+        ca_der: ca,
+        clock: None,
+    };
     assert_eq!(
         build(tls_no_buffers, check_buffers(), None),
         Some(ConfigError::MissingTlsBuffers(Endpoint::Check))
     );
     let mut empty_ca = tls_no_buffers;
-    empty_ca.transport = Transport::Tls { ca_der: b"" };
+    empty_ca.transport = Transport::Tls {
+        ca_der: b"",
+        clock: None,
+    };
     assert_eq!(build(empty_ca, check_buffers(), None), Some(ConfigError::EmptyCa));
+    let mut not_der = tls_no_buffers;
+    not_der.transport = Transport::Tls {
+        ca_der: b"\x30\x00",
+        clock: None,
+    };
+    assert_eq!(
+        build(not_der, check_buffers(), None),
+        Some(ConfigError::InvalidCa)
+    );
+    // R14: a CA whose signatures the device cannot check is refused at construction.
+    let ed_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let ed_ca: &'static [u8] = Box::leak(
+        params
+            .self_signed(&ed_key)
+            .unwrap()
+            .der()
+            .to_vec()
+            .into_boxed_slice(),
+    );
+    let mut unsupported = tls_no_buffers;
+    unsupported.transport = Transport::Tls {
+        ca_der: ed_ca,
+        clock: None,
+    };
+    assert_eq!(
+        build(unsupported, check_buffers(), None),
+        Some(ConfigError::UnsupportedCa)
+    );
 }
 
 #[test]
@@ -612,5 +712,37 @@ fn buffers_too_small_for_the_configuration_are_refused() {
             buffer: BufferKind::Body,
             need: 4097
         })
+    );
+}
+
+/// The driver future holds both lanes' connection state (with TLS: two embedded-tls
+/// connections and verifiers); it lives in the task's static storage, so its size is RAM.
+/// Pinned here so a change that grows it shows up (the figure is in the crate docs).
+#[test]
+fn driver_future_size_stays_within_its_budget() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let driver = Driver::<_, _, _>::new(
+        link,
+        net,
+        net,
+        config(true),
+        check_buffers(),
+        Some(refresh_buffers()),
+        seeds(),
+    )
+    .unwrap();
+    let driver_size = core::mem::size_of_val(&driver);
+    let future = driver.run();
+    let future_size = core::mem::size_of_val(&future);
+    std::println!("driver {driver_size} B, run() future {future_size} B");
+    let budget = if cfg!(feature = "tls") {
+        40 * 1024
+    } else {
+        28 * 1024
+    };
+    assert!(
+        future_size <= budget,
+        "run() future is {future_size} B, budget {budget} B"
     );
 }

@@ -1,7 +1,7 @@
 //! # `accessgate-embassy`: the device code path on a PC
 //!
-//! The same driver a kiosk runs (`accessgate-embassy`: embassy executor and timers, reqwless,
-//! embedded-tls), on the host: `embassy-executor` with `platform-std`, `embassy-time` with
+//! The same driver a kiosk runs (`accessgate-embassy`: embassy executor and timers, its own
+//! HTTP/1.1, embedded-tls with the project's verifier), on the host: `embassy-executor` with `platform-std`, `embassy-time` with
 //! its std driver, and `std-embedded-nal-async` for TCP and DNS. Only argument parsing and
 //! wiring live here.
 //!
@@ -11,9 +11,11 @@
 //! last line is the final status (`"final":true`), byte-compatible with the desktop CLI.
 //!
 //! Unlike the desktop CLI, HTTPS trusts `--ca` only (a device has no system trust store),
-//! and embedded-tls' limits apply: TLS 1.3, ECDSA certificates signed directly by that CA,
-//! the URL's host matched against the certificate's CN (use `localhost`, not `127.0.0.1`,
-//! with the reference backend), no validity-date check.
+//! and the device's TLS applies (R14; `accessgate_embassy::tls` lists it): TLS 1.3, ECDSA
+//! P-256/P-384 certificates (RSA and Ed25519 refused), a chain to that CA with intermediates
+//! or the server's own self-signed certificate pinned, the URL's host matched against the
+//! subjectAltName (DNS name or IP address; the CN only without SAN), and validity dates
+//! checked against the system clock.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict, DEF
 use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTiming};
 use accessgate_embassy::{
     time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, ConfigError,
-    Credentials, Driver, DriverConfig, Link, Seeds, TimedEvent, Transport,
+    Credentials, Driver, DriverConfig, Link, Seeds, TimedEvent, Transport, UnixClock,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -118,7 +120,7 @@ impl CheckArgs {
     }
 }
 
-/// The OS resolver, IPv4 first: reqwless asks for "either" family and takes the first
+/// The OS resolver, IPv4 first: the adapter asks for "either" family and takes the first
 /// answer, so where `localhost` resolves to `::1` first a server bound to `127.0.0.1` (like
 /// the reference backend) would be unreachable. Falls back to any family.
 struct HostDns(Stack);
@@ -180,6 +182,8 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     let transport = match (ca_der, https) {
         (Some(der), true) => Transport::Tls {
             ca_der: Box::leak(der.into_boxed_slice()),
+            // A PC knows the time: certificate dates are checked (R14).
+            clock: Some(UnixClock(system_unix_time)),
         },
         (None, true) => {
             return Err(format!(
@@ -218,7 +222,7 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     let buffers = CHECK_BUFFERS.init_with(CheckStorage::new).buffers();
     let driver = Driver::new(&LINK, stack, dns, config, buffers, None, seeds).map_err(|e| match e {
         ConfigError::InvalidUrl(_) | ConfigError::SchemeMismatch(_) => format!("--url {}: {e}", args.url),
-        ConfigError::EmptyCa => format!("--ca: {e}"),
+        ConfigError::EmptyCa | ConfigError::InvalidCa | ConfigError::UnsupportedCa => format!("--ca: {e}"),
         other => other.to_string(),
     })?;
     Ok(Plan {
@@ -226,6 +230,14 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         credentials,
         args,
     })
+}
+
+/// The system clock as Unix seconds, for certificate dates; `None` before 1970.
+fn system_unix_time() -> Option<u64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 /// Reads the first certificate of a PEM file as DER.

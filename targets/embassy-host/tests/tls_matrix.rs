@@ -1,13 +1,13 @@
 //! The R14 TLS acceptance matrix against `accessgate-embassy check` (device: the embassy adapter,
-//! reqwless + its TLS verifier, on the host). Certificates are generated per test by `accessgate-tlskit`;
+//! embedded-tls with the project's verifier, on the host). Certificates are generated per test by `accessgate-tlskit`;
 //! the well-formed rows are served by the reference backend, the rogue rows by the tlskit's
 //! hand-written TLS 1.3 server. The desktop binary runs the same rows in
 //! `targets/cli/tests/tls_matrix.rs`.
 //!
-//! Rows marked `#[ignore]` fail on embedded-tls 0.18's own verifier (issue 9): it grants them,
-//! or panics on the CertificateVerify-first and Ed25519 rows. They pass once the device
-//! verifier lands. RSA is refused on the device (at the handshake today; a device verifier
-//! may refuse an RSA `--ca` at start-up with exit 64 instead: both pass, neither sends the token).
+//! Every row passes with the device verifier (issue 9); embedded-tls 0.18's own verifier granted
+//! ten of them and panicked on the CertificateVerify-first and Ed25519 rows. RSA is refused on
+//! the device: an RSA `--ca` at start-up with exit 64 (`ConfigError::UnsupportedCa`), an RSA
+//! chain under an ECDSA CA at the handshake; the row accepts either, neither sends the token.
 
 use accessgate_tlskit::matrix::{certificate_case, rogue_case};
 use accessgate_tlskit::{Case, Expect, Flow};
@@ -28,26 +28,17 @@ certificate_rows! {
     valid_p256_chain_is_granted: ValidP256 => Granted;
     valid_p384_chain_is_granted: ValidP384 => Granted;
     rsa_chain_is_refused_on_the_device_and_no_token_sent: ValidRsa => RefusedAsUnsupportedRsa;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     name_only_in_the_san_is_granted: SanOnly => Granted;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     cn_without_san_matches_case_insensitively_and_is_granted: CnOnlyMixedCase => Granted;
     chain_of_three_via_an_intermediate_is_granted: ViaIntermediate => Granted;
     self_signed_ca_true_certificate_given_as_ca_is_pinned_and_granted: SelfSignedPinned => Granted;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     expired_leaf_is_refused_and_no_token_sent: Expired => Refused;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     not_yet_valid_leaf_is_refused_and_no_token_sent: NotYetValid => Refused;
     wrong_name_is_refused_and_no_token_sent: WrongName => Refused;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     san_mismatch_with_matching_cn_is_refused_and_no_token_sent: SanMismatchCnMatch => Refused;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     client_auth_only_eku_is_refused_and_no_token_sent: ClientAuthOnlyEku => Refused;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     leaf_with_ca_true_under_a_ca_is_refused_and_no_token_sent: LeafIsCa => Refused;
-    #[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
     end_entity_used_as_intermediate_is_refused_and_no_token_sent: EndEntityAsIntermediate => Refused;
     untrusted_ca_with_the_same_name_is_refused_and_no_token_sent: UntrustedCa => Refused;
 }
@@ -59,19 +50,16 @@ async fn rogue_server_well_behaved_handshake_is_granted() {
     rogue_case(BIN, Flow::WellBehaved, Case::ValidP256, Expect::Granted).await;
 }
 
-#[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_server_skipping_certificate_is_refused_and_no_token_sent() {
     rogue_case(BIN, Flow::SkipCertificate, Case::ValidP256, Expect::Refused).await;
 }
 
-#[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_server_skipping_certificate_verify_is_refused_and_no_token_sent() {
     rogue_case(BIN, Flow::SkipCertificateVerify, Case::ValidP256, Expect::Refused).await;
 }
 
-#[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_server_sending_certificate_verify_first_is_refused_and_no_token_sent() {
     rogue_case(
@@ -83,7 +71,6 @@ async fn rogue_server_sending_certificate_verify_first_is_refused_and_no_token_s
     .await;
 }
 
-#[ignore = "needs the device verifier (issue 9, branch h1-device-tls)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_server_with_an_ed25519_signed_leaf_under_a_p256_ca_is_refused_and_no_token_sent() {
     rogue_case(BIN, Flow::WellBehaved, Case::Ed25519SignedLeaf, Expect::Refused).await;

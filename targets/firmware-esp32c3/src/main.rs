@@ -282,7 +282,7 @@ fn transport() -> Option<Transport<'static>> {
         return Some(Transport::PlainHttp);
     }
     match core::hint::black_box(config::TLS_CA_DER) {
-        Some(ca_der) => Some(Transport::Tls { ca_der }),
+        Some(ca_der) => Some(Transport::Tls { ca_der, clock: None }),
         None => {
             error!(
                 "TLS_CA_DER is not configured: refusing to start the gate over unverified TLS \

@@ -17,11 +17,15 @@ pub const REFRESH: Option<RefreshEndpoint<'static>> = None;
 
 // ---- trust ------------------------------------------------------------------------------
 
-/// DER of the CA certificate that must directly sign the server's certificate. **Required**
+/// DER of the trust anchor: the CA the server's chain must lead to (intermediates allowed), or the
+/// server's own self-signed certificate (pinned). **Required**
 /// for `https://`: with `None` the firmware refuses to start the gate (it logs an error and
 /// shows the configuration-error LED pattern); it never falls back to unverified TLS.
-/// embedded-tls limits: TLS 1.3, ECDSA P-256/P-384 or Ed25519 certificates signed directly by
-/// this CA, host name matched against the CN only, no date check.
+/// What the device verifies (R14, the adapter's `Transport::Tls` docs): TLS 1.3, ECDSA
+/// P-256/P-384 chains (RSA and Ed25519 refused), issuers must be CAs, serverAuth usage, the host
+/// name against subjectAltName (CN only without SAN), CertificateVerify with the leaf's key, and
+/// no request before both. This board has no wall clock (`clock: None`), so certificate dates
+/// are **not** checked.
 /// Example: `Some(include_bytes!("../ca.der"))`.
 pub const TLS_CA_DER: Option<&[u8]> = None;
 
