@@ -7,6 +7,7 @@ use crate::time::Duration;
 /// `[0, min(cap, base * factor^k)]` (R6, R7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Backoff {
     /// Upper bound of the first delay.
     pub base: Duration,
@@ -58,6 +59,8 @@ pub enum Which {
 /// Settings of a [`Gate`](crate::Gate). [`GateConfig::DEFAULT`] holds the spec's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct GateConfig {
     /// How long one check attempt may take before it counts as a transient failure (R4).
     pub attempt_timeout: Duration,
