@@ -84,6 +84,10 @@ pub struct WatchArgs {
     /// Print one JSON object per event instead of the timeline.
     #[arg(long)]
     pub json: bool,
+    /// While watching, serve `GET /status` (JSON) and `GET /metrics` (Prometheus text) on
+    /// ADDR, e.g. 127.0.0.1:9464; port 0 picks a free port. The address is printed on stderr.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Colour the timeline.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -176,6 +180,7 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
         }
     };
     let gate = AccessGate::spawn(cfg).map_err(gate_error)?;
+    let _exporter = crate::export::listen(&gate, args.listen).await?; // `--listen` (export.rs)
     let output = if args.json { Output::Json } else { Output::Timeline };
     let mut obs = Observer::new(&gate, output, args.color.enabled());
     obs.say(&format!("watching {check_url}"));
