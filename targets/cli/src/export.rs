@@ -10,9 +10,9 @@
 //!   time.
 //!
 //! Anything else is `404` (unknown path) or `405` (other method). The server reads state only:
-//! nothing a client sends can change the gate. Connections are capped and a client that does
-//! not finish its request head in time is dropped, so a slow or hostile scraper cannot pile up
-//! tasks.
+//! nothing a client sends can change the gate. Connections are capped (16) and serve one
+//! request each, and a client that does not finish its request head within 5 s is dropped, so
+//! a slow or hostile scraper cannot pile up tasks.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -145,6 +145,8 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                // One request per connection: an idle keep-alive client cannot hold a slot.
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             // A client that breaks off or times out only loses its own connection.
             let _ = conn.await;
