@@ -99,7 +99,11 @@ async fn check_attempts_and_refreshes_are_spans_with_their_outcome() {
     bounded(async {
         let h = Harness::new(Scheme::Http).await;
         // The token expires 1.5 s from now and the skew is 1 s: a refresh runs in ~0.5 s.
-        let status = h.gate.sign_in(h.tokens(StdDuration::from_millis(1500))).await.expect("sign_in");
+        let status = h
+            .gate
+            .sign_in(h.tokens(StdDuration::from_millis(1500)))
+            .await
+            .expect("sign_in");
         assert_eq!(status.access, Access::Granted);
         let g = status.generation.0;
 
