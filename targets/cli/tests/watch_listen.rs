@@ -185,6 +185,22 @@ async fn watch_listen_serves_status_and_metrics_to_a_scraper() {
     let post = client.post(format!("{base}/status")).send().await.expect("POST");
     assert_eq!(post.status().as_u16(), 405);
 
+    // A malformed request gets a 400 and changes nothing; the server keeps answering.
+    let raw = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = base.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"\x00\xffGARBAGE \r\n\r\n").await.expect("write");
+        let mut buf = Vec::new();
+        tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw:?}");
+    assert_eq!(status(&client, &base).await["access"], "granted");
+
     control.set_fault(Endpoint::Check, None);
     let _ = watch.start_kill();
     let _ = tokio::time::timeout(LIMIT, watch.wait()).await;
