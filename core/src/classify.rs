@@ -21,6 +21,7 @@ pub const MAX_JSON_DEPTH: u32 = 16;
 /// the fail-closed deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum TransientClass {
     /// The TCP connection could not be made (refused, unreachable).
     Connect,
@@ -144,6 +145,7 @@ impl CheckOutcome {
 /// Why a check body is not definitive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum BodyError {
     /// Longer than the configured maximum.
     TooLarge,

@@ -7,6 +7,7 @@ use crate::time::Duration;
 /// `[0, min(cap, base * factor^k)]`. Used for token refresh retries (R11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Backoff {
     /// Upper bound of the first delay.
     pub base: Duration,
@@ -52,6 +53,7 @@ pub enum Which {
 /// failure lands in is drawn from the part still ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Retries {
     /// The spread window `W` after the first failure that holds retries 1..N-1 (default 70 s).
     pub spread: Duration,
@@ -97,6 +99,7 @@ impl Retries {
 /// period after the backend is back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Probing {
     /// The period `P` of the periodic probes (default 300 s). Also caps `Retry-After`.
     pub period: Duration,
@@ -142,6 +145,8 @@ const RAMP_PROBES: u32 = 2;
 /// Settings of a [`Gate`](crate::Gate). [`GateConfig::DEFAULT`] holds the spec's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct GateConfig {
     /// How long one check attempt may take before it counts as a transient failure (R4).
     pub attempt_timeout: Duration,

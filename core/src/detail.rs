@@ -16,6 +16,7 @@ use crate::time::Instant;
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum FailureDetail {
     /// Nothing beyond the [`TransientClass`].
     #[default]
@@ -34,6 +35,7 @@ pub enum FailureDetail {
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum TlsFailure {
     /// The chain does not lead to a configured trust anchor.
     UnknownIssuer,
@@ -74,6 +76,7 @@ pub enum TlsFailure {
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum NetFailure {
     /// The server refused the connection.
     Refused,
@@ -100,6 +103,7 @@ pub enum NetFailure {
 /// The last transient failure of a session, as [`Status`](crate::Status) shows it (R13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LastFailure {
     /// Its class.
     pub class: TransientClass,

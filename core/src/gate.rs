@@ -23,6 +23,7 @@ const MAX_TIMER_STEPS: usize = 8;
 /// equality with the current generation matters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Generation(pub u32);
 
 impl Generation {
@@ -40,6 +41,7 @@ pub struct TokenHandle(pub u32);
 /// What the app renders from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Access {
     /// No definitive answer yet in this session (or signed out): show "checking".
     #[default]
@@ -53,6 +55,7 @@ pub enum Access {
 /// Why access last changed (R13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Cause {
     /// `200 {"has_access": true}`.
     ServerGranted,
@@ -104,6 +107,7 @@ pub struct CheckRequest {
 /// Something that happened, for logs, timelines and the app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Event {
     /// A check attempt was started (see [`Gate::poll_check`]).
     CheckStarted {
@@ -153,6 +157,7 @@ pub enum Event {
 /// A snapshot of what the app renders from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Status {
     /// Current access.
     pub access: Access,
@@ -178,6 +183,7 @@ pub struct Status {
 /// Plain counters (R13). All saturate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Counters {
     /// Check attempts started.
     pub attempts: u32,

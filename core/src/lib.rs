@@ -74,6 +74,13 @@
 //! - `log`: log lines go to the `log` facade (desktop).
 //! - `defmt`: log lines go to `defmt`, and every public type derives `defmt::Format`
 //!   (firmware). Enabling both is a compile error.
+//! - `serde`: `Serialize` + `Deserialize` on the config types ([`GateConfig`],
+//!   [`SessionConfig`], [`Backoff`], [`Duration`]), so settings can come from a file, and
+//!   `Serialize` on what a driver reports ([`Status`], [`Counters`], [`Event`],
+//!   [`SessionEvent`], [`LastFailure`], [`FailureDetail`], [`Instant`], ...). `no_std`, no
+//!   alloc. [`Duration`] and [`Instant`] serialise as `{"micros": N}`; a config struct with
+//!   fields missing takes them from its `DEFAULT`. A deserialised config is not validated
+//!   until [`Gate::new`] / [`Session::new`] (or `validate()`) sees it.
 //!
 //! ## Dependencies, and why
 //! - `heapless`: fixed-capacity containers (retry plan, event queue, token buffers), R12.

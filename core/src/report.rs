@@ -11,6 +11,7 @@ use crate::time::Instant;
 /// The end of a one-shot check (the `check` command).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Verdict {
     /// The server granted access (directly or after retries).
     Granted,

@@ -31,6 +31,8 @@ const SESSION_GATE_ROOM: usize = 2 * MAX_EVENTS_PER_INPUT + 4;
 /// Settings of a [`Session`]. [`SessionConfig::DEFAULT`] holds the spec's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct SessionConfig {
     /// The gate's settings.
     pub gate: GateConfig,
@@ -93,6 +95,7 @@ impl Default for SessionConfig {
 /// Identifies one refresh request; results for any other id are stale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RefreshId(pub u32);
 
 /// Identifies a caller waiting for a valid token.
@@ -207,6 +210,7 @@ impl core::error::Error for SessionError {}
 /// Something that happened in the session or its gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum SessionEvent {
     /// An event of the gate.
     Gate(Event),

@@ -9,6 +9,7 @@ use core::ops::{Add, AddAssign, Sub};
 /// A span of time with microsecond resolution. Arithmetic saturates instead of overflowing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Duration {
     micros: u64,
 }
@@ -129,6 +130,7 @@ impl core::fmt::Display for Duration {
 /// adapter (usually its start-up). Never compared with wall-clock time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Instant {
     micros: u64,
 }

@@ -286,7 +286,13 @@ impl Driver {
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
                     self.requests.spawn(async move {
-                        let outcome = transport.check(&token, at, max_body).await;
+                        // One `tracing` span per attempt with the feature; the bare request without (trace.rs).
+                        let outcome = crate::trace::check(
+                            req.generation,
+                            req.attempt,
+                            transport.check(&token, at, max_body),
+                        )
+                        .await;
                         Done::Check {
                             generation: req.generation,
                             attempt: req.attempt,
@@ -305,7 +311,8 @@ impl Driver {
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
                     self.requests.spawn(async move {
-                        let reply = transport.refresh(&refresh_token, at).await;
+                        let reply =
+                            crate::trace::refresh(req.id, transport.refresh(&refresh_token, at)).await;
                         Done::Refresh {
                             id: req.id,
                             deadline,

@@ -133,6 +133,15 @@
 //!   an anchor is self-signed.
 //! - `getrandom`: the per-device jitter seed from the OS RNG (R6: there is no built-in seed).
 //! - `log`: the adapter's own diagnostics; `thiserror`: the error types.
+//!
+//! ## Features
+//!
+//! - `serde`: forwards `accessgate/serde` (Serialize/Deserialize on the core's config types,
+//!   Serialize on [`accessgate::Status`], [`accessgate::Counters`] and the events).
+//! - `tracing`: a `tracing` span per check attempt (`accessgate.check`: `generation`,
+//!   `attempt`, `outcome`, and `class`/`detail` of a transient failure) and per token refresh
+//!   (`accessgate.refresh`: `id`, `outcome`, `class`), around the HTTP request, beside the
+//!   `log` lines. Off by default; without it the requests run unwrapped (no cost).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -145,6 +154,7 @@ mod gate;
 mod http;
 mod time;
 mod tls;
+mod trace;
 
 pub use blocking::BlockingAccessGate;
 pub use config::{

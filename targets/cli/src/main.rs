@@ -8,8 +8,6 @@
 //! |---|---|
 //! | `accessgate demo` | starts the reference backend in-process (HTTP + HTTPS with a fresh test CA) and a real gate against it over HTTPS, time-compressed, and plays nine chapters with a live timeline: sign-in, token refresh, short outage (access held, jittered retries), recovery, long outage (fails closed at the deadline), recovery by probing, server-side revocation (denied at once), captive-portal 200 (held, not denied), 401 (signed out). Every chapter ends with an assertion; exit 0 only if all nine hold, so the demo is also an end-to-end test. About 25 s. |
 //! | `accessgate serve` | the reference backend on its own until Ctrl-C (`--bind`, `--http-port 8080`, `--https-port 8443`, `--no-https`, `--write-ca FILE`, `--user U` to print a token pair, `--token-lifetime`, `--client-id`); prints the URLs and the control-surface help (`/_control/...`, steer it with curl). |
-//! | `accessgate check --url URL --token T` | one session start with full gate semantics: retries until a definitive answer or until the budget runs out. `--ca PEM`, `--no-system-roots`, `--timeout 10s`, `--budget 120s`, `--retry-spread 70s`, `--final-window 10s`, `--seed`, `--json`, `--quiet`, `--dry-run` (check the flags, send nothing). |
-//! | `accessgate watch --url BASE_URL` | a live session with refreshes until Ctrl-C, as a timeline (or `--json`). Tokens from `--token T --refresh-token R [--expires-in DUR]`, or from the reference backend's control surface with `--issue-user U [--token-lifetime 90s]`. `--recheck-every DUR` (at least 1 s) re-checks periodically so faults show between refreshes. `--json` prints events and a final summary line (counters, last failure with its detail). Exit 0 on Ctrl-C, 3 when the server ends the session. |
 //! | `accessgate simulate SCENARIO` | the fleet simulator of `accessgate-fleet` (its `FleetArgs`, flattened): the real gate on every simulated device, beside peer retry policies. |
 //!
 //! Durations are written like `500ms`, `10s`, `1m30s` (humantime, the same parser for every
@@ -58,10 +56,12 @@
 //! - `serve.rs`, `check.rs`, `watch.rs`, `demo.rs`, `simulate.rs`: one module per command.
 //! - `observe.rs`: follows a gate's event broadcast and status watch in order (events of a
 //!   driver step before its snapshot), for waiting on conditions while printing.
+//! - `export.rs`: the `watch --listen` HTTP server (`/status`, `/metrics`).
 //! - `timeline.rs`: renders the timeline lines. `util.rs`: durations, errors, colours.
 
 mod check;
 mod demo;
+mod export;
 mod observe;
 mod serve;
 mod simulate;

@@ -91,6 +91,10 @@ pub struct WatchArgs {
     /// Print one JSON object per event instead of the timeline.
     #[arg(long)]
     pub json: bool,
+    /// While watching, serve `GET /status` (JSON) and `GET /metrics` (Prometheus text) on
+    /// ADDR, e.g. 127.0.0.1:9464; port 0 picks a free port. The address is printed on stderr.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Colour the timeline.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -231,6 +235,7 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
         gate.shutdown().await;
         return Ok(0);
     }
+    let _exporter = crate::export::listen(&gate, args.listen).await?; // `--listen` (export.rs)
     let tokens = match (&args.issue_user, &args.token, &args.refresh_token) {
         (Some(user), _, _) => issue(&args, user, ca_pem.as_deref()).await?,
         (None, Some(t), Some(r)) => Tokens::new(t.clone(), r.clone(), args.expires_in),
