@@ -93,6 +93,9 @@ pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod wire;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use wire::fuzz_read_response;
 
 #[cfg(feature = "tls")]
 pub use buffers::TlsBuffers;

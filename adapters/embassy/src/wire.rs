@@ -271,6 +271,36 @@ async fn read_response<C: Read>(conn: &mut C, rx: &mut [u8], body: &mut [u8]) ->
     })
 }
 
+/// Fuzzing entry point (feature `fuzzing`, not a public API): reads one response from
+/// `stream`, delivered at most `step` bytes per read, into `rx` (head buffer) and `body`.
+/// Returns the status, the `Retry-After` value and the body length.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_read_response(
+    stream: &[u8],
+    step: usize,
+    rx: &mut [u8],
+    body: &mut [u8],
+) -> Result<(u16, Option<heapless::Vec<u8, RETRY_AFTER_MAX>>, usize), NetFailure> {
+    struct Mem<'s> {
+        rest: &'s [u8],
+        step: usize,
+    }
+    impl embedded_io::ErrorType for Mem<'_> {
+        type Error = core::convert::Infallible;
+    }
+    impl Read for Mem<'_> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = self.rest.len().min(buf.len()).min(self.step.max(1));
+            buf[..n].copy_from_slice(&self.rest[..n]);
+            self.rest = &self.rest[n..];
+            Ok(n)
+        }
+    }
+    let mut conn = Mem { rest: stream, step };
+    embassy_futures::block_on(read_response(&mut conn, rx, body))
+        .map(|r| (r.status, r.retry_after, r.body_len))
+}
+
 /// Reads until a complete head is in the buffer; returns it and its length in bytes.
 async fn read_head<C: Read>(input: &mut Input<'_, C>) -> Result<(Head, usize), NetFailure> {
     loop {

@@ -89,7 +89,7 @@ async fn watch_listen_serves_status_and_metrics_to_a_scraper() {
             "--issue-user",
             "alice",
             "--recheck-every",
-            "200ms",
+            "1s",
             "--budget",
             "60s",
             "--listen",
