@@ -55,7 +55,7 @@ pub(crate) fn to_std(d: accessgate::Duration) -> std::time::Duration {
 
 /// A std duration as the core's duration (saturating).
 pub(crate) fn to_core_duration(d: std::time::Duration) -> accessgate::Duration {
-    accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    d.into() // the core's conversion: whole microseconds, saturating
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A std duration as the core's duration (whole microseconds, saturating).
 pub fn to_core(d: Duration) -> accessgate::Duration {
-    accessgate::Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    d.into() // the core's conversion: whole microseconds, saturating
 }
 
 /// A duration for messages (`1m 30s`).
