@@ -11,7 +11,7 @@
 //! transient, never a denial: a captive portal answers 200 with HTML (R4).
 
 use crate::detail::FailureDetail;
-use crate::json::{self, JsonValue, Top};
+use crate::json::{self, JsonStr, JsonValue, Top};
 use crate::time::Duration;
 
 /// Deepest nesting of arrays and objects accepted in a check body.
@@ -266,6 +266,150 @@ pub fn parse_check_body(body: &[u8], max_body: usize) -> Result<bool, BodyError>
         (Top::Object, 1, Some(b)) => Ok(b),
         _ => Err(BodyError::Schema), // not an object, missing, duplicated or not a boolean
     }
+}
+
+
+// ---- the token endpoint (R11), read as strictly as the check endpoint ----
+
+/// What a refresh request produced, as the session consumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshOutcome<'a> {
+    /// `200` with new tokens.
+    Refreshed {
+        /// The new access token.
+        access_token: &'a [u8],
+        /// The new refresh token, if the server rotated it.
+        refresh_token: Option<&'a [u8]>,
+        /// Lifetime of the new access token.
+        expires_in: Duration,
+    },
+    /// `400 invalid_grant` or `401`: the refresh token is dead; the session ends (R11).
+    Rejected,
+    /// Anything else; retried with backoff (R11).
+    Transient(TransientClass),
+}
+
+/// Classifies a token endpoint response, as strictly as R1: a malformed 200 is transient.
+///
+/// ```
+/// use accessgate::{classify_refresh, Duration, RefreshOutcome};
+/// let body = br#"{"access_token":"at_1","refresh_token":"rt_2","expires_in":3600,"token_type":"Bearer"}"#;
+/// assert_eq!(
+///     classify_refresh(200, body, 4096),
+///     RefreshOutcome::Refreshed {
+///         access_token: b"at_1",
+///         refresh_token: Some(b"rt_2"),
+///         expires_in: Duration::from_secs(3600),
+///     }
+/// );
+/// assert_eq!(classify_refresh(400, br#"{"error":"invalid_grant"}"#, 4096), RefreshOutcome::Rejected);
+/// ```
+pub fn classify_refresh(status: u16, body: &[u8], max_body: usize) -> RefreshOutcome<'_> {
+    match status {
+        200 => match token_body(body, max_body) {
+            Some(t) => t,
+            None => RefreshOutcome::Transient(TransientClass::InvalidBody),
+        },
+        401 => RefreshOutcome::Rejected,
+        400 if error_is_invalid_grant(body, max_body) => RefreshOutcome::Rejected,
+        403 => RefreshOutcome::Transient(TransientClass::Forbidden),
+        429 => RefreshOutcome::Transient(TransientClass::Throttled),
+        500..=599 => RefreshOutcome::Transient(TransientClass::ServerError),
+        _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
+    }
+}
+
+/// Reads a token endpoint's 200 body (RFC 6749 §5.1) in one strict pass, as strictly as R1
+/// reads a check body: a well-formed JSON object; keys compared after unescaping; each of
+/// `access_token`, `refresh_token`, `expires_in`, `token_type` at most once (a duplicate under
+/// any spelling makes the answer malformed); other fields ignored. `access_token` (non-empty)
+/// and `expires_in` (a non-negative integer of seconds) are required; `refresh_token` (non-empty)
+/// and `token_type` (`Bearer`, any case) may be absent or `null`. Token values are handed out
+/// as slices of the body, so a token written with a JSON escape is refused rather than
+/// unescaped into a buffer (OAuth tokens are plain ASCII, RFC 6750 `b64token`).
+fn token_body(body: &[u8], max_body: usize) -> Option<RefreshOutcome<'_>> {
+    if body.len() > max_body {
+        return None;
+    }
+    #[derive(Clone, Copy)]
+    enum Field<'a> {
+        Absent,
+        Once(JsonValue<'a>),
+        Twice,
+    }
+    fn put<'a>(f: &mut Field<'a>, v: JsonValue<'a>) {
+        *f = match f {
+            Field::Absent => Field::Once(v),
+            _ => Field::Twice,
+        };
+    }
+    let (mut access, mut refresh, mut expires, mut kind) =
+        (Field::Absent, Field::Absent, Field::Absent, Field::Absent);
+    let top = json::scan(body, |key: JsonStr<'_>, v| {
+        if key.eq_ascii(b"access_token") {
+            put(&mut access, v);
+        } else if key.eq_ascii(b"refresh_token") {
+            put(&mut refresh, v);
+        } else if key.eq_ascii(b"expires_in") {
+            put(&mut expires, v);
+        } else if key.eq_ascii(b"token_type") {
+            put(&mut kind, v);
+        }
+    })
+    .ok()?;
+    if top != Top::Object {
+        return None;
+    }
+    fn token(v: JsonValue<'_>) -> Option<&[u8]> {
+        match v {
+            JsonValue::Str(s) => s.unescaped().filter(|t| !t.is_empty()),
+            _ => None,
+        }
+    }
+    let Field::Once(a) = access else { return None };
+    let access_token = token(a)?;
+    let refresh_token = match refresh {
+        Field::Absent | Field::Once(JsonValue::Null) => None,
+        Field::Once(r) => Some(token(r)?),
+        Field::Twice => return None,
+    };
+    let Field::Once(JsonValue::Number(n)) = expires else {
+        return None;
+    };
+    let mut secs: u64 = 0;
+    for &d in n {
+        // Digits only: a sign, a fraction or an exponent is not a lifetime in seconds.
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        secs = secs.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    match kind {
+        Field::Absent | Field::Once(JsonValue::Null) => {}
+        Field::Once(JsonValue::Str(t)) if t.eq_ascii_ignore_case(b"bearer") => {}
+        _ => return None,
+    }
+    Some(RefreshOutcome::Refreshed {
+        access_token,
+        refresh_token,
+        expires_in: Duration::from_secs(secs),
+    })
+}
+
+/// Whether a 400 body is `{"error": "invalid_grant", ...}` (RFC 6749 §5.2), read as strictly
+/// as a 200 body: exactly one `error` key, a string equal to `invalid_grant` after unescaping.
+fn error_is_invalid_grant(body: &[u8], max_body: usize) -> bool {
+    if body.len() > max_body {
+        return false;
+    }
+    let (mut seen, mut grant) = (0u32, false);
+    let top = json::scan(body, |key, v| {
+        if key.eq_ascii(b"error") {
+            seen += 1;
+            grant = matches!(v, JsonValue::Str(s) if s.eq_ascii(b"invalid_grant"));
+        }
+    });
+    top == Ok(Top::Object) && seen == 1 && grant
 }
 
 #[cfg(test)]

@@ -1,22 +1,36 @@
-//! The gate: a sans-IO state machine for one session's entitlement (R1–R8, R10, R12, R13).
+//! The entitlement part of a session: R1–R8, R10, R12, R13 (see `docs/behaviour.md`).
 //!
-//! Methods come in four groups, in this order: getters (`&self`), inputs (`start_session`,
-//! `token_refreshed`, `logout`, `handle_check_result`, `handle_timeout`, `recheck_now`), and
-//! outputs (`poll_check`, `poll_event`, `poll_timeout`). A driver, after every input, drains
-//! `poll_check` (start those requests), then `poll_event`, then sleeps until `poll_timeout`.
+//! [`Entitlement`] decides access from check results and time. It owns no clock, no queue, no
+//! timers and no PRNG: every method works on the machine's one [`Shared`] state, so a
+//! [`Session`](crate::Session) and a bare [`Gate`] run exactly the same code. [`Gate`] is that
+//! part with a machine of its own and no tokens, for drivers that manage tokens themselves (the
+//! fleet simulator, the gate-only reference model, apps with their own token store).
+//!
+//! The gate's methods come in three groups, in this order: getters (`&self`), inputs
+//! (`start_session`, `token_refreshed`, `logout`, `unauthorized`, `transient_failure`,
+//! `handle_check_result`, `handle_timeout`, `recheck_now`), and outputs (`poll_check`,
+//! `poll_cancel`, `poll_event`, `poll_timeout`). A driver, after every input, starts the
+//! check `poll_check` hands out, stops the one `poll_cancel` names, drains `poll_event`, then
+//! sleeps until `poll_timeout`.
 
 use crate::classify::{CheckOutcome, TransientClass};
 use crate::config::{ConfigError, GateConfig};
 use crate::detail::{FailureDetail, LastFailure, NetFailure};
+use crate::error::{NotSignedIn, RecheckError};
+use crate::machine::Shared;
 use crate::schedule::{ProbeSchedule, RetrySchedule};
 use crate::time::{Duration, Instant};
+use crate::timer::{Timer, CHECK_TIMERS};
 
-/// Capacity of the gate's event queue.
-pub const EVENT_CAPACITY: usize = 20;
-/// Room an input needs in the event queue; an input refused for lack of it changes nothing.
-pub const MAX_EVENTS_PER_INPUT: usize = 6;
-/// Bound on timers processed by one input (R12); the real chain is at most four long.
-const MAX_TIMER_STEPS: usize = 8;
+/// Capacity of a bare [`Gate`]'s event queue: more than one input can produce
+/// ([`MAX_EVENTS_PER_INPUT`]), so a driver that drains after every input never loses one.
+pub const EVENT_CAPACITY: usize = 8;
+/// The most events one gate input can queue: an attempt timing out (`CheckFailed`,
+/// `FirstCheckSettled`), the deadline passing (`AccessChanged`), then an input that ends the
+/// session (`AccessChanged`, `SessionEnded`) and starts another (`CheckStarted`).
+pub const MAX_EVENTS_PER_INPUT: usize = 7;
+/// Bound on timers processed by one input (R12); the real chain is at most two long.
+const MAX_TIMER_STEPS: usize = 4;
 
 /// Session generation: bumped on every session start, token refresh and logout. Everything
 /// is tagged with the generation it was started for (R10). Wraps after 2^32 bumps; only
@@ -147,6 +161,14 @@ pub enum Event {
         /// The result's attempt.
         attempt: u32,
     },
+    /// Attempt 0 of `generation`, the immediate check of R3, is over: it answered, failed,
+    /// timed out, or its session ended. Callers that wait for "the first check" of a sign-in or
+    /// refresh wake up on this; a token refresh that lands while attempt 0 runs starts a new
+    /// attempt 0 instead, and this event then comes for the new generation (R3).
+    FirstCheckSettled {
+        /// The generation whose first check settled.
+        generation: Generation,
+    },
     /// The session ended (logout or 401).
     SessionEnded {
         /// Why.
@@ -171,13 +193,17 @@ pub struct Status {
     pub reverifying_until: Option<Instant>,
     /// Whether the gate failed closed and is probing for recovery (R7).
     pub probing: bool,
-    /// Attempt in flight, if any.
+    /// Attempt in flight, if any. For display: a driver learns that an attempt ended from
+    /// [`Event::FirstCheckSettled`] and the cancel outputs, not by watching this field.
     pub attempt_in_flight: Option<u32>,
     /// When the next attempt starts, if one is waiting.
     pub next_attempt: Option<Instant>,
     /// The last transient failure of this session, with its detail (R13). Kept through a
     /// definitive answer (it is history, not state); cleared when a new session starts.
     pub last_failure: Option<LastFailure>,
+    /// When access last changed (the instant of the last [`Event::AccessChanged`]), `None`
+    /// before the first change (R13).
+    pub since: Option<Instant>,
 }
 
 /// Plain counters (R13). All saturate.
@@ -207,8 +233,9 @@ pub struct Counters {
     pub refreshes: u32,
     /// Token refreshes that failed transiently (R11).
     pub refresh_failures: u32,
-    /// Events that found the queue full. Stays zero unless the gate has a bug: inputs are
-    /// refused up front when the queue lacks room.
+    /// Events dropped because the queue was full: the oldest event makes room for the newest
+    /// (R12). Stays zero for a driver that drains the events after every input, as the queue
+    /// holds more than one input can produce.
     pub events_lost: u32,
 }
 
@@ -227,52 +254,13 @@ fn inc(c: &mut u32) {
     *c = c.saturating_add(1);
 }
 
-/// Why an input was refused.
-///
-/// With [`InputError::QueueFull`] nothing happened at all, not even the passing of time. With
-/// the other errors the input itself was refused, but time still advanced to `now`: timers
-/// that were due have fired (a deadline may have passed), so drain the outputs as after any
-/// input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum InputError {
-    /// The event queue has less than [`MAX_EVENTS_PER_INPUT`] free slots: drain
-    /// [`Gate::poll_event`] and give the input again (R12).
-    QueueFull,
-    /// The input needs an active session.
-    NotSignedIn,
-    /// A re-check was asked for too soon; try again at the given instant.
-    RateLimited {
-        /// Earliest instant a re-check is accepted.
-        retry_at: Instant,
-    },
-}
-
-impl core::fmt::Display for InputError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            InputError::QueueFull => f.write_str("event queue full: drain poll_event first"),
-            InputError::NotSignedIn => f.write_str("no active session"),
-            InputError::RateLimited { retry_at } => {
-                write!(
-                    f,
-                    "re-check rate-limited until {}",
-                    Duration::from_micros(retry_at.as_micros())
-                )
-            }
-        }
+/// R3: whoever waits for the immediate check of `first` can go on; it comes after the events
+/// of the outcome, so a waiter woken by it reads the settled state.
+fn settled<E: From<Event>, const Q: usize>(io: &mut Shared<E, Q>, first: Option<Generation>) {
+    if let Some(generation) = first {
+        io.push(Event::FirstCheckSettled { generation });
     }
 }
-
-impl core::error::Error for InputError {}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timer {
-    Attempt = 0,
-    Retry = 1,
-    Deadline = 2,
-}
-const TIMERS: [Timer; 3] = [Timer::Attempt, Timer::Retry, Timer::Deadline];
 
 /// A run of transient failures without a definitive answer in between (R5–R7). It survives
 /// token refreshes so a refresh cannot move the deadline.
@@ -286,29 +274,431 @@ struct Streak<const N: usize> {
     probes: Option<ProbeSchedule>,
 }
 
-/// The gate for one session at a time. `N` is the retry schedule's capacity (R6).
-///
-/// All inputs are bounded in time, allocate nothing and never panic (R12).
+/// The entitlement part: what the server said, the run of failures, the attempt in flight.
+/// `N` is the retry schedule's capacity (R6). Its timers, events, PRNG and generation live in
+/// the machine's [`Shared`] state; every input goes through [`Entitlement::step`].
 #[derive(Clone, Debug)]
-pub struct Gate<const N: usize = 8> {
-    config: GateConfig,
-    rng: fastrand::Rng,
-    generation: Generation,
+pub(crate) struct Entitlement<const N: usize> {
     signed_in: bool,
     token: TokenHandle,
     access: Access,
     cause: Option<Cause>,
+    since: Option<Instant>,
     last_failure: Option<LastFailure>,
-    last_now: Instant,
     in_flight: Option<u32>,
     next_attempt: u32,
     last_attempt_started: Option<Instant>,
     streak: Option<Streak<N>>,
-    timers: [Option<Instant>; 3],
-    retry_due: bool,
-    pending_check: Option<CheckRequest>,
-    events: heapless::Deque<Event, EVENT_CAPACITY>,
-    counters: Counters,
+}
+
+/// Whether a check result ended the session (a 401, R8).
+pub(crate) type Ended = bool;
+
+impl<const N: usize> Entitlement<N> {
+    pub(crate) const fn new() -> Self {
+        Entitlement {
+            signed_in: false,
+            token: TokenHandle(0),
+            access: Access::Unknown,
+            cause: None,
+            since: None,
+            last_failure: None,
+            in_flight: None,
+            next_attempt: 0,
+            last_attempt_started: None,
+            streak: None,
+        }
+    }
+
+    // ---- getters ----
+
+    pub(crate) fn access(&self) -> Access {
+        self.access
+    }
+    pub(crate) fn signed_in(&self) -> bool {
+        self.signed_in
+    }
+    pub(crate) fn first_check_running(&self) -> bool {
+        self.signed_in && self.in_flight == Some(0)
+    }
+    pub(crate) fn check_owed(&self) -> bool {
+        self.signed_in && (self.in_flight.is_some() || self.streak.is_some())
+    }
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.streak.filter(|s| !s.failed_closed).map(|s| s.deadline)
+    }
+    pub(crate) fn status<E, const Q: usize>(&self, io: &Shared<E, Q>) -> Status {
+        Status {
+            access: self.access,
+            cause: self.cause,
+            signed_in: self.signed_in,
+            generation: io.generation,
+            reverifying_until: self.deadline(),
+            probing: self.streak.is_some_and(|s| s.failed_closed),
+            attempt_in_flight: self.in_flight,
+            next_attempt: io.timers.get(Timer::Retry),
+            last_failure: self.last_failure,
+            since: self.since,
+        }
+    }
+
+    // ---- the step every input goes through ----
+
+    /// One input of this part at `now` (already monotonic): the check timers due by `now` fire
+    /// at their own instants first, so an input arriving after the deadline sees the gate
+    /// already failed closed (R5, to the tick); then the input; then the retry or probe that is
+    /// due, unless the input started a check or ended the session (a retry superseded by the
+    /// input is never started, R10).
+    pub(crate) fn step<E: From<Event>, const Q: usize, R>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        input: impl FnOnce(&mut Self, &mut Shared<E, Q>) -> R,
+    ) -> R {
+        for _ in 0..MAX_TIMER_STEPS {
+            let Some((at, timer)) = io.timers.take_due(&CHECK_TIMERS, now) else {
+                break;
+            };
+            match timer {
+                // R4: an attempt that did not answer in time failed; its request no longer
+                // matters to anyone.
+                Timer::Attempt => self.attempt_failed(
+                    cfg,
+                    io,
+                    at,
+                    TransientClass::Timeout,
+                    FailureDetail::Net(NetFailure::Timeout),
+                    None,
+                    true,
+                ),
+                _ => self.fail_closed(cfg, io, at),
+            }
+        }
+        let r = input(self, io);
+        if io.timers.is_due(Timer::Retry, now) {
+            io.timers.stop(Timer::Retry);
+            if self.signed_in && self.in_flight.is_none() {
+                self.start_attempt(cfg, io, now);
+            }
+        }
+        r
+    }
+
+    // ---- inputs (call inside `step`) ----
+
+    pub(crate) fn start_session<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        token: TokenHandle,
+    ) -> Generation {
+        if self.signed_in {
+            self.end_session(io, now, Cause::LoggedOut);
+        }
+        io.generation.bump();
+        self.signed_in = true;
+        self.token = token;
+        self.last_failure = None;
+        self.start_attempt(cfg, io, now); // R3
+        io.generation
+    }
+
+    pub(crate) fn token_refreshed<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        token: TokenHandle,
+    ) -> Result<Generation, NotSignedIn> {
+        if !self.signed_in {
+            return Err(NotSignedIn);
+        }
+        io.generation.bump(); // R10: the older retry loop is stale from here on
+        self.token = token;
+        self.next_attempt = 0;
+        self.start_attempt(cfg, io, now); // R3; the deadline stays where it is (R5)
+        Ok(io.generation)
+    }
+
+    pub(crate) fn end<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, now: Instant, cause: Cause) {
+        if self.signed_in {
+            self.end_session(io, now, cause);
+        }
+    }
+
+    pub(crate) fn transient_failure<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        class: TransientClass,
+    ) -> Result<(), NotSignedIn> {
+        if !self.signed_in {
+            return Err(NotSignedIn);
+        }
+        // A check in flight decides; a planned (or due) retry already carries the streak.
+        if self.in_flight.is_none() && !io.timers.is_set(Timer::Retry) {
+            self.attempt_failed(cfg, io, now, class, FailureDetail::of_class(class), None, false);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_result<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        generation: Generation,
+        attempt: u32,
+        outcome: CheckOutcome,
+    ) -> Ended {
+        if !self.signed_in || generation != io.generation || self.in_flight != Some(attempt) {
+            // R10: an older generation, or an attempt that already finished or timed out.
+            inc(&mut io.counters.stale_dropped);
+            debug!("stale result dropped: gen {} attempt {}", generation.0, attempt);
+            io.push(Event::StaleResult { generation, attempt });
+            return false;
+        }
+        // The driver is done with this request: nothing to cancel.
+        io.check_handed_out = false;
+        match outcome {
+            CheckOutcome::Granted => self.definitive(io, now, Access::Granted),
+            CheckOutcome::Denied => self.definitive(io, now, Access::Denied),
+            CheckOutcome::Unauthorized => {
+                self.end_session(io, now, Cause::Unauthorized); // R8
+                return true;
+            }
+            CheckOutcome::Transient {
+                class,
+                retry_after,
+                detail,
+            } => self.attempt_failed(cfg, io, now, class, detail, retry_after, true),
+        }
+        false
+    }
+
+    pub(crate) fn recheck_now<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+    ) -> Result<(), RecheckError> {
+        if !self.signed_in {
+            return Err(RecheckError::NotSignedIn);
+        }
+        if self.in_flight.is_some() || io.timers.is_due(Timer::Retry, now) {
+            return Ok(()); // a check is running or starts with this very input
+        }
+        if let Some(last) = self.last_attempt_started {
+            let retry_at = last + cfg.min_recheck_interval;
+            if now < retry_at {
+                return Err(RecheckError::RateLimited { retry_at });
+            }
+        }
+        self.start_attempt(cfg, io, now);
+        Ok(())
+    }
+
+    // ---- internals ----
+
+    fn set_access<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, at: Instant, to: Access, cause: Cause) {
+        let from = self.access;
+        if from == to && self.cause == Some(cause) {
+            return;
+        }
+        self.access = to;
+        self.cause = Some(cause);
+        self.since = Some(at);
+        info!("access {:?} -> {:?} ({:?})", from, to, cause);
+        io.push(Event::AccessChanged { from, to, cause });
+    }
+
+    fn start_attempt<E: From<Event>, const Q: usize>(&mut self, cfg: &GateConfig, io: &mut Shared<E, Q>, now: Instant) {
+        // An attempt still in flight (a token refresh landed meanwhile) is superseded.
+        self.cancel_in_flight(io);
+        let attempt = self.next_attempt;
+        self.next_attempt = self.next_attempt.saturating_add(1);
+        self.in_flight = Some(attempt);
+        self.last_attempt_started = Some(now);
+        io.timers.set(Timer::Attempt, now + cfg.attempt_timeout); // R4
+        io.timers.stop(Timer::Retry);
+        inc(&mut io.counters.attempts);
+        io.check = Some(CheckRequest {
+            generation: io.generation,
+            attempt,
+            token: self.token,
+            timeout: cfg.attempt_timeout,
+            started: now,
+        });
+        io.check_handed_out = false;
+        io.push(Event::CheckStarted {
+            generation: io.generation,
+            attempt,
+        });
+    }
+
+    /// The attempt in flight stops mattering without its own answer: a check not yet handed
+    /// to the driver is withdrawn, one already running is named in a cancel output.
+    fn cancel_in_flight<E, const Q: usize>(&mut self, io: &mut Shared<E, Q>) {
+        if let Some(attempt) = self.in_flight {
+            if core::mem::take(&mut io.check_handed_out) {
+                io.cancel_check = Some((io.generation, attempt));
+            }
+        }
+        io.check = None;
+    }
+
+    /// The attempt in flight is over (answered, failed, timed out, or its session ended).
+    /// Returns the generation whose immediate check (attempt 0) this settled, if it was one:
+    /// the caller reports it with [`settled`] once the outcome is applied.
+    fn finish_attempt<E, const Q: usize>(&mut self, io: &mut Shared<E, Q>) -> Option<Generation> {
+        self.cancel_in_flight(io);
+        io.timers.stop(Timer::Attempt);
+        (self.in_flight.take() == Some(0)).then_some(io.generation)
+    }
+
+    fn definitive<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, now: Instant, answer: Access) {
+        let first = self.finish_attempt(io);
+        // R1/R2: a definitive answer ends the streak, its retries and its deadline.
+        let was_failed_closed = self.streak.is_some_and(|s| s.failed_closed)
+            || (self.access == Access::Denied && self.cause == Some(Cause::FailedClosed));
+        self.streak = None;
+        io.timers.stop(Timer::Retry);
+        io.timers.stop(Timer::Deadline);
+        match answer {
+            Access::Granted => {
+                inc(&mut io.counters.grants);
+                if self.access != Access::Granted {
+                    let cause = if was_failed_closed {
+                        inc(&mut io.counters.recoveries);
+                        Cause::Recovered // R7
+                    } else {
+                        Cause::ServerGranted
+                    };
+                    self.set_access(io, now, Access::Granted, cause);
+                }
+            }
+            _ => {
+                inc(&mut io.counters.denials);
+                self.set_access(io, now, Access::Denied, Cause::ServerDenied); // R2
+            }
+        }
+        settled(io, first);
+    }
+
+    /// A transient failure at `at`: of the attempt in flight (`from_check`), or of a token
+    /// refresh (then no attempt is in flight and the token part counts it).
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_failed<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        at: Instant,
+        class: TransientClass,
+        detail: FailureDetail,
+        retry_after: Option<Duration>,
+        from_check: bool,
+    ) {
+        self.last_failure = Some(LastFailure { class, detail, at }); // R13
+        let attempt = self.in_flight.unwrap_or(self.next_attempt);
+        let first = self.finish_attempt(io);
+        if from_check {
+            inc(&mut io.counters.transient[class.index()]);
+        }
+        let mut streak = match self.streak {
+            Some(s) => s,
+            None => {
+                // R5: the first transient failure fixes the deadline; it never moves.
+                let s = Streak {
+                    deadline: at + cfg.budget,
+                    failed_closed: false,
+                    retries: RetrySchedule::new(at),
+                    probes: None,
+                };
+                io.timers.set(Timer::Deadline, s.deadline);
+                s
+            }
+        };
+        let next = match (streak.failed_closed, streak.probes.as_mut()) {
+            // R7: keep probing until a definitive answer: the next ramp slot or period point
+            // after this failure; Retry-After replaces it (floored 1 s, capped at the period).
+            (true, Some(probes)) => Some(probes.next_probe(&cfg.probe, at, retry_after, &mut io.rng)),
+            // R6: the next stratified slot (or the final window) still ahead; Retry-After
+            // replaces the drawn instant, and a server slot past the deadline is still used
+            // (the deadline does not move). No retry left: wait for the deadline, then probe.
+            _ => streak.retries.next_retry(cfg, at, retry_after, &mut io.rng),
+        };
+        self.streak = Some(streak);
+        io.timers.put(Timer::Retry, next);
+        debug!("check failed: attempt {} class {:?}", attempt, class);
+        if from_check {
+            io.push(Event::CheckFailed {
+                generation: io.generation,
+                attempt,
+                class,
+                detail,
+                next_attempt: next,
+                deadline: self.deadline(),
+            });
+        }
+        settled(io, first);
+    }
+
+    fn fail_closed<E: From<Event>, const Q: usize>(&mut self, cfg: &GateConfig, io: &mut Shared<E, Q>, at: Instant) {
+        let Some(mut streak) = self.streak else { return };
+        streak.failed_closed = true;
+        inc(&mut io.counters.failed_closed);
+        // R5: no definitive answer by the deadline. A server denial stays a denial.
+        if self.access != Access::Denied {
+            self.set_access(io, at, Access::Denied, Cause::FailedClosed);
+        }
+        // R7: the probe plan starts here (a random per-device phase); the first probe is
+        // planned now unless an attempt is in flight or a server slot is pending (their
+        // failure plans the next probe from the same plan).
+        let mut probes = ProbeSchedule::new(at, &cfg.probe, &mut io.rng);
+        if self.in_flight.is_none() && !io.timers.is_set(Timer::Retry) {
+            let first = probes.next_probe(&cfg.probe, at, None, &mut io.rng);
+            io.timers.set(Timer::Retry, first);
+        }
+        streak.probes = Some(probes);
+        self.streak = Some(streak);
+    }
+
+    fn end_session<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, now: Instant, cause: Cause) {
+        let first = self.finish_attempt(io);
+        io.generation.bump(); // R10: anything in flight is now stale
+        self.signed_in = false;
+        self.streak = None;
+        io.timers.stop_all(&[Timer::Attempt, Timer::Retry, Timer::Deadline]);
+        self.next_attempt = 0;
+        self.last_attempt_started = None;
+        match cause {
+            Cause::Unauthorized => inc(&mut io.counters.unauthorized_logouts),
+            _ => inc(&mut io.counters.logouts),
+        }
+        if self.access != Access::Unknown {
+            self.set_access(io, now, Access::Unknown, cause);
+        } else {
+            self.cause = Some(cause);
+        }
+        io.push(Event::SessionEnded { cause });
+        settled(io, first);
+    }
+}
+
+/// The entitlement part with a machine of its own and no tokens: one session's entitlement at
+/// a time, for drivers that keep tokens themselves. `N` is the retry schedule's capacity (R6).
+/// A [`Session`](crate::Session) contains the same part and adds tokens (R9, R11).
+///
+/// Inputs are bounded in time, allocate nothing, never panic and never fail for lack of
+/// room (R12).
+#[derive(Clone, Debug)]
+pub struct Gate<const N: usize = 8> {
+    config: GateConfig,
+    io: Shared<Event, EVENT_CAPACITY>,
+    part: Entitlement<N>,
 }
 
 impl<const N: usize> Gate<N> {
@@ -330,23 +720,8 @@ impl<const N: usize> Gate<N> {
         }
         Ok(Gate {
             config,
-            rng: fastrand::Rng::with_seed(seed),
-            generation: Generation(0),
-            signed_in: false,
-            token: TokenHandle(0),
-            access: Access::Unknown,
-            cause: None,
-            last_failure: None,
-            last_now: Instant::ZERO,
-            in_flight: None,
-            next_attempt: 0,
-            last_attempt_started: None,
-            streak: None,
-            timers: [None; 3],
-            retry_due: false,
-            pending_check: None,
-            events: heapless::Deque::new(),
-            counters: Counters::default(),
+            io: Shared::new(seed),
+            part: Entitlement::new(),
         })
     }
 
@@ -358,438 +733,134 @@ impl<const N: usize> Gate<N> {
     }
     /// Current access.
     pub fn access(&self) -> Access {
-        self.access
+        self.part.access()
     }
     /// Current generation.
     pub fn generation(&self) -> Generation {
-        self.generation
+        self.io.generation
     }
     /// Whether a session is active.
     pub fn signed_in(&self) -> bool {
-        self.signed_in
+        self.part.signed_in()
     }
     /// The token handle of the current session.
     pub fn token(&self) -> TokenHandle {
-        self.token
+        self.part.token
     }
     /// The counters (R13).
     pub fn counters(&self) -> &Counters {
-        &self.counters
+        &self.io.counters
     }
     /// Whether the current generation still owes a definitive answer (a check is in flight or
     /// will be retried). While this is true, [`Gate::poll_timeout`] is `Some`.
     pub fn check_owed(&self) -> bool {
-        self.signed_in && (self.in_flight.is_some() || self.streak.is_some())
+        self.part.check_owed()
+    }
+    /// Whether the immediate check of the current generation (attempt 0, R3) is still running.
+    pub fn first_check_running(&self) -> bool {
+        self.part.first_check_running()
     }
     /// The fail-closed deadline while it is ahead (R5).
     pub fn deadline(&self) -> Option<Instant> {
-        self.streak.filter(|s| !s.failed_closed).map(|s| s.deadline)
+        self.part.deadline()
     }
     /// A snapshot for rendering.
     pub fn status(&self) -> Status {
-        Status {
-            access: self.access,
-            cause: self.cause,
-            signed_in: self.signed_in,
-            generation: self.generation,
-            reverifying_until: self.deadline(),
-            probing: self.streak.is_some_and(|s| s.failed_closed),
-            attempt_in_flight: self.in_flight,
-            next_attempt: self.timers[Timer::Retry as usize],
-            last_failure: self.last_failure,
-        }
+        self.part.status(&self.io)
     }
     /// The latest `now` any input carried (inputs with an earlier `now` are treated as
     /// happening at this instant).
     pub fn last_now(&self) -> Instant {
-        self.last_now
-    }
-    /// Mutable counters, for the session layer's refresh counts.
-    pub(crate) fn counters_mut(&mut self) -> &mut Counters {
-        &mut self.counters
-    }
-    /// Free slots in the event queue.
-    pub fn event_room(&self) -> usize {
-        EVENT_CAPACITY - self.events.len()
+        self.io.now
     }
 
     // ---- inputs ----
 
+    fn input<R>(&mut self, now: Instant, f: impl FnOnce(&mut Entitlement<N>, &GateConfig, &mut Shared<Event, EVENT_CAPACITY>, Instant) -> R) -> R {
+        let now = self.io.advance(now);
+        let cfg = &self.config;
+        self.part.step(cfg, &mut self.io, now, |part, io| f(part, cfg, io, now))
+    }
+
     /// A session started with the token behind `token`: a new generation, access `Unknown`,
     /// and an immediate check (attempt 0, R3). Starting a session while one is active ends
     /// the old one first (cause `LoggedOut`).
-    pub fn start_session(&mut self, now: Instant, token: TokenHandle) -> Result<Generation, InputError> {
-        self.input(now, |g, now| {
-            if g.signed_in {
-                g.end_session(Cause::LoggedOut);
-            }
-            g.generation.bump();
-            g.signed_in = true;
-            g.token = token;
-            g.last_failure = None;
-            g.start_attempt(now);
-            Ok(g.generation)
-        })
+    pub fn start_session(&mut self, now: Instant, token: TokenHandle) -> Generation {
+        self.input(now, |p, cfg, io, now| p.start_session(cfg, io, now, token))
     }
 
     /// The token was refreshed: a new generation whose immediate check follows R3. Access is
     /// kept (a grant stays a grant while re-checking); an older retry loop ends (R10); a
-    /// pending fail-closed deadline stays where it is (R5).
-    pub fn token_refreshed(&mut self, now: Instant, token: TokenHandle) -> Result<Generation, InputError> {
-        self.input(now, |g, now| {
-            if !g.signed_in {
-                return Err(InputError::NotSignedIn);
-            }
-            g.generation.bump();
-            g.token = token;
-            g.next_attempt = 0;
-            g.start_attempt(now);
-            Ok(g.generation)
-        })
+    /// pending fail-closed deadline stays where it is (R5). Refused when signed out (time
+    /// still passes).
+    pub fn token_refreshed(&mut self, now: Instant, token: TokenHandle) -> Result<Generation, NotSignedIn> {
+        self.input(now, |p, cfg, io, now| p.token_refreshed(cfg, io, now, token))
     }
 
     /// The app logged out: a new generation, access `Unknown`, nothing pending. A no-op when
     /// signed out.
-    pub fn logout(&mut self, now: Instant) -> Result<(), InputError> {
-        self.input(now, |g, _| {
-            if g.signed_in {
-                g.end_session(Cause::LoggedOut);
-            }
-            Ok(())
-        })
+    pub fn logout(&mut self, now: Instant) {
+        self.input(now, |p, _, io, now| p.end(io, now, Cause::LoggedOut))
     }
 
     /// The session was found unauthorized outside a check (a rejected token refresh, R11):
     /// ends it like a 401 does (R8). A no-op when signed out.
-    pub fn unauthorized(&mut self, now: Instant) -> Result<(), InputError> {
-        self.input(now, |g, _| {
-            if g.signed_in {
-                g.end_session(Cause::Unauthorized);
-            }
-            Ok(())
-        })
+    pub fn unauthorized(&mut self, now: Instant) {
+        self.input(now, |p, _, io, now| p.end(io, now, Cause::Unauthorized))
     }
 
     /// A transient failure outside a check, such as a token refresh that could not reach the
     /// backend. It starts the fail-closed clock like a failed check would (R5), so a device
     /// that cannot refresh cannot keep a grant past the deadline either, and it schedules a
     /// re-check from the retry plan (R6). A no-op while a check is in flight (that check
-    /// decides) or when a retry is already planned.
-    pub fn transient_failure(&mut self, now: Instant, class: TransientClass) -> Result<(), InputError> {
-        self.input(now, |g, now| {
-            if !g.signed_in {
-                return Err(InputError::NotSignedIn);
-            }
-            if g.in_flight.is_none() && g.timers[Timer::Retry as usize].is_none() && !g.retry_due {
-                g.note_failure(now, class, FailureDetail::of_class(class));
-                g.attempt_failed(now, class, None, false);
-            }
-            Ok(())
-        })
+    /// decides) or when a retry is already planned. Refused when signed out (time still
+    /// passes).
+    pub fn transient_failure(&mut self, now: Instant, class: TransientClass) -> Result<(), NotSignedIn> {
+        self.input(now, |p, cfg, io, now| p.transient_failure(cfg, io, now, class))
     }
 
     /// The outcome of the attempt `(generation, attempt)`. A result for another generation
     /// or for an attempt that already finished or timed out is dropped and counted (R10).
-    pub fn handle_check_result(
-        &mut self,
-        now: Instant,
-        generation: Generation,
-        attempt: u32,
-        outcome: CheckOutcome,
-    ) -> Result<(), InputError> {
-        self.input(now, |g, now| {
-            if !g.signed_in || generation != g.generation || g.in_flight != Some(attempt) {
-                inc(&mut g.counters.stale_dropped);
-                debug!("stale result dropped: gen {} attempt {}", generation.0, attempt);
-                g.push(Event::StaleResult { generation, attempt });
-                return Ok(());
-            }
-            match outcome {
-                CheckOutcome::Granted => g.definitive(Access::Granted),
-                CheckOutcome::Denied => g.definitive(Access::Denied),
-                CheckOutcome::Unauthorized => g.end_session(Cause::Unauthorized), // R8
-                CheckOutcome::Transient {
-                    class,
-                    retry_after,
-                    detail,
-                } => {
-                    g.note_failure(now, class, detail);
-                    g.attempt_failed(now, class, retry_after, true)
-                }
-            }
-            Ok(())
+    pub fn handle_check_result(&mut self, now: Instant, generation: Generation, attempt: u32, outcome: CheckOutcome) {
+        self.input(now, |p, cfg, io, now| {
+            p.check_result(cfg, io, now, generation, attempt, outcome);
         })
     }
 
     /// Time passed: fires every timer due at `now`. Harmless when called early or twice.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), InputError> {
-        self.input(now, |_, _| Ok(()))
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.input(now, |_, _, _, _| ())
     }
 
     /// The app asks for a re-check now (a "retry" button on a locked screen). Starts an
     /// attempt unless one is in flight (then a no-op). Rate-limited to one per
     /// `min_recheck_interval` since the last attempt started. The fail-closed deadline does
-    /// not move.
-    pub fn recheck_now(&mut self, now: Instant) -> Result<(), InputError> {
-        self.input(now, |g, now| {
-            if !g.signed_in {
-                return Err(InputError::NotSignedIn);
-            }
-            if g.in_flight.is_some() || g.retry_due {
-                return Ok(()); // a check is running or starts with this very input
-            }
-            if let Some(last) = g.last_attempt_started {
-                let retry_at = last + g.config.min_recheck_interval;
-                if now < retry_at {
-                    return Err(InputError::RateLimited { retry_at });
-                }
-            }
-            g.start_attempt(now);
-            Ok(())
-        })
+    /// not move. A refused re-check still lets time pass: due timers fire.
+    pub fn recheck_now(&mut self, now: Instant) -> Result<(), RecheckError> {
+        self.input(now, |p, cfg, io, now| p.recheck_now(cfg, io, now))
     }
 
     // ---- outputs ----
 
     /// The check to start now, if any. Poll after every input.
     pub fn poll_check(&mut self) -> Option<CheckRequest> {
-        self.pending_check.take()
+        self.io.take_check()
     }
 
-    /// The next event, if any. Drain after every input: inputs are refused while the queue
-    /// has less than [`MAX_EVENTS_PER_INPUT`] free slots.
+    /// A check handed out earlier whose result no longer matters (it timed out, or a refresh,
+    /// logout or answer superseded it): the driver may stop it. Its result, if it still
+    /// arrives, is dropped as stale (R10).
+    pub fn poll_cancel(&mut self) -> Option<(Generation, u32)> {
+        self.io.cancel_check.take()
+    }
+
+    /// The next event, if any. Drain after every input.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.io.pop_event()
     }
 
     /// When to call [`Gate::handle_timeout`] next. `None` only when nothing is owed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
-    }
-
-    // ---- internals ----
-
-    /// Common prologue of every input: refuse when the event queue lacks room (R12), keep
-    /// time monotonic, and fire due timers first so an input arriving after the deadline
-    /// sees the gate already failed closed (R5, to the tick).
-    /// Runs one input: the prologue ([`Gate::begin`]), the input itself, then the retry that
-    /// came due in the prologue if the input neither started a check nor ended the session.
-    fn input<R>(
-        &mut self,
-        now: Instant,
-        f: impl FnOnce(&mut Self, Instant) -> Result<R, InputError>,
-    ) -> Result<R, InputError> {
-        let now = self.begin(now)?;
-        let r = f(self, now);
-        if core::mem::take(&mut self.retry_due) && self.signed_in && self.in_flight.is_none() {
-            self.start_attempt(now);
-        }
-        r
-    }
-
-    fn begin(&mut self, now: Instant) -> Result<Instant, InputError> {
-        if self.event_room() < MAX_EVENTS_PER_INPUT {
-            return Err(InputError::QueueFull);
-        }
-        let now = now.max(self.last_now);
-        self.last_now = now;
-        for _ in 0..MAX_TIMER_STEPS {
-            let due = TIMERS
-                .iter()
-                .filter_map(|&t| self.timers[t as usize].filter(|&at| at <= now).map(|at| (at, t)))
-                .min_by_key(|&(at, t)| (at, t as usize));
-            let Some((at, timer)) = due else { break };
-            self.timers[timer as usize] = None;
-            match timer {
-                Timer::Attempt => {
-                    self.note_failure(
-                        at,
-                        TransientClass::Timeout,
-                        FailureDetail::Net(NetFailure::Timeout),
-                    );
-                    self.attempt_failed(at, TransientClass::Timeout, None, true)
-                }
-                // Started at the end of the input, unless the input itself starts a check or
-                // ends the session: a retry superseded by this input is never started.
-                Timer::Retry => self.retry_due = true,
-                Timer::Deadline => self.fail_closed(at),
-            }
-        }
-        Ok(now)
-    }
-
-    fn push(&mut self, e: Event) {
-        // begin() guarantees room for the worst case of one input, so this cannot fail; if it
-        // ever did, the loss is counted rather than silent.
-        if self.events.push_back(e).is_err() {
-            inc(&mut self.counters.events_lost);
-        }
-    }
-
-    fn set_access(&mut self, to: Access, cause: Cause) {
-        let from = self.access;
-        if from == to && self.cause == Some(cause) {
-            return;
-        }
-        self.access = to;
-        self.cause = Some(cause);
-        info!("access {:?} -> {:?} ({:?})", from, to, cause);
-        self.push(Event::AccessChanged { from, to, cause });
-    }
-
-    fn start_attempt(&mut self, now: Instant) {
-        let attempt = self.next_attempt;
-        self.next_attempt = self.next_attempt.saturating_add(1);
-        self.in_flight = Some(attempt);
-        self.last_attempt_started = Some(now);
-        self.timers[Timer::Attempt as usize] = Some(now + self.config.attempt_timeout);
-        self.timers[Timer::Retry as usize] = None;
-        inc(&mut self.counters.attempts);
-        self.pending_check = Some(CheckRequest {
-            generation: self.generation,
-            attempt,
-            token: self.token,
-            timeout: self.config.attempt_timeout,
-            started: now,
-        });
-        self.push(Event::CheckStarted {
-            generation: self.generation,
-            attempt,
-        });
-    }
-
-    fn finish_attempt(&mut self) {
-        self.in_flight = None;
-        self.pending_check = None;
-        self.timers[Timer::Attempt as usize] = None;
-    }
-
-    fn definitive(&mut self, answer: Access) {
-        self.finish_attempt();
-        // R1/R2: a definitive answer ends the streak, its retries and its deadline.
-        let was_failed_closed = self.streak.is_some_and(|s| s.failed_closed)
-            || (self.access == Access::Denied && self.cause == Some(Cause::FailedClosed));
-        self.streak = None;
-        self.timers[Timer::Retry as usize] = None;
-        self.timers[Timer::Deadline as usize] = None;
-        match answer {
-            Access::Granted => {
-                inc(&mut self.counters.grants);
-                if self.access != Access::Granted {
-                    let cause = if was_failed_closed {
-                        inc(&mut self.counters.recoveries);
-                        Cause::Recovered // R7
-                    } else {
-                        Cause::ServerGranted
-                    };
-                    self.set_access(Access::Granted, cause);
-                }
-            }
-            _ => {
-                inc(&mut self.counters.denials);
-                self.set_access(Access::Denied, Cause::ServerDenied); // R2
-            }
-        }
-    }
-
-    /// A transient failure at `at`: of the attempt in flight (`from_check`), or of a token
-    /// refresh (then no attempt is in flight and the session counts it).
-    fn attempt_failed(
-        &mut self,
-        at: Instant,
-        class: TransientClass,
-        retry_after: Option<Duration>,
-        from_check: bool,
-    ) {
-        let attempt = self.in_flight.unwrap_or(self.next_attempt);
-        self.finish_attempt();
-        if from_check {
-            inc(&mut self.counters.transient[class.index()]);
-        }
-        let cfg = self.config;
-        let mut streak = match self.streak {
-            Some(s) => s,
-            None => {
-                // R5: the first transient failure fixes the deadline; it never moves.
-                let s = Streak {
-                    deadline: at + cfg.budget,
-                    failed_closed: false,
-                    retries: RetrySchedule::new(at),
-                    probes: None,
-                };
-                self.timers[Timer::Deadline as usize] = Some(s.deadline);
-                s
-            }
-        };
-        let next = match (streak.failed_closed, streak.probes.as_mut()) {
-            // R7: keep probing until a definitive answer: the next ramp slot or period point
-            // after this failure; Retry-After replaces it (floored 1 s, capped at the period).
-            (true, Some(probes)) => Some(probes.next_probe(&cfg.probe, at, retry_after, &mut self.rng)),
-            // R6: the next stratified slot (or the final window) still ahead; Retry-After
-            // replaces the drawn instant, and a server slot past the deadline is still used
-            // (the deadline does not move). No retry left: wait for the deadline, then probe.
-            _ => streak.retries.next_retry(&cfg, at, retry_after, &mut self.rng),
-        };
-        self.streak = Some(streak);
-        self.timers[Timer::Retry as usize] = next;
-        let deadline = self.deadline();
-        debug!("check failed: attempt {} class {:?}", attempt, class);
-        if !from_check {
-            return;
-        }
-        self.push(Event::CheckFailed {
-            generation: self.generation,
-            attempt,
-            class,
-            detail: self.last_failure.map_or(FailureDetail::None, |f| f.detail),
-            next_attempt: next,
-            deadline,
-        });
-    }
-
-    /// Remembers the failure for [`Status::last_failure`] (R13).
-    fn note_failure(&mut self, at: Instant, class: TransientClass, detail: FailureDetail) {
-        self.last_failure = Some(LastFailure { class, detail, at });
-    }
-
-    fn fail_closed(&mut self, at: Instant) {
-        let Some(mut streak) = self.streak else { return };
-        streak.failed_closed = true;
-        inc(&mut self.counters.failed_closed);
-        // R5: no definitive answer by the deadline. A server denial stays a denial.
-        if self.access != Access::Denied {
-            self.set_access(Access::Denied, Cause::FailedClosed);
-        }
-        // R7: the probe plan starts here (a random per-device phase); the first probe is
-        // planned now unless an attempt is in flight or a server slot is pending (their
-        // failure plans the next probe from the same plan).
-        let mut probes = ProbeSchedule::new(at, &self.config.probe, &mut self.rng);
-        if self.in_flight.is_none() && self.timers[Timer::Retry as usize].is_none() && !self.retry_due {
-            self.timers[Timer::Retry as usize] =
-                Some(probes.next_probe(&self.config.probe, at, None, &mut self.rng));
-        }
-        streak.probes = Some(probes);
-        self.streak = Some(streak);
-    }
-
-    fn end_session(&mut self, cause: Cause) {
-        self.finish_attempt();
-        self.generation.bump(); // R10: anything in flight is now stale
-        self.signed_in = false;
-        self.streak = None;
-        self.timers = [None; 3];
-        self.retry_due = false;
-        self.next_attempt = 0;
-        self.last_attempt_started = None;
-        match cause {
-            Cause::Unauthorized => inc(&mut self.counters.unauthorized_logouts),
-            _ => inc(&mut self.counters.logouts),
-        }
-        if self.access != Access::Unknown {
-            self.set_access(Access::Unknown, cause);
-        } else {
-            self.cause = Some(cause);
-        }
-        self.push(Event::SessionEnded { cause });
+        self.io.timers.next_expiry()
     }
 }

@@ -31,14 +31,14 @@
 //!
 //! let mut gate: Gate = Gate::new(GateConfig::DEFAULT, /* per-device seed */ 0x5eed).unwrap();
 //! let mut now = Instant::ZERO;
-//! gate.start_session(now, TokenHandle(1)).unwrap();
+//! gate.start_session(now, TokenHandle(1));
 //!
 //! for _ in 0..100 {
 //!     // 1. Start the requested checks (a real driver spawns them; this one answers at once).
 //!     while let Some(req) = gate.poll_check() {
 //!         let (status, body) = http_get(req.attempt);
 //!         let outcome = classify(status, None, body, gate.config().max_body);
-//!         gate.handle_check_result(now, req.generation, req.attempt, outcome).unwrap();
+//!         gate.handle_check_result(now, req.generation, req.attempt, outcome);
 //!     }
 //!     // 2. Drain events (log them, update the UI).
 //!     while let Some(event) = gate.poll_event() {
@@ -50,7 +50,7 @@
 //!     match gate.poll_timeout() {
 //!         Some(at) => {
 //!             now = at;
-//!             gate.handle_timeout(now).unwrap();
+//!             gate.handle_timeout(now);
 //!         }
 //!         None => break, // nothing owed: a definitive answer arrived
 //!     }
@@ -96,27 +96,31 @@ mod fmt;
 mod classify;
 mod config;
 mod detail;
+mod error;
 mod gate;
 mod json;
+mod machine;
 mod report;
 mod schedule;
 mod session;
 mod time;
+mod timer;
 
 pub use classify::{
-    classify, parse_check_body, parse_retry_after, BodyError, CheckOutcome, TransientClass, MAX_JSON_DEPTH,
+    classify, classify_refresh, parse_check_body, parse_retry_after, BodyError, CheckOutcome, RefreshOutcome,
+    TransientClass, MAX_JSON_DEPTH,
 };
 pub use config::{Backoff, ConfigError, GateConfig, Probing, Retries, Which};
 pub use detail::{FailureDetail, LastFailure, NetFailure, TlsFailure};
+pub use error::{header_safe, NotSignedIn, RecheckError, SignInError, TokenRequestError};
 pub use gate::{
-    Access, Cause, CheckRequest, Counters, Event, Gate, Generation, InputError, Status, TokenHandle,
-    EVENT_CAPACITY, MAX_EVENTS_PER_INPUT,
+    Access, Cause, CheckRequest, Counters, Event, Gate, Generation, Status, TokenHandle, EVENT_CAPACITY,
+    MAX_EVENTS_PER_INPUT,
 };
 pub use report::{access_name, write_event_json, write_final_json, Verdict};
 pub use schedule::{retry_after_delay, ProbeSchedule, RetrySchedule};
 pub use session::{
-    classify_refresh, Action, RefreshId, RefreshOutcome, RefreshRequest, Session, SessionConfig,
-    SessionError, SessionEvent, TokenReply, WaitError, WaiterId, DEFAULT_TOKEN_CAPACITY,
-    SESSION_EVENT_CAPACITY,
+    Action, RefreshId, RefreshRequest, Session, SessionConfig, SessionEvent, TokenReply, WaitError, WaiterId,
+    DEFAULT_TOKEN_CAPACITY, SESSION_EVENT_CAPACITY,
 };
 pub use time::{Duration, Instant};

@@ -130,6 +130,11 @@ pub fn write_event_json<W: Write>(
             "\"event\":\"stale_result\",\"generation\":{},\"attempt\":{attempt}",
             generation.0
         )?,
+        SessionEvent::Gate(Event::FirstCheckSettled { generation }) => write!(
+            w,
+            "\"event\":\"first_check_settled\",\"generation\":{}",
+            generation.0
+        )?,
         SessionEvent::Gate(Event::SessionEnded { cause }) => {
             write!(w, "\"event\":\"session_ended\",\"cause\":\"{}\"", cause.name())?
         }

@@ -35,15 +35,14 @@ fn take_check(g: &mut Gate<8>) -> CheckRequest {
 
 #[track_caller]
 fn answer(g: &mut Gate<8>, now: Instant, req: CheckRequest, o: CheckOutcome) {
-    g.handle_check_result(now, req.generation, req.attempt, o)
-        .unwrap();
+    g.handle_check_result(now, req.generation, req.attempt, o);
     events(g);
 }
 
 /// Signed in and granted at T0.
 fn granted() -> Gate<8> {
     let mut g = gate();
-    g.start_session(T0, TokenHandle(1)).unwrap();
+    g.start_session(T0, TokenHandle(1));
     let r = take_check(&mut g);
     answer(&mut g, T0, r, GRANT);
     assert_eq!(g.access(), Access::Granted);
@@ -53,9 +52,9 @@ fn granted() -> Gate<8> {
 /// Drives the gate to its next timer; answers any started check with `o` at once.
 fn step(g: &mut Gate<8>, o: CheckOutcome) -> Instant {
     let at = g.poll_timeout().expect("something is owed");
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     if let Some(r) = g.poll_check() {
-        g.handle_check_result(at, r.generation, r.attempt, o).unwrap();
+        g.handle_check_result(at, r.generation, r.attempt, o);
     }
     events(g);
     at
@@ -67,7 +66,7 @@ fn step(g: &mut Gate<8>, o: CheckOutcome) -> Instant {
 fn session_start_checks_at_once_and_a_grant_resolves_it() {
     let mut g = gate();
     assert_eq!(g.access(), Access::Unknown);
-    let gen = g.start_session(T0, TokenHandle(7)).unwrap();
+    let gen = g.start_session(T0, TokenHandle(7));
     let r = take_check(&mut g);
     assert_eq!(
         (r.generation, r.attempt, r.token, r.started),
@@ -75,7 +74,7 @@ fn session_start_checks_at_once_and_a_grant_resolves_it() {
     );
     assert_eq!(r.timeout, secs(10));
     assert_eq!(g.poll_timeout(), Some(T0 + secs(10)));
-    g.handle_check_result(T0 + ms(30), gen, 0, GRANT).unwrap();
+    g.handle_check_result(T0 + ms(30), gen, 0, GRANT);
     assert_eq!(
         events(&mut g),
         [
@@ -87,7 +86,8 @@ fn session_start_checks_at_once_and_a_grant_resolves_it() {
                 from: Access::Unknown,
                 to: Access::Granted,
                 cause: Cause::ServerGranted
-            }
+            },
+            Event::FirstCheckSettled { generation: gen }
         ]
     );
     assert_eq!(g.poll_timeout(), None, "nothing owed after a definitive answer");
@@ -108,7 +108,7 @@ fn token_refresh_needs_a_session() {
     let mut g = gate();
     assert_eq!(
         g.token_refreshed(T0, TokenHandle(1)),
-        Err(InputError::NotSignedIn)
+        Err(NotSignedIn)
     );
 }
 
@@ -142,7 +142,7 @@ fn transient_failure_keeps_grant_until_deadline_then_fails_closed_to_the_tick() 
     assert_eq!(g.status().reverifying_until, Some(deadline));
     loop {
         let at = g.poll_timeout().unwrap();
-        g.handle_timeout(at).unwrap();
+        g.handle_timeout(at);
         if at < deadline {
             assert_eq!(
                 g.access(),
@@ -162,7 +162,7 @@ fn transient_failure_keeps_grant_until_deadline_then_fails_closed_to_the_tick() 
                 "attempt {} too late",
                 r.attempt
             );
-            g.handle_check_result(at, r.generation, r.attempt, FAIL).unwrap();
+            g.handle_check_result(at, r.generation, r.attempt, FAIL);
         }
         events(&mut g);
     }
@@ -173,13 +173,13 @@ fn transient_failure_keeps_grant_until_deadline_then_fails_closed_to_the_tick() 
 #[test]
 fn unknown_becomes_denied_at_the_deadline_when_nothing_answers() {
     let mut g = gate();
-    g.start_session(T0, TokenHandle(1)).unwrap();
+    g.start_session(T0, TokenHandle(1));
     take_check(&mut g);
     // Nothing ever answers: every attempt times out.
     let mut last = T0;
     while g.access() == Access::Unknown {
         last = g.poll_timeout().unwrap();
-        g.handle_timeout(last).unwrap();
+        g.handle_timeout(last);
         g.poll_check();
         events(&mut g);
     }
@@ -199,7 +199,7 @@ fn a_refresh_does_not_move_the_deadline() {
     let r = take_check(&mut g);
     answer(&mut g, T0 + secs(100), r, FAIL);
     assert_eq!(g.deadline(), Some(deadline));
-    g.handle_timeout(deadline).unwrap();
+    g.handle_timeout(deadline);
     assert_eq!(g.access(), Access::Denied);
 }
 
@@ -212,11 +212,10 @@ fn a_result_arriving_after_the_deadline_sees_the_gate_failed_closed_first() {
     let deadline = g.deadline().unwrap();
     // The driver oversleeps: the next attempt starts late, its grant arrives after the deadline.
     let at = g.poll_timeout().unwrap();
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     let r = take_check(&mut g);
     events(&mut g);
-    g.handle_check_result(deadline + secs(1), r.generation, r.attempt, GRANT)
-        .unwrap_or(());
+    g.handle_check_result(deadline + secs(1), r.generation, r.attempt, GRANT);
     let ev = events(&mut g);
     assert!(ev.contains(&Event::AccessChanged {
         from: Access::Granted,
@@ -232,10 +231,10 @@ fn setting_the_clock_back_buys_nothing() {
     let r = take_check(&mut g);
     answer(&mut g, T0 + secs(50), r, FAIL);
     let deadline = g.deadline().unwrap();
-    g.handle_timeout(deadline).unwrap();
+    g.handle_timeout(deadline);
     assert_eq!(g.access(), Access::Denied);
     // An input with an earlier `now` is treated as happening at the latest time seen.
-    g.handle_timeout(T0).unwrap();
+    g.handle_timeout(T0);
     assert_eq!(g.access(), Access::Denied);
     assert_eq!(g.deadline(), None);
 }
@@ -248,7 +247,7 @@ fn retry_k_lands_in_its_slice_of_the_spread_window_and_the_last_in_the_final_win
     // 10 s), the 8th in [deadline - 20 s, deadline - 10 s], whatever the seed.
     for seed in 0..100 {
         let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, seed).unwrap();
-        g.start_session(T0, TokenHandle(1)).unwrap();
+        g.start_session(T0, TokenHandle(1));
         let r = take_check(&mut g);
         answer(&mut g, T0, r, FAIL);
         let deadline = g.deadline().unwrap();
@@ -282,12 +281,12 @@ fn a_retry_whose_slice_has_passed_goes_into_the_next_slice_still_ahead() {
     g.token_refreshed(T0, TokenHandle(2)).unwrap();
     let _ = take_check(&mut g);
     let first_failure = T0 + secs(10);
-    g.handle_timeout(first_failure).unwrap(); // attempt 0 timed out
+    g.handle_timeout(first_failure); // attempt 0 timed out
     events(&mut g);
     let mut starts = vec![];
     while g.deadline().is_some() {
         let at = g.poll_timeout().unwrap();
-        g.handle_timeout(at).unwrap();
+        g.handle_timeout(at);
         if g.poll_check().is_some() {
             starts.push(at - first_failure);
         }
@@ -316,9 +315,9 @@ fn devices_that_fail_together_retry_at_different_times() {
     let firsts: Vec<Instant> = (0..20u64)
         .map(|seed| {
             let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, seed).unwrap();
-            g.start_session(T0, TokenHandle(1)).unwrap();
+            g.start_session(T0, TokenHandle(1));
             let r = g.poll_check().unwrap();
-            g.handle_check_result(T0, r.generation, 0, FAIL).unwrap();
+            g.handle_check_result(T0, r.generation, 0, FAIL);
             g.status().next_attempt.unwrap()
         })
         .collect();
@@ -336,12 +335,12 @@ fn retry_after_replaces_the_jittered_delay_and_is_floored_and_capped() {
     answer(&mut g, T0, r, retry_after(7));
     assert_eq!(g.status().next_attempt, Some(T0 + secs(7)));
     let at = g.poll_timeout().unwrap();
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     let r = take_check(&mut g);
     answer(&mut g, at, r, retry_after(0));
     assert_eq!(g.status().next_attempt, Some(at + secs(1)), "floored at 1 s");
     let at = g.poll_timeout().unwrap();
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     let r = take_check(&mut g);
     answer(&mut g, at, r, retry_after(100_000));
     assert_eq!(
@@ -360,10 +359,10 @@ fn a_retry_after_slot_past_the_deadline_keeps_the_deadline_and_is_still_used() {
     let deadline = g.deadline().unwrap();
     assert_eq!(deadline, T0 + secs(120));
     assert_eq!(g.poll_timeout(), Some(deadline));
-    g.handle_timeout(deadline).unwrap();
+    g.handle_timeout(deadline);
     assert_eq!(g.access(), Access::Denied);
     assert_eq!(g.poll_timeout(), Some(T0 + secs(300)));
-    g.handle_timeout(T0 + secs(300)).unwrap();
+    g.handle_timeout(T0 + secs(300));
     let r = take_check(&mut g);
     answer(&mut g, T0 + secs(301), r, GRANT);
     assert_eq!(g.status().cause, Some(Cause::Recovered));
@@ -377,7 +376,7 @@ fn after_failing_closed_probes_fill_the_ramp_then_run_at_phase_plus_k_periods() 
     let mut phases = vec![];
     for seed in 0..50 {
         let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, seed).unwrap();
-        g.start_session(T0, TokenHandle(1)).unwrap();
+        g.start_session(T0, TokenHandle(1));
         let r = take_check(&mut g);
         answer(&mut g, T0, r, GRANT);
         g.token_refreshed(T0, TokenHandle(2)).unwrap();
@@ -449,9 +448,9 @@ fn a_probe_that_hangs_keeps_the_period_grid() {
     let first = step(&mut g, FAIL);
     let at = g.poll_timeout().unwrap();
     assert_eq!(at, first + secs(300));
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     let _hangs = take_check(&mut g);
-    g.handle_timeout(at + secs(10)).unwrap(); // timed out
+    g.handle_timeout(at + secs(10)); // timed out
     events(&mut g);
     assert_eq!(g.poll_timeout(), Some(at + secs(300)));
 }
@@ -463,8 +462,7 @@ fn unauthorized_logs_out_without_retry() {
     let mut g = granted();
     g.token_refreshed(T0, TokenHandle(2)).unwrap();
     let r = take_check(&mut g);
-    g.handle_check_result(T0, r.generation, r.attempt, CheckOutcome::Unauthorized)
-        .unwrap();
+    g.handle_check_result(T0, r.generation, r.attempt, CheckOutcome::Unauthorized);
     let ev = events(&mut g);
     assert!(ev.contains(&Event::SessionEnded {
         cause: Cause::Unauthorized
@@ -489,8 +487,7 @@ fn results_of_an_older_generation_change_nothing() {
     g.token_refreshed(T0 + secs(1), TokenHandle(3)).unwrap();
     let new = take_check(&mut g);
     let before = g.status();
-    g.handle_check_result(T0 + secs(2), old.generation, old.attempt, DENY)
-        .unwrap();
+    g.handle_check_result(T0 + secs(2), old.generation, old.attempt, DENY);
     assert_eq!(g.status(), before);
     assert_eq!(g.counters().stale_dropped, 1);
     answer(&mut g, T0 + secs(2), new, GRANT);
@@ -500,28 +497,25 @@ fn results_of_an_older_generation_change_nothing() {
 #[test]
 fn nothing_from_a_logged_out_session_can_grant() {
     let mut g = gate();
-    g.start_session(T0, TokenHandle(1)).unwrap();
+    g.start_session(T0, TokenHandle(1));
     let r = take_check(&mut g);
-    g.logout(T0 + secs(1)).unwrap();
-    g.handle_check_result(T0 + secs(2), r.generation, r.attempt, GRANT)
-        .unwrap();
+    g.logout(T0 + secs(1));
+    g.handle_check_result(T0 + secs(2), r.generation, r.attempt, GRANT);
     assert_eq!(g.access(), Access::Unknown);
     assert!(!g.signed_in());
     // Nor from an earlier session once a new one started.
-    g.start_session(T0 + secs(3), TokenHandle(2)).unwrap();
-    g.handle_check_result(T0 + secs(4), r.generation, r.attempt, GRANT)
-        .unwrap();
+    g.start_session(T0 + secs(3), TokenHandle(2));
+    g.handle_check_result(T0 + secs(4), r.generation, r.attempt, GRANT);
     assert_eq!(g.access(), Access::Unknown);
 }
 
 #[test]
 fn a_late_result_of_a_timed_out_attempt_is_stale() {
     let mut g = gate();
-    g.start_session(T0, TokenHandle(1)).unwrap();
+    g.start_session(T0, TokenHandle(1));
     let r = take_check(&mut g);
-    g.handle_timeout(T0 + secs(10)).unwrap();
-    g.handle_check_result(T0 + secs(11), r.generation, r.attempt, GRANT)
-        .unwrap();
+    g.handle_timeout(T0 + secs(10));
+    g.handle_check_result(T0 + secs(11), r.generation, r.attempt, GRANT);
     assert_eq!(g.access(), Access::Unknown);
     assert_eq!(g.counters().stale_dropped, 1);
     assert_eq!(g.counters().transient_of(TransientClass::Timeout), 1);
@@ -534,7 +528,7 @@ fn logout_during_a_retry_loop_ends_it() {
     let r = take_check(&mut g);
     answer(&mut g, T0, r, FAIL);
     assert!(g.poll_timeout().is_some());
-    g.logout(T0 + secs(1)).unwrap();
+    g.logout(T0 + secs(1));
     assert_eq!(g.poll_timeout(), None);
     assert_eq!(g.status().cause, Some(Cause::LoggedOut));
 }
@@ -549,44 +543,63 @@ fn an_early_or_repeated_timeout_does_nothing() {
     answer(&mut g, T0, r, FAIL);
     let before = (g.status(), *g.counters(), g.poll_timeout());
     let at = g.poll_timeout().unwrap();
-    g.handle_timeout(at.saturating_sub(ms(1))).unwrap();
-    g.handle_timeout(T0).unwrap();
+    g.handle_timeout(at.saturating_sub(ms(1)));
+    g.handle_timeout(T0);
     assert_eq!((g.status(), *g.counters(), g.poll_timeout()), before);
     assert!(g.poll_check().is_none());
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     assert!(g.poll_check().is_some());
     events(&mut g);
     let before = (g.status(), *g.counters());
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     assert_eq!((g.status(), *g.counters()), before);
 }
 
 #[test]
-fn a_full_event_queue_refuses_inputs_without_changing_anything() {
+fn an_undrained_event_queue_keeps_the_newest_events_and_counts_the_loss() {
     let mut g = gate();
-    g.start_session(T0, TokenHandle(1)).unwrap();
+    g.start_session(T0, TokenHandle(1));
+    // Never drain: every refresh adds a CheckStarted; inputs still take effect (R12).
     let mut gen = g.generation();
-    // Never drain: refreshes fill the queue until the gate refuses.
-    let mut refused = false;
-    for i in 0..EVENT_CAPACITY {
-        match g.token_refreshed(T0 + secs(i as u64), TokenHandle(2)) {
-            Ok(g2) => gen = g2,
-            Err(e) => {
-                assert_eq!(e, InputError::QueueFull);
-                refused = true;
-                break;
-            }
-        }
+    for i in 0..2 * EVENT_CAPACITY as u64 {
+        gen = g.token_refreshed(T0 + secs(i), TokenHandle(2)).unwrap();
     }
-    assert!(refused);
+    assert_eq!(g.generation(), gen, "every input took effect");
+    let lost = g.counters().events_lost;
+    assert!(lost > 0, "the queue overflowed and said so");
+    let ev = events(&mut g);
+    assert_eq!(ev.len(), EVENT_CAPACITY);
+    // The newest event survived: the last refresh's check start.
     assert_eq!(
-        g.generation(),
-        gen,
-        "a refused input must not bump the generation"
+        ev.last(),
+        Some(&Event::CheckStarted {
+            generation: gen,
+            attempt: 0
+        })
     );
-    assert_eq!(g.counters().events_lost, 0);
+}
+
+#[test]
+fn a_driver_that_drains_after_every_input_never_loses_an_event() {
+    // The worst single input: a session whose attempt 0 times out and whose deadline passes
+    // in the same wake-up, then a new session start over it (7 events, MAX_EVENTS_PER_INPUT).
+    let cfg = GateConfig {
+        attempt_timeout: secs(5),
+        budget: secs(6),
+        retry: accessgate::Retries::fitted(secs(6), secs(5)),
+        ..GateConfig::DEFAULT
+    };
+    let mut g: Gate = Gate::new(cfg, 9).unwrap();
+    g.start_session(T0, TokenHandle(1));
+    let r = take_check(&mut g);
     events(&mut g);
-    assert!(g.token_refreshed(T0 + secs(100), TokenHandle(3)).is_ok());
+    g.handle_check_result(T0, r.generation, r.attempt, CheckOutcome::transient(TransientClass::ServerError));
+    events(&mut g);
+    let late = T0 + secs(60);
+    g.start_session(late, TokenHandle(2));
+    let ev = events(&mut g);
+    assert!(ev.len() <= MAX_EVENTS_PER_INPUT, "{ev:?}");
+    assert_eq!(g.counters().events_lost, 0);
 }
 
 #[test]
@@ -594,7 +607,7 @@ fn recheck_now_is_rate_limited() {
     let mut g = granted();
     assert_eq!(
         g.recheck_now(T0 + secs(1)),
-        Err(InputError::RateLimited {
+        Err(RecheckError::RateLimited {
             retry_at: T0 + secs(5)
         })
     );
@@ -605,7 +618,7 @@ fn recheck_now_is_rate_limited() {
     g.recheck_now(T0 + secs(6)).unwrap();
     assert!(g.poll_check().is_none());
     let mut out = gate();
-    assert_eq!(out.recheck_now(T0), Err(InputError::NotSignedIn));
+    assert_eq!(out.recheck_now(T0), Err(RecheckError::NotSignedIn));
 }
 
 // ---- R13 ----
@@ -632,22 +645,22 @@ fn the_last_planned_retry_watches_the_end_of_the_budget() {
     // caught before failing closed, for every seed (R4 with R6).
     for seed in 0..200 {
         let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, seed).unwrap();
-        g.start_session(T0, TokenHandle(1)).unwrap();
+        g.start_session(T0, TokenHandle(1));
         let r = g.poll_check().unwrap();
-        g.handle_check_result(T0, r.generation, r.attempt, GRANT).unwrap();
+        g.handle_check_result(T0, r.generation, r.attempt, GRANT);
         g.token_refreshed(T0, TokenHandle(2)).unwrap();
         let r = g.poll_check().unwrap();
-        g.handle_check_result(T0, r.generation, r.attempt, FAIL).unwrap();
+        g.handle_check_result(T0, r.generation, r.attempt, FAIL);
         let deadline = g.deadline().unwrap();
         let outage_end = T0 + secs(85);
         let mut last_start = T0;
         while g.deadline().is_some() {
             let at = g.poll_timeout().unwrap();
-            g.handle_timeout(at).unwrap();
+            g.handle_timeout(at);
             if let Some(r) = g.poll_check() {
                 last_start = at;
                 let o = if at < outage_end { FAIL } else { GRANT };
-                g.handle_check_result(at, r.generation, r.attempt, o).unwrap();
+                g.handle_check_result(at, r.generation, r.attempt, o);
             }
             while g.poll_event().is_some() {}
         }
@@ -668,8 +681,7 @@ fn every_failure_carries_its_detail_and_the_last_one_is_in_the_status() {
     let tls = CheckOutcome::transient_with(TransientClass::Tls, FailureDetail::Tls(TlsFailure::Expired));
     g.recheck_now(T0 + secs(10)).unwrap();
     let req = take_check(&mut g);
-    g.handle_check_result(T0 + secs(10), req.generation, req.attempt, tls)
-        .unwrap();
+    g.handle_check_result(T0 + secs(10), req.generation, req.attempt, tls);
     let failed: Vec<_> = events(&mut g)
         .into_iter()
         .filter_map(|e| match e {
@@ -685,18 +697,18 @@ fn every_failure_carries_its_detail_and_the_last_one_is_in_the_status() {
 
     // The attempt timeout is a failure with its own detail.
     let at = g.poll_timeout().unwrap();
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     let req = take_check(&mut g);
-    g.handle_timeout(req.started + req.timeout).unwrap();
+    g.handle_timeout(req.started + req.timeout);
     let last = g.status().last_failure.unwrap();
     assert_eq!(last.detail, FailureDetail::Net(NetFailure::Timeout));
     assert_eq!(last.at, req.started + req.timeout);
     // A definitive answer keeps the history; a new session clears it.
     let at = g.poll_timeout().unwrap();
-    g.handle_timeout(at).unwrap();
+    g.handle_timeout(at);
     let req = take_check(&mut g);
     answer(&mut g, at, req, GRANT);
     assert!(g.status().last_failure.is_some());
-    g.start_session(at + secs(1), TokenHandle(9)).unwrap();
+    g.start_session(at + secs(1), TokenHandle(9));
     assert_eq!(g.status().last_failure, None);
 }

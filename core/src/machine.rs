@@ -1,0 +1,80 @@
+//! What a session machine owns once: the clock, the generation counter, the timer table, the
+//! event queue, the PRNG, the counters and the outputs not yet polled. The entitlement part
+//! ([`crate::gate`]) and the token part ([`crate::session`]) both work on this one value, so
+//! nothing is kept twice and nothing has to be re-synchronised after an input.
+
+use crate::gate::{CheckRequest, Counters, Event, Generation};
+use crate::session::RefreshId;
+use crate::time::Instant;
+use crate::timer::TimerTable;
+
+/// The shared state of one machine. `E` is the event type of its queue (the gate's [`Event`]
+/// for a bare [`Gate`](crate::Gate), [`SessionEvent`](crate::SessionEvent) for a session),
+/// `Q` the queue's capacity.
+#[derive(Clone, Debug)]
+pub(crate) struct Shared<E, const Q: usize> {
+    /// The latest `now` any input carried; inputs with an earlier `now` happen at this instant.
+    pub now: Instant,
+    /// Bumped on every session start, token refresh and session end (R10). It doubles as the
+    /// token handle of a session: a token belongs to exactly one generation.
+    pub generation: Generation,
+    pub timers: TimerTable,
+    pub rng: fastrand::Rng,
+    pub counters: Counters,
+    events: heapless::Deque<E, Q>,
+    /// The check to start, until the driver polls it.
+    pub check: Option<CheckRequest>,
+    /// Whether the attempt in flight was handed to the driver (so ending it early owes the
+    /// driver a cancel).
+    pub check_handed_out: bool,
+    /// A handed-out check that no longer matters, until the driver polls it.
+    pub cancel_check: Option<(Generation, u32)>,
+    /// A handed-out refresh that no longer matters, until the driver polls it.
+    pub cancel_refresh: Option<RefreshId>,
+}
+
+impl<E: From<Event>, const Q: usize> Shared<E, Q> {
+    pub(crate) fn new(seed: u64) -> Self {
+        Shared {
+            now: Instant::ZERO,
+            generation: Generation(0),
+            timers: TimerTable::default(),
+            rng: fastrand::Rng::with_seed(seed),
+            counters: Counters::default(),
+            events: heapless::Deque::new(),
+            check: None,
+            check_handed_out: false,
+            cancel_check: None,
+            cancel_refresh: None,
+        }
+    }
+
+    /// Time passes to `now`, never backwards: the instant every input then works with.
+    pub(crate) fn advance(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    /// Queues an event. Inputs never fail for lack of room (R12): when a driver has not drained
+    /// the queue, the oldest event makes room and the loss is counted.
+    pub(crate) fn push(&mut self, e: impl Into<E>) {
+        if self.events.is_full() {
+            self.events.pop_front();
+            self.counters.events_lost = self.counters.events_lost.saturating_add(1);
+        }
+        let _ = self.events.push_back(e.into());
+    }
+
+    pub(crate) fn pop_event(&mut self) -> Option<E> {
+        self.events.pop_front()
+    }
+
+    /// Hands the pending check to the driver.
+    pub(crate) fn take_check(&mut self) -> Option<CheckRequest> {
+        let c = self.check.take();
+        if c.is_some() {
+            self.check_handed_out = true;
+        }
+        c
+    }
+}
