@@ -6,10 +6,10 @@
 
 use accessgate::{
     Access, Cause, CheckOutcome, CheckRequest, Duration, Event, Generation, Instant, RefreshId,
-    RefreshRequest, SessionConfig, SessionError, SessionEvent, TokenHandle, WaitError, WaiterId,
+    RefreshRequest, SessionConfig, SessionEvent, TokenHandle, WaitError, WaiterId,
 };
 use accessgate_sim::session::{
-    Checker, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Step, Tok, Tolerate,
+    Checker, SessionError, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Step, Tok, Tolerate,
 };
 use accessgate_sim::{Invariant, Violation};
 

@@ -5,10 +5,10 @@
 
 use accessgate::{
     Action, Cause, CheckOutcome, Counters, Duration, Generation, Instant, RefreshId, RefreshOutcome,
-    RefreshRequest, Session, SessionConfig, SessionError, SessionEvent, Status, TokenHandle, TokenReply,
+    RefreshRequest, Session, SessionConfig, SessionEvent, Status, TokenHandle, TokenReply,
     WaitError, WaiterId,
 };
-use accessgate_sim::session::{FixedScenario, SessionMachine, SessionScenario, FAMILIES};
+use accessgate_sim::session::{FixedScenario, SessionError, SessionMachine, SessionScenario, FAMILIES};
 use accessgate_sim::{check_seed, check_seeds, run, Coverage, Invariant};
 
 #[test]
@@ -141,23 +141,23 @@ impl<const K: u8> SessionMachine for Wrong<K> {
         }
     }
     fn sign_in(&mut self, now: Instant, a: &[u8], r: &[u8], e: Duration) -> Result<Generation, SessionError> {
-        let x = self.inner.sign_in(now, a, r, e);
+        let x = SessionMachine::sign_in(&mut self.inner, now, a, r, e);
         self.after_input();
         x
     }
     fn restore(&mut self, now: Instant, a: &[u8], r: &[u8], e: Duration) -> Result<Generation, SessionError> {
-        let x = self.inner.restore(now, a, r, e);
+        let x = SessionMachine::restore(&mut self.inner, now, a, r, e);
         self.after_input();
         x
     }
     fn logout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let x = self.inner.logout(now);
+        let x = SessionMachine::logout(&mut self.inner, now);
         self.after_input();
         x
     }
     fn request_token(&mut self, now: Instant) -> Result<TokenReply, SessionError> {
         let refreshing = self.inner.refresh_in_flight();
-        let x = self.inner.request_token(now);
+        let x = SessionMachine::request_token(&mut self.inner, now);
         match x {
             Ok(TokenReply::Ready(h)) => self.last_handle = Some(h),
             Ok(TokenReply::Wait(id)) => {
@@ -189,7 +189,7 @@ impl<const K: u8> SessionMachine for Wrong<K> {
         attempt: u32,
         outcome: CheckOutcome,
     ) -> Result<(), SessionError> {
-        let x = self.inner.handle_check_result(now, g, attempt, outcome);
+        let x = SessionMachine::handle_check_result(&mut self.inner, now, g, attempt, outcome);
         self.after_input();
         x
     }
@@ -199,17 +199,17 @@ impl<const K: u8> SessionMachine for Wrong<K> {
         id: RefreshId,
         outcome: RefreshOutcome<'_>,
     ) -> Result<(), SessionError> {
-        let x = self.inner.handle_refresh_result(now, id, outcome);
+        let x = SessionMachine::handle_refresh_result(&mut self.inner, now, id, outcome);
         self.after_input();
         x
     }
     fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let x = self.inner.handle_timeout(now);
+        let x = SessionMachine::handle_timeout(&mut self.inner, now);
         self.after_input();
         x
     }
     fn recheck_now(&mut self, now: Instant) -> Result<(), SessionError> {
-        let x = self.inner.recheck_now(now);
+        let x = SessionMachine::recheck_now(&mut self.inner, now);
         self.after_input();
         x
     }

@@ -1,7 +1,7 @@
 //! The seeded driver: one `Gate<N>`, a virtual clock, a "network" that answers, delays,
 //! reorders, duplicates, forges or loses checks, and the [`Checker`] after every step.
 
-use super::model::{Checker, Input, Observed, Reply, Step};
+use super::model::{Checker, Input, InputError, Observed, Reply, Step};
 use crate::runner::{Coverage, Scenario};
 use crate::timefmt::{At, OptAt, Span};
 use crate::Violation;
@@ -374,20 +374,24 @@ impl<const N: usize> GateWorld<N> {
     fn apply(&mut self, now: Instant, input: Input) -> Reply {
         let g = &mut self.gate;
         match input {
-            Input::StartSession { token } => g.start_session(now, token).map(Some),
-            Input::TokenRefreshed { token } => g.token_refreshed(now, token).map(Some),
-            Input::Logout => g.logout(now).map(|()| None),
+            Input::StartSession { token } => Ok(Some(g.start_session(now, token))),
+            Input::TokenRefreshed { token } => g
+                .token_refreshed(now, token)
+                .map(Some)
+                .map_err(|_| InputError::NotSignedIn),
+            Input::Logout => Ok(g.logout(now)).map(|()| None),
             Input::RecheckNow => g.recheck_now(now).map(|()| None),
             Input::CheckResult {
                 generation,
                 attempt,
                 outcome,
-            } => g
-                .handle_check_result(now, generation, attempt, outcome)
-                .map(|()| None),
-            Input::Timeout => g.handle_timeout(now).map(|()| None),
-            Input::Unauthorized => g.unauthorized(now).map(|()| None),
-            Input::TransientFailure { class } => g.transient_failure(now, class).map(|()| None),
+            } => Ok(g.handle_check_result(now, generation, attempt, outcome)).map(|()| None),
+            Input::Timeout => Ok(g.handle_timeout(now)).map(|()| None),
+            Input::Unauthorized => Ok(g.unauthorized(now)).map(|()| None),
+            Input::TransientFailure { class } => g
+                .transient_failure(now, class)
+                .map(|()| None)
+                .map_err(|_| InputError::NotSignedIn),
         }
     }
 
@@ -471,6 +475,7 @@ impl<const N: usize> GateWorld<N> {
                     write!(line, " stale(g{} #{attempt})", generation.0)
                 }
                 Event::SessionEnded { cause } => write!(line, " ended({})", cause.name()),
+                Event::FirstCheckSettled { generation } => write!(line, " settled(g{})", generation.0),
             };
         }
         line

@@ -20,4 +20,4 @@ mod driver;
 mod model;
 
 pub use driver::{family_of, GateScenario, GateWorld, Profile, Tamper, FAMILIES};
-pub use model::{Checker, Input, Observed, Reply, Step};
+pub use model::{Checker, Input, InputError, Observed, Reply, Step};

@@ -558,7 +558,7 @@ impl<M: SessionMachine> SessionWorld<M> {
         }
     }
 
-    fn apply(&mut self, now: Instant, input: Input) -> Result<Reply, accessgate::SessionError> {
+    fn apply(&mut self, now: Instant, input: Input) -> Result<Reply, super::machine::SessionError> {
         let m = &mut self.machine;
         match input {
             Input::SignIn {
@@ -588,7 +588,7 @@ impl<M: SessionMachine> SessionWorld<M> {
                     Ok(Reply::Wait(id))
                 }
                 Err(e) => {
-                    if e == accessgate::SessionError::WaitersFull {
+                    if e == super::machine::SessionError::WaitersFull {
                         self.counts.waiters_full += 1;
                     }
                     Err(e)
@@ -658,6 +658,9 @@ impl<M: SessionMachine> SessionWorld<M> {
                     request,
                     refresh_token: self.machine.refresh_token().map(<[u8]>::to_vec),
                 },
+                // A hostile network keeps cancelled requests: their answers may still arrive
+                // (late, stale), which is what the model checks the machine against (R10).
+                Action::CancelCheck { .. } | Action::CancelRefresh(_) => continue,
             };
             self.step.actions.push(sent);
             if self.step.actions.len() > 8 {
@@ -945,6 +948,7 @@ impl<M: SessionMachine> SessionWorld<M> {
 fn write_gate_event(line: &mut String, e: Event) -> std::fmt::Result {
     match e {
         Event::CheckStarted { generation, attempt } => write!(line, " started(g{} #{attempt})", generation.0),
+        Event::FirstCheckSettled { generation } => write!(line, " settled(g{})", generation.0),
         Event::CheckFailed {
             generation,
             attempt,

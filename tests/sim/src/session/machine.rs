@@ -4,8 +4,54 @@
 
 use accessgate::{
     Action, CheckOutcome, Counters, Duration, Generation, Instant, RefreshId, RefreshOutcome, Session,
-    SessionConfig, SessionError, SessionEvent, Status, TokenHandle, TokenReply, WaitError, WaiterId,
+    RecheckError, SessionConfig, SessionEvent, SignInError, Status, TokenHandle, TokenReply, TokenRequestError,
+    WaitError, WaiterId,
 };
+
+/// Every refusal of a session operation, in one type so the model can compare replies. The core
+/// has one error type per operation ([`SignInError`], [`TokenRequestError`], [`RecheckError`]);
+/// reports of what happened (check and refresh results, timeouts, logout) cannot fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionError {
+    /// [`SignInError::TokenTooLong`].
+    TokenTooLong,
+    /// [`SignInError::TokenNotHeaderSafe`].
+    TokenNotHeaderSafe,
+    /// [`TokenRequestError::WaitersFull`].
+    WaitersFull,
+    /// [`TokenRequestError::NotSignedIn`] / [`RecheckError::NotSignedIn`].
+    NotSignedIn,
+    /// [`RecheckError::RateLimited`].
+    RateLimited {
+        /// Earliest instant a re-check is accepted.
+        retry_at: Instant,
+    },
+}
+
+impl From<SignInError> for SessionError {
+    fn from(e: SignInError) -> Self {
+        match e {
+            SignInError::TokenTooLong => SessionError::TokenTooLong,
+            _ => SessionError::TokenNotHeaderSafe,
+        }
+    }
+}
+impl From<TokenRequestError> for SessionError {
+    fn from(e: TokenRequestError) -> Self {
+        match e {
+            TokenRequestError::WaitersFull => SessionError::WaitersFull,
+            _ => SessionError::NotSignedIn,
+        }
+    }
+}
+impl From<RecheckError> for SessionError {
+    fn from(e: RecheckError) -> Self {
+        match e {
+            RecheckError::RateLimited { retry_at } => SessionError::RateLimited { retry_at },
+            _ => SessionError::NotSignedIn,
+        }
+    }
+}
 
 /// Everything the driver calls on a session. [`Session<N, W, T>`] implements it by forwarding
 /// to its inherent methods; a test wrapper implements it by forwarding with a twist.
@@ -104,7 +150,7 @@ impl<const N: usize, const W: usize, const T: usize> SessionMachine for Session<
         refresh_token: &[u8],
         expires_in: Duration,
     ) -> Result<Generation, SessionError> {
-        Session::sign_in(self, now, access_token, refresh_token, expires_in)
+        Ok(Session::sign_in(self, now, access_token, refresh_token, expires_in)?)
     }
     fn restore(
         &mut self,
@@ -113,13 +159,14 @@ impl<const N: usize, const W: usize, const T: usize> SessionMachine for Session<
         refresh_token: &[u8],
         expires_in: Duration,
     ) -> Result<Generation, SessionError> {
-        Session::restore(self, now, access_token, refresh_token, expires_in)
+        Ok(Session::restore(self, now, access_token, refresh_token, expires_in)?)
     }
     fn logout(&mut self, now: Instant) -> Result<(), SessionError> {
-        Session::logout(self, now)
+        Session::logout(self, now);
+        Ok(())
     }
     fn request_token(&mut self, now: Instant) -> Result<TokenReply, SessionError> {
-        Session::request_token(self, now)
+        Ok(Session::request_token(self, now)?)
     }
     fn handle_check_result(
         &mut self,
@@ -128,7 +175,8 @@ impl<const N: usize, const W: usize, const T: usize> SessionMachine for Session<
         attempt: u32,
         outcome: CheckOutcome,
     ) -> Result<(), SessionError> {
-        Session::handle_check_result(self, now, generation, attempt, outcome)
+        Session::handle_check_result(self, now, generation, attempt, outcome);
+        Ok(())
     }
     fn handle_refresh_result(
         &mut self,
@@ -136,13 +184,15 @@ impl<const N: usize, const W: usize, const T: usize> SessionMachine for Session<
         id: RefreshId,
         outcome: RefreshOutcome<'_>,
     ) -> Result<(), SessionError> {
-        Session::handle_refresh_result(self, now, id, outcome)
+        Session::handle_refresh_result(self, now, id, outcome);
+        Ok(())
     }
     fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        Session::handle_timeout(self, now)
+        Session::handle_timeout(self, now);
+        Ok(())
     }
     fn recheck_now(&mut self, now: Instant) -> Result<(), SessionError> {
-        Session::recheck_now(self, now)
+        Ok(Session::recheck_now(self, now)?)
     }
     fn poll_action(&mut self) -> Option<Action> {
         Session::poll_action(self)

@@ -25,7 +25,7 @@ pub use driver::{
     default_tolerance, family_of, strict_from_env, world_params, FixedScenario, Profile, SessionScenario,
     SessionWorld, FAMILIES,
 };
-pub use machine::SessionMachine;
+pub use machine::{SessionError, SessionMachine};
 pub use model::{
     Checker, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Shown, Step, Tok, TokKind, Tolerate,
 };

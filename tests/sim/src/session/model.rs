@@ -30,9 +30,10 @@
 
 use crate::invariant::{Invariant, Violation};
 use crate::timefmt::{At, OptAt, Span};
+use super::machine::SessionError;
 use accessgate::{
     Access, Cause, CheckOutcome, CheckRequest, Counters, Duration, Event, Generation, Instant, RefreshId,
-    RefreshRequest, SessionConfig, SessionError, SessionEvent, Status, TokenHandle, TransientClass,
+    RefreshRequest, SessionConfig, SessionEvent, Status, TokenHandle, TransientClass,
     WaitError, WaiterId,
 };
 use core::fmt;
@@ -435,7 +436,7 @@ fn fail<T>(invariant: Invariant, message: String) -> Result<T, Violation> {
 /// let (at, rt) = (Tok::access(1, 6), Tok::refresh(1, 6));
 /// let input = Input::SignIn { access: at, refresh: rt, expires_in: Duration::from_secs(3600), restore: false };
 /// let mut step = Step::new(now, input);
-/// step.reply = s.sign_in(now, &at.bytes(), &rt.bytes(), Duration::from_secs(3600)).map(Reply::Started);
+/// step.reply = SessionMachine::sign_in(&mut s, now, &at.bytes(), &rt.bytes(), Duration::from_secs(3600)).map(Reply::Started);
 /// while let Some(accessgate::Action::Check(request)) = s.poll_action() {
 ///     let token = s.access_token(request.token).map(<[u8]>::to_vec);
 ///     step.actions.push(Sent::Check { request, token });
@@ -579,8 +580,10 @@ impl Checker {
         }
     }
 
+    /// Whether a token can be used: at most the capacity, and not empty (an empty bearer token
+    /// is not header-safe; the alphabet is otherwise visible ASCII).
     fn fits(&self, t: &Tok) -> bool {
-        t.len <= self.token_capacity
+        t.len <= self.token_capacity && t.len > 0
     }
 
     /// Judges a handle handed to a caller (`what`) at `now`: I6 (live session, the latest token)
@@ -644,13 +647,7 @@ impl Checker {
     pub fn observe(&mut self, step: &Step, before: &Observed, after: &Observed) -> Result<(), Violation> {
         let cfg = self.config;
 
-        // ---- I5 (R12): nothing refused for lack of room, nothing lost ----
-        if step.reply == Err(SessionError::QueueFull) {
-            return fail(
-                Invariant::I5,
-                "input refused with QueueFull although every event was drained".into(),
-            );
-        }
+        // ---- I5 (R12): nothing lost ----
         if after.counters.events_lost != before.counters.events_lost {
             return fail(
                 Invariant::I5,
@@ -658,14 +655,19 @@ impl Checker {
             );
         }
 
-        // ---- an oversized sign-in is refused before anything happens ----
+        // ---- an oversized or empty (not header-safe) sign-in is refused before anything happens ----
         if let Input::SignIn { access, refresh, .. } = step.input {
             if !self.fits(&access) || !self.fits(&refresh) {
-                if step.reply != Err(SessionError::TokenTooLong) {
+                let want = if access.len > self.token_capacity || refresh.len > self.token_capacity {
+                    SessionError::TokenTooLong
+                } else {
+                    SessionError::TokenNotHeaderSafe
+                };
+                if step.reply != Err(want) {
                     return fail(
                         Invariant::Model,
                         format!(
-                            "sign-in with {access} / {refresh} (capacity {}B) replied {:?}, model wants TokenTooLong",
+                            "sign-in with {access} / {refresh} (capacity {}B) replied {:?}, model wants {want:?}",
                             self.token_capacity, step.reply
                         ),
                     );
