@@ -12,7 +12,7 @@ const FAIL: CheckOutcome = CheckOutcome::transient(TransientClass::ServerError);
 /// A gate in a retry loop with an attempt in flight, ready for a result.
 fn gate_with_attempt() -> (Gate<8>, accessgate::CheckRequest) {
     let mut g: Gate<8> = Gate::new(GateConfig::DEFAULT, 1).unwrap();
-    g.start_session(Instant::ZERO, TokenHandle(1)).unwrap();
+    g.start_session(Instant::ZERO, TokenHandle(1));
     let r = g.poll_check().unwrap();
     while g.poll_event().is_some() {}
     (g, r)
@@ -24,8 +24,7 @@ fn inputs(c: &mut Criterion) {
         b.iter_batched(
             gate_with_attempt,
             |(mut g, r)| {
-                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted)
-                    .unwrap();
+                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted);
                 while g.poll_event().is_some() {}
                 g
             },
@@ -36,8 +35,7 @@ fn inputs(c: &mut Criterion) {
         b.iter_batched(
             gate_with_attempt,
             |(mut g, r)| {
-                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL)
-                    .unwrap();
+                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL);
                 while g.poll_event().is_some() {}
                 g
             },
@@ -48,14 +46,13 @@ fn inputs(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let (mut g, r) = gate_with_attempt();
-                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL)
-                    .unwrap();
+                g.handle_check_result(Instant::ZERO, r.generation, r.attempt, FAIL);
                 while g.poll_event().is_some() {}
                 let at = g.poll_timeout().unwrap();
                 (g, at)
             },
             |(mut g, at)| {
-                g.handle_timeout(at).unwrap();
+                g.handle_timeout(at);
                 black_box(g.poll_check());
                 while g.poll_event().is_some() {}
                 g
@@ -65,10 +62,7 @@ fn inputs(c: &mut Criterion) {
     });
     grp.bench_function("early_timeout_noop", |b| {
         let (mut g, _) = gate_with_attempt();
-        b.iter(|| {
-            g.handle_timeout(black_box(Instant::ZERO + Duration::from_millis(1)))
-                .unwrap()
-        })
+        b.iter(|| g.handle_timeout(black_box(Instant::ZERO + Duration::from_millis(1))))
     });
     grp.bench_function("session_check_result_grant", |b| {
         b.iter_batched(
@@ -88,8 +82,7 @@ fn inputs(c: &mut Criterion) {
                 (s, r)
             },
             |(mut s, r)| {
-                s.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted)
-                    .unwrap();
+                s.handle_check_result(Instant::ZERO, r.generation, r.attempt, CheckOutcome::Granted);
                 while s.poll_event().is_some() {}
                 s
             },

@@ -268,7 +268,6 @@ pub fn parse_check_body(body: &[u8], max_body: usize) -> Result<bool, BodyError>
     }
 }
 
-
 // ---- the token endpoint (R11), read as strictly as the check endpoint ----
 
 /// What a refresh request produced, as the session consumes it.

@@ -29,8 +29,8 @@ impl core::error::Error for NotSignedIn {}
 pub enum SignInError {
     /// A token is longer than the session's capacity `T`; tokens are never truncated.
     TokenTooLong,
-    /// A token is empty or has a byte outside visible ASCII (`0x21..=0x7e`), so it cannot be
-    /// sent in an `Authorization: Bearer` header (RFC 6750 `b64token` is a subset).
+    /// The access token is empty, or a token has a byte outside visible ASCII
+    /// (`0x21..=0x7e`), so it cannot be sent in a header (RFC 6750 `b64token` is a subset).
     TokenNotHeaderSafe,
 }
 

@@ -422,7 +422,12 @@ impl<const N: usize> Entitlement<N> {
         Ok(io.generation)
     }
 
-    pub(crate) fn end<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, now: Instant, cause: Cause) {
+    pub(crate) fn end<E: From<Event>, const Q: usize>(
+        &mut self,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        cause: Cause,
+    ) {
         if self.signed_in {
             self.end_session(io, now, cause);
         }
@@ -503,7 +508,13 @@ impl<const N: usize> Entitlement<N> {
 
     // ---- internals ----
 
-    fn set_access<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, at: Instant, to: Access, cause: Cause) {
+    fn set_access<E: From<Event>, const Q: usize>(
+        &mut self,
+        io: &mut Shared<E, Q>,
+        at: Instant,
+        to: Access,
+        cause: Cause,
+    ) {
         let from = self.access;
         if from == to && self.cause == Some(cause) {
             return;
@@ -515,7 +526,12 @@ impl<const N: usize> Entitlement<N> {
         io.push(Event::AccessChanged { from, to, cause });
     }
 
-    fn start_attempt<E: From<Event>, const Q: usize>(&mut self, cfg: &GateConfig, io: &mut Shared<E, Q>, now: Instant) {
+    fn start_attempt<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+    ) {
         // An attempt still in flight (a token refresh landed meanwhile) is superseded.
         self.cancel_in_flight(io);
         let attempt = self.next_attempt;
@@ -559,7 +575,12 @@ impl<const N: usize> Entitlement<N> {
         (self.in_flight.take() == Some(0)).then_some(io.generation)
     }
 
-    fn definitive<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, now: Instant, answer: Access) {
+    fn definitive<E: From<Event>, const Q: usize>(
+        &mut self,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        answer: Access,
+    ) {
         let first = self.finish_attempt(io);
         // R1/R2: a definitive answer ends the streak, its retries and its deadline.
         let was_failed_closed = self.streak.is_some_and(|s| s.failed_closed)
@@ -646,7 +667,12 @@ impl<const N: usize> Entitlement<N> {
         settled(io, first);
     }
 
-    fn fail_closed<E: From<Event>, const Q: usize>(&mut self, cfg: &GateConfig, io: &mut Shared<E, Q>, at: Instant) {
+    fn fail_closed<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        at: Instant,
+    ) {
         let Some(mut streak) = self.streak else { return };
         streak.failed_closed = true;
         inc(&mut io.counters.failed_closed);
@@ -666,12 +692,18 @@ impl<const N: usize> Entitlement<N> {
         self.streak = Some(streak);
     }
 
-    fn end_session<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, now: Instant, cause: Cause) {
+    fn end_session<E: From<Event>, const Q: usize>(
+        &mut self,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        cause: Cause,
+    ) {
         let first = self.finish_attempt(io);
         io.generation.bump(); // R10: anything in flight is now stale
         self.signed_in = false;
         self.streak = None;
-        io.timers.stop_all(&[Timer::Attempt, Timer::Retry, Timer::Deadline]);
+        io.timers
+            .stop_all(&[Timer::Attempt, Timer::Retry, Timer::Deadline]);
         self.next_attempt = 0;
         self.last_attempt_started = None;
         match cause {
@@ -776,10 +808,15 @@ impl<const N: usize> Gate<N> {
 
     // ---- inputs ----
 
-    fn input<R>(&mut self, now: Instant, f: impl FnOnce(&mut Entitlement<N>, &GateConfig, &mut Shared<Event, EVENT_CAPACITY>, Instant) -> R) -> R {
+    fn input<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Entitlement<N>, &GateConfig, &mut Shared<Event, EVENT_CAPACITY>, Instant) -> R,
+    ) -> R {
         let now = self.io.advance(now);
         let cfg = &self.config;
-        self.part.step(cfg, &mut self.io, now, |part, io| f(part, cfg, io, now))
+        self.part
+            .step(cfg, &mut self.io, now, |part, io| f(part, cfg, io, now))
     }
 
     /// A session started with the token behind `token`: a new generation, access `Unknown`,
@@ -821,7 +858,13 @@ impl<const N: usize> Gate<N> {
 
     /// The outcome of the attempt `(generation, attempt)`. A result for another generation
     /// or for an attempt that already finished or timed out is dropped and counted (R10).
-    pub fn handle_check_result(&mut self, now: Instant, generation: Generation, attempt: u32, outcome: CheckOutcome) {
+    pub fn handle_check_result(
+        &mut self,
+        now: Instant,
+        generation: Generation,
+        attempt: u32,
+        outcome: CheckOutcome,
+    ) {
         self.input(now, |p, cfg, io, now| {
             p.check_result(cfg, io, now, generation, attempt, outcome);
         })

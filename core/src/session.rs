@@ -340,8 +340,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     /// Signs in with fresh tokens: a new generation and an immediate check (R3). Signing in
     /// while signed in ends the old session first (its waiters get `NotAuthenticated`).
-    /// Tokens must fit `T` bytes and be usable in a header ([`header_safe`]); a refused sign-in
-    /// changes nothing, not even the time.
+    /// Tokens must fit `T` bytes and be usable in a header ([`header_safe`]; the refresh token
+    /// may be empty, meaning there is none); a refused sign-in changes nothing, not even the
+    /// time.
     pub fn sign_in(
         &mut self,
         now: Instant,
@@ -352,7 +353,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if access_token.len() > T || refresh_token.len() > T {
             return Err(SignInError::TokenTooLong);
         }
-        if !header_safe(access_token) || !header_safe(refresh_token) {
+        // An empty refresh token means "none" (the session cannot refresh; its refresh is
+        // then rejected by the server and the session ends, R11).
+        if !header_safe(access_token) || (!refresh_token.is_empty() && !header_safe(refresh_token)) {
             return Err(SignInError::TokenNotHeaderSafe);
         }
         Ok(self.input(now, |s, now| {
@@ -433,7 +436,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     /// The outcome of a check. A result for another generation or a finished attempt is
     /// dropped (R10); a 401 ends the session (R8); a 403 also asks for one early refresh (R9).
-    pub fn handle_check_result(&mut self, now: Instant, generation: Generation, attempt: u32, outcome: CheckOutcome) {
+    pub fn handle_check_result(
+        &mut self,
+        now: Instant,
+        generation: Generation,
+        attempt: u32,
+        outcome: CheckOutcome,
+    ) {
         self.input(now, |s, now| s.check_result(now, generation, attempt, outcome))
     }
 
@@ -446,7 +455,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
         );
         let current = self.live() && generation == self.io.generation;
-        let mut ended = self.gate_input(now, |g, cfg, io| g.check_result(cfg, io, now, generation, attempt, outcome));
+        let mut ended = self.gate_input(now, |g, cfg, io| {
+            g.check_result(cfg, io, now, generation, attempt, outcome)
+        });
         if current && outcome == CheckOutcome::Unauthorized && !ended {
             // R8: the server rejected the current token. The answer was dropped because the
             // attempt had already timed out, but the rejection still stands: a late 401 for
@@ -498,7 +509,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 self.failures_expired = 0;
                 self.set_expiry(now, expires_in, true);
                 let token = TokenHandle(self.io.generation.0.wrapping_add(1));
-                let Ok(generation) = self.gate_input(now, |g, cfg, io| g.token_refreshed(cfg, io, now, token)) else {
+                let Ok(generation) =
+                    self.gate_input(now, |g, cfg, io| g.token_refreshed(cfg, io, now, token))
+                else {
                     return; // unreachable: the session is live
                 };
                 if !self.waiters.is_empty() {
@@ -532,7 +545,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     /// The app asks for a re-check now (rate-limited; see [`Gate::recheck_now`](crate::Gate::recheck_now)).
     pub fn recheck_now(&mut self, now: Instant) -> Result<(), RecheckError> {
-        self.input(now, |s, now| s.gate_input(now, |g, cfg, io| g.recheck_now(cfg, io, now)))
+        self.input(now, |s, now| {
+            s.gate_input(now, |g, cfg, io| g.recheck_now(cfg, io, now))
+        })
     }
 
     // ---- outputs ----
@@ -608,7 +623,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if let Some(req) = self.io.check.filter(|_| now >= self.expires_at) {
             // Never send a dead token: the check fails transiently and a refresh runs.
             let expired = CheckOutcome::transient(TransientClass::TokenExpired);
-            self.gate_input(now, |g, cfg, io| g.check_result(cfg, io, now, req.generation, req.attempt, expired));
+            self.gate_input(now, |g, cfg, io| {
+                g.check_result(cfg, io, now, req.generation, req.attempt, expired)
+            });
             if self.refresh.is_none() && !self.io.timers.is_set(Timer::RefreshRetry) {
                 self.start_refresh(now, false);
             }
@@ -705,7 +722,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         let id = RefreshId(self.next_refresh_id);
         self.next_refresh_id = self.next_refresh_id.wrapping_add(1);
         self.refresh = Some(id);
-        self.io.timers.set(Timer::RefreshTimeout, now + self.config.refresh_timeout);
+        self.io
+            .timers
+            .set(Timer::RefreshTimeout, now + self.config.refresh_timeout);
         self.io.timers.stop(Timer::RefreshRetry);
         self.io.timers.stop(Timer::RefreshDue);
         self.io.counters.refreshes = self.io.counters.refreshes.saturating_add(1);

@@ -106,10 +106,7 @@ fn token_refresh_rechecks_at_once_and_keeps_the_grant_meanwhile() {
 #[test]
 fn token_refresh_needs_a_session() {
     let mut g = gate();
-    assert_eq!(
-        g.token_refreshed(T0, TokenHandle(1)),
-        Err(NotSignedIn)
-    );
+    assert_eq!(g.token_refreshed(T0, TokenHandle(1)), Err(NotSignedIn));
 }
 
 // ---- R2 ----
@@ -593,7 +590,12 @@ fn a_driver_that_drains_after_every_input_never_loses_an_event() {
     g.start_session(T0, TokenHandle(1));
     let r = take_check(&mut g);
     events(&mut g);
-    g.handle_check_result(T0, r.generation, r.attempt, CheckOutcome::transient(TransientClass::ServerError));
+    g.handle_check_result(
+        T0,
+        r.generation,
+        r.attempt,
+        CheckOutcome::transient(TransientClass::ServerError),
+    );
     events(&mut g);
     let late = T0 + secs(60);
     g.start_session(late, TokenHandle(2));

@@ -258,10 +258,10 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
         s.handle_timeout(now);
         while let Some(a) = s.poll_action() {
             match a {
-                Action::Check(c) => s
-                    .handle_check_result(now, c.generation, c.attempt, forbidden),
-                Action::Refresh(r) => s
-                    .handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect)),
+                Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, forbidden),
+                Action::Refresh(r) => {
+                    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect))
+                }
                 _ => {}
             }
         }
@@ -284,8 +284,7 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
         while let Some(a) = s.poll_action() {
             match a {
                 Action::Refresh(r) => found = Some(r),
-                Action::Check(c) => s
-                    .handle_check_result(now, c.generation, c.attempt, forbidden),
+                Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, forbidden),
                 _ => {}
             }
         }
@@ -357,8 +356,9 @@ fn serve_tokens(s: &mut S, mut now: Instant, expires_in: Duration, horizon: Inst
                 };
                 s.handle_refresh_result(now, r.id, fresh);
             }
-            Some(Action::Check(c)) => s
-                .handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted),
+            Some(Action::Check(c)) => {
+                s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted)
+            }
             Some(_) => {}
             None => {
                 let Some(next) = s.poll_timeout().filter(|&t| t <= horizon) else {
@@ -437,7 +437,11 @@ fn signing_in_again_with_an_expired_token_waits_for_the_refresh_floor() {
     drain(&mut s);
     // The app signs in again at once, with another dead token: no second refresh yet.
     s.sign_in(T0, b"at_dead2", b"rt2", Duration::ZERO).unwrap();
-    assert_eq!(s.poll_action(), Some(Action::CancelRefresh(r.id)), "the old session's refresh");
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::CancelRefresh(r.id)),
+        "the old session's refresh"
+    );
     assert_eq!(s.poll_action(), None, "a second refresh in the same instant");
     assert!(s.poll_timeout().unwrap() <= T0 + secs(1));
     s.handle_timeout(T0 + secs(1));
@@ -569,15 +573,15 @@ fn an_expired_token_with_refresh_down_hands_waiters_unavailable_and_fails_closed
         }
         while let Some(a) = s.poll_action() {
             match a {
-                Action::Check(c) => s
-                    .handle_check_result(
-                        now,
-                        c.generation,
-                        c.attempt,
-                        CheckOutcome::transient(TransientClass::Connect),
-                    ),
-                Action::Refresh(r) => s
-                    .handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect)),
+                Action::Check(c) => s.handle_check_result(
+                    now,
+                    c.generation,
+                    c.attempt,
+                    CheckOutcome::transient(TransientClass::Connect),
+                ),
+                Action::Refresh(r) => {
+                    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect))
+                }
                 _ => {}
             }
         }
@@ -819,8 +823,9 @@ fn never_two_early_refreshes_in_one_generation() {
         while let Some(a) = s.poll_action() {
             match a {
                 Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, o),
-                Action::Refresh(r) => s
-                    .handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError)),
+                Action::Refresh(r) => {
+                    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError))
+                }
                 _ => {}
             }
         }

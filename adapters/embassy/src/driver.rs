@@ -16,7 +16,7 @@
 
 use accessgate::{
     classify, classify_refresh, Action, CheckOutcome, Generation, RefreshId, RefreshOutcome, Session,
-    SessionError, SessionEvent, TokenHandle, TransientClass, WaitError, WaiterId,
+    SessionEvent, TokenHandle, TransientClass, WaitError, WaiterId,
 };
 use embassy_futures::join::join3;
 use embassy_futures::select::{select, select4, Either, Either4};
@@ -37,7 +37,7 @@ use crate::config::{ConfigError, DriverConfig, RefreshEndpoint};
 #[cfg(feature = "tls")]
 use crate::http::TlsTrust;
 use crate::http::{Http, Request, TlsSeed};
-use crate::link::{copy_token, Command, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
+use crate::link::{copy_token, Command, Link, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
 
 /// Bound on settle rounds after one input (R12): each round starts actions, answers waiters
@@ -200,7 +200,7 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
     refresh_job: Option<RefreshId>,
     events_dropped: u32,
     commands_refused: u32,
-    last_refusal: Option<SessionError>,
+    last_refusal: Option<Refusal>,
 }
 
 impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, const T: usize>
@@ -438,46 +438,27 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             let now = time::now();
             match woke {
                 Either4::First(command) => self.command(now, command),
-                Either4::Second(()) => {
-                    let _ = self.input(now, |s| s.handle_timeout(now));
-                }
+                Either4::Second(()) => self.session.handle_timeout(now),
                 Either4::Third(done) => {
                     if self.check_job == Some((done.generation, done.attempt)) {
                         self.check_job = None;
                     }
-                    let _ = self.input(now, |s| {
-                        s.handle_check_result(now, done.generation, done.attempt, done.outcome)
-                    });
+                    self.session
+                        .handle_check_result(now, done.generation, done.attempt, done.outcome);
                 }
                 Either4::Fourth(done) => {
                     if self.refresh_job == Some(done.id) {
                         self.refresh_job = None;
                     }
                     let outcome = done.outcome.borrow();
-                    let _ = self.input(now, |s| s.handle_refresh_result(now, done.id, outcome));
+                    self.session.handle_refresh_result(now, done.id, outcome);
                 }
             }
             self.settle(now, lanes);
         }
     }
 
-    /// Gives an input to the session; if its event queues were full, drains them and gives
-    /// it once more (the session refuses an input it has no room for, changing nothing).
-    fn input<R>(
-        &mut self,
-        now: accessgate::Instant,
-        mut f: impl FnMut(&mut Session<N, W, T>) -> Result<R, SessionError>,
-    ) -> Result<R, SessionError> {
-        match f(&mut self.session) {
-            Err(SessionError::QueueFull) => {
-                self.drain_events(now);
-                f(&mut self.session)
-            }
-            r => r,
-        }
-    }
-
-    fn refused(&mut self, e: SessionError) {
+    fn refused(&mut self, e: Refusal) {
         debug!("command refused: {:?}", e);
         self.commands_refused = self.commands_refused.saturating_add(1);
         self.last_refusal = Some(e);
@@ -487,17 +468,20 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
         debug!("command {}", command.name());
         let r = match command {
             Command::SignIn(c) => self
-                .input(now, |s| {
-                    s.sign_in(now, &c.access_token, &c.refresh_token, c.expires_in)
-                })
-                .map(drop),
+                .session
+                .sign_in(now, &c.access_token, &c.refresh_token, c.expires_in)
+                .map(drop)
+                .map_err(Refusal::SignIn),
             Command::Restore(c) => self
-                .input(now, |s| {
-                    s.restore(now, &c.access_token, &c.refresh_token, c.expires_in)
-                })
-                .map(drop),
-            Command::Logout => self.input(now, |s| s.logout(now)),
-            Command::Recheck => self.input(now, |s| s.recheck_now(now)),
+                .session
+                .restore(now, &c.access_token, &c.refresh_token, c.expires_in)
+                .map(drop)
+                .map_err(Refusal::SignIn),
+            Command::Logout => {
+                self.session.logout(now);
+                Ok(())
+            }
+            Command::Recheck => self.session.recheck_now(now).map_err(Refusal::Recheck),
             Command::RequestToken(slot) => {
                 self.request_token(now, slot);
                 Ok(())
@@ -509,7 +493,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     }
 
     fn request_token(&mut self, now: accessgate::Instant, slot: &'a TokenSlot<M, T>) {
-        match self.input(now, |s| s.request_token(now)) {
+        match self.session.request_token(now) {
             Ok(accessgate::TokenReply::Ready(handle)) => slot.answer(self.token(handle)),
             Ok(accessgate::TokenReply::Wait(id)) => {
                 // Cannot overflow: the session holds at most W waiters, and so do we.
@@ -519,11 +503,10 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             }
             Err(e) => {
                 slot.answer(Err(match e {
-                    SessionError::NotSignedIn => TokenError::NotSignedIn,
-                    SessionError::WaitersFull => TokenError::WaitersFull,
-                    _ => TokenError::Busy,
+                    accessgate::TokenRequestError::WaitersFull => TokenError::WaitersFull,
+                    _ => TokenError::NotSignedIn,
                 }));
-                self.refused(e);
+                self.refused(Refusal::TokenRequest(e));
             }
         }
     }
@@ -583,6 +566,19 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     /// Starts what the session asks for.
     fn dispatch(&mut self, now: accessgate::Instant, action: Action, lanes: &Lanes<T>) {
         match action {
+            // Timed out by the session, superseded, or logged out: stop spending on it (R10).
+            Action::CancelCheck { generation, attempt } => {
+                if self.check_job == Some((generation, attempt)) {
+                    lanes.check_jobs.signal(CheckJob::Cancel);
+                    self.check_job = None;
+                }
+            }
+            Action::CancelRefresh(id) => {
+                if self.refresh_job == Some(id) {
+                    lanes.refresh_jobs.signal(RefreshJob::Cancel);
+                    self.refresh_job = None;
+                }
+            }
             Action::Check(req) => {
                 let Ok(token) = self.token(req.token) else {
                     // The session ended in between; the attempt is stale and times out unseen.
@@ -613,7 +609,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                         // No token endpoint configured: the refresh fails transiently at once;
                         // the session keeps its token and retries per R11.
                         let outcome = RefreshOutcome::Transient(TransientClass::OtherStatus);
-                        let _ = self.input(now, |s| s.handle_refresh_result(now, req.id, outcome));
+                        self.session.handle_refresh_result(now, req.id, outcome);
                     }
                 }
             }
@@ -638,20 +634,6 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             }
         }
         let status = self.session.status();
-        if let Some((generation, attempt)) = self.check_job {
-            let current = status.signed_in
-                && status.generation == generation
-                && status.attempt_in_flight == Some(attempt);
-            if !current {
-                // Timed out by the session, superseded, or logged out: stop spending on it.
-                lanes.check_jobs.signal(CheckJob::Cancel);
-                self.check_job = None;
-            }
-        }
-        if self.refresh_job.is_some() && !self.session.refresh_in_flight() {
-            lanes.refresh_jobs.signal(RefreshJob::Cancel);
-            self.refresh_job = None;
-        }
         self.link.publish(Snapshot {
             at: now,
             status,

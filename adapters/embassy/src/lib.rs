@@ -106,8 +106,8 @@ pub use config::{MIN_TLS_READ, MIN_TLS_WRITE};
 pub use driver::{Driver, Seeds};
 pub use failure::{NetFailure, TlsFailure};
 pub use link::{
-    Command, Credentials, CredentialsError, Link, Snapshot, TimedEvent, Token, TokenError, TokenSlot,
-    TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
+    Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
+    TokenSlot, TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
 #[cfg(feature = "tls")]

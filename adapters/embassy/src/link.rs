@@ -20,7 +20,10 @@
 //! may run in different executors or interrupt priorities, `ThreadModeRawMutex` or
 //! `NoopRawMutex` when everything runs in one thread-mode executor.
 
-use accessgate::{Counters, Duration, Instant, SessionError, SessionEvent, Status, WaitError};
+use accessgate::{
+    Counters, Duration, Instant, RecheckError, SessionEvent, SignInError, Status, TokenRequestError,
+    WaitError,
+};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::channel::Channel;
 pub use embassy_sync::channel::TrySendError;
@@ -247,7 +250,20 @@ pub struct Snapshot {
     /// Commands the session refused (rate-limited re-check, re-check while signed out...).
     pub commands_refused: u32,
     /// Why the last refused command was refused.
-    pub last_refusal: Option<SessionError>,
+    pub last_refusal: Option<Refusal>,
+}
+
+/// Why the session refused a [`Command`]: the core's error for that operation, as is.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Refusal {
+    /// A sign-in or restore ([`Command::SignIn`], [`Command::Restore`]).
+    SignIn(SignInError),
+    /// A token request ([`Command::RequestToken`]).
+    TokenRequest(TokenRequestError),
+    /// A re-check ([`Command::Recheck`]).
+    Recheck(RecheckError),
 }
 
 /// The shared handles between the app and one [`Driver`](crate::Driver). See the module docs.

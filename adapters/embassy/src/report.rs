@@ -109,6 +109,9 @@ pub fn write_event_text<W: Write>(w: &mut W, e: &TimedEvent, origin: Instant) ->
             generation.0
         ),
         SessionEvent::Gate(Event::SessionEnded { cause }) => write!(w, "session ended ({})", cause.name()),
+        SessionEvent::Gate(Event::FirstCheckSettled { generation }) => {
+            write!(w, "first check of generation {} settled", generation.0)
+        }
         SessionEvent::RefreshStarted { id, early } => {
             write!(
                 w,

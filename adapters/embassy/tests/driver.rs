@@ -10,8 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration as StdDuration;
 
 use accessgate::{
-    Access, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionError, SessionEvent,
-    TransientClass,
+    Access, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionEvent, TransientClass,
 };
 use accessgate_embassy::{
     BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverConfig, Endpoint,
@@ -564,7 +563,9 @@ fn a_recheck_too_soon_is_refused_and_counted() {
     });
     assert!(matches!(
         snap.last_refusal,
-        Some(SessionError::RateLimited { .. })
+        Some(accessgate_embassy::Refusal::Recheck(
+            accessgate::RecheckError::RateLimited { .. }
+        ))
     ));
 }
 

@@ -11,15 +11,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use accessgate::{
-    Action, CheckOutcome, Generation, Instant, RefreshId, Session, SessionError, Status, TokenReply,
+    Action, CheckOutcome, Generation, Instant, RecheckError, RefreshId, Session, Status, TokenReply,
     TransientClass, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent, Tokens};
-use crate::http::{usable_token, RefreshReply, Transport};
+use crate::http::{RefreshReply, Transport};
 use crate::time::{to_core_duration, to_std, Clock};
 
 /// How many callers may wait for a token at once (R11, R12): the session's waiter table.
@@ -51,6 +51,13 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// What a request in flight is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Job {
+    Check(Generation, u32),
+    Refresh(RefreshId),
+}
+
 /// A finished HTTP request, tagged with what it was for.
 enum Done {
     Check {
@@ -71,6 +78,8 @@ pub(crate) struct Driver {
     clock: Clock,
     transport: Arc<Transport>,
     requests: JoinSet<Done>,
+    /// The requests in flight, to stop one the session says no longer matters.
+    running: HashMap<Job, AbortHandle>,
     waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
     first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
     snapshot: watch::Sender<Snapshot>,
@@ -95,6 +104,7 @@ impl Driver {
             clock,
             transport: Arc::new(transport),
             requests: JoinSet::new(),
+            running: HashMap::new(),
             waiters: HashMap::new(),
             first_check: Vec::new(),
             snapshot,
@@ -120,32 +130,11 @@ impl Driver {
                 },
                 () = sleep_until(wake) => {
                     let now = self.clock.now();
-                    self.input(now, |s, now| s.handle_timeout(now)).ok();
+                    self.session.handle_timeout(now);
                 }
             }
         }
         log::debug!("accessgate: driver stopped");
-    }
-
-    /// Gives the session an input; if its event queues are full (cannot happen while the
-    /// driver drains after every input, but R12 says so), drains them and tries once more.
-    fn input<R>(
-        &mut self,
-        now: Instant,
-        mut f: impl FnMut(&mut CoreSession, Instant) -> Result<R, SessionError>,
-    ) -> Result<R, SessionError> {
-        match f(&mut self.session, now) {
-            Err(SessionError::QueueFull) => {
-                log::warn!("accessgate: session queue full, draining and retrying");
-                self.drain();
-                let r = f(&mut self.session, now);
-                if let Err(e) = &r {
-                    log::error!("accessgate: session refused an input after draining: {e}");
-                }
-                r
-            }
-            r => r,
-        }
     }
 
     fn command(&mut self, cmd: Command) {
@@ -158,39 +147,28 @@ impl Driver {
             } => {
                 let access = tokens.access_token.as_bytes();
                 let refresh = tokens.refresh_token.as_bytes();
-                if !usable_token(access) {
-                    let _ = reply.send(Err(GateError::InvalidToken(
-                        "access token empty or not printable ASCII",
-                    )));
-                    return;
-                }
-                if !refresh.is_empty() && !usable_token(refresh) {
-                    let _ = reply.send(Err(GateError::InvalidToken("refresh token not printable ASCII")));
-                    return;
-                }
                 let expires_in = to_core_duration(tokens.expires_in);
-                let r = self.input(now, |s, now| {
-                    if restore {
-                        s.restore(now, access, refresh, expires_in)
-                    } else {
-                        s.sign_in(now, access, refresh, expires_in)
-                    }
-                });
+                // The core checks lengths and header safety (SignInError).
+                let r = if restore {
+                    self.session.restore(now, access, refresh, expires_in)
+                } else {
+                    self.session.sign_in(now, access, refresh, expires_in)
+                };
                 match r {
                     // R3: the reply waits for the immediate check (settled in drain()).
                     Ok(_) => self.first_check.push(reply),
                     Err(e) => {
-                        let _ = reply.send(Err(session_error(e, now)));
+                        let _ = reply.send(Err(e.into()));
                     }
                 }
             }
             Command::Logout { reply } => {
-                self.input(now, |s, now| s.logout(now)).ok();
+                self.session.logout(now);
                 self.drain(); // the caller sees the new state once this returns
                 let _ = reply.send(());
             }
             Command::Token { reply } => {
-                let answer = match self.input(now, |s, now| s.request_token(now)) {
+                let answer = match self.session.request_token(now) {
                     Ok(TokenReply::Ready(handle)) => self
                         .session
                         .access_token(handle)
@@ -201,18 +179,15 @@ impl Driver {
                         self.waiters.insert(id, reply);
                         return;
                     }
-                    Err(SessionError::WaitersFull) => Err(TokenError::WaitersFull),
-                    Err(SessionError::NotSignedIn) => Err(TokenError::NotAuthenticated),
-                    // A full event queue (a bug, logged by input()): ask again later.
-                    Err(_) => Err(TokenError::Unavailable),
+                    Err(e) => Err(e.into()),
                 };
                 self.drain();
                 let _ = reply.send(answer);
             }
             Command::Recheck { reply } => {
-                let r = self.input(now, |s, now| s.recheck_now(now));
+                let r = self.session.recheck_now(now);
                 self.drain();
-                let _ = reply.send(r.map_err(|e| session_error(e, now)));
+                let _ = reply.send(r.map_err(|e| recheck_error(e, now)));
             }
             Command::WaitFirstCheck { reply } => self.first_check.push(reply),
             Command::Shutdown => {}
@@ -221,6 +196,12 @@ impl Driver {
 
     fn finished(&mut self, done: Done) {
         let now = self.clock.now();
+        self.running.remove(&match done {
+            Done::Check {
+                generation, attempt, ..
+            } => Job::Check(generation, attempt),
+            Done::Refresh { id, .. } => Job::Refresh(id),
+        });
         match done {
             // The session owns the per-attempt timeout (R4) and fires it itself at the same
             // instant; the task's timeout only stops the I/O. Feeding it as a result would
@@ -239,7 +220,7 @@ impl Driver {
                 deadline,
                 ..
             } if now >= deadline => {
-                self.input(now, |s, now| s.handle_timeout(now)).ok();
+                self.session.handle_timeout(now);
             }
             Done::Check {
                 generation,
@@ -251,10 +232,8 @@ impl Driver {
                     "accessgate: check gen {} attempt {attempt}: {outcome:?}",
                     generation.0
                 );
-                self.input(now, |s, now| {
-                    s.handle_check_result(now, generation, attempt, outcome)
-                })
-                .ok();
+                self.session
+                    .handle_check_result(now, generation, attempt, outcome);
             }
             Done::Refresh { id, reply, .. } => {
                 log::debug!(
@@ -262,8 +241,7 @@ impl Driver {
                     id.0,
                     refresh_summary(&reply)
                 );
-                self.input(now, |s, now| s.handle_refresh_result(now, id, reply.as_outcome()))
-                    .ok();
+                self.session.handle_refresh_result(now, id, reply.as_outcome());
             }
         }
     }
@@ -275,6 +253,18 @@ impl Driver {
         let max_body = self.session.config().gate.max_body;
         while let Some(action) = self.session.poll_action() {
             match action {
+                // The session no longer needs it (timed out, superseded, logged out): stop the
+                // I/O; a result that still arrives would only be dropped as stale (R10).
+                Action::CancelCheck { generation, attempt } => {
+                    if let Some(h) = self.running.remove(&Job::Check(generation, attempt)) {
+                        h.abort();
+                    }
+                }
+                Action::CancelRefresh(id) => {
+                    if let Some(h) = self.running.remove(&Job::Refresh(id)) {
+                        h.abort();
+                    }
+                }
                 Action::Check(req) => {
                     let Some(token) = self.session.access_token(req.token).map(<[u8]>::to_vec) else {
                         // Cannot happen (the session only asks for its current token); the
@@ -285,7 +275,7 @@ impl Driver {
                     let deadline = req.started + req.timeout;
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
-                    self.requests.spawn(async move {
+                    let handle = self.requests.spawn(async move {
                         // One `tracing` span per attempt with the feature; the bare request without (trace.rs).
                         let outcome = crate::trace::check(
                             req.generation,
@@ -300,6 +290,8 @@ impl Driver {
                             outcome,
                         }
                     });
+                    self.running
+                        .insert(Job::Check(req.generation, req.attempt), handle);
                 }
                 Action::Refresh(req) => {
                     let refresh_token = self
@@ -310,7 +302,7 @@ impl Driver {
                     let deadline = req.started + req.timeout;
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
-                    self.requests.spawn(async move {
+                    let handle = self.requests.spawn(async move {
                         let reply =
                             crate::trace::refresh(req.id, transport.refresh(&refresh_token, at)).await;
                         Done::Refresh {
@@ -319,11 +311,12 @@ impl Driver {
                             reply,
                         }
                     });
+                    self.running.insert(Job::Refresh(req.id), handle);
                 }
             }
         }
         // Events are stamped with the `now` of the input that produced them.
-        let at = self.session.gate().last_now();
+        let at = self.session.last_now();
         while let Some(event) = self.session.poll_event() {
             log::debug!("accessgate: {event:?}");
             // No subscriber is fine.
@@ -361,11 +354,10 @@ impl Driver {
                 let _ = reply.send(result);
             }
         }
-        // R3: callers awaiting the immediate check are settled once no attempt 0 is in
-        // flight (a definitive answer, a transient failure, or the session ended). A refresh
-        // that lands meanwhile starts a new attempt 0, which they then await (R3).
-        let immediate_check_running = status.signed_in && status.attempt_in_flight == Some(0);
-        if !immediate_check_running && !self.first_check.is_empty() {
+        // R3: callers awaiting the immediate check are settled once it is over (the core's
+        // FirstCheckSettled; a definitive answer, a transient failure, or the session ended).
+        // A refresh that lands meanwhile starts a new attempt 0, which they then await.
+        if !self.session.first_check_running() && !self.first_check.is_empty() {
             for reply in self.first_check.drain(..) {
                 let _ = reply.send(Ok(status));
             }
@@ -381,16 +373,13 @@ fn refresh_summary(reply: &RefreshReply) -> String {
     }
 }
 
-fn session_error(e: SessionError, now: Instant) -> GateError {
+fn recheck_error(e: RecheckError, now: Instant) -> GateError {
     match e {
-        SessionError::TokenTooLong => GateError::InvalidToken("longer than the session's token capacity"),
-        SessionError::NotSignedIn => GateError::NotSignedIn,
-        SessionError::RateLimited { retry_at } => GateError::RateLimited {
+        RecheckError::RateLimited { retry_at } => GateError::RateLimited {
             retry_at,
             retry_in: to_std(retry_at - now),
         },
-        // The driver drains after every input, so a full queue is a bug: surfaced, not hidden.
-        other => GateError::Session(other),
+        _ => GateError::NotSignedIn,
     }
 }
 

@@ -48,9 +48,6 @@ pub enum GateError {
         /// How long from the refusal until then.
         retry_in: std::time::Duration,
     },
-    /// The session refused the input for another reason (a full queue: a bug, R12).
-    #[error("session refused the input: {0}")]
-    Session(accessgate::SessionError),
     /// The gate was shut down (or its task ended); nothing more will happen.
     #[error("the access gate was shut down")]
     Closed,
@@ -74,6 +71,24 @@ pub enum TokenError {
     /// The gate was shut down.
     #[error("the access gate was shut down")]
     Closed,
+}
+
+impl From<accessgate::SignInError> for GateError {
+    fn from(e: accessgate::SignInError) -> Self {
+        GateError::InvalidToken(match e {
+            accessgate::SignInError::TokenTooLong => "longer than the session's token capacity",
+            _ => "access token empty, or a token not printable ASCII",
+        })
+    }
+}
+
+impl From<accessgate::TokenRequestError> for TokenError {
+    fn from(e: accessgate::TokenRequestError) -> Self {
+        match e {
+            accessgate::TokenRequestError::WaitersFull => TokenError::WaitersFull,
+            _ => TokenError::NotAuthenticated,
+        }
+    }
 }
 
 impl From<accessgate::WaitError> for TokenError {

@@ -207,6 +207,12 @@ impl Timeline {
                     generation.0
                 ),
             ),
+            SessionEvent::Gate(Event::FirstCheckSettled { generation }) => self.line(
+                at,
+                "settled",
+                CYAN,
+                &format!("gen {} first check settled (R3)", generation.0),
+            ),
             SessionEvent::Gate(Event::SessionEnded { cause }) => {
                 self.pending = None;
                 self.state.signed_in = false;

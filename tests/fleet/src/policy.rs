@@ -289,8 +289,7 @@ impl Policy for OursOld {
 
 impl<const N: usize> Policy for Ours<N> {
     fn sign_in(&mut self, now: Instant) {
-        let r = self.gate.start_session(now, TokenHandle(1));
-        debug_assert!(r.is_ok(), "{r:?}");
+        self.gate.start_session(now, TokenHandle(1));
         self.drain_events();
     }
 
@@ -303,16 +302,13 @@ impl<const N: usize> Policy for Ours<N> {
     fn handle_response(&mut self, now: Instant, tag: u64, response: Response) {
         let outcome = outcome_of(response, self.gate.config().max_body);
         let generation = accessgate::Generation((tag >> 32) as u32);
-        let r = self
-            .gate
+        self.gate
             .handle_check_result(now, generation, tag as u32, outcome);
-        debug_assert!(r.is_ok(), "{r:?}");
         self.drain_events();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        let r = self.gate.handle_timeout(now);
-        debug_assert!(r.is_ok(), "{r:?}");
+        self.gate.handle_timeout(now);
         self.drain_events();
     }
 

@@ -5,8 +5,8 @@
 //! checker computes its expectations from inputs and outputs alone.
 
 use accessgate::{
-    Access, Cause, CheckOutcome, CheckRequest, Counters, Duration, Event, GateConfig, Generation,
-    Instant, Probing, Status, TokenHandle, TransientClass,
+    Access, Cause, CheckOutcome, CheckRequest, Counters, Duration, Event, GateConfig, Generation, Instant,
+    Probing, Status, TokenHandle, TransientClass,
 };
 use accessgate_sim::gate::{Checker, Input, InputError, Observed, Step};
 use accessgate_sim::{Invariant, Violation};
@@ -910,7 +910,9 @@ fn i5_unbounded_outputs_or_a_stall_is_caught() {
     // An event lost although every event was drained (R12: inputs cannot fail, so a lost
     // event is the only way a queue that is too small would show).
     let mut tr = Trace::signed_in();
-    let r = tr.feed(t(1), Input::Logout, Ok(None), &[], &[], |o| o.counters.events_lost += 1);
+    let r = tr.feed(t(1), Input::Logout, Ok(None), &[], &[], |o| {
+        o.counters.events_lost += 1
+    });
     assert_caught(r, Invariant::I5);
 }
 

@@ -9,7 +9,7 @@ use accessgate::{
     RefreshRequest, SessionConfig, SessionEvent, TokenHandle, WaitError, WaiterId,
 };
 use accessgate_sim::session::{
-    Checker, SessionError, Handout, Input, Observed, RefreshAnswer, Reply, Sent, Step, Tok, Tolerate,
+    Checker, Handout, Input, Observed, RefreshAnswer, Reply, Sent, SessionError, Step, Tok, Tolerate,
 };
 use accessgate_sim::{Invariant, Violation};
 

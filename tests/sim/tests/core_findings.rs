@@ -7,8 +7,8 @@
 
 use accessgate::RecheckError as InputError;
 use accessgate::{
-    Access, CheckOutcome, Duration, Event, Gate, GateConfig, Instant, Probing, Retries,
-    TokenHandle, TransientClass,
+    Access, CheckOutcome, Duration, Event, Gate, GateConfig, Instant, Probing, Retries, TokenHandle,
+    TransientClass,
 };
 
 const FAIL: CheckOutcome = CheckOutcome::transient(TransientClass::ServerError);
@@ -47,7 +47,7 @@ fn rate_limited_recheck_still_advances_time() {
     let gen = g.start_session(Instant::ZERO, TokenHandle(1));
     let r = g.poll_check().unwrap();
     g.handle_check_result(Instant::ZERO, gen, r.attempt, FAIL); // deadline 10 s
-                   // Every planned retry fails at once, until only the deadline is left.
+                                                                // Every planned retry fails at once, until only the deadline is left.
     while let Some(at) = g.poll_timeout().filter(|&at| at < deadline) {
         g.handle_timeout(at);
         if let Some(r) = g.poll_check() {

@@ -5,8 +5,8 @@
 
 use accessgate::{
     Action, Cause, CheckOutcome, Counters, Duration, Generation, Instant, RefreshId, RefreshOutcome,
-    RefreshRequest, Session, SessionConfig, SessionEvent, Status, TokenHandle, TokenReply,
-    WaitError, WaiterId,
+    RefreshRequest, Session, SessionConfig, SessionEvent, Status, TokenHandle, TokenReply, WaitError,
+    WaiterId,
 };
 use accessgate_sim::session::{FixedScenario, SessionError, SessionMachine, SessionScenario, FAMILIES};
 use accessgate_sim::{check_seed, check_seeds, run, Coverage, Invariant};

@@ -3,8 +3,8 @@
 //! that the simulator catches it.
 
 use accessgate::{
-    Action, CheckOutcome, Counters, Duration, Generation, Instant, RefreshId, RefreshOutcome, Session,
-    RecheckError, SessionConfig, SessionEvent, SignInError, Status, TokenHandle, TokenReply, TokenRequestError,
+    Action, CheckOutcome, Counters, Duration, Generation, Instant, RecheckError, RefreshId, RefreshOutcome,
+    Session, SessionConfig, SessionEvent, SignInError, Status, TokenHandle, TokenReply, TokenRequestError,
     WaitError, WaiterId,
 };
 
@@ -150,7 +150,13 @@ impl<const N: usize, const W: usize, const T: usize> SessionMachine for Session<
         refresh_token: &[u8],
         expires_in: Duration,
     ) -> Result<Generation, SessionError> {
-        Ok(Session::sign_in(self, now, access_token, refresh_token, expires_in)?)
+        Ok(Session::sign_in(
+            self,
+            now,
+            access_token,
+            refresh_token,
+            expires_in,
+        )?)
     }
     fn restore(
         &mut self,
@@ -159,7 +165,13 @@ impl<const N: usize, const W: usize, const T: usize> SessionMachine for Session<
         refresh_token: &[u8],
         expires_in: Duration,
     ) -> Result<Generation, SessionError> {
-        Ok(Session::restore(self, now, access_token, refresh_token, expires_in)?)
+        Ok(Session::restore(
+            self,
+            now,
+            access_token,
+            refresh_token,
+            expires_in,
+        )?)
     }
     fn logout(&mut self, now: Instant) -> Result<(), SessionError> {
         Session::logout(self, now);

@@ -28,13 +28,12 @@
 //!   fail-closed deadline is at or before that failure plus the budget (R5), so from then on
 //!   access must be `Denied` (I3 at session level), and `Granted` needs a current grant (I1).
 
+use super::machine::SessionError;
 use crate::invariant::{Invariant, Violation};
 use crate::timefmt::{At, OptAt, Span};
-use super::machine::SessionError;
 use accessgate::{
     Access, Cause, CheckOutcome, CheckRequest, Counters, Duration, Event, Generation, Instant, RefreshId,
-    RefreshRequest, SessionConfig, SessionEvent, Status, TokenHandle, TransientClass,
-    WaitError, WaiterId,
+    RefreshRequest, SessionConfig, SessionEvent, Status, TokenHandle, TransientClass, WaitError, WaiterId,
 };
 use core::fmt;
 
@@ -657,7 +656,8 @@ impl Checker {
 
         // ---- an oversized or empty (not header-safe) sign-in is refused before anything happens ----
         if let Input::SignIn { access, refresh, .. } = step.input {
-            if !self.fits(&access) || !self.fits(&refresh) {
+            // An empty refresh token at sign-in means "none"; an empty access token cannot be sent.
+            if !self.fits(&access) || refresh.len > self.token_capacity {
                 let want = if access.len > self.token_capacity || refresh.len > self.token_capacity {
                     SessionError::TokenTooLong
                 } else {
