@@ -375,8 +375,12 @@ impl<const N: usize> Entitlement<N> {
                 _ => self.fail_closed(cfg, io, at),
             }
         }
+        // A retry due now stays armed while the input runs (so the input sees it planned) and
+        // starts after it, unless the input replaced it (by starting a check or ending the
+        // session). One the input itself plans for `now` starts with the next input.
+        let due = io.timers.get(Timer::Retry).filter(|&at| at <= now);
         let r = input(self, io);
-        if io.timers.is_due(Timer::Retry, now) {
+        if due.is_some() && io.timers.get(Timer::Retry) == due {
             io.timers.stop(Timer::Retry);
             if self.signed_in && self.in_flight.is_none() {
                 self.start_attempt(cfg, io, now);

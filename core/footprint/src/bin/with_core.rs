@@ -35,6 +35,9 @@ fn main() -> ! {
                     let o = if black_box(false) { RefreshOutcome::Rejected } else { o };
                     let _ = s.handle_refresh_result(now, r.id, o);
                 }
+                cancel => {
+                    black_box(cancel);
+                }
             }
         }
         while let Some(e) = s.poll_event() {
