@@ -76,9 +76,12 @@ const PROBE_RAMP_PROBES: u32 = 2;
 const REFRESH_SPREAD: Duration = Duration::from_secs(1);
 /// Room for the slow token endpoint of chapters 10 and 12 (up to 1.55 s there).
 const REFRESH_TIMEOUT: Duration = Duration::from_millis(2500);
-/// A refresh never starts sooner than the refresh retry backoff's cap after the previous
-/// one (R11's floor, at most this); the chapters that time a refresh wait this out first.
-const REFRESH_FLOOR_MAX: Duration = Duration::from_millis(2050);
+/// R11: a failed refresh is retried 0.5 s doubling to this; refreshes never start closer
+/// together than that backoff allows (the refresh floor, at most this cap).
+const REFRESH_RETRY_CAP: Duration = Duration::from_secs(2);
+/// The chapters that time a refresh against their faults first wait out the refresh floor
+/// (the cap plus a little), so the refresh starts when they say so.
+const REFRESH_FLOOR_MAX: Duration = REFRESH_RETRY_CAP.saturating_add(Duration::from_millis(50));
 /// What a restored session's token has left in chapters 10 and 12: inside the refresh skew,
 /// so the refresh starts at once (R11), yet still valid while it runs.
 const STORED_TOKEN_LEFT: Duration = Duration::from_millis(1900);
@@ -133,7 +136,7 @@ fn demo_config(base_url: &str, ca_pem: Option<&str>, seed: Option<u64>) -> GateC
     s.refresh_retry = Backoff {
         base: to_core(Duration::from_millis(500)),
         factor: 2,
-        cap: to_core(Duration::from_secs(2)),
+        cap: to_core(REFRESH_RETRY_CAP),
     };
     s.refresh_timeout = to_core(REFRESH_TIMEOUT);
     cfg
