@@ -709,9 +709,9 @@ transient, access held, and the gate refreshes the token early, once (R9). The n
         }
         let g1 = status.generation;
         let expires_before = self.obs.snapshot().expires_at;
-        // The refresh answer takes 0.4 s, so the 403 can be lifted before the new token is used.
+        // The refresh answer takes 0.6 s, so the 403 is lifted before the new token is used.
         self.control
-            .set_latency(Endpoint::Token, Duration::from_millis(400));
+            .set_latency(Endpoint::Token, Duration::from_millis(600));
         self.control.set_fault(
             Endpoint::Check,
             Some(Fault::Status {
