@@ -1,4 +1,4 @@
-//! `accessgate demo`: the reference backend and a real gate in one process, a story of nine
+//! `accessgate demo`: the reference backend and a real gate in one process, a story of twelve
 //! chapters with faults injected on cue, a live timeline, and an assertion at the end of every
 //! chapter, so the demo is also an end-to-end test (exit 0 only if every chapter ended in the
 //! expected state).
@@ -10,7 +10,7 @@ use accessgate::{
     Status, TransientClass,
 };
 use accessgate_backend::{Backend, BackendConfig, Control, Endpoint, Fault};
-use accessgate_std::{AccessGate, GateClientConfig, GateError, Tokens};
+use accessgate_std::{AccessGate, GateClientConfig, GateError, TokenError, Tokens};
 use clap::Args;
 
 use crate::check::gate_error;
@@ -26,7 +26,7 @@ use crate::util::{to_core, CliError, ColorChoice};
 CA) and a gate against it over HTTPS, with time compressed (attempt timeout 1 s, fail-closed budget \
 6 s, 7 retries stratified over 3.5 s plus one in the 0.5 s ending 1 s before the deadline, recovery \
 probes: 2 in the first second after failing closed, then every 3 s at a random phase; 8 s tokens \
-refreshed 2 s before expiry, spread over 1 s), prints that schedule, then plays nine chapters while \
+refreshed 2 s before expiry, spread over 1 s), prints that schedule, then plays twelve chapters while \
 printing the gate's live timeline:\n\n  \
 1. sign-in and grant            2. token refresh (the grant is kept)\n  \
 3. outage shorter than budget   4. recovery\n  \
@@ -34,9 +34,12 @@ printing the gate's live timeline:\n\n  \
 6. backend back (recovered by probing)\n  \
 7. server-side revocation (denied at once)\n  \
 8. captive-portal 200 (held, not denied)\n  \
-9. a 401 (signed out)\n\n\
+9. a 401 (signed out)\n  \
+10. logout while a token refresh is in flight (waiting callers rejected, the late answer ignored)\n  \
+11. a 403 asks for one early token refresh; the new token passes\n  \
+12. a retry loop superseded by a token refresh (its retry never runs, its late answer is stale)\n\n\
 Every chapter ends with an assertion on the gate's state; if one fails the demo says what was \
-expected and exits 1. Takes about 25 s. Ends with the gate's counters and the requests \
+expected and exits 1. Takes about 30 s. Ends with the gate's counters and the requests \
 the backend saw per status.",
     after_help = "Timeline columns: time since the gate started | state the app renders (\"held\": a \
 transient failure is being retried, access unchanged until the deadline; \"probing\": failed closed, \
@@ -71,6 +74,17 @@ const PROBE_RAMP: Duration = Duration::from_secs(1);
 const PROBE_RAMP_PROBES: u32 = 2;
 /// R11: refresh points spread over the 1 s before `expiry - skew`.
 const REFRESH_SPREAD: Duration = Duration::from_secs(1);
+/// Room for the slow token endpoint of chapters 10 and 12 (up to 1.55 s there).
+const REFRESH_TIMEOUT: Duration = Duration::from_millis(2500);
+/// R11: a failed refresh is retried 0.5 s doubling to this; refreshes never start closer
+/// together than that backoff allows (the refresh floor, at most this cap).
+const REFRESH_RETRY_CAP: Duration = Duration::from_secs(2);
+/// The chapters that time a refresh against their faults first wait out the refresh floor
+/// (the cap plus a little), so the refresh starts when they say so.
+const REFRESH_FLOOR_MAX: Duration = REFRESH_RETRY_CAP.saturating_add(Duration::from_millis(50));
+/// What a restored session's token has left in chapters 10 and 12: inside the refresh skew,
+/// so the refresh starts at once (R11), yet still valid while it runs.
+const STORED_TOKEN_LEFT: Duration = Duration::from_millis(1900);
 
 /// The schedule the demo runs, in words (printed at the start).
 fn schedule_text() -> String {
@@ -122,11 +136,14 @@ fn demo_config(base_url: &str, ca_pem: Option<&str>, seed: Option<u64>) -> GateC
     s.refresh_retry = Backoff {
         base: to_core(Duration::from_millis(500)),
         factor: 2,
-        cap: to_core(Duration::from_secs(2)),
+        cap: to_core(REFRESH_RETRY_CAP),
     };
-    s.refresh_timeout = to_core(Duration::from_secs(1));
+    s.refresh_timeout = to_core(REFRESH_TIMEOUT);
     cfg
 }
+
+/// How many chapters the story has.
+const CHAPTERS: u32 = 12;
 
 /// A chapter failed: what was expected, what was found.
 struct Failed(String);
@@ -553,6 +570,345 @@ failure, then fails closed (R5), to the tick.",
         ))
     }
 
+    /// Waits until R11's refresh floor cannot hold a refresh back: the chapters that time a
+    /// refresh against their faults need it to start when they say so.
+    async fn await_refresh_floor(&mut self) {
+        self.obs.pump();
+        let last = self.obs.log.iter().rev().find_map(|e| match e.event {
+            SessionEvent::RefreshStarted { .. } => Some(e.at),
+            _ => None,
+        });
+        if let Some(at) = last {
+            let wait = (at + to_core(REFRESH_FLOOR_MAX)).saturating_duration_since(self.now());
+            if wait > accessgate::Duration::ZERO {
+                self.obs.follow_for(Duration::from_micros(wait.as_micros())).await;
+            }
+        }
+    }
+
+    /// Restores a stored session of alice's whose token has [`STORED_TOKEN_LEFT`] to live
+    /// (inside the refresh skew): its refresh starts at once (R11). Returns what `restore`
+    /// answered once the immediate check settled (R3).
+    async fn restore_expiring(&mut self) -> Result<Status, CliError> {
+        let t = self.control.issue_token(USER, TOKEN_LIFETIME);
+        let status = self
+            .gate
+            .restore(Tokens::new(t.access_token, t.refresh_token, STORED_TOKEN_LEFT))
+            .await
+            .map_err(gate_error)?;
+        self.obs.pump();
+        Ok(status)
+    }
+
+    async fn ch10_logout_mid_refresh(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            10,
+            "Logout during a token refresh",
+            "alice's stored session is restored with 1.9 s left on its token, so a refresh starts at once; the token \
+endpoint takes 0.8 s. Three callers ask for a token meanwhile and wait for that refresh (R11). alice logs out before \
+it answers: the waiters are told \"not authenticated\", and the late answer signs nobody back in (R10, R11).",
+        );
+        self.await_refresh_floor().await;
+        self.control
+            .set_latency(Endpoint::Token, Duration::from_millis(800));
+        self.note("token endpoint slowed to 0.8 s");
+        // The backend counts a request when it routes it, before the delay.
+        let served_before = self.control.counts().get(Endpoint::Token, 200);
+        let status = self.restore_expiring().await?;
+        self.note(&format!("restore() returned: {}", describe(&status)));
+        let mark = self.chapter_mark;
+        let refreshing = self
+            .obs
+            .wait_until(Duration::from_secs(1), |o| {
+                o.snapshot().refresh_in_flight
+                    && o.events_since(mark)
+                        .iter()
+                        .any(|e| matches!(e.event, SessionEvent::RefreshStarted { .. }))
+            })
+            .await;
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let gate = self.gate.clone();
+                tokio::spawn(async move { gate.access_token().await })
+            })
+            .collect();
+        self.obs.follow_for(Duration::from_millis(150)).await;
+        let waiting = waiters.iter().filter(|w| !w.is_finished()).count();
+        let still_refreshing = self.obs.snapshot().refresh_in_flight;
+        self.note(&format!(
+            "{waiting} callers waiting for the refresh in flight; alice logs out now"
+        ));
+        let logout_mark = self.obs.log.len();
+        self.gate.logout().await.map_err(gate_error)?;
+        let mut rejected = 0;
+        for w in waiters {
+            match tokio::time::timeout(Duration::from_secs(1), w).await {
+                Ok(Ok(Err(TokenError::NotAuthenticated))) => rejected += 1,
+                Ok(Ok(Ok(_))) => self.note("a waiter got a token of the ended session"),
+                other => self.note(&format!("a waiter ended otherwise: {other:?}")),
+            }
+        }
+        self.note(&format!("{rejected} of 3 waiters got \"not authenticated\""));
+        // The refresh answer still comes back (the backend serves it): it must change nothing.
+        let stale = self
+            .obs
+            .wait_until(Duration::from_secs(2), |o| {
+                o.events_since(logout_mark)
+                    .iter()
+                    .any(|e| matches!(e.event, SessionEvent::StaleRefresh { .. }))
+            })
+            .await;
+        self.obs.follow_for(Duration::from_millis(100)).await;
+        let served = self.control.counts().get(Endpoint::Token, 200) > served_before;
+        if stale && served {
+            self.note("the refresh answered after the logout: dropped as stale");
+        }
+        let resurrected = self.obs.events_since(logout_mark).iter().any(|e| {
+            matches!(
+                e.event,
+                SessionEvent::Refreshed { .. } | SessionEvent::Gate(Event::CheckStarted { .. })
+            )
+        });
+        let late_caller = self.gate.access_token().await;
+        self.control.set_latency(Endpoint::Token, Duration::ZERO);
+        let s = self.obs.status();
+        Ok(self.expect(
+            refreshing
+                && waiting == 3
+                && still_refreshing
+                && rejected == 3
+                && stale
+                && served
+                && !resurrected
+                && late_caller == Err(TokenError::NotAuthenticated)
+                && !s.signed_in
+                && s.access == Access::Unknown
+                && s.cause == Some(Cause::LoggedOut),
+            "the 3 waiting callers rejected (not authenticated); the refresh answer that came after the logout \
+dropped as stale: still signed out, access unknown (logged_out), no check sent",
+        ))
+    }
+
+    async fn ch11_forbidden_refresh(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            11,
+            "403: refresh early",
+            "alice signs in again. Then the check endpoint answers 403, as some backends do for an expired token: \
+transient, access held, and the gate refreshes the token early, once (R9). The new token's check passes.",
+        );
+        self.await_refresh_floor().await;
+        let t = self.control.issue_token(USER, TOKEN_LIFETIME);
+        let status = self
+            .gate
+            .sign_in(Tokens::new(t.access_token, t.refresh_token, TOKEN_LIFETIME))
+            .await
+            .map_err(gate_error)?;
+        self.obs.pump();
+        if status.access != Access::Granted {
+            return Ok(self.expect(false, "granted after signing in again"));
+        }
+        let g1 = status.generation;
+        let expires_before = self.obs.snapshot().expires_at;
+        // The refresh answer takes 0.6 s, so the 403 is lifted before the new token is used.
+        self.control
+            .set_latency(Endpoint::Token, Duration::from_millis(600));
+        self.control.set_fault(
+            Endpoint::Check,
+            Some(Fault::Status {
+                code: 403,
+                retry_after: None,
+            }),
+        );
+        self.note(&format!(
+            "signed in (generation {}); the check endpoint now answers 403",
+            g1.0
+        ));
+        self.recheck().await?;
+        let mark = self.chapter_mark;
+        let early_started = self
+            .obs
+            .wait_until(Duration::from_secs(4), |o| {
+                o.events_since(mark)
+                    .iter()
+                    .any(|e| matches!(e.event, SessionEvent::RefreshStarted { early: true, .. }))
+            })
+            .await;
+        // The backend accepts the token it is about to hand out.
+        self.control.set_fault(Endpoint::Check, None);
+        self.note("early refresh under way; the check endpoint accepts tokens again");
+        let refreshed_gen = |o: &Observer| {
+            o.events_since(mark).iter().find_map(|e| match e.event {
+                SessionEvent::Refreshed { generation, .. } => Some(generation),
+                _ => None,
+            })
+        };
+        let passed = self
+            .obs
+            .wait_until(Duration::from_secs(4), |o| {
+                refreshed_gen(o).is_some_and(|g| o.status().generation == g && Self::settled_granted(o))
+            })
+            .await;
+        self.control.set_latency(Endpoint::Token, Duration::ZERO);
+        let g2 = refreshed_gen(&self.obs);
+        let early = self
+            .events()
+            .filter(|(_, e)| matches!(e, SessionEvent::RefreshStarted { early: true, .. }))
+            .count();
+        let refreshes = self
+            .events()
+            .filter(|(_, e)| matches!(e, SessionEvent::RefreshStarted { .. }))
+            .count();
+        let new_token_checked = g2.is_some_and(|g| {
+            self.events().any(|(_, e)| {
+                matches!(e, SessionEvent::Gate(Event::CheckStarted { generation, attempt: 0 }) if generation == g)
+            })
+        });
+        let forbidden = self.failure_said(FailureDetail::Status(403))
+            && self.check_failures(Some(TransientClass::Forbidden)) >= 1;
+        // From the grant at sign-in on, access never left granted (R4: a 403 is transient).
+        let held = self
+            .statuses()
+            .skip_while(|(_, s)| s.access != Access::Granted)
+            .all(|(_, s)| s.access == Access::Granted);
+        let later_expiry = match (expires_before, self.obs.snapshot().expires_at) {
+            (Some(a), Some(b)) => b > a,
+            _ => false,
+        };
+        if let Some(g) = g2 {
+            self.note(&format!(
+                "one early refresh: generation {} -> {}, the new token valid until {}",
+                g1.0,
+                g.0,
+                self.obs
+                    .snapshot()
+                    .expires_at
+                    .map(|t| secs(t, Instant::ZERO))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(self.expect(
+            early_started
+                && passed
+                && forbidden
+                && early == 1
+                && refreshes == 1
+                && g2.is_some_and(|g| g.0 > g1.0)
+                && new_token_checked
+                && later_expiry
+                && held
+                && self.obs.status().cause == Some(Cause::ServerGranted),
+            "the 403 (\"HTTP 403\", forbidden) held access and started exactly one early refresh; the new \
+generation's check granted (server_granted), access never lost",
+        ))
+    }
+
+    async fn ch12_superseded(&mut self) -> Result<Chapter, CliError> {
+        self.heading(
+            12,
+            "A retry loop superseded",
+            "alice's stored session (1.9 s left) is restored while checks answer 503 after 0.85 s; its refresh takes \
+1.55 s. The first check fails and a retry is planned; that retry still waits for its answer when the refresh lands \
+and starts a new generation. The old loop is over: its next retry never runs, and its late 503 is dropped as stale, \
+never touching the new generation (R10).",
+        );
+        // Timing only decides whether the old retry is still in flight when the refresh lands
+        // (it is, with 0.15 s to spare either side); if not, the chapter is played again.
+        for _ in 0..3 {
+            self.await_refresh_floor().await;
+            let stale_before = self.obs.snapshot().counters.stale_dropped;
+            let mark = self.obs.log.len();
+            self.control.set_fault(
+                Endpoint::Check,
+                Some(Fault::Status {
+                    code: 503,
+                    retry_after: None,
+                }),
+            );
+            self.control
+                .set_latency(Endpoint::Check, Duration::from_millis(850));
+            self.control
+                .set_latency(Endpoint::Token, Duration::from_millis(1550));
+            self.note("checks: 503 after 0.85 s; token endpoint: 1.55 s");
+            let status = self.restore_expiring().await?;
+            let g1 = status.generation;
+            self.note(&format!(
+                "restore() returned after the first check failed: {} (generation {})",
+                describe(&status),
+                g1.0
+            ));
+            let refreshed = |o: &Observer| {
+                o.events_since(mark)
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, e)| match e.event {
+                        SessionEvent::Refreshed { generation, .. } => Some((mark + i, generation)),
+                        _ => None,
+                    })
+            };
+            self.obs
+                .wait_until(Duration::from_secs(3), |o| refreshed(o).is_some())
+                .await;
+            // The service is healthy again for whatever is asked from now on.
+            self.control.clear_all();
+            let Some((at, g2)) = refreshed(&self.obs) else {
+                return Ok(self.expect(false, "the refresh landed within 3 s"));
+            };
+            self.note(&format!("refresh landed: generation {} -> {}", g1.0, g2.0));
+            let stale_of_g1 = |o: &Observer| {
+                o.events_since(at).iter().any(|e| {
+                    matches!(e.event, SessionEvent::Gate(Event::StaleResult { generation, .. }) if generation == g1)
+                })
+            };
+            self.obs
+                .wait_until(Duration::from_secs(4), |o| {
+                    stale_of_g1(o) && o.status().generation == g2 && Self::settled_granted(o)
+                })
+                .await;
+            self.obs.follow_for(Duration::from_millis(100)).await;
+            let retry_planned = self.obs.log[mark..at].iter().any(|e| {
+                matches!(e.event, SessionEvent::Gate(Event::CheckFailed { generation, next_attempt: Some(_), .. }) if generation == g1)
+            });
+            // After the refresh, nothing of the old generation starts or counts as a failure.
+            let old_retry_ran = self.obs.events_since(at).iter().any(|e| {
+                matches!(e.event, SessionEvent::Gate(Event::CheckStarted { generation, .. }) if generation == g1)
+            });
+            let old_answer_applied = self.obs.events_since(at).iter().any(|e| {
+                matches!(e.event, SessionEvent::Gate(Event::CheckFailed { generation, .. }) if generation == g1)
+            });
+            if old_retry_ran || !retry_planned {
+                return Ok(self.expect(
+                    false,
+                    "a retry planned before the refresh, and no attempt of the old generation after it",
+                ));
+            }
+            if !stale_of_g1(&self.obs) {
+                self.note("the old retry was not in flight when the refresh landed; once more");
+                continue;
+            }
+            self.note("the old loop's late 503 arrived after the refresh: dropped as stale");
+            let s = self.obs.status();
+            // Once the new generation was granted, nothing (the stale 503 included) took it away.
+            let kept = self
+                .obs
+                .history
+                .iter()
+                .skip_while(|h| !(h.status.generation == g2 && h.status.access == Access::Granted))
+                .all(|h| h.status.access == Access::Granted && h.status.reverifying_until.is_none());
+            return Ok(self.expect(
+                !old_answer_applied
+                    && s.generation == g2
+                    && s.access == Access::Granted
+                    && s.cause == Some(Cause::ServerGranted)
+                    && s.reverifying_until.is_none()
+                    && kept
+                    && self.obs.snapshot().counters.stale_dropped > stale_before,
+                "the old loop's next retry never ran, its late answer was dropped (stale, counted), and the new \
+generation is granted (server_granted) with no deadline left",
+            ));
+        }
+        Ok(self.expect(false, "an old retry in flight when the refresh landed (3 tries)"))
+    }
+
     fn summary(&self, started: std::time::Instant) {
         let snap = self.obs.snapshot();
         let c = snap.counters;
@@ -662,7 +1018,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, CliError> {
     demo.say(&demo.obs.timeline.header());
 
     let mut code = 0;
-    for n in 1..=9 {
+    for n in 1..=CHAPTERS {
         let result = match n {
             1 => demo.ch1_sign_in().await,
             2 => demo.ch2_refresh().await,
@@ -672,7 +1028,10 @@ pub async fn run(args: DemoArgs) -> Result<u8, CliError> {
             6 => demo.ch6_back().await,
             7 => demo.ch7_revoked().await,
             8 => demo.ch8_portal().await,
-            _ => demo.ch9_unauthorized().await,
+            9 => demo.ch9_unauthorized().await,
+            10 => demo.ch10_logout_mid_refresh().await,
+            11 => demo.ch11_forbidden_refresh().await,
+            _ => demo.ch12_superseded().await,
         };
         match result {
             Ok(Ok(())) => {}
@@ -694,7 +1053,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, CliError> {
         demo.summary(started);
     } else {
         demo.say(&demo.obs.timeline.bad(&format!(
-            "demo FAILED after {} of 9 chapters ({:.1} s)",
+            "demo FAILED after {} of {CHAPTERS} chapters ({:.1} s)",
             demo.passed.len(),
             started.elapsed().as_secs_f64()
         )));

@@ -17,6 +17,7 @@ pub enum ScenarioArg {
     /// N devices sign in within 1 s against capacity C.
     BootStorm,
     /// N devices in steady state; the backend goes down for each `--outage` length.
+    #[value(help = "N devices in steady state; the backend goes down once for each --outage length")]
     Outage,
 }
 
@@ -33,7 +34,13 @@ pub struct FleetArgs {
     #[arg(long, default_value_t = 2_000)]
     pub capacity: u32,
     /// Outage length(s), comma separated (e.g. `30s,5m,30m`); each is its own run.
-    #[arg(long, value_parser = parse_duration, value_delimiter = ',', default_value = "30s,5m,30m")]
+    #[arg(
+        long,
+        value_parser = parse_duration,
+        value_delimiter = ',',
+        default_value = "30s,5m,30m",
+        help = "Outage length(s), comma separated (e.g. 30s,5m,30m); each is its own run"
+    )]
     pub outage: Vec<Duration>,
     /// When the outage starts.
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
@@ -41,8 +48,14 @@ pub struct FleetArgs {
     /// How the backend fails during the outage.
     #[arg(long, value_enum, default_value = "refused")]
     pub outage_mode: OutageMode,
-    /// Policies to run, comma separated (default: all).
-    #[arg(long, value_enum, value_delimiter = ',')]
+    /// Policies to run, comma separated (default: all but `ours16`). Each value's help is
+    /// [`PolicyKind::describe`].
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        help = "Policies to run, comma separated (default: all but ours16)"
+    )]
     pub policies: Vec<PolicyKind>,
     /// Run seed: same seed, same report.
     #[arg(long, default_value_t = 1)]
@@ -60,10 +73,13 @@ pub struct FleetArgs {
     #[arg(long, default_value_t = 0.0)]
     pub denied_fraction: f64,
     /// Write an SVG plot here (with several outages: `NAME-<outage>.svg`).
-    #[arg(long)]
+    #[arg(
+        long,
+        help = "Write an SVG plot here (with several outages: NAME-<outage>.svg)"
+    )]
     pub svg: Option<PathBuf>,
     /// Write the per-second series as CSV here (same naming as `--svg`).
-    #[arg(long)]
+    #[arg(long, help = "Write the per-second series as CSV here (same naming as --svg)")]
     pub csv: Option<PathBuf>,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
@@ -76,7 +92,11 @@ pub struct FleetArgs {
     pub probe_period: Option<Duration>,
     /// Our gate's probe ramp after failing closed, as `WINDOW:PROBES` (e.g. `120s:2`;
     /// `0s:0` for none).
-    #[arg(long, value_parser = parse_ramp)]
+    #[arg(
+        long,
+        value_parser = parse_ramp,
+        help = "Our gate's probe ramp after failing closed, as WINDOW:PROBES (e.g. 120s:2; 0s:0 for none)"
+    )]
     pub probe_ramp: Option<(Duration, u32)>,
     /// Our gate's retry spread window (R6; default 70 s).
     #[arg(long, value_parser = parse_duration)]

@@ -75,32 +75,41 @@ pub trait Policy {
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum PolicyKind {
     /// accessgate's [`Gate`] with the scenario's [`GateConfig`] (default: the spec's).
+    #[cfg_attr(feature = "cli", value(help = PolicyKind::Ours.describe()))]
     Ours,
     /// The original PR's final schedule: 1 awaited attempt + 9 retries sleeping 2, 4, 8, 16,
     /// 20, 20, 20, 20, 20 s, then denied with no re-check until the next token refresh.
+    #[cfg_attr(feature = "cli", value(help = PolicyKind::PrFinal.describe()))]
     PrFinal,
     /// The original PR's prime round: sleeps 2, 3, 5, 7, 11, 13, 17, 19, 23 s, then as above.
+    #[cfg_attr(feature = "cli", value(help = PolicyKind::PrPrime.describe()))]
     PrPrime,
     /// The simpler fix that shipped: 3 attempts 1 s then 2 s apart, keeps the previous value
     /// on any failure, for ever.
+    #[cfg_attr(feature = "cli", value(help = PolicyKind::ShippedFix.describe()))]
     ShippedFix,
     /// AWS SDK "standard": 3 attempts, full jitter 1 s x2 cap 20 s, a per-client retry quota
     /// of 500 tokens (retry costs 5, 10 after a timeout; success +1), then an error (denied).
+    #[cfg_attr(feature = "cli", value(help = PolicyKind::Aws.describe()))]
     Aws,
     /// gRPC connection backoff: 1 s x1.6 cap 120 s, +/-20 % jitter, 20 s connect timeout,
     /// keeps trying, keeps the previous value.
+    #[cfg_attr(feature = "cli", value(help = PolicyKind::Grpc.describe()))]
     Grpc,
     /// LaunchDarkly stream reconnect: 1 s x2 cap 30 s, delay in [d/2, d], keeps trying,
     /// serves the last known value.
-    #[cfg_attr(feature = "cli", value(name = "launchdarkly"))]
+    #[cfg_attr(
+        feature = "cli",
+        value(name = "launchdarkly", help = PolicyKind::LaunchDarkly.describe())
+    )]
     LaunchDarkly,
     /// Ours with a retry capacity of 16 instead of 8 (`Gate<16>`), same config. Not in
     /// [`PolicyKind::ALL`]: a what-if for more retries within the same budget.
-    #[cfg_attr(feature = "cli", value(name = "ours16"))]
+    #[cfg_attr(feature = "cli", value(name = "ours16", help = PolicyKind::Ours16.describe()))]
     Ours16,
     /// Ours before issue 10 (`ours, old schedule`): full-jitter retries on 2 s doubling to
     /// 20 s, probes on 30 s doubling to 10 min, refresh points not spread ([`crate::old`]).
-    #[cfg_attr(feature = "cli", value(name = "ours-old"))]
+    #[cfg_attr(feature = "cli", value(name = "ours-old", help = PolicyKind::OursOld.describe()))]
     OursOld,
 }
 
@@ -130,6 +139,51 @@ impl PolicyKind {
             PolicyKind::LaunchDarkly => "LaunchDarkly",
             PolicyKind::Ours16 => "ours, N = 16",
             PolicyKind::OursOld => "ours, old schedule",
+        }
+    }
+
+    /// What the policy is, in operator words (no rustdoc syntax): the help text of each
+    /// `--policies` value in `accessgate simulate --help` and `fleet --help`. The figures are
+    /// the defaults of `shared/notes/peers.md` and of our gate's config.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            PolicyKind::Ours => {
+                "ours: stratified retries + periodic probes (R6/R7). 7 retries, one per 10 s slice \
+of the 70 s after the first failure, the 8th just before the fail-closed deadline (120 s); then \
+2 probes in 2 min and one every 5 min at a random phase; token refreshes spread over 10 min (R11)"
+            }
+            PolicyKind::OursOld => {
+                "ours before issue 10: full-jitter retries from 2 s doubling to 20 s, probes from \
+30 s doubling to 10 min, token refreshes not spread"
+            }
+            PolicyKind::Ours16 => {
+                "ours with room for 16 attempts instead of 8, same budget (a what-if; not in the \
+default set)"
+            }
+            PolicyKind::PrFinal => {
+                "fixed schedule, no jitter (original PR): 1 try + 9 retries 2, 4, 8, 16, 20, 20, \
+20, 20, 20 s apart; then denied, no re-check until the next hourly token refresh"
+            }
+            PolicyKind::PrPrime => {
+                "fixed prime schedule, no jitter (original PR, prime round): retries 2, 3, 5, 7, \
+11, 13, 17, 19, 23 s apart; then denied until the next token refresh"
+            }
+            PolicyKind::ShippedFix => {
+                "3 tries then keep (shipped fix): retries 1 s then 2 s apart, no jitter; keeps the \
+last answer for ever (never fails closed)"
+            }
+            PolicyKind::Aws => {
+                "AWS SDK standard retry mode: 3 attempts, full jitter on 1 s doubling to 20 s, \
+500-token retry quota (5 per retry, 10 after a timeout); then an error, shown as denied"
+            }
+            PolicyKind::Grpc => {
+                "gRPC connection backoff: 1 s x1.6 up to 120 s, +/-20 % jitter, 20 s connect \
+timeout; keeps trying and keeps the last answer"
+            }
+            PolicyKind::LaunchDarkly => {
+                "LaunchDarkly SDK stream reconnect: 1 s doubling to 30 s, delay drawn in [d/2, d]; \
+keeps trying and serves the last known value"
+            }
         }
     }
 

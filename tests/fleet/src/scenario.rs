@@ -27,6 +27,7 @@ pub enum ScenarioKind {
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum OutageMode {
     /// Connection refused: a fast transport error after `refused_latency`.
+    #[cfg_attr(feature = "cli", value(help = "Connection refused: a fast transport error"))]
     Refused,
     /// Requests vanish: each attempt ends at the policy's own per-attempt timeout.
     Blackhole,
