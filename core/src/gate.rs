@@ -419,7 +419,10 @@ impl<const N: usize> Entitlement<N> {
         if !self.signed_in {
             return Err(NotSignedIn);
         }
-        io.generation.bump(); // R10: the older retry loop is stale from here on
+        // The older generation's attempt in flight no longer matters (named with its own
+        // generation), and its retry loop is stale from here on (R10).
+        self.cancel_in_flight(io);
+        io.generation.bump();
         self.token = token;
         self.next_attempt = 0;
         self.start_attempt(cfg, io, now); // R3; the deadline stays where it is (R5)

@@ -840,3 +840,127 @@ fn never_two_early_refreshes_in_one_generation() {
     assert_eq!(run(&mut s, T0 + secs(120), forbidden), 0);
     assert_eq!(s.status().generation, gen, "still the same generation");
 }
+
+// ---- issue 11: explicit outputs ----
+
+#[test]
+fn a_refresh_landing_mid_retry_cancels_the_old_generations_attempt_by_its_own_name() {
+    let mut s = granted();
+    let g1 = s.status().generation;
+    // The refresh comes due and runs; meanwhile a check fails and its retry starts.
+    let (t, r) = to_refresh(&mut s);
+    s.recheck_now(t).unwrap();
+    let c = check(&mut s);
+    s.handle_check_result(
+        t,
+        c.generation,
+        c.attempt,
+        CheckOutcome::transient(TransientClass::ServerError),
+    );
+    let at = s.poll_timeout().unwrap();
+    assert!(
+        at < t + secs(10),
+        "the first retry slot comes before the refresh timeout"
+    );
+    s.handle_timeout(at);
+    let retry = check(&mut s);
+    assert_eq!((retry.generation, retry.attempt), (g1, 2));
+    // The refresh lands while that retry runs.
+    s.handle_refresh_result(at, r.id, new_tokens(1));
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::CancelCheck {
+            generation: g1,
+            attempt: 2
+        }),
+        "the driver is told which request to stop, by its own generation"
+    );
+    let fresh = check(&mut s);
+    assert_ne!(fresh.generation, g1);
+    assert_eq!(fresh.attempt, 0);
+}
+
+#[test]
+fn an_attempt_that_times_out_is_cancelled_and_one_never_handed_out_is_not() {
+    let mut s = granted();
+    s.recheck_now(T0 + secs(10)).unwrap();
+    let c = check(&mut s);
+    s.handle_timeout(T0 + secs(20));
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::CancelCheck {
+            generation: c.generation,
+            attempt: c.attempt
+        })
+    );
+    // A check started and superseded before the driver polled it is simply withdrawn.
+    let mut s = granted();
+    s.recheck_now(T0 + secs(10)).unwrap();
+    s.logout(T0 + secs(11));
+    assert_eq!(s.poll_action(), None);
+}
+
+#[test]
+fn first_check_settled_comes_after_the_answer_and_once_per_generation() {
+    let mut s = session();
+    let g = s.sign_in(T0, b"at", b"rt", secs(3600)).unwrap();
+    assert!(s.first_check_running());
+    let c = check(&mut s);
+    s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted);
+    let ev = drain(&mut s);
+    let settled: Vec<_> = ev
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { .. })))
+        .collect();
+    assert_eq!(
+        settled,
+        [&SessionEvent::Gate(Event::FirstCheckSettled { generation: g })]
+    );
+    assert!(matches!(
+        ev.last(),
+        Some(SessionEvent::Gate(Event::FirstCheckSettled { .. }))
+    ));
+    assert!(!s.first_check_running());
+    assert_eq!(
+        s.status().since,
+        Some(T0),
+        "the instant of the last access change"
+    );
+}
+
+#[test]
+fn tokens_a_header_cannot_carry_are_refused_by_the_core() {
+    let mut s = session();
+    assert_eq!(
+        s.sign_in(T0, b"", b"rt", secs(10)),
+        Err(SignInError::TokenNotHeaderSafe)
+    );
+    assert_eq!(
+        s.sign_in(T0, b"a b", b"rt", secs(10)),
+        Err(SignInError::TokenNotHeaderSafe)
+    );
+    assert_eq!(
+        s.sign_in(T0, b"at", b"r\r\nX: y", secs(10)),
+        Err(SignInError::TokenNotHeaderSafe)
+    );
+    assert!(!s.status().signed_in);
+    // No refresh token at all is allowed.
+    assert!(s.sign_in(T0, b"at", b"", secs(10)).is_ok());
+    // From the server, a token a header cannot carry is a malformed (transient) answer.
+    let mut s = granted();
+    s.request_token(T0 + secs(3550)).unwrap();
+    let r = refresh(&mut s);
+    let bad = RefreshOutcome::Refreshed {
+        access_token: b"at\nInjected: 1",
+        refresh_token: None,
+        expires_in: secs(3600),
+    };
+    s.handle_refresh_result(T0 + secs(3550), r.id, bad);
+    assert!(drain(&mut s).iter().any(|e| matches!(
+        e,
+        SessionEvent::RefreshFailed {
+            class: TransientClass::InvalidBody,
+            ..
+        }
+    )));
+}

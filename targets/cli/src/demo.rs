@@ -37,7 +37,7 @@ printing the gate's live timeline:\n\n  \
 9. a 401 (signed out)\n  \
 10. logout while a token refresh is in flight (waiting callers rejected, the late answer ignored)\n  \
 11. a 403 asks for one early token refresh; the new token passes\n  \
-12. a retry loop superseded by a token refresh (its retry never runs, its late answer is stale)\n\n\
+12. a retry loop superseded by a token refresh (its retry in flight is cancelled, its next one never runs)\n\n\
 Every chapter ends with an assertion on the gate's state; if one fails the demo says what was \
 expected and exits 1. Takes about 30 s. Ends with the gate's counters and the requests \
 the backend saw per status.",
@@ -606,7 +606,8 @@ failure, then fails closed (R5), to the tick.",
             "Logout during a token refresh",
             "alice's stored session is restored with 1.9 s left on its token, so a refresh starts at once; the token \
 endpoint takes 0.8 s. Three callers ask for a token meanwhile and wait for that refresh (R11). alice logs out before \
-it answers: the waiters are told \"not authenticated\", and the late answer signs nobody back in (R10, R11).",
+it answers: the waiters are told \"not authenticated\", the refresh is cancelled, and nothing of it signs anybody back \
+in (R10, R11).",
         );
         self.await_refresh_floor().await;
         self.control
@@ -649,19 +650,23 @@ it answers: the waiters are told \"not authenticated\", and the late answer sign
             }
         }
         self.note(&format!("{rejected} of 3 waiters got \"not authenticated\""));
-        // The refresh answer still comes back (the backend serves it): it must change nothing.
+        // The session told the driver the refresh no longer matters (a cancel action), so the
+        // driver stopped it; had its answer raced the logout, it would be dropped as stale. Either
+        // way it must change nothing.
+        self.obs.follow_for(Duration::from_millis(1000)).await;
         let stale = self
             .obs
-            .wait_until(Duration::from_secs(2), |o| {
-                o.events_since(logout_mark)
-                    .iter()
-                    .any(|e| matches!(e.event, SessionEvent::StaleRefresh { .. }))
-            })
-            .await;
-        self.obs.follow_for(Duration::from_millis(100)).await;
+            .events_since(logout_mark)
+            .iter()
+            .any(|e| matches!(e.event, SessionEvent::StaleRefresh { .. }));
         let served = self.control.counts().get(Endpoint::Token, 200) > served_before;
-        if stale && served {
+        let cancelled = !self.obs.snapshot().refresh_in_flight;
+        if stale {
             self.note("the refresh answered after the logout: dropped as stale");
+        } else {
+            self.note(
+                "the refresh in flight was cancelled by the logout: its answer never reached the session",
+            );
         }
         let resurrected = self.obs.events_since(logout_mark).iter().any(|e| {
             matches!(
@@ -677,15 +682,15 @@ it answers: the waiters are told \"not authenticated\", and the late answer sign
                 && waiting == 3
                 && still_refreshing
                 && rejected == 3
-                && stale
+                && cancelled
                 && served
                 && !resurrected
                 && late_caller == Err(TokenError::NotAuthenticated)
                 && !s.signed_in
                 && s.access == Access::Unknown
                 && s.cause == Some(Cause::LoggedOut),
-            "the 3 waiting callers rejected (not authenticated); the refresh answer that came after the logout \
-dropped as stale: still signed out, access unknown (logged_out), no check sent",
+            "the 3 waiting callers rejected (not authenticated); the refresh in flight cancelled (or its late answer \
+dropped as stale): still signed out, access unknown (logged_out), no check sent",
         ))
     }
 
@@ -808,14 +813,13 @@ generation's check granted (server_granted), access never lost",
             "A retry loop superseded",
             "alice's stored session (1.9 s left) is restored while checks answer 503 after 0.85 s; its refresh takes \
 1.55 s. The first check fails and a retry is planned; that retry still waits for its answer when the refresh lands \
-and starts a new generation. The old loop is over: its next retry never runs, and its late 503 is dropped as stale, \
-never touching the new generation (R10).",
+and starts a new generation. The old loop is over: the retry in flight is cancelled (a late answer would be dropped \
+as stale), its next retry never runs, and nothing of it touches the new generation (R10).",
         );
         // Timing only decides whether the old retry is still in flight when the refresh lands
         // (it is, with 0.15 s to spare either side); if not, the chapter is played again.
         for _ in 0..3 {
             self.await_refresh_floor().await;
-            let stale_before = self.obs.snapshot().counters.stale_dropped;
             let mark = self.obs.log.len();
             self.control.set_fault(
                 Endpoint::Check,
@@ -861,10 +865,26 @@ never touching the new generation (R10).",
             };
             self.obs
                 .wait_until(Duration::from_secs(4), |o| {
-                    stale_of_g1(o) && o.status().generation == g2 && Self::settled_granted(o)
+                    o.status().generation == g2 && Self::settled_granted(o)
                 })
                 .await;
-            self.obs.follow_for(Duration::from_millis(100)).await;
+            // Past the old check's 0.85 s: had it not been cancelled, its answer is in by now.
+            self.obs.follow_for(Duration::from_millis(900)).await;
+            // The old generation's last event before the refresh: a retry started and not over.
+            let old_in_flight = self.obs.log[mark..at]
+                .iter()
+                .rev()
+                .find_map(|e| match e.event {
+                    SessionEvent::Gate(Event::CheckStarted { generation, attempt }) if generation == g1 => {
+                        Some(Some(attempt))
+                    }
+                    SessionEvent::Gate(Event::CheckFailed { generation, .. }) if generation == g1 => {
+                        Some(None)
+                    }
+                    _ => None,
+                })
+                .flatten()
+                .filter(|&attempt| attempt > 0);
             let retry_planned = self.obs.log[mark..at].iter().any(|e| {
                 matches!(e.event, SessionEvent::Gate(Event::CheckFailed { generation, next_attempt: Some(_), .. }) if generation == g1)
             });
@@ -881,11 +901,17 @@ never touching the new generation (R10).",
                     "a retry planned before the refresh, and no attempt of the old generation after it",
                 ));
             }
-            if !stale_of_g1(&self.obs) {
+            let Some(attempt) = old_in_flight else {
                 self.note("the old retry was not in flight when the refresh landed; once more");
                 continue;
+            };
+            if stale_of_g1(&self.obs) {
+                self.note("the old loop's late 503 arrived after the refresh: dropped as stale");
+            } else {
+                self.note(&format!(
+                    "the old loop's retry #{attempt} was cancelled when the refresh landed: its 503 never reached the session"
+                ));
             }
-            self.note("the old loop's late 503 arrived after the refresh: dropped as stale");
             let s = self.obs.status();
             // Once the new generation was granted, nothing (the stale 503 included) took it away.
             let kept = self
@@ -900,10 +926,9 @@ never touching the new generation (R10).",
                     && s.access == Access::Granted
                     && s.cause == Some(Cause::ServerGranted)
                     && s.reverifying_until.is_none()
-                    && kept
-                    && self.obs.snapshot().counters.stale_dropped > stale_before,
-                "the old loop's next retry never ran, its late answer was dropped (stale, counted), and the new \
-generation is granted (server_granted) with no deadline left",
+                    && kept,
+                "the old loop's retry in flight was cancelled (or its late answer dropped as stale), its next retry \
+never ran, and the new generation is granted (server_granted) with no deadline left",
             ));
         }
         Ok(self.expect(false, "an old retry in flight when the refresh landed (3 tries)"))
