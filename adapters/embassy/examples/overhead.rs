@@ -259,7 +259,8 @@ async fn main(spawner: Spawner) {
     // Plain HTTP: no TLS seed.
     let seeds = Seeds::new(0x5eed);
     let buffers = DriverBuffers::new(CHECK_BUFFERS.init_with(PlainCheckStorage::new).buffers());
-    let driver: BenchDriver = Driver::new(&LINK, stack, stack, config, buffers, seeds).expect("driver config");
+    let driver: BenchDriver =
+        Driver::new(&LINK, stack, stack, config, buffers, seeds).expect("driver config");
     spawner.spawn(drive(driver).expect("driver task"));
 
     let bare_bufs = BARE_BUFFERS.init_with(PlainCheckStorage::new).buffers();

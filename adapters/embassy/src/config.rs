@@ -174,7 +174,6 @@ pub struct DriverConfig<'a> {
 /// let seeds = Seeds::new(rng_u64()).with_tls(rng_bytes());
 /// ```
 #[derive(Clone, Copy)]
-#[non_exhaustive]
 pub struct Seeds {
     /// Seeds where retries fall in their slices and the probes' phase (R6, R7).
     pub(crate) jitter: u64,

@@ -14,9 +14,9 @@ use accessgate::{
     TransientClass,
 };
 use accessgate_embassy::{
-    BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverBuffers, DriverConfig, Endpoint,
-    Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot, TimedEvent, TokenError,
-    TokenSlot, Transport,
+    BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverBuffers,
+    DriverConfig, Endpoint, Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot,
+    TimedEvent, TokenError, TokenSlot, Transport,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -699,13 +699,24 @@ fn a_tls_transport_needs_a_nonzero_tls_seed() {
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
     let (_, ca) = p256_ca();
     let cfg = DriverConfig::new("https://backend.test/check", Transport::tls(ca));
-    let tls_buffers = || DriverBuffers::new(Box::leak(Box::new(accessgate_embassy::CheckStorage::new())).buffers());
+    let tls_buffers =
+        || DriverBuffers::new(Box::leak(Box::new(accessgate_embassy::CheckStorage::new())).buffers());
     let build = |seeds: Seeds| Driver::<_, _, _>::new(link, net, net, cfg, tls_buffers(), seeds).err();
     assert_eq!(build(Seeds::new(7)), Some(ConfigError::MissingTlsSeed));
-    assert_eq!(build(Seeds::new(7).with_tls([0; 32])), Some(ConfigError::MissingTlsSeed));
+    assert_eq!(
+        build(Seeds::new(7).with_tls([0; 32])),
+        Some(ConfigError::MissingTlsSeed)
+    );
     assert_eq!(build(Seeds::new(7).with_tls([7; 32])), None);
     // Over plain HTTP the TLS seed is not needed.
-    let plain = Driver::<_, _, _>::new(link, net, net, config(false), check_buffers().into(), Seeds::new(7));
+    let plain = Driver::<_, _, _>::new(
+        link,
+        net,
+        net,
+        config(false),
+        check_buffers().into(),
+        Seeds::new(7),
+    );
     assert!(plain.is_ok());
 }
 
@@ -741,7 +752,10 @@ fn a_const_config_validates_without_buffers() {
     assert_eq!(GOOD.session, SessionConfig::DEFAULT);
     const MIXED: DriverConfig<'static> = DriverConfig::new("http://backend.test/check", Transport::PlainHttp)
         .with_refresh(RefreshEndpoint::new("https://backend.test/oauth/token", "kiosk"));
-    assert_eq!(MIXED.validate(), Err(ConfigError::SchemeMismatch(Endpoint::Token)));
+    assert_eq!(
+        MIXED.validate(),
+        Err(ConfigError::SchemeMismatch(Endpoint::Token))
+    );
     let mut bad_session = GOOD;
     bad_session.session.gate.budget = Duration::ZERO;
     assert!(matches!(bad_session.validate(), Err(ConfigError::Core(_))));

@@ -25,7 +25,8 @@ use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict, DEF
 use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTiming};
 use accessgate_embassy::{
     time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, ConfigError,
-    Credentials, Driver, DriverBuffers, DriverConfig, Link, Seeds, TimedEvent, TlsConfig, Transport, UnixClock,
+    Credentials, Driver, DriverBuffers, DriverConfig, Link, Seeds, TimedEvent, TlsConfig, Transport,
+    UnixClock,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -207,7 +208,8 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         .and_then(|()| getrandom::fill(&mut jitter))
         .map_err(|e| format!("no OS randomness: {e}"))?;
     let seeds = Seeds::new(args.seed.unwrap_or(u64::from_le_bytes(jitter))).with_tls(tls);
-    let config = DriverConfig::new(Box::leak(args.url.clone().into_boxed_str()), transport).with_session(session);
+    let config =
+        DriverConfig::new(Box::leak(args.url.clone().into_boxed_str()), transport).with_session(session);
     let stack: &'static Stack = STACK.init(Stack::default());
     let dns: &'static HostDns = DNS.init(HostDns(Stack::default()));
     let buffers = DriverBuffers::new(CHECK_BUFFERS.init_with(CheckStorage::new).buffers());

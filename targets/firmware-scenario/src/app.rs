@@ -13,7 +13,9 @@ use core::net::{IpAddr, Ipv4Addr};
 use core::pin::pin;
 
 use accessgate::{Duration, Probing, Retries, SessionConfig};
-use accessgate_embassy::{ConfigError, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport};
+use accessgate_embassy::{
+    ConfigError, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport,
+};
 use embassy_executor::{SpawnError, Spawner};
 use static_cell::StaticCell;
 
