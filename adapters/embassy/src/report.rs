@@ -13,6 +13,7 @@ use crate::link::{Link, Snapshot, TimedEvent};
 /// Why [`until_verdict`] could not watch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct NoStatusReceiver;
 
 impl core::fmt::Display for NoStatusReceiver {

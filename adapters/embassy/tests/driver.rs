@@ -16,7 +16,7 @@ use accessgate::{
 use accessgate_embassy::{
     BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverBuffers,
     DriverConfig, Endpoint, Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot,
-    TimedEvent, TokenError, TokenSlot, Transport,
+    TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, UnixClock, MIN_TLS_READ, MIN_TLS_WRITE,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -629,7 +629,6 @@ fn the_transport_is_never_guessed_from_the_url() {
 }
 
 /// A real P-256 CA (the trust anchor is parsed at construction), and its parameters.
-#[cfg(feature = "tls")]
 fn p256_ca() -> (rcgen::CertificateParams, &'static [u8]) {
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -731,6 +730,32 @@ fn a_tls_transport_without_the_tls_feature_is_refused() {
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
     let err = Driver::<_, _, _>::new(link, net, net, cfg, check_buffers().into(), seeds()).err();
     assert_eq!(err, Some(ConfigError::TlsNotEnabled));
+}
+
+/// The TLS names (transport, config, clock, buffers, limits, error variants) exist in every
+/// build; only the outcome depends on the `tls` feature: a buffer check with it, a refusal by
+/// name without it.
+#[test]
+fn tls_names_exist_with_and_without_the_feature() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let (_, ca) = p256_ca();
+    let leak = |n: usize| -> &'static mut [u8] { Box::leak(vec![0u8; n].into_boxed_slice()) };
+    let small_tls = Buffers::new(leak(2048), leak(1040), leak(1025))
+        .with_tls(leak(MIN_TLS_READ - 1), leak(MIN_TLS_WRITE));
+    let tls = TlsConfig::new(ca).with_clock(UnixClock(|| None));
+    let cfg = DriverConfig::new("https://backend.test/check", Transport::Tls(tls));
+    let err = Driver::<_, _, _>::new(link, net, net, cfg, small_tls.into(), seeds()).err();
+    let expected = if cfg!(feature = "tls") {
+        ConfigError::BufferTooSmall {
+            lane: Endpoint::Check,
+            buffer: BufferKind::TlsRead,
+            need: MIN_TLS_READ,
+        }
+    } else {
+        ConfigError::TlsNotEnabled
+    };
+    assert_eq!(err, Some(expected));
 }
 
 #[test]
