@@ -31,7 +31,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use accessgate::{classify, CheckOutcome, Duration, SessionConfig, TransientClass};
 use accessgate_backend::{Backend, BackendConfig};
 use accessgate_embassy::{
-    Command, Driver, DriverConfig, Link, PlainCheckStorage, Seeds, Snapshot, Transport,
+    Command, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Snapshot, Transport,
 };
 use embassy_executor::Spawner;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -254,28 +254,13 @@ async fn main(spawner: Spawner) {
     // Not rate-limited: every Recheck starts an attempt.
     session.gate.min_recheck_interval = Duration::ZERO;
     let max_body = session.gate.max_body;
-    let config = DriverConfig {
-        session,
-        check_url: url,
-        transport: Transport::PlainHttp,
-        refresh: None,
-    };
+    let config = DriverConfig::new(url, Transport::PlainHttp).with_session(session);
     let stack: &'static Stack = STACK.init(Stack::default());
-    let seeds = Seeds {
-        jitter: 0x5eed,
-        #[cfg(feature = "tls")]
-        tls: [7; 32], // plain HTTP: never used
-    };
-    let driver: BenchDriver = Driver::new(
-        &LINK,
-        stack,
-        stack,
-        config,
-        CHECK_BUFFERS.init_with(PlainCheckStorage::new).buffers(),
-        None,
-        seeds,
-    )
-    .expect("driver config");
+    // Plain HTTP: no TLS seed.
+    let seeds = Seeds::new(0x5eed);
+    let buffers = DriverBuffers::new(CHECK_BUFFERS.init_with(PlainCheckStorage::new).buffers());
+    let driver: BenchDriver =
+        Driver::new(&LINK, stack, stack, config, buffers, seeds).expect("driver config");
     spawner.spawn(drive(driver).expect("driver task"));
 
     let bare_bufs = BARE_BUFFERS.init_with(PlainCheckStorage::new).buffers();

@@ -9,14 +9,14 @@
 //! | `tls.read` (feature `tls`) | one TLS record (embedded-tls): the server's Certificate message must fit, chain included | 16 640 (16 KiB plaintext + overhead) unless the server is known to send smaller records |
 //! | `tls.write` (feature `tls`) | one outgoing TLS record | 4 096 is plenty for these requests |
 //!
-//! Without the `tls` feature there are no TLS buffers: [`Buffers`] has no `tls` field and
-//! [`BufferStorage`] takes only the three plain sizes.
+//! The TLS buffers are read only with a TLS transport. The types are the same with and
+//! without the `tls` feature; only the [`CheckStorage`] / [`RefreshStorage`] aliases leave the
+//! TLS buffers out without it (such a build can only speak plain HTTP).
 //!
 //! A response body is read into `body` and never further: at most `body.len()` bytes
 //! (`max_body + 1` for checks) are read, whatever the server sends.
 
-/// The two TLS record buffers embedded-tls needs. Only with the `tls` feature.
-#[cfg(feature = "tls")]
+/// The two TLS record buffers embedded-tls needs (read with a TLS transport only).
 #[derive(Debug)]
 pub struct TlsBuffers<'a> {
     /// Incoming records.
@@ -25,8 +25,10 @@ pub struct TlsBuffers<'a> {
     pub write: &'a mut [u8],
 }
 
-/// One lane's buffers. See the module docs for sizes.
+/// One lane's buffers. See the module docs for sizes. Usually borrowed from a
+/// [`BufferStorage`]; [`Buffers::new`] takes memory the caller already has.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Buffers<'a> {
     /// Response head and read-ahead.
     pub rx: &'a mut [u8],
@@ -34,17 +36,75 @@ pub struct Buffers<'a> {
     pub tx: &'a mut [u8],
     /// Response body.
     pub body: &'a mut [u8],
-    /// TLS record buffers; required with [`Transport::Tls`](crate::Transport::Tls). Only with
-    /// the `tls` feature.
-    #[cfg(feature = "tls")]
+    /// TLS record buffers; required with [`Transport::Tls`](crate::Transport::Tls), unused
+    /// over plain HTTP.
     pub tls: Option<TlsBuffers<'a>>,
+}
+
+impl<'a> Buffers<'a> {
+    /// A lane's plain-HTTP buffers: response head, request scratch, response body.
+    pub fn new(rx: &'a mut [u8], tx: &'a mut [u8], body: &'a mut [u8]) -> Self {
+        Buffers {
+            rx,
+            tx,
+            body,
+            tls: None,
+        }
+    }
+
+    /// Adds the TLS record buffers a TLS transport needs.
+    #[must_use]
+    pub fn with_tls(mut self, read: &'a mut [u8], write: &'a mut [u8]) -> Self {
+        self.tls = Some(TlsBuffers { read, write });
+        self
+    }
+}
+
+/// The memory a [`Driver`](crate::Driver) runs in: the check lane's buffers and, with a token
+/// endpoint, the refresh lane's.
+///
+/// ```
+/// use accessgate_embassy::{DriverBuffers, PlainCheckStorage, RefreshStorage};
+/// let mut check = PlainCheckStorage::new();
+/// let mut refresh = RefreshStorage::new();
+/// let buffers = DriverBuffers::new(check.buffers()).with_refresh(refresh.buffers());
+/// # drop(buffers);
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DriverBuffers<'a> {
+    /// The check lane's.
+    pub check: Buffers<'a>,
+    /// The refresh lane's: required with a token endpoint
+    /// ([`DriverConfig::with_refresh`](crate::DriverConfig::with_refresh)), refused without.
+    pub refresh: Option<Buffers<'a>>,
+}
+
+impl<'a> DriverBuffers<'a> {
+    /// Buffers for the check lane only (no token endpoint).
+    pub fn new(check: Buffers<'a>) -> Self {
+        DriverBuffers { check, refresh: None }
+    }
+
+    /// Adds the refresh lane's buffers.
+    #[must_use]
+    pub fn with_refresh(mut self, refresh: Buffers<'a>) -> Self {
+        self.refresh = Some(refresh);
+        self
+    }
+}
+
+impl<'a> From<Buffers<'a>> for DriverBuffers<'a> {
+    fn from(check: Buffers<'a>) -> Self {
+        DriverBuffers::new(check)
+    }
 }
 
 /// Owned storage for one lane's buffers, sized by const generics, with a `const`
 /// constructor so it can live in a `static` / `StaticCell`. `TLS_READ == 0` means no TLS
 /// buffers (plain HTTP only); both TLS sizes default to 0, so `BufferStorage<RX, TX, BODY>`
-/// names plain-HTTP storage with and without the `tls` feature.
-#[cfg(feature = "tls")]
+/// names plain-HTTP storage. The same five parameters exist with and without the `tls`
+/// feature.
 pub struct BufferStorage<
     const RX: usize,
     const TX: usize,
@@ -59,25 +119,14 @@ pub struct BufferStorage<
     tls_write: [u8; TLS_WRITE],
 }
 
-/// Owned storage for one lane's buffers, sized by const generics, with a `const`
-/// constructor so it can live in a `static` / `StaticCell`. Without the `tls` feature it
-/// holds no TLS buffers (with it, two more sizes, `TLS_READ` and `TLS_WRITE`, follow, both
-/// defaulting to 0).
-#[cfg(not(feature = "tls"))]
-pub struct BufferStorage<const RX: usize, const TX: usize, const BODY: usize> {
-    rx: [u8; RX],
-    tx: [u8; TX],
-    body: [u8; BODY],
-}
-
 /// Storage for the check lane: 2 KiB head, a 1 KiB token, the default 1 KiB `max_body` + 1,
 /// and, with the `tls` feature, full-size TLS records (about 25 KiB). Without `tls` it is
-/// [`PlainCheckStorage`] (about 4 KiB).
+/// [`PlainCheckStorage`] (about 4 KiB), as such a build can only speak plain HTTP.
 #[cfg(feature = "tls")]
 pub type CheckStorage = BufferStorage<2048, 1040, 1025, 16_640, 4096>;
 /// Storage for the check lane: 2 KiB head, a 1 KiB token, the default 1 KiB `max_body` + 1,
 /// and, with the `tls` feature, full-size TLS records (about 25 KiB). Without `tls` it is
-/// [`PlainCheckStorage`] (about 4 KiB).
+/// [`PlainCheckStorage`] (about 4 KiB), as such a build can only speak plain HTTP.
 #[cfg(not(feature = "tls"))]
 pub type CheckStorage = PlainCheckStorage;
 /// Storage for the check lane over plain HTTP (no TLS buffers). About 4 KiB.
@@ -91,7 +140,6 @@ pub type RefreshStorage = BufferStorage<2048, 3300, 4097, 16_640, 4096>;
 #[cfg(not(feature = "tls"))]
 pub type RefreshStorage = BufferStorage<2048, 3300, 4097>;
 
-#[cfg(feature = "tls")]
 impl<const RX: usize, const TX: usize, const BODY: usize, const TLS_READ: usize, const TLS_WRITE: usize>
     BufferStorage<RX, TX, BODY, TLS_READ, TLS_WRITE>
 {
@@ -106,7 +154,7 @@ impl<const RX: usize, const TX: usize, const BODY: usize, const TLS_READ: usize,
         }
     }
 
-    /// Borrows the storage as [`Buffers`].
+    /// Borrows the storage as [`Buffers`] (with TLS buffers when `TLS_READ > 0`).
     pub fn buffers(&mut self) -> Buffers<'_> {
         Buffers {
             rx: &mut self.rx,
@@ -120,38 +168,9 @@ impl<const RX: usize, const TX: usize, const BODY: usize, const TLS_READ: usize,
     }
 }
 
-#[cfg(feature = "tls")]
 impl<const RX: usize, const TX: usize, const BODY: usize, const TLS_READ: usize, const TLS_WRITE: usize>
     Default for BufferStorage<RX, TX, BODY, TLS_READ, TLS_WRITE>
 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[cfg(not(feature = "tls"))]
-impl<const RX: usize, const TX: usize, const BODY: usize> BufferStorage<RX, TX, BODY> {
-    /// Zeroed storage.
-    pub const fn new() -> Self {
-        BufferStorage {
-            rx: [0; RX],
-            tx: [0; TX],
-            body: [0; BODY],
-        }
-    }
-
-    /// Borrows the storage as [`Buffers`].
-    pub fn buffers(&mut self) -> Buffers<'_> {
-        Buffers {
-            rx: &mut self.rx,
-            tx: &mut self.tx,
-            body: &mut self.body,
-        }
-    }
-}
-
-#[cfg(not(feature = "tls"))]
-impl<const RX: usize, const TX: usize, const BODY: usize> Default for BufferStorage<RX, TX, BODY> {
     fn default() -> Self {
         Self::new()
     }

@@ -1,58 +1,120 @@
-//! Driver configuration: endpoints, transport, and the checks made before anything runs.
+//! Driver configuration: endpoints, transport, seeds, and the checks made before anything
+//! runs (once, in [`Driver::new`](crate::Driver::new)).
 
 use accessgate::SessionConfig;
 use nourl::{Url, UrlScheme};
 
-use crate::buffers::Buffers;
+use crate::buffers::{Buffers, DriverBuffers};
 
 /// How requests reach the backend. There is no default: plain HTTP must be asked for.
 ///
-/// `Tls` exists only with the `tls` feature (on by default); a build without it (e.g. a
-/// plain-HTTP firmware, `default-features = false`) links no TLS code and can only speak
-/// plain HTTP.
+/// Both variants exist with and without the `tls` feature, so code that names them compiles
+/// either way. A build without the feature (a plain-HTTP firmware, `default-features =
+/// false`) links no TLS code: giving it [`Transport::Tls`] is refused when the driver is
+/// built, with [`ConfigError::TlsNotEnabled`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Transport<'a> {
     /// HTTPS: TLS 1.3 through embedded-tls, the server verified by the project's verifier
     /// before the request is written (R14; the full list of checks, and what a device cannot
-    /// check, is in [`crate::tls`]). In short: a chain (intermediates allowed) to `ca_der`
-    /// with basicConstraints, keyUsage/extendedKeyUsage serverAuth and the host matched
-    /// against subjectAltName (DNS names case-insensitively, IP addresses for IP URLs; the
-    /// CN only without SAN), ECDSA P-256/P-384 only, the CertificateVerify signature checked
-    /// with the leaf's key, and a self-signed server certificate given as `ca_der` trusted as
-    /// that exact certificate (pinning).
+    /// check, is in the `tls` module). In short: a chain (intermediates allowed) to the
+    /// trust anchor with basicConstraints, keyUsage/extendedKeyUsage serverAuth and the host
+    /// matched against subjectAltName (DNS names case-insensitively, IP addresses for IP
+    /// URLs; the CN only without SAN), ECDSA P-256/P-384 only, the CertificateVerify
+    /// signature checked with the leaf's key, and a self-signed server certificate given as
+    /// the anchor trusted as that exact certificate (pinning).
     ///
-    /// - validity dates: checked against `clock` when it answers; **without a clock** (or
-    ///   while it answers `None`) the chain is evaluated at the leaf's notBefore, so an
-    ///   expired or not-yet-valid server certificate is not detected;
-    /// - RSA: refused (`ca_der` with an RSA key is [`ConfigError::UnsupportedCa`]; an RSA
-    ///   server chain fails every handshake): RSA verification needs an allocator;
+    /// - validity dates: checked against [`TlsConfig::clock`] when it answers; **without a
+    ///   clock** (or while it answers `None`) the chain is evaluated at the leaf's
+    ///   notBefore, so an expired or not-yet-valid server certificate is not detected;
+    /// - RSA: refused (an RSA trust anchor is [`ConfigError::UnsupportedCa`]; an RSA server
+    ///   chain fails every handshake): RSA verification needs an allocator;
     /// - TLS 1.3 only, cipher suite `TLS_AES_128_GCM_SHA256`, key exchange on P-256.
     ///
-    /// Every URL must be `https://`.
-    ///
-    /// Available with the crate feature **`tls`** only.
-    #[cfg(feature = "tls")]
-    Tls {
-        /// DER of the trust anchor: the CA certificate that issued the server's chain, or the
-        /// server's own (self-signed) certificate to pin it.
-        ca_der: &'a [u8],
-        /// The device's wall clock (Unix seconds) for certificate dates, if it has one.
-        clock: Option<crate::tls::UnixClock>,
-    },
+    /// Every URL must be `https://`. Needs the crate feature **`tls`** (on by default),
+    /// TLS buffers on every lane and [`Seeds::with_tls`].
+    Tls(TlsConfig<'a>),
     /// Plain HTTP: the bearer token crosses the network in clear text and anyone on the path
     /// can forge answers. For tests and closed networks only; every URL must be `http://`.
     PlainHttp,
-    /// Never constructed (it cannot be: it holds an uninhabited value); it only carries the
-    /// lifetime of `Tls`' CA certificate when the `tls` feature is off.
-    #[cfg(not(feature = "tls"))]
-    #[doc(hidden)]
-    Never(core::marker::PhantomData<&'a ()>, core::convert::Infallible),
+}
+
+impl<'a> Transport<'a> {
+    /// [`Transport::Tls`] trusting `ca_der`, without a wall clock (see [`TlsConfig`]).
+    pub const fn tls(ca_der: &'a [u8]) -> Self {
+        Transport::Tls(TlsConfig::new(ca_der))
+    }
+}
+
+/// What a TLS transport trusts. Build it with [`TlsConfig::new`] and the `with_*` setters
+/// (`const`, so it can be a `const` or `static`).
+///
+/// ```
+/// use accessgate_embassy::{TlsConfig, Transport, UnixClock};
+/// # const CA_DER: &[u8] = b"(DER bytes of the CA certificate)";
+/// fn rtc_unix_seconds() -> Option<u64> { None /* until the RTC is set */ }
+/// const TRANSPORT: Transport<'static> =
+///     Transport::Tls(TlsConfig::new(CA_DER).with_clock(UnixClock(rtc_unix_seconds)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsConfig<'a> {
+    /// DER of the trust anchor: the CA certificate that issued the server's chain, or the
+    /// server's own (self-signed) certificate to pin it. Parsed when the driver is built.
+    pub ca_der: &'a [u8],
+    /// The device's wall clock (Unix seconds) for certificate dates, if it has one.
+    /// Default: none (dates are not checked; see [`Transport::Tls`]).
+    pub clock: Option<UnixClock>,
+}
+
+impl<'a> TlsConfig<'a> {
+    /// Trusts `ca_der`; no wall clock.
+    pub const fn new(ca_der: &'a [u8]) -> Self {
+        TlsConfig { ca_der, clock: None }
+    }
+
+    /// Checks certificate dates against `clock` (R14).
+    #[must_use]
+    pub const fn with_clock(mut self, clock: UnixClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+}
+
+/// The device's wall clock for certificate dates: a function answering seconds since the
+/// Unix epoch, or `None` while the time is not known (RTC not set, SNTP not synchronised).
+/// Without one, certificate dates are not checked (see [`Transport::Tls`]). Exists with and
+/// without the `tls` feature; only a TLS transport reads it.
+#[derive(Clone, Copy)]
+pub struct UnixClock(pub fn() -> Option<u64>);
+
+impl UnixClock {
+    /// The time now, if known.
+    pub fn now(&self) -> Option<u64> {
+        (self.0)()
+    }
+}
+
+impl PartialEq for UnixClock {
+    fn eq(&self, other: &Self) -> bool {
+        // Same function (as far as addresses tell; configurations are compared in tests only).
+        core::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for UnixClock {}
+
+impl core::fmt::Debug for UnixClock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("UnixClock(..)")
+    }
 }
 
 /// The token endpoint, for refreshes (R11). Without one, a refresh the session asks for
 /// (ahead of expiry, or early after a 403, R9) fails transiently at once
 /// (`other_status`); the session keeps its token and retries as R11 says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RefreshEndpoint<'a> {
     /// Full URL of the token endpoint, e.g. `https://api.example.com/oauth/token`.
     pub url: &'a str,
@@ -60,22 +122,98 @@ pub struct RefreshEndpoint<'a> {
     pub client_id: &'a str,
 }
 
-/// What a [`Driver`](crate::Driver) talks to and how.
+impl<'a> RefreshEndpoint<'a> {
+    /// The token endpoint at `url`, refreshing as `client_id`.
+    pub const fn new(url: &'a str, client_id: &'a str) -> Self {
+        RefreshEndpoint { url, client_id }
+    }
+}
+
+/// What a [`Driver`](crate::Driver) talks to and how: the check URL, the transport, the
+/// core's session settings and (optionally) the token endpoint.
+///
+/// Built with [`DriverConfig::new`] (the two settings without a default) and chainable
+/// `const` setters, so a deployment can keep it in a `const` or `static`; the fields stay
+/// readable and assignable. Checked once, when the driver is built ([`Driver::new`]), or on
+/// its own with [`DriverConfig::validate`].
+///
+/// ```
+/// use accessgate::SessionConfig;
+/// use accessgate_embassy::{DriverConfig, RefreshEndpoint, Transport};
+///
+/// const SESSION: SessionConfig = SessionConfig::DEFAULT;
+/// const GATE: DriverConfig<'static> =
+///     DriverConfig::new("http://gate.lan/api/code/invites/check-access/", Transport::PlainHttp)
+///         .with_session(SESSION)
+///         .with_refresh(RefreshEndpoint::new("http://gate.lan/oauth/token", "kiosk-1"));
+/// assert_eq!(GATE.validate(), Ok(()));
+/// ```
+///
+/// [`Driver::new`]: crate::Driver::new
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DriverConfig<'a> {
-    /// The core's settings (timeouts, budget, backoff, max body, refresh skew...).
-    pub session: SessionConfig,
     /// Full URL of the check endpoint, e.g. `https://api.example.com/api/code/invites/check-access/`.
     pub check_url: &'a str,
-    /// TLS (with the CA to verify against; feature `tls`) or explicitly plain HTTP.
+    /// TLS (with the CA to verify against) or explicitly plain HTTP. No default.
     pub transport: Transport<'a>,
-    /// The token endpoint, if refreshes are wanted.
+    /// The core's settings (timeouts, budget, backoff, max body, refresh skew...).
+    /// Default: [`SessionConfig::DEFAULT`] (the contract's defaults).
+    pub session: SessionConfig,
+    /// The token endpoint, if refreshes are wanted. Default: none.
     pub refresh: Option<RefreshEndpoint<'a>>,
 }
 
-/// Which URL a [`ConfigError`] is about.
+/// Randomness a [`Driver`](crate::Driver) needs, drawn once at start-up from a hardware RNG
+/// or the OS, never constants.
+///
+/// ```
+/// use accessgate_embassy::Seeds;
+/// # fn rng_u64() -> u64 { 0x5eed }
+/// # fn rng_bytes() -> [u8; 32] { [0x5e; 32] }
+/// let seeds = Seeds::new(rng_u64()).with_tls(rng_bytes());
+/// ```
+#[derive(Clone, Copy)]
+pub struct Seeds {
+    /// Seeds where retries fall in their slices and the probes' phase (R6, R7).
+    pub(crate) jitter: u64,
+    /// Keys the per-connection TLS randomness; `None` until [`Seeds::with_tls`].
+    pub(crate) tls: Option<[u8; 32]>,
+}
+
+impl Seeds {
+    /// `jitter` seeds where retries fall in their slices and the probes' phase (R6, R7). It
+    /// must differ per device, or devices that fail together retry together (R6); a fixed
+    /// value is only for reproducible test runs.
+    pub const fn new(jitter: u64) -> Self {
+        Seeds { jitter, tls: None }
+    }
+
+    /// `tls` keys a ChaCha20 generator that hands every TLS connection a fresh 32-byte seed
+    /// for its own ChaCha20 (key share, client random). It must be secret and unpredictable.
+    /// Required with [`Transport::Tls`] (missing or all zero: [`ConfigError::MissingTlsSeed`]);
+    /// unused over plain HTTP and without the `tls` feature.
+    #[must_use]
+    pub const fn with_tls(mut self, tls: [u8; 32]) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+impl core::fmt::Debug for Seeds {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The TLS seed is a secret: only whether it is there.
+        f.debug_struct("Seeds")
+            .field("jitter", &self.jitter)
+            .field("tls", &self.tls.map(|_| ".."))
+            .finish()
+    }
+}
+
+/// Which URL (and lane) a [`ConfigError`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Endpoint {
     /// The check URL.
     Check,
@@ -86,6 +224,7 @@ pub enum Endpoint {
 /// Which buffer a [`ConfigError::BufferTooSmall`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum BufferKind {
     /// [`Buffers::rx`].
     Rx,
@@ -93,43 +232,46 @@ pub enum BufferKind {
     Tx,
     /// [`Buffers::body`].
     Body,
-    /// [`TlsBuffers::read`](crate::TlsBuffers::read). Only with the `tls` feature.
-    #[cfg(feature = "tls")]
+    /// [`TlsBuffers::read`](crate::TlsBuffers::read) (checked with a TLS transport only).
     TlsRead,
-    /// [`TlsBuffers::write`](crate::TlsBuffers::write). Only with the `tls` feature.
-    #[cfg(feature = "tls")]
+    /// [`TlsBuffers::write`](crate::TlsBuffers::write) (checked with a TLS transport only).
     TlsWrite,
 }
 
 /// Why a driver could not be built. Nothing runs with a bad configuration.
+///
+/// Every variant exists with and without the `tls` feature; the CA variants can only occur
+/// with it (without it, [`Transport::Tls`] stops at [`ConfigError::TlsNotEnabled`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The core refused the session settings.
     Core(accessgate::ConfigError),
-    /// A URL does not parse.
+    /// A URL does not parse, or has no host.
     InvalidUrl(Endpoint),
-    /// An `http://` URL with `Transport::Tls`, or an `https://` URL with
-    /// [`Transport::PlainHttp`]: the transport is never chosen from the URL (without the
-    /// `tls` feature, every `https://` URL is refused with this error).
+    /// An `http://` URL with [`Transport::Tls`], or an `https://` URL with
+    /// [`Transport::PlainHttp`]: the transport is never chosen from the URL.
     SchemeMismatch(Endpoint),
-    /// [`Transport::Tls`] with an empty CA certificate. Only with the `tls` feature.
-    #[cfg(feature = "tls")]
+    /// [`Transport::Tls`] in a build without the crate feature `tls` (no TLS code is linked).
+    TlsNotEnabled,
+    /// [`Transport::Tls`] with an empty CA certificate.
     EmptyCa,
-    /// [`Transport::Tls`] with a CA certificate that does not parse as X.509 DER. Only with
-    /// the `tls` feature.
-    #[cfg(feature = "tls")]
+    /// [`Transport::Tls`] with a CA certificate that does not parse as X.509 DER.
     InvalidCa,
     /// [`Transport::Tls`] with a CA whose key the device cannot verify signatures of (RSA,
-    /// Ed25519, curves other than P-256/P-384; R14: refused rather than skipped). Only with
-    /// the `tls` feature.
-    #[cfg(feature = "tls")]
+    /// Ed25519, curves other than P-256/P-384; R14: refused rather than skipped).
     UnsupportedCa,
-    /// [`Transport::Tls`] but a lane has no TLS buffers. Only with the `tls` feature.
-    #[cfg(feature = "tls")]
+    /// [`Transport::Tls`] without a TLS seed ([`Seeds::with_tls`]), or with an all-zero one
+    /// (a placeholder, not randomness).
+    MissingTlsSeed,
+    /// [`Transport::Tls`] but a lane has no TLS buffers.
     MissingTlsBuffers(Endpoint),
-    /// A token endpoint without refresh-lane buffers.
+    /// A token endpoint without refresh-lane buffers ([`DriverBuffers::with_refresh`]).
     MissingRefreshBuffers,
+    /// Refresh-lane buffers without a token endpoint ([`DriverConfig::with_refresh`]): the
+    /// memory would sit unused and refreshes would fail, which is rarely what was meant.
+    RefreshBuffersWithoutEndpoint,
     /// A buffer is smaller than the configuration needs.
     BufferTooSmall {
         /// The lane.
@@ -161,17 +303,22 @@ impl core::fmt::Display for ConfigError {
                 "{} URL scheme does not match the transport (TLS needs https://, plain HTTP needs http://)",
                 name(e)
             ),
-            #[cfg(feature = "tls")]
+            ConfigError::TlsNotEnabled => {
+                f.write_str("TLS transport in a build without the `tls` feature of accessgate-embassy")
+            }
             ConfigError::EmptyCa => f.write_str("TLS transport with an empty CA certificate"),
-            #[cfg(feature = "tls")]
             ConfigError::InvalidCa => f.write_str("TLS transport: the CA certificate is not X.509 DER"),
-            #[cfg(feature = "tls")]
             ConfigError::UnsupportedCa => f.write_str(
                 "TLS transport: the CA certificate's key is not ECDSA P-256/P-384 (RSA and Ed25519 cannot be verified on the device)",
             ),
-            #[cfg(feature = "tls")]
+            ConfigError::MissingTlsSeed => {
+                f.write_str("TLS transport without a TLS seed from the RNG (Seeds::with_tls), or an all-zero one")
+            }
             ConfigError::MissingTlsBuffers(e) => write!(f, "{} lane has no TLS buffers", name(e)),
             ConfigError::MissingRefreshBuffers => f.write_str("token endpoint given without refresh buffers"),
+            ConfigError::RefreshBuffersWithoutEndpoint => {
+                f.write_str("refresh buffers given without a token endpoint")
+            }
             ConfigError::BufferTooSmall { lane, buffer, need } => {
                 write!(
                     f,
@@ -187,12 +334,10 @@ impl core::error::Error for ConfigError {}
 
 /// Smallest response-head buffer accepted (a status line and a few headers).
 pub const MIN_RX: usize = 256;
-/// Smallest TLS read buffer accepted: a handshake record with one certificate. Full-size
-/// records need 16 640. Only with the `tls` feature.
-#[cfg(feature = "tls")]
+/// Smallest TLS read buffer accepted with a TLS transport: a handshake record with one
+/// certificate. Full-size records need 16 640.
 pub const MIN_TLS_READ: usize = 2048;
-/// Smallest TLS write buffer accepted. Only with the `tls` feature.
-#[cfg(feature = "tls")]
+/// Smallest TLS write buffer accepted with a TLS transport.
 pub const MIN_TLS_WRITE: usize = 1024;
 /// `Authorization` value prefix.
 pub(crate) const BEARER: &str = "Bearer ";
@@ -200,51 +345,100 @@ pub(crate) const BEARER: &str = "Bearer ";
 pub(crate) const FORM_FIXED: usize = "grant_type=refresh_token&refresh_token=&client_id=".len();
 
 impl<'a> DriverConfig<'a> {
-    /// Checks the configuration against the buffers it will run with. `T` is the token
-    /// capacity of the session.
-    pub(crate) fn validate<const T: usize>(
-        &self,
-        check: &Buffers<'_>,
-        refresh: Option<&Buffers<'_>>,
-    ) -> Result<(), ConfigError> {
+    /// A configuration checking `check_url` over `transport`, with the contract's session
+    /// defaults ([`SessionConfig::DEFAULT`]) and no token endpoint.
+    pub const fn new(check_url: &'a str, transport: Transport<'a>) -> Self {
+        DriverConfig {
+            check_url,
+            transport,
+            session: SessionConfig::DEFAULT,
+            refresh: None,
+        }
+    }
+
+    /// The core's settings (attempt timeout, budget, retries, probes, max body, refresh skew).
+    #[must_use]
+    pub const fn with_session(mut self, session: SessionConfig) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// Refreshes tokens at `endpoint` (R11). The driver then needs refresh-lane buffers
+    /// ([`DriverBuffers::with_refresh`]).
+    #[must_use]
+    pub const fn with_refresh(mut self, endpoint: RefreshEndpoint<'a>) -> Self {
+        self.refresh = Some(endpoint);
+        self
+    }
+
+    /// Checks what can be checked without the buffers: the session settings, the transport
+    /// (the feature, the CA) and both URLs against it. [`Driver::new`](crate::Driver::new)
+    /// does this too, then checks the buffers and seeds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tls().map(drop)
+    }
+
+    /// [`DriverConfig::validate`], answering whether the transport is TLS.
+    fn tls(&self) -> Result<bool, ConfigError> {
         self.session.validate()?;
-        let tls = self.transport_is_tls()?;
+        let tls = transport_is_tls(&self.transport)?;
         check_url(self.check_url, tls, Endpoint::Check)?;
-        let need_body = self.session.gate.max_body.saturating_add(1);
-        check_buffers(check, Endpoint::Check, tls, BEARER.len() + T, need_body)?;
         if let Some(r) = &self.refresh {
             check_url(r.url, tls, Endpoint::Token)?;
-            let bufs = refresh.ok_or(ConfigError::MissingRefreshBuffers)?;
-            // Worst case: every byte percent-escaped.
-            let need_tx = FORM_FIXED + 3 * T + 3 * r.client_id.len();
-            // A token answer carries two tokens and some JSON around them.
-            check_buffers(bufs, Endpoint::Token, tls, need_tx, 64)?;
         }
-        Ok(())
+        Ok(tls)
     }
 
-    /// Whether the transport is TLS; an empty CA is refused.
-    #[cfg(feature = "tls")]
-    fn transport_is_tls(&self) -> Result<bool, ConfigError> {
-        match self.transport {
-            Transport::Tls { ca_der: [], .. } => Err(ConfigError::EmptyCa),
-            Transport::Tls { ca_der, .. } => match crate::tls::verify::check_trust_anchor(ca_der) {
-                Ok(()) => Ok(true),
-                Err(crate::tls::verify::AnchorError::Unsupported) => Err(ConfigError::UnsupportedCa),
-                Err(crate::tls::verify::AnchorError::Invalid) => Err(ConfigError::InvalidCa),
-            },
-            Transport::PlainHttp => Ok(false),
+    /// Checks the configuration, the buffers and the seeds together. `T` is the token
+    /// capacity of the session.
+    pub(crate) fn validate_with<const T: usize>(
+        &self,
+        buffers: &DriverBuffers<'_>,
+        seeds: &Seeds,
+    ) -> Result<(), ConfigError> {
+        let tls = self.tls()?;
+        // R14: a TLS connection's key share and client random come from this seed.
+        if tls && seeds.tls.is_none_or(|s| s == [0; 32]) {
+            return Err(ConfigError::MissingTlsSeed);
+        }
+        // R1: a body one byte over max_body must fit, so an oversized answer is detected.
+        let need_body = self.session.gate.max_body.saturating_add(1);
+        check_buffers(&buffers.check, Endpoint::Check, tls, BEARER.len() + T, need_body)?;
+        match (&self.refresh, &buffers.refresh) {
+            (Some(r), Some(bufs)) => {
+                // Worst case: every byte percent-escaped.
+                let need_tx = FORM_FIXED + 3 * T + 3 * r.client_id.len();
+                // A token answer carries two tokens and some JSON around them.
+                check_buffers(bufs, Endpoint::Token, tls, need_tx, 64)
+            }
+            (Some(_), None) => Err(ConfigError::MissingRefreshBuffers),
+            (None, Some(_)) => Err(ConfigError::RefreshBuffersWithoutEndpoint),
+            (None, None) => Ok(()),
         }
     }
+}
 
-    /// Whether the transport is TLS: never without the `tls` feature.
-    #[cfg(not(feature = "tls"))]
-    #[allow(clippy::unnecessary_wraps)]
-    fn transport_is_tls(&self) -> Result<bool, ConfigError> {
-        match self.transport {
-            Transport::PlainHttp => Ok(false),
-            Transport::Never(_, never) => match never {},
-        }
+/// Whether the transport is TLS; an empty, unparsable or unverifiable CA is refused (R14).
+#[cfg(feature = "tls")]
+fn transport_is_tls(transport: &Transport<'_>) -> Result<bool, ConfigError> {
+    match transport {
+        Transport::Tls(TlsConfig { ca_der: [], .. }) => Err(ConfigError::EmptyCa),
+        Transport::Tls(TlsConfig { ca_der, .. }) => match crate::tls::verify::check_trust_anchor(ca_der) {
+            Ok(()) => Ok(true),
+            Err(crate::tls::verify::AnchorError::Unsupported) => Err(ConfigError::UnsupportedCa),
+            Err(crate::tls::verify::AnchorError::Invalid) => Err(ConfigError::InvalidCa),
+        },
+        Transport::PlainHttp => Ok(false),
+    }
+}
+
+/// Whether the transport is TLS: never without the `tls` feature, where asking for it is
+/// refused rather than quietly downgraded (R14).
+#[cfg(not(feature = "tls"))]
+fn transport_is_tls(transport: &Transport<'_>) -> Result<bool, ConfigError> {
+    match transport {
+        Transport::Tls(_) => Err(ConfigError::TlsNotEnabled),
+        Transport::PlainHttp => Ok(false),
     }
 }
 
@@ -276,9 +470,6 @@ fn check_buffers(
     if b.body.len() < need_body {
         return Err(small(BufferKind::Body, need_body));
     }
-    #[cfg(not(feature = "tls"))]
-    debug_assert!(!tls, "TLS without the `tls` feature");
-    #[cfg(feature = "tls")]
     if tls {
         let t = b.tls.as_ref().ok_or(ConfigError::MissingTlsBuffers(lane))?;
         if t.read.len() < MIN_TLS_READ {

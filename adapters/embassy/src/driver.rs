@@ -30,10 +30,10 @@ use rand_chacha::ChaCha20Rng;
 #[cfg(feature = "tls")]
 use rand_core::{RngCore, SeedableRng};
 
-use crate::buffers::Buffers;
+use crate::buffers::DriverBuffers;
 #[cfg(feature = "tls")]
 use crate::config::Transport;
-use crate::config::{ConfigError, DriverConfig, RefreshEndpoint};
+use crate::config::{ConfigError, DriverConfig, RefreshEndpoint, Seeds};
 #[cfg(feature = "tls")]
 use crate::http::TlsTrust;
 use crate::http::{Http, Request, TlsSeed};
@@ -138,32 +138,6 @@ struct Lanes<const T: usize> {
     refresh_done: Channel<NoopRawMutex, RefreshDone<T>, 1>,
 }
 
-/// Randomness a [`Driver`] needs, drawn once at start-up from a hardware RNG or the OS.
-#[derive(Clone, Copy)]
-pub struct Seeds {
-    /// Seeds where retries fall in their slices and the probes' phase (R6, R7). Must differ
-    /// per device, or devices that fail together retry together (R6). A fixed value is only
-    /// for reproducible test runs.
-    pub jitter: u64,
-    /// Keys a ChaCha20 generator that hands every TLS connection a fresh 32-byte seed for its
-    /// own ChaCha20 (key share, client random). Must be secret and unpredictable. Only with
-    /// the `tls` feature.
-    #[cfg(feature = "tls")]
-    pub tls: [u8; 32],
-}
-
-impl core::fmt::Debug for Seeds {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let mut d = f.debug_struct("Seeds");
-        d.field("jitter", &self.jitter);
-        // The TLS seed is a secret.
-        #[cfg(feature = "tls")]
-        return d.finish_non_exhaustive();
-        #[cfg(not(feature = "tls"))]
-        return d.finish();
-    }
-}
-
 /// Runs one [`Session`] on embassy: timers, HTTP(S) (embedded-tls with the project's verifier), and the app's
 /// [`Link`]. Build it with [`Driver::new`], then `run()` it in a task of its own (it never
 /// returns).
@@ -206,14 +180,16 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
 impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, const T: usize>
     Driver<'a, M, C, D, N, W, T>
 {
-    /// Checks the configuration against the buffers and builds the driver. Nothing runs
-    /// until [`Driver::run`].
+    /// Checks `config` against `buffers` and `seeds` (once; every refusal is a
+    /// [`ConfigError`]) and builds the driver. Nothing runs until [`Driver::run`].
     ///
-    /// - `check_buffers`: the check lane's memory (see [`crate::buffers`]);
-    /// - `refresh_buffers`: the refresh lane's, required iff `config.refresh` is set;
+    /// - `link`: what the app shares with the driver;
+    /// - `tcp`, `dns`: the network (`TcpConnect`, `Dns`);
+    /// - `config`: URLs, transport, session settings ([`DriverConfig`]);
+    /// - `buffers`: each lane's memory ([`DriverBuffers`]; a refresh lane iff
+    ///   `config.refresh` is set; see [`crate::buffers`] for sizes);
     /// - `seeds`: from a hardware RNG (or the OS), never constants: the jitter seed must
-    ///   differ per device (R6), and the TLS seed (feature `tls`) keys every connection's
-    ///   randomness.
+    ///   differ per device (R6), and the TLS seed keys every connection's randomness.
     ///
     /// Rust does not infer defaulted const generics: name the type
     /// (`let d: Driver<'_, M, C, D> = Driver::new(..)?`) or write `Driver::<_, _, _>::new(..)`.
@@ -222,22 +198,16 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
         tcp: &'a C,
         dns: &'a D,
         config: DriverConfig<'a>,
-        check_buffers: Buffers<'a>,
-        refresh_buffers: Option<Buffers<'a>>,
+        buffers: DriverBuffers<'a>,
         seeds: Seeds,
     ) -> Result<Self, ConfigError> {
-        let refresh_buffers = if config.refresh.is_some() {
-            refresh_buffers
-        } else {
-            None
-        };
-        config.validate::<T>(&check_buffers, refresh_buffers.as_ref())?;
+        config.validate_with::<T>(&buffers, &seeds)?;
         let session = Session::new(config.session, seeds.jitter)?;
         #[cfg(feature = "tls")]
         let tls = match config.transport {
-            Transport::Tls { ca_der, clock } => Some(TlsTrust {
-                anchor: ca_der,
-                clock,
+            Transport::Tls(tls) => Some(TlsTrust {
+                anchor: tls.ca_der,
+                clock: tls.clock,
             }),
             Transport::PlainHttp => None,
         };
@@ -248,13 +218,19 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
             tls,
             bufs,
         };
+        let DriverBuffers {
+            check: check_buffers,
+            refresh: refresh_buffers,
+        } = buffers;
         Ok(Driver {
             core: SessionLoop {
                 session,
                 link,
                 has_refresh_lane: refresh_buffers.is_some(),
+                // Validated: a TLS transport has a non-zero seed; over plain HTTP the stream
+                // is never used for anything secret.
                 #[cfg(feature = "tls")]
-                rng: ChaCha20Rng::from_seed(seeds.tls),
+                rng: ChaCha20Rng::from_seed(seeds.tls.unwrap_or_default()),
                 waiters: heapless::Vec::new(),
                 check_job: None,
                 refresh_job: None,

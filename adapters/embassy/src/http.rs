@@ -97,6 +97,8 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             body,
             #[cfg(feature = "tls")]
                 tls: tls_bufs,
+            #[cfg(not(feature = "tls"))]
+                tls: _,
         } = &mut self.bufs;
         let limit = limit.min(body.len());
         let body = &mut body[..limit];

@@ -11,7 +11,7 @@
 //!   driver runs on embassy-net (a board), `std-embedded-nal-async` (a PC) or an in-memory
 //!   stack (QEMU). HTTP/1.1 is the adapter's own (`httparse` for the head, strict framing
 //!   for the body; see `wire.rs`): broken framing never yields a body (R1).
-//! - **TLS** (`Transport::Tls`, feature `tls`): TLS 1.3 through embedded-tls with the
+//! - **TLS** ([`Transport::Tls`], feature `tls`): TLS 1.3 through embedded-tls with the
 //!   project's verifier, which checks, before the first byte of the request (the bearer
 //!   token) is written, the chain to the configured trust anchor (intermediates allowed),
 //!   basicConstraints on every issuer, keyUsage/extendedKeyUsage serverAuth on the leaf,
@@ -21,7 +21,7 @@
 //!   key; a handshake that skips the Certificate or the CertificateVerify gets no
 //!   connection (R14). What the device **cannot** check: dates without a clock (the chain is
 //!   then judged at the leaf's notBefore), RSA and Ed25519 (refused: RSA needs an
-//!   allocator), revocation. The full table is in [`tls`]. Plain HTTP only when
+//!   allocator), revocation. The full table is in the `tls` module. Plain HTTP only when
 //!   [`Transport::PlainHttp`] is chosen, and a URL whose scheme disagrees with the transport
 //!   is a [`ConfigError`].
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
@@ -32,23 +32,45 @@
 //!
 //! ## Wiring
 //!
-//! ```ignore
-//! static LINK: Link<'static, CriticalSectionRawMutex> = Link::new();
-//! static CHECK_BUFS: StaticCell<CheckStorage> = StaticCell::new();
+//! Three values describe a driver: a [`DriverConfig`] (what to check and how; `const`-
+//! friendly), [`DriverBuffers`] (each lane's memory) and [`Seeds`] (randomness from the
+//! RNG). [`Driver::new`] checks them together, once, and refuses a bad combination with a
+//! [`ConfigError`]. The app then talks to the running driver through a [`Link`].
 //!
-//! let config = DriverConfig {
-//!     session: SessionConfig::DEFAULT,
-//!     check_url: "https://api.example.com/api/code/invites/check-access/",
-//!     transport: Transport::Tls { ca_der: CA_DER, clock: Some(UnixClock(rtc_unix_seconds)) },
-//!     refresh: None,
+//! ```
+//! use accessgate::Duration;
+//! use accessgate_embassy::{
+//!     Command, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport,
 //! };
-//! let seeds = Seeds { jitter: rng.next_u64(), tls: rng_bytes };
-//! let driver = Driver::new(&LINK, &tcp, &dns, config, CHECK_BUFS.init(CheckStorage::new()).buffers(), None, seeds)?;
-//! spawner.spawn(driver_task(driver).unwrap()); // async fn driver_task(d: Driver<...>) -> ! { d.run().await }
+//! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+//! use static_cell::StaticCell;
+//! use std_embedded_nal_async::Stack; // on a board: embassy-net's TcpClient + DnsSocket
 //!
-//! LINK.try_send(Command::sign_in(access, refresh, Duration::from_secs(3600))?)?;
-//! let mut status = LINK.status_receiver().unwrap();
-//! loop { render(status.changed().await); }
+//! // Plain HTTP for a closed test network; a device on a real network uses
+//! // `Transport::Tls(TlsConfig::new(CA_DER))`, TLS-sized storage (`CheckStorage`) and
+//! // `Seeds::with_tls`.
+//! const GATE: DriverConfig<'static> =
+//!     DriverConfig::new("http://gate.lan/api/code/invites/check-access/", Transport::PlainHttp);
+//! static LINK: Link<'static, CriticalSectionRawMutex> = Link::new();
+//! static CHECK_BUFFERS: StaticCell<PlainCheckStorage> = StaticCell::new();
+//! static NET: StaticCell<Stack> = StaticCell::new();
+//!
+//! # fn hardware_rng_u64() -> u64 { 0x5eed }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let net: &'static Stack = NET.init(Stack::default());
+//! let buffers = DriverBuffers::new(CHECK_BUFFERS.init(PlainCheckStorage::new()).buffers());
+//! let seeds = Seeds::new(hardware_rng_u64());
+//! let driver: Driver<'_, _, _, _> = Driver::new(&LINK, net, net, GATE, buffers, seeds)?;
+//! // spawner.spawn(driver_task(driver).unwrap());
+//! // with #[embassy_executor::task] async fn driver_task(d: Driver<...>) -> ! { d.run().await }
+//! # drop(driver);
+//!
+//! LINK.try_send(Command::sign_in(b"access", b"refresh", Duration::from_secs(3600))?)
+//!     .map_err(|_| "command channel full")?;
+//! // let mut status = LINK.status_receiver().unwrap();
+//! // loop { render(status.changed().await); }
+//! # Ok(())
+//! # }
 //! ```
 //! `targets/embassy-host` is a complete program doing this on a PC.
 //!
@@ -64,14 +86,14 @@
 //! 4 KiB.
 //!
 //! ## Features
-//! - `tls` (default): HTTPS (`Transport::Tls`, the [`tls`] module, [`UnixClock`],
-//!   `TlsBuffers`, `MIN_TLS_READ`/`MIN_TLS_WRITE`, `Seeds::tls`, the TLS variants of
-//!   [`ConfigError`] and [`BufferKind`]): embedded-tls 0.19 for the protocol,
-//!   rustls-webpki 0.103 (no alloc) for X.509 path validation, RustCrypto `p256`/`p384`/
-//!   `sha2` for the signatures. About 220 KiB of flash on Cortex-M. Without it
-//!   (`default-features = false`) only [`Transport::PlainHttp`] exists, [`Buffers`] and
-//!   [`BufferStorage`] have no TLS parts ([`CheckStorage`]/[`RefreshStorage`] are then the
-//!   plain sizes), and neither embedded-tls nor its crypto is linked.
+//! - `tls` (default): HTTPS ([`Transport::Tls`], the `tls` module): embedded-tls 0.19 for
+//!   the protocol, rustls-webpki 0.103 (no alloc) for X.509 path validation, RustCrypto
+//!   `p256`/`p384`/`sha2` for the signatures. About 220 KiB of flash on Cortex-M. Without it
+//!   (`default-features = false`) neither embedded-tls nor its crypto is linked, and a
+//!   driver given [`Transport::Tls`] is refused with [`ConfigError::TlsNotEnabled`]. The
+//!   public types are the same either way (every variant, field and constant exists); only
+//!   the `tls` module is left out, and the [`CheckStorage`]/[`RefreshStorage`] aliases are
+//!   the plain sizes.
 //! - `log`: log lines (the adapter's and the core's) go to the `log` facade (host).
 //! - `defmt`: they go to `defmt`, and public types derive `defmt::Format` (firmware).
 //!   Enabling both is a compile error. Host tests run without `defmt`.
@@ -97,18 +119,17 @@ mod wire;
 #[doc(hidden)]
 pub use wire::fuzz_read_response;
 
-#[cfg(feature = "tls")]
-pub use buffers::TlsBuffers;
-pub use buffers::{BufferStorage, Buffers, CheckStorage, PlainCheckStorage, RefreshStorage};
-pub use config::{BufferKind, ConfigError, DriverConfig, Endpoint, RefreshEndpoint, Transport, MIN_RX};
-#[cfg(feature = "tls")]
-pub use config::{MIN_TLS_READ, MIN_TLS_WRITE};
-pub use driver::{Driver, Seeds};
+pub use buffers::{
+    BufferStorage, Buffers, CheckStorage, DriverBuffers, PlainCheckStorage, RefreshStorage, TlsBuffers,
+};
+pub use config::{
+    BufferKind, ConfigError, DriverConfig, Endpoint, RefreshEndpoint, Seeds, TlsConfig, Transport, UnixClock,
+    MIN_RX, MIN_TLS_READ, MIN_TLS_WRITE,
+};
+pub use driver::Driver;
 pub use failure::{NetFailure, TlsFailure};
 pub use link::{
     Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
     TokenSlot, TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
-#[cfg(feature = "tls")]
-pub use tls::UnixClock;

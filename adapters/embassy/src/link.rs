@@ -51,6 +51,7 @@ pub struct Credentials<const T: usize> {
 /// Why [`Credentials::new`] refused a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum CredentialsError {
     /// A token is longer than the capacity `T`.
     TooLong,
@@ -99,6 +100,7 @@ impl<const T: usize> Credentials<T> {
 }
 
 /// Something the app asks the driver to do.
+#[non_exhaustive]
 pub enum Command<'a, M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
     /// Sign in with fresh tokens: a new generation and an immediate check (R3).
     SignIn(Credentials<T>),
@@ -157,6 +159,7 @@ impl<'a, M: RawMutex, const T: usize> Command<'a, M, T> {
 /// Why a [`Command::RequestToken`] got no token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum TokenError {
     /// No session is active.
     NotSignedIn,
@@ -228,6 +231,7 @@ impl<M: RawMutex, const T: usize> Default for TokenSlot<M, T> {
 /// A session event and when the driver saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct TimedEvent {
     /// When (the core's clock: microseconds since boot).
     pub at: Instant,
@@ -235,9 +239,17 @@ pub struct TimedEvent {
     pub event: SessionEvent,
 }
 
+impl TimedEvent {
+    /// `event`, seen at `at`.
+    pub const fn new(at: Instant, event: SessionEvent) -> Self {
+        TimedEvent { at, event }
+    }
+}
+
 /// What the app renders from, published after every input that changed something.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Snapshot {
     /// When it was taken (the core's clock).
     pub at: Instant,

@@ -13,6 +13,7 @@ use crate::link::{Link, Snapshot, TimedEvent};
 /// Why [`until_verdict`] could not watch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct NoStatusReceiver;
 
 impl core::fmt::Display for NoStatusReceiver {
@@ -64,10 +65,10 @@ impl core::fmt::Display for Since {
 /// ```
 /// use accessgate::{Event, Generation, Instant, SessionEvent};
 /// use accessgate_embassy::{write_event_text, TimedEvent};
-/// let e = TimedEvent {
-///     at: Instant::from_millis(1_250),
-///     event: SessionEvent::Gate(Event::CheckStarted { generation: Generation(1), attempt: 2 }),
-/// };
+/// let e = TimedEvent::new(
+///     Instant::from_millis(1_250),
+///     SessionEvent::Gate(Event::CheckStarted { generation: Generation(1), attempt: 2 }),
+/// );
 /// let mut s = String::new();
 /// write_event_text(&mut s, &e, Instant::ZERO).unwrap();
 /// assert_eq!(s, "+1.250s  check #2 started (generation 1)");
@@ -139,11 +140,9 @@ pub fn write_event_text<W: Write>(w: &mut W, e: &TimedEvent, origin: Instant) ->
 /// ```
 /// use accessgate::{Access, Cause, Instant, Status, Verdict};
 /// use accessgate_embassy::{write_verdict_text, Snapshot};
-/// let snap = Snapshot {
-///     at: Instant::from_millis(20),
-///     status: Status { access: Access::Granted, cause: Some(Cause::ServerGranted), signed_in: true, ..Status::default() },
-///     ..Snapshot::default()
-/// };
+/// let mut snap = Snapshot::default();
+/// snap.at = Instant::from_millis(20);
+/// snap.status = Status { access: Access::Granted, cause: Some(Cause::ServerGranted), signed_in: true, ..Status::default() };
 /// let mut s = String::new();
 /// write_verdict_text(&mut s, Verdict::Granted, &snap, Instant::ZERO).unwrap();
 /// assert_eq!(s, "+0.020s  verdict: granted (exit 0); 0 attempts, 0 transient failures");

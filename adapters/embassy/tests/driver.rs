@@ -13,9 +13,9 @@ use accessgate::{
     Access, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionEvent, TransientClass,
 };
 use accessgate_embassy::{
-    BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverConfig, Endpoint,
-    Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot, TimedEvent, TokenError,
-    TokenSlot, Transport,
+    BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverBuffers,
+    DriverConfig, Endpoint, Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot,
+    TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, UnixClock, MIN_TLS_READ, MIN_TLS_WRITE,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -174,22 +174,23 @@ fn config(refresh: bool) -> DriverConfig<'static> {
     session.gate.budget = Duration::from_millis(1500);
     session.gate.retry.spread = Duration::from_millis(700);
     session.gate.retry.final_window = Duration::from_millis(200);
-    DriverConfig {
-        session,
-        check_url: "http://backend.test/check",
-        transport: Transport::PlainHttp,
-        refresh: refresh.then_some(RefreshEndpoint {
-            url: "http://backend.test/oauth/token",
-            client_id: "kiosk",
-        }),
+    let config = DriverConfig::new("http://backend.test/check", Transport::PlainHttp).with_session(session);
+    if refresh {
+        config.with_refresh(RefreshEndpoint::new("http://backend.test/oauth/token", "kiosk"))
+    } else {
+        config
     }
 }
 
 fn seeds() -> Seeds {
-    Seeds {
-        jitter: 7,
-        #[cfg(feature = "tls")]
-        tls: [7; 32],
+    Seeds::new(7).with_tls([7; 32])
+}
+
+/// The check lane's buffers and, with `refresh`, the refresh lane's.
+fn driver_buffers(check: Buffers<'static>, refresh: Option<Buffers<'static>>) -> DriverBuffers<'static> {
+    match refresh {
+        Some(r) => DriverBuffers::new(check).with_refresh(r),
+        None => DriverBuffers::new(check),
     }
 }
 
@@ -209,8 +210,8 @@ fn run<R>(
 ) -> R {
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
     let refresh = config.refresh.is_some().then(refresh_buffers);
-    let driver = Driver::<_, _, _>::new(link, net, net, config, check_buffers(), refresh, seeds())
-        .expect("valid config");
+    let buffers = driver_buffers(check_buffers(), refresh);
+    let driver = Driver::<_, _, _>::new(link, net, net, config, buffers, seeds()).expect("valid config");
     let script = embassy_time::with_timeout(embassy_time::Duration::from_secs(10), script(link));
     match block_on(select(driver.run(), script)) {
         Either::Second(r) => r.expect("script finished within 10 s"),
@@ -600,7 +601,7 @@ fn the_transport_is_never_guessed_from_the_url() {
     let net = FakeNet::new(|_| granted());
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
     let build = |cfg: DriverConfig<'static>, check: Buffers<'static>, refresh: Option<Buffers<'static>>| {
-        Driver::<_, _, _>::new(link, net, net, cfg, check, refresh, seeds()).err()
+        Driver::<_, _, _>::new(link, net, net, cfg, driver_buffers(check, refresh), seeds()).err()
     };
     let mut https_plain = config(false);
     https_plain.check_url = "https://backend.test/check";
@@ -628,11 +629,8 @@ fn the_transport_is_never_guessed_from_the_url() {
     );
 }
 
-#[cfg(feature = "tls")]
-fn tls_transport_checks(
-    build: &impl Fn(DriverConfig<'static>, Buffers<'static>, Option<Buffers<'static>>) -> Option<ConfigError>,
-) {
-    // A real P-256 CA (the trust anchor is parsed at construction).
+/// A real P-256 CA (the trust anchor is parsed at construction), and its parameters.
+fn p256_ca() -> (rcgen::CertificateParams, &'static [u8]) {
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -644,36 +642,32 @@ fn tls_transport_checks(
             .to_vec()
             .into_boxed_slice(),
     );
+    (params, ca)
+}
+
+#[cfg(feature = "tls")]
+fn tls_transport_checks(
+    build: &impl Fn(DriverConfig<'static>, Buffers<'static>, Option<Buffers<'static>>) -> Option<ConfigError>,
+) {
+    let (params, ca) = p256_ca();
     let mut http_tls = config(false);
-    http_tls.transport = Transport::Tls {
-        ca_der: ca,
-        clock: None,
-    };
+    http_tls.transport = Transport::tls(ca);
     assert_eq!(
         build(http_tls, check_buffers(), None),
         Some(ConfigError::SchemeMismatch(Endpoint::Check))
     );
     let mut tls_no_buffers = config(false);
     tls_no_buffers.check_url = "https://backend.test/check";
-    tls_no_buffers.transport = Transport::Tls {
-        ca_der: ca,
-        clock: None,
-    };
+    tls_no_buffers.transport = Transport::tls(ca);
     assert_eq!(
         build(tls_no_buffers, check_buffers(), None),
         Some(ConfigError::MissingTlsBuffers(Endpoint::Check))
     );
     let mut empty_ca = tls_no_buffers;
-    empty_ca.transport = Transport::Tls {
-        ca_der: b"",
-        clock: None,
-    };
+    empty_ca.transport = Transport::tls(b"");
     assert_eq!(build(empty_ca, check_buffers(), None), Some(ConfigError::EmptyCa));
     let mut not_der = tls_no_buffers;
-    not_der.transport = Transport::Tls {
-        ca_der: b"\x30\x00",
-        clock: None,
-    };
+    not_der.transport = Transport::tls(b"\x30\x00");
     assert_eq!(
         build(not_der, check_buffers(), None),
         Some(ConfigError::InvalidCa)
@@ -689,14 +683,108 @@ fn tls_transport_checks(
             .into_boxed_slice(),
     );
     let mut unsupported = tls_no_buffers;
-    unsupported.transport = Transport::Tls {
-        ca_der: ed_ca,
-        clock: None,
-    };
+    unsupported.transport = Transport::tls(ed_ca);
     assert_eq!(
         build(unsupported, check_buffers(), None),
         Some(ConfigError::UnsupportedCa)
     );
+}
+
+/// R14: a TLS connection's key share and client random come from the TLS seed; a driver
+/// without one (or with an all-zero placeholder) is refused, with one it is built.
+#[cfg(feature = "tls")]
+#[test]
+fn a_tls_transport_needs_a_nonzero_tls_seed() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let (_, ca) = p256_ca();
+    let cfg = DriverConfig::new("https://backend.test/check", Transport::tls(ca));
+    let tls_buffers =
+        || DriverBuffers::new(Box::leak(Box::new(accessgate_embassy::CheckStorage::new())).buffers());
+    let build = |seeds: Seeds| Driver::<_, _, _>::new(link, net, net, cfg, tls_buffers(), seeds).err();
+    assert_eq!(build(Seeds::new(7)), Some(ConfigError::MissingTlsSeed));
+    assert_eq!(
+        build(Seeds::new(7).with_tls([0; 32])),
+        Some(ConfigError::MissingTlsSeed)
+    );
+    assert_eq!(build(Seeds::new(7).with_tls([7; 32])), None);
+    // Over plain HTTP the TLS seed is not needed.
+    let plain = Driver::<_, _, _>::new(
+        link,
+        net,
+        net,
+        config(false),
+        check_buffers().into(),
+        Seeds::new(7),
+    );
+    assert!(plain.is_ok());
+}
+
+/// Without the `tls` feature `Transport::Tls` still exists, and asking for it is refused by
+/// name instead of downgrading to plain HTTP (R14).
+#[cfg(not(feature = "tls"))]
+#[test]
+fn a_tls_transport_without_the_tls_feature_is_refused() {
+    let cfg = DriverConfig::new("https://backend.test/check", Transport::tls(b"\x30\x00"));
+    assert_eq!(cfg.validate(), Err(ConfigError::TlsNotEnabled));
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let err = Driver::<_, _, _>::new(link, net, net, cfg, check_buffers().into(), seeds()).err();
+    assert_eq!(err, Some(ConfigError::TlsNotEnabled));
+}
+
+/// The TLS names (transport, config, clock, buffers, limits, error variants) exist in every
+/// build; only the outcome depends on the `tls` feature: a buffer check with it, a refusal by
+/// name without it.
+#[test]
+fn tls_names_exist_with_and_without_the_feature() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let (_, ca) = p256_ca();
+    let leak = |n: usize| -> &'static mut [u8] { Box::leak(vec![0u8; n].into_boxed_slice()) };
+    let small_tls = Buffers::new(leak(2048), leak(1040), leak(1025))
+        .with_tls(leak(MIN_TLS_READ - 1), leak(MIN_TLS_WRITE));
+    let tls = TlsConfig::new(ca).with_clock(UnixClock(|| None));
+    let cfg = DriverConfig::new("https://backend.test/check", Transport::Tls(tls));
+    let err = Driver::<_, _, _>::new(link, net, net, cfg, small_tls.into(), seeds()).err();
+    let expected = if cfg!(feature = "tls") {
+        ConfigError::BufferTooSmall {
+            lane: Endpoint::Check,
+            buffer: BufferKind::TlsRead,
+            need: MIN_TLS_READ,
+        }
+    } else {
+        ConfigError::TlsNotEnabled
+    };
+    assert_eq!(err, Some(expected));
+}
+
+#[test]
+fn refresh_buffers_without_a_token_endpoint_are_refused() {
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let buffers = DriverBuffers::new(check_buffers()).with_refresh(refresh_buffers());
+    let err = Driver::<_, _, _>::new(link, net, net, config(false), buffers, seeds()).err();
+    assert_eq!(err, Some(ConfigError::RefreshBuffersWithoutEndpoint));
+}
+
+/// A configuration kept in a `const` is checked on its own (URLs, transport, session),
+/// before any buffer exists, with the same errors `Driver::new` gives.
+#[test]
+fn a_const_config_validates_without_buffers() {
+    const GOOD: DriverConfig<'static> = DriverConfig::new("http://backend.test/check", Transport::PlainHttp)
+        .with_refresh(RefreshEndpoint::new("http://backend.test/oauth/token", "kiosk"));
+    assert_eq!(GOOD.validate(), Ok(()));
+    assert_eq!(GOOD.session, SessionConfig::DEFAULT);
+    const MIXED: DriverConfig<'static> = DriverConfig::new("http://backend.test/check", Transport::PlainHttp)
+        .with_refresh(RefreshEndpoint::new("https://backend.test/oauth/token", "kiosk"));
+    assert_eq!(
+        MIXED.validate(),
+        Err(ConfigError::SchemeMismatch(Endpoint::Token))
+    );
+    let mut bad_session = GOOD;
+    bad_session.session.gate.budget = Duration::ZERO;
+    assert!(matches!(bad_session.validate(), Err(ConfigError::Core(_))));
 }
 
 #[test]
@@ -705,7 +793,7 @@ fn buffers_too_small_for_the_configuration_are_refused() {
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
     let mut cfg = config(false);
     cfg.session.gate.max_body = 4096; // needs a 4 097-byte body buffer
-    let err = Driver::<_, _, _>::new(link, net, net, cfg, check_buffers(), None, seeds()).err();
+    let err = Driver::<_, _, _>::new(link, net, net, cfg, check_buffers().into(), seeds()).err();
     assert_eq!(
         err,
         Some(ConfigError::BufferTooSmall {
@@ -728,8 +816,7 @@ fn driver_future_size_stays_within_its_budget() {
         net,
         net,
         config(true),
-        check_buffers(),
-        Some(refresh_buffers()),
+        DriverBuffers::new(check_buffers()).with_refresh(refresh_buffers()),
         seeds(),
     )
     .unwrap();

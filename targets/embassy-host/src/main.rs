@@ -25,7 +25,8 @@ use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict, DEF
 use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTiming};
 use accessgate_embassy::{
     time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, ConfigError,
-    Credentials, Driver, DriverConfig, Link, Seeds, TimedEvent, Transport, UnixClock,
+    Credentials, Driver, DriverBuffers, DriverConfig, Link, Seeds, TimedEvent, TlsConfig, Transport,
+    UnixClock,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -180,11 +181,10 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     // non-PEM --ca is a mistake even where plain HTTP does not use it.
     let ca_der = args.ca.as_ref().map(read_ca).transpose()?;
     let transport = match (ca_der, https) {
-        (Some(der), true) => Transport::Tls {
-            ca_der: Box::leak(der.into_boxed_slice()),
-            // A PC knows the time: certificate dates are checked (R14).
-            clock: Some(UnixClock(system_unix_time)),
-        },
+        // A PC knows the time: certificate dates are checked (R14).
+        (Some(der), true) => Transport::Tls(
+            TlsConfig::new(Box::leak(der.into_boxed_slice())).with_clock(UnixClock(system_unix_time)),
+        ),
         (None, true) => {
             return Err(format!(
                 "--url {} is https, which needs --ca: the device path has no system trust store",
@@ -207,20 +207,13 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     getrandom::fill(&mut tls)
         .and_then(|()| getrandom::fill(&mut jitter))
         .map_err(|e| format!("no OS randomness: {e}"))?;
-    let seeds = Seeds {
-        jitter: args.seed.unwrap_or(u64::from_le_bytes(jitter)),
-        tls,
-    };
-    let config = DriverConfig {
-        session,
-        check_url: Box::leak(args.url.clone().into_boxed_str()),
-        transport,
-        refresh: None,
-    };
+    let seeds = Seeds::new(args.seed.unwrap_or(u64::from_le_bytes(jitter))).with_tls(tls);
+    let config =
+        DriverConfig::new(Box::leak(args.url.clone().into_boxed_str()), transport).with_session(session);
     let stack: &'static Stack = STACK.init(Stack::default());
     let dns: &'static HostDns = DNS.init(HostDns(Stack::default()));
-    let buffers = CHECK_BUFFERS.init_with(CheckStorage::new).buffers();
-    let driver = Driver::new(&LINK, stack, dns, config, buffers, None, seeds).map_err(|e| match e {
+    let buffers = DriverBuffers::new(CHECK_BUFFERS.init_with(CheckStorage::new).buffers());
+    let driver = Driver::new(&LINK, stack, dns, config, buffers, seeds).map_err(|e| match e {
         ConfigError::InvalidUrl(_) | ConfigError::SchemeMismatch(_) => format!("--url {}: {e}", args.url),
         ConfigError::EmptyCa | ConfigError::InvalidCa | ConfigError::UnsupportedCa => format!("--ca: {e}"),
         other => other.to_string(),

@@ -32,7 +32,7 @@ pub const CHECK_URL: &str = "https://accessgate.local/api/code/invites/check-acc
 /// The token endpoint for refreshes (R11), or `None`: then a refresh the session asks for fails
 /// transiently at once, and the access token is used until the backend answers 401.
 /// Same scheme rule as [`CHECK_URL`]. Example:
-/// `Some(RefreshEndpoint { url: "https://accessgate.local/oauth/token", client_id: "kiosk-1" })`.
+/// `Some(RefreshEndpoint::new("https://accessgate.local/oauth/token", "kiosk-1"))`.
 pub const REFRESH: Option<RefreshEndpoint<'static>> = None;
 
 // ---- trust --------------------------------------------------------------------------------
@@ -44,8 +44,8 @@ pub const REFRESH: Option<RefreshEndpoint<'static>> = None;
 /// What the device verifies (R14, the adapter's `Transport::Tls` docs): TLS 1.3, ECDSA
 /// P-256/P-384 chains (RSA and Ed25519 refused), issuers must be CAs, serverAuth usage, the host
 /// name against subjectAltName (CN only without SAN), CertificateVerify with the leaf's key, and
-/// no request before both. This board has no wall clock (`clock: None`), so certificate dates
-/// are **not** checked.
+/// no request before both. This board has no wall clock (no `TlsConfig::with_clock`), so
+/// certificate dates are **not** checked.
 /// Example: `Some(include_bytes!("../ca.der"))`.
 pub const TLS_CA_DER: Option<&[u8]> = None;
 

@@ -35,8 +35,8 @@ mod config;
 
 use accessgate::{Access, Status};
 use accessgate_embassy::{
-    write_event_text, CheckStorage, Command, Driver, DriverConfig, Link, RefreshStorage, Seeds, Snapshot,
-    Transport,
+    write_event_text, CheckStorage, Command, Driver, DriverBuffers, DriverConfig, Link, RefreshStorage,
+    Seeds, Snapshot, Transport,
 };
 use embassy_executor::Spawner;
 use embassy_futures::select::{select, Either};
@@ -282,7 +282,7 @@ fn transport() -> Option<Transport<'static>> {
         return Some(Transport::PlainHttp);
     }
     match core::hint::black_box(config::TLS_CA_DER) {
-        Some(ca_der) => Some(Transport::Tls { ca_der, clock: None }),
+        Some(ca_der) => Some(Transport::tls(ca_der)),
         None => {
             error!(
                 "TLS_CA_DER is not configured: refusing to start the gate over unverified TLS \
@@ -343,11 +343,10 @@ async fn main(spawner: Spawner) -> ! {
     // The radio is on from here: the hardware RNG now mixes in RF noise (true random).
     let rng = Rng::new();
     let net_seed = random_u64(&rng);
-    let mut seeds = Seeds {
-        jitter: random_u64(&rng),
-        tls: [0; 32],
-    };
-    rng.read(&mut seeds.tls);
+    let jitter = random_u64(&rng);
+    let mut tls_seed = [0; 32];
+    rng.read(&mut tls_seed);
+    let seeds = Seeds::new(jitter).with_tls(tls_seed);
 
     static RESOURCES: StaticCell<StackResources<NET_SOCKETS>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
@@ -366,18 +365,16 @@ async fn main(spawner: Spawner) -> ! {
     static REFRESH_BUFFERS: StaticCell<RefreshStorage> = StaticCell::new();
     let tcp = TCP.init(TcpClient::new(stack, TCP_STATE.init(TcpClientState::new())));
     let dns = DNS.init(DnsSocket::new(stack));
-    let refresh_buffers = config::REFRESH.map(|_| REFRESH_BUFFERS.init(RefreshStorage::new()).buffers());
 
-    let gate = DriverConfig {
-        session: config::SESSION,
-        check_url: config::CHECK_URL,
-        transport,
-        refresh: config::REFRESH,
-    };
-    let check_buffers = CHECK_BUFFERS.init(CheckStorage::new()).buffers();
+    let mut gate = DriverConfig::new(config::CHECK_URL, transport).with_session(config::SESSION);
+    let mut buffers = DriverBuffers::new(CHECK_BUFFERS.init(CheckStorage::new()).buffers());
+    if let Some(endpoint) = config::REFRESH {
+        gate = gate.with_refresh(endpoint);
+        buffers = buffers.with_refresh(REFRESH_BUFFERS.init(RefreshStorage::new()).buffers());
+    }
     // No `.await` inside this `match`: its scrutinee (the ~5 KiB driver) would be kept in the
     // main task's static storage across it.
-    let started = match GateDriver::new(&LINK, tcp, dns, gate, check_buffers, refresh_buffers, seeds) {
+    let started = match GateDriver::new(&LINK, tcp, dns, gate, buffers, seeds) {
         Ok(driver) => {
             spawner.spawn(driver_task(driver).expect("driver task spawned once"));
             true

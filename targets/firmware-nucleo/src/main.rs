@@ -32,7 +32,8 @@ mod config;
 
 use accessgate::{Access, Status};
 use accessgate_embassy::{
-    CheckStorage, Command, Driver, DriverConfig, Link, RefreshStorage, Seeds, Snapshot, Transport,
+    CheckStorage, Command, Driver, DriverBuffers, DriverConfig, Link, RefreshStorage, Seeds, Snapshot,
+    Transport,
 };
 use defmt::{error, info, unwrap, warn};
 use embassy_executor::Spawner;
@@ -254,7 +255,7 @@ fn transport() -> Option<Transport<'static>> {
     match core::hint::black_box(config::TLS_CA_DER) {
         // No wall clock on this board yet (no RTC setting, no SNTP): certificate dates are
         // checked only as far as the adapter can without one (see `Transport::Tls`).
-        Some(ca_der) => Some(Transport::Tls { ca_der, clock: None }),
+        Some(ca_der) => Some(Transport::tls(ca_der)),
         None => {
             error!(
                 "TLS_CA_DER is not configured: refusing to start the gate over unverified TLS \
@@ -290,11 +291,10 @@ async fn main(spawner: Spawner) {
 
     let mut rng = Rng::new(p.RNG, Irqs);
     let net_seed = rng.next_u64();
-    let mut seeds = Seeds {
-        jitter: rng.next_u64(),
-        tls: [0; 32],
-    };
-    rng.fill_bytes(&mut seeds.tls);
+    let jitter = rng.next_u64();
+    let mut tls_seed = [0; 32];
+    rng.fill_bytes(&mut tls_seed);
+    let seeds = Seeds::new(jitter).with_tls(tls_seed);
 
     let Some(transport) = transport() else {
         configuration_error(leds).await
@@ -336,18 +336,16 @@ async fn main(spawner: Spawner) {
     static REFRESH_BUFFERS: StaticCell<RefreshStorage> = StaticCell::new();
     let tcp = TCP.init(TcpClient::new(stack, TCP_STATE.init(TcpClientState::new())));
     let dns = DNS.init(DnsSocket::new(stack));
-    let refresh_buffers = config::REFRESH.map(|_| REFRESH_BUFFERS.init(RefreshStorage::new()).buffers());
 
-    let gate = DriverConfig {
-        session: config::SESSION,
-        check_url: config::CHECK_URL,
-        transport,
-        refresh: config::REFRESH,
-    };
-    let check_buffers = CHECK_BUFFERS.init(CheckStorage::new()).buffers();
+    let mut gate = DriverConfig::new(config::CHECK_URL, transport).with_session(config::SESSION);
+    let mut buffers = DriverBuffers::new(CHECK_BUFFERS.init(CheckStorage::new()).buffers());
+    if let Some(endpoint) = config::REFRESH {
+        gate = gate.with_refresh(endpoint);
+        buffers = buffers.with_refresh(REFRESH_BUFFERS.init(RefreshStorage::new()).buffers());
+    }
     // No `.await` inside this `match`: its scrutinee (the ~5 KiB driver) would be kept in the
     // main task's static storage across it.
-    let started = match GateDriver::new(&LINK, tcp, dns, gate, check_buffers, refresh_buffers, seeds) {
+    let started = match GateDriver::new(&LINK, tcp, dns, gate, buffers, seeds) {
         Ok(driver) => {
             spawner.spawn(unwrap!(driver_task(driver)));
             true

@@ -13,7 +13,9 @@ use core::net::{IpAddr, Ipv4Addr};
 use core::pin::pin;
 
 use accessgate::{Duration, Probing, Retries, SessionConfig};
-use accessgate_embassy::{ConfigError, Driver, DriverConfig, Link, PlainCheckStorage, Seeds, Transport};
+use accessgate_embassy::{
+    ConfigError, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport,
+};
 use embassy_executor::{SpawnError, Spawner};
 use static_cell::StaticCell;
 
@@ -83,17 +85,11 @@ static SCENARIO_STACK: TaskStack = TaskStack::new();
 /// run; a device draws it from a hardware RNG (R6). Call once (the lane buffers are a
 /// `StaticCell`).
 pub fn build_driver() -> Result<GateDriver, ConfigError> {
-    let config = DriverConfig {
-        session: session_config(),
-        check_url: URL,
-        transport: Transport::PlainHttp,
-        refresh: None,
-    };
-    let seeds = Seeds {
-        jitter: 0x5eed_ac55_6a7e,
-    };
-    let buffers = CHECK_BUFFERS.init(PlainCheckStorage::new()).buffers();
-    GateDriver::new(&LINK, &NET, &DNS, config, buffers, None, seeds)
+    let config = DriverConfig::new(URL, Transport::PlainHttp).with_session(session_config());
+    // Plain HTTP: no TLS seed.
+    let seeds = Seeds::new(0x5eed_ac55_6a7e);
+    let buffers = DriverBuffers::new(CHECK_BUFFERS.init(PlainCheckStorage::new()).buffers());
+    GateDriver::new(&LINK, &NET, &DNS, config, buffers, seeds)
 }
 
 #[embassy_executor::task]

@@ -217,6 +217,7 @@ impl<'v, 'a, T> Verified<'v, 'a, T> {
 
 /// Errors of a [`Verified`] connection: the inner error, or a refused write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GuardError<E> {
     /// The connection's own error.
     Io(E),

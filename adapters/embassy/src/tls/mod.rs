@@ -45,37 +45,7 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
-/// The device's wall clock for certificate dates: a function answering seconds since the
-/// Unix epoch, or `None` while the time is not known (RTC not set, SNTP not synchronised).
-/// Without one, dates are checked only as [`verify::verify_server_chain`] describes.
-///
-/// ```ignore
-/// fn rtc_now() -> Option<u64> { RTC.unix_seconds() }
-/// Transport::Tls { ca_der: CA_DER, clock: Some(UnixClock(rtc_now)) }
-/// ```
-#[derive(Clone, Copy)]
-pub struct UnixClock(pub fn() -> Option<u64>);
-
-impl UnixClock {
-    /// The time now, if known.
-    pub fn now(&self) -> Option<u64> {
-        (self.0)()
-    }
-}
-
-impl PartialEq for UnixClock {
-    fn eq(&self, other: &Self) -> bool {
-        // Same function (as far as addresses tell; configurations are compared in tests only).
-        core::ptr::fn_addr_eq(self.0, other.0)
-    }
-}
-
-impl Eq for UnixClock {}
-
-impl core::fmt::Debug for UnixClock {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("UnixClock(..)")
-    }
-}
+/// Re-exported from the crate root, where it exists with and without the `tls` feature.
+pub use crate::config::UnixClock;
 
 pub use crate::failure::TlsFailure;

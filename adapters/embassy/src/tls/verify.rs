@@ -174,6 +174,7 @@ pub fn verify_certificate_verify(
 
 /// Why a certificate cannot be the trust anchor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AnchorError {
     /// Not an X.509 certificate in DER.
     Invalid,
