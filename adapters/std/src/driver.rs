@@ -1,21 +1,31 @@
 //! The driver: one task that owns the [`accessgate::Session`] and does its I/O.
 //!
-//! After every input it drains the session's outputs: actions (each HTTP request becomes its
-//! own task), events (broadcast), then it publishes a [`Snapshot`], and only then answers
-//! token waiters and callers awaiting the first check, so whoever gets an answer reads the
-//! state that produced it.
+//! After every input it drains the session's outputs: actions (each HTTP request becomes a
+//! future the driver polls itself), events (broadcast), then it publishes a [`Snapshot`], and
+//! only then answers token waiters and callers awaiting the first check, so whoever gets an
+//! answer reads the state that produced it.
 //! Then it waits for whichever comes first: a command from a handle, a finished request, or
 //! the session's next deadline ([`accessgate::Session::poll_timeout`]).
+//!
+//! The requests in flight are polled inside the driver task (a [`FuturesUnordered`]), not
+//! spawned: on a multi-thread runtime a task per request is handed between workers, the
+//! largest cost on the healthy path (benches/OVERHEAD.md). The driver never blocks between
+//! polls, so a slow request holds up nothing; each request bounds itself with its own
+//! deadline (R4, `Transport`), and dropping the driver drops, and so cancels, every request.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use accessgate::{
     Action, CheckOutcome, Generation, Instant, RefreshId, Session, SessionError, Status, TokenReply,
     TransientClass, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent, Tokens};
@@ -51,6 +61,9 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// An HTTP request in flight, polled by the driver; `Err` if it panicked.
+type Request = Pin<Box<dyn Future<Output = std::thread::Result<Done>> + Send>>;
+
 /// A finished HTTP request, tagged with what it was for.
 enum Done {
     Check {
@@ -70,7 +83,7 @@ pub(crate) struct Driver {
     session: Box<CoreSession>,
     clock: Clock,
     transport: Arc<Transport>,
-    requests: JoinSet<Done>,
+    requests: FuturesUnordered<Request>,
     waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
     first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
     snapshot: watch::Sender<Snapshot>,
@@ -94,7 +107,7 @@ impl Driver {
             session,
             clock,
             transport: Arc::new(transport),
-            requests: JoinSet::new(),
+            requests: FuturesUnordered::new(),
             waiters: HashMap::new(),
             first_check: Vec::new(),
             snapshot,
@@ -103,22 +116,33 @@ impl Driver {
     }
 
     /// Runs until a [`Command::Shutdown`] or until every handle is gone. Dropping the driver
-    /// aborts the requests in flight and closes every pending reply (callers see `Closed`).
+    /// drops (cancels) the requests in flight and closes every pending reply (callers see
+    /// `Closed`).
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        // One timer for the session's deadline, moved only when the deadline moves.
+        let timer = tokio::time::sleep_until(self.clock.to_tokio(Instant::ZERO));
+        tokio::pin!(timer);
+        let mut armed = None;
         loop {
             self.drain();
             let wake = self.session.poll_timeout().map(|t| self.clock.to_tokio(t));
+            if let Some(at) = wake.filter(|&at| armed != Some(at)) {
+                timer.as_mut().reset(at);
+            }
+            armed = wake;
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.command(cmd),
                 },
-                Some(done) = self.requests.join_next(), if !self.requests.is_empty() => match done {
+                Some(done) = self.requests.next(), if !self.requests.is_empty() => match done {
                     Ok(done) => self.finished(done),
-                    // A request task panicked: the session times the attempt out by itself.
-                    Err(e) => log::error!("accessgate: request task failed: {e}"),
+                    // A request panicked: the session times the attempt out by itself (R4).
+                    Err(_) => log::error!("accessgate: a request panicked"),
                 },
-                () = sleep_until(wake) => {
+                () = &mut timer, if wake.is_some() => {
+                    // Fired: re-armed below even if the session asks for the same instant.
+                    armed = None;
                     let now = self.clock.now();
                     self.input(now, |s, now| s.handle_timeout(now)).ok();
                 }
@@ -268,6 +292,13 @@ impl Driver {
         }
     }
 
+    /// Adds a request to those the driver polls; it starts at the driver's next poll.
+    fn run_request(&mut self, request: impl Future<Output = Done> + Send + 'static) {
+        // A panic stays in the request, as it would in a task of its own.
+        self.requests
+            .push(Box::pin(AssertUnwindSafe(request).catch_unwind()));
+    }
+
     /// Drains every output of the session after an input: starts the requested actions,
     /// broadcasts events, publishes the snapshot, then answers token waiters and callers
     /// awaiting the immediate check. Idempotent.
@@ -285,7 +316,7 @@ impl Driver {
                     let deadline = req.started + req.timeout;
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
-                    self.requests.spawn(async move {
+                    self.run_request(async move {
                         // One `tracing` span per attempt with the feature; the bare request without (trace.rs).
                         let outcome = crate::trace::check(
                             req.generation,
@@ -310,7 +341,7 @@ impl Driver {
                     let deadline = req.started + req.timeout;
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
-                    self.requests.spawn(async move {
+                    self.run_request(async move {
                         let reply =
                             crate::trace::refresh(req.id, transport.refresh(&refresh_token, at)).await;
                         Done::Refresh {
@@ -391,12 +422,5 @@ fn session_error(e: SessionError, now: Instant) -> GateError {
         },
         // The driver drains after every input, so a full queue is a bug: surfaced, not hidden.
         other => GateError::Session(other),
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
