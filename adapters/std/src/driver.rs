@@ -1,17 +1,12 @@
 //! The driver: one task that owns the [`accessgate::Session`] and does its I/O.
 //!
-//! After every input it drains the session's outputs: actions (each HTTP request becomes a
-//! future the driver polls itself), events (broadcast), then it publishes a [`Snapshot`], and
-//! only then answers token waiters and callers awaiting the first check, so whoever gets an
-//! answer reads the state that produced it.
+//! After every input it drains the session's outputs: actions (HTTP requests), events
+//! (broadcast), then it publishes a [`Snapshot`], and only then answers token waiters and
+//! callers awaiting the first check, so whoever gets an answer reads the state that produced it.
 //! Then it waits for whichever comes first: a command from a handle, a finished request, or
 //! the session's next deadline ([`accessgate::Session::poll_timeout`]).
-//!
-//! The requests in flight are polled inside the driver task (a [`FuturesUnordered`]), not
-//! spawned: on a multi-thread runtime a task per request is handed between workers, the
-//! largest cost on the healthy path (benches/OVERHEAD.md). The driver never blocks between
-//! polls, so a slow request holds up nothing; each request bounds itself with its own
-//! deadline (R4, `Transport`), and dropping the driver drops, and so cancels, every request.
+//! Requests are polled inside this task (a [`FuturesUnordered`]), not spawned; the loop never
+//! blocks, so a slow request holds up nothing, and each bounds itself by its deadline (R4).
 
 use std::collections::HashMap;
 use std::future::Future;
