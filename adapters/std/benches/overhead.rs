@@ -13,7 +13,8 @@
 //! - `bare_get_timeout`: the same inside `tokio::time::timeout_at`, as the adapter bounds
 //!   every attempt (R4); only in the interleaved pass.
 //! - `bare_get_task`: `bare_get_timeout` in a task of its own (`tokio::spawn`, then await
-//!   its `JoinHandle`), as the adapter runs every request; only in the interleaved pass.
+//!   its `JoinHandle`), as the adapter ran every request before issue 11 (it now polls them in
+//!   its driver task); only in the interleaved pass.
 //! - `adapter_recheck`: a signed-in gate (`min_recheck_interval` = 0): `recheck()`, then
 //!   wait on the `subscribe()` watch until the attempt it started has finished.
 //! - `adapter_sign_in`: `sign_in(tokens)` on the same gate (it ends the previous session and
