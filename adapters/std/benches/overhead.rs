@@ -13,7 +13,11 @@
 //! - `bare_get_timeout`: the same inside `tokio::time::timeout_at`, as the adapter bounds
 //!   every attempt (R4); only in the interleaved pass.
 //! - `bare_get_task`: `bare_get_timeout` in a task of its own (`tokio::spawn`, then await
-//!   its `JoinHandle`), as the adapter runs every request; only in the interleaved pass.
+//!   its `JoinHandle`), as the adapter ran every request before issue 11 (it now polls them in
+//!   its driver task); only in the interleaved pass.
+//! - `bare_get_hop`: the adapter's shape without the adapter: the caller sends a request over
+//!   an `mpsc` channel to a long-lived task, which runs `bare_get_timeout` inline and answers
+//!   on a `oneshot`; only in the interleaved pass. The floor for a driver task.
 //! - `adapter_recheck`: a signed-in gate (`min_recheck_interval` = 0): `recheck()`, then
 //!   wait on the `subscribe()` watch until the attempt it started has finished.
 //! - `adapter_sign_in`: `sign_in(tokens)` on the same gate (it ends the previous session and
@@ -191,15 +195,24 @@ async fn read_capped(resp: &mut Response, limit: usize) -> Result<Vec<u8>, reqwe
     Ok(body)
 }
 
-/// A signed-in gate and a watch receiver on its snapshots.
+/// A signed-in gate and a watch receiver on its snapshots; beside it, the sender to the
+/// `bare_get_hop` task.
 struct Gated {
     gate: AccessGate,
     rx: watch::Receiver<Snapshot>,
     tokens: Tokens,
+    hop: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<CheckOutcome>>,
 }
 
 impl Gated {
-    async fn new(b: &BackendThread) -> Gated {
+    async fn new(b: &BackendThread, bare: Arc<Bare>) -> Gated {
+        let (hop, mut requests) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<CheckOutcome>>(1);
+        // Like the driver: one task, a request in, the request run inside it, the answer out.
+        tokio::spawn(async move {
+            while let Some(reply) = requests.recv().await {
+                let _ = reply.send(bare.get_with_timeout().await);
+            }
+        });
         let gate = AccessGate::spawn(gate_config(b)).expect("gate spawns");
         let status = gate.sign_in(b.tokens()).await.expect("sign_in");
         assert_eq!(status.access, Access::Granted, "backend grants the bench user");
@@ -208,6 +221,7 @@ impl Gated {
             gate,
             rx,
             tokens: b.tokens(),
+            hop,
         }
     }
 
@@ -222,6 +236,13 @@ impl Gated {
             .await
             .expect("gate alive");
         after.counters.grants > before.grants
+    }
+
+    /// `bare_get_timeout` run by the hop task.
+    async fn hop(&self) -> CheckOutcome {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.hop.send(tx).await.expect("hop task");
+        rx.await.expect("hop task")
     }
 
     /// A fresh session: `sign_in` awaits its first check (R3).
@@ -272,7 +293,7 @@ impl ClientRt {
     fn new(flavour: Flavour, b: &BackendThread) -> ClientRt {
         let rt = flavour.runtime();
         let bare = Arc::new(Bare::new(b));
-        let gated = rt.block_on(Gated::new(b));
+        let gated = rt.block_on(Gated::new(b, bare.clone()));
         ClientRt {
             flavour,
             rt,
@@ -293,15 +314,17 @@ enum Variant {
     BareGet,
     BareGetTimeout,
     BareGetTask,
+    BareGetHop,
     AdapterRecheck,
     AdapterSignIn,
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [
+    const ALL: [Variant; 6] = [
         Variant::BareGet,
         Variant::BareGetTimeout,
         Variant::BareGetTask,
+        Variant::BareGetHop,
         Variant::AdapterRecheck,
         Variant::AdapterSignIn,
     ];
@@ -313,6 +336,7 @@ impl Variant {
             Variant::BareGet => "bare_get",
             Variant::BareGetTimeout => "bare_get_timeout",
             Variant::BareGetTask => "bare_get_task",
+            Variant::BareGetHop => "bare_get_hop",
             Variant::AdapterRecheck => "adapter_recheck",
             Variant::AdapterSignIn => "adapter_sign_in",
         }
@@ -329,6 +353,7 @@ async fn op(v: Variant, bare: &Arc<Bare>, gated: &mut Gated) -> bool {
             let task = tokio::spawn(async move { bare.get_with_timeout().await });
             task.await.expect("request task") == CheckOutcome::Granted
         }
+        Variant::BareGetHop => gated.hop().await == CheckOutcome::Granted,
         Variant::AdapterRecheck => gated.recheck().await,
         Variant::AdapterSignIn => gated.sign_in().await,
     }
@@ -506,6 +531,7 @@ fn main() {
         for v in [
             Variant::BareGetTimeout,
             Variant::BareGetTask,
+            Variant::BareGetHop,
             Variant::AdapterRecheck,
             Variant::AdapterSignIn,
         ] {

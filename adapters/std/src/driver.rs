@@ -1,21 +1,27 @@
 //! The driver: one task that owns the [`accessgate::Session`] and does its I/O.
 //!
-//! After every input it drains the session's outputs: actions (each HTTP request becomes its
-//! own task), events (broadcast), then it publishes a [`Snapshot`], and only then answers
-//! token waiters and callers awaiting the first check, so whoever gets an answer reads the
-//! state that produced it.
+//! After every input it drains the session's outputs: actions (HTTP requests), events
+//! (broadcast), then it publishes a [`Snapshot`], and only then answers token waiters and
+//! callers awaiting the first check, so whoever gets an answer reads the state that produced it.
 //! Then it waits for whichever comes first: a command from a handle, a finished request, or
 //! the session's next deadline ([`accessgate::Session::poll_timeout`]).
+//! Requests are polled inside this task (a [`FuturesUnordered`]), not spawned; the loop never
+//! blocks, so a slow request holds up nothing, and each bounds itself by its deadline (R4).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use accessgate::{
     Action, CheckOutcome, Generation, Instant, RecheckError, RefreshId, Session, Status, TokenReply,
     TransientClass, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
+use futures_util::future::{abortable, AbortHandle, Aborted};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::{AbortHandle, JoinSet};
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent, Tokens};
@@ -58,6 +64,10 @@ enum Job {
     Refresh(RefreshId),
 }
 
+/// An HTTP request in flight, polled by the driver: `Err(Aborted)` once the session cancelled
+/// it, `Ok(Err(_))` if it panicked.
+type Request = Pin<Box<dyn Future<Output = Result<std::thread::Result<Done>, Aborted>> + Send>>;
+
 /// A finished HTTP request, tagged with what it was for.
 enum Done {
     Check {
@@ -77,8 +87,8 @@ pub(crate) struct Driver {
     session: Box<CoreSession>,
     clock: Clock,
     transport: Arc<Transport>,
-    requests: JoinSet<Done>,
-    /// The requests in flight, to stop one the session says no longer matters.
+    requests: FuturesUnordered<Request>,
+    /// How to stop each request in flight when the session says it no longer matters.
     running: HashMap<Job, AbortHandle>,
     waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
     first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
@@ -103,7 +113,7 @@ impl Driver {
             session,
             clock,
             transport: Arc::new(transport),
-            requests: JoinSet::new(),
+            requests: FuturesUnordered::new(),
             running: HashMap::new(),
             waiters: HashMap::new(),
             first_check: Vec::new(),
@@ -113,22 +123,35 @@ impl Driver {
     }
 
     /// Runs until a [`Command::Shutdown`] or until every handle is gone. Dropping the driver
-    /// aborts the requests in flight and closes every pending reply (callers see `Closed`).
+    /// drops (cancels) the requests in flight and closes every pending reply (callers see
+    /// `Closed`).
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        // One timer for the session's deadline, moved only when the deadline moves.
+        let timer = tokio::time::sleep_until(self.clock.to_tokio(Instant::ZERO));
+        tokio::pin!(timer);
+        let mut armed = None;
         loop {
             self.drain();
             let wake = self.session.poll_timeout().map(|t| self.clock.to_tokio(t));
+            if let Some(at) = wake.filter(|&at| armed != Some(at)) {
+                timer.as_mut().reset(at);
+            }
+            armed = wake;
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.command(cmd),
                 },
-                Some(done) = self.requests.join_next(), if !self.requests.is_empty() => match done {
-                    Ok(done) => self.finished(done),
-                    // A request task panicked: the session times the attempt out by itself.
-                    Err(e) => log::error!("accessgate: request task failed: {e}"),
+                Some(done) = self.requests.next(), if !self.requests.is_empty() => match done {
+                    Ok(Ok(done)) => self.finished(done),
+                    // A request panicked: the session times the attempt out by itself (R4).
+                    Ok(Err(_)) => log::error!("accessgate: a request panicked"),
+                    // Cancelled by the session: nothing to report.
+                    Err(Aborted) => {}
                 },
-                () = sleep_until(wake) => {
+                () = &mut timer, if wake.is_some() => {
+                    // Fired: re-armed below even if the session asks for the same instant.
+                    armed = None;
                     let now = self.clock.now();
                     self.session.handle_timeout(now);
                 }
@@ -246,6 +269,14 @@ impl Driver {
         }
     }
 
+    /// Adds a request to those the driver polls; it starts at the driver's next poll.
+    fn run_request(&mut self, job: Job, request: impl Future<Output = Done> + Send + 'static) {
+        // A panic stays in the request, as it would in a task of its own.
+        let (request, handle) = abortable(AssertUnwindSafe(request).catch_unwind());
+        self.running.insert(job, handle);
+        self.requests.push(Box::pin(request));
+    }
+
     /// Drains every output of the session after an input: starts the requested actions,
     /// broadcasts events, publishes the snapshot, then answers token waiters and callers
     /// awaiting the immediate check. Idempotent.
@@ -275,7 +306,7 @@ impl Driver {
                     let deadline = req.started + req.timeout;
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
-                    let handle = self.requests.spawn(async move {
+                    self.run_request(Job::Check(req.generation, req.attempt), async move {
                         // One `tracing` span per attempt with the feature; the bare request without (trace.rs).
                         let outcome = crate::trace::check(
                             req.generation,
@@ -290,8 +321,6 @@ impl Driver {
                             outcome,
                         }
                     });
-                    self.running
-                        .insert(Job::Check(req.generation, req.attempt), handle);
                 }
                 Action::Refresh(req) => {
                     let refresh_token = self
@@ -302,7 +331,7 @@ impl Driver {
                     let deadline = req.started + req.timeout;
                     let at = self.clock.to_tokio(deadline);
                     let transport = self.transport.clone();
-                    let handle = self.requests.spawn(async move {
+                    self.run_request(Job::Refresh(req.id), async move {
                         let reply =
                             crate::trace::refresh(req.id, transport.refresh(&refresh_token, at)).await;
                         Done::Refresh {
@@ -311,7 +340,6 @@ impl Driver {
                             reply,
                         }
                     });
-                    self.running.insert(Job::Refresh(req.id), handle);
                 }
             }
         }
@@ -380,12 +408,5 @@ fn recheck_error(e: RecheckError, now: Instant) -> GateError {
             retry_in: to_std(retry_at - now),
         },
         _ => GateError::NotSignedIn,
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

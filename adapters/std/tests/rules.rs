@@ -709,6 +709,53 @@ async fn r12_hang_times_out_and_oversized_is_refused_https() {
     bounded(r12_bounded(Scheme::Https)).await;
 }
 
+/// R4, R12: a request in flight holds up nothing. While every check hangs (until its 300 ms
+/// attempt timeout), the refresh started at sign-in completes, a token is handed out and a
+/// logout is answered, all before the hanging check is given up.
+#[tokio::test]
+async fn r12_hanging_check_holds_up_nothing() {
+    bounded(async {
+        let mut h = Harness::new(Scheme::Http).await;
+        h.control.set_fault(Endpoint::Check, Some(Fault::Hang));
+        let gate = h.gate.clone();
+        // Inside the refresh skew: the session refreshes at once, beside the first check.
+        let tokens = h.tokens(StdDuration::from_millis(800));
+        let sign_in = tokio::spawn(async move { gate.sign_in(tokens).await });
+        let refreshed = h
+            .rec
+            .next(StdDuration::from_secs(1), |e| {
+                matches!(e, SessionEvent::Refreshed { .. })
+            })
+            .await;
+        let t0 = h.rec.seen.first().map(|e| e.at).unwrap_or_default();
+        let at = ms_between(t0, refreshed.at);
+        assert!(
+            at < 300,
+            "refresh answered {at} ms after sign-in, not before the check's timeout"
+        );
+        assert!(
+            !h.rec.seen.iter().any(|e| is_check_failed(&e.event)),
+            "{:#?}",
+            h.rec.seen
+        );
+        let token = h.gate.access_token().await.unwrap();
+        assert_ne!(token, h.tokens.access_token, "the refreshed token");
+        h.gate.logout().await.unwrap();
+        // Answered while a check was still in flight: none has failed yet.
+        h.rec.poll();
+        assert!(
+            !h.rec.seen.iter().any(|e| is_check_failed(&e.event)),
+            "{:#?}",
+            h.rec.seen
+        );
+        let status = sign_in.await.unwrap().unwrap();
+        assert_eq!((status.access, status.signed_in), (Access::Unknown, false));
+        assert_eq!(h.control.counts().get(Endpoint::Token, 200), 1);
+        assert_eq!(h.gate.snapshot().counters.grants, 0);
+    })
+    .await;
+}
+
 /// R12: the waiter table is bounded: past it callers get `WaitersFull` at once, nothing is
 /// dropped silently, and every registered caller gets its answer.
 #[tokio::test]
