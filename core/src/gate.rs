@@ -17,7 +17,7 @@ use crate::classify::{CheckOutcome, TransientClass};
 use crate::config::{ConfigError, GateConfig};
 use crate::detail::{FailureDetail, LastFailure, NetFailure};
 use crate::error::{NotSignedIn, RecheckError};
-use crate::machine::Shared;
+use crate::machine::{Handout, Shared};
 use crate::schedule::{ProbeSchedule, RetrySchedule};
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, CHECK_TIMERS};
@@ -342,6 +342,30 @@ impl<const N: usize> Entitlement<N> {
         }
     }
 
+    /// The request of the attempt in flight while it waits for the driver; marks it handed
+    /// out. `peek` leaves it pending.
+    pub(crate) fn poll_check<E, const Q: usize>(
+        &self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        peek: bool,
+    ) -> Option<CheckRequest> {
+        if io.check != Handout::Pending {
+            return None;
+        }
+        let req = CheckRequest {
+            generation: io.generation,
+            attempt: self.in_flight?,
+            token: self.token,
+            timeout: cfg.attempt_timeout,
+            started: self.last_attempt_started?,
+        };
+        if !peek {
+            io.check = Handout::HandedOut;
+        }
+        Some(req)
+    }
+
     // ---- the step every input goes through ----
 
     /// One input of this part at `now` (already monotonic): the check timers due by `now` fire
@@ -474,7 +498,7 @@ impl<const N: usize> Entitlement<N> {
             return false;
         }
         // The driver is done with this request: nothing to cancel.
-        io.check_handed_out = false;
+        io.check = Handout::None;
         match outcome {
             CheckOutcome::Granted => self.definitive(io, now, Access::Granted),
             CheckOutcome::Denied => self.definitive(io, now, Access::Denied),
@@ -548,14 +572,7 @@ impl<const N: usize> Entitlement<N> {
         io.timers.set(Timer::Attempt, now + cfg.attempt_timeout); // R4
         io.timers.stop(Timer::Retry);
         inc(&mut io.counters.attempts);
-        io.check = Some(CheckRequest {
-            generation: io.generation,
-            attempt,
-            token: self.token,
-            timeout: cfg.attempt_timeout,
-            started: now,
-        });
-        io.check_handed_out = false;
+        io.check = Handout::Pending;
         io.push(Event::CheckStarted {
             generation: io.generation,
             attempt,
@@ -565,12 +582,10 @@ impl<const N: usize> Entitlement<N> {
     /// The attempt in flight stops mattering without its own answer: a check not yet handed
     /// to the driver is withdrawn, one already running is named in a cancel output.
     fn cancel_in_flight<E, const Q: usize>(&mut self, io: &mut Shared<E, Q>) {
-        if let Some(attempt) = self.in_flight {
-            if core::mem::take(&mut io.check_handed_out) {
-                io.cancel_check = Some((io.generation, attempt));
-            }
+        if let (Some(attempt), Handout::HandedOut) = (self.in_flight, io.check) {
+            io.cancel_check = Some((io.generation, attempt));
         }
-        io.check = None;
+        io.check = Handout::None;
     }
 
     /// The attempt in flight is over (answered, failed, timed out, or its session ended).
@@ -894,7 +909,7 @@ impl<const N: usize> Gate<N> {
 
     /// The check to start now, if any. Poll after every input.
     pub fn poll_check(&mut self) -> Option<CheckRequest> {
-        self.io.take_check()
+        self.part.poll_check(&self.config, &mut self.io, false)
     }
 
     /// A check handed out earlier whose result no longer matters (it timed out, or a refresh,

@@ -3,7 +3,7 @@
 //! ([`crate::gate`]) and the token part ([`crate::session`]) both work on this one value, so
 //! nothing is kept twice and nothing has to be re-synchronised after an input.
 
-use crate::gate::{CheckRequest, Counters, Event, Generation};
+use crate::gate::{Counters, Event, Generation};
 use crate::session::RefreshId;
 use crate::time::Instant;
 use crate::timer::TimerTable;
@@ -22,11 +22,9 @@ pub(crate) struct Shared<E, const Q: usize> {
     pub rng: fastrand::Rng,
     pub counters: Counters,
     events: heapless::Deque<E, Q>,
-    /// The check to start, until the driver polls it.
-    pub check: Option<CheckRequest>,
-    /// Whether the attempt in flight was handed to the driver (so ending it early owes the
-    /// driver a cancel).
-    pub check_handed_out: bool,
+    /// Where the request of the attempt in flight is (the entitlement part builds it from
+    /// its own state when the driver polls).
+    pub check: Handout,
     /// A handed-out check that no longer matters, until the driver polls it.
     pub cancel_check: Option<(Generation, u32)>,
     /// A handed-out refresh that no longer matters, until the driver polls it.
@@ -42,8 +40,7 @@ impl<E: From<Event>, const Q: usize> Shared<E, Q> {
             rng: fastrand::Rng::with_seed(seed),
             counters: Counters::default(),
             events: heapless::Deque::new(),
-            check: None,
-            check_handed_out: false,
+            check: Handout::None,
             cancel_check: None,
             cancel_refresh: None,
         }
@@ -68,13 +65,15 @@ impl<E: From<Event>, const Q: usize> Shared<E, Q> {
     pub(crate) fn pop_event(&mut self) -> Option<E> {
         self.events.pop_front()
     }
+}
 
-    /// Hands the pending check to the driver.
-    pub(crate) fn take_check(&mut self) -> Option<CheckRequest> {
-        let c = self.check.take();
-        if c.is_some() {
-            self.check_handed_out = true;
-        }
-        c
-    }
+/// Where the request of the attempt in flight is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handout {
+    /// No attempt in flight, or its request was answered.
+    None,
+    /// Started, not yet polled by the driver: withdrawn silently if it stops mattering.
+    Pending,
+    /// Polled by the driver: ending it early owes the driver a cancel.
+    HandedOut,
 }

@@ -216,8 +216,8 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     expires_at: Instant,
     /// The refresh in flight (never more than one, R11).
     refresh: Option<RefreshId>,
-    /// It, until the driver polls it.
-    pending_refresh: Option<RefreshRequest>,
+    /// Whether it still waits for the driver to poll it.
+    refresh_pending: bool,
     next_refresh_id: u32,
     failures_valid: u32,
     failures_expired: u32,
@@ -261,7 +261,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             refresh_token: heapless::Vec::new(),
             expires_at: Instant::ZERO,
             refresh: None,
-            pending_refresh: None,
+            refresh_pending: false,
             next_refresh_id: 0,
             failures_valid: 0,
             failures_expired: 0,
@@ -495,7 +495,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             return;
         }
         self.refresh = None;
-        self.pending_refresh = None;
+        self.refresh_pending = false;
         self.io.timers.stop(Timer::RefreshTimeout);
         let usable = |t: &[u8]| t.len() <= T && header_safe(t);
         match outcome {
@@ -560,10 +560,16 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if let Some(id) = self.io.cancel_refresh.take() {
             return Some(Action::CancelRefresh(id));
         }
-        if let Some(r) = self.pending_refresh.take() {
-            return Some(Action::Refresh(r));
+        if let (Some(id), true) = (self.refresh, core::mem::take(&mut self.refresh_pending)) {
+            return Some(Action::Refresh(RefreshRequest {
+                id,
+                timeout: self.config.refresh_timeout,
+                started: self.last_refresh_start.unwrap_or(self.io.now),
+            }));
         }
-        self.io.take_check().map(Action::Check)
+        self.gate
+            .poll_check(&self.config.gate, &mut self.io, false)
+            .map(Action::Check)
     }
 
     /// The next waiter outcome: a token handle, or why there is none.
@@ -620,7 +626,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
         }
         self.gate_input(now, |_, _, _| ());
-        if let Some(req) = self.io.check.filter(|_| now >= self.expires_at) {
+        let pending = self.gate.poll_check(&self.config.gate, &mut self.io, true);
+        if let Some(req) = pending.filter(|_| now >= self.expires_at) {
             // Never send a dead token: the check fails transiently and a refresh runs.
             let expired = CheckOutcome::transient(TransientClass::TokenExpired);
             self.gate_input(now, |g, cfg, io| {
@@ -728,11 +735,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.io.timers.stop(Timer::RefreshRetry);
         self.io.timers.stop(Timer::RefreshDue);
         self.io.counters.refreshes = self.io.counters.refreshes.saturating_add(1);
-        self.pending_refresh = Some(RefreshRequest {
-            id,
-            timeout: self.config.refresh_timeout,
-            started: now,
-        });
+        self.refresh_pending = true;
         debug!("refresh {} started (early: {})", id.0, early);
         self.io.push(SessionEvent::RefreshStarted { id, early });
     }
@@ -741,7 +744,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// ended): withdrawn if the driver has not taken it yet, else named in a cancel action.
     fn drop_refresh(&mut self) {
         if let Some(id) = self.refresh.take() {
-            if self.pending_refresh.take().is_none() {
+            if !core::mem::take(&mut self.refresh_pending) {
                 self.io.cancel_refresh = Some(id);
             }
         }
