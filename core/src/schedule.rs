@@ -204,16 +204,37 @@ impl ProbeSchedule {
     }
 }
 
+/// A value uniform in `[0, span]`.
+///
+/// Draws 64 random bits, keeps as many low bits as `span` has, and draws again while the value
+/// is above `span`: every value of `[0, span]` is equally likely, and each draw is accepted
+/// with probability above 1/2 (expected draws below 2; the loop ends with probability 1, as
+/// the rejection loop of fastrand's own range methods does). Unlike those it needs no 128-bit
+/// multiply-high and no 64-bit remainder, which a Cortex-M0+ does in software (flash).
+#[inline(never)]
+fn uniform_to(span: u64, rng: &mut fastrand::Rng) -> u64 {
+    if span == 0 {
+        return 0;
+    }
+    let mask = u64::MAX >> span.leading_zeros();
+    loop {
+        let x = rng.u64(..) & mask;
+        if x <= span {
+            return x;
+        }
+    }
+}
+
 /// A delay uniform in `[0, ceiling]`.
 pub(crate) fn full_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
-    Duration::from_micros(rng.u64(0..=ceiling.as_micros()))
+    Duration::from_micros(uniform_to(ceiling.as_micros(), rng))
 }
 
 /// A delay uniform in `[1 µs, ceiling]` (full jitter that never lands on the current instant:
 /// a timer planned by an input is always later than that input, so after any input no timer
 /// is left due, R12).
 pub(crate) fn delay_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
-    Duration::from_micros(rng.u64(1..=ceiling.as_micros().max(1)))
+    Duration::from_micros(1 + uniform_to(ceiling.as_micros().max(1) - 1, rng))
 }
 
 /// An instant uniform in `[from, to]` (`from` if the range is empty).
@@ -365,5 +386,36 @@ mod tests {
             plan.next_probe(&cfg, at + secs(20), None, &mut rng),
             first + secs(900)
         );
+    }
+
+    #[test]
+    fn bounded_draws_stay_in_range_and_are_uniform() {
+        let mut rng = fastrand::Rng::with_seed(21);
+        // Ranges of every bit width, and the edges: never outside [0, span].
+        for bits in 0..64 {
+            let span = (1u64 << bits) + bits; // just above a power of two: most rejections
+            for _ in 0..200 {
+                assert!(uniform_to(span, &mut rng) <= span);
+            }
+        }
+        assert_eq!(uniform_to(0, &mut rng), 0);
+        let _ = uniform_to(u64::MAX, &mut rng);
+        // Uniform: 5 values (mask 7, so 3 of 8 masked draws are rejected), 100,000 draws;
+        // each count within 5 standard deviations (sd ~ 126) of 20,000.
+        let mut counts = [0u32; 5];
+        for _ in 0..100_000 {
+            counts[uniform_to(4, &mut rng) as usize] += 1;
+        }
+        for c in counts {
+            assert!((19_370..=20_630).contains(&c), "{counts:?}");
+        }
+        // Both ends of a jitter range are reachable: [1 µs, 2 µs] and [0, 1 µs].
+        let mut seen = [false; 3];
+        for _ in 0..100 {
+            seen[delay_jitter(Duration::from_micros(2), &mut rng).as_micros() as usize] = true;
+            seen[full_jitter(Duration::from_micros(1), &mut rng).as_micros() as usize] = true;
+        }
+        assert_eq!(seen, [true, true, true]);
+        assert_eq!(delay_jitter(Duration::ZERO, &mut rng), US);
     }
 }
