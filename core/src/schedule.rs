@@ -2,7 +2,7 @@
 //! drawn lazily from the gate's per-device PRNG, so their memory is fixed and small.
 
 use crate::config::{GateConfig, Probing};
-use crate::time::{Duration, Instant};
+use crate::time::{div_rem, mul_div, Duration, Instant};
 
 const US: Duration = Duration::from_micros(1);
 
@@ -103,11 +103,7 @@ impl<const N: usize> RetrySchedule<N> {
 /// Slice `k` (1-based) of `count` equal slices of `window`, as offsets `[lo, hi)` in whole
 /// microseconds (`floor(window * j / count)` at both ends).
 fn slice(window: Duration, count: u32, k: u32) -> (Duration, Duration) {
-    let at = |j: u32| {
-        Duration::from_micros(
-            (u128::from(window.as_micros()) * u128::from(j) / u128::from(count.max(1))) as u64,
-        )
-    };
+    let at = |j: u32| Duration::from_micros(mul_div(window.as_micros(), j, count));
     (at(k - 1), at(k))
 }
 
@@ -199,7 +195,7 @@ impl ProbeSchedule {
             return first;
         }
         let p = config.period.as_micros().max(1);
-        let k = (at - first).as_micros() / p + 1;
+        let k = div_rem((at - first).as_micros(), p).0 + 1;
         first + Duration::from_micros(k.saturating_mul(p))
     }
 }

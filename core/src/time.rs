@@ -126,6 +126,41 @@ impl core::fmt::Display for Duration {
     }
 }
 
+/// `(n / d, n % d)` for `d > 0` (`(0, n)` when `d` is zero), by binary long division.
+///
+/// The core's schedules divide 64-bit microsecond counts only a few times per input; on a
+/// Cortex-M0+ (no divide instruction) the compiler's general `u64` division routine costs
+/// about 1 KB of flash, this loop about 60 bytes. Bounded (R12): 64 steps.
+#[inline(never)]
+pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
+    if d == 0 {
+        return (0, n);
+    }
+    let (mut q, mut r) = (0u64, 0u64);
+    let mut i = 64;
+    while i > 0 {
+        i -= 1;
+        // `r < d` before the shift, so `r` fits in 65 bits after it: track the lost top bit.
+        let top = r >> 63;
+        r = (r << 1) | ((n >> i) & 1);
+        q <<= 1;
+        if top == 1 || r >= d {
+            r = r.wrapping_sub(d);
+            q |= 1;
+        }
+    }
+    (q, r)
+}
+
+/// `floor(x * j / k)` for `j <= k` (a zero `k` counts as 1), exact and without overflow or
+/// 128-bit arithmetic (see [`div_rem`]).
+pub(crate) fn mul_div(x: u64, j: u32, k: u32) -> u64 {
+    let (j, k) = (u64::from(j), u64::from(k.max(1)));
+    let (q, r) = div_rem(x, k);
+    // x * j / k = q * j + (r * j) / k, and r * j < k * k < 2^64; q * j <= x.
+    q.wrapping_mul(j).wrapping_add(div_rem(r.wrapping_mul(j), k).0)
+}
+
 /// A point on a monotonic clock, in microseconds since an arbitrary origin chosen by the
 /// adapter (usually its start-up). Never compared with wall-clock time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -210,5 +245,54 @@ mod tests {
             Instant::from_secs(3).saturating_sub(Duration::from_secs(5)),
             Instant::ZERO
         );
+    }
+
+    #[test]
+    fn long_division_matches_the_hardware_one() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let edges = [
+            0,
+            1,
+            2,
+            3,
+            7,
+            1_000,
+            1_000_000,
+            u64::from(u32::MAX),
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &n in &edges {
+            for &d in &edges[1..] {
+                assert_eq!(div_rem(n, d), (n / d, n % d), "{n} / {d}");
+            }
+        }
+        for _ in 0..100_000 {
+            let n = rng.u64(..) >> rng.u32(0..64);
+            let d = (rng.u64(..) >> rng.u32(0..64)).max(1);
+            assert_eq!(div_rem(n, d), (n / d, n % d), "{n} / {d}");
+        }
+        assert_eq!(div_rem(5, 0), (0, 5));
+    }
+
+    #[test]
+    fn mul_div_matches_128_bit_arithmetic() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        let reference =
+            |x: u64, j: u32, k: u32| (u128::from(x) * u128::from(j) / u128::from(k.max(1))) as u64;
+        for &x in &[0, 1, 70_000_000, 120_000_000, u64::MAX / 3, u64::MAX] {
+            for k in [0u32, 1, 2, 3, 7, 16, 1_000, u32::MAX] {
+                for j in [0, 1, k / 2, k.saturating_sub(1), k] {
+                    assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+                }
+            }
+        }
+        for _ in 0..100_000 {
+            let x = rng.u64(..) >> rng.u32(0..64);
+            let k = rng.u32(..) >> rng.u32(0..32);
+            let j = rng.u32(0..=k);
+            assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+        }
     }
 }
