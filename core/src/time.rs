@@ -6,6 +6,17 @@
 
 use core::ops::{Add, AddAssign, Sub};
 
+/// `x * unit`, saturating at `u64::MAX`: the same value as `x.saturating_mul(unit)`, but the
+/// overflow test is a comparison with a constant, so a 32-bit core without a 64-bit multiply
+/// does one multiplication instead of a full overflow-checked 64x64 product.
+const fn saturating_scale(x: u64, unit: u64) -> u64 {
+    if x > u64::MAX / unit {
+        u64::MAX
+    } else {
+        x * unit
+    }
+}
+
 /// A span of time with microsecond resolution. Arithmetic saturates instead of overflowing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -27,13 +38,13 @@ impl Duration {
     /// A duration of `millis` milliseconds (saturating).
     pub const fn from_millis(millis: u64) -> Self {
         Duration {
-            micros: millis.saturating_mul(1_000),
+            micros: saturating_scale(millis, 1_000),
         }
     }
     /// A duration of `secs` seconds (saturating).
     pub const fn from_secs(secs: u64) -> Self {
         Duration {
-            micros: secs.saturating_mul(1_000_000),
+            micros: saturating_scale(secs, 1_000_000),
         }
     }
     /// Whole microseconds.
@@ -181,13 +192,13 @@ impl Instant {
     /// The instant `millis` milliseconds after the origin (saturating).
     pub const fn from_millis(millis: u64) -> Self {
         Instant {
-            micros: millis.saturating_mul(1_000),
+            micros: saturating_scale(millis, 1_000),
         }
     }
     /// The instant `secs` seconds after the origin (saturating).
     pub const fn from_secs(secs: u64) -> Self {
         Instant {
-            micros: secs.saturating_mul(1_000_000),
+            micros: saturating_scale(secs, 1_000_000),
         }
     }
     /// Microseconds since the origin.
@@ -294,5 +305,17 @@ mod tests {
             let j = rng.u32(0..=k);
             assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
         }
+    }
+
+    #[test]
+    fn unit_constructors_saturate_exactly_like_saturating_mul() {
+        for unit in [1_000u64, 1_000_000] {
+            let edge = u64::MAX / unit;
+            for x in [0, 1, 7, edge - 1, edge, edge + 1, u64::MAX / 2, u64::MAX] {
+                assert_eq!(saturating_scale(x, unit), x.saturating_mul(unit), "{x} * {unit}");
+            }
+        }
+        assert_eq!(Duration::from_secs(u64::MAX / 1_000_000 + 1), Duration::MAX);
+        assert_eq!(Instant::from_millis(u64::MAX / 1_000).as_micros(), u64::MAX / 1_000 * 1_000);
     }
 }
