@@ -316,6 +316,9 @@ mod tests {
             }
         }
         assert_eq!(Duration::from_secs(u64::MAX / 1_000_000 + 1), Duration::MAX);
-        assert_eq!(Instant::from_millis(u64::MAX / 1_000).as_micros(), u64::MAX / 1_000 * 1_000);
+        assert_eq!(
+            Instant::from_millis(u64::MAX / 1_000).as_micros(),
+            u64::MAX / 1_000 * 1_000
+        );
     }
 }
