@@ -194,9 +194,11 @@ impl ProbeSchedule {
         if at < first {
             return first;
         }
+        // The k-th point with k = q + 1, where (at - first) = q * p + r: first + (q + 1) * p is
+        // at - r + p, so no multiplication is needed (the addition saturates, as before).
         let p = config.period.as_micros().max(1);
-        let k = div_rem((at - first).as_micros(), p).0 + 1;
-        first + Duration::from_micros(k.saturating_mul(p))
+        let r = div_rem((at - first).as_micros(), p).1;
+        at.saturating_sub(Duration::from_micros(r)) + Duration::from_micros(p)
     }
 }
 
@@ -413,5 +415,42 @@ mod tests {
         }
         assert_eq!(seen, [true, true, true]);
         assert_eq!(delay_jitter(Duration::ZERO, &mut rng), US);
+    }
+
+    #[test]
+    fn periodic_points_match_the_multiplying_formula() {
+        let mut rng = fastrand::Rng::with_seed(31);
+        let reference = |plan: &ProbeSchedule, cfg: &Probing, at: Instant| {
+            let first = plan.closed_at + cfg.ramp + plan.phase;
+            if at < first {
+                return first;
+            }
+            let p = cfg.period.as_micros().max(1);
+            let k = (at - first).as_micros() / p + 1;
+            first + Duration::from_micros(k.saturating_mul(p))
+        };
+        for i in 0..20_000u64 {
+            let bits = rng.u32(1..40);
+            let cfg = Probing {
+                period: Duration::from_micros(rng.u64(1..=1 << bits)),
+                ramp: Duration::from_micros(rng.u64(0..1_000_000)),
+                ramp_probes: 1,
+            };
+            let plan = ProbeSchedule {
+                closed_at: Instant::from_micros(rng.u64(0..1 << 40)),
+                phase: Duration::from_micros(rng.u64(1..=cfg.period.as_micros())),
+                next_ramp: 2,
+            };
+            // Near the end of time as well: the grid point saturates at the last instant.
+            let at = match i % 4 {
+                0 => Instant::from_micros(u64::MAX - rng.u64(0..1 << 20)),
+                _ => plan.closed_at + Duration::from_micros(rng.u64(0..1 << 42)),
+            };
+            assert_eq!(
+                plan.periodic_after(&cfg, at),
+                reference(&plan, &cfg, at),
+                "{cfg:?} {plan:?} {at:?}"
+            );
+        }
     }
 }
