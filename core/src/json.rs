@@ -58,18 +58,18 @@ impl<'a> JsonStr<'a> {
 
     /// Whether the string, unescaped, equals the ASCII text `target`.
     pub(crate) fn eq_ascii(&self, target: &[u8]) -> bool {
-        self.eq_by(target, |a, b| a == b)
+        self.eq_folded(target, false)
     }
 
     /// Like [`JsonStr::eq_ascii`], ignoring ASCII case.
     pub(crate) fn eq_ascii_ignore_case(&self, target: &[u8]) -> bool {
-        self.eq_by(target, |a, b| a.eq_ignore_ascii_case(&b))
+        self.eq_folded(target, true)
     }
 
-    fn eq_by(&self, target: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
-        if !self.escaped {
-            return self.raw.len() == target.len() && self.raw.iter().zip(target).all(|(&a, &b)| eq(a, b));
-        }
+    /// One comparison for both: a flag rather than a closure, so there is one copy of it.
+    /// Unescaped strings go through [`Units`] too (their units are their bytes).
+    #[inline(never)]
+    fn eq_folded(&self, target: &[u8], fold: bool) -> bool {
         // Unescaping only shortens a string.
         if self.raw.len() < target.len() {
             return false;
@@ -78,7 +78,7 @@ impl<'a> JsonStr<'a> {
         for &t in target {
             match units.next() {
                 // Non-ASCII units (code points >= 0x80, UTF-8 bytes) never match ASCII.
-                Some(u) if u < 0x80 && eq(u as u8, t) => {}
+                Some(u) if u < 0x80 && (u as u8 == t || (fold && (u as u8).eq_ignore_ascii_case(&t))) => {}
                 _ => return false,
             }
         }
@@ -484,6 +484,23 @@ mod tests {
         let m = members(br#"{"Be\u0061rer":1}"#);
         assert!(m[0].0.eq_ascii_ignore_case(b"bearer"));
         assert!(!m[0].0.eq_ascii(b"bearer"));
+    }
+
+    #[test]
+    fn plain_keys_compare_byte_for_byte() {
+        let m = members(br#"{"has_access":1,"has_acces":1,"has_accesss":1,"HAS_ACCESS":1,"":1,"h\u00e9":1}"#);
+        let hits: Vec<bool> = m.iter().map(|(k, _)| k.eq_ascii(b"has_access")).collect();
+        assert_eq!(hits, [true, false, false, false, false, false]);
+        let folded: Vec<bool> = m
+            .iter()
+            .map(|(k, _)| k.eq_ascii_ignore_case(b"has_access"))
+            .collect();
+        assert_eq!(folded, [true, false, false, true, false, false]);
+        assert!(m[4].0.eq_ascii(b""));
+        assert!(!m[4].0.eq_ascii(b"h"));
+        // U+00E9, escaped or as UTF-8 bytes, never equals an ASCII letter.
+        let m = members("{\"h\u{e9}\":1}".as_bytes());
+        assert!(!m[0].0.eq_ascii_ignore_case(b"he"));
     }
 
     #[test]
