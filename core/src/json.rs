@@ -158,19 +158,28 @@ fn unexpected(b: &[u8], i: usize) -> BodyError {
 
 /// Validates the UTF-8 sequence starting at `i` (its lead byte is >= 0x80) and returns the
 /// index after it (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+///
+/// The lead byte gives the length and the range of the second byte (RFC 3629's table); every
+/// later byte is a plain continuation byte.
 fn utf8_seq(b: &[u8], i: usize) -> Result<usize, BodyError> {
-    let cont = |j: usize, lo: u8, hi: u8| b.get(i + j).is_some_and(|&c| (lo..=hi).contains(&c));
-    let ok = match b[i] {
-        0xc2..=0xdf => cont(1, 0x80, 0xbf).then_some(2),
-        0xe0 => (cont(1, 0xa0, 0xbf) && cont(2, 0x80, 0xbf)).then_some(3),
-        0xe1..=0xec | 0xee..=0xef => (cont(1, 0x80, 0xbf) && cont(2, 0x80, 0xbf)).then_some(3),
-        0xed => (cont(1, 0x80, 0x9f) && cont(2, 0x80, 0xbf)).then_some(3),
-        0xf0 => (cont(1, 0x90, 0xbf) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
-        0xf1..=0xf3 => (cont(1, 0x80, 0xbf) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
-        0xf4 => (cont(1, 0x80, 0x8f) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
-        _ => None,
+    let (n, lo, hi): (usize, u8, u8) = match b.get(i) {
+        Some(0xc2..=0xdf) => (2, 0x80, 0xbf),
+        Some(0xe0) => (3, 0xa0, 0xbf),
+        Some(0xe1..=0xec | 0xee..=0xef) => (3, 0x80, 0xbf),
+        Some(0xed) => (3, 0x80, 0x9f), // no surrogates
+        Some(0xf0) => (4, 0x90, 0xbf),
+        Some(0xf1..=0xf3) => (4, 0x80, 0xbf),
+        Some(0xf4) => (4, 0x80, 0x8f), // nothing above U+10FFFF
+        _ => return Err(BodyError::NotUtf8),
     };
-    ok.map(|n| i + n).ok_or(BodyError::NotUtf8)
+    let (mut lo, mut hi) = (lo, hi);
+    for j in 1..n {
+        if !b.get(i + j).is_some_and(|&c| lo <= c && c <= hi) {
+            return Err(BodyError::NotUtf8);
+        }
+        (lo, hi) = (0x80, 0xbf);
+    }
+    Ok(i + n)
 }
 
 fn hex4(b: &[u8], i: usize) -> Option<u32> {
@@ -608,6 +617,38 @@ mod tests {
         // Outside strings only ASCII is JSON: valid UTF-8 there is malformed, invalid is not UTF-8.
         assert_eq!(valid("é".as_bytes()), Err(BodyError::Malformed));
         assert_eq!(valid(b"{}\xff"), Err(BodyError::NotUtf8));
+    }
+
+    #[test]
+    fn utf8_sequences_agree_with_the_standard_library() {
+        // Every lead byte with second bytes over the whole range and later bytes at the
+        // edges of the continuation range (and just outside): the same verdict as from_utf8.
+        let later = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff];
+        for lead in 0x80..=0xffu8 {
+            for second in 0..=0xffu8 {
+                for &third in &later {
+                    for &fourth in &later {
+                        let seq = [b'"', lead, second, third, fourth, b'"'];
+                        let n = core::str::from_utf8(&seq[1..5])
+                            .map(|_| 4)
+                            .unwrap_or_else(|e| e.valid_up_to());
+                        // The scanner sees a sequence starting at the lead byte.
+                        let expected = if n == 0 {
+                            // The lead byte's own sequence is broken.
+                            Err(BodyError::NotUtf8)
+                        } else {
+                            let len = match lead {
+                                0xc2..=0xdf => 2,
+                                0xe0..=0xef => 3,
+                                _ => 4,
+                            };
+                            Ok(1 + len)
+                        };
+                        assert_eq!(utf8_seq(&seq, 1), expected, "{seq:x?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
