@@ -127,16 +127,10 @@ impl Iterator for Units<'_> {
 }
 
 /// Bytes that may appear unescaped in a string without a closer look: printable ASCII except
-/// `"` and `\`.
-const PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0x20;
-    while c < 0x80 {
-        t[c] = c != b'"' as usize && c != b'\\' as usize;
-        c += 1;
-    }
-    t
-};
+/// `"` and `\`. (A comparison, not a 256-byte table: the table cost more flash than the test.)
+fn plain(c: u8) -> bool {
+    (0x20..0x80).contains(&c) && c != b'"' && c != b'\\'
+}
 
 #[inline]
 fn ws(b: &[u8], mut i: usize) -> usize {
@@ -204,7 +198,7 @@ fn string(b: &[u8], start: usize) -> Result<(usize, bool), BodyError> {
     let mut j = start + 1;
     let mut escaped = false;
     loop {
-        while b.get(j).is_some_and(|&c| PLAIN[usize::from(c)]) {
+        while b.get(j).is_some_and(|&c| plain(c)) {
             j += 1;
         }
         match b.get(j) {
