@@ -332,47 +332,31 @@ fn scan_with<'a>(b: &'a [u8], member: &mut dyn FnMut(JsonStr<'a>, JsonValue<'a>)
         raw: &[],
         escaped: false,
     };
+    // Whether a `"key" :` comes before the next value (inside an object).
+    let mut want_key = false;
     loop {
+        if want_key {
+            let (k, j) = key(b, i)?;
+            if depth == 1 {
+                pending = k;
+            }
+            i = j;
+        }
         // ---- a value starts at `i` ----
-        let reported = depth == 1 && top == Top::Object;
         let Some(&c) = b.get(i) else {
             return Err(BodyError::Malformed);
         };
-        match c {
+        let (value, end) = match c {
             b'{' | b'[' => {
                 if depth >= MAX_JSON_DEPTH {
                     return Err(BodyError::TooDeep);
                 }
-                if reported {
-                    member(pending, JsonValue::Container);
-                }
-                let object = c == b'{';
-                depth += 1;
-                stack = stack << 1 | u64::from(object);
-                i = ws(b, i + 1);
-                let close = if object { b'}' } else { b']' };
-                if b.get(i) == Some(&close) {
-                    depth -= 1;
-                    stack >>= 1;
-                    i += 1;
-                } else if object {
-                    let (k, j) = key(b, i)?;
-                    if depth == 1 {
-                        pending = k;
-                    }
-                    i = j;
-                    continue;
-                } else {
-                    continue;
-                }
+                (JsonValue::Container, i + 1)
             }
             b'"' => {
                 let (end, escaped) = string(b, i)?;
-                if reported {
-                    let raw = &b[i + 1..end - 1];
-                    member(pending, JsonValue::Str(JsonStr { raw, escaped }));
-                }
-                i = end;
+                let raw = b.get(i + 1..end - 1).unwrap_or_default();
+                (JsonValue::Str(JsonStr { raw, escaped }), end)
             }
             b't' | b'f' | b'n' => {
                 let (lit, value): (&[u8], _) = match c {
@@ -383,19 +367,32 @@ fn scan_with<'a>(b: &'a [u8], member: &mut dyn FnMut(JsonStr<'a>, JsonValue<'a>)
                 if b.get(i..i + lit.len()) != Some(lit) {
                     return Err(BodyError::Malformed);
                 }
-                if reported {
-                    member(pending, value);
-                }
-                i += lit.len();
+                (value, i + lit.len())
             }
             b'-' | b'0'..=b'9' => {
                 let end = number(b, i)?;
-                if reported {
-                    member(pending, JsonValue::Number(&b[i..end]));
-                }
-                i = end;
+                (JsonValue::Number(b.get(i..end).unwrap_or_default()), end)
             }
             _ => return Err(unexpected(b, i)),
+        };
+        // A member of the top-level object is reported when its value starts (a container's
+        // content is validated after).
+        if depth == 1 && top == Top::Object {
+            member(pending, value);
+        }
+        i = ws(b, end);
+        if matches!(value, JsonValue::Container) {
+            let object = c == b'{';
+            depth += 1;
+            stack = stack << 1 | u64::from(object);
+            if b.get(i) != Some(if object { &b'}' } else { &b']' }) {
+                want_key = object;
+                continue;
+            }
+            // An empty container: a value ended.
+            depth -= 1;
+            stack >>= 1;
+            i += 1;
         }
         // ---- a value ended before `i`: close containers until the next value ----
         loop {
@@ -411,13 +408,7 @@ fn scan_with<'a>(b: &'a [u8], member: &mut dyn FnMut(JsonStr<'a>, JsonValue<'a>)
             match b.get(i) {
                 Some(b',') => {
                     i = ws(b, i + 1);
-                    if object {
-                        let (k, j) = key(b, i)?;
-                        if depth == 1 {
-                            pending = k;
-                        }
-                        i = j;
-                    }
+                    want_key = object;
                     break;
                 }
                 Some(b'}') if object => {}
@@ -722,5 +713,128 @@ mod tests {
             let reference = serde_json::from_slice::<serde_json::Value>(s).is_ok();
             assert_eq!(ours, reference, "{:?}", core::str::from_utf8(s));
         }
+    }
+
+    /// Random JSON texts (objects, arrays, every scalar, escaped keys, nesting up to the
+    /// limit), half of them with one byte inserted or deleted: the scan accepts exactly what
+    /// serde_json accepts, and on an object reports exactly its top-level members.
+    #[test]
+    fn random_texts_agree_with_serde_json() {
+        fn value(rng: &mut fastrand::Rng, depth: u32, out: &mut String) {
+            const SCALARS: &[&str] = &[
+                "true",
+                "false",
+                "null",
+                "0",
+                "-12",
+                "3.25",
+                "1e9",
+                "-0.5E-3",
+                "\"\"",
+                "\"x\\ny\"",
+                "\"\\u00e9\"",
+            ];
+            const KEYS: &[&str] = &["\"a\"", "\"b\"", "\"\\u0061\"", "\"has_access\"", "\"\""];
+            let ws = |rng: &mut fastrand::Rng, out: &mut String| {
+                out.push_str([" ", "", "", "\n\t"][rng.usize(0..4)]);
+            };
+            match (depth < 6).then(|| rng.u8(0..4)) {
+                Some(0) => {
+                    out.push('{');
+                    for k in 0..rng.usize(0..4) {
+                        if k > 0 {
+                            out.push(',');
+                        }
+                        ws(rng, out);
+                        out.push_str(KEYS[rng.usize(0..KEYS.len())]);
+                        ws(rng, out);
+                        out.push(':');
+                        value(rng, depth + 1, out);
+                    }
+                    ws(rng, out);
+                    out.push('}');
+                }
+                Some(1) => {
+                    out.push('[');
+                    for k in 0..rng.usize(0..4) {
+                        if k > 0 {
+                            out.push(',');
+                        }
+                        value(rng, depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    ws(rng, out);
+                    out.push_str(SCALARS[rng.usize(0..SCALARS.len())]);
+                    ws(rng, out);
+                }
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(41);
+        let (mut objects, mut invalid) = (0, 0);
+        for _ in 0..100_000 {
+            // Half of them inside a top-level object, so most are objects with members.
+            let wrapped = rng.bool();
+            let mut text = String::from(if wrapped { "{\"a\":" } else { "" });
+            value(&mut rng, 1, &mut text);
+            if wrapped {
+                text.push('}');
+            }
+            let mut b = text.into_bytes();
+            if rng.bool() && !b.is_empty() {
+                let at = rng.usize(0..b.len());
+                if rng.bool() {
+                    b.remove(at);
+                } else {
+                    b.insert(at, b"{}[],:\" \\etn0-."[rng.usize(0..14)]);
+                }
+            }
+            let reference = serde_json::from_slice::<serde_json::Value>(&b);
+            let mut seen: Vec<(String, JsonValue<'_>)> = Vec::new();
+            let ours = scan(&b, |k, v| {
+                let units = Units { raw: k.raw, i: 0 };
+                seen.push((units.map(|u| char::from_u32(u).unwrap_or('?')).collect(), v));
+            });
+            assert_eq!(
+                ours.is_ok(),
+                reference.is_ok(),
+                "{:?}: {ours:?}",
+                String::from_utf8_lossy(&b)
+            );
+            invalid += usize::from(ours.is_err());
+            if let (Ok(Top::Object), Ok(serde_json::Value::Object(map))) = (ours, &reference) {
+                objects += 1;
+                // serde_json keeps the last of duplicate keys: compare the distinct keys, and
+                // the kind of each value where the key is not duplicated.
+                let mut keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let mut theirs: Vec<&str> = map.keys().map(String::as_str).collect();
+                theirs.sort_unstable();
+                assert_eq!(keys, theirs, "{:?}", String::from_utf8_lossy(&b));
+                for (k, v) in &seen {
+                    if seen.iter().filter(|(j, _)| j == k).count() > 1 {
+                        continue;
+                    }
+                    let same_kind = match (v, &map[k.as_str()]) {
+                        (JsonValue::Bool(x), serde_json::Value::Bool(y)) => x == y,
+                        (JsonValue::Null, serde_json::Value::Null)
+                        | (JsonValue::Number(_), serde_json::Value::Number(_))
+                        | (JsonValue::Str(_), serde_json::Value::String(_))
+                        | (
+                            JsonValue::Container,
+                            serde_json::Value::Array(_) | serde_json::Value::Object(_),
+                        ) => true,
+                        _ => false,
+                    };
+                    assert!(same_kind, "{:?}: {k} {v:?}", String::from_utf8_lossy(&b));
+                }
+            }
+        }
+        assert!(
+            objects > 10_000 && invalid > 10_000,
+            "{objects} objects, {invalid} invalid"
+        );
     }
 }
