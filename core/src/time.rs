@@ -4,6 +4,11 @@
 //! from `std::time::Instant` or `embassy_time::Instant` at the boundary (R5: only monotonic
 //! time is used, so setting the wall clock back buys nothing).
 
+//!
+//! The 64-bit operations the state machines use most (`Instant + Duration`,
+//! `Instant::saturating_sub`, `Duration::min` / `max`) are `#[inline(never)]`: on a 32-bit
+//! core each is a dozen instructions, inlined at dozens of places (flash over speed, issue 11).
+
 use core::ops::{Add, AddAssign, Sub};
 
 /// `x * unit`, saturating at `u64::MAX`: the same value as `x.saturating_mul(unit)`, but the
@@ -72,6 +77,7 @@ impl Duration {
         }
     }
     /// The shorter of the two.
+    #[inline(never)]
     pub const fn min(self, other: Duration) -> Self {
         if self.micros <= other.micros {
             self
@@ -80,6 +86,7 @@ impl Duration {
         }
     }
     /// The longer of the two.
+    #[inline(never)]
     pub const fn max(self, other: Duration) -> Self {
         if self.micros >= other.micros {
             self
@@ -210,6 +217,7 @@ impl Instant {
         Duration::from_micros(self.micros.saturating_sub(earlier.micros))
     }
     /// `self - d`, clamped at the origin.
+    #[inline(never)]
     pub const fn saturating_sub(self, d: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_sub(d.as_micros()),
@@ -219,6 +227,7 @@ impl Instant {
 
 impl Add<Duration> for Instant {
     type Output = Instant;
+    #[inline(never)]
     fn add(self, rhs: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_add(rhs.as_micros()),
