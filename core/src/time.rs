@@ -3,7 +3,6 @@
 //! The core never reads a clock: every input carries `now` as an [`Instant`]. Adapters convert
 //! from `std::time::Instant` or `embassy_time::Instant` at the boundary (R5: only monotonic
 //! time is used, so setting the wall clock back buys nothing).
-
 //!
 //! The 64-bit operations the state machines use most (`Instant + Duration`,
 //! `Instant::saturating_sub`, `Duration::min` / `max`) are `#[inline(never)]`: on a 32-bit
