@@ -211,6 +211,24 @@ impl Instant {
     pub const fn as_micros(self) -> u64 {
         self.micros
     }
+    /// The later of the two (as `Ord::max`, out of line: see the module doc).
+    #[inline(never)]
+    pub const fn max(self, other: Instant) -> Instant {
+        if self.micros >= other.micros {
+            self
+        } else {
+            other
+        }
+    }
+    /// The earlier of the two (as `Ord::min`, out of line: see the module doc).
+    #[inline(never)]
+    pub const fn min(self, other: Instant) -> Instant {
+        if self.micros <= other.micros {
+            self
+        } else {
+            other
+        }
+    }
     /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.micros.saturating_sub(earlier.micros))
