@@ -214,7 +214,14 @@ fn uniform_to(span: u64, rng: &mut fastrand::Rng) -> u64 {
     if span == 0 {
         return 0;
     }
-    let mask = u64::MAX >> span.leading_zeros();
+    // All ones from the top bit of `span` down (bit smearing: no count-leading-zeros routine,
+    // which a Cortex-M0+ does not have).
+    let mut mask = span;
+    let mut shift = 1;
+    while shift < 64 {
+        mask |= mask >> shift;
+        shift <<= 1;
+    }
     loop {
         let x = rng.u64(..) & mask;
         if x <= span {
