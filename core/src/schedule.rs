@@ -242,7 +242,9 @@ pub(crate) fn delay_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Durati
     Duration::from_micros(1 + uniform_to(ceiling.as_micros().max(1) - 1, rng))
 }
 
-/// An instant uniform in `[from, to]` (`from` if the range is empty).
+/// An instant uniform in `[from, to]` (`from` if the range is empty). Out of line: retries
+/// and ramp probes both draw through it (flash, issue 11).
+#[inline(never)]
 pub(crate) fn uniform_between(from: Instant, to: Instant, rng: &mut fastrand::Rng) -> Instant {
     from + full_jitter(to - from, rng)
 }
