@@ -86,8 +86,10 @@ impl<'a> JsonStr<'a> {
     }
 }
 
-/// The unescaped content of a validated string: each escape as its code point, every other
-/// byte as itself (the bytes of a multi-byte UTF-8 character come out one by one, all >= 0x80).
+/// The unescaped content of a validated string: each escape as its value (a `\u` escape as
+/// its UTF-16 code unit, so a surrogate pair comes out as two units), every other byte as
+/// itself (the bytes of a multi-byte UTF-8 character come out one by one). Everything that is
+/// not ASCII comes out as units >= 0x80, which is all the ASCII comparisons need.
 struct Units<'a> {
     raw: &'a [u8],
     i: usize,
@@ -111,15 +113,9 @@ impl Iterator for Units<'_> {
             b'r' => 0x0d,
             b't' => 0x09,
             b'u' => {
-                let hi = hex4(self.raw, self.i)?;
+                let u = hex4(self.raw, self.i)?;
                 self.i += 4;
-                if (0xd800..0xdc00).contains(&hi) {
-                    let lo = hex4(self.raw, self.i + 2)?;
-                    self.i += 6;
-                    0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
-                } else {
-                    hi
-                }
+                u
             }
             other => u32::from(other), // `"`, `\`, `/`
         })
@@ -475,6 +471,11 @@ mod tests {
         let m =
             members(br#"{"has_access\u0000":1,"has\\access":1,"has_acces":1,"h\u00e9":1,"\ud83d\ude00":1}"#);
         assert!(m.iter().all(|(k, _)| !k.eq_ascii(b"has_access")));
+        // A surrogate pair is two non-ASCII units: never equal to ASCII text of any length.
+        let m = members(br#"{"\ud83d\ude00x":1,"\ud83d\ude00":1}"#);
+        for t in [&b"x"[..], b"?x", b"??x", b"", b"?", b"??"] {
+            assert!(!m[0].0.eq_ascii(t) && !m[1].0.eq_ascii(t), "{t:?}");
+        }
         let m = members(br#"{"\"\\\/\b\f\n\r\t":1}"#);
         assert!(m[0].0.eq_ascii(b"\"\\/\x08\x0c\n\r\t"));
         let m = members(br#"{"Be\u0061rer":1}"#);
