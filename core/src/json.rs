@@ -15,8 +15,9 @@
 
 use crate::classify::{BodyError, MAX_JSON_DEPTH};
 
-// The container stack is a bit set, one bit per open container.
-const _: () = assert!(MAX_JSON_DEPTH <= 64);
+// The container stack is a bit set, one bit per open container (a u32: one-instruction
+// shifts on a 32-bit core).
+const _: () = assert!(MAX_JSON_DEPTH <= 32);
 
 /// A JSON string as it appears in the body, between its quotes: `raw` is valid UTF-8 with
 /// well-formed escapes; `escaped` says whether it holds any backslash escape.
@@ -323,7 +324,7 @@ fn scan_with<'a>(b: &'a [u8], member: &mut dyn FnMut(JsonStr<'a>, JsonValue<'a>)
     } else {
         Top::Other
     };
-    let mut stack: u64 = 0; // bit k: container at depth k + 1 is an object
+    let mut stack: u32 = 0; // bit k: container at depth k + 1 is an object
     let mut depth: u32 = 0;
     // The key of the top-level member whose value comes next.
     let mut pending = JsonStr {
@@ -382,7 +383,7 @@ fn scan_with<'a>(b: &'a [u8], member: &mut dyn FnMut(JsonStr<'a>, JsonValue<'a>)
         if matches!(value, JsonValue::Container) {
             let object = c == b'{';
             depth += 1;
-            stack = stack << 1 | u64::from(object);
+            stack = stack << 1 | u32::from(object);
             if b.get(i) != Some(if object { &b'}' } else { &b']' }) {
                 want_key = object;
                 continue;
