@@ -1,7 +1,7 @@
 //! Gate configuration: every figure of behaviour.md's defaults table, validated at
 //! construction so an impossible configuration is an error, never a panic.
 
-use crate::time::Duration;
+use crate::time::{div_rem, Duration};
 
 /// An exponential backoff with full jitter: the `k`-th delay (from 0) is drawn uniformly from
 /// `[0, min(cap, base * factor^k)]`. Used for token refresh retries (R11).
@@ -121,7 +121,7 @@ impl Probing {
         let first = if self.ramp_probes == 0 {
             self.period
         } else {
-            Duration::from_micros(self.ramp.as_micros() / u64::from(self.ramp_probes))
+            Duration::from_micros(div_rem(self.ramp.as_micros(), u64::from(self.ramp_probes)).0)
         };
         Backoff {
             base: first.max(Duration::from_micros(1)).min(self.period),

@@ -15,8 +15,9 @@
 
 use crate::classify::{BodyError, MAX_JSON_DEPTH};
 
-// The container stack is a bit set, one bit per open container.
-const _: () = assert!(MAX_JSON_DEPTH <= 64);
+// The container stack is a bit set, one bit per open container (a u32: one-instruction
+// shifts on a 32-bit core).
+const _: () = assert!(MAX_JSON_DEPTH <= 32);
 
 /// A JSON string as it appears in the body, between its quotes: `raw` is valid UTF-8 with
 /// well-formed escapes; `escaped` says whether it holds any backslash escape.
@@ -58,18 +59,18 @@ impl<'a> JsonStr<'a> {
 
     /// Whether the string, unescaped, equals the ASCII text `target`.
     pub(crate) fn eq_ascii(&self, target: &[u8]) -> bool {
-        self.eq_by(target, |a, b| a == b)
+        self.eq_folded(target, false)
     }
 
     /// Like [`JsonStr::eq_ascii`], ignoring ASCII case.
     pub(crate) fn eq_ascii_ignore_case(&self, target: &[u8]) -> bool {
-        self.eq_by(target, |a, b| a.eq_ignore_ascii_case(&b))
+        self.eq_folded(target, true)
     }
 
-    fn eq_by(&self, target: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
-        if !self.escaped {
-            return self.raw.len() == target.len() && self.raw.iter().zip(target).all(|(&a, &b)| eq(a, b));
-        }
+    /// One comparison for both: a flag rather than a closure, so there is one copy of it.
+    /// Unescaped strings go through [`Units`] too (their units are their bytes).
+    #[inline(never)]
+    fn eq_folded(&self, target: &[u8], fold: bool) -> bool {
         // Unescaping only shortens a string.
         if self.raw.len() < target.len() {
             return false;
@@ -78,7 +79,7 @@ impl<'a> JsonStr<'a> {
         for &t in target {
             match units.next() {
                 // Non-ASCII units (code points >= 0x80, UTF-8 bytes) never match ASCII.
-                Some(u) if u < 0x80 && eq(u as u8, t) => {}
+                Some(u) if u < 0x80 && (u as u8 == t || (fold && (u as u8).eq_ignore_ascii_case(&t))) => {}
                 _ => return false,
             }
         }
@@ -86,8 +87,10 @@ impl<'a> JsonStr<'a> {
     }
 }
 
-/// The unescaped content of a validated string: each escape as its code point, every other
-/// byte as itself (the bytes of a multi-byte UTF-8 character come out one by one, all >= 0x80).
+/// The unescaped content of a validated string: each escape as its value (a `\u` escape as
+/// its UTF-16 code unit, so a surrogate pair comes out as two units), every other byte as
+/// itself (the bytes of a multi-byte UTF-8 character come out one by one). Everything that is
+/// not ASCII comes out as units >= 0x80, which is all the ASCII comparisons need.
 struct Units<'a> {
     raw: &'a [u8],
     i: usize,
@@ -111,15 +114,9 @@ impl Iterator for Units<'_> {
             b'r' => 0x0d,
             b't' => 0x09,
             b'u' => {
-                let hi = hex4(self.raw, self.i)?;
+                let u = hex4(self.raw, self.i)?;
                 self.i += 4;
-                if (0xd800..0xdc00).contains(&hi) {
-                    let lo = hex4(self.raw, self.i + 2)?;
-                    self.i += 6;
-                    0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
-                } else {
-                    hi
-                }
+                u
             }
             other => u32::from(other), // `"`, `\`, `/`
         })
@@ -127,18 +124,14 @@ impl Iterator for Units<'_> {
 }
 
 /// Bytes that may appear unescaped in a string without a closer look: printable ASCII except
-/// `"` and `\`.
-const PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0x20;
-    while c < 0x80 {
-        t[c] = c != b'"' as usize && c != b'\\' as usize;
-        c += 1;
-    }
-    t
-};
+/// `"` and `\`. (A comparison, not a 256-byte table: the table cost more flash than the test.)
+fn plain(c: u8) -> bool {
+    (0x20..0x80).contains(&c) && c != b'"' && c != b'\\'
+}
 
-#[inline]
+/// The index of the first non-whitespace byte at or after `i`. Out of line: called from
+/// seven places of the scan (flash, issue 11).
+#[inline(never)]
 fn ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
         i += 1;
@@ -158,19 +151,28 @@ fn unexpected(b: &[u8], i: usize) -> BodyError {
 
 /// Validates the UTF-8 sequence starting at `i` (its lead byte is >= 0x80) and returns the
 /// index after it (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+///
+/// The lead byte gives the length and the range of the second byte (RFC 3629's table); every
+/// later byte is a plain continuation byte.
 fn utf8_seq(b: &[u8], i: usize) -> Result<usize, BodyError> {
-    let cont = |j: usize, lo: u8, hi: u8| b.get(i + j).is_some_and(|&c| (lo..=hi).contains(&c));
-    let ok = match b[i] {
-        0xc2..=0xdf => cont(1, 0x80, 0xbf).then_some(2),
-        0xe0 => (cont(1, 0xa0, 0xbf) && cont(2, 0x80, 0xbf)).then_some(3),
-        0xe1..=0xec | 0xee..=0xef => (cont(1, 0x80, 0xbf) && cont(2, 0x80, 0xbf)).then_some(3),
-        0xed => (cont(1, 0x80, 0x9f) && cont(2, 0x80, 0xbf)).then_some(3),
-        0xf0 => (cont(1, 0x90, 0xbf) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
-        0xf1..=0xf3 => (cont(1, 0x80, 0xbf) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
-        0xf4 => (cont(1, 0x80, 0x8f) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf)).then_some(4),
-        _ => None,
+    let (n, lo, hi): (usize, u8, u8) = match b.get(i) {
+        Some(0xc2..=0xdf) => (2, 0x80, 0xbf),
+        Some(0xe0) => (3, 0xa0, 0xbf),
+        Some(0xe1..=0xec | 0xee..=0xef) => (3, 0x80, 0xbf),
+        Some(0xed) => (3, 0x80, 0x9f), // no surrogates
+        Some(0xf0) => (4, 0x90, 0xbf),
+        Some(0xf1..=0xf3) => (4, 0x80, 0xbf),
+        Some(0xf4) => (4, 0x80, 0x8f), // nothing above U+10FFFF
+        _ => return Err(BodyError::NotUtf8),
     };
-    ok.map(|n| i + n).ok_or(BodyError::NotUtf8)
+    let (mut lo, mut hi) = (lo, hi);
+    for j in 1..n {
+        if !b.get(i + j).is_some_and(|&c| lo <= c && c <= hi) {
+            return Err(BodyError::NotUtf8);
+        }
+        (lo, hi) = (0x80, 0xbf);
+    }
+    Ok(i + n)
 }
 
 fn hex4(b: &[u8], i: usize) -> Option<u32> {
@@ -195,7 +197,7 @@ fn string(b: &[u8], start: usize) -> Result<(usize, bool), BodyError> {
     let mut j = start + 1;
     let mut escaped = false;
     loop {
-        while b.get(j).is_some_and(|&c| PLAIN[usize::from(c)]) {
+        while b.get(j).is_some_and(|&c| plain(c)) {
             j += 1;
         }
         match b.get(j) {
@@ -308,60 +310,52 @@ pub(crate) fn scan<'a>(
     b: &'a [u8],
     mut member: impl FnMut(JsonStr<'a>, JsonValue<'a>),
 ) -> Result<Top, BodyError> {
+    scan_with(b, &mut member)
+}
+
+/// [`scan`] with the callback behind a reference: one copy of the scanner serves every caller
+/// (the check body, the token answer, the token error body) instead of one copy per closure,
+/// about 1 KB of flash each on a Cortex-M0+.
+#[inline(never)]
+fn scan_with<'a>(b: &'a [u8], member: &mut dyn FnMut(JsonStr<'a>, JsonValue<'a>)) -> Result<Top, BodyError> {
     let mut i = ws(b, 0);
     let top = if b.get(i) == Some(&b'{') {
         Top::Object
     } else {
         Top::Other
     };
-    let mut stack: u64 = 0; // bit k: container at depth k + 1 is an object
+    let mut stack: u32 = 0; // bit k: container at depth k + 1 is an object
     let mut depth: u32 = 0;
     // The key of the top-level member whose value comes next.
     let mut pending = JsonStr {
         raw: &[],
         escaped: false,
     };
+    // Whether a `"key" :` comes before the next value (inside an object).
+    let mut want_key = false;
     loop {
+        if want_key {
+            let (k, j) = key(b, i)?;
+            if depth == 1 {
+                pending = k;
+            }
+            i = j;
+        }
         // ---- a value starts at `i` ----
-        let reported = depth == 1 && top == Top::Object;
         let Some(&c) = b.get(i) else {
             return Err(BodyError::Malformed);
         };
-        match c {
+        let (value, end) = match c {
             b'{' | b'[' => {
                 if depth >= MAX_JSON_DEPTH {
                     return Err(BodyError::TooDeep);
                 }
-                if reported {
-                    member(pending, JsonValue::Container);
-                }
-                let object = c == b'{';
-                depth += 1;
-                stack = stack << 1 | u64::from(object);
-                i = ws(b, i + 1);
-                let close = if object { b'}' } else { b']' };
-                if b.get(i) == Some(&close) {
-                    depth -= 1;
-                    stack >>= 1;
-                    i += 1;
-                } else if object {
-                    let (k, j) = key(b, i)?;
-                    if depth == 1 {
-                        pending = k;
-                    }
-                    i = j;
-                    continue;
-                } else {
-                    continue;
-                }
+                (JsonValue::Container, i + 1)
             }
             b'"' => {
                 let (end, escaped) = string(b, i)?;
-                if reported {
-                    let raw = &b[i + 1..end - 1];
-                    member(pending, JsonValue::Str(JsonStr { raw, escaped }));
-                }
-                i = end;
+                let raw = b.get(i + 1..end - 1).unwrap_or_default();
+                (JsonValue::Str(JsonStr { raw, escaped }), end)
             }
             b't' | b'f' | b'n' => {
                 let (lit, value): (&[u8], _) = match c {
@@ -372,19 +366,32 @@ pub(crate) fn scan<'a>(
                 if b.get(i..i + lit.len()) != Some(lit) {
                     return Err(BodyError::Malformed);
                 }
-                if reported {
-                    member(pending, value);
-                }
-                i += lit.len();
+                (value, i + lit.len())
             }
             b'-' | b'0'..=b'9' => {
                 let end = number(b, i)?;
-                if reported {
-                    member(pending, JsonValue::Number(&b[i..end]));
-                }
-                i = end;
+                (JsonValue::Number(b.get(i..end).unwrap_or_default()), end)
             }
             _ => return Err(unexpected(b, i)),
+        };
+        // A member of the top-level object is reported when its value starts (a container's
+        // content is validated after).
+        if depth == 1 && top == Top::Object {
+            member(pending, value);
+        }
+        i = ws(b, end);
+        if matches!(value, JsonValue::Container) {
+            let object = c == b'{';
+            depth += 1;
+            stack = stack << 1 | u32::from(object);
+            if b.get(i) != Some(if object { &b'}' } else { &b']' }) {
+                want_key = object;
+                continue;
+            }
+            // An empty container: a value ended.
+            depth -= 1;
+            stack >>= 1;
+            i += 1;
         }
         // ---- a value ended before `i`: close containers until the next value ----
         loop {
@@ -400,13 +407,7 @@ pub(crate) fn scan<'a>(
             match b.get(i) {
                 Some(b',') => {
                     i = ws(b, i + 1);
-                    if object {
-                        let (k, j) = key(b, i)?;
-                        if depth == 1 {
-                            pending = k;
-                        }
-                        i = j;
-                    }
+                    want_key = object;
                     break;
                 }
                 Some(b'}') if object => {}
@@ -471,11 +472,33 @@ mod tests {
         let m =
             members(br#"{"has_access\u0000":1,"has\\access":1,"has_acces":1,"h\u00e9":1,"\ud83d\ude00":1}"#);
         assert!(m.iter().all(|(k, _)| !k.eq_ascii(b"has_access")));
+        // A surrogate pair is two non-ASCII units: never equal to ASCII text of any length.
+        let m = members(br#"{"\ud83d\ude00x":1,"\ud83d\ude00":1}"#);
+        for t in [&b"x"[..], b"?x", b"??x", b"", b"?", b"??"] {
+            assert!(!m[0].0.eq_ascii(t) && !m[1].0.eq_ascii(t), "{t:?}");
+        }
         let m = members(br#"{"\"\\\/\b\f\n\r\t":1}"#);
         assert!(m[0].0.eq_ascii(b"\"\\/\x08\x0c\n\r\t"));
         let m = members(br#"{"Be\u0061rer":1}"#);
         assert!(m[0].0.eq_ascii_ignore_case(b"bearer"));
         assert!(!m[0].0.eq_ascii(b"bearer"));
+    }
+
+    #[test]
+    fn plain_keys_compare_byte_for_byte() {
+        let m = members(br#"{"has_access":1,"has_acces":1,"has_accesss":1,"HAS_ACCESS":1,"":1,"h\u00e9":1}"#);
+        let hits: Vec<bool> = m.iter().map(|(k, _)| k.eq_ascii(b"has_access")).collect();
+        assert_eq!(hits, [true, false, false, false, false, false]);
+        let folded: Vec<bool> = m
+            .iter()
+            .map(|(k, _)| k.eq_ascii_ignore_case(b"has_access"))
+            .collect();
+        assert_eq!(folded, [true, false, false, true, false, false]);
+        assert!(m[4].0.eq_ascii(b""));
+        assert!(!m[4].0.eq_ascii(b"h"));
+        // U+00E9, escaped or as UTF-8 bytes, never equals an ASCII letter.
+        let m = members("{\"h\u{e9}\":1}".as_bytes());
+        assert!(!m[0].0.eq_ascii_ignore_case(b"he"));
     }
 
     #[test]
@@ -586,6 +609,38 @@ mod tests {
     }
 
     #[test]
+    fn utf8_sequences_agree_with_the_standard_library() {
+        // Every lead byte with second bytes over the whole range and later bytes at the
+        // edges of the continuation range (and just outside): the same verdict as from_utf8.
+        let later = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff];
+        for lead in 0x80..=0xffu8 {
+            for second in 0..=0xffu8 {
+                for &third in &later {
+                    for &fourth in &later {
+                        let seq = [b'"', lead, second, third, fourth, b'"'];
+                        let n = core::str::from_utf8(&seq[1..5])
+                            .map(|_| 4)
+                            .unwrap_or_else(|e| e.valid_up_to());
+                        // The scanner sees a sequence starting at the lead byte.
+                        let expected = if n == 0 {
+                            // The lead byte's own sequence is broken.
+                            Err(BodyError::NotUtf8)
+                        } else {
+                            let len = match lead {
+                                0xc2..=0xdf => 2,
+                                0xe0..=0xef => 3,
+                                _ => 4,
+                            };
+                            Ok(1 + len)
+                        };
+                        assert_eq!(utf8_seq(&seq, 1), expected, "{seq:x?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn structure_errors() {
         for bad in [
             &b""[..],
@@ -662,5 +717,128 @@ mod tests {
             let reference = serde_json::from_slice::<serde_json::Value>(s).is_ok();
             assert_eq!(ours, reference, "{:?}", core::str::from_utf8(s));
         }
+    }
+
+    /// Random JSON texts (objects, arrays, every scalar, escaped keys, nesting up to the
+    /// limit), half of them with one byte inserted or deleted: the scan accepts exactly what
+    /// serde_json accepts, and on an object reports exactly its top-level members.
+    #[test]
+    fn random_texts_agree_with_serde_json() {
+        fn value(rng: &mut fastrand::Rng, depth: u32, out: &mut String) {
+            const SCALARS: &[&str] = &[
+                "true",
+                "false",
+                "null",
+                "0",
+                "-12",
+                "3.25",
+                "1e9",
+                "-0.5E-3",
+                "\"\"",
+                "\"x\\ny\"",
+                "\"\\u00e9\"",
+            ];
+            const KEYS: &[&str] = &["\"a\"", "\"b\"", "\"\\u0061\"", "\"has_access\"", "\"\""];
+            let ws = |rng: &mut fastrand::Rng, out: &mut String| {
+                out.push_str([" ", "", "", "\n\t"][rng.usize(0..4)]);
+            };
+            match (depth < 6).then(|| rng.u8(0..4)) {
+                Some(0) => {
+                    out.push('{');
+                    for k in 0..rng.usize(0..4) {
+                        if k > 0 {
+                            out.push(',');
+                        }
+                        ws(rng, out);
+                        out.push_str(KEYS[rng.usize(0..KEYS.len())]);
+                        ws(rng, out);
+                        out.push(':');
+                        value(rng, depth + 1, out);
+                    }
+                    ws(rng, out);
+                    out.push('}');
+                }
+                Some(1) => {
+                    out.push('[');
+                    for k in 0..rng.usize(0..4) {
+                        if k > 0 {
+                            out.push(',');
+                        }
+                        value(rng, depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    ws(rng, out);
+                    out.push_str(SCALARS[rng.usize(0..SCALARS.len())]);
+                    ws(rng, out);
+                }
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(41);
+        let (mut objects, mut invalid) = (0, 0);
+        for _ in 0..100_000 {
+            // Half of them inside a top-level object, so most are objects with members.
+            let wrapped = rng.bool();
+            let mut text = String::from(if wrapped { "{\"a\":" } else { "" });
+            value(&mut rng, 1, &mut text);
+            if wrapped {
+                text.push('}');
+            }
+            let mut b = text.into_bytes();
+            if rng.bool() && !b.is_empty() {
+                let at = rng.usize(0..b.len());
+                if rng.bool() {
+                    b.remove(at);
+                } else {
+                    b.insert(at, b"{}[],:\" \\etn0-."[rng.usize(0..14)]);
+                }
+            }
+            let reference = serde_json::from_slice::<serde_json::Value>(&b);
+            let mut seen: Vec<(String, JsonValue<'_>)> = Vec::new();
+            let ours = scan(&b, |k, v| {
+                let units = Units { raw: k.raw, i: 0 };
+                seen.push((units.map(|u| char::from_u32(u).unwrap_or('?')).collect(), v));
+            });
+            assert_eq!(
+                ours.is_ok(),
+                reference.is_ok(),
+                "{:?}: {ours:?}",
+                String::from_utf8_lossy(&b)
+            );
+            invalid += usize::from(ours.is_err());
+            if let (Ok(Top::Object), Ok(serde_json::Value::Object(map))) = (ours, &reference) {
+                objects += 1;
+                // serde_json keeps the last of duplicate keys: compare the distinct keys, and
+                // the kind of each value where the key is not duplicated.
+                let mut keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let mut theirs: Vec<&str> = map.keys().map(String::as_str).collect();
+                theirs.sort_unstable();
+                assert_eq!(keys, theirs, "{:?}", String::from_utf8_lossy(&b));
+                for (k, v) in &seen {
+                    if seen.iter().filter(|(j, _)| j == k).count() > 1 {
+                        continue;
+                    }
+                    let same_kind = match (v, &map[k.as_str()]) {
+                        (JsonValue::Bool(x), serde_json::Value::Bool(y)) => x == y,
+                        (JsonValue::Null, serde_json::Value::Null)
+                        | (JsonValue::Number(_), serde_json::Value::Number(_))
+                        | (JsonValue::Str(_), serde_json::Value::String(_))
+                        | (
+                            JsonValue::Container,
+                            serde_json::Value::Array(_) | serde_json::Value::Object(_),
+                        ) => true,
+                        _ => false,
+                    };
+                    assert!(same_kind, "{:?}: {k} {v:?}", String::from_utf8_lossy(&b));
+                }
+            }
+        }
+        assert!(
+            objects > 10_000 && invalid > 10_000,
+            "{objects} objects, {invalid} invalid"
+        );
     }
 }

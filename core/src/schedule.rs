@@ -2,7 +2,7 @@
 //! drawn lazily from the gate's per-device PRNG, so their memory is fixed and small.
 
 use crate::config::{GateConfig, Probing};
-use crate::time::{Duration, Instant};
+use crate::time::{div_rem, mul_div, Duration, Instant};
 
 const US: Duration = Duration::from_micros(1);
 
@@ -103,11 +103,7 @@ impl<const N: usize> RetrySchedule<N> {
 /// Slice `k` (1-based) of `count` equal slices of `window`, as offsets `[lo, hi)` in whole
 /// microseconds (`floor(window * j / count)` at both ends).
 fn slice(window: Duration, count: u32, k: u32) -> (Duration, Duration) {
-    let at = |j: u32| {
-        Duration::from_micros(
-            (u128::from(window.as_micros()) * u128::from(j) / u128::from(count.max(1))) as u64,
-        )
-    };
+    let at = |j: u32| Duration::from_micros(mul_div(window.as_micros(), j, count));
     (at(k - 1), at(k))
 }
 
@@ -198,25 +194,57 @@ impl ProbeSchedule {
         if at < first {
             return first;
         }
+        // The k-th point with k = q + 1, where (at - first) = q * p + r: first + (q + 1) * p is
+        // at - r + p, so no multiplication is needed (the addition saturates, as before).
         let p = config.period.as_micros().max(1);
-        let k = (at - first).as_micros() / p + 1;
-        first + Duration::from_micros(k.saturating_mul(p))
+        let r = div_rem((at - first).as_micros(), p).1;
+        at.saturating_sub(Duration::from_micros(r)) + Duration::from_micros(p)
+    }
+}
+
+/// A value uniform in `[0, span]`.
+///
+/// Draws 64 random bits, keeps as many low bits as `span` has, and draws again while the value
+/// is above `span`: every value of `[0, span]` is equally likely, and each draw is accepted
+/// with probability above 1/2 (expected draws below 2; the loop ends with probability 1, as
+/// the rejection loop of fastrand's own range methods does). Unlike those it needs no 128-bit
+/// multiply-high and no 64-bit remainder, which a Cortex-M0+ does in software (flash).
+#[inline(never)]
+fn uniform_to(span: u64, rng: &mut fastrand::Rng) -> u64 {
+    if span == 0 {
+        return 0;
+    }
+    // All ones from the top bit of `span` down (bit smearing: no count-leading-zeros routine,
+    // which a Cortex-M0+ does not have).
+    let mut mask = span;
+    let mut shift = 1;
+    while shift < 64 {
+        mask |= mask >> shift;
+        shift <<= 1;
+    }
+    loop {
+        let x = rng.u64(..) & mask;
+        if x <= span {
+            return x;
+        }
     }
 }
 
 /// A delay uniform in `[0, ceiling]`.
 pub(crate) fn full_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
-    Duration::from_micros(rng.u64(0..=ceiling.as_micros()))
+    Duration::from_micros(uniform_to(ceiling.as_micros(), rng))
 }
 
 /// A delay uniform in `[1 µs, ceiling]` (full jitter that never lands on the current instant:
 /// a timer planned by an input is always later than that input, so after any input no timer
 /// is left due, R12).
 pub(crate) fn delay_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
-    Duration::from_micros(rng.u64(1..=ceiling.as_micros().max(1)))
+    Duration::from_micros(1 + uniform_to(ceiling.as_micros().max(1) - 1, rng))
 }
 
-/// An instant uniform in `[from, to]` (`from` if the range is empty).
+/// An instant uniform in `[from, to]` (`from` if the range is empty). Out of line: retries
+/// and ramp probes both draw through it (flash, issue 11).
+#[inline(never)]
 pub(crate) fn uniform_between(from: Instant, to: Instant, rng: &mut fastrand::Rng) -> Instant {
     from + full_jitter(to - from, rng)
 }
@@ -365,5 +393,73 @@ mod tests {
             plan.next_probe(&cfg, at + secs(20), None, &mut rng),
             first + secs(900)
         );
+    }
+
+    #[test]
+    fn bounded_draws_stay_in_range_and_are_uniform() {
+        let mut rng = fastrand::Rng::with_seed(21);
+        // Ranges of every bit width, and the edges: never outside [0, span].
+        for bits in 0..64 {
+            let span = (1u64 << bits) + bits; // just above a power of two: most rejections
+            for _ in 0..200 {
+                assert!(uniform_to(span, &mut rng) <= span);
+            }
+        }
+        assert_eq!(uniform_to(0, &mut rng), 0);
+        let _ = uniform_to(u64::MAX, &mut rng);
+        // Uniform: 5 values (mask 7, so 3 of 8 masked draws are rejected), 100,000 draws;
+        // each count within 5 standard deviations (sd ~ 126) of 20,000.
+        let mut counts = [0u32; 5];
+        for _ in 0..100_000 {
+            counts[uniform_to(4, &mut rng) as usize] += 1;
+        }
+        for c in counts {
+            assert!((19_370..=20_630).contains(&c), "{counts:?}");
+        }
+        // Both ends of a jitter range are reachable: [1 µs, 2 µs] and [0, 1 µs].
+        let mut seen = [false; 3];
+        for _ in 0..100 {
+            seen[delay_jitter(Duration::from_micros(2), &mut rng).as_micros() as usize] = true;
+            seen[full_jitter(Duration::from_micros(1), &mut rng).as_micros() as usize] = true;
+        }
+        assert_eq!(seen, [true, true, true]);
+        assert_eq!(delay_jitter(Duration::ZERO, &mut rng), US);
+    }
+
+    #[test]
+    fn periodic_points_match_the_multiplying_formula() {
+        let mut rng = fastrand::Rng::with_seed(31);
+        let reference = |plan: &ProbeSchedule, cfg: &Probing, at: Instant| {
+            let first = plan.closed_at + cfg.ramp + plan.phase;
+            if at < first {
+                return first;
+            }
+            let p = cfg.period.as_micros().max(1);
+            let k = (at - first).as_micros() / p + 1;
+            first + Duration::from_micros(k.saturating_mul(p))
+        };
+        for i in 0..20_000u64 {
+            let bits = rng.u32(1..40);
+            let cfg = Probing {
+                period: Duration::from_micros(rng.u64(1..=1 << bits)),
+                ramp: Duration::from_micros(rng.u64(0..1_000_000)),
+                ramp_probes: 1,
+            };
+            let plan = ProbeSchedule {
+                closed_at: Instant::from_micros(rng.u64(0..1 << 40)),
+                phase: Duration::from_micros(rng.u64(1..=cfg.period.as_micros())),
+                next_ramp: 2,
+            };
+            // Near the end of time as well: the grid point saturates at the last instant.
+            let at = match i % 4 {
+                0 => Instant::from_micros(u64::MAX - rng.u64(0..1 << 20)),
+                _ => plan.closed_at + Duration::from_micros(rng.u64(0..1 << 42)),
+            };
+            assert_eq!(
+                plan.periodic_after(&cfg, at),
+                reference(&plan, &cfg, at),
+                "{cfg:?} {plan:?} {at:?}"
+            );
+        }
     }
 }

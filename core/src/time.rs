@@ -3,8 +3,23 @@
 //! The core never reads a clock: every input carries `now` as an [`Instant`]. Adapters convert
 //! from `std::time::Instant` or `embassy_time::Instant` at the boundary (R5: only monotonic
 //! time is used, so setting the wall clock back buys nothing).
+//!
+//! The 64-bit operations the state machines use most (`Instant + Duration`,
+//! `Instant::saturating_sub`, `Duration::min` / `max`) are `#[inline(never)]`: on a 32-bit
+//! core each is a dozen instructions, inlined at dozens of places (flash over speed, issue 11).
 
 use core::ops::{Add, AddAssign, Sub};
+
+/// `x * unit`, saturating at `u64::MAX`: the same value as `x.saturating_mul(unit)`, but the
+/// overflow test is a comparison with a constant, so a 32-bit core without a 64-bit multiply
+/// does one multiplication instead of a full overflow-checked 64x64 product.
+const fn saturating_scale(x: u64, unit: u64) -> u64 {
+    if x > u64::MAX / unit {
+        u64::MAX
+    } else {
+        x * unit
+    }
+}
 
 /// A span of time with microsecond resolution. Arithmetic saturates instead of overflowing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,13 +42,13 @@ impl Duration {
     /// A duration of `millis` milliseconds (saturating).
     pub const fn from_millis(millis: u64) -> Self {
         Duration {
-            micros: millis.saturating_mul(1_000),
+            micros: saturating_scale(millis, 1_000),
         }
     }
     /// A duration of `secs` seconds (saturating).
     pub const fn from_secs(secs: u64) -> Self {
         Duration {
-            micros: secs.saturating_mul(1_000_000),
+            micros: saturating_scale(secs, 1_000_000),
         }
     }
     /// Whole microseconds.
@@ -61,6 +76,7 @@ impl Duration {
         }
     }
     /// The shorter of the two.
+    #[inline(never)]
     pub const fn min(self, other: Duration) -> Self {
         if self.micros <= other.micros {
             self
@@ -69,6 +85,7 @@ impl Duration {
         }
     }
     /// The longer of the two.
+    #[inline(never)]
     pub const fn max(self, other: Duration) -> Self {
         if self.micros >= other.micros {
             self
@@ -126,6 +143,41 @@ impl core::fmt::Display for Duration {
     }
 }
 
+/// `(n / d, n % d)` for `d > 0` (`(0, n)` when `d` is zero), by binary long division.
+///
+/// The core's schedules divide 64-bit microsecond counts only a few times per input; on a
+/// Cortex-M0+ (no divide instruction) the compiler's general `u64` division routine costs
+/// about 1 KB of flash, this loop about 60 bytes. Bounded (R12): 64 steps.
+#[inline(never)]
+pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
+    if d == 0 {
+        return (0, n);
+    }
+    let (mut q, mut r) = (0u64, 0u64);
+    let mut i = 64;
+    while i > 0 {
+        i -= 1;
+        // `r < d` before the shift, so `r` fits in 65 bits after it: track the lost top bit.
+        let top = r >> 63;
+        r = (r << 1) | ((n >> i) & 1);
+        q <<= 1;
+        if top == 1 || r >= d {
+            r = r.wrapping_sub(d);
+            q |= 1;
+        }
+    }
+    (q, r)
+}
+
+/// `floor(x * j / k)` for `j <= k` (a zero `k` counts as 1), exact and without overflow or
+/// 128-bit arithmetic (see [`div_rem`]).
+pub(crate) fn mul_div(x: u64, j: u32, k: u32) -> u64 {
+    let (j, k) = (u64::from(j), u64::from(k.max(1)));
+    let (q, r) = div_rem(x, k);
+    // x * j / k = q * j + (r * j) / k, and r * j < k * k < 2^64; q * j <= x.
+    q.wrapping_mul(j).wrapping_add(div_rem(r.wrapping_mul(j), k).0)
+}
+
 /// A point on a monotonic clock, in microseconds since an arbitrary origin chosen by the
 /// adapter (usually its start-up). Never compared with wall-clock time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,24 +198,43 @@ impl Instant {
     /// The instant `millis` milliseconds after the origin (saturating).
     pub const fn from_millis(millis: u64) -> Self {
         Instant {
-            micros: millis.saturating_mul(1_000),
+            micros: saturating_scale(millis, 1_000),
         }
     }
     /// The instant `secs` seconds after the origin (saturating).
     pub const fn from_secs(secs: u64) -> Self {
         Instant {
-            micros: secs.saturating_mul(1_000_000),
+            micros: saturating_scale(secs, 1_000_000),
         }
     }
     /// Microseconds since the origin.
     pub const fn as_micros(self) -> u64 {
         self.micros
     }
+    /// The later of the two (as `Ord::max`, out of line: see the module doc).
+    #[inline(never)]
+    pub const fn max(self, other: Instant) -> Instant {
+        if self.micros >= other.micros {
+            self
+        } else {
+            other
+        }
+    }
+    /// The earlier of the two (as `Ord::min`, out of line: see the module doc).
+    #[inline(never)]
+    pub const fn min(self, other: Instant) -> Instant {
+        if self.micros <= other.micros {
+            self
+        } else {
+            other
+        }
+    }
     /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.micros.saturating_sub(earlier.micros))
     }
     /// `self - d`, clamped at the origin.
+    #[inline(never)]
     pub const fn saturating_sub(self, d: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_sub(d.as_micros()),
@@ -173,6 +244,7 @@ impl Instant {
 
 impl Add<Duration> for Instant {
     type Output = Instant;
+    #[inline(never)]
     fn add(self, rhs: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_add(rhs.as_micros()),
@@ -209,6 +281,70 @@ mod tests {
         assert_eq!(
             Instant::from_secs(3).saturating_sub(Duration::from_secs(5)),
             Instant::ZERO
+        );
+    }
+
+    #[test]
+    fn long_division_matches_the_hardware_one() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let edges = [
+            0,
+            1,
+            2,
+            3,
+            7,
+            1_000,
+            1_000_000,
+            u64::from(u32::MAX),
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &n in &edges {
+            for &d in &edges[1..] {
+                assert_eq!(div_rem(n, d), (n / d, n % d), "{n} / {d}");
+            }
+        }
+        for _ in 0..100_000 {
+            let n = rng.u64(..) >> rng.u32(0..64);
+            let d = (rng.u64(..) >> rng.u32(0..64)).max(1);
+            assert_eq!(div_rem(n, d), (n / d, n % d), "{n} / {d}");
+        }
+        assert_eq!(div_rem(5, 0), (0, 5));
+    }
+
+    #[test]
+    fn mul_div_matches_128_bit_arithmetic() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        let reference =
+            |x: u64, j: u32, k: u32| (u128::from(x) * u128::from(j) / u128::from(k.max(1))) as u64;
+        for &x in &[0, 1, 70_000_000, 120_000_000, u64::MAX / 3, u64::MAX] {
+            for k in [0u32, 1, 2, 3, 7, 16, 1_000, u32::MAX] {
+                for j in [0, 1, k / 2, k.saturating_sub(1), k] {
+                    assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+                }
+            }
+        }
+        for _ in 0..100_000 {
+            let x = rng.u64(..) >> rng.u32(0..64);
+            let k = rng.u32(..) >> rng.u32(0..32);
+            let j = rng.u32(0..=k);
+            assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+        }
+    }
+
+    #[test]
+    fn unit_constructors_saturate_exactly_like_saturating_mul() {
+        for unit in [1_000u64, 1_000_000] {
+            let edge = u64::MAX / unit;
+            for x in [0, 1, 7, edge - 1, edge, edge + 1, u64::MAX / 2, u64::MAX] {
+                assert_eq!(saturating_scale(x, unit), x.saturating_mul(unit), "{x} * {unit}");
+            }
+        }
+        assert_eq!(Duration::from_secs(u64::MAX / 1_000_000 + 1), Duration::MAX);
+        assert_eq!(
+            Instant::from_millis(u64::MAX / 1_000).as_micros(),
+            u64::MAX / 1_000 * 1_000
         );
     }
 }
