@@ -344,20 +344,19 @@ fn token_body(body: &[u8], max_body: usize) -> Option<RefreshOutcome<'_>> {
             _ => Field::Twice,
         };
     }
-    let (mut access, mut refresh, mut expires, mut kind) =
-        (Field::Absent, Field::Absent, Field::Absent, Field::Absent);
+    const KEYS: [&[u8]; 4] = [b"access_token", b"refresh_token", b"expires_in", b"token_type"];
+    let mut fields = [Field::Absent; 4];
     let top = json::scan(body, |key: JsonStr<'_>, v| {
-        if key.eq_ascii(b"access_token") {
-            put(&mut access, v);
-        } else if key.eq_ascii(b"refresh_token") {
-            put(&mut refresh, v);
-        } else if key.eq_ascii(b"expires_in") {
-            put(&mut expires, v);
-        } else if key.eq_ascii(b"token_type") {
-            put(&mut kind, v);
+        if let Some(f) = KEYS
+            .iter()
+            .position(|k| key.eq_ascii(k))
+            .and_then(|i| fields.get_mut(i))
+        {
+            put(f, v);
         }
     })
     .ok()?;
+    let [access, refresh, expires, kind] = fields;
     if top != Top::Object {
         return None;
     }

@@ -22,7 +22,6 @@ use crate::config::{Backoff, ConfigError, GateConfig, Which};
 use crate::error::{header_safe, RecheckError, SignInError, TokenRequestError};
 use crate::gate::{
     Access, Cause, CheckRequest, Counters, Entitlement, Event, Generation, Status, TokenHandle,
-    MAX_EVENTS_PER_INPUT,
 };
 use crate::machine::Shared;
 use crate::schedule::{delay_jitter, full_jitter};
@@ -31,11 +30,15 @@ use crate::timer::{Timer, TOKEN_TIMERS};
 
 /// Default maximum length of an access or refresh token, in bytes.
 pub const DEFAULT_TOKEN_CAPACITY: usize = 1024;
-/// Capacity of a session's event queue: more than one input can produce (the entitlement
-/// part's [`MAX_EVENTS_PER_INPUT`] twice, as a sign-in over a live session runs two of its
-/// inputs, plus the session's own few), so a driver that drains after every input never loses
-/// one. The simulator checks that no input loses an event.
-pub const SESSION_EVENT_CAPACITY: usize = 2 * MAX_EVENTS_PER_INPUT + 4;
+/// Capacity of a session's event queue: more than one input can produce, so a driver that
+/// drains after every input never loses one (R12). The worst inputs queue 10: a sign-in over a
+/// live session whose attempt timed out as its deadline passed (`CheckFailed`,
+/// `FirstCheckSettled`, `AccessChanged`), which ends it (`AccessChanged`, `SessionEnded`), starts
+/// the new one (`CheckStarted`) with an expired token (`CheckFailed`, `FirstCheckSettled`) and
+/// its refresh (`RefreshStarted`); a check result is bounded the same way. The simulator checks
+/// that no input of millions loses an event (`Counters::events_lost` stays 0) and reports how
+/// many steps came near the bound.
+pub const SESSION_EVENT_CAPACITY: usize = 11;
 
 /// Settings of a [`Session`]. [`SessionConfig::DEFAULT`] holds the spec's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

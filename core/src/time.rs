@@ -8,6 +8,7 @@
 //! `Instant::saturating_sub`, `Duration::min` / `max`) are `#[inline(never)]`: on a 32-bit
 //! core each is a dozen instructions, inlined at dozens of places (flash over speed, issue 11).
 
+use core::num::NonZeroU64;
 use core::ops::{Add, AddAssign, Sub};
 
 /// `x * unit`, saturating at `u64::MAX`: the same value as `x.saturating_mul(unit)`, but the
@@ -180,41 +181,80 @@ pub(crate) fn mul_div(x: u64, j: u32, k: u32) -> u64 {
 
 /// A point on a monotonic clock, in microseconds since an arbitrary origin chosen by the
 /// adapter (usually its start-up). Never compared with wall-clock time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+///
+/// Stored as microseconds + 1 in a `NonZeroU64`, so `Option<Instant>` is 8 bytes, not 16: the
+/// timer table, the event queue and the status hold many of them (RAM, R12). The latest
+/// representable instant is `u64::MAX - 1` µs after the origin (584,000 years); arithmetic
+/// saturates there.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant {
-    micros: u64,
+    raw: NonZeroU64,
+}
+
+impl Default for Instant {
+    fn default() -> Self {
+        Instant::ZERO
+    }
+}
+
+impl core::fmt::Debug for Instant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Instant")
+            .field("micros", &self.as_micros())
+            .finish()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Instant {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Instant {{ micros: {=u64} }}", self.as_micros())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Instant {
+            micros: u64,
+        }
+        Instant {
+            micros: self.as_micros(),
+        }
+        .serialize(s)
+    }
 }
 
 impl Instant {
     /// The clock's origin.
-    pub const ZERO: Instant = Instant { micros: 0 };
+    pub const ZERO: Instant = Instant { raw: NonZeroU64::MIN };
 
-    /// The instant `micros` microseconds after the origin.
+    /// The instant `micros` microseconds after the origin (saturating at `u64::MAX - 1`).
     pub const fn from_micros(micros: u64) -> Self {
-        Instant { micros }
+        Instant {
+            raw: match NonZeroU64::new(micros.saturating_add(1)) {
+                Some(raw) => raw,
+                None => NonZeroU64::MIN, // unreachable: x + 1 saturating is never 0
+            },
+        }
     }
     /// The instant `millis` milliseconds after the origin (saturating).
     pub const fn from_millis(millis: u64) -> Self {
-        Instant {
-            micros: saturating_scale(millis, 1_000),
-        }
+        Instant::from_micros(saturating_scale(millis, 1_000))
     }
     /// The instant `secs` seconds after the origin (saturating).
     pub const fn from_secs(secs: u64) -> Self {
-        Instant {
-            micros: saturating_scale(secs, 1_000_000),
-        }
+        Instant::from_micros(saturating_scale(secs, 1_000_000))
     }
     /// Microseconds since the origin.
     pub const fn as_micros(self) -> u64 {
-        self.micros
+        self.raw.get() - 1
     }
     /// The later of the two (as `Ord::max`, out of line: see the module doc).
     #[inline(never)]
     pub const fn max(self, other: Instant) -> Instant {
-        if self.micros >= other.micros {
+        if self.raw.get() >= other.raw.get() {
             self
         } else {
             other
@@ -223,7 +263,7 @@ impl Instant {
     /// The earlier of the two (as `Ord::min`, out of line: see the module doc).
     #[inline(never)]
     pub const fn min(self, other: Instant) -> Instant {
-        if self.micros <= other.micros {
+        if self.raw.get() <= other.raw.get() {
             self
         } else {
             other
@@ -231,14 +271,12 @@ impl Instant {
     }
     /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+        Duration::from_micros(self.raw.get().saturating_sub(earlier.raw.get()))
     }
     /// `self - d`, clamped at the origin.
     #[inline(never)]
     pub const fn saturating_sub(self, d: Duration) -> Instant {
-        Instant {
-            micros: self.micros.saturating_sub(d.as_micros()),
-        }
+        Instant::from_micros(self.as_micros().saturating_sub(d.as_micros()))
     }
 }
 
@@ -246,9 +284,7 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     #[inline(never)]
     fn add(self, rhs: Duration) -> Instant {
-        Instant {
-            micros: self.micros.saturating_add(rhs.as_micros()),
-        }
+        Instant::from_micros(self.as_micros().saturating_add(rhs.as_micros()))
     }
 }
 

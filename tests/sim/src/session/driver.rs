@@ -100,6 +100,9 @@ struct Mix {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct DriverCounts {
+    /// Steps that drained at least 6 / 8 / 10 / 12 events: how close one input came to the
+    /// event queue's capacity (R12).
+    events_ge: [u64; 4],
     sign_ins: u64,
     restores: u64,
     restored_expired: u64,
@@ -688,6 +691,11 @@ impl<M: SessionMachine> SessionWorld<M> {
                 break;
             }
         }
+        for (k, n) in [6, 8, 10, 12].into_iter().enumerate() {
+            if self.step.events.len() >= n {
+                self.counts.events_ge[k] += 1;
+            }
+        }
         let after = Observed::of(&self.machine);
         for a in &self.step.actions {
             match a {
@@ -914,6 +922,10 @@ impl<M: SessionMachine> SessionWorld<M> {
             ("short_lifetimes", d.short_lifetimes),
             ("broken_endpoint_worlds", u64::from(self.mix.broken_endpoint)),
             ("storm_answers", d.storm_answers),
+            ("steps_with_6_events", d.events_ge[0]),
+            ("steps_with_8_events", d.events_ge[1]),
+            ("steps_with_10_events", d.events_ge[2]),
+            ("steps_with_12_events", d.events_ge[3]),
             ("oversized_tokens", d.oversized),
             ("checks_answered", d.checks_answered),
             ("checks_duplicated", d.checks_duplicated),
