@@ -380,6 +380,21 @@ impl<const N: usize> Entitlement<N> {
         now: Instant,
         input: impl FnOnce(&mut Self, &mut Shared<E, Q>) -> R,
     ) -> R {
+        let due = self.step_begin(cfg, io, now);
+        let r = input(self, io);
+        self.step_end(cfg, io, now, due);
+        r
+    }
+
+    /// The prologue of [`Entitlement::step`] (out of line: one copy for every input). Returns
+    /// the retry due now, if any.
+    #[inline(never)]
+    fn step_begin<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+    ) -> Option<Instant> {
         for _ in 0..MAX_TIMER_STEPS {
             let Some((at, timer)) = io.timers.take_due(&CHECK_TIMERS, now) else {
                 break;
@@ -402,15 +417,24 @@ impl<const N: usize> Entitlement<N> {
         // A retry due now stays armed while the input runs (so the input sees it planned) and
         // starts after it, unless the input replaced it (by starting a check or ending the
         // session). One the input itself plans for `now` starts with the next input.
-        let due = io.timers.get(Timer::Retry).filter(|&at| at <= now);
-        let r = input(self, io);
+        io.timers.get(Timer::Retry).filter(|&at| at <= now)
+    }
+
+    /// The epilogue of [`Entitlement::step`]: starts the retry that was due (R6, R7).
+    #[inline(never)]
+    fn step_end<E: From<Event>, const Q: usize>(
+        &mut self,
+        cfg: &GateConfig,
+        io: &mut Shared<E, Q>,
+        now: Instant,
+        due: Option<Instant>,
+    ) {
         if due.is_some() && io.timers.get(Timer::Retry) == due {
             io.timers.stop(Timer::Retry);
             if self.signed_in && self.in_flight.is_none() {
                 self.start_attempt(cfg, io, now);
             }
         }
-        r
     }
 
     // ---- inputs (call inside `step`) ----
