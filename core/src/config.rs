@@ -60,9 +60,26 @@ pub struct Retries {
     /// Width of the window that holds the last retry and ends at `deadline - attempt_timeout`
     /// (default 10 s).
     pub final_window: Duration,
+    /// How many retries a streak gets, set at run time up to the schedule's capacity (the
+    /// const generic `N` of [`Gate`](crate::Gate) / [`Session`](crate::Session), 8 by default);
+    /// `0`, the default, uses every slot of the capacity. More than the capacity is refused at
+    /// construction ([`ConfigError::RetryCountOverCapacity`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub count: u16,
 }
 
 impl Retries {
+    /// The retries a streak gets with a schedule of capacity `n`: `count`, or `n` when it is
+    /// 0 (or above `n`, which construction refuses).
+    pub const fn slots(&self, n: usize) -> u32 {
+        let n = if n > u32::MAX as usize { u32::MAX } else { n as u32 };
+        if self.count == 0 || self.count as u32 > n {
+            n
+        } else {
+            self.count as u32
+        }
+    }
+
     /// The default shape for a given budget and attempt timeout: the defaults (70 s spread,
     /// 10 s final window) when they fit in `budget - attempt_timeout`, otherwise the same
     /// proportions of that room (7/11 spread, 1/11 final window), so a short budget gets a
@@ -85,6 +102,7 @@ impl Retries {
         Retries {
             spread: part(7).max(Duration::from_micros(1)),
             final_window: part(1),
+            count: 0,
         }
     }
 }
@@ -172,6 +190,7 @@ impl GateConfig {
         retry: Retries {
             spread: Duration::from_secs(70),
             final_window: Duration::from_secs(10),
+            count: 0,
         },
         probe: Probing {
             period: Duration::from_secs(300),
@@ -274,6 +293,8 @@ pub enum ConfigError {
     ZeroMaxBody,
     /// The retry schedule's capacity (the const generic `N`) is zero.
     ZeroRetryCapacity,
+    /// [`Retries::count`] asks for more retries than the schedule's capacity `N` holds.
+    RetryCountOverCapacity,
     /// A capacity given as a const generic is zero where at least one is needed.
     ZeroCapacity,
 }
@@ -303,6 +324,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::CapBelowBase(w) => write!(f, "{w:?} backoff cap must not be below its base"),
             ConfigError::ZeroMaxBody => f.write_str("maximum body size must be at least one byte"),
             ConfigError::ZeroRetryCapacity => f.write_str("retry schedule capacity N must be at least 1"),
+            ConfigError::RetryCountOverCapacity => {
+                f.write_str("retry count is above the retry schedule's capacity N")
+            }
             ConfigError::ZeroCapacity => f.write_str("a fixed capacity must be at least 1"),
         }
     }

@@ -796,6 +796,9 @@ impl<const N: usize> Gate<N> {
         if N == 0 {
             return Err(ConfigError::ZeroRetryCapacity);
         }
+        if usize::from(config.retry.count) > N {
+            return Err(ConfigError::RetryCountOverCapacity);
+        }
         Ok(Gate {
             config,
             io: Shared::new(seed),

@@ -48,15 +48,16 @@ impl<const N: usize> RetrySchedule<N> {
         self.start
     }
 
-    /// Retries not yet used or skipped.
-    pub fn remaining(&self) -> usize {
-        (N as u32 + 1).saturating_sub(self.next) as usize
+    /// Retries not yet used or skipped, of the `config.retry.slots(N)` a streak gets.
+    pub fn remaining(&self, config: &GateConfig) -> usize {
+        (config.retry.slots(N) + 1).saturating_sub(self.next) as usize
     }
 
     /// The window of retry `k` (1-based) as `(first, last)` instants, both inclusive; `None`
-    /// when `k` is out of `1..=N` or its slice holds no microsecond.
+    /// when `k` is out of `1..=n` (`n` = `config.retry.slots(N)`, the retries a streak gets)
+    /// or its slice holds no microsecond.
     pub fn window(&self, config: &GateConfig, k: u32) -> Option<(Instant, Instant)> {
-        let n = N as u32;
+        let n = config.retry.slots(N);
         if k == 0 || k > n {
             return None;
         }
@@ -82,7 +83,7 @@ impl<const N: usize> RetrySchedule<N> {
         rng: &mut fastrand::Rng,
     ) -> Option<Instant> {
         // Bounded loop (R12): at most N slots.
-        while self.next <= N as u32 {
+        while self.next <= config.retry.slots(N) {
             let k = self.next;
             self.next += 1;
             let Some((first, last)) = self.window(config, k) else {
@@ -277,7 +278,7 @@ mod tests {
             let last = plan.next_retry(&cfg, at, None, &mut rng).unwrap();
             assert!(last >= t0 + secs(100) && last <= t0 + secs(110), "{last:?}");
             assert_eq!(plan.next_retry(&cfg, last, None, &mut rng), None);
-            assert_eq!(plan.remaining(), 0);
+            assert_eq!(plan.remaining(&cfg), 0);
         }
     }
 
@@ -291,7 +292,7 @@ mod tests {
         // gone, the retry lands in slice 3, after 25 s.
         let t = plan.next_retry(&cfg, t0 + secs(25), None, &mut rng).unwrap();
         assert!(t > t0 + secs(25) && t < t0 + secs(30), "{t:?}");
-        assert_eq!(plan.remaining(), 5);
+        assert_eq!(plan.remaining(&cfg), 5);
         // A failure after the final window: nothing left.
         assert_eq!(plan.next_retry(&cfg, t0 + secs(111), None, &mut rng), None);
     }
@@ -315,7 +316,7 @@ mod tests {
             plan.next_retry(&cfg, at, Some(secs(9_999)), &mut rng),
             Some(at + secs(300))
         );
-        assert_eq!(plan.remaining(), 5);
+        assert_eq!(plan.remaining(&cfg), 5);
     }
 
     #[test]

@@ -253,6 +253,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if N == 0 {
             return Err(ConfigError::ZeroRetryCapacity);
         }
+        if usize::from(config.gate.retry.count) > N {
+            return Err(ConfigError::RetryCountOverCapacity);
+        }
         if W == 0 || T == 0 {
             return Err(ConfigError::ZeroCapacity);
         }

@@ -714,3 +714,46 @@ fn every_failure_carries_its_detail_and_the_last_one_is_in_the_status() {
     g.start_session(at + secs(1), TokenHandle(9));
     assert_eq!(g.status().last_failure, None);
 }
+
+// ---- issue 12: the retry count at run time ----
+
+#[test]
+fn the_retry_count_is_set_at_run_time_up_to_the_capacity() {
+    let mut cfg = GateConfig::DEFAULT;
+    cfg.retry.count = 3;
+    let mut g: Gate<8> = Gate::new(cfg, 5).unwrap();
+    g.start_session(T0, TokenHandle(1));
+    let fail = CheckOutcome::transient(TransientClass::ServerError);
+    let mut starts = 0;
+    // Every attempt fails at once, until the gate fails closed.
+    while g.status().reverifying_until.is_some() || starts == 0 {
+        let Some(r) = g.poll_check() else {
+            let at = g.poll_timeout().unwrap();
+            g.handle_timeout(at);
+            continue;
+        };
+        starts += 1;
+        g.handle_check_result(r.started, r.generation, r.attempt, fail);
+        if starts > 20 {
+            break;
+        }
+    }
+    assert_eq!(
+        starts,
+        1 + 3,
+        "attempt 0 and the three retries asked for, then the deadline"
+    );
+    assert_eq!(g.access(), Access::Denied);
+    let over = GateConfig {
+        retry: Retries {
+            count: 9,
+            ..GateConfig::DEFAULT.retry
+        },
+        ..GateConfig::DEFAULT
+    };
+    assert_eq!(
+        Gate::<8>::new(over, 1).err(),
+        Some(ConfigError::RetryCountOverCapacity)
+    );
+    assert!(Gate::<16>::new(over, 1).is_ok());
+}

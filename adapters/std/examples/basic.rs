@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.session.gate.retry = Retries {
         spread: GateDuration::from_millis(1500),
         final_window: GateDuration::from_millis(500),
+        count: 0,
     };
     config.session.gate.probe = Probing {
         period: GateDuration::from_secs(1),

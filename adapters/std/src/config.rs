@@ -143,6 +143,20 @@ impl GateClientConfigBuilder {
         self.config.session.gate.budget = d.into();
         self
     }
+    /// How many retries a run of failures gets before failing closed (R6), up to the
+    /// adapter's retry schedule capacity of 8; 0, the default, uses all 8. More is refused by [`build`](Self::build)
+    /// ([`ConfigError::RetryCountOverCapacity`](accessgate::ConfigError::RetryCountOverCapacity)).
+    ///
+    /// ```
+    /// use accessgate_std::{GateClientConfig, GateError};
+    /// assert!(GateClientConfig::builder("http://127.0.0.1:1").retry_count(3).build().is_ok());
+    /// let err = GateClientConfig::builder("http://127.0.0.1:1").retry_count(9).build().unwrap_err();
+    /// assert!(matches!(err, GateError::Config(accessgate::ConfigError::RetryCountOverCapacity)));
+    /// ```
+    pub fn retry_count(mut self, n: u16) -> Self {
+        self.config.session.gate.retry.count = n;
+        self
+    }
     /// Largest check body that can be definitive (R1; 1 KiB).
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.config.session.gate.max_body = bytes;
@@ -203,7 +217,8 @@ impl GateClientConfigBuilder {
     /// Checks everything [`AccessGate::spawn`](crate::AccessGate::spawn) would: the core's
     /// settings, both URLs (http or https, with a host) and the CA PEM.
     pub fn build(self) -> Result<GateClientConfig, GateError> {
-        self.config.session.validate()?;
+        // The session's own checks (timings, and the retry count against the capacity).
+        crate::driver::CoreSession::new(self.config.session, 0)?;
         // The same construction spawn does, so a built config never fails there for a
         // configuration reason.
         crate::http::Transport::new(&self.config)?;

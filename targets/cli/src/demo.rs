@@ -124,6 +124,7 @@ fn demo_config(base_url: &str, ca_pem: Option<&str>, seed: Option<u64>) -> GateC
     s.gate.retry = Retries {
         spread: to_core(RETRY_SPREAD),
         final_window: to_core(FINAL_WINDOW),
+        count: 0,
     };
     s.gate.probe = Probing {
         period: to_core(PROBE_PERIOD),

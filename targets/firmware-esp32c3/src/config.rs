@@ -76,6 +76,7 @@ pub const SESSION: SessionConfig = {
     s.gate.retry = Retries {
         spread: Duration::from_secs(70),
         final_window: Duration::from_secs(10),
+        count: 0,
     };
     s.gate.probe = Probing {
         period: Duration::from_secs(300),

@@ -58,6 +58,7 @@ pub const fn session_config() -> SessionConfig {
     s.gate.retry = Retries {
         spread: Duration::from_millis(500),
         final_window: Duration::from_millis(200),
+        count: 0,
     };
     s.gate.probe = Probing {
         period: Duration::from_millis(500),

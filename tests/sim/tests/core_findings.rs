@@ -32,6 +32,7 @@ fn rate_limited_recheck_still_advances_time() {
         retry: Retries {
             spread: Duration::from_secs(1),
             final_window: Duration::from_millis(500),
+            count: 0,
         },
         probe: Probing {
             period: Duration::from_secs(10),
@@ -190,6 +191,7 @@ mod session {
             retry: Retries {
                 spread: Duration::from_micros(7),
                 final_window: Duration::from_micros(1),
+                count: 0,
             },
             ..GateConfig::DEFAULT
         };

@@ -32,6 +32,7 @@ pub fn fast_session() -> SessionConfig {
     s.gate.retry = Retries {
         spread: Duration::from_millis(1000),
         final_window: Duration::from_millis(200),
+        count: 0,
     };
     s.gate.probe = Probing {
         period: Duration::from_secs(1),
