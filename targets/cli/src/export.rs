@@ -16,10 +16,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use accessgate::{access_name, Access, Event, Instant, SessionEvent, TransientClass};
+use accessgate::{access_name, Access, Instant, TransientClass};
 use accessgate_std::{AccessGate, Snapshot};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -30,7 +30,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -47,7 +46,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Exporter {
     /// The address it listens on (the real port when asked for port 0).
     pub addr: SocketAddr,
-    tasks: [JoinHandle<()>; 2],
+    tasks: [JoinHandle<()>; 1],
 }
 
 impl Drop for Exporter {
@@ -58,13 +57,11 @@ impl Drop for Exporter {
     }
 }
 
-/// What the handlers read: the gate (for its snapshot) and the instant access last changed.
+/// What the handlers read: the gate's snapshot (the instant of the last access change is the
+/// core's `Status::since`).
 #[derive(Clone)]
 struct Shared {
     gate: AccessGate,
-    /// When the last `AccessChanged` event happened; `None` before the first one, and after
-    /// this exporter fell behind the event stream (then the instant is not known).
-    access_changed_at: Arc<Mutex<Option<Instant>>>,
 }
 
 /// `watch --listen`: starts the exporter when `addr` is given and says where on stderr
@@ -88,38 +85,9 @@ pub async fn start(gate: &AccessGate, addr: SocketAddr) -> Result<Exporter, CliE
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Runtime(format!("--listen {addr}: {e}")))?;
-    let shared = Shared {
-        gate: gate.clone(),
-        access_changed_at: Arc::new(Mutex::new(None)),
-    };
-    let follow = tokio::spawn(follow_access_changes(
-        gate.clone(),
-        shared.access_changed_at.clone(),
-    ));
+    let shared = Shared { gate: gate.clone() };
     let serve = tokio::spawn(accept_loop(listener, shared));
-    Ok(Exporter {
-        addr,
-        tasks: [follow, serve],
-    })
-}
-
-/// Records the instant of every access change from the gate's event stream.
-async fn follow_access_changes(gate: AccessGate, at: Arc<Mutex<Option<Instant>>>) {
-    let mut events = gate.events();
-    loop {
-        let value = match events.recv().await {
-            Ok(ev) => match ev.event {
-                SessionEvent::Gate(Event::AccessChanged { .. }) => Some(ev.at),
-                _ => continue,
-            },
-            // Missed events may include a change: say "not known" rather than a wrong time.
-            Err(RecvError::Lagged(_)) => None,
-            Err(RecvError::Closed) => return,
-        };
-        if let Ok(mut slot) = at.lock() {
-            *slot = value;
-        }
-    }
+    Ok(Exporter { addr, tasks: [serve] })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Shared) {
@@ -168,13 +136,8 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
     }
     let snap = shared.gate.snapshot();
-    let changed_at = shared.access_changed_at.lock().ok().and_then(|g| *g);
     if path == "/status" {
-        text(
-            StatusCode::OK,
-            "application/json",
-            status_json(&snap, changed_at).to_string(),
-        )
+        text(StatusCode::OK, "application/json", status_json(&snap).to_string())
     } else {
         match metrics_text(&snap) {
             Ok(body) => text(StatusCode::OK, PROMETHEUS_TEXT, body),
@@ -202,7 +165,7 @@ fn ms(t: Instant) -> u64 {
 }
 
 /// `GET /status`: what the app would render, plus why (R13).
-fn status_json(snap: &Snapshot, access_changed_at: Option<Instant>) -> serde_json::Value {
+fn status_json(snap: &Snapshot) -> serde_json::Value {
     let s = &snap.status;
     let c = &snap.counters;
     serde_json::json!({
@@ -219,7 +182,7 @@ fn status_json(snap: &Snapshot, access_changed_at: Option<Instant>) -> serde_jso
             "detail": f.detail.to_string(),
             "at_ms": ms(f.at),
         })),
-        "access_changed_at_ms": access_changed_at.map(ms),
+        "access_changed_at_ms": s.since.map(ms),
         "expires_at_ms": snap.expires_at.map(ms),
         "refresh_in_flight": snap.refresh_in_flight,
         "now_ms": ms(snap.now),
@@ -377,6 +340,7 @@ mod tests {
                     detail: FailureDetail::Net(NetFailure::Refused),
                     at: Instant::from_millis(5250),
                 }),
+                since: Some(Instant::from_millis(1500)),
                 ..Status::default()
             },
             counters,
@@ -407,7 +371,7 @@ mod tests {
 
     #[test]
     fn status_names_access_cause_and_failure_detail_in_words() {
-        let v = status_json(&snapshot(), Some(Instant::from_millis(1500)));
+        let v = status_json(&snapshot());
         assert_eq!(v["access"], "granted");
         assert_eq!(v["cause"], "server_granted");
         assert_eq!(v["reverifying_until_ms"], 125_000);
