@@ -379,15 +379,27 @@ impl<const N: usize> GateWorld<N> {
                 .token_refreshed(now, token)
                 .map(Some)
                 .map_err(|_| InputError::NotSignedIn),
-            Input::Logout => Ok(g.logout(now)).map(|()| None),
+            Input::Logout => {
+                g.logout(now);
+                Ok(None)
+            }
             Input::RecheckNow => g.recheck_now(now).map(|()| None),
             Input::CheckResult {
                 generation,
                 attempt,
                 outcome,
-            } => Ok(g.handle_check_result(now, generation, attempt, outcome)).map(|()| None),
-            Input::Timeout => Ok(g.handle_timeout(now)).map(|()| None),
-            Input::Unauthorized => Ok(g.unauthorized(now)).map(|()| None),
+            } => {
+                g.handle_check_result(now, generation, attempt, outcome);
+                Ok(None)
+            }
+            Input::Timeout => {
+                g.handle_timeout(now);
+                Ok(None)
+            }
+            Input::Unauthorized => {
+                g.unauthorized(now);
+                Ok(None)
+            }
             Input::TransientFailure { class } => g
                 .transient_failure(now, class)
                 .map(|()| None)
