@@ -25,16 +25,16 @@
 //!    refresh, then a check:
 //!    - [`Action::CancelCheck`] / [`Action::CancelRefresh`]: a request handed out earlier no
 //!      longer matters (it timed out, or a refresh, logout or answer superseded it). Abort
-//!      it; a result that still arrives would only be dropped as stale (R10), so a driver that
-//!      cannot abort may ignore the cancel.
+//!      it. A result that still arrives is dropped as stale (R10; a late 401 still ends the
+//!      session, R8), so a driver that cannot abort may let the request finish.
 //!    - [`Action::Refresh`]: `POST` the refresh token ([`Session::refresh_token`]) to the
 //!      token endpoint, then report with [`Session::handle_refresh_result`] (the body goes
 //!      through [`classify_refresh`]).
 //!    - [`Action::Check`]: `GET` the check URL with the token behind `req.token`
 //!      ([`Session::access_token`]) as a bearer token, then report with
-//!      [`Session::handle_check_result`] (the response goes through [`classify`], so every
-//!      platform applies R1 the same way), tagged with the request's `generation` and
-//!      `attempt`.
+//!      [`Session::handle_check_result`], tagged with the request's `generation` and
+//!      `attempt` (the response goes through [`classify`](fn@classify), so every platform
+//!      applies R1 the same way).
 //! 2. [`Session::poll_event`] until `None`: log it, update the UI. Access changes come as
 //!    [`Event::AccessChanged`] inside [`SessionEvent::Gate`]. [`Event::FirstCheckSettled`]
 //!    says the immediate check of a sign-in or refresh is over (R3): wake whoever awaits "the
@@ -242,7 +242,7 @@
 //!   tokens themselves.
 //! - [`RetrySchedule`] / [`ProbeSchedule`]: where retries (R6) and probes (R7) go, a few words
 //!   of state each.
-//! - [`classify`] / [`classify_refresh`] / [`parse_check_body`]: strict response
+//! - [`classify`](fn@classify) / [`classify_refresh`] / [`parse_check_body`]: strict response
 //!   classification (R1, R4, R11), read in one bounded, allocation-free JSON pass that
 //!   compares keys after unescaping.
 //! - [`GateConfig`] / [`SessionConfig`]: every figure of the spec's defaults table, validated.
