@@ -4,7 +4,7 @@
 //! precisely what, so an operator can tell "certificate expired" from "unknown issuer" from
 //! "HTTP 503" from "connection refused" without a debugger. Both are small `Copy` values (no
 //! allocation, no strings from the network): adapters fill the detail from what their HTTP
-//! and TLS stacks report, [`classify`](crate::classify) fills it for statuses and bodies, and
+//! and TLS stacks report, [`classify`](fn@crate::classify) fills it for statuses and bodies, and
 //! the gate keeps the last one in [`Status::last_failure`](crate::Status::last_failure).
 
 use core::fmt;

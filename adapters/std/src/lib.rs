@@ -81,9 +81,11 @@
 //! through a bounded `mpsc` channel and read its state from a `watch` channel. The task loops:
 //!
 //! 1. drain [`accessgate::Session::poll_action`]: every check (`GET check_url`, bearer
-//!    token) and refresh (`POST token_url`, form) runs as its own task in a `JoinSet`, its
-//!    result tagged with `(generation, attempt)` or the `RefreshId` (R10: stale results are
-//!    the core's to drop and count);
+//!    token) and refresh (`POST token_url`, form) is polled inside the driver task (a
+//!    `FuturesUnordered`, not a spawned task), its result tagged with `(generation, attempt)`
+//!    or the `RefreshId` (R10: stale results are the core's to drop and count);
+//!    [`accessgate::Action::CancelCheck`] / [`accessgate::Action::CancelRefresh`] abort the
+//!    request they name (timed out, superseded by a refresh, or logged out);
 //! 2. drain [`accessgate::Session::poll_event`] into a `broadcast` channel ([`TimedEvent`]);
 //! 3. publish a [`Snapshot`] on the `watch` channel (only when it changed);
 //! 4. deliver [`accessgate::Session::poll_waiter`] outcomes to the `oneshot` of each
