@@ -2,9 +2,10 @@
 //! refusals an operation has, so every driver maps them the same way from the type alone.
 //!
 //! Inputs that report what happened (`handle_timeout`, `handle_check_result`,
-//! `handle_refresh_result`, `logout`) cannot fail. A refused operation changes nothing of the
-//! session, but time still passes to its `now`: timers that were due have fired, so drain the
-//! outputs as after any input.
+//! `handle_refresh_result`, `logout`) cannot fail. A refused sign-in changes nothing at all,
+//! not even the time (its tokens are checked before anything runs). A refused token request or
+//! re-check changes nothing of the session, but time still passes to its `now`: timers that
+//! were due have fired, so drain the outputs as after any input.
 
 use core::fmt;
 
