@@ -80,6 +80,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The state of `session`, as of `now`.
+    pub(crate) fn of(session: &CoreSession, now: Instant) -> Self {
+        Snapshot {
+            status: session.status(),
+            counters: *session.counters(),
+            now,
+            expires_at: session.expires_at(),
+            refresh_in_flight: session.refresh_in_flight(),
+        }
+    }
+
     /// Whether two snapshots show the same state (everything but `now`).
     pub fn same_state(&self, other: &Snapshot) -> bool {
         self.status == other.status
@@ -139,13 +150,7 @@ impl AccessGate {
         let session = Box::new(CoreSession::new(config.session, seed)?);
         let transport = Transport::new(&config)?;
         let clock = Clock::start();
-        let (snapshot_tx, snapshot) = watch::channel(Snapshot {
-            status: session.status(),
-            counters: *session.counters(),
-            now: clock.now(),
-            expires_at: None,
-            refresh_in_flight: false,
-        });
+        let (snapshot_tx, snapshot) = watch::channel(Snapshot::of(&session, clock.now()));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let driver = Driver::new(session, clock, transport, snapshot_tx, events.clone());
@@ -164,10 +169,22 @@ impl AccessGate {
         })
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.ok()?;
-        rx.await.ok()
+    /// Sends the command `make` builds and waits for its answer; `closed` if the driver is gone.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command, closed: T) -> T {
+        let (reply, answer) = oneshot::channel();
+        match self.commands.send(make(reply)).await {
+            Ok(()) => answer.await.unwrap_or(closed),
+            Err(_) => closed,
+        }
+    }
+
+    async fn start(&self, tokens: Tokens, restore: bool) -> Result<Status, GateError> {
+        let command = |reply| Command::SignIn {
+            tokens,
+            restore,
+            reply,
+        };
+        self.ask(command, Err(GateError::Closed)).await
     }
 
     /// Signs in with fresh tokens and waits for the immediate check (R3): returns once it
@@ -175,13 +192,7 @@ impl AccessGate {
     /// on in the background), or the session ended (401). Signing in while signed in ends
     /// the old session first.
     pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.ask(|reply| Command::SignIn {
-            tokens,
-            restore: false,
-            reply,
-        })
-        .await
-        .unwrap_or(Err(GateError::Closed))
+        self.start(tokens, false).await
     }
 
     /// Restores a stored session at start-up; `tokens.expires_in` is what is left of the
@@ -189,22 +200,14 @@ impl AccessGate {
     /// first check answers. A token within the refresh skew is refreshed at once; an expired
     /// one is not sent (the first check fails transiently and a refresh runs).
     pub async fn restore(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.ask(|reply| Command::SignIn {
-            tokens,
-            restore: true,
-            reply,
-        })
-        .await
-        .unwrap_or(Err(GateError::Closed))
+        self.start(tokens, true).await
     }
 
     /// Logs out: access becomes `Unknown`, callers waiting in [`AccessGate::access_token`]
     /// get [`TokenError::NotAuthenticated`], and nothing in flight counts any more (R10,
     /// R11). A no-op when signed out.
     pub async fn logout(&self) -> Result<(), GateError> {
-        self.ask(|reply| Command::Logout { reply })
-            .await
-            .ok_or(GateError::Closed)
+        self.ask(Command::Logout, Err(GateError::Closed)).await
     }
 
     /// Current access, without waiting.
@@ -236,9 +239,7 @@ impl AccessGate {
     /// Waits until no immediate check (attempt 0) is in flight, and returns the status: the
     /// await of R3 for a session start or a token refresh. Returns at once when none is.
     pub async fn wait_first_check(&self) -> Result<Status, GateError> {
-        self.ask(|reply| Command::WaitFirstCheck { reply })
-            .await
-            .unwrap_or(Err(GateError::Closed))
+        self.ask(Command::WaitFirstCheck, Err(GateError::Closed)).await
     }
 
     /// A valid access token, for the app's own API calls (R11). Returns at once while the
@@ -246,9 +247,7 @@ impl AccessGate {
     /// caller (and for the new token's immediate check, so a 401 there yields
     /// `NotAuthenticated` rather than a dead token).
     pub async fn access_token(&self) -> Result<String, TokenError> {
-        self.ask(|reply| Command::Token { reply })
-            .await
-            .unwrap_or(Err(TokenError::Closed))
+        self.ask(Command::Token, Err(TokenError::Closed)).await
     }
 
     /// Asks for a re-check now (a "retry" button). A no-op while a check is in flight;
@@ -256,9 +255,7 @@ impl AccessGate {
     /// [`accessgate::GateConfig::min_recheck_interval`] of the last attempt; the fail-closed
     /// deadline does not move (R5).
     pub async fn recheck(&self) -> Result<(), GateError> {
-        self.ask(|reply| Command::Recheck { reply })
-            .await
-            .unwrap_or(Err(GateError::Closed))
+        self.ask(Command::Recheck, Err(GateError::Closed)).await
     }
 
     /// Stops the driver task and waits for it: requests in flight are aborted, pending calls
