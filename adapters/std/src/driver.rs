@@ -23,8 +23,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use accessgate::{
-    Action, Generation, Instant, RefreshId, Session, Status, TokenHandle, TokenReply, WaiterId,
-    DEFAULT_TOKEN_CAPACITY,
+    Action, CheckOutcome, Duration, Generation, Instant, RefreshId, Session, SignInError, Status,
+    TokenHandle, TokenReply, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
 use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -36,18 +36,20 @@ use crate::time::Clock;
 
 /// How many callers may wait for a token at once (R11, R12): the session's waiter table.
 pub const MAX_TOKEN_WAITERS: usize = 64;
+/// Events kept for slow [`crate::AccessGate::events`] receivers before they see `Lagged`.
+const EVENT_BUFFER: usize = 256;
 
 /// The session type the adapter drives: retry capacity 8, [`MAX_TOKEN_WAITERS`] waiters,
 /// tokens of up to [`accessgate::DEFAULT_TOKEN_CAPACITY`] bytes.
 pub(crate) type CoreSession = Session<8, MAX_TOKEN_WAITERS, DEFAULT_TOKEN_CAPACITY>;
 
+/// How a sign-in starts the session: [`CoreSession::sign_in`] or [`CoreSession::restore`].
+pub(crate) type Start =
+    fn(&mut CoreSession, Instant, &[u8], &[u8], Duration) -> Result<Generation, SignInError>;
+
 /// A request from a handle.
 pub(crate) enum Command {
-    SignIn {
-        tokens: Tokens,
-        restore: bool,
-        reply: oneshot::Sender<Result<Status, GateError>>,
-    },
+    SignIn(Tokens, Start, oneshot::Sender<Result<Status, GateError>>),
     Logout(oneshot::Sender<Result<(), GateError>>),
     Token(oneshot::Sender<Result<String, TokenError>>),
     Recheck(oneshot::Sender<Result<(), GateError>>),
@@ -55,34 +57,35 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// At most one request in flight and the key the session knows it by. `Err` once it panicked:
-/// the panic stays in the request, and the session times the attempt out by itself (R4).
+/// At most one request in flight, with the key the session knows it by.
 struct Lane<K, T>(Option<(K, Pin<Box<dyn Future<Output = std::thread::Result<T>> + Send>>)>);
 
 impl<K: Copy + PartialEq, T> Lane<K, T> {
     /// Starts `request`, dropping the one in the lane (the session superseded it).
     fn start(&mut self, key: K, request: impl Future<Output = T> + Send + 'static) {
+        // A panic stays in the request, as it would in a task of its own.
         self.0 = Some((key, Box::pin(AssertUnwindSafe(request).catch_unwind())));
     }
 
-    /// Drops request `key` if it still runs: the session no longer needs it, and a result that
-    /// still arrived would only be dropped as stale (R10).
+    /// Drops request `key` if it still runs: the session no longer needs it (R10).
     fn cancel(&mut self, key: K) {
         if self.0.as_ref().is_some_and(|(k, _)| *k == key) {
             self.0 = None;
         }
     }
 
-    /// The next finished request; never ready while the lane is empty. Cancel-safe: the
-    /// request stays in the lane until it finishes.
-    async fn finished(&mut self) -> (K, std::thread::Result<T>) {
+    /// The next finished request, `None` if it panicked (the session then times it out by
+    /// itself, R4). Never ready while the lane is empty; cancel-safe.
+    async fn finished(&mut self) -> (K, Option<T>) {
         let Some((key, request)) = &mut self.0 else {
             return std::future::pending().await;
         };
-        let result = request.await;
-        let key = *key;
+        let (key, result) = (*key, request.await);
         self.0 = None;
-        (key, result)
+        if result.is_err() {
+            log::error!("accessgate: a request panicked");
+        }
+        (key, result.ok())
     }
 }
 
@@ -90,23 +93,20 @@ pub(crate) struct Driver {
     session: Box<CoreSession>,
     clock: Clock,
     transport: Arc<Transport>,
-    checks: Lane<(Generation, u32), accessgate::CheckOutcome>,
+    checks: Lane<(Generation, u32), CheckOutcome>,
     refreshes: Lane<RefreshId, RefreshReply>,
     waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
     first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
-    snapshot: watch::Sender<Snapshot>,
-    events: broadcast::Sender<TimedEvent>,
+    pub(crate) snapshot: watch::Sender<Snapshot>,
+    pub(crate) events: broadcast::Sender<TimedEvent>,
 }
 
 impl Driver {
-    pub(crate) fn new(
-        session: Box<CoreSession>,
-        clock: Clock,
-        transport: Transport,
-        snapshot: watch::Sender<Snapshot>,
-        events: broadcast::Sender<TimedEvent>,
-    ) -> Self {
+    /// A driver for `session`, with its snapshot and event channels (subscribe before `run`).
+    pub(crate) fn new(session: Box<CoreSession>, clock: Clock, transport: Transport) -> Self {
         Driver {
+            snapshot: watch::Sender::new(Snapshot::of(&session, clock.now())),
+            events: broadcast::Sender::new(EVENT_BUFFER),
             session,
             clock,
             transport: Arc::new(transport),
@@ -114,66 +114,47 @@ impl Driver {
             refreshes: Lane(None),
             waiters: HashMap::new(),
             first_check: Vec::new(),
-            snapshot,
-            events,
         }
     }
 
     /// Runs until a [`Command::Shutdown`] or until every handle is gone. Dropping the driver
-    /// drops (cancels) the requests in flight and closes every pending reply (callers see
-    /// `Closed`).
+    /// drops the requests in flight and closes every pending reply (callers see `Closed`); the
+    /// command receiver goes last, so a handle that sees the channel closed sees all that done.
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        // One timer for the session's deadline, moved only when the deadline moves.
+        // One timer for the session's deadline, moved only when the deadline moves or fired.
         let timer = tokio::time::sleep_until(self.clock.to_tokio(Instant::ZERO));
         tokio::pin!(timer);
-        let mut armed = None;
         loop {
             self.drain();
             let wake = self.session.poll_timeout().map(|t| self.clock.to_tokio(t));
-            if let Some(at) = wake.filter(|&at| armed != Some(at)) {
+            if let Some(at) = wake.filter(|&at| at != timer.deadline() || timer.is_elapsed()) {
                 timer.as_mut().reset(at);
             }
-            armed = wake;
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.command(cmd),
                 },
-                ((generation, attempt), outcome) = self.checks.finished() => match outcome {
-                    Ok(outcome) => {
-                        log::debug!("accessgate: check gen {} attempt {attempt}: {outcome:?}", generation.0);
-                        self.session.handle_check_result(self.clock.now(), generation, attempt, outcome);
-                    }
-                    Err(_) => log::error!("accessgate: a check request panicked"),
-                },
-                // The session logs and reports every refresh result as an event.
-                (id, reply) = self.refreshes.finished() => match reply {
-                    Ok(reply) => self.session.handle_refresh_result(self.clock.now(), id, reply.as_outcome()),
-                    Err(_) => log::error!("accessgate: a refresh request panicked"),
-                },
-                () = &mut timer, if wake.is_some() => {
-                    // Fired: re-armed below even if the session asks for the same instant.
-                    armed = None;
-                    self.session.handle_timeout(self.clock.now());
+                ((generation, attempt), Some(outcome)) = self.checks.finished() => {
+                    log::debug!("accessgate: check gen {} attempt {attempt}: {outcome:?}", generation.0);
+                    self.session.handle_check_result(self.clock.now(), generation, attempt, outcome);
                 }
+                // The session reports every refresh result as an event.
+                (id, Some(reply)) = self.refreshes.finished() => {
+                    self.session.handle_refresh_result(self.clock.now(), id, reply.as_outcome());
+                }
+                () = &mut timer, if wake.is_some() => self.session.handle_timeout(self.clock.now()),
             }
         }
         log::debug!("accessgate: driver stopped");
+        drop(self);
+        drop(commands);
     }
 
     fn command(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
-            Command::SignIn {
-                tokens,
-                restore,
-                reply,
-            } => {
-                let start = if restore {
-                    CoreSession::restore
-                } else {
-                    CoreSession::sign_in
-                };
+            Command::SignIn(tokens, start, reply) => {
                 let (access, refresh) = (tokens.access_token.as_bytes(), tokens.refresh_token.as_bytes());
                 // The core checks lengths and header safety (SignInError).
                 match start(&mut self.session, now, access, refresh, tokens.expires_in.into()) {
@@ -214,11 +195,8 @@ impl Driver {
 
     /// The token behind `handle` (visible ASCII: the core checks it before storing it).
     fn token(&self, handle: Result<TokenHandle, TokenError>) -> Result<String, TokenError> {
-        let token = self
-            .session
-            .access_token(handle?)
-            .ok_or(TokenError::NotAuthenticated)?;
-        Ok(String::from_utf8_lossy(token).into_owned())
+        let token = self.session.access_token(handle?);
+        Ok(String::from_utf8_lossy(token.ok_or(TokenError::NotAuthenticated)?).into_owned())
     }
 
     /// Drains every output of the session after an input, in the order of the module doc.
@@ -229,12 +207,8 @@ impl Driver {
                 Action::CancelCheck { generation, attempt } => self.checks.cancel((generation, attempt)),
                 Action::CancelRefresh(id) => self.refreshes.cancel(id),
                 Action::Check(req) => {
-                    let Some(token) = self.session.access_token(req.token) else {
-                        // Cannot happen (the session only asks for its current token); its
-                        // attempt timer fails the check transiently anyway (R4).
-                        log::error!("accessgate: check for an unknown token handle");
-                        continue;
-                    };
+                    // The session asks only with its current token; no token is not sent (R4).
+                    let token = self.session.access_token(req.token).unwrap_or_default();
                     let request = self.transport.clone().check(token.to_vec());
                     // One `tracing` span per attempt with the feature; the bare request without.
                     let request = crate::trace::check(req.generation, req.attempt, request);
@@ -257,13 +231,9 @@ impl Driver {
             let _ = self.events.send(TimedEvent { event, at, origin });
         }
         let snap = Snapshot::of(&self.session, at);
-        self.snapshot.send_if_modified(|old| {
-            let changed = !old.same_state(&snap);
-            if changed {
-                *old = snap;
-            }
-            changed
-        });
+        if !snap.same_state(&self.snapshot.borrow()) {
+            self.snapshot.send_replace(snap);
+        }
         while let Some((id, outcome)) = self.session.poll_waiter() {
             let token = self.token(outcome.map_err(TokenError::from));
             if let Some(reply) = self.waiters.remove(&id) {

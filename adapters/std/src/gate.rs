@@ -1,13 +1,10 @@
 //! [`AccessGate`]: the app-facing async handle.
 
-use std::sync::{Arc, Mutex};
-
 use accessgate::{Access, Counters, Instant, SessionEvent, Status};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::config::GateClientConfig;
-use crate::driver::{Command, CoreSession, Driver};
+use crate::driver::{Command, CoreSession, Driver, Start};
 use crate::error::{GateError, TokenError};
 use crate::http::Transport;
 use crate::time::Clock;
@@ -15,8 +12,6 @@ use crate::time::Clock;
 /// Capacity of the command channel from handles to the driver task. A full channel makes
 /// callers wait (back-pressure), it never drops a command.
 const COMMAND_CAPACITY: usize = 64;
-/// Events kept for slow [`AccessGate::events`] receivers before they see `Lagged`.
-const EVENT_BUFFER: usize = 256;
 
 /// Tokens to start a session with.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,17 +43,12 @@ impl Tokens {
 }
 
 impl std::fmt::Debug for Tokens {
-    /// Never prints the tokens themselves.
+    /// Never prints the tokens themselves, only their lengths.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (access, refresh) = (self.access_token.len(), self.refresh_token.len());
         f.debug_struct("Tokens")
-            .field(
-                "access_token",
-                &format_args!("<{} bytes>", self.access_token.len()),
-            )
-            .field(
-                "refresh_token",
-                &format_args!("<{} bytes>", self.refresh_token.len()),
-            )
+            .field("access_token", &format_args!("<{access} bytes>"))
+            .field("refresh_token", &format_args!("<{refresh} bytes>"))
             .field("expires_in", &self.expires_in)
             .finish()
     }
@@ -93,10 +83,11 @@ impl Snapshot {
 
     /// Whether two snapshots show the same state (everything but `now`).
     pub fn same_state(&self, other: &Snapshot) -> bool {
-        self.status == other.status
-            && self.counters == other.counters
-            && self.expires_at == other.expires_at
-            && self.refresh_in_flight == other.refresh_in_flight
+        *self
+            == Snapshot {
+                now: self.now,
+                ..*other
+            }
     }
 }
 
@@ -134,7 +125,6 @@ pub struct AccessGate {
     snapshot: watch::Receiver<Snapshot>,
     events: broadcast::Sender<TimedEvent>,
     clock: Clock,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl AccessGate {
@@ -143,18 +133,17 @@ impl AccessGate {
     /// runtime. Signed out until [`AccessGate::sign_in`] or [`AccessGate::restore`].
     pub fn spawn(config: GateClientConfig) -> Result<AccessGate, GateError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| GateError::NoRuntime)?;
-        let seed = match config.seed {
-            Some(seed) => seed,
-            None => getrandom::u64().map_err(GateError::Rng)?,
-        };
+        let seed = config
+            .seed
+            .map_or_else(getrandom::u64, Ok)
+            .map_err(GateError::Rng)?;
         let session = Box::new(CoreSession::new(config.session, seed)?);
         let transport = Transport::new(&config)?;
         let clock = Clock::start();
-        let (snapshot_tx, snapshot) = watch::channel(Snapshot::of(&session, clock.now()));
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let driver = Driver::new(session, clock, transport);
+        let (snapshot, events) = (driver.snapshot.subscribe(), driver.events.clone());
         let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
-        let driver = Driver::new(session, clock, transport, snapshot_tx, events.clone());
-        let task = runtime.spawn(driver.run(commands_rx));
+        runtime.spawn(driver.run(commands_rx));
         log::debug!(
             "accessgate: gate spawned ({} -> {})",
             config.check_url,
@@ -165,7 +154,6 @@ impl AccessGate {
             snapshot,
             events,
             clock,
-            task: Arc::new(Mutex::new(Some(task))),
         })
     }
 
@@ -178,12 +166,8 @@ impl AccessGate {
         }
     }
 
-    async fn start(&self, tokens: Tokens, restore: bool) -> Result<Status, GateError> {
-        let command = |reply| Command::SignIn {
-            tokens,
-            restore,
-            reply,
-        };
+    async fn start(&self, tokens: Tokens, start: Start) -> Result<Status, GateError> {
+        let command = |reply| Command::SignIn(tokens, start, reply);
         self.ask(command, Err(GateError::Closed)).await
     }
 
@@ -192,7 +176,7 @@ impl AccessGate {
     /// on in the background), or the session ended (401). Signing in while signed in ends
     /// the old session first.
     pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.start(tokens, false).await
+        self.start(tokens, CoreSession::sign_in).await
     }
 
     /// Restores a stored session at start-up; `tokens.expires_in` is what is left of the
@@ -200,7 +184,7 @@ impl AccessGate {
     /// first check answers. A token within the refresh skew is refreshed at once; an expired
     /// one is not sent (the first check fails transiently and a refresh runs).
     pub async fn restore(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.start(tokens, true).await
+        self.start(tokens, CoreSession::restore).await
     }
 
     /// Logs out: access becomes `Unknown`, callers waiting in [`AccessGate::access_token`]
@@ -263,10 +247,8 @@ impl AccessGate {
     /// Idempotent; other clones see `Closed` afterwards.
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        // The driver drops its command receiver last (see `Driver::run`).
+        self.commands.closed().await;
     }
 
     /// Now, on the gate's clock (microseconds since spawn): compare with
