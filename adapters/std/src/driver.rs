@@ -19,13 +19,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use accessgate::{
     Action, CheckOutcome, Duration, Generation, Instant, RefreshId, Session, SignInError, Status,
     TokenHandle, TokenReply, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -58,13 +58,13 @@ pub(crate) enum Command {
 }
 
 /// At most one request in flight, with the key the session knows it by.
-struct Lane<K, T>(Option<(K, Pin<Box<dyn Future<Output = std::thread::Result<T>> + Send>>)>);
+struct Lane<K, T>(Option<(K, BoxFuture<'static, std::thread::Result<T>>)>);
 
 impl<K: Copy + PartialEq, T> Lane<K, T> {
     /// Starts `request`, dropping the one in the lane (the session superseded it).
     fn start(&mut self, key: K, request: impl Future<Output = T> + Send + 'static) {
         // A panic stays in the request, as it would in a task of its own.
-        self.0 = Some((key, Box::pin(AssertUnwindSafe(request).catch_unwind())));
+        self.0 = Some((key, AssertUnwindSafe(request).catch_unwind().boxed()));
     }
 
     /// Drops request `key` if it still runs: the session no longer needs it (R10).
@@ -82,9 +82,7 @@ impl<K: Copy + PartialEq, T> Lane<K, T> {
         };
         let (key, result) = (*key, request.await);
         self.0 = None;
-        if result.is_err() {
-            log::error!("accessgate: a request panicked");
-        }
+        let result = result.inspect_err(|_| log::error!("accessgate: a request panicked"));
         (key, result.ok())
     }
 }
@@ -147,8 +145,7 @@ impl Driver {
             }
         }
         log::debug!("accessgate: driver stopped");
-        drop(self);
-        drop(commands);
+        drop(self); // before `commands`: see the doc above
     }
 
     fn command(&mut self, cmd: Command) {
@@ -168,10 +165,7 @@ impl Driver {
                 self.answer(reply, Ok(()));
             }
             Command::Token(reply) => match self.session.request_token(now) {
-                Ok(TokenReply::Ready(handle)) => {
-                    let token = self.token(Ok(handle));
-                    self.answer(reply, token);
-                }
+                Ok(TokenReply::Ready(handle)) => self.answer(reply, self.token(Ok(handle))),
                 // R11: the outcome arrives through poll_waiter (answered by drain()).
                 Ok(TokenReply::Wait(id)) => {
                     self.waiters.insert(id, reply);

@@ -83,11 +83,11 @@ impl Snapshot {
 
     /// Whether two snapshots show the same state (everything but `now`).
     pub fn same_state(&self, other: &Snapshot) -> bool {
-        *self
-            == Snapshot {
-                now: self.now,
-                ..*other
-            }
+        let other = Snapshot {
+            now: self.now,
+            ..*other
+        };
+        *self == other
     }
 }
 
@@ -133,10 +133,10 @@ impl AccessGate {
     /// runtime. Signed out until [`AccessGate::sign_in`] or [`AccessGate::restore`].
     pub fn spawn(config: GateClientConfig) -> Result<AccessGate, GateError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| GateError::NoRuntime)?;
-        let seed = config
-            .seed
-            .map_or_else(getrandom::u64, Ok)
-            .map_err(GateError::Rng)?;
+        let seed = match config.seed {
+            Some(seed) => seed,
+            None => getrandom::u64().map_err(GateError::Rng)?,
+        };
         let session = Box::new(CoreSession::new(config.session, seed)?);
         let transport = Transport::new(&config)?;
         let clock = Clock::start();
@@ -144,11 +144,8 @@ impl AccessGate {
         let (snapshot, events) = (driver.snapshot.subscribe(), driver.events.clone());
         let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         runtime.spawn(driver.run(commands_rx));
-        log::debug!(
-            "accessgate: gate spawned ({} -> {})",
-            config.check_url,
-            config.token_url
-        );
+        let (check, token) = (&config.check_url, &config.token_url);
+        log::debug!("accessgate: gate spawned ({check} -> {token})");
         Ok(AccessGate {
             commands,
             snapshot,
@@ -171,25 +168,21 @@ impl AccessGate {
         self.ask(command, Err(GateError::Closed)).await
     }
 
-    /// Signs in with fresh tokens and waits for the immediate check (R3): returns once it
-    /// answered definitively, failed transiently (access unchanged: `Unknown`, and retries go
-    /// on in the background), or the session ended (401). Signing in while signed in ends
-    /// the old session first.
+    /// Signs in ([`accessgate::Session::sign_in`]; a session already signed in ends first) and
+    /// waits for the immediate check (R3): it answered, failed transiently (access unchanged,
+    /// retries go on in the background), or the session ended (401).
     pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
         self.start(tokens, CoreSession::sign_in).await
     }
 
-    /// Restores a stored session at start-up; `tokens.expires_in` is what is left of the
-    /// access token's lifetime. Like [`AccessGate::sign_in`]: access is `Unknown` until the
-    /// first check answers. A token within the refresh skew is refreshed at once; an expired
-    /// one is not sent (the first check fails transiently and a refresh runs).
+    /// Restores a stored session at start-up ([`accessgate::Session::restore`]: `expires_in` is
+    /// what is left of the token's lifetime); waits like [`AccessGate::sign_in`].
     pub async fn restore(&self, tokens: Tokens) -> Result<Status, GateError> {
         self.start(tokens, CoreSession::restore).await
     }
 
-    /// Logs out: access becomes `Unknown`, callers waiting in [`AccessGate::access_token`]
-    /// get [`TokenError::NotAuthenticated`], and nothing in flight counts any more (R10,
-    /// R11). A no-op when signed out.
+    /// Logs out (a no-op when signed out): callers waiting in [`AccessGate::access_token`] get
+    /// [`TokenError::NotAuthenticated`], and nothing in flight counts any more (R10, R11).
     pub async fn logout(&self) -> Result<(), GateError> {
         self.ask(Command::Logout, Err(GateError::Closed)).await
     }
@@ -220,24 +213,21 @@ impl AccessGate {
         self.events.subscribe()
     }
 
-    /// Waits until no immediate check (attempt 0) is in flight, and returns the status: the
-    /// await of R3 for a session start or a token refresh. Returns at once when none is.
+    /// Waits until no immediate check (attempt 0, R3) runs, and returns the status.
     pub async fn wait_first_check(&self) -> Result<Status, GateError> {
         self.ask(Command::WaitFirstCheck, Err(GateError::Closed)).await
     }
 
-    /// A valid access token, for the app's own API calls (R11). Returns at once while the
-    /// token is fresh; otherwise waits for the single refresh in flight, shared by every
-    /// caller (and for the new token's immediate check, so a 401 there yields
-    /// `NotAuthenticated` rather than a dead token).
+    /// A valid access token, for the app's own API calls (R11): at once while fresh; otherwise
+    /// after the one refresh shared by every caller and the new token's immediate check (a 401
+    /// there gives `NotAuthenticated`, not a dead token).
     pub async fn access_token(&self) -> Result<String, TokenError> {
         self.ask(Command::Token, Err(TokenError::Closed)).await
     }
 
-    /// Asks for a re-check now (a "retry" button). A no-op while a check is in flight;
-    /// refused with [`GateError::RateLimited`] within
-    /// [`accessgate::GateConfig::min_recheck_interval`] of the last attempt; the fail-closed
-    /// deadline does not move (R5).
+    /// Asks for a re-check now (a "retry" button): a no-op while a check runs;
+    /// [`GateError::RateLimited`] within [`accessgate::GateConfig::min_recheck_interval`] of the
+    /// last attempt. The fail-closed deadline does not move (R5).
     pub async fn recheck(&self) -> Result<(), GateError> {
         self.ask(Command::Recheck, Err(GateError::Closed)).await
     }
