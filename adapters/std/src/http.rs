@@ -158,7 +158,7 @@ impl Transport {
                 Err(e) if matches!(status, 200 | 400) => return Err(failed("refresh body", &e).0),
                 Err(_) => Vec::new(),
             };
-            // The session refuses a token no header can carry, or too long to store (R1).
+            // A token no header can carry, or too long to store, the session refuses as malformed.
             Ok(match classify_refresh(status, &body, limit) {
                 RefreshOutcome::Refreshed {
                     access_token,
