@@ -1,6 +1,6 @@
 //! Error types of the adapter.
 
-use accessgate::ConfigError;
+use accessgate::{ConfigError, Instant, RecheckError};
 
 /// Why an [`AccessGate`](crate::AccessGate) operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,19 @@ impl From<accessgate::WaitError> for TokenError {
         match e {
             accessgate::WaitError::NotAuthenticated => TokenError::NotAuthenticated,
             accessgate::WaitError::Unavailable => TokenError::Unavailable,
+        }
+    }
+}
+
+impl GateError {
+    /// A refused re-check; `now` is when it was asked for (for `retry_in`).
+    pub(crate) fn from_recheck(e: RecheckError, now: Instant) -> Self {
+        match e {
+            RecheckError::RateLimited { retry_at } => GateError::RateLimited {
+                retry_at,
+                retry_in: (retry_at - now).into(),
+            },
+            _ => GateError::NotSignedIn,
         }
     }
 }

@@ -1,13 +1,10 @@
 //! [`AccessGate`]: the app-facing async handle.
 
-use std::sync::{Arc, Mutex};
-
 use accessgate::{Access, Counters, Instant, SessionEvent, Status};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::config::GateClientConfig;
-use crate::driver::{Command, CoreSession, Driver};
+use crate::driver::{Command, CoreSession, Driver, Start};
 use crate::error::{GateError, TokenError};
 use crate::http::Transport;
 use crate::time::Clock;
@@ -15,8 +12,6 @@ use crate::time::Clock;
 /// Capacity of the command channel from handles to the driver task. A full channel makes
 /// callers wait (back-pressure), it never drops a command.
 const COMMAND_CAPACITY: usize = 64;
-/// Events kept for slow [`AccessGate::events`] receivers before they see `Lagged`.
-const EVENT_BUFFER: usize = 256;
 
 /// Tokens to start a session with.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,17 +43,12 @@ impl Tokens {
 }
 
 impl std::fmt::Debug for Tokens {
-    /// Never prints the tokens themselves.
+    /// Never prints the tokens themselves, only their lengths.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (access, refresh) = (self.access_token.len(), self.refresh_token.len());
         f.debug_struct("Tokens")
-            .field(
-                "access_token",
-                &format_args!("<{} bytes>", self.access_token.len()),
-            )
-            .field(
-                "refresh_token",
-                &format_args!("<{} bytes>", self.refresh_token.len()),
-            )
+            .field("access_token", &format_args!("<{access} bytes>"))
+            .field("refresh_token", &format_args!("<{refresh} bytes>"))
             .field("expires_in", &self.expires_in)
             .finish()
     }
@@ -80,12 +70,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The state of `session`, as of `now`.
+    pub(crate) fn of(session: &CoreSession, now: Instant) -> Self {
+        Snapshot {
+            status: session.status(),
+            counters: *session.counters(),
+            now,
+            expires_at: session.expires_at(),
+            refresh_in_flight: session.refresh_in_flight(),
+        }
+    }
+
     /// Whether two snapshots show the same state (everything but `now`).
     pub fn same_state(&self, other: &Snapshot) -> bool {
-        self.status == other.status
-            && self.counters == other.counters
-            && self.expires_at == other.expires_at
-            && self.refresh_in_flight == other.refresh_in_flight
+        let other = Snapshot {
+            now: self.now,
+            ..*other
+        };
+        *self == other
     }
 }
 
@@ -123,7 +125,6 @@ pub struct AccessGate {
     snapshot: watch::Receiver<Snapshot>,
     events: broadcast::Sender<TimedEvent>,
     clock: Clock,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl AccessGate {
@@ -139,72 +140,51 @@ impl AccessGate {
         let session = Box::new(CoreSession::new(config.session, seed)?);
         let transport = Transport::new(&config)?;
         let clock = Clock::start();
-        let (snapshot_tx, snapshot) = watch::channel(Snapshot {
-            status: session.status(),
-            counters: *session.counters(),
-            now: clock.now(),
-            expires_at: None,
-            refresh_in_flight: false,
-        });
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let driver = Driver::new(session, clock, transport);
+        let (snapshot, events) = (driver.snapshot.subscribe(), driver.events.clone());
         let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
-        let driver = Driver::new(session, clock, transport, snapshot_tx, events.clone());
-        let task = runtime.spawn(driver.run(commands_rx));
-        log::debug!(
-            "accessgate: gate spawned ({} -> {})",
-            config.check_url,
-            config.token_url
-        );
+        runtime.spawn(driver.run(commands_rx));
+        let (check, token) = (&config.check_url, &config.token_url);
+        log::debug!("accessgate: gate spawned ({check} -> {token})");
         Ok(AccessGate {
             commands,
             snapshot,
             events,
             clock,
-            task: Arc::new(Mutex::new(Some(task))),
         })
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.ok()?;
-        rx.await.ok()
+    /// Sends the command `make` builds and waits for its answer; `closed` if the driver is gone.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command, closed: T) -> T {
+        let (reply, answer) = oneshot::channel();
+        match self.commands.send(make(reply)).await {
+            Ok(()) => answer.await.unwrap_or(closed),
+            Err(_) => closed,
+        }
     }
 
-    /// Signs in with fresh tokens and waits for the immediate check (R3): returns once it
-    /// answered definitively, failed transiently (access unchanged: `Unknown`, and retries go
-    /// on in the background), or the session ended (401). Signing in while signed in ends
-    /// the old session first.
+    async fn start(&self, tokens: Tokens, start: Start) -> Result<Status, GateError> {
+        let command = |reply| Command::SignIn(tokens, start, reply);
+        self.ask(command, Err(GateError::Closed)).await
+    }
+
+    /// Signs in ([`accessgate::Session::sign_in`]; a session already signed in ends first) and
+    /// waits for the immediate check (R3): it answered, failed transiently (access unchanged,
+    /// retries go on in the background), or the session ended (401).
     pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.ask(|reply| Command::SignIn {
-            tokens,
-            restore: false,
-            reply,
-        })
-        .await
-        .unwrap_or(Err(GateError::Closed))
+        self.start(tokens, CoreSession::sign_in).await
     }
 
-    /// Restores a stored session at start-up; `tokens.expires_in` is what is left of the
-    /// access token's lifetime. Like [`AccessGate::sign_in`]: access is `Unknown` until the
-    /// first check answers. A token within the refresh skew is refreshed at once; an expired
-    /// one is not sent (the first check fails transiently and a refresh runs).
+    /// Restores a stored session at start-up ([`accessgate::Session::restore`]: `expires_in` is
+    /// what is left of the token's lifetime); waits like [`AccessGate::sign_in`].
     pub async fn restore(&self, tokens: Tokens) -> Result<Status, GateError> {
-        self.ask(|reply| Command::SignIn {
-            tokens,
-            restore: true,
-            reply,
-        })
-        .await
-        .unwrap_or(Err(GateError::Closed))
+        self.start(tokens, CoreSession::restore).await
     }
 
-    /// Logs out: access becomes `Unknown`, callers waiting in [`AccessGate::access_token`]
-    /// get [`TokenError::NotAuthenticated`], and nothing in flight counts any more (R10,
-    /// R11). A no-op when signed out.
+    /// Logs out (a no-op when signed out): callers waiting in [`AccessGate::access_token`] get
+    /// [`TokenError::NotAuthenticated`], and nothing in flight counts any more (R10, R11).
     pub async fn logout(&self) -> Result<(), GateError> {
-        self.ask(|reply| Command::Logout { reply })
-            .await
-            .ok_or(GateError::Closed)
+        self.ask(Command::Logout, Err(GateError::Closed)).await
     }
 
     /// Current access, without waiting.
@@ -233,32 +213,23 @@ impl AccessGate {
         self.events.subscribe()
     }
 
-    /// Waits until no immediate check (attempt 0) is in flight, and returns the status: the
-    /// await of R3 for a session start or a token refresh. Returns at once when none is.
+    /// Waits until no immediate check (attempt 0, R3) runs, and returns the status.
     pub async fn wait_first_check(&self) -> Result<Status, GateError> {
-        self.ask(|reply| Command::WaitFirstCheck { reply })
-            .await
-            .unwrap_or(Err(GateError::Closed))
+        self.ask(Command::WaitFirstCheck, Err(GateError::Closed)).await
     }
 
-    /// A valid access token, for the app's own API calls (R11). Returns at once while the
-    /// token is fresh; otherwise waits for the single refresh in flight, shared by every
-    /// caller (and for the new token's immediate check, so a 401 there yields
-    /// `NotAuthenticated` rather than a dead token).
+    /// A valid access token, for the app's own API calls (R11): at once while fresh; otherwise
+    /// after the one refresh shared by every caller and the new token's immediate check (a 401
+    /// there gives `NotAuthenticated`, not a dead token).
     pub async fn access_token(&self) -> Result<String, TokenError> {
-        self.ask(|reply| Command::Token { reply })
-            .await
-            .unwrap_or(Err(TokenError::Closed))
+        self.ask(Command::Token, Err(TokenError::Closed)).await
     }
 
-    /// Asks for a re-check now (a "retry" button). A no-op while a check is in flight;
-    /// refused with [`GateError::RateLimited`] within
-    /// [`accessgate::GateConfig::min_recheck_interval`] of the last attempt; the fail-closed
-    /// deadline does not move (R5).
+    /// Asks for a re-check now (a "retry" button): a no-op while a check runs;
+    /// [`GateError::RateLimited`] within [`accessgate::GateConfig::min_recheck_interval`] of the
+    /// last attempt. The fail-closed deadline does not move (R5).
     pub async fn recheck(&self) -> Result<(), GateError> {
-        self.ask(|reply| Command::Recheck { reply })
-            .await
-            .unwrap_or(Err(GateError::Closed))
+        self.ask(Command::Recheck, Err(GateError::Closed)).await
     }
 
     /// Stops the driver task and waits for it: requests in flight are aborted, pending calls
@@ -266,10 +237,8 @@ impl AccessGate {
     /// Idempotent; other clones see `Closed` afterwards.
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        // The driver drops its command receiver last (see `Driver::run`).
+        self.commands.closed().await;
     }
 
     /// Now, on the gate's clock (microseconds since spawn): compare with

@@ -2,18 +2,20 @@
 //! core's shared classifiers so every platform applies R1 the same way.
 //!
 //! Server input is hostile: bodies are streamed and at most `limit + 1` bytes are kept (an
-//! oversized body is detected without buffering it, R1/R12), every attempt ends by its
-//! deadline (R4), redirects are not followed (a captive portal's 302 is just another
-//! transient status), and nothing here panics on what the server sends.
+//! oversized body is detected without buffering it, R1/R12), redirects are not followed (a
+//! captive portal's 302 is just another transient status), and nothing here panics on what the
+//! server sends. Requests have no timeout of their own: the session times every attempt out
+//! (R4) and the driver then drops the request.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 use accessgate::{
-    classify, classify_refresh, CheckOutcome, Duration, FailureDetail, RefreshOutcome, TransientClass,
+    classify, classify_refresh, header_safe, CheckOutcome, Duration, FailureDetail, RefreshOutcome,
+    TransientClass,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Client, Response, Url};
-use tokio::time::{timeout_at, Instant};
 
 use crate::config::GateClientConfig;
 use crate::error::GateError;
@@ -58,6 +60,8 @@ pub(crate) struct Transport {
     token_url: Url,
     client_id: String,
     max_token_body: usize,
+    /// The session's body limit for checks (R1).
+    max_body: usize,
 }
 
 fn parse_url(url: &str) -> Result<Url, GateError> {
@@ -70,11 +74,6 @@ fn parse_url(url: &str) -> Result<Url, GateError> {
         "http" | "https" => Ok(parsed),
         other => Err(bad(format!("scheme {other:?} is not http or https"))),
     }
-}
-
-/// Whether `token` can be sent as `Authorization: Bearer <token>`.
-pub(crate) fn usable_token(token: &[u8]) -> bool {
-    !token.is_empty() && token.iter().all(|&b| b.is_ascii_graphic())
 }
 
 impl Transport {
@@ -97,16 +96,17 @@ impl Transport {
             token_url,
             client_id: cfg.client_id.clone(),
             max_token_body: cfg.max_token_body,
+            max_body: cfg.session.gate.max_body,
         })
     }
 
-    /// `GET check_url` with the bearer token, classified by [`accessgate::classify`]. Ends by
-    /// `deadline` with [`TransientClass::Timeout`] (R4).
-    pub(crate) async fn check(&self, token: &[u8], deadline: Instant, max_body: usize) -> CheckOutcome {
-        let Some(auth) = bearer(token) else {
+    /// `GET check_url` with the bearer token, classified by [`accessgate::classify`].
+    pub(crate) async fn check(self: Arc<Self>, token: Vec<u8>) -> CheckOutcome {
+        let Some(auth) = bearer(&token) else {
             log::warn!("check not sent: the access token is not a valid header value");
             return CheckOutcome::transient(TransientClass::InvalidBody);
         };
+        let max_body = self.max_body;
         let request = async {
             let mut resp = self
                 .client
@@ -125,17 +125,16 @@ impl Transport {
             };
             Ok(classify(status, retry_after.as_deref(), &body, max_body))
         };
-        match timeout_at(deadline, request).await {
-            Ok(Ok(outcome)) => outcome,
+        match request.await {
+            Ok(outcome) => outcome,
             // R13: the detail travels with the class.
-            Ok(Err((class, detail))) => CheckOutcome::transient_with(class, detail),
-            Err(_) => CheckOutcome::transient(TransientClass::Timeout),
+            Err((class, detail)) => CheckOutcome::transient_with(class, detail),
         }
     }
 
     /// `POST token_url` with the refresh form, classified by [`accessgate::classify_refresh`].
-    pub(crate) async fn refresh(&self, refresh_token: &[u8], deadline: Instant) -> RefreshReply {
-        let Ok(refresh_token) = std::str::from_utf8(refresh_token) else {
+    pub(crate) async fn refresh(self: Arc<Self>, refresh_token: Vec<u8>) -> RefreshReply {
+        let Ok(refresh_token) = std::str::from_utf8(&refresh_token) else {
             return RefreshReply::Transient(TransientClass::InvalidBody);
         };
         let limit = self.max_token_body;
@@ -159,34 +158,28 @@ impl Transport {
                 Err(e) if matches!(status, 200 | 400) => return Err(failed("refresh body", &e).0),
                 Err(_) => Vec::new(),
             };
+            // A token no header can carry, or too long to store, the session refuses as malformed.
             Ok(match classify_refresh(status, &body, limit) {
                 RefreshOutcome::Refreshed {
                     access_token,
                     refresh_token,
                     expires_in,
-                } if usable_token(access_token) && refresh_token.is_none_or(usable_token) => {
-                    RefreshReply::Refreshed {
-                        access_token: access_token.to_vec(),
-                        refresh_token: refresh_token.map(<[u8]>::to_vec),
-                        expires_in,
-                    }
-                }
-                // A token we could not send is a malformed answer.
-                RefreshOutcome::Refreshed { .. } => RefreshReply::Transient(TransientClass::InvalidBody),
+                } => RefreshReply::Refreshed {
+                    access_token: access_token.to_vec(),
+                    refresh_token: refresh_token.map(<[u8]>::to_vec),
+                    expires_in,
+                },
                 RefreshOutcome::Rejected => RefreshReply::Rejected,
                 RefreshOutcome::Transient(c) => RefreshReply::Transient(c),
             })
         };
-        match timeout_at(deadline, request).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(class)) => RefreshReply::Transient(class),
-            Err(_) => RefreshReply::Transient(TransientClass::Timeout),
-        }
+        request.await.unwrap_or_else(RefreshReply::Transient)
     }
 }
 
 fn bearer(token: &[u8]) -> Option<HeaderValue> {
-    if !usable_token(token) {
+    // The session only stores header-safe tokens; checked again as the header is built.
+    if !header_safe(token) {
         return None;
     }
     let mut v = Vec::with_capacity(7 + token.len());
@@ -236,12 +229,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_must_be_header_safe() {
-        assert!(usable_token(b"at_abc123"));
-        assert!(!usable_token(b""));
-        assert!(!usable_token(b"a b"));
-        assert!(!usable_token(b"a\r\nX-Evil: 1"));
+    fn bearer_header_needs_a_header_safe_token() {
         assert!(bearer(b"at_1").is_some_and(|h| h.is_sensitive()));
+        assert!(bearer(b"").is_none());
+        assert!(bearer(b"a b").is_none());
+        assert!(bearer(b"a\r\nX-Evil: 1").is_none());
     }
 
     #[test]

@@ -31,7 +31,7 @@
 //! BlockingAccessGate::spawn(config)  // same methods, sync; plus wait_for(timeout, pred), handle(), runtime()
 //!
 //! GateError: Config, InvalidUrl, Certificate, Http, Rng, NoRuntime, Runtime, InvalidToken,
-//!            NotSignedIn, RateLimited { retry_at, retry_in }, Session, Closed
+//!            NotSignedIn, RateLimited { retry_at, retry_in }, Closed
 //! TokenError: NotAuthenticated, Unavailable, WaitersFull, Closed
 //! transport_failure(&reqwest::Error) -> (TransientClass, FailureDetail)   // R13, for your own requests
 //! consts: DEFAULT_CHECK_PATH, DEFAULT_TOKEN_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY,
@@ -78,29 +78,27 @@
 //! ## The loop
 //!
 //! [`AccessGate::spawn`] starts **one** task that owns the session; handles send it commands
-//! through a bounded `mpsc` channel and read its state from a `watch` channel. The task loops:
+//! through a bounded `mpsc` channel and read its state from a `watch` channel. The task waits
+//! for a command, a finished request or `sleep_until(poll_timeout)`, feeds it to the session,
+//! and then drains the outputs in the embassy driver's order:
 //!
-//! 1. drain [`accessgate::Session::poll_action`]: every check (`GET check_url`, bearer
-//!    token) and refresh (`POST token_url`, form) is polled inside the driver task (a
-//!    `FuturesUnordered`, not a spawned task), its result tagged with `(generation, attempt)`
-//!    or the `RefreshId` (R10: stale results are the core's to drop and count);
-//!    [`accessgate::Action::CancelCheck`] / [`accessgate::Action::CancelRefresh`] abort the
-//!    request they name (timed out, superseded by a refresh, or logged out);
-//! 2. drain [`accessgate::Session::poll_event`] into a `broadcast` channel ([`TimedEvent`]);
-//! 3. publish a [`Snapshot`] on the `watch` channel (only when it changed);
-//! 4. deliver [`accessgate::Session::poll_waiter`] outcomes to the `oneshot` of each
-//!    [`AccessGate::access_token`] caller, keyed by `WaiterId`, and settle callers awaiting
-//!    the first check (R3). Replies go out after the snapshot, so a caller that got its
-//!    answer (including `logout()` and `recheck()`) reads the state that produced it;
-//! 5. `select!` on: a command, a finished request, `sleep_until(poll_timeout)`.
+//! 1. [`accessgate::Session::poll_action`]: cancels drop a request; a check (`GET check_url`,
+//!    bearer token) or refresh (`POST token_url`, form) starts in its lane (one of each, polled
+//!    by the task itself), its result tagged with `(generation, attempt)` or the `RefreshId`
+//!    (R10: stale results are the core's to drop and count);
+//! 2. [`accessgate::Session::poll_event`] into a `broadcast` channel ([`TimedEvent`]);
+//! 3. a [`Snapshot`] on the `watch` channel (only when it changed);
+//! 4. answers: [`accessgate::Session::poll_waiter`] outcomes to each
+//!    [`AccessGate::access_token`] caller, callers awaiting the first check (R3), then the
+//!    caller of the command, so whoever got an answer reads the state that produced it.
 //!
 //! Time is converted in one place (`time.rs`): the origin is the `tokio::time::Instant` at
 //! spawn, and [`accessgate::Instant`] counts microseconds since then. `tokio::time` (not
 //! `std::time`) so tests may pause and advance the clock. Only monotonic time is used (R5).
 //!
-//! HTTP: each attempt ends by its deadline (`CheckRequest::timeout`, R4); at most
-//! `max_body + 1` body bytes are read, chunk by chunk, so a huge body is never buffered
-//! (R1, R12); the body and `Retry-After` go to [`accessgate::classify`] /
+//! HTTP: the session times each attempt out (`CheckRequest::timeout`, R4) and the driver then
+//! drops the request; at most `max_body + 1` body bytes are read, chunk by chunk, so a huge
+//! body is never buffered (R1, R12); the body and `Retry-After` go to [`accessgate::classify`] /
 //! [`accessgate::classify_refresh`], shared by every adapter; transport errors map to a
 //! [`accessgate::TransientClass`] (refused → `Connect`, resolver → `Dns`, certificate or
 //! handshake → `Tls`, broken/truncated body → `Io`), each with an

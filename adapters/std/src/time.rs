@@ -48,16 +48,6 @@ impl Clock {
     }
 }
 
-/// The core's duration as a std duration.
-pub(crate) fn to_std(d: accessgate::Duration) -> std::time::Duration {
-    std::time::Duration::from_micros(d.as_micros())
-}
-
-/// A std duration as the core's duration (saturating).
-pub(crate) fn to_core_duration(d: std::time::Duration) -> accessgate::Duration {
-    d.into() // the core's conversion: whole microseconds, saturating
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

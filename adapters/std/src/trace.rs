@@ -2,6 +2,8 @@
 //! (`accessgate.check`: `generation`, `attempt`, then `outcome`, `class`, `detail`) and one
 //! per token refresh (`accessgate.refresh`: `id`, then `outcome`, `class`), each covering the
 //! HTTP request from start to answer. They sit beside the `log` lines, which stay as they are.
+//! A request the session cancels (timed out, superseded, logged out) closes its span without an
+//! outcome; the session's `CheckFailed` / `RefreshFailed` event says why.
 //!
 //! Without the feature both wrappers return the request future unchanged: no span, no field,
 //! no extra state, nothing to pay.
