@@ -77,11 +77,6 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
         &self.bufs.body[..len]
     }
 
-    /// Size of the body buffer.
-    pub fn body_capacity(&self) -> usize {
-        self.bufs.body.len()
-    }
-
     /// Runs one exchange. `limit` caps the body bytes read (`max_body + 1` for checks).
     /// `tls_seed` seeds this connection's TLS randomness; it must differ per connection.
     pub async fn exchange(
