@@ -20,8 +20,8 @@
 use core::future::poll_fn;
 
 use accessgate::{
-    classify, classify_refresh, Action, CheckOutcome, Duration, Generation, Instant, RefreshId,
-    RefreshOutcome, Session, TokenHandle, TokenReply, TransientClass, WaiterId,
+    classify, classify_refresh, Action, CheckOutcome, CheckRequest, Duration, Generation, Instant, RefreshId,
+    RefreshOutcome, RefreshRequest, Session, TokenHandle, TokenReply, TransientClass, WaiterId,
 };
 use embassy_futures::join::join3;
 use embassy_futures::select::{select, select3, Either, Either3};
@@ -33,34 +33,27 @@ use embedded_nal_async::{Dns, TcpConnect};
 #[cfg(feature = "tls")]
 use rand_chacha::ChaCha20Rng;
 #[cfg(feature = "tls")]
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 
 use crate::buffers::DriverBuffers;
 #[cfg(feature = "tls")]
 use crate::config::Transport;
 use crate::config::{ConfigError, DriverConfig, Seeds};
 use crate::failure::{Failure, NetFailure};
-#[cfg(feature = "tls")]
-use crate::http::TlsTrust;
-use crate::http::{Http, Reply, Request, TlsSeed};
+use crate::http::{Http, Reply, Request};
 use crate::link::{Command, Link, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
 
-/// What a request in flight is for: the session's names for it.
+/// A request the session handed out.
 #[derive(Clone, Copy)]
 enum Job {
-    Check(Generation, u32),
-    Refresh(RefreshId),
+    Check(CheckRequest),
+    Refresh(RefreshRequest),
 }
 
 /// A request for a lane, with a copy of the token it sends (the session's may change while
 /// it runs).
-struct Run<const T: usize> {
-    job: Job,
-    token: Token<T>,
-    timeout: Duration,
-    tls_seed: TlsSeed,
-}
+struct Run<const T: usize>(Job, Token<T>);
 
 /// A finished request, as the session takes it.
 enum Done<const T: usize> {
@@ -83,10 +76,9 @@ impl<const T: usize> Refreshed<T> {
                 expires_in,
             } => match (
                 Token::from_slice(access_token),
-                refresh_token.map(Token::from_slice),
+                refresh_token.map(Token::from_slice).transpose(),
             ) {
-                (Ok(access), None) => Refreshed::Tokens(access, None, expires_in),
-                (Ok(access), Some(Ok(refresh))) => Refreshed::Tokens(access, Some(refresh), expires_in),
+                (Ok(access), Ok(refresh)) => Refreshed::Tokens(access, refresh, expires_in),
                 // Longer than `T`: a malformed answer, as the session judges it too (never
                 // truncated). Header safety is the session's to check.
                 _ => Refreshed::Not(RefreshOutcome::Transient(TransientClass::InvalidBody)),
@@ -152,9 +144,6 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
     session: Session<N, W, T>,
     link: &'a Link<'a, M, T>,
     has_refresh_lane: bool,
-    /// Per-connection TLS seeds (32 bytes each, drawn from this stream).
-    #[cfg(feature = "tls")]
-    rng: ChaCha20Rng,
     waiters: heapless::Vec<(WaiterId, &'a TokenSlot<M, T>), W>,
     /// The last snapshot, with the driver's own counters.
     snapshot: Snapshot,
@@ -166,16 +155,10 @@ type Answer<'a, M, const T: usize> = (&'a TokenSlot<M, T>, Result<Token<T>, Toke
 impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, const T: usize>
     Driver<'a, M, C, D, N, W, T>
 {
-    /// Checks `config` against `buffers` and `seeds` (once; every refusal is a
-    /// [`ConfigError`]) and builds the driver. Nothing runs until [`Driver::run`].
-    ///
-    /// - `link`: what the app shares with the driver;
-    /// - `tcp`, `dns`: the network (`TcpConnect`, `Dns`);
-    /// - `config`: URLs, transport, session settings ([`DriverConfig`]);
-    /// - `buffers`: each lane's memory ([`DriverBuffers`]; a refresh lane iff
-    ///   `config.refresh` is set; see [`crate::buffers`] for sizes);
-    /// - `seeds`: from a hardware RNG (or the OS), never constants: the jitter seed must
-    ///   differ per device (R6), and the TLS seed keys every connection's randomness.
+    /// Checks `config` against `buffers` (a refresh lane's iff `config.refresh` is set; sizes
+    /// in [`crate::buffers`]) and `seeds` (from a hardware RNG or the OS, never constants), once,
+    /// and builds the driver; every refusal is a [`ConfigError`]. Nothing runs until
+    /// [`Driver::run`].
     ///
     /// Rust does not infer defaulted const generics: name the type
     /// (`let d: Driver<'_, M, C, D> = Driver::new(..)?`) or write `Driver::<_, _, _>::new(..)`.
@@ -191,23 +174,29 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
         let session = Session::new(config.session, seeds.jitter)?;
         #[cfg(feature = "tls")]
         let tls = match config.transport {
-            Transport::Tls(tls) => Some(TlsTrust {
-                anchor: tls.ca_der,
-                clock: tls.clock,
-            }),
+            Transport::Tls(tls) => Some(tls),
             Transport::PlainHttp => None,
         };
-        let http = |bufs| Http {
+        // Each lane draws TLS randomness from its own ChaCha20 stream (`stream`) under the
+        // validated seed; over plain HTTP the streams are never used for anything secret.
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let http = |bufs, stream| Http {
             tcp,
             dns,
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "tls")]
+            rng: {
+                let mut rng = ChaCha20Rng::from_seed(seeds.tls.unwrap_or_default());
+                rng.set_stream(stream);
+                rng
+            },
             bufs,
         };
         let refresh = config.refresh.zip(buffers.refresh).map(|(endpoint, bufs)| Lane {
             // Validated: at least 64 bytes; the whole buffer takes the answer.
             max_body: bufs.body.len().saturating_sub(1),
-            http: http(bufs),
+            http: http(bufs, 1),
             url: endpoint.url,
             client_id: endpoint.client_id,
         });
@@ -216,15 +205,11 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
                 session,
                 link,
                 has_refresh_lane: refresh.is_some(),
-                // Validated: a TLS transport has a non-zero seed; over plain HTTP the stream
-                // is never used for anything secret.
-                #[cfg(feature = "tls")]
-                rng: ChaCha20Rng::from_seed(seeds.tls.unwrap_or_default()),
                 waiters: heapless::Vec::new(),
                 snapshot: Snapshot::default(),
             },
             check: Lane {
-                http: http(buffers.check),
+                http: http(buffers.check, 0),
                 url: config.check_url,
                 client_id: "",
                 max_body: config.session.gate.max_body,
@@ -243,8 +228,8 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
     pub async fn run(self) -> ! {
         let Driver {
             mut core,
-            check,
-            refresh,
+            mut check,
+            mut refresh,
         } = self;
         let lanes = Lanes::<T> {
             check: Signal::new(),
@@ -252,19 +237,20 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
             done: Channel::new(),
         };
         let refresh = async {
-            match refresh {
+            match &mut refresh {
                 Some(lane) => lane.serve(&lanes.refresh, &lanes.done).await,
                 None => core::future::pending().await,
             }
         };
-        let (never, _, _) = join3(core.run(&lanes), check.serve(&lanes.check, &lanes.done), refresh).await;
-        never
+        join3(core.run(&lanes), check.serve(&lanes.check, &lanes.done), refresh)
+            .await
+            .0
     }
 }
 
 impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
     async fn serve<const T: usize>(
-        mut self,
+        &mut self,
         runs: &Signal<NoopRawMutex, Option<Run<T>>>,
         done: &Channel<NoopRawMutex, Done<T>, 1>,
     ) -> ! {
@@ -274,7 +260,7 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
                 next = runs.wait().await;
                 continue;
             };
-            let job = run.job;
+            let job = run.0;
             // A newer request (or a cancel) drops this one, and with it the connection.
             let result = match select(runs.wait(), self.exchange(run)).await {
                 Either::First(newer) => {
@@ -292,41 +278,47 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
     }
 
     /// One request, bounded by its timeout (R4).
-    async fn exchange<const T: usize>(&mut self, run: Run<T>) -> Result<Reply, Failure> {
-        let request = match run.job {
-            Job::Check(..) => Request::Check { token: &run.token },
-            Job::Refresh(_) => Request::Refresh {
-                refresh_token: &run.token,
-                client_id: self.client_id,
-            },
+    async fn exchange<const T: usize>(&mut self, Run(job, token): Run<T>) -> Result<Reply, Failure> {
+        let (request, timeout) = match job {
+            Job::Check(req) => (Request::Check { token: &token }, req.timeout),
+            Job::Refresh(req) => {
+                let client_id = self.client_id;
+                (
+                    Request::Refresh {
+                        refresh_token: &token,
+                        client_id,
+                    },
+                    req.timeout,
+                )
+            }
         };
         let limit = self.max_body.saturating_add(1);
-        let exchange = self.http.exchange(self.url, request, limit, run.tls_seed);
-        with_timeout(time::duration_to_embassy(run.timeout), exchange)
+        let exchange = self.http.exchange(self.url, request, limit);
+        with_timeout(time::duration_to_embassy(timeout), exchange)
             .await
             .unwrap_or(Err(Failure::net(TransientClass::Timeout, NetFailure::Timeout)))
     }
 
     /// The request's outcome in the session's terms.
     fn outcome<const T: usize>(&self, job: Job, result: Result<Reply, Failure>) -> Done<T> {
-        match (job, result) {
-            // R13: the step that failed and why (certificate expired, connection refused...).
-            (Job::Check(g, a), Err(f)) => Done::Check(g, a, CheckOutcome::transient_with(f.class, f.detail)),
-            (Job::Check(g, a), Ok(r)) => {
-                let body = self.http.body(r.body_len);
-                Done::Check(
-                    g,
-                    a,
-                    classify(r.status, r.retry_after.as_deref(), body, self.max_body),
-                )
-            }
-            (Job::Refresh(id), Err(f)) => {
-                Done::Refresh(id, Refreshed::Not(RefreshOutcome::Transient(f.class)))
-            }
-            (Job::Refresh(id), Ok(r)) => {
-                let outcome = classify_refresh(r.status, self.http.body(r.body_len), self.max_body);
-                Done::Refresh(id, Refreshed::copy(outcome))
-            }
+        let body = |r: &Reply| self.http.body(r.body_len);
+        match job {
+            Job::Check(req) => Done::Check(
+                req.generation,
+                req.attempt,
+                match result {
+                    Ok(r) => classify(r.status, r.retry_after.as_deref(), body(&r), self.max_body),
+                    // R13: the step that failed and why (certificate expired, connection refused...).
+                    Err(f) => CheckOutcome::transient_with(f.class, f.detail),
+                },
+            ),
+            Job::Refresh(req) => Done::Refresh(
+                req.id,
+                Refreshed::copy(match result {
+                    Ok(r) => classify_refresh(r.status, body(&r), self.max_body),
+                    Err(f) => RefreshOutcome::Transient(f.class),
+                }),
+            ),
         }
     }
 }
@@ -344,22 +336,15 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             };
             let woke = select3(self.link.commands().receive(), deadline, lanes.done.receive()).await;
             let now = time::now();
-            let answer = match woke {
-                Either3::First(command) => self.command(now, command),
-                Either3::Second(()) => {
-                    self.session.handle_timeout(now);
-                    None
+            let mut answer = None;
+            match woke {
+                Either3::First(command) => answer = self.command(now, command),
+                Either3::Second(()) => self.session.handle_timeout(now),
+                Either3::Third(Done::Check(g, a, o)) => self.session.handle_check_result(now, g, a, o),
+                Either3::Third(Done::Refresh(id, r)) => {
+                    self.session.handle_refresh_result(now, id, r.outcome())
                 }
-                Either3::Third(Done::Check(generation, attempt, outcome)) => {
-                    self.session
-                        .handle_check_result(now, generation, attempt, outcome);
-                    None
-                }
-                Either3::Third(Done::Refresh(id, refreshed)) => {
-                    self.session.handle_refresh_result(now, id, refreshed.outcome());
-                    None
-                }
-            };
+            }
             self.drain(now, lanes, answer);
         }
     }
@@ -367,6 +352,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     /// Feeds one command in; a token request answered at once returns its answer.
     fn command(&mut self, now: Instant, command: Command<'a, M, T>) -> Option<Answer<'a, M, T>> {
         debug!("command {}", command.name());
+        let mut answer = None;
         let refused = match command {
             Command::SignIn(c) => self
                 .session
@@ -383,34 +369,27 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 None
             }
             Command::Recheck => self.session.recheck_now(now).err().map(Refusal::Recheck),
-            Command::RequestToken(slot) => {
-                let answer = match self.session.request_token(now) {
-                    Ok(TokenReply::Ready(handle)) => self.token(handle),
-                    // The answer comes through `poll_waiter`. The push cannot fail: the
-                    // session holds at most W waiters, and so do we.
-                    Ok(TokenReply::Wait(id)) => match self.waiters.push((id, slot)) {
-                        Ok(()) => return None,
-                        Err(_) => Err(TokenError::Busy),
-                    },
-                    Err(e) => {
-                        self.refused(Refusal::TokenRequest(e));
-                        Err(e.into())
-                    }
-                };
-                return Some((slot, answer));
-            }
+            Command::RequestToken(slot) => match self.session.request_token(now) {
+                Ok(TokenReply::Ready(handle)) => return Some((slot, self.token(handle))),
+                // Answered through `poll_waiter`. Cannot overflow: the session holds at most W
+                // waiters, and so do we.
+                Ok(TokenReply::Wait(id)) => {
+                    let overflow = self.waiters.push((id, slot)).err();
+                    return overflow.map(|(_, slot)| (slot, Err(TokenError::Busy)));
+                }
+                Err(e) => {
+                    answer = Some((slot, Err(e.into())));
+                    Some(Refusal::TokenRequest(e))
+                }
+            },
         };
         if let Some(e) = refused {
-            self.refused(e);
+            debug!("command refused: {:?}", e);
+            let s = &mut self.snapshot;
+            s.commands_refused = s.commands_refused.saturating_add(1);
+            s.last_refusal = Some(e);
         }
-        None
-    }
-
-    fn refused(&mut self, e: Refusal) {
-        debug!("command refused: {:?}", e);
-        let s = &mut self.snapshot;
-        s.commands_refused = s.commands_refused.saturating_add(1);
-        s.last_refusal = Some(e);
+        answer
     }
 
     /// A copy of the token behind `handle`; a handle of a torn-down session gives
@@ -422,19 +401,6 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             .ok_or(TokenError::NotAuthenticated)?;
         // Cannot fail: the session's tokens are at most T bytes too.
         Token::from_slice(bytes).map_err(|_| TokenError::Busy)
-    }
-
-    /// A fresh seed for one connection's TLS randomness (nothing to seed without TLS).
-    #[cfg_attr(not(feature = "tls"), allow(clippy::unused_self))]
-    fn tls_seed(&mut self) -> TlsSeed {
-        #[cfg(feature = "tls")]
-        {
-            let mut seed = [0u8; 32];
-            self.rng.fill_bytes(&mut seed);
-            seed
-        }
-        #[cfg(not(feature = "tls"))]
-        TlsSeed
     }
 
     /// Drains the session's outputs after an input, in the order of the module docs.
@@ -449,24 +415,12 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 Action::Check(req) => {
                     // Cannot fail: the session hands out checks with its current token.
                     if let Ok(token) = self.token(req.token) {
-                        let tls_seed = self.tls_seed();
-                        lanes.check.signal(Some(Run {
-                            job: Job::Check(req.generation, req.attempt),
-                            token,
-                            timeout: req.timeout,
-                            tls_seed,
-                        }));
+                        lanes.check.signal(Some(Run(Job::Check(req), token)));
                     }
                 }
                 Action::Refresh(req) => match self.session.refresh_token().map(Token::from_slice) {
                     Some(Ok(token)) if self.has_refresh_lane => {
-                        let tls_seed = self.tls_seed();
-                        lanes.refresh.signal(Some(Run {
-                            job: Job::Refresh(req.id),
-                            token,
-                            timeout: req.timeout,
-                            tls_seed,
-                        }));
+                        lanes.refresh.signal(Some(Run(Job::Refresh(req), token)));
                     }
                     // No token endpoint configured: the refresh fails transiently at once and
                     // the session keeps its token and retries per R11 (on a timer: this loop
