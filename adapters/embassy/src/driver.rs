@@ -20,8 +20,8 @@
 use core::future::poll_fn;
 
 use accessgate::{
-    classify, classify_refresh, Action, CheckOutcome, CheckRequest, Duration, Generation, Instant, RefreshId,
-    RefreshOutcome, RefreshRequest, Session, TokenHandle, TokenReply, TransientClass, WaiterId,
+    classify, classify_refresh, Action, CheckOutcome, CheckRequest, Duration, Instant, RefreshOutcome,
+    RefreshRequest, Session, TokenHandle, TokenReply, TransientClass, WaiterId,
 };
 use embassy_futures::join::join3;
 use embassy_futures::select::{select, select3, Either, Either3};
@@ -57,8 +57,8 @@ struct Run<const T: usize>(Job, Token<T>);
 
 /// A finished request, as the session takes it.
 enum Done<const T: usize> {
-    Check(Generation, u32, CheckOutcome),
-    Refresh(RefreshId, Refreshed<T>),
+    Check(CheckRequest, CheckOutcome),
+    Refresh(RefreshRequest, Refreshed<T>),
 }
 
 /// A [`RefreshOutcome`] with its tokens copied out of the lane's body buffer.
@@ -279,18 +279,16 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
 
     /// One request, bounded by its timeout (R4).
     async fn exchange<const T: usize>(&mut self, Run(job, token): Run<T>) -> Result<Reply, Failure> {
-        let (request, timeout) = match job {
-            Job::Check(req) => (Request::Check { token: &token }, req.timeout),
-            Job::Refresh(req) => {
-                let client_id = self.client_id;
-                (
-                    Request::Refresh {
-                        refresh_token: &token,
-                        client_id,
-                    },
-                    req.timeout,
-                )
-            }
+        let request = match job {
+            Job::Check(_) => Request::Check { token: &token },
+            Job::Refresh(_) => Request::Refresh {
+                refresh_token: &token,
+                client_id: self.client_id,
+            },
+        };
+        let timeout = match job {
+            Job::Check(req) => req.timeout,
+            Job::Refresh(req) => req.timeout,
         };
         let limit = self.max_body.saturating_add(1);
         let exchange = self.http.exchange(self.url, request, limit);
@@ -302,23 +300,20 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
     /// The request's outcome in the session's terms.
     fn outcome<const T: usize>(&self, job: Job, result: Result<Reply, Failure>) -> Done<T> {
         let body = |r: &Reply| self.http.body(r.body_len);
-        match job {
-            Job::Check(req) => Done::Check(
-                req.generation,
-                req.attempt,
-                match result {
-                    Ok(r) => classify(r.status, r.retry_after.as_deref(), body(&r), self.max_body),
-                    // R13: the step that failed and why (certificate expired, connection refused...).
-                    Err(f) => CheckOutcome::transient_with(f.class, f.detail),
-                },
-            ),
-            Job::Refresh(req) => Done::Refresh(
-                req.id,
-                Refreshed::copy(match result {
-                    Ok(r) => classify_refresh(r.status, body(&r), self.max_body),
-                    Err(f) => RefreshOutcome::Transient(f.class),
-                }),
-            ),
+        match (job, result) {
+            (Job::Check(req), Ok(r)) => {
+                let outcome = classify(r.status, r.retry_after.as_deref(), body(&r), self.max_body);
+                Done::Check(req, outcome)
+            }
+            // R13: the step that failed and why (certificate expired, connection refused...).
+            (Job::Check(req), Err(f)) => Done::Check(req, CheckOutcome::transient_with(f.class, f.detail)),
+            (Job::Refresh(req), Ok(r)) => {
+                let outcome = classify_refresh(r.status, body(&r), self.max_body);
+                Done::Refresh(req, Refreshed::copy(outcome))
+            }
+            (Job::Refresh(req), Err(f)) => {
+                Done::Refresh(req, Refreshed::Not(RefreshOutcome::Transient(f.class)))
+            }
         }
     }
 }
@@ -340,9 +335,13 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             match woke {
                 Either3::First(command) => answer = self.command(now, command),
                 Either3::Second(()) => self.session.handle_timeout(now),
-                Either3::Third(Done::Check(g, a, o)) => self.session.handle_check_result(now, g, a, o),
-                Either3::Third(Done::Refresh(id, r)) => {
-                    self.session.handle_refresh_result(now, id, r.outcome())
+                Either3::Third(Done::Check(req, outcome)) => {
+                    self.session
+                        .handle_check_result(now, req.generation, req.attempt, outcome);
+                }
+                Either3::Third(Done::Refresh(req, refreshed)) => {
+                    self.session
+                        .handle_refresh_result(now, req.id, refreshed.outcome());
                 }
             }
             self.drain(now, lanes, answer);
