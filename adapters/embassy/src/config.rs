@@ -189,8 +189,8 @@ impl Seeds {
         Seeds { jitter, tls: None }
     }
 
-    /// `tls` keys a ChaCha20 generator that hands every TLS connection a fresh 32-byte seed
-    /// for its own ChaCha20 (key share, client random). It must be secret and unpredictable.
+    /// `tls` keys the ChaCha20 generators (one stream per lane) that every TLS connection
+    /// draws its key share and client random from. It must be secret and unpredictable.
     /// Required with [`Transport::Tls`] (missing or all zero: [`ConfigError::MissingTlsSeed`]);
     /// unused over plain HTTP and without the `tls` feature.
     #[must_use]

@@ -2,24 +2,29 @@
 //!
 //! [`Driver::run`] is one future made of three, joined (no allocator, no extra tasks):
 //! - the **session loop**, which owns the [`Session`]: it waits for a command, a finished
-//!   exchange or the session's next deadline (`Timer::at(poll_timeout)`), feeds it in with
-//!   `now`, then settles: starts the actions the session asks for, answers token waiters,
-//!   forwards events, cancels exchanges the session no longer waits for, and publishes a
-//!   snapshot. Every input is bounded work (R12).
-//! - the **check lane** and the **refresh lane**, each running at most one HTTP exchange at
-//!   a time, with its own buffers, bounded by `embassy_time::with_timeout` (the network
-//!   traits have no timeout of their own). A newer job replaces the running one (the old
-//!   connection is dropped); so does a cancel.
+//!   request or the session's next deadline (`Timer::at(poll_timeout)`), feeds it in with
+//!   `now`, then drains the session's outputs. Every input is bounded work (R12).
+//! - the **check lane** and the **refresh lane**, each running at most one request at a time
+//!   on its own buffers, bounded by `embassy_time::with_timeout` (the network traits have no
+//!   timeout of their own). A newer request, or a cancel, drops the one running and with it
+//!   its connection.
 //!
-//! The session also times every attempt out by itself, at the same deadline: whichever side
-//! notices first, the attempt counts once.
+//! After every input the session loop drains the outputs in this order, as the std driver
+//! does:
+//! 1. actions ([`Session::poll_action`] hands out cancels first): stop or start lanes;
+//! 2. events, onto the [`Link`]'s event channel;
+//! 3. the [`Snapshot`], published on the link;
+//! 4. then the answers to token requests, so whoever gets an answer reads the state that
+//!    produced it.
+
+use core::future::poll_fn;
 
 use accessgate::{
-    classify, classify_refresh, Action, CheckOutcome, Generation, RefreshId, RefreshOutcome, Session,
-    SessionEvent, TokenHandle, TransientClass, WaitError, WaiterId,
+    classify, classify_refresh, Action, CheckOutcome, CheckRequest, Duration, Instant, RefreshOutcome,
+    RefreshRequest, Session, TokenHandle, TokenReply, TransientClass, WaiterId,
 };
 use embassy_futures::join::join3;
-use embassy_futures::select::{select, select4, Either, Either4};
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_sync::blocking_mutex::raw::{NoopRawMutex, RawMutex};
 use embassy_sync::channel::Channel;
 use embassy_sync::signal::Signal;
@@ -28,114 +33,89 @@ use embedded_nal_async::{Dns, TcpConnect};
 #[cfg(feature = "tls")]
 use rand_chacha::ChaCha20Rng;
 #[cfg(feature = "tls")]
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 
 use crate::buffers::DriverBuffers;
 #[cfg(feature = "tls")]
 use crate::config::Transport;
-use crate::config::{ConfigError, DriverConfig, RefreshEndpoint, Seeds};
-#[cfg(feature = "tls")]
-use crate::http::TlsTrust;
-use crate::http::{Http, Request, TlsSeed};
-use crate::link::{copy_token, Command, Link, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
+use crate::config::{ConfigError, DriverConfig, Seeds};
+use crate::failure::{Failure, NetFailure};
+use crate::http::{Http, Reply, Request};
+use crate::link::{Command, Link, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
 
-/// Bound on settle rounds after one input (R12): each round starts actions, answers waiters
-/// and drains events; an answered-at-once refresh can cause one more round.
-const MAX_SETTLE_ROUNDS: usize = 4;
-
-enum CheckJob<const T: usize> {
-    Run {
-        generation: Generation,
-        attempt: u32,
-        timeout: accessgate::Duration,
-        token: Token<T>,
-        tls_seed: TlsSeed,
-    },
-    Cancel,
+/// A request the session handed out.
+#[derive(Clone, Copy)]
+enum Job {
+    Check(CheckRequest),
+    Refresh(RefreshRequest),
 }
 
-struct CheckDone {
-    generation: Generation,
-    attempt: u32,
-    outcome: CheckOutcome,
-}
+/// A request for a lane, with a copy of the token it sends (the session's may change while
+/// it runs).
+struct Run<const T: usize>(Job, Token<T>);
 
-enum RefreshJob<const T: usize> {
-    Run {
-        id: RefreshId,
-        timeout: accessgate::Duration,
-        refresh_token: Token<T>,
-        tls_seed: TlsSeed,
-    },
-    Cancel,
+/// A finished request, as the session takes it.
+enum Done<const T: usize> {
+    Check(CheckRequest, CheckOutcome),
+    Refresh(RefreshRequest, Refreshed<T>),
 }
 
 /// A [`RefreshOutcome`] with its tokens copied out of the lane's body buffer.
-enum OwnedRefresh<const T: usize> {
-    Refreshed {
-        access_token: Token<T>,
-        refresh_token: Option<Token<T>>,
-        expires_in: accessgate::Duration,
-    },
-    Rejected,
-    Transient(TransientClass),
+enum Refreshed<const T: usize> {
+    Tokens(Token<T>, Option<Token<T>>, Duration),
+    Not(RefreshOutcome<'static>),
 }
 
-impl<const T: usize> OwnedRefresh<T> {
+impl<const T: usize> Refreshed<T> {
     fn copy(outcome: RefreshOutcome<'_>) -> Self {
         match outcome {
             RefreshOutcome::Refreshed {
                 access_token,
                 refresh_token,
                 expires_in,
-            } => {
-                // A token that is too long, or that could smuggle bytes into a header, is a
-                // malformed answer (the session treats oversized tokens the same way).
-                let access = copy_token::<T>(access_token);
-                let refresh = refresh_token.map(copy_token::<T>).transpose();
-                match (access, refresh) {
-                    (Ok(access_token), Ok(refresh_token)) => OwnedRefresh::Refreshed {
-                        access_token,
-                        refresh_token,
-                        expires_in,
-                    },
-                    _ => OwnedRefresh::Transient(TransientClass::InvalidBody),
-                }
-            }
-            RefreshOutcome::Rejected => OwnedRefresh::Rejected,
-            RefreshOutcome::Transient(c) => OwnedRefresh::Transient(c),
+            } => match (
+                Token::from_slice(access_token),
+                refresh_token.map(Token::from_slice).transpose(),
+            ) {
+                (Ok(access), Ok(refresh)) => Refreshed::Tokens(access, refresh, expires_in),
+                // Longer than `T`: a malformed answer, as the session judges it too (never
+                // truncated). Header safety is the session's to check.
+                _ => Refreshed::Not(RefreshOutcome::Transient(TransientClass::InvalidBody)),
+            },
+            RefreshOutcome::Rejected => Refreshed::Not(RefreshOutcome::Rejected),
+            RefreshOutcome::Transient(class) => Refreshed::Not(RefreshOutcome::Transient(class)),
         }
     }
 
-    fn borrow(&self) -> RefreshOutcome<'_> {
+    fn outcome(&self) -> RefreshOutcome<'_> {
         match self {
-            OwnedRefresh::Refreshed {
-                access_token,
-                refresh_token,
-                expires_in,
-            } => RefreshOutcome::Refreshed {
-                access_token,
-                refresh_token: refresh_token.as_deref(),
+            Refreshed::Tokens(access, refresh, expires_in) => RefreshOutcome::Refreshed {
+                access_token: access,
+                refresh_token: refresh.as_deref(),
                 expires_in: *expires_in,
             },
-            OwnedRefresh::Rejected => RefreshOutcome::Rejected,
-            OwnedRefresh::Transient(c) => RefreshOutcome::Transient(*c),
+            Refreshed::Not(outcome) => *outcome,
         }
     }
 }
 
-struct RefreshDone<const T: usize> {
-    id: RefreshId,
-    outcome: OwnedRefresh<T>,
+/// The in-task plumbing between the session loop and its lanes: each lane's next request
+/// (`None`: cancel the running one), and the finished ones.
+struct Lanes<const T: usize> {
+    check: Signal<NoopRawMutex, Option<Run<T>>>,
+    refresh: Signal<NoopRawMutex, Option<Run<T>>>,
+    done: Channel<NoopRawMutex, Done<T>, 1>,
 }
 
-/// The in-task plumbing between the session loop and its two lanes.
-struct Lanes<const T: usize> {
-    check_jobs: Signal<NoopRawMutex, CheckJob<T>>,
-    check_done: Channel<NoopRawMutex, CheckDone, 1>,
-    refresh_jobs: Signal<NoopRawMutex, RefreshJob<T>>,
-    refresh_done: Channel<NoopRawMutex, RefreshDone<T>, 1>,
+/// One lane: a network connection at a time, on its own buffers.
+struct Lane<'a, C, D> {
+    http: Http<'a, C, D>,
+    url: &'a str,
+    /// The refresh form's `client_id` (unused by checks).
+    client_id: &'a str,
+    /// Bodies up to this long are read whole; one byte more shows an oversized one (R1).
+    max_body: usize,
 }
 
 /// Runs one [`Session`] on embassy: timers, HTTP(S) (embedded-tls with the project's verifier), and the app's
@@ -156,40 +136,29 @@ pub struct Driver<
     const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY },
 > {
     core: SessionLoop<'a, M, N, W, T>,
-    check: Http<'a, C, D>,
-    refresh: Option<Http<'a, C, D>>,
-    check_url: &'a str,
-    refresh_endpoint: Option<RefreshEndpoint<'a>>,
+    check: Lane<'a, C, D>,
+    refresh: Option<Lane<'a, C, D>>,
 }
 
 struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> {
     session: Session<N, W, T>,
     link: &'a Link<'a, M, T>,
     has_refresh_lane: bool,
-    /// Per-connection TLS seeds (32 bytes each, drawn from this stream).
-    #[cfg(feature = "tls")]
-    rng: ChaCha20Rng,
     waiters: heapless::Vec<(WaiterId, &'a TokenSlot<M, T>), W>,
-    check_job: Option<(Generation, u32)>,
-    refresh_job: Option<RefreshId>,
-    events_dropped: u32,
-    commands_refused: u32,
-    last_refusal: Option<Refusal>,
+    /// The last snapshot, with the driver's own counters.
+    snapshot: Snapshot,
 }
+
+/// A token request answered by this input, delivered after the snapshot.
+type Answer<'a, M, const T: usize> = (&'a TokenSlot<M, T>, Result<Token<T>, TokenError>);
 
 impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, const T: usize>
     Driver<'a, M, C, D, N, W, T>
 {
-    /// Checks `config` against `buffers` and `seeds` (once; every refusal is a
-    /// [`ConfigError`]) and builds the driver. Nothing runs until [`Driver::run`].
-    ///
-    /// - `link`: what the app shares with the driver;
-    /// - `tcp`, `dns`: the network (`TcpConnect`, `Dns`);
-    /// - `config`: URLs, transport, session settings ([`DriverConfig`]);
-    /// - `buffers`: each lane's memory ([`DriverBuffers`]; a refresh lane iff
-    ///   `config.refresh` is set; see [`crate::buffers`] for sizes);
-    /// - `seeds`: from a hardware RNG (or the OS), never constants: the jitter seed must
-    ///   differ per device (R6), and the TLS seed keys every connection's randomness.
+    /// Checks `config` against `buffers` (a refresh lane's iff `config.refresh` is set; sizes
+    /// in [`crate::buffers`]) and `seeds` (from a hardware RNG or the OS, never constants), once,
+    /// and builds the driver; every refusal is a [`ConfigError`]. Nothing runs until
+    /// [`Driver::run`].
     ///
     /// Rust does not infer defaulted const generics: name the type
     /// (`let d: Driver<'_, M, C, D> = Driver::new(..)?`) or write `Driver::<_, _, _>::new(..)`.
@@ -205,43 +174,47 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
         let session = Session::new(config.session, seeds.jitter)?;
         #[cfg(feature = "tls")]
         let tls = match config.transport {
-            Transport::Tls(tls) => Some(TlsTrust {
-                anchor: tls.ca_der,
-                clock: tls.clock,
-            }),
+            Transport::Tls(tls) => Some(tls),
             Transport::PlainHttp => None,
         };
-        let lane = |bufs| Http {
+        // Each lane draws TLS randomness from its own ChaCha20 stream (`stream`) under the
+        // validated seed; over plain HTTP the streams are never used for anything secret.
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let http = |bufs, stream| Http {
             tcp,
             dns,
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "tls")]
+            rng: {
+                let mut rng = ChaCha20Rng::from_seed(seeds.tls.unwrap_or_default());
+                rng.set_stream(stream);
+                rng
+            },
             bufs,
         };
-        let DriverBuffers {
-            check: check_buffers,
-            refresh: refresh_buffers,
-        } = buffers;
+        let refresh = config.refresh.zip(buffers.refresh).map(|(endpoint, bufs)| Lane {
+            // Validated: at least 64 bytes; the whole buffer takes the answer.
+            max_body: bufs.body.len().saturating_sub(1),
+            http: http(bufs, 1),
+            url: endpoint.url,
+            client_id: endpoint.client_id,
+        });
         Ok(Driver {
             core: SessionLoop {
                 session,
                 link,
-                has_refresh_lane: refresh_buffers.is_some(),
-                // Validated: a TLS transport has a non-zero seed; over plain HTTP the stream
-                // is never used for anything secret.
-                #[cfg(feature = "tls")]
-                rng: ChaCha20Rng::from_seed(seeds.tls.unwrap_or_default()),
+                has_refresh_lane: refresh.is_some(),
                 waiters: heapless::Vec::new(),
-                check_job: None,
-                refresh_job: None,
-                events_dropped: 0,
-                commands_refused: 0,
-                last_refusal: None,
+                snapshot: Snapshot::default(),
             },
-            check: lane(check_buffers),
-            refresh: refresh_buffers.map(lane),
-            check_url: config.check_url,
-            refresh_endpoint: config.refresh,
+            check: Lane {
+                http: http(buffers.check, 0),
+                url: config.check_url,
+                client_id: "",
+                max_body: config.session.gate.max_body,
+            },
+            refresh,
         })
     }
 
@@ -255,139 +228,91 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
     pub async fn run(self) -> ! {
         let Driver {
             mut core,
-            check,
-            refresh,
-            check_url,
-            refresh_endpoint,
+            mut check,
+            mut refresh,
         } = self;
         let lanes = Lanes::<T> {
-            check_jobs: Signal::new(),
-            check_done: Channel::new(),
-            refresh_jobs: Signal::new(),
-            refresh_done: Channel::new(),
+            check: Signal::new(),
+            refresh: Signal::new(),
+            done: Channel::new(),
         };
-        let max_body = core.session.config().gate.max_body;
-        let refresh_lane = async {
-            match (refresh, refresh_endpoint) {
-                (Some(http), Some(endpoint)) => refresh_lane(http, endpoint, &lanes).await,
-                _ => core::future::pending().await,
+        let refresh = async {
+            match &mut refresh {
+                Some(lane) => lane.serve(&lanes.refresh, &lanes.done).await,
+                None => core::future::pending().await,
             }
         };
-        let (never, _, _) = join3(
-            core.run(&lanes),
-            check_lane(check, check_url, max_body, &lanes),
-            refresh_lane,
-        )
-        .await;
-        never
+        join3(core.run(&lanes), check.serve(&lanes.check, &lanes.done), refresh)
+            .await
+            .0
     }
 }
 
-async fn check_lane<C: TcpConnect, D: Dns, const T: usize>(
-    mut http: Http<'_, C, D>,
-    url: &str,
-    max_body: usize,
-    lanes: &Lanes<T>,
-) -> ! {
-    let mut next = lanes.check_jobs.wait().await;
-    loop {
-        let CheckJob::Run {
-            generation,
-            attempt,
-            timeout,
-            token,
-            tls_seed,
-        } = next
-        else {
-            next = lanes.check_jobs.wait().await;
-            continue;
-        };
-        let http = &mut http;
-        let exchange = async move {
-            let limit = max_body.saturating_add(1);
-            let request = Request::Check { token: &token };
-            match with_timeout(
-                time::duration_to_embassy(timeout),
-                http.exchange(url, request, limit, tls_seed),
-            )
-            .await
-            {
-                Err(_) => CheckOutcome::transient(TransientClass::Timeout),
-                // R13: the step that failed and why (certificate expired, connection refused...).
-                Ok(Err(failure)) => CheckOutcome::transient_with(failure.class, failure.detail),
-                Ok(Ok(reply)) => classify(
-                    reply.status,
-                    reply.retry_after.as_deref(),
-                    http.body(reply.body_len),
-                    max_body,
-                ),
-            }
-        };
-        // A new job (or a cancel) drops the exchange in flight, and with it the connection.
-        match select(lanes.check_jobs.wait(), exchange).await {
-            Either::First(job) => next = job,
-            Either::Second(outcome) => {
-                lanes
-                    .check_done
-                    .send(CheckDone {
-                        generation,
-                        attempt,
-                        outcome,
-                    })
-                    .await;
-                next = lanes.check_jobs.wait().await;
-            }
+impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
+    async fn serve<const T: usize>(
+        &mut self,
+        runs: &Signal<NoopRawMutex, Option<Run<T>>>,
+        done: &Channel<NoopRawMutex, Done<T>, 1>,
+    ) -> ! {
+        let mut next: Option<Run<T>> = None;
+        loop {
+            let Some(run) = next else {
+                next = runs.wait().await;
+                continue;
+            };
+            let job = run.0;
+            // A newer request (or a cancel) drops this one, and with it the connection.
+            let result = match select(runs.wait(), self.exchange(run)).await {
+                Either::First(newer) => {
+                    next = newer;
+                    continue;
+                }
+                Either::Second(result) => result,
+            };
+            // Room first: the outcome (tokens and all) is built after it, not kept in this
+            // future while it waits. Then the send cannot fail.
+            poll_fn(|cx| done.poll_ready_to_send(cx)).await;
+            let _ = done.try_send(self.outcome(job, result));
+            next = runs.wait().await;
         }
     }
-}
 
-async fn refresh_lane<C: TcpConnect, D: Dns, const T: usize>(
-    mut http: Http<'_, C, D>,
-    endpoint: RefreshEndpoint<'_>,
-    lanes: &Lanes<T>,
-) -> ! {
-    let mut next = lanes.refresh_jobs.wait().await;
-    loop {
-        let RefreshJob::Run {
-            id,
-            timeout,
-            refresh_token,
-            tls_seed,
-        } = next
-        else {
-            next = lanes.refresh_jobs.wait().await;
-            continue;
+    /// One request, bounded by its timeout (R4).
+    async fn exchange<const T: usize>(&mut self, Run(job, token): Run<T>) -> Result<Reply, Failure> {
+        let request = match job {
+            Job::Check(_) => Request::Check { token: &token },
+            Job::Refresh(_) => Request::Refresh {
+                refresh_token: &token,
+                client_id: self.client_id,
+            },
         };
-        let http = &mut http;
-        let exchange = async move {
-            let request = Request::Refresh {
-                refresh_token: &refresh_token,
-                client_id: endpoint.client_id,
-            };
-            let limit = usize::MAX; // the whole body buffer
-            match with_timeout(
-                time::duration_to_embassy(timeout),
-                http.exchange(endpoint.url, request, limit, tls_seed),
-            )
+        let timeout = match job {
+            Job::Check(req) => req.timeout,
+            Job::Refresh(req) => req.timeout,
+        };
+        let limit = self.max_body.saturating_add(1);
+        let exchange = self.http.exchange(self.url, request, limit);
+        with_timeout(time::duration_to_embassy(timeout), exchange)
             .await
-            {
-                Err(_) => OwnedRefresh::Transient(TransientClass::Timeout),
-                Ok(Err(failure)) => OwnedRefresh::Transient(failure.class),
-                Ok(Ok(reply)) => {
-                    let max_body = http.body_capacity().saturating_sub(1);
-                    OwnedRefresh::copy(classify_refresh(
-                        reply.status,
-                        http.body(reply.body_len),
-                        max_body,
-                    ))
-                }
+            .unwrap_or(Err(Failure::net(TransientClass::Timeout, NetFailure::Timeout)))
+    }
+
+    /// The request's outcome in the session's terms.
+    fn outcome<const T: usize>(&self, job: Job, result: Result<Reply, Failure>) -> Done<T> {
+        let body = |r: &Reply| self.http.body(r.body_len);
+        match (job, result) {
+            (Job::Check(req), Ok(r)) => {
+                let outcome = classify(r.status, r.retry_after.as_deref(), body(&r), self.max_body);
+                Done::Check(req, outcome)
             }
-        };
-        match select(lanes.refresh_jobs.wait(), exchange).await {
-            Either::First(job) => next = job,
-            Either::Second(outcome) => {
-                lanes.refresh_done.send(RefreshDone { id, outcome }).await;
-                next = lanes.refresh_jobs.wait().await;
+            // R13: the step that failed and why (certificate expired, connection refused...).
+            (Job::Check(req), Err(f)) => Done::Check(req, CheckOutcome::transient_with(f.class, f.detail)),
+            (Job::Refresh(req), Ok(r)) => {
+                let outcome = classify_refresh(r.status, body(&r), self.max_body);
+                Done::Refresh(req, Refreshed::copy(outcome))
+            }
+            (Job::Refresh(req), Err(f)) => {
+                Done::Refresh(req, Refreshed::Not(RefreshOutcome::Transient(f.class)))
             }
         }
     }
@@ -395,7 +320,7 @@ async fn refresh_lane<C: TcpConnect, D: Dns, const T: usize>(
 
 impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoop<'a, M, N, W, T> {
     async fn run(&mut self, lanes: &Lanes<T>) -> ! {
-        self.settle(time::now(), lanes);
+        self.drain(time::now(), lanes, None);
         loop {
             let wake = self.session.poll_timeout().map(time::to_embassy);
             let deadline = async {
@@ -404,87 +329,66 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                     None => core::future::pending().await,
                 }
             };
-            let woke = select4(
-                self.link.commands().receive(),
-                deadline,
-                lanes.check_done.receive(),
-                lanes.refresh_done.receive(),
-            )
-            .await;
+            let woke = select3(self.link.commands().receive(), deadline, lanes.done.receive()).await;
             let now = time::now();
+            let mut answer = None;
             match woke {
-                Either4::First(command) => self.command(now, command),
-                Either4::Second(()) => self.session.handle_timeout(now),
-                Either4::Third(done) => {
-                    if self.check_job == Some((done.generation, done.attempt)) {
-                        self.check_job = None;
-                    }
+                Either3::First(command) => answer = self.command(now, command),
+                Either3::Second(()) => self.session.handle_timeout(now),
+                Either3::Third(Done::Check(req, outcome)) => {
                     self.session
-                        .handle_check_result(now, done.generation, done.attempt, done.outcome);
+                        .handle_check_result(now, req.generation, req.attempt, outcome);
                 }
-                Either4::Fourth(done) => {
-                    if self.refresh_job == Some(done.id) {
-                        self.refresh_job = None;
-                    }
-                    let outcome = done.outcome.borrow();
-                    self.session.handle_refresh_result(now, done.id, outcome);
+                Either3::Third(Done::Refresh(req, refreshed)) => {
+                    self.session
+                        .handle_refresh_result(now, req.id, refreshed.outcome());
                 }
             }
-            self.settle(now, lanes);
+            self.drain(now, lanes, answer);
         }
     }
 
-    fn refused(&mut self, e: Refusal) {
-        debug!("command refused: {:?}", e);
-        self.commands_refused = self.commands_refused.saturating_add(1);
-        self.last_refusal = Some(e);
-    }
-
-    fn command(&mut self, now: accessgate::Instant, command: Command<'a, M, T>) {
+    /// Feeds one command in; a token request answered at once returns its answer.
+    fn command(&mut self, now: Instant, command: Command<'a, M, T>) -> Option<Answer<'a, M, T>> {
         debug!("command {}", command.name());
-        let r = match command {
+        let mut answer = None;
+        let refused = match command {
             Command::SignIn(c) => self
                 .session
                 .sign_in(now, &c.access_token, &c.refresh_token, c.expires_in)
-                .map(drop)
-                .map_err(Refusal::SignIn),
+                .err()
+                .map(Refusal::SignIn),
             Command::Restore(c) => self
                 .session
                 .restore(now, &c.access_token, &c.refresh_token, c.expires_in)
-                .map(drop)
-                .map_err(Refusal::SignIn),
+                .err()
+                .map(Refusal::SignIn),
             Command::Logout => {
                 self.session.logout(now);
-                Ok(())
+                None
             }
-            Command::Recheck => self.session.recheck_now(now).map_err(Refusal::Recheck),
-            Command::RequestToken(slot) => {
-                self.request_token(now, slot);
-                Ok(())
-            }
-        };
-        if let Err(e) = r {
-            self.refused(e);
-        }
-    }
-
-    fn request_token(&mut self, now: accessgate::Instant, slot: &'a TokenSlot<M, T>) {
-        match self.session.request_token(now) {
-            Ok(accessgate::TokenReply::Ready(handle)) => slot.answer(self.token(handle)),
-            Ok(accessgate::TokenReply::Wait(id)) => {
-                // Cannot overflow: the session holds at most W waiters, and so do we.
-                if self.waiters.push((id, slot)).is_err() {
-                    slot.answer(Err(TokenError::Busy));
+            Command::Recheck => self.session.recheck_now(now).err().map(Refusal::Recheck),
+            Command::RequestToken(slot) => match self.session.request_token(now) {
+                Ok(TokenReply::Ready(handle)) => return Some((slot, self.token(handle))),
+                // Answered through `poll_waiter`. Cannot overflow: the session holds at most W
+                // waiters, and so do we.
+                Ok(TokenReply::Wait(id)) => {
+                    let overflow = self.waiters.push((id, slot)).err();
+                    return overflow.map(|(_, slot)| (slot, Err(TokenError::Busy)));
                 }
-            }
-            Err(e) => {
-                slot.answer(Err(match e {
-                    accessgate::TokenRequestError::WaitersFull => TokenError::WaitersFull,
-                    _ => TokenError::NotSignedIn,
-                }));
-                self.refused(Refusal::TokenRequest(e));
-            }
+                Err(e) => {
+                    answer = Some((slot, Err(e.into())));
+                    Some(Refusal::TokenRequest(e))
+                }
+            },
+        };
+        if let Some(e) = refused {
+            debug!("command refused: {:?}", e);
+            let s = &mut self.snapshot;
+            s.commands_refused = s.commands_refused.saturating_add(1);
+            s.last_refusal = Some(e);
         }
+        answer
     }
 
     /// A copy of the token behind `handle`; a handle of a torn-down session gives
@@ -498,125 +402,56 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
         Token::from_slice(bytes).map_err(|_| TokenError::Busy)
     }
 
-    fn answer_waiter(&mut self, id: WaiterId, result: Result<TokenHandle, WaitError>) {
-        let Some(i) = self.waiters.iter().position(|(w, _)| *w == id) else {
-            return;
-        };
-        let (_, slot) = self.waiters.swap_remove(i);
-        slot.answer(match result {
-            Ok(handle) => self.token(handle),
-            Err(e) => Err(e.into()),
-        });
-    }
-
-    fn drain_events(&mut self, now: accessgate::Instant) {
-        while let Some(event) = self.session.poll_event() {
-            self.emit(now, event);
-        }
-    }
-
-    fn emit(&mut self, at: accessgate::Instant, event: SessionEvent) {
-        // Access changes are logged by the core itself (at info).
-        debug!("event {:?}", event);
-        // Never blocks: a full event channel costs a timeline line, not gate progress.
-        if !self.link.offer_event(TimedEvent { at, event }) {
-            self.events_dropped = self.events_dropped.saturating_add(1);
-        }
-    }
-
-    /// A fresh seed for one connection's TLS randomness.
-    #[cfg(feature = "tls")]
-    fn tls_seed(&mut self) -> TlsSeed {
-        let mut seed = [0u8; 32];
-        self.rng.fill_bytes(&mut seed);
-        seed
-    }
-
-    /// Nothing to seed without TLS.
-    #[cfg(not(feature = "tls"))]
-    #[allow(clippy::unused_self)]
-    fn tls_seed(&mut self) -> TlsSeed {
-        TlsSeed
-    }
-
-    /// Starts what the session asks for.
-    fn dispatch(&mut self, now: accessgate::Instant, action: Action, lanes: &Lanes<T>) {
-        match action {
-            // Timed out by the session, superseded, or logged out: stop spending on it (R10).
-            Action::CancelCheck { generation, attempt } => {
-                if self.check_job == Some((generation, attempt)) {
-                    lanes.check_jobs.signal(CheckJob::Cancel);
-                    self.check_job = None;
-                }
-            }
-            Action::CancelRefresh(id) => {
-                if self.refresh_job == Some(id) {
-                    lanes.refresh_jobs.signal(RefreshJob::Cancel);
-                    self.refresh_job = None;
-                }
-            }
-            Action::Check(req) => {
-                let Ok(token) = self.token(req.token) else {
-                    // The session ended in between; the attempt is stale and times out unseen.
-                    return;
-                };
-                self.check_job = Some((req.generation, req.attempt));
-                lanes.check_jobs.signal(CheckJob::Run {
-                    generation: req.generation,
-                    attempt: req.attempt,
-                    timeout: req.timeout,
-                    token,
-                    tls_seed: self.tls_seed(),
-                });
-            }
-            Action::Refresh(req) => {
-                let token = self.session.refresh_token().map(Token::<T>::from_slice);
-                match token {
-                    Some(Ok(refresh_token)) if self.has_refresh_lane => {
-                        self.refresh_job = Some(req.id);
-                        lanes.refresh_jobs.signal(RefreshJob::Run {
-                            id: req.id,
-                            timeout: req.timeout,
-                            refresh_token,
-                            tls_seed: self.tls_seed(),
-                        });
+    /// Drains the session's outputs after an input, in the order of the module docs.
+    fn drain(&mut self, now: Instant, lanes: &Lanes<T>, answer: Option<Answer<'a, M, T>>) {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                // Timed out, superseded or logged out: stop spending on it (R10). The session
+                // cancels a request before it hands out the next of its kind, so the one named
+                // is the lane's latest, running or already done.
+                Action::CancelCheck { .. } => lanes.check.signal(None),
+                Action::CancelRefresh(_) => lanes.refresh.signal(None),
+                Action::Check(req) => {
+                    // Cannot fail: the session hands out checks with its current token.
+                    if let Ok(token) = self.token(req.token) {
+                        lanes.check.signal(Some(Run(Job::Check(req), token)));
                     }
+                }
+                Action::Refresh(req) => match self.session.refresh_token().map(Token::from_slice) {
+                    Some(Ok(token)) if self.has_refresh_lane => {
+                        lanes.refresh.signal(Some(Run(Job::Refresh(req), token)));
+                    }
+                    // No token endpoint configured: the refresh fails transiently at once and
+                    // the session keeps its token and retries per R11 (on a timer: this loop
+                    // ends). What this input causes is drained with the rest.
                     _ => {
-                        // No token endpoint configured: the refresh fails transiently at once;
-                        // the session keeps its token and retries per R11.
                         let outcome = RefreshOutcome::Transient(TransientClass::OtherStatus);
                         self.session.handle_refresh_result(now, req.id, outcome);
                     }
-                }
+                },
             }
         }
-    }
-
-    /// After every input: start actions, answer waiters, forward events, cancel exchanges
-    /// the session stopped waiting for (R10), publish a snapshot.
-    fn settle(&mut self, now: accessgate::Instant, lanes: &Lanes<T>) {
-        for _ in 0..MAX_SETTLE_ROUNDS {
-            let mut acted = false;
-            while let Some(action) = self.session.poll_action() {
-                acted = true;
-                self.dispatch(now, action, lanes);
-            }
-            while let Some((id, result)) = self.session.poll_waiter() {
-                self.answer_waiter(id, result);
-            }
-            self.drain_events(now);
-            if !acted {
-                break;
+        while let Some(event) = self.session.poll_event() {
+            // Access changes are logged by the core itself (at info).
+            debug!("event {:?}", event);
+            // Never blocks: a full event channel costs a timeline line, not gate progress.
+            if !self.link.offer_event(TimedEvent { at: now, event }) {
+                let s = &mut self.snapshot;
+                s.events_dropped = s.events_dropped.saturating_add(1);
             }
         }
-        let status = self.session.status();
-        self.link.publish(Snapshot {
-            at: now,
-            status,
-            counters: *self.session.counters(),
-            events_dropped: self.events_dropped,
-            commands_refused: self.commands_refused,
-            last_refusal: self.last_refusal,
-        });
+        self.snapshot.at = now;
+        self.snapshot.status = self.session.status();
+        self.snapshot.counters = *self.session.counters();
+        self.link.publish(self.snapshot);
+        if let Some((slot, answer)) = answer {
+            slot.answer(answer);
+        }
+        while let Some((id, result)) = self.session.poll_waiter() {
+            if let Some(i) = self.waiters.iter().position(|(w, _)| *w == id) {
+                let (_, slot) = self.waiters.swap_remove(i);
+                slot.answer(result.map_err(TokenError::from).and_then(|h| self.token(h)));
+            }
+        }
     }
 }

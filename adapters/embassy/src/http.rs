@@ -16,39 +16,19 @@ use embedded_io::Error as _;
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
 use nourl::Url;
 #[cfg(feature = "tls")]
-use rand_core::SeedableRng as _;
+use rand_chacha::ChaCha20Rng;
 
 use crate::buffers::Buffers;
+#[cfg(feature = "tls")]
+use crate::config::TlsConfig;
 use crate::config::BEARER;
 #[cfg(feature = "tls")]
 use crate::failure::TlsFailure;
 use crate::failure::{Failure, NetFailure};
 #[cfg(feature = "tls")]
 use crate::tls::handshake::{HandshakeVerifier, Provider, Verified};
-#[cfg(feature = "tls")]
-use crate::tls::UnixClock;
 pub(crate) use crate::wire::Reply;
 use crate::wire::{self, RequestHead};
-
-/// Seeds one connection's TLS randomness (the key share and client random). Drawn from the
-/// driver's ChaCha20 stream, fresh for every connection.
-#[cfg(feature = "tls")]
-pub(crate) type TlsSeed = [u8; 32];
-
-/// Without the `tls` feature there is nothing to seed.
-#[cfg(not(feature = "tls"))]
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TlsSeed;
-
-/// What a TLS lane trusts.
-#[cfg(feature = "tls")]
-#[derive(Clone, Copy)]
-pub(crate) struct TlsTrust<'a> {
-    /// DER of the trust anchor (validated at construction).
-    pub anchor: &'a [u8],
-    /// The wall clock for certificate dates, if the device has one.
-    pub clock: Option<UnixClock>,
-}
 
 /// The request of one exchange.
 pub(crate) enum Request<'r> {
@@ -67,7 +47,11 @@ pub(crate) struct Http<'a, C, D> {
     pub dns: &'a D,
     /// `Some` for TLS, `None` for plain HTTP (validated against the URLs).
     #[cfg(feature = "tls")]
-    pub tls: Option<TlsTrust<'a>>,
+    pub tls: Option<TlsConfig<'a>>,
+    /// This lane's TLS randomness (key shares, client randoms): a ChaCha20 stream of its own,
+    /// keyed by the device's TLS seed.
+    #[cfg(feature = "tls")]
+    pub rng: ChaCha20Rng,
     pub bufs: Buffers<'a>,
 }
 
@@ -77,19 +61,12 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
         &self.bufs.body[..len]
     }
 
-    /// Size of the body buffer.
-    pub fn body_capacity(&self) -> usize {
-        self.bufs.body.len()
-    }
-
     /// Runs one exchange. `limit` caps the body bytes read (`max_body + 1` for checks).
-    /// `tls_seed` seeds this connection's TLS randomness; it must differ per connection.
     pub async fn exchange(
         &mut self,
         url: &str,
         request: Request<'_>,
         limit: usize,
-        tls_seed: TlsSeed,
     ) -> Result<Reply, Failure> {
         let Buffers {
             rx,
@@ -178,8 +155,8 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
                 embedded_tls::TlsConfig::new().with_server_name(host)
             };
             let mut provider = Provider {
-                rng: rand_chacha::ChaCha20Rng::from_seed(tls_seed),
-                verifier: HandshakeVerifier::new(trust.anchor, bare, trust.clock),
+                rng: &mut self.rng,
+                verifier: HandshakeVerifier::new(trust.ca_der, bare, trust.clock),
             };
             if let Err(e) = tls
                 .open(embedded_tls::TlsContext::new(&config, &mut provider))
@@ -202,8 +179,6 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
                 http_failure(f)
             });
         }
-        #[cfg(not(feature = "tls"))]
-        let TlsSeed = tls_seed;
         wire::exchange(&mut conn, &head, rx, body).await.map_err(|f| {
             debug!("{} {}: exchange failed", method, url);
             http_failure(f)

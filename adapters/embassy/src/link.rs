@@ -72,13 +72,9 @@ impl core::fmt::Display for CredentialsError {
 
 impl core::error::Error for CredentialsError {}
 
-/// Whether `token` may be sent as `Authorization: Bearer <token>` as it is.
-pub(crate) fn header_safe(token: &[u8]) -> bool {
-    !token.is_empty() && token.iter().all(|b| (0x21..=0x7e).contains(b))
-}
-
-pub(crate) fn copy_token<const T: usize>(token: &[u8]) -> Result<Token<T>, CredentialsError> {
-    if !header_safe(token) {
+/// A copy of `token`, if it fits `T` bytes and can go into a header as it is.
+fn copy_token<const T: usize>(token: &[u8]) -> Result<Token<T>, CredentialsError> {
+    if !accessgate::header_safe(token) {
         return Err(CredentialsError::NotHeaderSafe);
     }
     Token::from_slice(token).map_err(|_| CredentialsError::TooLong)
@@ -178,6 +174,15 @@ impl From<WaitError> for TokenError {
         match e {
             WaitError::NotAuthenticated => TokenError::NotAuthenticated,
             WaitError::Unavailable => TokenError::Unavailable,
+        }
+    }
+}
+
+impl From<TokenRequestError> for TokenError {
+    fn from(e: TokenRequestError) -> Self {
+        match e {
+            TokenRequestError::WaitersFull => TokenError::WaitersFull,
+            _ => TokenError::NotSignedIn,
         }
     }
 }

@@ -514,6 +514,63 @@ fn a_token_answer_that_is_not_header_safe_is_refused_not_forwarded() {
 }
 
 #[test]
+fn a_token_answer_longer_than_the_capacity_is_refused_not_truncated() {
+    // Well-formed and header-safe, but one byte over the link's 1024-byte token capacity.
+    let long = "a".repeat(accessgate::DEFAULT_TOKEN_CAPACITY + 1);
+    let answer = format!(r#"{{"access_token":"{long}","expires_in":3600,"token_type":"Bearer"}}"#);
+    let net = FakeNet::new(move |req| {
+        if req.starts_with("POST") {
+            http("200 OK", "", &answer)
+        } else {
+            granted()
+        }
+    });
+    let (snap, events) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let s = until(link, |s| s.counters.refresh_failures >= 1).await;
+        (s, drain(link))
+    });
+    assert!(snap.status.signed_in);
+    assert_eq!(snap.status.generation.0, 1, "the session kept its token");
+    assert!(events.iter().any(|e| matches!(
+        e.event,
+        SessionEvent::RefreshFailed {
+            class: TransientClass::InvalidBody,
+            ..
+        }
+    )));
+    assert!(net.requests.borrow().iter().all(|r| !r.contains("Bearer aaaa")));
+}
+
+#[test]
+fn without_a_token_endpoint_a_refresh_fails_at_once_and_the_token_stays_usable() {
+    let net = FakeNet::new(|_| granted());
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (token, snap, events) = run(net, config(false), async |link| {
+        // 30 s left: inside the 60 s skew, so the session asks for a refresh at once (R11).
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let s = until(link, |s| {
+            s.counters.refresh_failures >= 1 && s.status.access == Access::Granted
+        })
+        .await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        (slot.wait().await, s, drain(link))
+    });
+    assert_eq!(token.unwrap().as_slice(), b"at_1");
+    assert!(snap.status.signed_in);
+    assert!(events.iter().any(|e| matches!(
+        e.event,
+        SessionEvent::RefreshFailed {
+            class: TransientClass::OtherStatus,
+            ..
+        }
+    )));
+    assert!(net.requests.borrow().iter().all(|r| r.starts_with("GET /check")));
+}
+
+#[test]
 fn logout_mid_check_cancels_it_and_token_requests_then_fail() {
     let net = FakeNet::new(|_| Reply::Hang);
     let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
