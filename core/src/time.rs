@@ -229,6 +229,9 @@ impl serde::Serialize for Instant {
 impl Instant {
     /// The clock's origin.
     pub const ZERO: Instant = Instant { raw: NonZeroU64::MIN };
+    /// The latest representable instant (`u64::MAX - 1` µs): where arithmetic saturates, and
+    /// what "never" converts to.
+    pub const MAX: Instant = Instant { raw: NonZeroU64::MAX };
 
     /// The instant `micros` microseconds after the origin (saturating at `u64::MAX - 1`).
     pub const fn from_micros(micros: u64) -> Self {

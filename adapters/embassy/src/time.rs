@@ -16,8 +16,11 @@ pub fn to_core(t: embassy_time::Instant) -> accessgate::Instant {
 }
 
 /// The embassy instant at or just after a core instant; [`embassy_time::Instant::MAX`] if it
-/// is beyond embassy's range.
+/// is beyond embassy's range, or the core's far end ([`accessgate::Instant::MAX`]).
 pub fn to_embassy(t: accessgate::Instant) -> embassy_time::Instant {
+    if t == accessgate::Instant::MAX {
+        return embassy_time::Instant::MAX;
+    }
     embassy_time::Instant::from_ticks(ticks_ceil(t.as_micros()))
 }
 
