@@ -96,7 +96,8 @@ impl Observer {
     }
 
     fn apply_snapshot(&mut self, s: Snapshot) {
-        if let Some(line) = self.timeline.status(s.now, &s.status) {
+        let answers = s.counters.grants.saturating_add(s.counters.denials);
+        if let Some(line) = self.timeline.status(s.now, &s.status, answers) {
             if self.output == Output::Timeline {
                 out!("{line}");
             }

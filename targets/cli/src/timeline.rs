@@ -50,6 +50,8 @@ pub struct Timeline {
     state: Status,
     /// The check attempt last started and not yet known to be finished: `(generation, attempt)`.
     pending: Option<(u32, u32)>,
+    /// Definitive answers so far (`Counters::grants + denials`) as of the last snapshot.
+    answers: u32,
 }
 
 impl Timeline {
@@ -60,6 +62,7 @@ impl Timeline {
             origin,
             state: Status::default(),
             pending: None,
+            answers: 0,
         }
     }
 
@@ -99,16 +102,20 @@ impl Timeline {
         )
     }
 
-    /// Applies a status snapshot (taken after `at`) to the state column. Returns a
-    /// synthesized line when it shows that a check answered without changing access (the
-    /// core emits no event for a definitive answer that confirms the current access).
-    pub fn status(&mut self, at: Instant, s: &Status) -> Option<String> {
+    /// Applies a status snapshot (taken after `at`; `answers` = its `Counters::grants +
+    /// denials`) to the state column. Returns a synthesized line when it shows that the
+    /// pending check got a definitive answer that did not change access (the core emits no
+    /// event for that: the answer count tells, an `AccessChanged` would have cleared `pending`).
+    pub fn status(&mut self, at: Instant, s: &Status, answers: u32) -> Option<String> {
         let mut out = None;
+        let answered = answers > self.answers;
+        self.answers = answers;
         if let Some((generation, attempt)) = self.pending {
-            let finished = s.generation.0 != generation || s.attempt_in_flight != Some(attempt);
-            if finished {
+            if s.generation.0 != generation {
+                self.pending = None; // superseded by a refresh or a new session: no answer
+            } else if answered {
                 self.pending = None;
-                if s.generation.0 == generation && s.signed_in && s.access != Access::Unknown {
+                if s.signed_in && s.access != Access::Unknown {
                     let was_held = self.state.reverifying_until.is_some() && s.reverifying_until.is_none();
                     self.state = *s;
                     let what = if was_held {
@@ -336,5 +343,38 @@ mod tests {
         );
         assert!(line.contains("granted "), "{line}");
         assert!(line.contains("unknown -> granted (server_granted)"), "{line}");
+    }
+
+    #[test]
+    fn an_answer_that_keeps_access_gets_a_line_from_the_answer_count() {
+        let mut t = Timeline::new(false, Instant::ZERO);
+        let granted = Status {
+            access: Access::Granted,
+            cause: Some(Cause::ServerGranted),
+            signed_in: true,
+            generation: Generation(1),
+            ..Status::default()
+        };
+        assert_eq!(t.status(Instant::ZERO, &granted, 1), None);
+        let started = SessionEvent::Gate(Event::CheckStarted {
+            generation: Generation(1),
+            attempt: 1,
+        });
+        t.event(&started, Instant::from_millis(10));
+        // A snapshot while the check runs (no new answer): nothing to say.
+        assert_eq!(t.status(Instant::from_millis(11), &granted, 1), None);
+        // One more definitive answer and access unchanged: the line the core has no event for.
+        let line = t.status(Instant::from_millis(20), &granted, 2).expect("a line");
+        assert!(
+            line.contains("gen 1 attempt #1: definitive answer, access granted confirmed"),
+            "{line}"
+        );
+        // A check superseded by a new generation says nothing.
+        t.event(&started, Instant::from_millis(30));
+        let next = Status {
+            generation: Generation(2),
+            ..granted
+        };
+        assert_eq!(t.status(Instant::from_millis(40), &next, 3), None);
     }
 }
