@@ -313,8 +313,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     fn live(&self) -> bool {
         self.gate.signed_in()
     }
+    /// The current token's handle: the generation (a token belongs to exactly one).
     fn handle(&self) -> TokenHandle {
         TokenHandle(self.io.generation.0)
+    }
+    /// The handle of a token about to start a generation.
+    fn next_handle(&self) -> TokenHandle {
+        TokenHandle(self.io.generation.0.wrapping_add(1))
     }
     /// The access token behind `handle`, or `None` if the handle belongs to a token that was
     /// replaced or a session that ended (R11: a torn-down session's token is never handed out).
@@ -373,7 +378,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             s.early_refresh_used = false;
             s.failures_valid = 0;
             s.failures_expired = 0;
-            let token = TokenHandle(s.io.generation.0.wrapping_add(1));
+            let token = s.next_handle();
             let generation = s.gate_input(now, |g, cfg, io| g.start_session(cfg, io, now, token));
             s.set_expiry(now, expires_in, false);
             generation
@@ -514,7 +519,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 self.failures_valid = 0;
                 self.failures_expired = 0;
                 self.set_expiry(now, expires_in, true);
-                let token = TokenHandle(self.io.generation.0.wrapping_add(1));
+                let token = self.next_handle();
                 let Ok(generation) =
                     self.gate_input(now, |g, cfg, io| g.token_refreshed(cfg, io, now, token))
                 else {

@@ -211,7 +211,9 @@ pub fn check_token(flag: &str, token: &str, capacity: usize) -> Result<(), Strin
     if token.is_empty() {
         return Err(format!("{flag} is empty"));
     }
-    if let Some(c) = token.chars().find(|c| !c.is_ascii_graphic()) {
+    // The core's rule (the session refuses the same tokens); this only names the culprit.
+    if !accessgate::header_safe(token.as_bytes()) {
+        let c = token.chars().find(|c| !c.is_ascii_graphic()).unwrap_or(' ');
         return Err(format!(
             "{flag} holds {c:?}: a bearer token is printable ASCII without spaces"
         ));

@@ -302,13 +302,7 @@ impl Demo {
             "Sign in",
             "alice signs in with a fresh 8 s token; sign-in awaits the first check (R3).",
         );
-        let t = self.control.issue_token(USER, TOKEN_LIFETIME);
-        let status = self
-            .gate
-            .sign_in(Tokens::new(t.access_token, t.refresh_token, TOKEN_LIFETIME))
-            .await
-            .map_err(gate_error)?;
-        self.obs.pump();
+        let status = self.sign_in_fresh().await?;
         self.note(&format!("sign_in() returned: {}", describe(&status)));
         Ok(self.expect(
             status.access == Access::Granted && status.cause == Some(Cause::ServerGranted),
@@ -587,6 +581,19 @@ failure, then fails closed (R5), to the tick.",
         }
     }
 
+    /// Signs alice in with a fresh [`TOKEN_LIFETIME`] token; returns what `sign_in` answered
+    /// once the immediate check settled (R3).
+    async fn sign_in_fresh(&mut self) -> Result<Status, CliError> {
+        let t = self.control.issue_token(USER, TOKEN_LIFETIME);
+        let status = self
+            .gate
+            .sign_in(Tokens::new(t.access_token, t.refresh_token, TOKEN_LIFETIME))
+            .await
+            .map_err(gate_error)?;
+        self.obs.pump();
+        Ok(status)
+    }
+
     /// Restores a stored session of alice's whose token has [`STORED_TOKEN_LEFT`] to live
     /// (inside the refresh skew): its refresh starts at once (R11). Returns what `restore`
     /// answered once the immediate check settled (R3).
@@ -703,13 +710,7 @@ dropped as stale): still signed out, access unknown (logged_out), no check sent"
 transient, access held, and the gate refreshes the token early, once (R9). The new token's check passes.",
         );
         self.await_refresh_floor().await;
-        let t = self.control.issue_token(USER, TOKEN_LIFETIME);
-        let status = self
-            .gate
-            .sign_in(Tokens::new(t.access_token, t.refresh_token, TOKEN_LIFETIME))
-            .await
-            .map_err(gate_error)?;
-        self.obs.pump();
+        let status = self.sign_in_fresh().await?;
         if status.access != Access::Granted {
             return Ok(self.expect(false, "granted after signing in again"));
         }
