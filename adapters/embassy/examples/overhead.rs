@@ -28,7 +28,7 @@
 
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use accessgate::{classify, CheckOutcome, Duration, SessionConfig, TransientClass};
+use accessgate::{classify, CheckOutcome, Counters, Duration, SessionConfig, TransientClass};
 use accessgate_backend::{Backend, BackendConfig};
 use accessgate_embassy::{
     Command, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Snapshot, Transport,
@@ -201,8 +201,10 @@ async fn through_driver(status: &mut StatusRx, command: Command<'static, Critica
         .expect("the driver published a snapshot")
         .counters;
     LINK.send(command).await;
+    // The attempt is over once it is counted as answered (granted, denied or failed).
+    let answered = |c: &Counters| c.grants + c.denials + c.transient_total();
     let after = status
-        .changed_and(|s| s.counters.attempts > before.attempts && s.status.attempt_in_flight.is_none())
+        .changed_and(|s| s.counters.attempts > before.attempts && answered(&s.counters) > answered(&before))
         .await;
     after.counters.grants > before.grants
 }

@@ -229,6 +229,14 @@ async fn until(link: &TestLink, pred: impl Fn(&Snapshot) -> bool) -> Snapshot {
     }
 }
 
+/// Waits for the first event that satisfies `pred` (dropping the ones before it) and returns
+/// the snapshot of that moment: the driver publishes it right after the events it led to.
+async fn until_event(link: &TestLink, pred: impl Fn(&SessionEvent) -> bool) -> Snapshot {
+    while !pred(&link.next_event().await.event) {}
+    embassy_futures::yield_now().await;
+    link.snapshot().expect("a snapshot after an event")
+}
+
 fn drain(link: &TestLink) -> Vec<TimedEvent> {
     std::iter::from_fn(|| link.try_next_event()).collect()
 }
@@ -431,12 +439,12 @@ fn a_refresh_inside_the_skew_rotates_the_tokens() {
         // 30 s left: inside the 60 s skew, so the session refreshes at once (R11).
         link.try_send(sign_in("at_1", "rt+1", Duration::from_secs(30)))
             .unwrap();
-        let s = until(link, |s| {
-            s.status.generation.0 == 2
-                && s.status.access == Access::Granted
-                && s.status.attempt_in_flight.is_none()
+        // R3: the new token's immediate check is over when the core says so.
+        let s = until_event(link, |e| {
+            matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 2)
         })
         .await;
+        assert_eq!(s.status.access, Access::Granted);
         link.try_send(Command::RequestToken(slot)).unwrap();
         (slot.wait().await, s)
     });
@@ -576,7 +584,7 @@ fn logout_mid_check_cancels_it_and_token_requests_then_fail() {
     let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
     let (answer, snap) = run(net, config(false), async |link| {
         link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
-        until(link, |s| s.status.attempt_in_flight == Some(0)).await;
+        until(link, |s| s.counters.attempts == 1).await; // the immediate check started
         embassy_time::Timer::after_millis(20).await; // the lane is now waiting on the server
         assert_eq!(net.open.get(), 1);
         link.try_send(Command::Logout).unwrap();

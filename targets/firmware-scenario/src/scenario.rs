@@ -275,7 +275,7 @@ pub async fn run(link: &'static GateLink, backend: &'static Backend) -> Result<(
     backend.set(Mode::Grant);
     let s = w
         .until("the retries to end", deadline + budget, granted, |s| {
-            s.status.reverifying_until.is_none() && s.status.attempt_in_flight.is_none()
+            s.status.reverifying_until.is_none() && s.counters.grants > before.grants
         })
         .await?;
     ensure!(
