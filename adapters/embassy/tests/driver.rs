@@ -440,9 +440,10 @@ fn a_refresh_inside_the_skew_rotates_the_tokens() {
         link.try_send(sign_in("at_1", "rt+1", Duration::from_secs(30)))
             .unwrap();
         // R3: the new token's immediate check is over when the core says so.
-        let s = until_event(link, |e| {
-            matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 2)
-        })
+        let s = until_event(
+            link,
+            |e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 2),
+        )
         .await;
         assert_eq!(s.status.access, Access::Granted);
         link.try_send(Command::RequestToken(slot)).unwrap();
