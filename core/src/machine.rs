@@ -46,7 +46,9 @@ impl<E: From<Event>, const Q: usize> Shared<E, Q> {
         }
     }
 
-    /// Time passes to `now`, never backwards: the instant every input then works with.
+    /// Time passes to `now`, never backwards: the instant every input then works with. Out of
+    /// line: every input starts with it (flash, issue 11).
+    #[inline(never)]
     pub(crate) fn advance(&mut self, now: Instant) -> Instant {
         self.now = self.now.max(now);
         self.now

@@ -370,10 +370,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             return Err(SignInError::TokenNotHeaderSafe);
         }
         Ok(self.input(now, |s, now| {
-            if s.live() {
-                s.gate_input(now, |g, _, io| g.end(io, now, Cause::LoggedOut));
-                s.teardown(WaitError::NotAuthenticated);
-            }
+            s.end(now, Cause::LoggedOut);
             s.store_tokens(access_token, Some(refresh_token));
             s.early_refresh_used = false;
             s.failures_valid = 0;
@@ -402,12 +399,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// Logs out: waiters get `NotAuthenticated`, nothing in flight counts any more (R10, R11),
     /// and what was handed out is named in cancel actions. A no-op when signed out.
     pub fn logout(&mut self, now: Instant) {
-        self.input(now, |s, now| {
-            if s.live() {
-                s.gate_input(now, |g, _, io| g.end(io, now, Cause::LoggedOut));
-                s.teardown(WaitError::NotAuthenticated);
-            }
-        })
+        self.input(now, |s, now| s.end(now, Cause::LoggedOut))
     }
 
     /// A caller needs a valid access token. Single-flight (R11): callers that arrive while a
@@ -466,18 +458,18 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
         );
         let current = self.live() && generation == self.io.generation;
-        let mut ended = self.gate_input(now, |g, cfg, io| {
+        let ended = self.gate_input(now, |g, cfg, io| {
             g.check_result(cfg, io, now, generation, attempt, outcome)
         });
-        if current && outcome == CheckOutcome::Unauthorized && !ended {
+        if ended {
+            self.teardown(WaitError::NotAuthenticated); // R8, R11
+            return;
+        }
+        if current && outcome == CheckOutcome::Unauthorized {
             // R8: the server rejected the current token. The answer was dropped because the
             // attempt had already timed out, but the rejection still stands: a late 401 for
             // the current generation ends the session too.
-            self.gate_input(now, |g, _, io| g.end(io, now, Cause::Unauthorized));
-            ended = true;
-        }
-        if ended {
-            self.teardown(WaitError::NotAuthenticated); // R8, R11
+            self.end(now, Cause::Unauthorized);
             return;
         }
         if current && outcome.is_definitive() {
@@ -542,8 +534,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             RefreshOutcome::Rejected => {
                 warn!("refresh token rejected: signing out");
                 self.io.push(SessionEvent::RefreshRejected);
-                self.gate_input(now, |g, _, io| g.end(io, now, Cause::Unauthorized)); // R11
-                self.teardown(WaitError::NotAuthenticated);
+                self.end(now, Cause::Unauthorized); // R11
             }
             RefreshOutcome::Transient(class) => self.refresh_failed(now, class),
         }
@@ -791,6 +782,16 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             } else {
                 self.resolve_waiters(Err(WaitError::Unavailable));
             }
+        }
+    }
+
+    /// Ends the session for `cause` (a no-op when signed out): the entitlement part ends it,
+    /// then [`Session::teardown`]. Out of line: four inputs end a session (flash, issue 11).
+    #[inline(never)]
+    fn end(&mut self, now: Instant, cause: Cause) {
+        if self.live() {
+            self.gate_input(now, |g, _, io| g.end(io, now, cause));
+            self.teardown(WaitError::NotAuthenticated); // R11: waiters learn the session ended
         }
     }
 
