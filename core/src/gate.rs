@@ -368,21 +368,20 @@ impl<const N: usize> Entitlement<N> {
 
     // ---- the step every input goes through ----
 
-    /// One input of this part at `now` (already monotonic): the check timers due by `now` fire
-    /// at their own instants first, so an input arriving after the deadline sees the gate
-    /// already failed closed (R5, to the tick); then the input; then the retry or probe that is
-    /// due, unless the input started a check or ended the session (a retry superseded by the
-    /// input is never started, R10).
+    /// One input of this part at `io.now` (the input's `now`, already advanced): the check
+    /// timers due by then fire at their own instants first, so an input arriving after the
+    /// deadline sees the gate already failed closed (R5, to the tick); then the input; then the
+    /// retry or probe that is due, unless the input started a check or ended the session (a
+    /// retry superseded by the input is never started, R10).
     pub(crate) fn step<E: From<Event>, const Q: usize, R>(
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         input: impl FnOnce(&mut Self, &mut Shared<E, Q>) -> R,
     ) -> R {
-        let due = self.step_begin(cfg, io, now);
+        let due = self.step_begin(cfg, io);
         let r = input(self, io);
-        self.step_end(cfg, io, now, due);
+        self.step_end(cfg, io, due);
         r
     }
 
@@ -393,8 +392,8 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
     ) -> Option<Instant> {
+        let now = io.now;
         for _ in 0..MAX_TIMER_STEPS {
             let Some((at, timer)) = io.timers.take_due(&CHECK_TIMERS, now) else {
                 break;
@@ -426,9 +425,9 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         due: Option<Instant>,
     ) {
+        let now = io.now;
         if due.is_some() && io.timers.get(Timer::Retry) == due {
             io.timers.stop(Timer::Retry);
             if self.signed_in && self.in_flight.is_none() {
@@ -865,7 +864,7 @@ impl<const N: usize> Gate<N> {
         let now = self.io.advance(now);
         let cfg = &self.config;
         self.part
-            .step(cfg, &mut self.io, now, |part, io| f(part, cfg, io, now))
+            .step(cfg, &mut self.io, |part, io| f(part, cfg, io, now))
     }
 
     /// A session started with the token behind `token`: a new generation, access `Unknown`,

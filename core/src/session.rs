@@ -376,7 +376,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             s.failures_valid = 0;
             s.failures_expired = 0;
             let token = s.next_handle();
-            let generation = s.gate_input(now, |g, cfg, io| g.start_session(cfg, io, now, token));
+            let generation = s.gate_input(|g, cfg, io| g.start_session(cfg, io, now, token));
             s.set_expiry(now, expires_in, false);
             generation
         }))
@@ -458,9 +458,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
         );
         let current = self.live() && generation == self.io.generation;
-        let ended = self.gate_input(now, |g, cfg, io| {
-            g.check_result(cfg, io, now, generation, attempt, outcome)
-        });
+        let ended = self.gate_input(|g, cfg, io| g.check_result(cfg, io, now, generation, attempt, outcome));
         if ended {
             self.teardown(WaitError::NotAuthenticated); // R8, R11
             return;
@@ -512,8 +510,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 self.failures_expired = 0;
                 self.set_expiry(now, expires_in, true);
                 let token = self.next_handle();
-                let Ok(generation) =
-                    self.gate_input(now, |g, cfg, io| g.token_refreshed(cfg, io, now, token))
+                let Ok(generation) = self.gate_input(|g, cfg, io| g.token_refreshed(cfg, io, now, token))
                 else {
                     return; // unreachable: the session is live
                 };
@@ -548,7 +545,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// The app asks for a re-check now (rate-limited; see [`Gate::recheck_now`](crate::Gate::recheck_now)).
     pub fn recheck_now(&mut self, now: Instant) -> Result<(), RecheckError> {
         self.input(now, |s, now| {
-            s.gate_input(now, |g, cfg, io| g.recheck_now(cfg, io, now))
+            s.gate_input(|g, cfg, io| g.recheck_now(cfg, io, now))
         })
     }
 
@@ -603,11 +600,10 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// One input of the entitlement part (see [`Entitlement::step`]).
     fn gate_input<R>(
         &mut self,
-        now: Instant,
         f: impl FnOnce(&mut Entitlement<N>, &GateConfig, &mut Shared<SessionEvent, SESSION_EVENT_CAPACITY>) -> R,
     ) -> R {
         let cfg = &self.config.gate;
-        self.gate.step(cfg, &mut self.io, now, |g, io| f(g, cfg, io))
+        self.gate.step(cfg, &mut self.io, |g, io| f(g, cfg, io))
     }
 
     /// After every input: the token timers, then the check timers (a refresh that comes due is
@@ -627,14 +623,12 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 _ => self.start_refresh(now, false),
             }
         }
-        self.gate_input(now, |_, _, _| ());
+        self.gate_input(|_, _, _| ());
         let pending = self.gate.poll_check(&self.config.gate, &mut self.io, true);
         if let Some(req) = pending.filter(|_| now >= self.expires_at) {
             // Never send a dead token: the check fails transiently and a refresh runs.
             let expired = CheckOutcome::transient(TransientClass::TokenExpired);
-            self.gate_input(now, |g, cfg, io| {
-                g.check_result(cfg, io, now, req.generation, req.attempt, expired)
-            });
+            self.gate_input(|g, cfg, io| g.check_result(cfg, io, now, req.generation, req.attempt, expired));
             if self.refresh.is_none() && !self.io.timers.is_set(Timer::RefreshRetry) {
                 self.start_refresh(now, false);
             }
@@ -773,7 +767,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.io.timers.set(Timer::RefreshRetry, next_attempt);
         // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
         // the cable before the hourly refresh would keep a grant for ever.
-        let _ = self.gate_input(now, |g, cfg, io| g.transient_failure(cfg, io, now, class));
+        let _ = self.gate_input(|g, cfg, io| g.transient_failure(cfg, io, now, class));
         self.io.push(SessionEvent::RefreshFailed { class, next_attempt });
         if !self.waiters.is_empty() && self.waiter_generation.is_none() {
             if valid {
@@ -790,7 +784,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     #[inline(never)]
     fn end(&mut self, now: Instant, cause: Cause) {
         if self.live() {
-            self.gate_input(now, |g, _, io| g.end(io, now, cause));
+            self.gate_input(|g, _, io| g.end(io, now, cause));
             self.teardown(WaitError::NotAuthenticated); // R11: waiters learn the session ended
         }
     }
