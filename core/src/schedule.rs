@@ -215,13 +215,11 @@ fn uniform_to(span: u64, rng: &mut fastrand::Rng) -> u64 {
     if span == 0 {
         return 0;
     }
-    // All ones from the top bit of `span` down (bit smearing: no count-leading-zeros routine,
-    // which a Cortex-M0+ does not have).
-    let mut mask = span;
-    let mut shift = 1;
-    while shift < 64 {
-        mask |= mask >> shift;
-        shift <<= 1;
+    // All ones from the top bit of `span` down, grown one bit at a time: no count-leading-zeros
+    // routine (a Cortex-M0+ has none) and no variable 64-bit shift.
+    let mut mask = 0u64;
+    while mask < span {
+        mask = mask << 1 | 1;
     }
     loop {
         let x = rng.u64(..) & mask;

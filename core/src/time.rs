@@ -287,7 +287,11 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     #[inline(never)]
     fn add(self, rhs: Duration) -> Instant {
-        Instant::from_micros(self.as_micros().saturating_add(rhs.as_micros()))
+        // On the stored micros + 1: saturating there is saturating the micros (both end at the
+        // last instant), and the sum of a nonzero value stays nonzero.
+        Instant {
+            raw: self.raw.saturating_add(rhs.as_micros()),
+        }
     }
 }
 
