@@ -673,30 +673,31 @@ impl<const N: usize> Entitlement<N> {
         if from_check {
             inc(&mut io.counters.transient[class.index()]);
         }
-        let mut streak = match self.streak {
-            Some(s) => s,
-            None => {
-                // R5: the first transient failure fixes the deadline; it never moves.
-                let s = Streak {
-                    deadline: at + cfg.budget,
-                    failed_closed: false,
-                    retries: RetrySchedule::new(at),
-                    probes: None,
-                };
-                io.timers.set(Timer::Deadline, s.deadline);
-                s
-            }
-        };
-        let next = match (streak.failed_closed, streak.probes.as_mut()) {
+        if self.streak.is_none() {
+            // R5: the first transient failure fixes the deadline; it never moves.
+            let deadline = at + cfg.budget;
+            io.timers.set(Timer::Deadline, deadline);
+            self.streak = Some(Streak {
+                deadline,
+                failed_closed: false,
+                retries: RetrySchedule::new(at),
+                probes: None,
+            });
+        }
+        let next = match &mut self.streak {
             // R7: keep probing until a definitive answer: the next ramp slot or period point
             // after this failure; Retry-After replaces it (floored 1 s, capped at the period).
-            (true, Some(probes)) => Some(probes.next_probe(&cfg.probe, at, retry_after, &mut io.rng)),
+            Some(Streak {
+                failed_closed: true,
+                probes: Some(probes),
+                ..
+            }) => Some(probes.next_probe(&cfg.probe, at, retry_after, &mut io.rng)),
             // R6: the next stratified slot (or the final window) still ahead; Retry-After
             // replaces the drawn instant, and a server slot past the deadline is still used
             // (the deadline does not move). No retry left: wait for the deadline, then probe.
-            _ => streak.retries.next_retry(cfg, at, retry_after, &mut io.rng),
+            Some(streak) => streak.retries.next_retry(cfg, at, retry_after, &mut io.rng),
+            None => None, // unreachable: set above
         };
-        self.streak = Some(streak);
         io.timers.put(Timer::Retry, next);
         debug!("check failed: attempt {} class {:?}", attempt, class);
         if from_check {
@@ -718,8 +719,9 @@ impl<const N: usize> Entitlement<N> {
         io: &mut Shared<E, Q>,
         at: Instant,
     ) {
-        let Some(mut streak) = self.streak else { return };
-        streak.failed_closed = true;
+        if self.streak.is_none() {
+            return;
+        }
         inc(&mut io.counters.failed_closed);
         // R5: no definitive answer by the deadline. A server denial stays a denial.
         if self.access != Access::Denied {
@@ -733,8 +735,10 @@ impl<const N: usize> Entitlement<N> {
             let first = probes.next_probe(&cfg.probe, at, None, &mut io.rng);
             io.timers.set(Timer::Retry, first);
         }
-        streak.probes = Some(probes);
-        self.streak = Some(streak);
+        if let Some(streak) = &mut self.streak {
+            streak.failed_closed = true;
+            streak.probes = Some(probes);
+        }
     }
 
     fn end_session<E: From<Event>, const Q: usize>(
