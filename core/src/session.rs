@@ -793,10 +793,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// withdraw or cancel the refresh, answer the waiters.
     fn teardown(&mut self, why: WaitError) {
         // Nothing of a torn-down session may be handed out (R11).
-        self.access_token.iter_mut().for_each(|b| *b = 0);
-        self.refresh_token.iter_mut().for_each(|b| *b = 0);
-        self.access_token.clear();
-        self.refresh_token.clear();
+        wipe(&mut self.access_token);
+        wipe(&mut self.refresh_token);
         self.drop_refresh();
         self.io.timers.stop_all(&TOKEN_TIMERS);
         self.waiter_generation = None;
@@ -810,6 +808,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         }
         self.waiters.clear();
     }
+}
+
+/// Zeroes a token's bytes, then forgets them. Out of line: one copy for both tokens (flash).
+#[inline(never)]
+fn wipe<const T: usize>(token: &mut heapless::Vec<u8, T>) {
+    token.iter_mut().for_each(|b| *b = 0);
+    token.clear();
 }
 
 impl From<Event> for SessionEvent {
