@@ -259,7 +259,14 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if W == 0 || T == 0 {
             return Err(ConfigError::ZeroCapacity);
         }
-        Ok(Session {
+        Ok(Self::signed_out(config, seed))
+    }
+
+    /// The signed-out state. Out of line, so a caller that moves the session into its place (a
+    /// static, a driver's state) gets it built there, not built elsewhere and copied (flash).
+    #[inline(never)]
+    fn signed_out(config: SessionConfig, seed: u64) -> Self {
+        Session {
             config,
             io: Shared::new(seed),
             gate: Entitlement::new(),
@@ -279,7 +286,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             waiter_generation: None,
             resolved: heapless::Deque::new(),
             next_waiter: 0,
-        })
+        }
     }
 
     // ---- getters ----
