@@ -661,12 +661,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     }
 
     fn store_tokens(&mut self, access_token: &[u8], refresh_token: Option<&[u8]>) {
-        // Cannot fail: lengths were checked by the caller.
-        self.access_token.clear();
-        let _ = self.access_token.extend_from_slice(access_token);
+        put(&mut self.access_token, access_token);
         if let Some(r) = refresh_token {
-            self.refresh_token.clear();
-            let _ = self.refresh_token.extend_from_slice(r);
+            put(&mut self.refresh_token, r);
         }
     }
 
@@ -815,6 +812,14 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         }
         self.waiters.clear();
     }
+}
+
+/// Replaces a token's bytes. Cannot fail: the caller checked the length. Out of line: one copy
+/// for both tokens (flash).
+#[inline(never)]
+fn put<const T: usize>(token: &mut heapless::Vec<u8, T>, bytes: &[u8]) {
+    token.clear();
+    let _ = token.extend_from_slice(bytes);
 }
 
 /// Zeroes a token's bytes, then forgets them. Out of line: one copy for both tokens (flash).
