@@ -289,7 +289,7 @@ fn key(b: &[u8], i: usize) -> Result<(JsonStr<'_>, usize), BodyError> {
     }
     let (end, escaped) = string(b, i)?;
     let key = JsonStr {
-        raw: &b[i + 1..end - 1],
+        raw: b.get(i + 1..end - 1).unwrap_or_default(),
         escaped,
     };
     let j = ws(b, end);
