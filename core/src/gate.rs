@@ -342,13 +342,17 @@ impl<const N: usize> Entitlement<N> {
         }
     }
 
+    /// The attempt in flight while its request waits for the driver.
+    pub(crate) fn pending_attempt<E, const Q: usize>(&self, io: &Shared<E, Q>) -> Option<u32> {
+        self.in_flight.filter(|_| io.check == Handout::Pending)
+    }
+
     /// The request of the attempt in flight while it waits for the driver; marks it handed
-    /// out. `peek` leaves it pending.
+    /// out.
     pub(crate) fn poll_check<E, const Q: usize>(
         &self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        peek: bool,
     ) -> Option<CheckRequest> {
         if io.check != Handout::Pending {
             return None;
@@ -360,9 +364,7 @@ impl<const N: usize> Entitlement<N> {
             timeout: cfg.attempt_timeout,
             started: self.last_attempt_started?,
         };
-        if !peek {
-            io.check = Handout::HandedOut;
-        }
+        io.check = Handout::HandedOut;
         Some(req)
     }
 
@@ -939,7 +941,7 @@ impl<const N: usize> Gate<N> {
 
     /// The check to start now, if any. Poll after every input.
     pub fn poll_check(&mut self) -> Option<CheckRequest> {
-        self.part.poll_check(&self.config, &mut self.io, false)
+        self.part.poll_check(&self.config, &mut self.io)
     }
 
     /// A check handed out earlier whose result no longer matters (it timed out, or a refresh,

@@ -574,7 +574,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }));
         }
         self.gate
-            .poll_check(&self.config.gate, &mut self.io, false)
+            .poll_check(&self.config.gate, &mut self.io)
             .map(Action::Check)
     }
 
@@ -631,11 +631,12 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
         }
         self.gate_input(|_, _, _| ());
-        let pending = self.gate.poll_check(&self.config.gate, &mut self.io, true);
-        if let Some(req) = pending.filter(|_| now >= self.expires_at) {
+        let pending = self.gate.pending_attempt(&self.io);
+        if let Some(attempt) = pending.filter(|_| now >= self.expires_at) {
             // Never send a dead token: the check fails transiently and a refresh runs.
             let expired = CheckOutcome::transient(TransientClass::TokenExpired);
-            self.gate_input(|g, cfg, io| g.check_result(cfg, io, now, req.generation, req.attempt, expired));
+            let generation = self.io.generation;
+            self.gate_input(|g, cfg, io| g.check_result(cfg, io, now, generation, attempt, expired));
             if self.refresh.is_none() && !self.io.timers.is_set(Timer::RefreshRetry) {
                 self.start_refresh(now, false);
             }
