@@ -12,16 +12,15 @@ use crate::timer::TimerTable;
 /// for a bare [`Gate`](crate::Gate), [`SessionEvent`](crate::SessionEvent) for a session),
 /// `Q` the queue's capacity.
 #[derive(Clone, Debug)]
+#[repr(C)] // the fields used most first, the queue last: short offsets on a Cortex-M0+ (flash)
 pub(crate) struct Shared<E, const Q: usize> {
     /// The latest `now` any input carried; inputs with an earlier `now` happen at this instant.
     pub now: Instant,
+    pub timers: TimerTable,
+    pub rng: fastrand::Rng,
     /// Bumped on every session start, token refresh and session end (R10). It doubles as the
     /// token handle of a session: a token belongs to exactly one generation.
     pub generation: Generation,
-    pub timers: TimerTable,
-    pub rng: fastrand::Rng,
-    pub counters: Counters,
-    events: heapless::Deque<E, Q>,
     /// Where the request of the attempt in flight is (the entitlement part builds it from
     /// its own state when the driver polls).
     pub check: Handout,
@@ -29,6 +28,8 @@ pub(crate) struct Shared<E, const Q: usize> {
     pub cancel_check: Option<(Generation, u32)>,
     /// A handed-out refresh that no longer matters, until the driver polls it.
     pub cancel_refresh: Option<RefreshId>,
+    pub counters: Counters,
+    events: heapless::Deque<E, Q>,
 }
 
 impl<E: From<Event>, const Q: usize> Shared<E, Q> {
