@@ -278,16 +278,17 @@ struct Streak<const N: usize> {
 /// `N` is the retry schedule's capacity (R6). Its timers, events, PRNG and generation live in
 /// the machine's [`Shared`] state; every input goes through [`Entitlement::step`].
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub(crate) struct Entitlement<const N: usize> {
-    signed_in: bool,
-    token: TokenHandle,
-    access: Access,
-    cause: Option<Cause>,
-    since: Option<Instant>,
-    last_failure: Option<LastFailure>,
     in_flight: Option<u32>,
     next_attempt: u32,
+    signed_in: bool,
+    access: Access,
+    cause: Option<Cause>,
+    token: TokenHandle,
+    since: Option<Instant>,
     last_attempt_started: Option<Instant>,
+    last_failure: Option<LastFailure>,
     streak: Option<Streak<N>>,
 }
 
