@@ -210,32 +210,35 @@ pub enum Action {
 /// with waiters, logout races. `N`: retry schedule capacity; `W`: waiter table capacity;
 /// `T`: maximum token length in bytes.
 #[derive(Clone, Debug)]
+// In a fixed order, the fields inputs touch most first, the token buffers last: short offsets
+// on a Cortex-M0+, whose loads and stores reach 124 bytes (flash, issue 11).
+#[repr(C)]
 pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFAULT_TOKEN_CAPACITY> {
-    config: SessionConfig,
-    io: Shared<SessionEvent, SESSION_EVENT_CAPACITY>,
     gate: Entitlement<N>,
-    access_token: heapless::Vec<u8, T>,
-    refresh_token: heapless::Vec<u8, T>,
     expires_at: Instant,
-    /// The refresh in flight (never more than one, R11).
-    refresh: Option<RefreshId>,
-    /// Whether it still waits for the driver to poll it.
-    refresh_pending: bool,
-    next_refresh_id: u32,
-    failures_valid: u32,
-    failures_expired: u32,
     /// When the last refresh started, and its place in the current run of refresh starts
     /// (R11 floor: see [`Session::refresh_floor`]). Kept across sign-ins: the floor protects
     /// the token endpoint from this device, whichever session asks.
     last_refresh_start: Option<Instant>,
-    refresh_streak: u32,
-    early_refresh_used: bool,
+    /// The refresh in flight (never more than one, R11).
+    refresh: Option<RefreshId>,
     early_refresh_for: Option<Generation>,
-    waiters: heapless::Vec<WaiterId, W>,
     /// The generation whose first check the waiters wait for (R3, R11).
     waiter_generation: Option<Generation>,
-    resolved: heapless::Deque<(WaiterId, Result<TokenHandle, WaitError>), W>,
+    next_refresh_id: u32,
+    failures_valid: u32,
+    failures_expired: u32,
+    refresh_streak: u32,
     next_waiter: u32,
+    /// Whether it still waits for the driver to poll it.
+    refresh_pending: bool,
+    early_refresh_used: bool,
+    io: Shared<SessionEvent, SESSION_EVENT_CAPACITY>,
+    config: SessionConfig,
+    waiters: heapless::Vec<WaiterId, W>,
+    resolved: heapless::Deque<(WaiterId, Result<TokenHandle, WaitError>), W>,
+    access_token: heapless::Vec<u8, T>,
+    refresh_token: heapless::Vec<u8, T>,
 }
 
 impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
