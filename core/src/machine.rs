@@ -17,7 +17,6 @@ pub(crate) struct Shared<E, const Q: usize> {
     /// The latest `now` any input carried; inputs with an earlier `now` happen at this instant.
     pub now: Instant,
     pub timers: TimerTable,
-    pub rng: fastrand::Rng,
     /// Bumped on every session start, token refresh and session end (R10). It doubles as the
     /// token handle of a session: a token belongs to exactly one generation.
     pub generation: Generation,
@@ -29,6 +28,7 @@ pub(crate) struct Shared<E, const Q: usize> {
     /// A handed-out refresh that no longer matters, until the driver polls it.
     pub cancel_refresh: Option<RefreshId>,
     pub counters: Counters,
+    pub rng: fastrand::Rng,
     events: heapless::Deque<E, Q>,
 }
 
