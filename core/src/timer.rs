@@ -71,12 +71,12 @@ impl TimerTable {
         self.at.iter().flatten().min().copied()
     }
     /// The earliest timer of `group` due at `now`, disarmed, with its expiry. Ties go to the
-    /// timer declared first.
+    /// timer declared first (`group` lists its timers in declaration order).
     pub(crate) fn take_due(&mut self, group: &[Timer], now: Instant) -> Option<(Instant, Timer)> {
         let mut best: Option<(Instant, Timer)> = None;
         for &t in group {
             if let Some(at) = self.get(t).filter(|&at| at <= now) {
-                if best.is_none_or(|(b, bt)| (at, t as usize) < (b, bt as usize)) {
+                if best.is_none_or(|(b, _)| at < b) {
                     best = Some((at, t));
                 }
             }
@@ -107,5 +107,13 @@ mod tests {
         assert!(t.is_due(Timer::RefreshDue, at(1)));
         t.stop_all(&TOKEN_TIMERS);
         assert_eq!(t.next_expiry(), None);
+    }
+
+    #[test]
+    fn groups_list_their_timers_in_declaration_order() {
+        // `take_due` breaks ties by the order of the group: it must be declaration order.
+        for group in [&CHECK_TIMERS[..], &TOKEN_TIMERS[..]] {
+            assert!(group.windows(2).all(|w| (w[0] as usize) < (w[1] as usize)), "{group:?}");
+        }
     }
 }
