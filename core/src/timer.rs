@@ -68,7 +68,13 @@ impl TimerTable {
     }
     /// The earliest expiry of all timers.
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.at.iter().flatten().min().copied()
+        let mut next: Option<Instant> = None;
+        for at in self.at.iter().flatten() {
+            if next.is_none_or(|n| *at < n) {
+                next = Some(*at);
+            }
+        }
+        next
     }
     /// The earliest timer of `group` due at `now`, disarmed, with its expiry. Ties go to the
     /// timer declared first (`group` lists its timers in declaration order).
