@@ -94,7 +94,7 @@ impl<const N: usize> RetrySchedule<N> {
             }
             return Some(match retry_after {
                 Some(ra) => at + retry_after_delay(ra, &config.probe),
-                None => uniform_between(first.max(at + US), last, rng),
+                None => uniform_after(at, first, last, rng),
             });
         }
         None
@@ -184,7 +184,7 @@ impl ProbeSchedule {
             if last <= at {
                 continue;
             }
-            return slot.unwrap_or_else(|| uniform_between(first.max(at + US), last, rng));
+            return slot.unwrap_or_else(|| uniform_after(at, first, last, rng));
         }
         slot.unwrap_or_else(|| self.periodic_after(config, at))
     }
@@ -241,11 +241,12 @@ pub(crate) fn delay_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Durati
     Duration::from_micros(1 + uniform_to(ceiling.as_micros().max(1) - 1, rng))
 }
 
-/// An instant uniform in `[from, to]` (`from` if the range is empty). Out of line: retries
-/// and ramp probes both draw through it (flash, issue 11).
+/// An instant uniform in the part of the window `[first, last]` strictly after `at` (the
+/// caller knows `last > at`). Out of line: retries and ramp probes share it (flash).
 #[inline(never)]
-pub(crate) fn uniform_between(from: Instant, to: Instant, rng: &mut fastrand::Rng) -> Instant {
-    from + full_jitter(to - from, rng)
+fn uniform_after(at: Instant, first: Instant, last: Instant, rng: &mut fastrand::Rng) -> Instant {
+    let from = first.max(at + US);
+    from + full_jitter(last - from, rng)
 }
 
 #[cfg(test)]
