@@ -603,7 +603,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     fn input<R>(&mut self, now: Instant, f: impl FnOnce(&mut Self, Instant) -> R) -> R {
         let now = self.io.advance(now);
         let r = f(self, now);
-        self.after_input(now);
+        self.after_input();
         r
     }
 
@@ -620,7 +620,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// never started, or a timed-out one answered, by the prologue of an input that then ends
     /// the session or answers it), then hold back a check whose token has expired, then settle
     /// waiters.
-    fn after_input(&mut self, now: Instant) {
+    fn after_input(&mut self) {
+        let now = self.io.now; // the input's instant
         for _ in 0..TOKEN_TIMERS.len() {
             let Some((_, timer)) = self.io.timers.take_due(&TOKEN_TIMERS, now) else {
                 break;
