@@ -430,7 +430,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             if !sharing && !retry_pending && valid && s.refresh_floor().is_some_and(|f| now < f) {
                 // R11: the refresh floor holds the refresh back (planned by start_refresh);
                 // the token is still valid, so the caller gets it rather than wait.
-                s.start_refresh(now, false);
+                s.start_refresh(false);
                 return Ok(TokenReply::Ready(s.handle()));
             }
             if s.waiters.len() + s.resolved.len() >= W {
@@ -441,7 +441,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             // Cannot fail: room checked above.
             let _ = s.waiters.push(id);
             if !sharing && !retry_pending {
-                s.start_refresh(now, false);
+                s.start_refresh(false);
             }
             Ok(TokenReply::Wait(id))
         })
@@ -489,7 +489,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             // would otherwise get a refresh per new generation, a refresh storm.
             self.early_refresh_used = true;
             self.early_refresh_for = Some(generation);
-            self.start_refresh(now, true);
+            self.start_refresh(true);
         }
     }
 
@@ -537,13 +537,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
             // An oversized token, or one no header can carry, is a malformed answer: never
             // truncated, never sent.
-            RefreshOutcome::Refreshed { .. } => self.refresh_failed(now, TransientClass::InvalidBody),
+            RefreshOutcome::Refreshed { .. } => self.refresh_failed(TransientClass::InvalidBody),
             RefreshOutcome::Rejected => {
                 warn!("refresh token rejected: signing out");
                 self.io.push(SessionEvent::RefreshRejected);
                 self.end(now, Cause::Unauthorized); // R11
             }
-            RefreshOutcome::Transient(class) => self.refresh_failed(now, class),
+            RefreshOutcome::Transient(class) => self.refresh_failed(class),
         }
     }
 
@@ -629,9 +629,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             match timer {
                 Timer::RefreshTimeout => {
                     self.drop_refresh();
-                    self.refresh_failed(now, TransientClass::Timeout);
+                    self.refresh_failed(TransientClass::Timeout);
                 }
-                _ => self.start_refresh(now, false),
+                _ => self.start_refresh(false),
             }
         }
         self.gate_input(|_, _, _| ());
@@ -642,7 +642,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             let generation = self.io.generation;
             self.gate_input(|g, cfg, io| g.check_result(cfg, io, now, generation, attempt, expired));
             if self.refresh.is_none() && !self.io.timers.is_set(Timer::RefreshRetry) {
-                self.start_refresh(now, false);
+                self.start_refresh(false);
             }
         }
         if let Some(g) = self.waiter_generation {
@@ -697,7 +697,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         } else {
             // A stored session inside the skew, or already expired: refresh at once.
             self.io.timers.stop(Timer::RefreshDue);
-            self.start_refresh(now, false);
+            self.start_refresh(false);
         }
     }
 
@@ -713,7 +713,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     /// Starts a refresh now, or, when the floor of R11 holds it back, plans it for the floor
     /// (as a retry: callers that need a token wait for it).
-    fn start_refresh(&mut self, now: Instant, early: bool) {
+    fn start_refresh(&mut self, early: bool) {
+        let now = self.io.now;
         if !self.live() || self.refresh.is_some() {
             return; // R11: at most one refresh in flight
         }
@@ -756,7 +757,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.io.timers.stop(Timer::RefreshTimeout);
     }
 
-    fn refresh_failed(&mut self, now: Instant, class: TransientClass) {
+    fn refresh_failed(&mut self, class: TransientClass) {
+        let now = self.io.now;
         self.io.counters.refresh_failures = self.io.counters.refresh_failures.saturating_add(1);
         let valid = now < self.expires_at;
         let delay = if valid {
