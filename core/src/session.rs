@@ -380,7 +380,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             return Err(SignInError::TokenNotHeaderSafe);
         }
         Ok(self.input(now, |s, now| {
-            s.end(now, Cause::LoggedOut);
+            s.end(Cause::LoggedOut);
             s.store_tokens(access_token, Some(refresh_token));
             s.early_refresh_used = false;
             s.failures_valid = 0;
@@ -409,7 +409,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// Logs out: waiters get `NotAuthenticated`, nothing in flight counts any more (R10, R11),
     /// and what was handed out is named in cancel actions. A no-op when signed out.
     pub fn logout(&mut self, now: Instant) {
-        self.input(now, |s, now| s.end(now, Cause::LoggedOut))
+        self.input(now, |s, _| s.end(Cause::LoggedOut))
     }
 
     /// A caller needs a valid access token. Single-flight (R11): callers that arrive while a
@@ -477,7 +477,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             // R8: the server rejected the current token. The answer was dropped because the
             // attempt had already timed out, but the rejection still stands: a late 401 for
             // the current generation ends the session too.
-            self.end(now, Cause::Unauthorized);
+            self.end(Cause::Unauthorized);
             return;
         }
         if current && outcome.is_definitive() {
@@ -541,7 +541,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             RefreshOutcome::Rejected => {
                 warn!("refresh token rejected: signing out");
                 self.io.push(SessionEvent::RefreshRejected);
-                self.end(now, Cause::Unauthorized); // R11
+                self.end(Cause::Unauthorized); // R11
             }
             RefreshOutcome::Transient(class) => self.refresh_failed(class),
         }
@@ -793,7 +793,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// Ends the session for `cause` (a no-op when signed out): the entitlement part ends it,
     /// then [`Session::teardown`]. Out of line: four inputs end a session (flash, issue 11).
     #[inline(never)]
-    fn end(&mut self, now: Instant, cause: Cause) {
+    fn end(&mut self, cause: Cause) {
+        let now = self.io.now;
         if self.live() {
             self.gate_input(|g, _, io| g.end(io, now, cause));
             self.teardown(WaitError::NotAuthenticated); // R11: waiters learn the session ended
