@@ -430,11 +430,10 @@ impl<const N: usize> Entitlement<N> {
         io: &mut Shared<E, Q>,
         due: Option<Instant>,
     ) {
-        let now = io.now;
         if due.is_some() && io.timers.get(Timer::Retry) == due {
             io.timers.stop(Timer::Retry);
             if self.signed_in && self.in_flight.is_none() {
-                self.start_attempt(cfg, io, now);
+                self.start_attempt(cfg, io);
             }
         }
     }
@@ -455,7 +454,7 @@ impl<const N: usize> Entitlement<N> {
         self.signed_in = true;
         self.token = token;
         self.last_failure = None;
-        self.start_attempt(cfg, io, now); // R3
+        self.start_attempt(cfg, io); // R3
         io.generation
     }
 
@@ -463,7 +462,6 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         token: TokenHandle,
     ) -> Result<Generation, NotSignedIn> {
         if !self.signed_in {
@@ -475,7 +473,7 @@ impl<const N: usize> Entitlement<N> {
         io.generation.bump();
         self.token = token;
         self.next_attempt = 0;
-        self.start_attempt(cfg, io, now); // R3; the deadline stays where it is (R5)
+        self.start_attempt(cfg, io); // R3; the deadline stays where it is (R5)
         Ok(io.generation)
     }
 
@@ -559,7 +557,7 @@ impl<const N: usize> Entitlement<N> {
                 return Err(RecheckError::RateLimited { retry_at });
             }
         }
-        self.start_attempt(cfg, io, now);
+        self.start_attempt(cfg, io);
         Ok(())
     }
 
@@ -587,8 +585,8 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
     ) {
+        let now = io.now;
         // An attempt still in flight (a token refresh landed meanwhile) is superseded.
         self.cancel_in_flight(io);
         let attempt = self.next_attempt;
@@ -886,7 +884,7 @@ impl<const N: usize> Gate<N> {
     /// pending fail-closed deadline stays where it is (R5). Refused when signed out (time
     /// still passes).
     pub fn token_refreshed(&mut self, now: Instant, token: TokenHandle) -> Result<Generation, NotSignedIn> {
-        self.input(now, |p, cfg, io, now| p.token_refreshed(cfg, io, now, token))
+        self.input(now, |p, cfg, io, _| p.token_refreshed(cfg, io, token))
     }
 
     /// The app logged out: a new generation, access `Unknown`, nothing pending. A no-op when
