@@ -444,11 +444,10 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         token: TokenHandle,
     ) -> Generation {
         if self.signed_in {
-            self.end_session(io, now, Cause::LoggedOut);
+            self.end_session(io, Cause::LoggedOut);
         }
         io.generation.bump();
         self.signed_in = true;
@@ -480,11 +479,10 @@ impl<const N: usize> Entitlement<N> {
     pub(crate) fn end<E: From<Event>, const Q: usize>(
         &mut self,
         io: &mut Shared<E, Q>,
-        now: Instant,
         cause: Cause,
     ) {
         if self.signed_in {
-            self.end_session(io, now, cause);
+            self.end_session(io, cause);
         }
     }
 
@@ -527,7 +525,7 @@ impl<const N: usize> Entitlement<N> {
             CheckOutcome::Granted => self.definitive(io, now, Access::Granted),
             CheckOutcome::Denied => self.definitive(io, now, Access::Denied),
             CheckOutcome::Unauthorized => {
-                self.end_session(io, now, Cause::Unauthorized); // R8
+                self.end_session(io, Cause::Unauthorized); // R8
                 return true;
             }
             CheckOutcome::Transient {
@@ -745,9 +743,9 @@ impl<const N: usize> Entitlement<N> {
     fn end_session<E: From<Event>, const Q: usize>(
         &mut self,
         io: &mut Shared<E, Q>,
-        now: Instant,
         cause: Cause,
     ) {
+        let now = io.now;
         let first = self.finish_attempt(io);
         io.generation.bump(); // R10: anything in flight is now stale
         self.signed_in = false;
@@ -876,7 +874,7 @@ impl<const N: usize> Gate<N> {
     /// and an immediate check (attempt 0, R3). Starting a session while one is active ends
     /// the old one first (cause `LoggedOut`).
     pub fn start_session(&mut self, now: Instant, token: TokenHandle) -> Generation {
-        self.input(now, |p, cfg, io, now| p.start_session(cfg, io, now, token))
+        self.input(now, |p, cfg, io, _| p.start_session(cfg, io, token))
     }
 
     /// The token was refreshed: a new generation whose immediate check follows R3. Access is
@@ -890,13 +888,13 @@ impl<const N: usize> Gate<N> {
     /// The app logged out: a new generation, access `Unknown`, nothing pending. A no-op when
     /// signed out.
     pub fn logout(&mut self, now: Instant) {
-        self.input(now, |p, _, io, now| p.end(io, now, Cause::LoggedOut))
+        self.input(now, |p, _, io, _| p.end(io, Cause::LoggedOut))
     }
 
     /// The session was found unauthorized outside a check (a rejected token refresh, R11):
     /// ends it like a 401 does (R8). A no-op when signed out.
     pub fn unauthorized(&mut self, now: Instant) {
-        self.input(now, |p, _, io, now| p.end(io, now, Cause::Unauthorized))
+        self.input(now, |p, _, io, _| p.end(io, Cause::Unauthorized))
     }
 
     /// A transient failure outside a check, such as a token refresh that could not reach the

@@ -386,7 +386,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             s.failures_valid = 0;
             s.failures_expired = 0;
             let token = s.next_handle();
-            let generation = s.gate_input(|g, cfg, io| g.start_session(cfg, io, now, token));
+            let generation = s.gate_input(|g, cfg, io| g.start_session(cfg, io, token));
             s.set_expiry(now, expires_in, false);
             generation
         }))
@@ -794,9 +794,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// then [`Session::teardown`]. Out of line: four inputs end a session (flash, issue 11).
     #[inline(never)]
     fn end(&mut self, cause: Cause) {
-        let now = self.io.now;
         if self.live() {
-            self.gate_input(|g, _, io| g.end(io, now, cause));
+            self.gate_input(|g, _, io| g.end(io, cause));
             self.teardown(WaitError::NotAuthenticated); // R11: waiters learn the session ended
         }
     }
