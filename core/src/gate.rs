@@ -17,7 +17,7 @@ use crate::classify::{CheckOutcome, TransientClass};
 use crate::config::{ConfigError, GateConfig};
 use crate::detail::{FailureDetail, LastFailure, NetFailure};
 use crate::error::{NotSignedIn, RecheckError};
-use crate::machine::{Handout, Shared};
+use crate::machine::{inc, Handout, Shared};
 use crate::schedule::{ProbeSchedule, RetrySchedule};
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, CHECK_TIMERS};
@@ -248,10 +248,6 @@ impl Counters {
     pub fn transient_total(&self) -> u32 {
         self.transient.iter().fold(0u32, |a, b| a.saturating_add(*b))
     }
-}
-
-fn inc(c: &mut u32) {
-    *c = c.saturating_add(1);
 }
 
 /// R3: whoever waits for the immediate check of `first` can go on; it comes after the events

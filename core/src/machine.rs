@@ -70,6 +70,13 @@ impl<E: From<Event>, const Q: usize> Shared<E, Q> {
     }
 }
 
+/// Counts one more, saturating (R13: counters never wrap). Out of line: every counter of the
+/// machine goes through it (flash).
+#[inline(never)]
+pub(crate) fn inc(c: &mut u32) {
+    *c = c.saturating_add(1);
+}
+
 /// Where the request of the attempt in flight is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Handout {

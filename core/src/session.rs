@@ -23,7 +23,7 @@ use crate::error::{header_safe, RecheckError, SignInError, TokenRequestError};
 use crate::gate::{
     Access, Cause, CheckRequest, Counters, Entitlement, Event, Generation, Status, TokenHandle,
 };
-use crate::machine::Shared;
+use crate::machine::{inc, Shared};
 use crate::schedule::{delay_jitter, full_jitter};
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, TOKEN_TIMERS};
@@ -501,7 +501,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     fn refresh_result(&mut self, now: Instant, id: RefreshId, outcome: RefreshOutcome<'_>) {
         if !self.live() || self.refresh != Some(id) {
-            self.io.counters.stale_dropped = self.io.counters.stale_dropped.saturating_add(1);
+            inc(&mut self.io.counters.stale_dropped);
             self.io.push(SessionEvent::StaleRefresh { id });
             return;
         }
@@ -740,7 +740,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             .set(Timer::RefreshTimeout, now + self.config.refresh_timeout);
         self.io.timers.stop(Timer::RefreshRetry);
         self.io.timers.stop(Timer::RefreshDue);
-        self.io.counters.refreshes = self.io.counters.refreshes.saturating_add(1);
+        inc(&mut self.io.counters.refreshes);
         self.refresh_pending = true;
         debug!("refresh {} started (early: {})", id.0, early);
         self.io.push(SessionEvent::RefreshStarted { id, early });
@@ -759,7 +759,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     fn refresh_failed(&mut self, class: TransientClass) {
         let now = self.io.now;
-        self.io.counters.refresh_failures = self.io.counters.refresh_failures.saturating_add(1);
+        inc(&mut self.io.counters.refresh_failures);
         let valid = now < self.expires_at;
         let delay = if valid {
             // R11: 1 s doubling to 5 s while the token is still valid.
