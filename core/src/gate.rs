@@ -472,11 +472,7 @@ impl<const N: usize> Entitlement<N> {
         Ok(io.generation)
     }
 
-    pub(crate) fn end<E: From<Event>, const Q: usize>(
-        &mut self,
-        io: &mut Shared<E, Q>,
-        cause: Cause,
-    ) {
+    pub(crate) fn end<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, cause: Cause) {
         if self.signed_in {
             self.end_session(io, cause);
         }
@@ -575,11 +571,7 @@ impl<const N: usize> Entitlement<N> {
         io.push(Event::AccessChanged { from, to, cause });
     }
 
-    fn start_attempt<E: From<Event>, const Q: usize>(
-        &mut self,
-        cfg: &GateConfig,
-        io: &mut Shared<E, Q>,
-    ) {
+    fn start_attempt<E: From<Event>, const Q: usize>(&mut self, cfg: &GateConfig, io: &mut Shared<E, Q>) {
         let now = io.now;
         // An attempt still in flight (a token refresh landed meanwhile) is superseded.
         self.cancel_in_flight(io);
@@ -736,11 +728,7 @@ impl<const N: usize> Entitlement<N> {
         }
     }
 
-    fn end_session<E: From<Event>, const Q: usize>(
-        &mut self,
-        io: &mut Shared<E, Q>,
-        cause: Cause,
-    ) {
+    fn end_session<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, cause: Cause) {
         let now = io.now;
         let first = self.finish_attempt(io);
         io.generation.bump(); // R10: anything in flight is now stale

@@ -104,8 +104,8 @@ impl<const N: usize> RetrySchedule<N> {
 /// Slice `k` (1-based) of `count` equal slices of `window`, as offsets `[lo, hi)` in whole
 /// microseconds (`floor(window * j / count)` at both ends).
 fn slice(window: Duration, count: u32, k: u32) -> (Duration, Duration) {
-    let at = |j: u32| Duration::from_micros(mul_div(window.as_micros(), j, count));
-    (at(k - 1), at(k))
+    let [lo, hi] = mul_div(window.as_micros(), [k - 1, k], count);
+    (Duration::from_micros(lo), Duration::from_micros(hi))
 }
 
 /// The probe plan after failing closed at `closed_at` (R7): `ramp_probes` probes stratified

@@ -520,8 +520,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 self.failures_expired = 0;
                 self.set_expiry(now, expires_in, true);
                 let token = self.next_handle();
-                let Ok(generation) = self.gate_input(|g, cfg, io| g.token_refreshed(cfg, io, token))
-                else {
+                let Ok(generation) = self.gate_input(|g, cfg, io| g.token_refreshed(cfg, io, token)) else {
                     return; // unreachable: the session is live
                 };
                 if !self.waiters.is_empty() {

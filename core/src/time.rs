@@ -170,13 +170,16 @@ pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
     (q, r)
 }
 
-/// `floor(x * j / k)` for `j <= k` (a zero `k` counts as 1), exact and without overflow or
-/// 128-bit arithmetic (see [`div_rem`]).
-pub(crate) fn mul_div(x: u64, j: u32, k: u32) -> u64 {
-    let (j, k) = (u64::from(j), u64::from(k.max(1)));
+/// `floor(x * j / k)` for both `j` of `js` (each `<= k`; a zero `k` counts as 1), exact and
+/// without overflow or 128-bit arithmetic (see [`div_rem`]); `x / k` is divided once.
+pub(crate) fn mul_div(x: u64, js: [u32; 2], k: u32) -> [u64; 2] {
+    let k = u64::from(k.max(1));
     let (q, r) = div_rem(x, k);
     // x * j / k = q * j + (r * j) / k, and r * j < k * k < 2^64; q * j <= x.
-    q.wrapping_mul(j).wrapping_add(div_rem(r.wrapping_mul(j), k).0)
+    js.map(|j| {
+        let j = u64::from(j);
+        q.wrapping_mul(j).wrapping_add(div_rem(r.wrapping_mul(j), k).0)
+    })
 }
 
 /// A point on a monotonic clock, in microseconds since an arbitrary origin chosen by the
@@ -364,15 +367,24 @@ mod tests {
         for &x in &[0, 1, 70_000_000, 120_000_000, u64::MAX / 3, u64::MAX] {
             for k in [0u32, 1, 2, 3, 7, 16, 1_000, u32::MAX] {
                 for j in [0, 1, k / 2, k.saturating_sub(1), k] {
-                    assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+                    let got = mul_div(x, [j, k - k.min(1)], k);
+                    assert_eq!(
+                        got,
+                        [reference(x, j, k), reference(x, k - k.min(1), k)],
+                        "{x} * {j} / {k}"
+                    );
                 }
             }
         }
         for _ in 0..100_000 {
             let x = rng.u64(..) >> rng.u32(0..64);
             let k = rng.u32(..) >> rng.u32(0..32);
-            let j = rng.u32(0..=k);
-            assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+            let (j, i) = (rng.u32(0..=k), rng.u32(0..=k));
+            assert_eq!(
+                mul_div(x, [j, i], k),
+                [reference(x, j, k), reference(x, i, k)],
+                "{x} * {j} / {k}"
+            );
         }
     }
 

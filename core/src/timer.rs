@@ -119,7 +119,10 @@ mod tests {
     fn groups_list_their_timers_in_declaration_order() {
         // `take_due` breaks ties by the order of the group: it must be declaration order.
         for group in [&CHECK_TIMERS[..], &TOKEN_TIMERS[..]] {
-            assert!(group.windows(2).all(|w| (w[0] as usize) < (w[1] as usize)), "{group:?}");
+            assert!(
+                group.windows(2).all(|w| (w[0] as usize) < (w[1] as usize)),
+                "{group:?}"
+            );
         }
     }
 }
