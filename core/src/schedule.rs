@@ -237,6 +237,7 @@ pub(crate) fn full_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duratio
 /// A delay uniform in `[1 µs, ceiling]` (full jitter that never lands on the current instant:
 /// a timer planned by an input is always later than that input, so after any input no timer
 /// is left due, R12).
+#[inline(never)]
 pub(crate) fn delay_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
     Duration::from_micros(1 + uniform_to(ceiling.as_micros().max(1) - 1, rng))
 }
