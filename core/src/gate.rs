@@ -240,6 +240,22 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// All zero (what `Counters::default()` gives, usable in a `const fn`).
+    pub(crate) const ZERO: Counters = Counters {
+        attempts: 0,
+        transient: [0; TransientClass::COUNT],
+        grants: 0,
+        denials: 0,
+        stale_dropped: 0,
+        failed_closed: 0,
+        recoveries: 0,
+        logouts: 0,
+        unauthorized_logouts: 0,
+        refreshes: 0,
+        refresh_failures: 0,
+        events_lost: 0,
+    };
+
     /// Transient failures of one class.
     pub fn transient_of(&self, class: TransientClass) -> u32 {
         self.transient[class.index()]

@@ -33,13 +33,13 @@ pub(crate) struct Shared<E, const Q: usize> {
 }
 
 impl<E: From<Event>, const Q: usize> Shared<E, Q> {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub(crate) const fn new(seed: u64) -> Self {
         Shared {
             now: Instant::ZERO,
             generation: Generation(0),
-            timers: TimerTable::default(),
+            timers: TimerTable::NONE,
             rng: fastrand::Rng::with_seed(seed),
-            counters: Counters::default(),
+            counters: Counters::ZERO,
             events: heapless::Deque::new(),
             check: Handout::None,
             cancel_check: None,

@@ -80,18 +80,21 @@ impl SessionConfig {
     };
 
     /// Checks that the configuration can be honoured.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.gate.validate()?;
-        if self.refresh_retry.base == Duration::ZERO {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = self.gate.validate() {
+            return Err(e);
+        }
+        let retry = &self.refresh_retry;
+        if retry.base.as_micros() == 0 {
             return Err(ConfigError::ZeroBackoffBase(Which::Refresh));
         }
-        if self.refresh_retry.factor == 0 {
+        if retry.factor == 0 {
             return Err(ConfigError::ZeroBackoffFactor(Which::Refresh));
         }
-        if self.refresh_retry.cap < self.refresh_retry.base {
+        if retry.cap.as_micros() < retry.base.as_micros() {
             return Err(ConfigError::CapBelowBase(Which::Refresh));
         }
-        if self.refresh_timeout == Duration::ZERO {
+        if self.refresh_timeout.as_micros() == 0 {
             return Err(ConfigError::ZeroAttemptTimeout);
         }
         Ok(())
@@ -251,12 +254,32 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// // Zero-capacity token buffers are refused (a zero-capacity waiter table does not compile).
     /// assert!(Session::<8, 4, 0>::new(SessionConfig::DEFAULT, 1).is_err());
     /// ```
-    pub fn new(config: SessionConfig, seed: u64) -> Result<Self, ConfigError> {
-        config.validate()?;
+    ///
+    /// A `const fn`: on a device the session can be a `static` built at compile time, with its
+    /// configuration checked by the compiler and no start-up code, then given its per-device
+    /// seed with [`Session::reseed`] (the image then holds the session's initial bytes once, as
+    /// `.data`, and no code that builds it):
+    ///
+    /// ```
+    /// use accessgate::{Session, SessionConfig};
+    /// static SESSION: std::sync::Mutex<Session> = std::sync::Mutex::new(
+    ///     match Session::new(SessionConfig::DEFAULT, 0) {
+    ///         Ok(s) => s,
+    ///         Err(_) => panic!("invalid session config"), // a compile-time error
+    ///     },
+    /// );
+    /// let mut s = SESSION.lock().unwrap();
+    /// s.reseed(0x5eed); // at start-up, from the device's entropy (R6)
+    /// assert!(!s.status().signed_in);
+    /// ```
+    pub const fn new(config: SessionConfig, seed: u64) -> Result<Self, ConfigError> {
+        if let Err(e) = config.validate() {
+            return Err(e);
+        }
         if N == 0 {
             return Err(ConfigError::ZeroRetryCapacity);
         }
-        if usize::from(config.gate.retry.count) > N {
+        if config.gate.retry.count as usize > N {
             return Err(ConfigError::RetryCountOverCapacity);
         }
         if W == 0 || T == 0 {
@@ -265,10 +288,10 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         Ok(Self::signed_out(config, seed))
     }
 
-    /// The signed-out state. Out of line, so a caller that moves the session into its place (a
-    /// static, a driver's state) gets it built there, not built elsewhere and copied (flash).
+    /// The signed-out state. Out of line, so a caller that moves the session into its place at
+    /// run time (a driver's state) gets it built there, not built elsewhere and copied (flash).
     #[inline(never)]
-    fn signed_out(config: SessionConfig, seed: u64) -> Self {
+    const fn signed_out(config: SessionConfig, seed: u64) -> Self {
         Session {
             config,
             io: Shared::new(seed),
@@ -290,6 +313,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             resolved: heapless::Deque::new(),
             next_waiter: 0,
         }
+    }
+
+    /// Seeds the jitter PRNG anew (R6, R11), for a session built before its per-device seed
+    /// was known (a `static` built at compile time, see [`Session::new`]). Called before the
+    /// first input, the session then draws exactly as one built with that seed.
+    pub fn reseed(&mut self, seed: u64) {
+        self.io.rng = fastrand::Rng::with_seed(seed);
     }
 
     // ---- getters ----

@@ -36,6 +36,9 @@ pub(crate) struct TimerTable {
 }
 
 impl TimerTable {
+    /// No timer armed.
+    pub(crate) const NONE: TimerTable = TimerTable { at: [None; COUNT] };
+
     /// Arms `timer` for `at`, replacing whatever it was armed for.
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.at[timer as usize] = Some(at);
