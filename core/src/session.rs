@@ -255,20 +255,21 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// assert!(Session::<8, 4, 0>::new(SessionConfig::DEFAULT, 1).is_err());
     /// ```
     ///
-    /// A `const fn`: on a device the session can be a `static` built at compile time, with its
-    /// configuration checked by the compiler and no start-up code, then given its per-device
-    /// seed with [`Session::reseed`] (the image then holds the session's initial bytes once, as
-    /// `.data`, and no code that builds it):
+    /// A `const fn`: on a device the session can be a `static` built at compile time, so the
+    /// image holds its initial bytes once (as `.data`) and no code that builds it. It gets its
+    /// per-device seed at start-up with [`Session::reseed`]. `SessionConfig::validate` is a
+    /// `const fn` too, so a bad configuration can fail the build:
     ///
     /// ```
-    /// use accessgate::{Session, SessionConfig};
-    /// static SESSION: std::sync::Mutex<Session> = std::sync::Mutex::new(
-    ///     match Session::new(SessionConfig::DEFAULT, 0) {
-    ///         Ok(s) => s,
-    ///         Err(_) => panic!("invalid session config"), // a compile-time error
-    ///     },
-    /// );
-    /// let mut s = SESSION.lock().unwrap();
+    /// use accessgate::{ConfigError, Session, SessionConfig};
+    /// use std::sync::Mutex;
+    ///
+    /// const CONFIG: SessionConfig = SessionConfig::DEFAULT;
+    /// const _: () = assert!(CONFIG.validate().is_ok());
+    /// static SESSION: Mutex<Result<Session, ConfigError>> = Mutex::new(Session::new(CONFIG, 0));
+    ///
+    /// let mut built = SESSION.lock().unwrap();
+    /// let s = built.as_mut().expect("checked at compile time");
     /// s.reseed(0x5eed); // at start-up, from the device's entropy (R6)
     /// assert!(!s.status().signed_in);
     /// ```
