@@ -859,11 +859,14 @@ fn put<const T: usize>(token: &mut heapless::Vec<u8, T>, bytes: &[u8]) {
     let _ = token.extend_from_slice(bytes);
 }
 
-/// Zeroes a token's bytes, then forgets them. Out of line: one copy for both tokens (flash).
+/// Zeroes a token's bytes and forgets them, the last one first (a plain loop, not a memset: no
+/// memset routine is linked for it). Out of line: one copy for both tokens (flash).
 #[inline(never)]
 fn wipe<const T: usize>(token: &mut heapless::Vec<u8, T>) {
-    token.iter_mut().for_each(|b| *b = 0);
-    token.clear();
+    while let Some(b) = token.last_mut() {
+        *b = 0;
+        token.pop();
+    }
 }
 
 impl From<Event> for SessionEvent {
