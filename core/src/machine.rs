@@ -58,11 +58,12 @@ impl<E: From<Event>, const Q: usize> Shared<E, Q> {
     /// Queues an event. Inputs never fail for lack of room (R12): when a driver has not drained
     /// the queue, the oldest event makes room and the loss is counted.
     pub(crate) fn push(&mut self, e: impl Into<E>) {
+        let e = e.into();
         if self.events.is_full() {
             self.events.pop_front();
             self.counters.events_lost = self.counters.events_lost.saturating_add(1);
         }
-        let _ = self.events.push_back(e.into());
+        let _ = self.events.push_back(e);
     }
 
     pub(crate) fn pop_event(&mut self) -> Option<E> {
