@@ -17,18 +17,18 @@ pub(crate) struct Shared<E, const Q: usize> {
     /// The latest `now` any input carried; inputs with an earlier `now` happen at this instant.
     pub now: Instant,
     pub timers: TimerTable,
-    /// Bumped on every session start, token refresh and session end (R10). It doubles as the
-    /// token handle of a session: a token belongs to exactly one generation.
-    pub generation: Generation,
     /// Where the request of the attempt in flight is (the entitlement part builds it from
     /// its own state when the driver polls).
     pub check: Handout,
+    /// Bumped on every session start, token refresh and session end (R10). It doubles as the
+    /// token handle of a session: a token belongs to exactly one generation.
+    pub generation: Generation,
     /// A handed-out check that no longer matters, until the driver polls it.
     pub cancel_check: Option<(Generation, u32)>,
     /// A handed-out refresh that no longer matters, until the driver polls it.
     pub cancel_refresh: Option<RefreshId>,
-    pub counters: Counters,
     pub rng: fastrand::Rng,
+    pub counters: Counters,
     events: heapless::Deque<E, Q>,
 }
 
