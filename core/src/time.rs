@@ -148,19 +148,22 @@ impl core::fmt::Display for Duration {
 ///
 /// The core's schedules divide 64-bit microsecond counts only a few times per input; on a
 /// Cortex-M0+ (no divide instruction) the compiler's general `u64` division routine costs
-/// about 1 KB of flash, this loop about 60 bytes. Bounded (R12): 64 steps.
+/// about 1 KB of flash, this loop about 130 bytes. Bounded (R12): 64 steps.
 #[inline(never)]
 pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
     if d == 0 {
         return (0, n);
     }
-    let (mut q, mut r) = (0u64, 0u64);
-    let mut i = 64;
-    while i > 0 {
-        i -= 1;
+    // One register pair holds what is left of the dividend at the top and the quotient so far
+    // at the bottom: each step moves the dividend's top bit into `r` and a quotient bit in
+    // (constant one-bit shifts only).
+    let (mut q, mut r) = (n, 0u64);
+    let mut i = 0;
+    while i < 64 {
+        i += 1;
         // `r < d` before the shift, so `r` fits in 65 bits after it: track the lost top bit.
         let top = r >> 63;
-        r = (r << 1) | ((n >> i) & 1);
+        r = (r << 1) | (q >> 63);
         q <<= 1;
         if top == 1 || r >= d {
             r = r.wrapping_sub(d);
