@@ -76,14 +76,17 @@ impl<'a> JsonStr<'a> {
             return false;
         }
         let mut units = Units { raw: self.raw, i: 0 };
-        for &t in target {
-            match units.next() {
+        let mut target = target.iter();
+        // Unit by unit, both ending together (one `next` call: inlined).
+        loop {
+            match (units.next(), target.next()) {
+                (None, None) => return true,
                 // Non-ASCII units (code points >= 0x80, UTF-8 bytes) never match ASCII.
-                Some(u) if u < 0x80 && (u as u8 == t || (fold && (u as u8).eq_ignore_ascii_case(&t))) => {}
+                (Some(u), Some(&t))
+                    if u < 0x80 && (u as u8 == t || (fold && (u as u8).eq_ignore_ascii_case(&t))) => {}
                 _ => return false,
             }
         }
-        units.next().is_none()
     }
 }
 
