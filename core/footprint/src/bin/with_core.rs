@@ -4,25 +4,19 @@
 #![no_main]
 
 use accessgate::{
-    classify, classify_refresh, Action, ConfigError, Duration, Instant, RefreshOutcome, Session,
-    SessionConfig,
+    classify, classify_refresh, Action, Duration, Instant, RefreshOutcome, Session, SessionConfig,
 };
 use core::hint::black_box;
 use cortex_m_rt::entry;
 use panic_halt as _;
 
-// The session is a static built at compile time (`Session::new` is a `const fn`), as a device
-// without an executor may keep it: its initial bytes are the image's `.data`, no code builds it.
-static mut SESSION: Result<Session, ConfigError> = Session::new(SessionConfig::DEFAULT, 0);
+static mut SESSION: Option<Session> = None;
 
 #[entry]
 fn main() -> ! {
+    // One-time init of a static so the Session lives in .bss, as it would on a device.
     #[allow(static_mut_refs)]
-    let Ok(s) = (unsafe { &mut SESSION }) else {
-        panic!("invalid session config");
-    };
-    // The per-device seed arrives at start-up (R6).
-    s.reseed(black_box(7));
+    let s = unsafe { SESSION.insert(Session::new(SessionConfig::DEFAULT, black_box(7)).unwrap()) };
     let body: &[u8] = black_box(br#"{"has_access": true}"#);
     let mut now = Instant::ZERO;
     loop {
@@ -38,11 +32,7 @@ fn main() -> ! {
                 }
                 Action::Refresh(r) => {
                     let o = classify_refresh(black_box(200), body, 1024);
-                    let o = if black_box(false) {
-                        RefreshOutcome::Rejected
-                    } else {
-                        o
-                    };
+                    let o = if black_box(false) { RefreshOutcome::Rejected } else { o };
                     let _ = s.handle_refresh_result(now, r.id, o);
                 }
                 cancel => {
