@@ -750,8 +750,9 @@ impl<const N: usize> Entitlement<N> {
         io.generation.bump(); // R10: anything in flight is now stale
         self.signed_in = false;
         self.streak = None;
-        io.timers
-            .stop_all(&[Timer::Attempt, Timer::Retry, Timer::Deadline]);
+        io.timers.stop(Timer::Attempt);
+        io.timers.stop(Timer::Retry);
+        io.timers.stop(Timer::Deadline);
         self.next_attempt = 0;
         self.last_attempt_started = None;
         match cause {

@@ -837,7 +837,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         wipe(&mut self.access_token);
         wipe(&mut self.refresh_token);
         self.drop_refresh();
-        self.io.timers.stop_all(&TOKEN_TIMERS);
+        self.io.timers.stop(Timer::RefreshDue);
+        self.io.timers.stop(Timer::RefreshRetry);
+        self.io.timers.stop(Timer::RefreshTimeout);
         self.waiter_generation = None;
         self.resolve_waiters(Err(why));
     }
