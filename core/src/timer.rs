@@ -51,12 +51,6 @@ impl TimerTable {
     pub(crate) fn stop(&mut self, timer: Timer) {
         self.at[timer as usize] = None;
     }
-    /// Disarms every timer of `group`.
-    pub(crate) fn stop_all(&mut self, group: &[Timer]) {
-        for &t in group {
-            self.stop(t);
-        }
-    }
     /// When `timer` expires, if armed.
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
         self.at[timer as usize]
@@ -114,7 +108,7 @@ mod tests {
         assert_eq!(t.take_due(&CHECK_TIMERS, at(5)), Some((at(5), Timer::Deadline)));
         assert_eq!(t.take_due(&CHECK_TIMERS, at(9)), None);
         assert!(t.is_due(Timer::RefreshDue, at(1)));
-        t.stop_all(&TOKEN_TIMERS);
+        t.stop(Timer::RefreshDue);
         assert_eq!(t.next_expiry(), None);
     }
 
