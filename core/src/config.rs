@@ -213,34 +213,38 @@ impl GateConfig {
     /// c.retry.spread = Duration::from_secs(105); // 105 + 10 > 120 - 10
     /// assert_eq!(c.validate(), Err(ConfigError::SpreadWindowTooLong));
     /// ```
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.budget == Duration::ZERO {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        // In micros: a `const fn` (a session can be built at compile time) compares plain
+        // integers; `Duration` orders exactly as its micros do.
+        let (budget, timeout) = (self.budget.as_micros(), self.attempt_timeout.as_micros());
+        if budget == 0 {
             return Err(ConfigError::ZeroBudget);
         }
-        if self.attempt_timeout == Duration::ZERO {
+        if timeout == 0 {
             return Err(ConfigError::ZeroAttemptTimeout);
         }
         // R6: the last attempt must be able to start and finish before the deadline.
-        if self.attempt_timeout >= self.budget {
+        if timeout >= budget {
             return Err(ConfigError::TimeoutNotBelowBudget);
         }
         // R6: the final window ends one attempt timeout before the deadline and starts after
         // the first failure; the spread window ends before the final window starts.
-        let room = self.budget.saturating_sub(self.attempt_timeout);
-        if self.retry.final_window > room {
+        let room = budget - timeout;
+        let (spread, final_window) = (self.retry.spread.as_micros(), self.retry.final_window.as_micros());
+        if final_window > room {
             return Err(ConfigError::FinalWindowTooLong);
         }
-        if self.retry.spread == Duration::ZERO {
+        if spread == 0 {
             return Err(ConfigError::ZeroSpreadWindow);
         }
-        if self.retry.spread + self.retry.final_window > room {
+        if spread.saturating_add(final_window) > room {
             return Err(ConfigError::SpreadWindowTooLong);
         }
         // R7.
-        if self.probe.period == Duration::ZERO {
+        if self.probe.period.as_micros() == 0 {
             return Err(ConfigError::ZeroProbePeriod);
         }
-        if (self.probe.ramp == Duration::ZERO) != (self.probe.ramp_probes == 0) {
+        if (self.probe.ramp.as_micros() == 0) != (self.probe.ramp_probes == 0) {
             return Err(ConfigError::RampMismatch);
         }
         if self.probe.ramp_probes > Probing::MAX_RAMP_PROBES {

@@ -17,7 +17,7 @@ use crate::classify::{CheckOutcome, TransientClass};
 use crate::config::{ConfigError, GateConfig};
 use crate::detail::{FailureDetail, LastFailure, NetFailure};
 use crate::error::{NotSignedIn, RecheckError};
-use crate::machine::{Handout, Shared};
+use crate::machine::{inc, Handout, Shared};
 use crate::schedule::{ProbeSchedule, RetrySchedule};
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, CHECK_TIMERS};
@@ -240,6 +240,22 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// All zero (what `Counters::default()` gives, usable in a `const fn`).
+    pub(crate) const ZERO: Counters = Counters {
+        attempts: 0,
+        transient: [0; TransientClass::COUNT],
+        grants: 0,
+        denials: 0,
+        stale_dropped: 0,
+        failed_closed: 0,
+        recoveries: 0,
+        logouts: 0,
+        unauthorized_logouts: 0,
+        refreshes: 0,
+        refresh_failures: 0,
+        events_lost: 0,
+    };
+
     /// Transient failures of one class.
     pub fn transient_of(&self, class: TransientClass) -> u32 {
         self.transient[class.index()]
@@ -248,10 +264,6 @@ impl Counters {
     pub fn transient_total(&self) -> u32 {
         self.transient.iter().fold(0u32, |a, b| a.saturating_add(*b))
     }
-}
-
-fn inc(c: &mut u32) {
-    *c = c.saturating_add(1);
 }
 
 /// R3: whoever waits for the immediate check of `first` can go on; it comes after the events
@@ -278,16 +290,17 @@ struct Streak<const N: usize> {
 /// `N` is the retry schedule's capacity (R6). Its timers, events, PRNG and generation live in
 /// the machine's [`Shared`] state; every input goes through [`Entitlement::step`].
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub(crate) struct Entitlement<const N: usize> {
-    signed_in: bool,
-    token: TokenHandle,
-    access: Access,
-    cause: Option<Cause>,
-    since: Option<Instant>,
-    last_failure: Option<LastFailure>,
     in_flight: Option<u32>,
     next_attempt: u32,
+    signed_in: bool,
+    access: Access,
+    cause: Option<Cause>,
+    token: TokenHandle,
+    since: Option<Instant>,
     last_attempt_started: Option<Instant>,
+    last_failure: Option<LastFailure>,
     streak: Option<Streak<N>>,
 }
 
@@ -342,13 +355,17 @@ impl<const N: usize> Entitlement<N> {
         }
     }
 
+    /// The attempt in flight while its request waits for the driver.
+    pub(crate) fn pending_attempt<E, const Q: usize>(&self, io: &Shared<E, Q>) -> Option<u32> {
+        self.in_flight.filter(|_| io.check == Handout::Pending)
+    }
+
     /// The request of the attempt in flight while it waits for the driver; marks it handed
-    /// out. `peek` leaves it pending.
+    /// out.
     pub(crate) fn poll_check<E, const Q: usize>(
         &self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        peek: bool,
     ) -> Option<CheckRequest> {
         if io.check != Handout::Pending {
             return None;
@@ -360,29 +377,26 @@ impl<const N: usize> Entitlement<N> {
             timeout: cfg.attempt_timeout,
             started: self.last_attempt_started?,
         };
-        if !peek {
-            io.check = Handout::HandedOut;
-        }
+        io.check = Handout::HandedOut;
         Some(req)
     }
 
     // ---- the step every input goes through ----
 
-    /// One input of this part at `now` (already monotonic): the check timers due by `now` fire
-    /// at their own instants first, so an input arriving after the deadline sees the gate
-    /// already failed closed (R5, to the tick); then the input; then the retry or probe that is
-    /// due, unless the input started a check or ended the session (a retry superseded by the
-    /// input is never started, R10).
+    /// One input of this part at `io.now` (the input's `now`, already advanced): the check
+    /// timers due by then fire at their own instants first, so an input arriving after the
+    /// deadline sees the gate already failed closed (R5, to the tick); then the input; then the
+    /// retry or probe that is due, unless the input started a check or ended the session (a
+    /// retry superseded by the input is never started, R10).
     pub(crate) fn step<E: From<Event>, const Q: usize, R>(
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         input: impl FnOnce(&mut Self, &mut Shared<E, Q>) -> R,
     ) -> R {
-        let due = self.step_begin(cfg, io, now);
+        let due = self.step_begin(cfg, io);
         let r = input(self, io);
-        self.step_end(cfg, io, now, due);
+        self.step_end(cfg, io, due);
         r
     }
 
@@ -393,8 +407,8 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
     ) -> Option<Instant> {
+        let now = io.now;
         for _ in 0..MAX_TIMER_STEPS {
             let Some((at, timer)) = io.timers.take_due(&CHECK_TIMERS, now) else {
                 break;
@@ -426,13 +440,12 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         due: Option<Instant>,
     ) {
         if due.is_some() && io.timers.get(Timer::Retry) == due {
             io.timers.stop(Timer::Retry);
             if self.signed_in && self.in_flight.is_none() {
-                self.start_attempt(cfg, io, now);
+                self.start_attempt(cfg, io);
             }
         }
     }
@@ -443,17 +456,16 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         token: TokenHandle,
     ) -> Generation {
         if self.signed_in {
-            self.end_session(io, now, Cause::LoggedOut);
+            self.end_session(io, Cause::LoggedOut);
         }
         io.generation.bump();
         self.signed_in = true;
         self.token = token;
         self.last_failure = None;
-        self.start_attempt(cfg, io, now); // R3
+        self.start_attempt(cfg, io); // R3
         io.generation
     }
 
@@ -461,7 +473,6 @@ impl<const N: usize> Entitlement<N> {
         &mut self,
         cfg: &GateConfig,
         io: &mut Shared<E, Q>,
-        now: Instant,
         token: TokenHandle,
     ) -> Result<Generation, NotSignedIn> {
         if !self.signed_in {
@@ -473,18 +484,13 @@ impl<const N: usize> Entitlement<N> {
         io.generation.bump();
         self.token = token;
         self.next_attempt = 0;
-        self.start_attempt(cfg, io, now); // R3; the deadline stays where it is (R5)
+        self.start_attempt(cfg, io); // R3; the deadline stays where it is (R5)
         Ok(io.generation)
     }
 
-    pub(crate) fn end<E: From<Event>, const Q: usize>(
-        &mut self,
-        io: &mut Shared<E, Q>,
-        now: Instant,
-        cause: Cause,
-    ) {
+    pub(crate) fn end<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, cause: Cause) {
         if self.signed_in {
-            self.end_session(io, now, cause);
+            self.end_session(io, cause);
         }
     }
 
@@ -527,7 +533,7 @@ impl<const N: usize> Entitlement<N> {
             CheckOutcome::Granted => self.definitive(io, now, Access::Granted),
             CheckOutcome::Denied => self.definitive(io, now, Access::Denied),
             CheckOutcome::Unauthorized => {
-                self.end_session(io, now, Cause::Unauthorized); // R8
+                self.end_session(io, Cause::Unauthorized); // R8
                 return true;
             }
             CheckOutcome::Transient {
@@ -557,7 +563,7 @@ impl<const N: usize> Entitlement<N> {
                 return Err(RecheckError::RateLimited { retry_at });
             }
         }
-        self.start_attempt(cfg, io, now);
+        self.start_attempt(cfg, io);
         Ok(())
     }
 
@@ -581,12 +587,8 @@ impl<const N: usize> Entitlement<N> {
         io.push(Event::AccessChanged { from, to, cause });
     }
 
-    fn start_attempt<E: From<Event>, const Q: usize>(
-        &mut self,
-        cfg: &GateConfig,
-        io: &mut Shared<E, Q>,
-        now: Instant,
-    ) {
+    fn start_attempt<E: From<Event>, const Q: usize>(&mut self, cfg: &GateConfig, io: &mut Shared<E, Q>) {
+        let now = io.now;
         // An attempt still in flight (a token refresh landed meanwhile) is superseded.
         self.cancel_in_flight(io);
         let attempt = self.next_attempt;
@@ -674,30 +676,31 @@ impl<const N: usize> Entitlement<N> {
         if from_check {
             inc(&mut io.counters.transient[class.index()]);
         }
-        let mut streak = match self.streak {
-            Some(s) => s,
-            None => {
-                // R5: the first transient failure fixes the deadline; it never moves.
-                let s = Streak {
-                    deadline: at + cfg.budget,
-                    failed_closed: false,
-                    retries: RetrySchedule::new(at),
-                    probes: None,
-                };
-                io.timers.set(Timer::Deadline, s.deadline);
-                s
-            }
-        };
-        let next = match (streak.failed_closed, streak.probes.as_mut()) {
+        if self.streak.is_none() {
+            // R5: the first transient failure fixes the deadline; it never moves.
+            let deadline = at + cfg.budget;
+            io.timers.set(Timer::Deadline, deadline);
+            self.streak = Some(Streak {
+                deadline,
+                failed_closed: false,
+                retries: RetrySchedule::new(at),
+                probes: None,
+            });
+        }
+        let next = match &mut self.streak {
             // R7: keep probing until a definitive answer: the next ramp slot or period point
             // after this failure; Retry-After replaces it (floored 1 s, capped at the period).
-            (true, Some(probes)) => Some(probes.next_probe(&cfg.probe, at, retry_after, &mut io.rng)),
+            Some(Streak {
+                failed_closed: true,
+                probes: Some(probes),
+                ..
+            }) => Some(probes.next_probe(&cfg.probe, at, retry_after, &mut io.rng)),
             // R6: the next stratified slot (or the final window) still ahead; Retry-After
             // replaces the drawn instant, and a server slot past the deadline is still used
             // (the deadline does not move). No retry left: wait for the deadline, then probe.
-            _ => streak.retries.next_retry(cfg, at, retry_after, &mut io.rng),
+            Some(streak) => streak.retries.next_retry(cfg, at, retry_after, &mut io.rng),
+            None => None, // unreachable: set above
         };
-        self.streak = Some(streak);
         io.timers.put(Timer::Retry, next);
         debug!("check failed: attempt {} class {:?}", attempt, class);
         if from_check {
@@ -719,8 +722,9 @@ impl<const N: usize> Entitlement<N> {
         io: &mut Shared<E, Q>,
         at: Instant,
     ) {
-        let Some(mut streak) = self.streak else { return };
-        streak.failed_closed = true;
+        if self.streak.is_none() {
+            return;
+        }
         inc(&mut io.counters.failed_closed);
         // R5: no definitive answer by the deadline. A server denial stays a denial.
         if self.access != Access::Denied {
@@ -734,22 +738,21 @@ impl<const N: usize> Entitlement<N> {
             let first = probes.next_probe(&cfg.probe, at, None, &mut io.rng);
             io.timers.set(Timer::Retry, first);
         }
-        streak.probes = Some(probes);
-        self.streak = Some(streak);
+        if let Some(streak) = &mut self.streak {
+            streak.failed_closed = true;
+            streak.probes = Some(probes);
+        }
     }
 
-    fn end_session<E: From<Event>, const Q: usize>(
-        &mut self,
-        io: &mut Shared<E, Q>,
-        now: Instant,
-        cause: Cause,
-    ) {
+    fn end_session<E: From<Event>, const Q: usize>(&mut self, io: &mut Shared<E, Q>, cause: Cause) {
+        let now = io.now;
         let first = self.finish_attempt(io);
         io.generation.bump(); // R10: anything in flight is now stale
         self.signed_in = false;
         self.streak = None;
-        io.timers
-            .stop_all(&[Timer::Attempt, Timer::Retry, Timer::Deadline]);
+        io.timers.stop(Timer::Attempt);
+        io.timers.stop(Timer::Retry);
+        io.timers.stop(Timer::Deadline);
         self.next_attempt = 0;
         self.last_attempt_started = None;
         match cause {
@@ -865,14 +868,14 @@ impl<const N: usize> Gate<N> {
         let now = self.io.advance(now);
         let cfg = &self.config;
         self.part
-            .step(cfg, &mut self.io, now, |part, io| f(part, cfg, io, now))
+            .step(cfg, &mut self.io, |part, io| f(part, cfg, io, now))
     }
 
     /// A session started with the token behind `token`: a new generation, access `Unknown`,
     /// and an immediate check (attempt 0, R3). Starting a session while one is active ends
     /// the old one first (cause `LoggedOut`).
     pub fn start_session(&mut self, now: Instant, token: TokenHandle) -> Generation {
-        self.input(now, |p, cfg, io, now| p.start_session(cfg, io, now, token))
+        self.input(now, |p, cfg, io, _| p.start_session(cfg, io, token))
     }
 
     /// The token was refreshed: a new generation whose immediate check follows R3. Access is
@@ -880,19 +883,19 @@ impl<const N: usize> Gate<N> {
     /// pending fail-closed deadline stays where it is (R5). Refused when signed out (time
     /// still passes).
     pub fn token_refreshed(&mut self, now: Instant, token: TokenHandle) -> Result<Generation, NotSignedIn> {
-        self.input(now, |p, cfg, io, now| p.token_refreshed(cfg, io, now, token))
+        self.input(now, |p, cfg, io, _| p.token_refreshed(cfg, io, token))
     }
 
     /// The app logged out: a new generation, access `Unknown`, nothing pending. A no-op when
     /// signed out.
     pub fn logout(&mut self, now: Instant) {
-        self.input(now, |p, _, io, now| p.end(io, now, Cause::LoggedOut))
+        self.input(now, |p, _, io, _| p.end(io, Cause::LoggedOut))
     }
 
     /// The session was found unauthorized outside a check (a rejected token refresh, R11):
     /// ends it like a 401 does (R8). A no-op when signed out.
     pub fn unauthorized(&mut self, now: Instant) {
-        self.input(now, |p, _, io, now| p.end(io, now, Cause::Unauthorized))
+        self.input(now, |p, _, io, _| p.end(io, Cause::Unauthorized))
     }
 
     /// A transient failure outside a check, such as a token refresh that could not reach the
@@ -936,7 +939,7 @@ impl<const N: usize> Gate<N> {
 
     /// The check to start now, if any. Poll after every input.
     pub fn poll_check(&mut self) -> Option<CheckRequest> {
-        self.part.poll_check(&self.config, &mut self.io, false)
+        self.part.poll_check(&self.config, &mut self.io)
     }
 
     /// A check handed out earlier whose result no longer matters (it timed out, or a refresh,

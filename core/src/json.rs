@@ -76,14 +76,17 @@ impl<'a> JsonStr<'a> {
             return false;
         }
         let mut units = Units { raw: self.raw, i: 0 };
-        for &t in target {
-            match units.next() {
+        let mut target = target.iter();
+        // Unit by unit, both ending together (one `next` call: inlined).
+        loop {
+            match (units.next(), target.next()) {
+                (None, None) => return true,
                 // Non-ASCII units (code points >= 0x80, UTF-8 bytes) never match ASCII.
-                Some(u) if u < 0x80 && (u as u8 == t || (fold && (u as u8).eq_ignore_ascii_case(&t))) => {}
+                (Some(u), Some(&t))
+                    if u < 0x80 && (u as u8 == t || (fold && (u as u8).eq_ignore_ascii_case(&t))) => {}
                 _ => return false,
             }
         }
-        units.next().is_none()
     }
 }
 
@@ -289,7 +292,7 @@ fn key(b: &[u8], i: usize) -> Result<(JsonStr<'_>, usize), BodyError> {
     }
     let (end, escaped) = string(b, i)?;
     let key = JsonStr {
-        raw: &b[i + 1..end - 1],
+        raw: b.get(i + 1..end - 1).unwrap_or_default(),
         escaped,
     };
     let j = ws(b, end);

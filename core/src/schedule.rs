@@ -94,7 +94,7 @@ impl<const N: usize> RetrySchedule<N> {
             }
             return Some(match retry_after {
                 Some(ra) => at + retry_after_delay(ra, &config.probe),
-                None => uniform_between(first.max(at + US), last, rng),
+                None => uniform_after(at, first, last, rng),
             });
         }
         None
@@ -104,8 +104,8 @@ impl<const N: usize> RetrySchedule<N> {
 /// Slice `k` (1-based) of `count` equal slices of `window`, as offsets `[lo, hi)` in whole
 /// microseconds (`floor(window * j / count)` at both ends).
 fn slice(window: Duration, count: u32, k: u32) -> (Duration, Duration) {
-    let at = |j: u32| Duration::from_micros(mul_div(window.as_micros(), j, count));
-    (at(k - 1), at(k))
+    let [lo, hi] = mul_div(window.as_micros(), [k - 1, k], count);
+    (Duration::from_micros(lo), Duration::from_micros(hi))
 }
 
 /// The probe plan after failing closed at `closed_at` (R7): `ramp_probes` probes stratified
@@ -184,7 +184,7 @@ impl ProbeSchedule {
             if last <= at {
                 continue;
             }
-            return slot.unwrap_or_else(|| uniform_between(first.max(at + US), last, rng));
+            return slot.unwrap_or_else(|| uniform_after(at, first, last, rng));
         }
         slot.unwrap_or_else(|| self.periodic_after(config, at))
     }
@@ -215,13 +215,11 @@ fn uniform_to(span: u64, rng: &mut fastrand::Rng) -> u64 {
     if span == 0 {
         return 0;
     }
-    // All ones from the top bit of `span` down (bit smearing: no count-leading-zeros routine,
-    // which a Cortex-M0+ does not have).
-    let mut mask = span;
-    let mut shift = 1;
-    while shift < 64 {
-        mask |= mask >> shift;
-        shift <<= 1;
+    // All ones from the top bit of `span` down, grown one bit at a time: no count-leading-zeros
+    // routine (a Cortex-M0+ has none) and no variable 64-bit shift.
+    let mut mask = 0u64;
+    while mask < span {
+        mask = mask << 1 | 1;
     }
     loop {
         let x = rng.u64(..) & mask;
@@ -239,15 +237,17 @@ pub(crate) fn full_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duratio
 /// A delay uniform in `[1 µs, ceiling]` (full jitter that never lands on the current instant:
 /// a timer planned by an input is always later than that input, so after any input no timer
 /// is left due, R12).
+#[inline(never)]
 pub(crate) fn delay_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
     Duration::from_micros(1 + uniform_to(ceiling.as_micros().max(1) - 1, rng))
 }
 
-/// An instant uniform in `[from, to]` (`from` if the range is empty). Out of line: retries
-/// and ramp probes both draw through it (flash, issue 11).
+/// An instant uniform in the part of the window `[first, last]` strictly after `at` (the
+/// caller knows `last > at`). Out of line: retries and ramp probes share it (flash).
 #[inline(never)]
-pub(crate) fn uniform_between(from: Instant, to: Instant, rng: &mut fastrand::Rng) -> Instant {
-    from + full_jitter(to - from, rng)
+fn uniform_after(at: Instant, first: Instant, last: Instant, rng: &mut fastrand::Rng) -> Instant {
+    let from = first.max(at + US);
+    from + full_jitter(last - from, rng)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::error::{header_safe, RecheckError, SignInError, TokenRequestError};
 use crate::gate::{
     Access, Cause, CheckRequest, Counters, Entitlement, Event, Generation, Status, TokenHandle,
 };
-use crate::machine::Shared;
+use crate::machine::{inc, Shared};
 use crate::schedule::{delay_jitter, full_jitter};
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, TOKEN_TIMERS};
@@ -80,18 +80,21 @@ impl SessionConfig {
     };
 
     /// Checks that the configuration can be honoured.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.gate.validate()?;
-        if self.refresh_retry.base == Duration::ZERO {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = self.gate.validate() {
+            return Err(e);
+        }
+        let retry = &self.refresh_retry;
+        if retry.base.as_micros() == 0 {
             return Err(ConfigError::ZeroBackoffBase(Which::Refresh));
         }
-        if self.refresh_retry.factor == 0 {
+        if retry.factor == 0 {
             return Err(ConfigError::ZeroBackoffFactor(Which::Refresh));
         }
-        if self.refresh_retry.cap < self.refresh_retry.base {
+        if retry.cap.as_micros() < retry.base.as_micros() {
             return Err(ConfigError::CapBelowBase(Which::Refresh));
         }
-        if self.refresh_timeout == Duration::ZERO {
+        if self.refresh_timeout.as_micros() == 0 {
             return Err(ConfigError::ZeroAttemptTimeout);
         }
         Ok(())
@@ -210,32 +213,35 @@ pub enum Action {
 /// with waiters, logout races. `N`: retry schedule capacity; `W`: waiter table capacity;
 /// `T`: maximum token length in bytes.
 #[derive(Clone, Debug)]
+// In a fixed order, the fields inputs touch most first, the token buffers last: short offsets
+// on a Cortex-M0+, whose loads and stores reach 124 bytes (flash, issue 11).
+#[repr(C)]
 pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFAULT_TOKEN_CAPACITY> {
-    config: SessionConfig,
-    io: Shared<SessionEvent, SESSION_EVENT_CAPACITY>,
     gate: Entitlement<N>,
-    access_token: heapless::Vec<u8, T>,
-    refresh_token: heapless::Vec<u8, T>,
     expires_at: Instant,
-    /// The refresh in flight (never more than one, R11).
-    refresh: Option<RefreshId>,
-    /// Whether it still waits for the driver to poll it.
-    refresh_pending: bool,
-    next_refresh_id: u32,
-    failures_valid: u32,
-    failures_expired: u32,
     /// When the last refresh started, and its place in the current run of refresh starts
     /// (R11 floor: see [`Session::refresh_floor`]). Kept across sign-ins: the floor protects
     /// the token endpoint from this device, whichever session asks.
     last_refresh_start: Option<Instant>,
-    refresh_streak: u32,
-    early_refresh_used: bool,
+    /// The refresh in flight (never more than one, R11).
+    refresh: Option<RefreshId>,
     early_refresh_for: Option<Generation>,
-    waiters: heapless::Vec<WaiterId, W>,
     /// The generation whose first check the waiters wait for (R3, R11).
     waiter_generation: Option<Generation>,
-    resolved: heapless::Deque<(WaiterId, Result<TokenHandle, WaitError>), W>,
+    next_refresh_id: u32,
+    failures_valid: u32,
+    failures_expired: u32,
+    refresh_streak: u32,
     next_waiter: u32,
+    /// Whether it still waits for the driver to poll it.
+    refresh_pending: bool,
+    early_refresh_used: bool,
+    io: Shared<SessionEvent, SESSION_EVENT_CAPACITY>,
+    config: SessionConfig,
+    waiters: heapless::Vec<WaiterId, W>,
+    resolved: heapless::Deque<(WaiterId, Result<TokenHandle, WaitError>), W>,
+    access_token: heapless::Vec<u8, T>,
+    refresh_token: heapless::Vec<u8, T>,
 }
 
 impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
@@ -248,18 +254,46 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// // Zero-capacity token buffers are refused (a zero-capacity waiter table does not compile).
     /// assert!(Session::<8, 4, 0>::new(SessionConfig::DEFAULT, 1).is_err());
     /// ```
-    pub fn new(config: SessionConfig, seed: u64) -> Result<Self, ConfigError> {
-        config.validate()?;
+    ///
+    /// A `const fn`: on a device the session can be a `static` built at compile time, so the
+    /// image holds its initial bytes once (as `.data`) and no code that builds it. It gets its
+    /// per-device seed at start-up with [`Session::reseed`]. `SessionConfig::validate` is a
+    /// `const fn` too, so a bad configuration can fail the build:
+    ///
+    /// ```
+    /// use accessgate::{ConfigError, Session, SessionConfig};
+    /// use std::sync::Mutex;
+    ///
+    /// const CONFIG: SessionConfig = SessionConfig::DEFAULT;
+    /// const _: () = assert!(CONFIG.validate().is_ok());
+    /// static SESSION: Mutex<Result<Session, ConfigError>> = Mutex::new(Session::new(CONFIG, 0));
+    ///
+    /// let mut built = SESSION.lock().unwrap();
+    /// let s = built.as_mut().expect("checked at compile time");
+    /// s.reseed(0x5eed); // at start-up, from the device's entropy (R6)
+    /// assert!(!s.status().signed_in);
+    /// ```
+    pub const fn new(config: SessionConfig, seed: u64) -> Result<Self, ConfigError> {
+        if let Err(e) = config.validate() {
+            return Err(e);
+        }
         if N == 0 {
             return Err(ConfigError::ZeroRetryCapacity);
         }
-        if usize::from(config.gate.retry.count) > N {
+        if config.gate.retry.count as usize > N {
             return Err(ConfigError::RetryCountOverCapacity);
         }
         if W == 0 || T == 0 {
             return Err(ConfigError::ZeroCapacity);
         }
-        Ok(Session {
+        Ok(Self::signed_out(config, seed))
+    }
+
+    /// The signed-out state. Out of line, so a caller that moves the session into its place at
+    /// run time (a driver's state) gets it built there, not built elsewhere and copied (flash).
+    #[inline(never)]
+    const fn signed_out(config: SessionConfig, seed: u64) -> Self {
+        Session {
             config,
             io: Shared::new(seed),
             gate: Entitlement::new(),
@@ -279,7 +313,14 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             waiter_generation: None,
             resolved: heapless::Deque::new(),
             next_waiter: 0,
-        })
+        }
+    }
+
+    /// Seeds the jitter PRNG anew (R6, R11), for a session built before its per-device seed
+    /// was known (a `static` built at compile time, see [`Session::new`]). Called before the
+    /// first input, the session then draws exactly as one built with that seed.
+    pub fn reseed(&mut self, seed: u64) {
+        self.io.rng = fastrand::Rng::with_seed(seed);
     }
 
     // ---- getters ----
@@ -370,16 +411,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             return Err(SignInError::TokenNotHeaderSafe);
         }
         Ok(self.input(now, |s, now| {
-            if s.live() {
-                s.gate_input(now, |g, _, io| g.end(io, now, Cause::LoggedOut));
-                s.teardown(WaitError::NotAuthenticated);
-            }
+            s.end(Cause::LoggedOut);
             s.store_tokens(access_token, Some(refresh_token));
             s.early_refresh_used = false;
             s.failures_valid = 0;
             s.failures_expired = 0;
             let token = s.next_handle();
-            let generation = s.gate_input(now, |g, cfg, io| g.start_session(cfg, io, now, token));
+            let generation = s.gate_input(|g, cfg, io| g.start_session(cfg, io, token));
             s.set_expiry(now, expires_in, false);
             generation
         }))
@@ -402,12 +440,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// Logs out: waiters get `NotAuthenticated`, nothing in flight counts any more (R10, R11),
     /// and what was handed out is named in cancel actions. A no-op when signed out.
     pub fn logout(&mut self, now: Instant) {
-        self.input(now, |s, now| {
-            if s.live() {
-                s.gate_input(now, |g, _, io| g.end(io, now, Cause::LoggedOut));
-                s.teardown(WaitError::NotAuthenticated);
-            }
-        })
+        self.input(now, |s, _| s.end(Cause::LoggedOut))
     }
 
     /// A caller needs a valid access token. Single-flight (R11): callers that arrive while a
@@ -428,7 +461,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             if !sharing && !retry_pending && valid && s.refresh_floor().is_some_and(|f| now < f) {
                 // R11: the refresh floor holds the refresh back (planned by start_refresh);
                 // the token is still valid, so the caller gets it rather than wait.
-                s.start_refresh(now, false);
+                s.start_refresh(false);
                 return Ok(TokenReply::Ready(s.handle()));
             }
             if s.waiters.len() + s.resolved.len() >= W {
@@ -439,7 +472,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             // Cannot fail: room checked above.
             let _ = s.waiters.push(id);
             if !sharing && !retry_pending {
-                s.start_refresh(now, false);
+                s.start_refresh(false);
             }
             Ok(TokenReply::Wait(id))
         })
@@ -466,18 +499,16 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
         );
         let current = self.live() && generation == self.io.generation;
-        let mut ended = self.gate_input(now, |g, cfg, io| {
-            g.check_result(cfg, io, now, generation, attempt, outcome)
-        });
-        if current && outcome == CheckOutcome::Unauthorized && !ended {
+        let ended = self.gate_input(|g, cfg, io| g.check_result(cfg, io, now, generation, attempt, outcome));
+        if ended {
+            self.teardown(WaitError::NotAuthenticated); // R8, R11
+            return;
+        }
+        if current && outcome == CheckOutcome::Unauthorized {
             // R8: the server rejected the current token. The answer was dropped because the
             // attempt had already timed out, but the rejection still stands: a late 401 for
             // the current generation ends the session too.
-            self.gate_input(now, |g, _, io| g.end(io, now, Cause::Unauthorized));
-            ended = true;
-        }
-        if ended {
-            self.teardown(WaitError::NotAuthenticated); // R8, R11
+            self.end(Cause::Unauthorized);
             return;
         }
         if current && outcome.is_definitive() {
@@ -489,7 +520,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             // would otherwise get a refresh per new generation, a refresh storm.
             self.early_refresh_used = true;
             self.early_refresh_for = Some(generation);
-            self.start_refresh(now, true);
+            self.start_refresh(true);
         }
     }
 
@@ -501,7 +532,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     fn refresh_result(&mut self, now: Instant, id: RefreshId, outcome: RefreshOutcome<'_>) {
         if !self.live() || self.refresh != Some(id) {
-            self.io.counters.stale_dropped = self.io.counters.stale_dropped.saturating_add(1);
+            inc(&mut self.io.counters.stale_dropped);
             self.io.push(SessionEvent::StaleRefresh { id });
             return;
         }
@@ -520,9 +551,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
                 self.failures_expired = 0;
                 self.set_expiry(now, expires_in, true);
                 let token = self.next_handle();
-                let Ok(generation) =
-                    self.gate_input(now, |g, cfg, io| g.token_refreshed(cfg, io, now, token))
-                else {
+                let Ok(generation) = self.gate_input(|g, cfg, io| g.token_refreshed(cfg, io, token)) else {
                     return; // unreachable: the session is live
                 };
                 if !self.waiters.is_empty() {
@@ -538,14 +567,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
             // An oversized token, or one no header can carry, is a malformed answer: never
             // truncated, never sent.
-            RefreshOutcome::Refreshed { .. } => self.refresh_failed(now, TransientClass::InvalidBody),
+            RefreshOutcome::Refreshed { .. } => self.refresh_failed(TransientClass::InvalidBody),
             RefreshOutcome::Rejected => {
                 warn!("refresh token rejected: signing out");
                 self.io.push(SessionEvent::RefreshRejected);
-                self.gate_input(now, |g, _, io| g.end(io, now, Cause::Unauthorized)); // R11
-                self.teardown(WaitError::NotAuthenticated);
+                self.end(Cause::Unauthorized); // R11
             }
-            RefreshOutcome::Transient(class) => self.refresh_failed(now, class),
+            RefreshOutcome::Transient(class) => self.refresh_failed(class),
         }
     }
 
@@ -557,7 +585,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// The app asks for a re-check now (rate-limited; see [`Gate::recheck_now`](crate::Gate::recheck_now)).
     pub fn recheck_now(&mut self, now: Instant) -> Result<(), RecheckError> {
         self.input(now, |s, now| {
-            s.gate_input(now, |g, cfg, io| g.recheck_now(cfg, io, now))
+            s.gate_input(|g, cfg, io| g.recheck_now(cfg, io, now))
         })
     }
 
@@ -579,7 +607,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }));
         }
         self.gate
-            .poll_check(&self.config.gate, &mut self.io, false)
+            .poll_check(&self.config.gate, &mut self.io)
             .map(Action::Check)
     }
 
@@ -605,25 +633,25 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     fn input<R>(&mut self, now: Instant, f: impl FnOnce(&mut Self, Instant) -> R) -> R {
         let now = self.io.advance(now);
         let r = f(self, now);
-        self.after_input(now);
+        self.after_input();
         r
     }
 
     /// One input of the entitlement part (see [`Entitlement::step`]).
     fn gate_input<R>(
         &mut self,
-        now: Instant,
         f: impl FnOnce(&mut Entitlement<N>, &GateConfig, &mut Shared<SessionEvent, SESSION_EVENT_CAPACITY>) -> R,
     ) -> R {
         let cfg = &self.config.gate;
-        self.gate.step(cfg, &mut self.io, now, |g, io| f(g, cfg, io))
+        self.gate.step(cfg, &mut self.io, |g, io| f(g, cfg, io))
     }
 
     /// After every input: the token timers, then the check timers (a refresh that comes due is
     /// never started, or a timed-out one answered, by the prologue of an input that then ends
     /// the session or answers it), then hold back a check whose token has expired, then settle
     /// waiters.
-    fn after_input(&mut self, now: Instant) {
+    fn after_input(&mut self) {
+        let now = self.io.now; // the input's instant
         for _ in 0..TOKEN_TIMERS.len() {
             let Some((_, timer)) = self.io.timers.take_due(&TOKEN_TIMERS, now) else {
                 break;
@@ -631,21 +659,20 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             match timer {
                 Timer::RefreshTimeout => {
                     self.drop_refresh();
-                    self.refresh_failed(now, TransientClass::Timeout);
+                    self.refresh_failed(TransientClass::Timeout);
                 }
-                _ => self.start_refresh(now, false),
+                _ => self.start_refresh(false),
             }
         }
-        self.gate_input(now, |_, _, _| ());
-        let pending = self.gate.poll_check(&self.config.gate, &mut self.io, true);
-        if let Some(req) = pending.filter(|_| now >= self.expires_at) {
+        self.gate_input(|_, _, _| ());
+        let pending = self.gate.pending_attempt(&self.io);
+        if let Some(attempt) = pending.filter(|_| now >= self.expires_at) {
             // Never send a dead token: the check fails transiently and a refresh runs.
             let expired = CheckOutcome::transient(TransientClass::TokenExpired);
-            self.gate_input(now, |g, cfg, io| {
-                g.check_result(cfg, io, now, req.generation, req.attempt, expired)
-            });
+            let generation = self.io.generation;
+            self.gate_input(|g, cfg, io| g.check_result(cfg, io, now, generation, attempt, expired));
             if self.refresh.is_none() && !self.io.timers.is_set(Timer::RefreshRetry) {
-                self.start_refresh(now, false);
+                self.start_refresh(false);
             }
         }
         if let Some(g) = self.waiter_generation {
@@ -669,12 +696,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     }
 
     fn store_tokens(&mut self, access_token: &[u8], refresh_token: Option<&[u8]>) {
-        // Cannot fail: lengths were checked by the caller.
-        self.access_token.clear();
-        let _ = self.access_token.extend_from_slice(access_token);
+        put(&mut self.access_token, access_token);
         if let Some(r) = refresh_token {
-            self.refresh_token.clear();
-            let _ = self.refresh_token.extend_from_slice(r);
+            put(&mut self.refresh_token, r);
         }
     }
 
@@ -703,7 +727,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         } else {
             // A stored session inside the skew, or already expired: refresh at once.
             self.io.timers.stop(Timer::RefreshDue);
-            self.start_refresh(now, false);
+            self.start_refresh(false);
         }
     }
 
@@ -719,7 +743,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 
     /// Starts a refresh now, or, when the floor of R11 holds it back, plans it for the floor
     /// (as a retry: callers that need a token wait for it).
-    fn start_refresh(&mut self, now: Instant, early: bool) {
+    fn start_refresh(&mut self, early: bool) {
+        let now = self.io.now;
         if !self.live() || self.refresh.is_some() {
             return; // R11: at most one refresh in flight
         }
@@ -745,7 +770,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             .set(Timer::RefreshTimeout, now + self.config.refresh_timeout);
         self.io.timers.stop(Timer::RefreshRetry);
         self.io.timers.stop(Timer::RefreshDue);
-        self.io.counters.refreshes = self.io.counters.refreshes.saturating_add(1);
+        inc(&mut self.io.counters.refreshes);
         self.refresh_pending = true;
         debug!("refresh {} started (early: {})", id.0, early);
         self.io.push(SessionEvent::RefreshStarted { id, early });
@@ -762,8 +787,9 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.io.timers.stop(Timer::RefreshTimeout);
     }
 
-    fn refresh_failed(&mut self, now: Instant, class: TransientClass) {
-        self.io.counters.refresh_failures = self.io.counters.refresh_failures.saturating_add(1);
+    fn refresh_failed(&mut self, class: TransientClass) {
+        let now = self.io.now;
+        inc(&mut self.io.counters.refresh_failures);
         let valid = now < self.expires_at;
         let delay = if valid {
             // R11: 1 s doubling to 5 s while the token is still valid.
@@ -782,7 +808,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.io.timers.set(Timer::RefreshRetry, next_attempt);
         // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
         // the cable before the hourly refresh would keep a grant for ever.
-        let _ = self.gate_input(now, |g, cfg, io| g.transient_failure(cfg, io, now, class));
+        let _ = self.gate_input(|g, cfg, io| g.transient_failure(cfg, io, now, class));
         self.io.push(SessionEvent::RefreshFailed { class, next_attempt });
         if !self.waiters.is_empty() && self.waiter_generation.is_none() {
             if valid {
@@ -794,16 +820,26 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         }
     }
 
+    /// Ends the session for `cause` (a no-op when signed out): the entitlement part ends it,
+    /// then [`Session::teardown`]. Out of line: four inputs end a session (flash, issue 11).
+    #[inline(never)]
+    fn end(&mut self, cause: Cause) {
+        if self.live() {
+            self.gate_input(|g, _, io| g.end(io, cause));
+            self.teardown(WaitError::NotAuthenticated); // R11: waiters learn the session ended
+        }
+    }
+
     /// The session is over (the entitlement part already ended it): forget the tokens,
     /// withdraw or cancel the refresh, answer the waiters.
     fn teardown(&mut self, why: WaitError) {
         // Nothing of a torn-down session may be handed out (R11).
-        self.access_token.iter_mut().for_each(|b| *b = 0);
-        self.refresh_token.iter_mut().for_each(|b| *b = 0);
-        self.access_token.clear();
-        self.refresh_token.clear();
+        wipe(&mut self.access_token);
+        wipe(&mut self.refresh_token);
         self.drop_refresh();
-        self.io.timers.stop_all(&TOKEN_TIMERS);
+        self.io.timers.stop(Timer::RefreshDue);
+        self.io.timers.stop(Timer::RefreshRetry);
+        self.io.timers.stop(Timer::RefreshTimeout);
         self.waiter_generation = None;
         self.resolve_waiters(Err(why));
     }
@@ -814,6 +850,24 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             let _ = self.resolved.push_back((id, result));
         }
         self.waiters.clear();
+    }
+}
+
+/// Replaces a token's bytes. Cannot fail: the caller checked the length. Out of line: one copy
+/// for both tokens (flash).
+#[inline(never)]
+fn put<const T: usize>(token: &mut heapless::Vec<u8, T>, bytes: &[u8]) {
+    token.clear();
+    let _ = token.extend_from_slice(bytes);
+}
+
+/// Zeroes a token's bytes and forgets them, the last one first (a plain loop, not a memset: no
+/// memset routine is linked for it). Out of line: one copy for both tokens (flash).
+#[inline(never)]
+fn wipe<const T: usize>(token: &mut heapless::Vec<u8, T>) {
+    while let Some(b) = token.last_mut() {
+        *b = 0;
+        token.pop();
     }
 }
 

@@ -148,19 +148,22 @@ impl core::fmt::Display for Duration {
 ///
 /// The core's schedules divide 64-bit microsecond counts only a few times per input; on a
 /// Cortex-M0+ (no divide instruction) the compiler's general `u64` division routine costs
-/// about 1 KB of flash, this loop about 60 bytes. Bounded (R12): 64 steps.
+/// about 1 KB of flash, this loop about 130 bytes. Bounded (R12): 64 steps.
 #[inline(never)]
 pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
     if d == 0 {
         return (0, n);
     }
-    let (mut q, mut r) = (0u64, 0u64);
-    let mut i = 64;
-    while i > 0 {
-        i -= 1;
+    // One register pair holds what is left of the dividend at the top and the quotient so far
+    // at the bottom: each step moves the dividend's top bit into `r` and a quotient bit in
+    // (constant one-bit shifts only).
+    let (mut q, mut r) = (n, 0u64);
+    let mut i = 0;
+    while i < 64 {
+        i += 1;
         // `r < d` before the shift, so `r` fits in 65 bits after it: track the lost top bit.
         let top = r >> 63;
-        r = (r << 1) | ((n >> i) & 1);
+        r = (r << 1) | (q >> 63);
         q <<= 1;
         if top == 1 || r >= d {
             r = r.wrapping_sub(d);
@@ -170,13 +173,16 @@ pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
     (q, r)
 }
 
-/// `floor(x * j / k)` for `j <= k` (a zero `k` counts as 1), exact and without overflow or
-/// 128-bit arithmetic (see [`div_rem`]).
-pub(crate) fn mul_div(x: u64, j: u32, k: u32) -> u64 {
-    let (j, k) = (u64::from(j), u64::from(k.max(1)));
+/// `floor(x * j / k)` for both `j` of `js` (each `<= k`; a zero `k` counts as 1), exact and
+/// without overflow or 128-bit arithmetic (see [`div_rem`]); `x / k` is divided once.
+pub(crate) fn mul_div(x: u64, js: [u32; 2], k: u32) -> [u64; 2] {
+    let k = u64::from(k.max(1));
     let (q, r) = div_rem(x, k);
     // x * j / k = q * j + (r * j) / k, and r * j < k * k < 2^64; q * j <= x.
-    q.wrapping_mul(j).wrapping_add(div_rem(r.wrapping_mul(j), k).0)
+    js.map(|j| {
+        let j = u64::from(j);
+        q.wrapping_mul(j).wrapping_add(div_rem(r.wrapping_mul(j), k).0)
+    })
 }
 
 /// A point on a monotonic clock, in microseconds since an arbitrary origin chosen by the
@@ -287,7 +293,11 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     #[inline(never)]
     fn add(self, rhs: Duration) -> Instant {
-        Instant::from_micros(self.as_micros().saturating_add(rhs.as_micros()))
+        // On the stored micros + 1: saturating there is saturating the micros (both end at the
+        // last instant), and the sum of a nonzero value stays nonzero.
+        Instant {
+            raw: self.raw.saturating_add(rhs.as_micros()),
+        }
     }
 }
 
@@ -360,15 +370,24 @@ mod tests {
         for &x in &[0, 1, 70_000_000, 120_000_000, u64::MAX / 3, u64::MAX] {
             for k in [0u32, 1, 2, 3, 7, 16, 1_000, u32::MAX] {
                 for j in [0, 1, k / 2, k.saturating_sub(1), k] {
-                    assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+                    let got = mul_div(x, [j, k - k.min(1)], k);
+                    assert_eq!(
+                        got,
+                        [reference(x, j, k), reference(x, k - k.min(1), k)],
+                        "{x} * {j} / {k}"
+                    );
                 }
             }
         }
         for _ in 0..100_000 {
             let x = rng.u64(..) >> rng.u32(0..64);
             let k = rng.u32(..) >> rng.u32(0..32);
-            let j = rng.u32(0..=k);
-            assert_eq!(mul_div(x, j, k), reference(x, j, k), "{x} * {j} / {k}");
+            let (j, i) = (rng.u32(0..=k), rng.u32(0..=k));
+            assert_eq!(
+                mul_div(x, [j, i], k),
+                [reference(x, j, k), reference(x, i, k)],
+                "{x} * {j} / {k}"
+            );
         }
     }
 

@@ -36,6 +36,9 @@ pub(crate) struct TimerTable {
 }
 
 impl TimerTable {
+    /// No timer armed.
+    pub(crate) const NONE: TimerTable = TimerTable { at: [None; COUNT] };
+
     /// Arms `timer` for `at`, replacing whatever it was armed for.
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.at[timer as usize] = Some(at);
@@ -47,12 +50,6 @@ impl TimerTable {
     /// Disarms `timer`.
     pub(crate) fn stop(&mut self, timer: Timer) {
         self.at[timer as usize] = None;
-    }
-    /// Disarms every timer of `group`.
-    pub(crate) fn stop_all(&mut self, group: &[Timer]) {
-        for &t in group {
-            self.stop(t);
-        }
     }
     /// When `timer` expires, if armed.
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
@@ -68,15 +65,21 @@ impl TimerTable {
     }
     /// The earliest expiry of all timers.
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.at.iter().flatten().min().copied()
+        let mut next: Option<Instant> = None;
+        for at in self.at.iter().flatten() {
+            if next.is_none_or(|n| *at < n) {
+                next = Some(*at);
+            }
+        }
+        next
     }
     /// The earliest timer of `group` due at `now`, disarmed, with its expiry. Ties go to the
-    /// timer declared first.
+    /// timer declared first (`group` lists its timers in declaration order).
     pub(crate) fn take_due(&mut self, group: &[Timer], now: Instant) -> Option<(Instant, Timer)> {
         let mut best: Option<(Instant, Timer)> = None;
         for &t in group {
             if let Some(at) = self.get(t).filter(|&at| at <= now) {
-                if best.is_none_or(|(b, bt)| (at, t as usize) < (b, bt as usize)) {
+                if best.is_none_or(|(b, _)| at < b) {
                     best = Some((at, t));
                 }
             }
@@ -105,7 +108,18 @@ mod tests {
         assert_eq!(t.take_due(&CHECK_TIMERS, at(5)), Some((at(5), Timer::Deadline)));
         assert_eq!(t.take_due(&CHECK_TIMERS, at(9)), None);
         assert!(t.is_due(Timer::RefreshDue, at(1)));
-        t.stop_all(&TOKEN_TIMERS);
+        t.stop(Timer::RefreshDue);
         assert_eq!(t.next_expiry(), None);
+    }
+
+    #[test]
+    fn groups_list_their_timers_in_declaration_order() {
+        // `take_due` breaks ties by the order of the group: it must be declaration order.
+        for group in [&CHECK_TIMERS[..], &TOKEN_TIMERS[..]] {
+            assert!(
+                group.windows(2).all(|w| (w[0] as usize) < (w[1] as usize)),
+                "{group:?}"
+            );
+        }
     }
 }

@@ -992,3 +992,30 @@ fn a_heavy_sign_in_fits_the_event_queue() {
     assert_eq!(s.counters().events_lost, 0);
     assert!(matches!(s.poll_action(), Some(Action::CancelCheck { .. })));
 }
+
+/// A session built at compile time (`Session::new` is a `const fn`) and given its seed at
+/// start-up with `reseed` draws exactly as one built with that seed: the same retry instant
+/// after a transient failure (R6). Another seed draws another instant.
+#[test]
+fn a_reseeded_const_session_draws_as_one_built_with_the_seed() {
+    const BUILT: Result<S, ConfigError> = Session::new(SessionConfig::DEFAULT, 0);
+    let retry_after_a_failure = |mut s: S| {
+        s.sign_in(T0, b"at", b"rt", secs(3600)).unwrap();
+        let c = check(&mut s);
+        s.handle_check_result(
+            T0,
+            c.generation,
+            c.attempt,
+            CheckOutcome::transient(TransientClass::Io),
+        );
+        s.status().next_attempt
+    };
+    let mut reseeded = BUILT.unwrap();
+    reseeded.reseed(9);
+    let retry = retry_after_a_failure(reseeded);
+    assert!(retry.is_some());
+    assert_eq!(retry, retry_after_a_failure(session()));
+    let mut other = BUILT.unwrap();
+    other.reseed(10);
+    assert_ne!(retry_after_a_failure(other), retry);
+}
