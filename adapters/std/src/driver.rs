@@ -110,6 +110,8 @@ pub(crate) struct State {
     pub(crate) waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
     pub(crate) first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
     pub(crate) snapshot: watch::Sender<Snapshot>,
+    /// The snapshot changed while nobody subscribed: not yet published.
+    pub(crate) quiet: bool,
     pub(crate) events: broadcast::Sender<TimedEvent>,
     /// When the driver's timer fires (`None`: not armed). Never later than the session's next
     /// timeout: a drain that makes that earlier wakes the driver.
@@ -171,9 +173,17 @@ impl State {
             let _ = self.events.send(TimedEvent { event, at, origin });
         }
         let snap = Snapshot::of(&self.session, at);
-        if !snap.same_state(&self.snapshot.borrow()) {
-            self.snapshot.send_replace(snap);
-        }
+        // Only subscribers need waking, not the handles' own reader: without one the value is
+        // updated in place, and `quiet` has `subscribe` publish it before a subscriber joins.
+        let loud = self.snapshot.receiver_count() > 1;
+        self.snapshot.send_if_modified(|old| {
+            let changed = !snap.same_state(old);
+            if changed {
+                *old = snap;
+            }
+            self.quiet |= changed && !loud;
+            changed && loud
+        });
         while let Some((id, outcome)) = self.session.poll_waiter() {
             let token = self.token(outcome.map_err(TokenError::from));
             if let Some(reply) = self.waiters.remove(&id) {
@@ -226,6 +236,7 @@ impl Shared {
             refresh: None,
             waiters: HashMap::new(),
             first_check: Vec::new(),
+            quiet: false,
             driver_wake: None,
             closed: false,
         };
@@ -380,8 +391,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut requests: mpsc::UnboundedReceiv
             if state.closed {
                 break;
             }
+            // Also what a caller asked for: the deadline may be over already, but a timer
+            // armed at it spares that caller's successors a wake (see `State::drain`).
             let next = state.session.poll_timeout();
-            armed = armed.into_iter().chain(next).min();
+            armed = armed.into_iter().chain(state.driver_wake).chain(next).min();
             state.driver_wake = armed;
         }
         if let Some(at) = armed.map(|t| shared.clock.to_tokio(t)) {
@@ -397,7 +410,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut requests: mpsc::UnboundedReceiv
             }
             () = &mut timer, if armed.is_some() => {
                 armed = None;
-                shared.input(false, |state, now| state.session.handle_timeout(now));
+                shared.input(false, |state, now| {
+                    state.driver_wake = None;
+                    state.session.handle_timeout(now);
+                });
             }
         }
     }

@@ -123,16 +123,19 @@ impl TimedEvent {
 #[derive(Clone, Debug)]
 pub struct AccessGate {
     handle: Arc<Handle>,
+}
+
+/// What the clones of one [`AccessGate`] share: the state and one reader of the snapshots.
+/// Closes the gate when the last clone goes.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
     snapshot: watch::Receiver<Snapshot>,
 }
 
-/// Closes the gate when the last [`AccessGate`] clone goes.
-#[derive(Debug)]
-struct Handle(Arc<Shared>);
-
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.0.close();
+        self.shared.close();
     }
 }
 
@@ -153,12 +156,12 @@ impl AccessGate {
         runtime.spawn(crate::driver::run(shared.clone(), requests));
         let (check, token) = (&config.check_url, &config.token_url);
         log::debug!("accessgate: gate spawned ({check} -> {token})");
-        let handle = Arc::new(Handle(shared));
-        Ok(AccessGate { handle, snapshot })
+        let handle = Arc::new(Handle { shared, snapshot });
+        Ok(AccessGate { handle })
     }
 
     fn shared(&self) -> &Shared {
-        &self.handle.0
+        &self.handle.shared
     }
 
     async fn start(&self, tokens: Tokens, start: Start) -> Result<Status, GateError> {
@@ -201,22 +204,27 @@ impl AccessGate {
 
     /// Current access, without waiting.
     pub fn access(&self) -> Access {
-        self.snapshot.borrow().status.access
+        self.handle.snapshot.borrow().status.access
     }
 
     /// Current status (access, cause, signed-in, reverifying deadline...), without waiting.
     pub fn status(&self) -> Status {
-        self.snapshot.borrow().status
+        self.handle.snapshot.borrow().status
     }
 
     /// Current snapshot: status, counters (R13), token expiry.
     pub fn snapshot(&self) -> Snapshot {
-        *self.snapshot.borrow()
+        *self.handle.snapshot.borrow()
     }
 
     /// A receiver that sees every new snapshot (`changed().await`); for UIs.
     pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
-        self.snapshot.clone()
+        let mut state = self.shared().lock();
+        if std::mem::take(&mut state.quiet) {
+            // What changed while nobody subscribed is new to the subscriber.
+            state.snapshot.send_modify(|_| ());
+        }
+        self.handle.snapshot.clone()
     }
 
     /// A receiver of every event from now on (check started/failed, access changed, refresh
