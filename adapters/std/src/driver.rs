@@ -1,8 +1,8 @@
 //! The shared state and the driver task.
 //!
-//! The [`accessgate::Session`] lives in [`Shared`], behind a `std::sync::Mutex` that is never
-//! held across an `.await`. Every handle method locks it, gives the session its input with
-//! `now`, drains the outputs and unlocks. The drain order is the same as the embassy driver's:
+//! The [`accessgate::Session`] lives in [`Shared`] behind a `std::sync::Mutex`, never held
+//! across an `.await`. Every handle method locks it, gives the session its input with `now`,
+//! drains the outputs in the embassy driver's order, and unlocks:
 //!
 //! 1. actions ([`accessgate::Session::poll_action`]: cancels first, then a refresh, then a check);
 //! 2. events, broadcast as [`TimedEvent`]s;
@@ -10,15 +10,13 @@
 //! 4. answers: token waiters, callers awaiting the first check (R3), then (after the unlock)
 //!    the caller whose input it was; so whoever gets an answer reads the state that produced it.
 //!
-//! The check that a caller's own input started (`sign_in`, `restore`, `recheck`) runs in that
+//! The check a caller's own input started (`sign_in`, `restore`, `recheck`) runs in that
 //! caller's task ([`Inline`]): no hop to another task on the healthy path. Every request is
-//! abortable under its key, so whoever drains a cancel stops it wherever it runs (R10).
-//!
-//! The driver task does what no caller awaits: the session's timers (retries, deadlines,
-//! refresh due, attempt timeouts: the session owns every timeout, R4), background requests
-//! (retries, refreshes) and requests whose caller went away. It is woken only when a request
-//! is handed to it or the session's next timeout became earlier than its timer; a timer that
-//! fires early costs one harmless `handle_timeout`.
+//! abortable under its key, so whoever drains a cancel stops it wherever it runs (R10). The
+//! driver task does what no caller awaits: the session's timers (retries, deadlines, refresh,
+//! attempt timeouts: the session owns every timeout, R4) and the other requests (retries,
+//! refreshes, those of callers that went away). It is woken only for a request or when the
+//! session's next timeout moved before its timer; a timer that fires early is harmless.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,9 +29,8 @@ use accessgate::{
     Action, CheckOutcome, Duration, Generation, Instant, RefreshId, Session, SignInError, Status,
     TokenHandle, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
-use futures_util::future::{AbortHandle, Abortable, BoxFuture};
+use futures_util::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 use crate::error::{GateError, TokenError};
@@ -54,67 +51,36 @@ pub(crate) type CoreSession = Session<8, MAX_TOKEN_WAITERS, DEFAULT_TOKEN_CAPACI
 pub(crate) type Start =
     fn(&mut CoreSession, Instant, &[u8], &[u8], Duration) -> Result<Generation, SignInError>;
 
-type CheckKey = (Generation, u32);
-
-/// A finished request with its key; `None` if it was aborted or panicked.
-pub(crate) enum Done {
-    Check(CheckKey, Option<CheckOutcome>),
-    Refresh(RefreshId, Option<RefreshReply>),
+/// What the session knows a request by. At most one check and one refresh run (R11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    Check(Generation, u32),
+    Refresh(RefreshId),
 }
 
-/// A request the session asked for: abortable, a panic contained in it.
-pub(crate) type Request = BoxFuture<'static, Done>;
-
-/// Registers `request` under `key` in `slot` (the session has at most one check and one
-/// refresh in flight, R11; a new one supersedes the old) and makes it abortable.
-fn abortable<K, T: Send + 'static>(
-    slot: &mut Option<(K, AbortHandle)>,
-    key: K,
-    request: impl Future<Output = T> + Send + 'static,
-) -> impl Future<Output = Option<T>> + Send + 'static {
-    let (handle, registration) = AbortHandle::new_pair();
-    if let Some((_, old)) = slot.replace((key, handle)) {
-        old.abort();
-    }
-    // A panic stays in the request, as it would in a task of its own; the session then times
-    // it out by itself (R4).
-    let request = Abortable::new(AssertUnwindSafe(request).catch_unwind(), registration);
-    request.map(|r| match r {
-        Ok(Ok(value)) => Some(value),
-        Ok(Err(_)) => {
-            log::error!("accessgate: a request panicked");
-            None
-        }
-        Err(_aborted) => None,
-    })
+/// A request's result.
+pub(crate) enum Outcome {
+    Check(CheckOutcome),
+    Refresh(RefreshReply),
 }
 
-/// Takes `key`'s request out of `slot`: `false` if a cancel or a newer request took it first,
-/// then its result no longer counts (R10) and is dropped here, as a stopped request's.
-fn finish<K: PartialEq>(slot: &mut Option<(K, AbortHandle)>, key: K, abort: bool) -> bool {
-    let Some((_, handle)) = slot.take_if(|(k, _)| *k == key) else {
-        return false;
-    };
-    if abort {
-        handle.abort();
-    }
-    true
-}
+/// A request the session asked for, abortable; no outcome if it was aborted or panicked.
+pub(crate) type Request = BoxFuture<'static, (Key, Option<Outcome>)>;
 
 /// Everything behind the lock: the session and the adapter's bookkeeping.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) session: Box<CoreSession>,
-    check: Option<(CheckKey, AbortHandle)>,
-    refresh: Option<(RefreshId, AbortHandle)>,
+    /// The check and the refresh in flight, by key, wherever they run.
+    lanes: [Option<(Key, AbortHandle)>; 2],
     pub(crate) waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
     pub(crate) first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
     pub(crate) snapshot: watch::Sender<Snapshot>,
     /// The snapshot changed while nobody subscribed: not yet published.
     pub(crate) quiet: bool,
     pub(crate) events: broadcast::Sender<TimedEvent>,
-    /// When the driver's timer fires (`None`: not armed). Never later than the session's next
-    /// timeout: a drain that makes that earlier wakes the driver.
+    /// When the driver's timer fires (`None`: not armed); never after the session's next
+    /// timeout (R4): a drain that moves that earlier wakes the driver.
     driver_wake: Option<Instant>,
     closed: bool,
 }
@@ -126,56 +92,81 @@ impl State {
         Ok(String::from_utf8_lossy(token.ok_or(TokenError::NotAuthenticated)?).into_owned())
     }
 
+    /// Registers `request` under `key` (a newer request supersedes the one in its lane) and
+    /// makes it abortable.
+    fn start(&mut self, key: Key, request: impl Future<Output = Outcome> + Send + 'static) -> Request {
+        let (handle, registration) = AbortHandle::new_pair();
+        if let Some((_, old)) = self.lanes[matches!(key, Key::Refresh(_)) as usize].replace((key, handle)) {
+            old.abort();
+        }
+        // A panic stays in the request, as in a task of its own; the session times it out (R4).
+        let request = Abortable::new(AssertUnwindSafe(request).catch_unwind(), registration);
+        let panicked = |_: &_| log::error!("accessgate: a request panicked");
+        (request.map(move |r| (key, r.ok().and_then(|r| r.inspect_err(panicked).ok())))).boxed()
+    }
+
+    /// Takes request `key` out of its lane (the caller aborts it on a cancel). `None` if it
+    /// is not in flight: a cancel or a newer request took its place, its result no longer counts.
+    fn take(&mut self, key: Key) -> Option<AbortHandle> {
+        let lane = &mut self.lanes[matches!(key, Key::Refresh(_)) as usize];
+        lane.take_if(|(k, _)| *k == key).map(|(_, handle)| handle)
+    }
+
     /// Drains every output of the session after an input, in the order of the module doc.
-    /// With `take`, the check the input started is returned for the caller to run; every other
-    /// request goes to the driver. Idempotent.
+    /// With `take`, the check the input started is returned for the caller to run; the other
+    /// requests go to the driver. Idempotent.
     fn drain(&mut self, shared: &Shared, take: bool) -> Option<Request> {
         let mut mine = None;
         while let Some(action) = self.session.poll_action() {
-            let request = match action {
+            let (key, request) = match action {
                 Action::CancelCheck { generation, attempt } => {
-                    finish(&mut self.check, (generation, attempt), true);
+                    self.take(Key::Check(generation, attempt))
+                        .inspect(AbortHandle::abort);
                     continue;
                 }
                 Action::CancelRefresh(id) => {
-                    finish(&mut self.refresh, id, true);
+                    self.take(Key::Refresh(id)).inspect(AbortHandle::abort);
                     continue;
                 }
                 Action::Check(req) => {
-                    let key = (req.generation, req.attempt);
                     // The session asks only with its current token; no token is not sent (R4).
-                    let token = self.session.access_token(req.token).unwrap_or_default();
-                    let request = shared.transport.clone().check(token.to_vec());
+                    let token = self.session.access_token(req.token).unwrap_or_default().to_vec();
                     // One `tracing` span per attempt with the feature; the bare request without.
-                    let request = crate::trace::check(req.generation, req.attempt, request);
-                    let request = abortable(&mut self.check, key, request).map(move |o| Done::Check(key, o));
-                    if take && mine.is_none() {
-                        mine = Some(request.boxed());
-                        continue;
-                    }
-                    request.boxed()
+                    let check = shared.transport.clone().check(token);
+                    let check = crate::trace::check(req.generation, req.attempt, check);
+                    let key = Key::Check(req.generation, req.attempt);
+                    (key, self.start(key, check.map(Outcome::Check)))
                 }
                 Action::Refresh(req) => {
                     let token = self.session.refresh_token().unwrap_or_default().to_vec();
-                    let request = crate::trace::refresh(req.id, shared.transport.clone().refresh(token));
-                    let request = abortable(&mut self.refresh, req.id, request);
-                    request.map(move |r| Done::Refresh(req.id, r)).boxed()
+                    let refresh = crate::trace::refresh(req.id, shared.transport.clone().refresh(token));
+                    let key = Key::Refresh(req.id);
+                    (key, self.start(key, refresh.map(Outcome::Refresh)))
                 }
             };
-            let _ = shared.background.send(request);
+            if take && mine.is_none() && matches!(key, Key::Check(..)) {
+                mine = Some(request);
+            } else {
+                let _ = shared.background.send(request);
+            }
         }
         // Events are stamped with the `now` of the input that produced them; no subscriber
         // is fine.
         let at = self.session.last_now();
         while let Some(event) = self.session.poll_event() {
             log::debug!("accessgate: {event:?}");
-            let origin = Instant::ZERO;
-            let _ = self.events.send(TimedEvent { event, at, origin });
+            let _ = self.events.send(TimedEvent {
+                event,
+                at,
+                origin: Instant::ZERO,
+            });
         }
-        let snap = Snapshot::of(&self.session, at);
         // Only subscribers need waking, not the handles' own reader: without one the value is
         // updated in place, and `quiet` has `subscribe` publish it before a subscriber joins.
-        let loud = self.snapshot.receiver_count() > 1;
+        let (snap, loud) = (
+            Snapshot::of(&self.session, at),
+            self.snapshot.receiver_count() > 1,
+        );
         self.snapshot.send_if_modified(|old| {
             let changed = !snap.same_state(old);
             if changed {
@@ -194,11 +185,10 @@ impl State {
         // answer, a transient failure, or the session ended). A refresh that lands meanwhile
         // starts a new attempt 0, which they then await.
         if !self.session.first_check_running() {
-            for reply in self.first_check.drain(..) {
-                let _ = reply.send(Ok(snap.status));
-            }
+            self.first_check
+                .drain(..)
+                .for_each(|reply| drop(reply.send(Ok(snap.status))));
         }
-        // R4: the driver's timer must not fire later than the session's next timeout.
         let next = self.session.poll_timeout();
         if next.is_some_and(|t| self.driver_wake.is_none_or(|w| t < w)) {
             self.driver_wake = next;
@@ -221,41 +211,40 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The shared state of a new gate and the driver task's receiver of requests.
+    /// The shared state of a new gate, and the driver task's receiver of requests.
     pub(crate) fn new(
         session: Box<CoreSession>,
         clock: Clock,
         transport: Transport,
-    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Request>) {
+    ) -> (Arc<Self>, Receiver) {
         let (background, requests) = mpsc::unbounded_channel();
+        let (snapshot, events) = (
+            watch::Sender::new(Snapshot::of(&session, clock.now())),
+            broadcast::Sender::new(EVENT_BUFFER),
+        );
+        let (waiters, first_check, lanes) = (HashMap::new(), Vec::new(), [None, None]);
         let state = State {
-            snapshot: watch::Sender::new(Snapshot::of(&session, clock.now())),
-            events: broadcast::Sender::new(EVENT_BUFFER),
             session,
-            check: None,
-            refresh: None,
-            waiters: HashMap::new(),
-            first_check: Vec::new(),
+            lanes,
+            waiters,
+            first_check,
+            snapshot,
             quiet: false,
+            events,
             driver_wake: None,
             closed: false,
         };
-        let transport = Arc::new(transport);
-        let wake = Notify::new();
-        let state = Mutex::new(state);
-        (
-            Arc::new(Shared {
-                state,
-                clock,
-                transport,
-                background,
-                wake,
-            }),
-            requests,
-        )
+        let shared = Shared {
+            state: Mutex::new(state),
+            clock,
+            transport: Arc::new(transport),
+            background,
+            wake: Notify::new(),
+        };
+        (Arc::new(shared), requests)
     }
 
-    /// The state, also after a panic elsewhere (every critical section leaves it consistent:
+    /// The state, also after a panic elsewhere (no critical section leaves it half-changed:
     /// the session's inputs do not panic).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -269,36 +258,30 @@ impl Shared {
         f: impl FnOnce(&mut State, Instant) -> R,
     ) -> Option<(R, Option<Request>)> {
         let mut state = self.lock();
-        if state.closed {
-            return None;
-        }
-        let r = f(&mut state, self.clock.now());
-        let mine = state.drain(self, take);
-        Some((r, mine))
+        let r = (!state.closed).then(|| f(&mut state, self.clock.now()))?;
+        Some((r, state.drain(self, take)))
     }
 
     /// Hands a finished request's result to the session, unless a cancel or a newer request
     /// took its place (R10). `false` once closed.
-    fn report(&self, done: Done) -> bool {
-        self.input(false, |state, now| match done {
-            Done::Check(key, outcome) => {
-                if let (true, Some(outcome)) = (finish(&mut state.check, key, false), outcome) {
-                    log::debug!(
-                        "accessgate: check gen {} attempt {}: {outcome:?}",
-                        key.0 .0,
-                        key.1
-                    );
-                    state.session.handle_check_result(now, key.0, key.1, outcome);
-                }
+    fn report(&self, (key, outcome): (Key, Option<Outcome>)) -> bool {
+        let report = |state: &mut State, now| match (state.take(key).is_some(), key, outcome) {
+            (true, Key::Check(generation, attempt), Some(Outcome::Check(outcome))) => {
+                log::debug!(
+                    "accessgate: check gen {} attempt {attempt}: {outcome:?}",
+                    generation.0
+                );
+                state
+                    .session
+                    .handle_check_result(now, generation, attempt, outcome);
             }
             // The session reports every refresh result as an event.
-            Done::Refresh(id, reply) => {
-                if let (true, Some(reply)) = (finish(&mut state.refresh, id, false), reply) {
-                    state.session.handle_refresh_result(now, id, reply.as_outcome());
-                }
+            (true, Key::Refresh(id), Some(Outcome::Refresh(reply))) => {
+                state.session.handle_refresh_result(now, id, reply.as_outcome());
             }
-        })
-        .is_some()
+            _ => {}
+        };
+        self.input(false, report).is_some()
     }
 
     /// Closes the gate: pending callers get `Closed` (their replies are dropped), requests in
@@ -309,12 +292,11 @@ impl Shared {
         state.closed = true;
         state.waiters.clear();
         state.first_check.clear();
-        let (check, refresh) = (state.check.take(), state.refresh.take());
-        check
-            .map(|(_, h)| h)
-            .into_iter()
-            .chain(refresh.map(|(_, h)| h))
-            .for_each(|h| h.abort());
+        state
+            .lanes
+            .iter_mut()
+            .filter_map(Option::take)
+            .for_each(|(_, h)| h.abort());
         let last = *state.snapshot.borrow();
         state.snapshot = watch::Sender::new(last);
         drop(state);
@@ -335,10 +317,13 @@ impl Shared {
     }
 }
 
+/// The driver task's receiver of requests.
+pub(crate) type Receiver = mpsc::UnboundedReceiver<Request>;
+
 /// A caller's own request, run in its task; the session gets its result before the caller
-/// resumes. If the caller goes away first (a dropped `recheck()` in a timeout or a `select!`),
-/// the request goes to the driver task, and the session gets its result as if nothing had
-/// happened. Resolves to `false` if the gate closed meanwhile.
+/// resumes. A caller that goes away first (a dropped `recheck()` in a timeout or `select!`)
+/// hands it to the driver task, and the session gets its result all the same. `false` if the
+/// gate closed meanwhile.
 pub(crate) struct Inline<'a> {
     shared: &'a Shared,
     request: Option<Request>,
@@ -374,16 +359,16 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// The driver task: the session's timers and the requests no caller runs. Runs until the gate
-/// closes; dropping it drops the requests it polls, and the request receiver goes last, so
-/// [`Shared::stopped`] sees all that done.
-pub(crate) async fn run(shared: Arc<Shared>, mut requests: mpsc::UnboundedReceiver<Request>) {
+/// The driver task: the session's timers and the requests no caller runs, until the gate
+/// closes. The request receiver is dropped last, so [`Shared::stopped`] sees all that done.
+pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
     let shared = CloseOnDrop(shared);
     let shared = &*shared.0;
     let mut running = FuturesUnordered::new();
     let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));
     tokio::pin!(timer);
-    // The timer only moves earlier until it fires (see `State::drain`).
+    // The timer only moves earlier until it fires, also to what a caller asked for
+    // (`driver_wake`): that spares the next callers a wake.
     let mut armed: Option<Instant> = None;
     loop {
         {
@@ -391,8 +376,6 @@ pub(crate) async fn run(shared: Arc<Shared>, mut requests: mpsc::UnboundedReceiv
             if state.closed {
                 break;
             }
-            // Also what a caller asked for: the deadline may be over already, but a timer
-            // armed at it spares that caller's successors a wake (see `State::drain`).
             let next = state.session.poll_timeout();
             armed = armed.into_iter().chain(state.driver_wake).chain(next).min();
             state.driver_wake = armed;
