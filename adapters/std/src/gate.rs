@@ -89,7 +89,8 @@ impl Snapshot {
     }
 }
 
-/// A [`SessionEvent`] with the instant the driver observed it, for timelines and JSON lines.
+/// A [`SessionEvent`] with the instant of the input that produced it, for timelines and JSON
+/// lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimedEvent {
     /// What happened.
