@@ -350,10 +350,12 @@ impl Drop for Inline<'_> {
     }
 }
 
-/// Closes the gate when the driver task ends, also when its runtime drops it.
-struct CloseOnDrop(Arc<Shared>);
+/// Closes the gate when dropped: with the last handle, or with the driver task (also when its
+/// runtime drops it).
+#[derive(Debug)]
+pub(crate) struct Closer(pub(crate) Arc<Shared>);
 
-impl Drop for CloseOnDrop {
+impl Drop for Closer {
     fn drop(&mut self) {
         self.0.close();
     }
@@ -362,7 +364,7 @@ impl Drop for CloseOnDrop {
 /// The driver task: the session's timers and the requests no caller runs, until the gate
 /// closes. The request receiver is dropped last, so [`Shared::stopped`] sees all that done.
 pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
-    let shared = CloseOnDrop(shared);
+    let shared = Closer(shared);
     let shared = &*shared.0;
     let mut running = FuturesUnordered::new();
     let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));

@@ -6,7 +6,7 @@ use accessgate::{Access, Counters, Instant, SessionEvent, Status, TokenReply};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::config::GateClientConfig;
-use crate::driver::{CoreSession, Shared, Start};
+use crate::driver::{Closer, CoreSession, Shared, Start};
 use crate::error::{GateError, TokenError};
 use crate::http::Transport;
 use crate::time::Clock;
@@ -126,18 +126,12 @@ pub struct AccessGate {
     handle: Arc<Handle>,
 }
 
-/// What the clones of one [`AccessGate`] share: the state and one reader of the snapshots.
-/// Closes the gate when the last clone goes.
+/// What the clones of one [`AccessGate`] share: the state (closed when the last clone goes)
+/// and one reader of the snapshots.
 #[derive(Debug)]
 struct Handle {
-    shared: Arc<Shared>,
+    shared: Closer,
     snapshot: watch::Receiver<Snapshot>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.shared.close();
-    }
 }
 
 impl AccessGate {
@@ -157,12 +151,15 @@ impl AccessGate {
         runtime.spawn(crate::driver::run(shared.clone(), requests));
         let (check, token) = (&config.check_url, &config.token_url);
         log::debug!("accessgate: gate spawned ({check} -> {token})");
-        let handle = Arc::new(Handle { shared, snapshot });
+        let handle = Arc::new(Handle {
+            shared: Closer(shared),
+            snapshot,
+        });
         Ok(AccessGate { handle })
     }
 
     fn shared(&self) -> &Shared {
-        &self.handle.shared
+        &self.handle.shared.0
     }
 
     async fn start(&self, tokens: Tokens, start: Start) -> Result<Status, GateError> {
