@@ -58,6 +58,13 @@ pub(crate) enum Key {
     Refresh(RefreshId),
 }
 
+impl Key {
+    /// Its lane in [`State`]: checks and refreshes run side by side, one of each.
+    fn lane(self) -> usize {
+        matches!(self, Key::Refresh(_)) as usize
+    }
+}
+
 /// A request's result.
 pub(crate) enum Outcome {
     Check(CheckOutcome),
@@ -96,19 +103,26 @@ impl State {
     /// makes it abortable.
     fn start(&mut self, key: Key, request: impl Future<Output = Outcome> + Send + 'static) -> Request {
         let (handle, registration) = AbortHandle::new_pair();
-        if let Some((_, old)) = self.lanes[matches!(key, Key::Refresh(_)) as usize].replace((key, handle)) {
+        if let Some((_, old)) = self.lanes[key.lane()].replace((key, handle)) {
             old.abort();
         }
         // A panic stays in the request, as in a task of its own; the session times it out (R4).
         let request = Abortable::new(AssertUnwindSafe(request).catch_unwind(), registration);
-        let panicked = |_: &_| log::error!("accessgate: a request panicked");
-        (request.map(move |r| (key, r.ok().and_then(|r| r.inspect_err(panicked).ok())))).boxed()
+        let request = request.map(move |result| match result {
+            Ok(Ok(outcome)) => (key, Some(outcome)),
+            Ok(Err(_panic)) => {
+                log::error!("accessgate: a request panicked");
+                (key, None)
+            }
+            Err(_aborted) => (key, None),
+        });
+        request.boxed()
     }
 
     /// Takes request `key` out of its lane (the caller aborts it on a cancel). `None` if it
     /// is not in flight: a cancel or a newer request took its place, its result no longer counts.
     fn take(&mut self, key: Key) -> Option<AbortHandle> {
-        let lane = &mut self.lanes[matches!(key, Key::Refresh(_)) as usize];
+        let lane = &mut self.lanes[key.lane()];
         lane.take_if(|(k, _)| *k == key).map(|(_, handle)| handle)
     }
 
