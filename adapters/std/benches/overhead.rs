@@ -18,8 +18,8 @@
 //! - `bare_get_hop`: the adapter's shape without the adapter: the caller sends a request over
 //!   an `mpsc` channel to a long-lived task, which runs `bare_get_timeout` inline and answers
 //!   on a `oneshot`; only in the interleaved pass. The floor for a driver task.
-//! - `adapter_recheck`: a signed-in gate (`min_recheck_interval` = 0): `recheck()`, then
-//!   wait on the `subscribe()` watch until the attempt it started has finished.
+//! - `adapter_recheck`: a signed-in gate (`min_recheck_interval` = 0): `recheck()`, which
+//!   returns once the session has the outcome of the check it started.
 //! - `adapter_sign_in`: `sign_in(tokens)` on the same gate (it ends the previous session and
 //!   awaits the new session's first check, R3).
 //!
@@ -41,12 +41,11 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use accessgate::{classify, Access, CheckOutcome, Duration, SessionConfig};
 use accessgate_backend::{Backend, BackendConfig};
-use accessgate_std::{AccessGate, GateClientConfig, Snapshot, Tokens};
+use accessgate_std::{AccessGate, GateClientConfig, Tokens};
 use criterion::Criterion;
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Client, Response, Url};
 use tokio::runtime::Runtime;
-use tokio::sync::watch;
 
 const USER: &str = "bench";
 /// Long enough that no refresh is ever due during the run.
@@ -195,11 +194,9 @@ async fn read_capped(resp: &mut Response, limit: usize) -> Result<Vec<u8>, reqwe
     Ok(body)
 }
 
-/// A signed-in gate and a watch receiver on its snapshots; beside it, the sender to the
-/// `bare_get_hop` task.
+/// A signed-in gate; beside it, the sender to the `bare_get_hop` task.
 struct Gated {
     gate: AccessGate,
-    rx: watch::Receiver<Snapshot>,
     tokens: Tokens,
     hop: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<CheckOutcome>>,
 }
@@ -216,26 +213,20 @@ impl Gated {
         let gate = AccessGate::spawn(gate_config(b)).expect("gate spawns");
         let status = gate.sign_in(b.tokens()).await.expect("sign_in");
         assert_eq!(status.access, Access::Granted, "backend grants the bench user");
-        let rx = gate.subscribe();
         Gated {
             gate,
-            rx,
             tokens: b.tokens(),
             hop,
         }
     }
 
-    /// One re-check: asks for it, then waits on the watch until the attempt it started has
-    /// finished. `true` when that attempt was a grant.
+    /// One re-check: `recheck()` returns once the session has the outcome of the check it
+    /// started (run in this task). `true` when that check was a grant.
     async fn recheck(&mut self) -> bool {
-        let before = self.rx.borrow_and_update().counters;
+        let before = self.gate.snapshot().counters;
         self.gate.recheck().await.expect("recheck is not rate-limited");
-        let after = *self
-            .rx
-            .wait_for(|s| s.counters.attempts > before.attempts && s.status.attempt_in_flight.is_none())
-            .await
-            .expect("gate alive");
-        after.counters.grants > before.grants
+        let after = self.gate.snapshot().counters;
+        after.attempts > before.attempts && after.grants > before.grants
     }
 
     /// `bare_get_timeout` run by the hop task.

@@ -12,10 +12,11 @@ use crate::error::{GateError, TokenError};
 use crate::gate::{AccessGate, Snapshot, TimedEvent, Tokens};
 
 /// A synchronous wrapper around [`AccessGate`] that owns a small Tokio runtime (one worker
-/// thread, named `accessgate`) for the driver and its requests. Every method blocks the
-/// calling thread; none may be called from inside an async context (Tokio panics on nested
-/// `block_on`). Clones share the runtime, which stops (without blocking) when the last clone
-/// is dropped.
+/// thread, named `accessgate`) for the background task and the I/O; a call that runs a check
+/// ([`BlockingAccessGate::sign_in`], [`BlockingAccessGate::recheck`]) runs it on the calling
+/// thread, inside `block_on`. Every method blocks the calling thread; none may be called from
+/// inside an async context (Tokio panics on nested `block_on`). Clones share the runtime,
+/// which stops (without blocking) when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct BlockingAccessGate {
     gate: AccessGate,
@@ -121,7 +122,7 @@ impl BlockingAccessGate {
         self.runtime.get().block_on(self.gate.access_token())
     }
 
-    /// [`AccessGate::recheck`].
+    /// [`AccessGate::recheck`], blocking until the session has the outcome of its check.
     pub fn recheck(&self) -> Result<(), GateError> {
         self.runtime.get().block_on(self.gate.recheck())
     }

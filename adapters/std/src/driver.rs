@@ -1,36 +1,40 @@
-//! The driver: one task that owns the [`accessgate::Session`] and does its I/O.
+//! The shared state and the driver task.
 //!
-//! It waits for whichever comes first: a command from a handle, a finished request, or the
-//! session's next deadline ([`accessgate::Session::poll_timeout`]), and feeds it to the session
-//! with `now`. After every input it drains the session's outputs in this order, the same as the
-//! embassy driver:
+//! The [`accessgate::Session`] lives in [`Shared`] behind a `std::sync::Mutex`, never held
+//! across an `.await`. Every handle method locks it, gives the session its input with `now`,
+//! drains the outputs in the embassy driver's order, and unlocks:
 //!
 //! 1. actions ([`accessgate::Session::poll_action`]: cancels first, then a refresh, then a check);
 //! 2. events, broadcast as [`TimedEvent`]s;
 //! 3. the [`Snapshot`], published when the state changed;
-//! 4. answers: token waiters, callers awaiting the first check (R3), then the caller whose
-//!    command it was; so whoever gets an answer reads the state that produced it.
+//! 4. answers: token waiters, callers awaiting the first check (R3), then (after the unlock)
+//!    the caller whose input it was; so whoever gets an answer reads the state that produced it.
 //!
-//! Requests are polled inside this task, not spawned, in two lanes: one check and one refresh,
-//! as the session never has more in flight (R11). A new request, or the session's cancel, drops
-//! the one in its lane. The session owns every timeout (R4): it cancels a request whose time is
-//! up, so a request never times itself out and an attempt counts once.
+//! The check a caller's own input started (`sign_in`, `restore`, `recheck`) runs in that
+//! caller's task ([`Inline`]): no hop to another task on the healthy path. Every request is
+//! abortable under its key, so whoever drains a cancel stops it wherever it runs (R10). The
+//! driver task does what no caller awaits: the session's timers (retries, deadlines, refresh,
+//! attempt timeouts: the session owns every timeout, R4) and the other requests (retries,
+//! refreshes, those of callers that went away). It is woken only for a request or when the
+//! session's next timeout moved before its timer; a timer that fires early is harmless.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{ready, Context, Poll};
 
 use accessgate::{
     Action, CheckOutcome, Duration, Generation, Instant, RefreshId, Session, SignInError, Status,
-    TokenHandle, TokenReply, WaiterId, DEFAULT_TOKEN_CAPACITY,
+    TokenHandle, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
-use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use futures_util::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 use crate::error::{GateError, TokenError};
-use crate::gate::{Snapshot, TimedEvent, Tokens};
+use crate::gate::{Snapshot, TimedEvent};
 use crate::http::{RefreshReply, Transport};
 use crate::time::Clock;
 
@@ -47,173 +51,117 @@ pub(crate) type CoreSession = Session<8, MAX_TOKEN_WAITERS, DEFAULT_TOKEN_CAPACI
 pub(crate) type Start =
     fn(&mut CoreSession, Instant, &[u8], &[u8], Duration) -> Result<Generation, SignInError>;
 
-/// A request from a handle.
-pub(crate) enum Command {
-    SignIn(Tokens, Start, oneshot::Sender<Result<Status, GateError>>),
-    Logout(oneshot::Sender<Result<(), GateError>>),
-    Token(oneshot::Sender<Result<String, TokenError>>),
-    Recheck(oneshot::Sender<Result<(), GateError>>),
-    WaitFirstCheck(oneshot::Sender<Result<Status, GateError>>),
-    Shutdown,
+/// What the session knows a request by. At most one check and one refresh run (R11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    Check(Generation, u32),
+    Refresh(RefreshId),
 }
 
-/// At most one request in flight, with the key the session knows it by.
-struct Lane<K, T>(Option<(K, BoxFuture<'static, std::thread::Result<T>>)>);
-
-impl<K: Copy + PartialEq, T> Lane<K, T> {
-    /// Starts `request`, dropping the one in the lane (the session superseded it).
-    fn start(&mut self, key: K, request: impl Future<Output = T> + Send + 'static) {
-        // A panic stays in the request, as it would in a task of its own.
-        self.0 = Some((key, AssertUnwindSafe(request).catch_unwind().boxed()));
-    }
-
-    /// Drops request `key` if it still runs: the session no longer needs it (R10).
-    fn cancel(&mut self, key: K) {
-        if self.0.as_ref().is_some_and(|(k, _)| *k == key) {
-            self.0 = None;
-        }
-    }
-
-    /// The next finished request, `None` if it panicked (the session then times it out by
-    /// itself, R4). Never ready while the lane is empty; cancel-safe.
-    async fn finished(&mut self) -> (K, Option<T>) {
-        let Some((key, request)) = &mut self.0 else {
-            return std::future::pending().await;
-        };
-        let (key, result) = (*key, request.await);
-        self.0 = None;
-        let result = result.inspect_err(|_| log::error!("accessgate: a request panicked"));
-        (key, result.ok())
+impl Key {
+    /// Its lane in [`State`]: checks and refreshes run side by side, one of each.
+    fn lane(self) -> usize {
+        matches!(self, Key::Refresh(_)) as usize
     }
 }
 
-pub(crate) struct Driver {
-    session: Box<CoreSession>,
-    clock: Clock,
-    transport: Arc<Transport>,
-    checks: Lane<(Generation, u32), CheckOutcome>,
-    refreshes: Lane<RefreshId, RefreshReply>,
-    waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
-    first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
+/// A request's result.
+pub(crate) enum Outcome {
+    Check(CheckOutcome),
+    Refresh(RefreshReply),
+}
+
+/// A request the session asked for, abortable; no outcome if it was aborted or panicked.
+pub(crate) type Request = BoxFuture<'static, (Key, Option<Outcome>)>;
+
+/// Everything behind the lock: the session and the adapter's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) session: Box<CoreSession>,
+    /// The check and the refresh in flight, by key, wherever they run.
+    lanes: [Option<(Key, AbortHandle)>; 2],
+    pub(crate) waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
+    pub(crate) first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
     pub(crate) snapshot: watch::Sender<Snapshot>,
+    /// The snapshot changed while nobody subscribed: not yet published.
+    pub(crate) quiet: bool,
     pub(crate) events: broadcast::Sender<TimedEvent>,
+    /// When the driver's timer fires (`None`: not armed); never after the session's next
+    /// timeout (R4): a drain that moves that earlier wakes the driver.
+    driver_wake: Option<Instant>,
+    closed: bool,
 }
 
-impl Driver {
-    /// A driver for `session`, with its snapshot and event channels (subscribe before `run`).
-    pub(crate) fn new(session: Box<CoreSession>, clock: Clock, transport: Transport) -> Self {
-        Driver {
-            snapshot: watch::Sender::new(Snapshot::of(&session, clock.now())),
-            events: broadcast::Sender::new(EVENT_BUFFER),
-            session,
-            clock,
-            transport: Arc::new(transport),
-            checks: Lane(None),
-            refreshes: Lane(None),
-            waiters: HashMap::new(),
-            first_check: Vec::new(),
-        }
-    }
-
-    /// Runs until a [`Command::Shutdown`] or until every handle is gone. Dropping the driver
-    /// drops the requests in flight and closes every pending reply (callers see `Closed`); the
-    /// command receiver goes last, so a handle that sees the channel closed sees all that done.
-    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        // One timer for the session's deadline, moved only when the deadline moves or fired.
-        let timer = tokio::time::sleep_until(self.clock.to_tokio(Instant::ZERO));
-        tokio::pin!(timer);
-        loop {
-            self.drain();
-            let wake = self.session.poll_timeout().map(|t| self.clock.to_tokio(t));
-            if let Some(at) = wake.filter(|&at| at != timer.deadline() || timer.is_elapsed()) {
-                timer.as_mut().reset(at);
-            }
-            tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    None | Some(Command::Shutdown) => break,
-                    Some(cmd) => self.command(cmd),
-                },
-                ((generation, attempt), Some(outcome)) = self.checks.finished() => {
-                    log::debug!("accessgate: check gen {} attempt {attempt}: {outcome:?}", generation.0);
-                    self.session.handle_check_result(self.clock.now(), generation, attempt, outcome);
-                }
-                // The session reports every refresh result as an event.
-                (id, Some(reply)) = self.refreshes.finished() => {
-                    self.session.handle_refresh_result(self.clock.now(), id, reply.as_outcome());
-                }
-                () = &mut timer, if wake.is_some() => self.session.handle_timeout(self.clock.now()),
-            }
-        }
-        log::debug!("accessgate: driver stopped");
-        drop(self); // before `commands`: see the doc above
-    }
-
-    fn command(&mut self, cmd: Command) {
-        let now = self.clock.now();
-        match cmd {
-            Command::SignIn(tokens, start, reply) => {
-                let (access, refresh) = (tokens.access_token.as_bytes(), tokens.refresh_token.as_bytes());
-                // The core checks lengths and header safety (SignInError).
-                match start(&mut self.session, now, access, refresh, tokens.expires_in.into()) {
-                    // R3: the reply waits for the immediate check (answered by drain()).
-                    Ok(_) => self.first_check.push(reply),
-                    Err(e) => self.answer(reply, Err(e.into())),
-                }
-            }
-            Command::Logout(reply) => {
-                self.session.logout(now);
-                self.answer(reply, Ok(()));
-            }
-            Command::Token(reply) => match self.session.request_token(now) {
-                Ok(TokenReply::Ready(handle)) => self.answer(reply, self.token(Ok(handle))),
-                // R11: the outcome arrives through poll_waiter (answered by drain()).
-                Ok(TokenReply::Wait(id)) => {
-                    self.waiters.insert(id, reply);
-                }
-                Err(e) => self.answer(reply, Err(e.into())),
-            },
-            Command::Recheck(reply) => {
-                let result = self.session.recheck_now(now);
-                self.answer(reply, result.map_err(|e| GateError::from_recheck(e, now)));
-            }
-            Command::WaitFirstCheck(reply) => self.first_check.push(reply),
-            Command::Shutdown => {}
-        }
-    }
-
-    /// Answers the caller of a command once the outputs of its input are drained (step 4).
-    fn answer<T>(&mut self, reply: oneshot::Sender<T>, value: T) {
-        self.drain();
-        let _ = reply.send(value);
-    }
-
+impl State {
     /// The token behind `handle` (visible ASCII: the core checks it before storing it).
-    fn token(&self, handle: Result<TokenHandle, TokenError>) -> Result<String, TokenError> {
+    pub(crate) fn token(&self, handle: Result<TokenHandle, TokenError>) -> Result<String, TokenError> {
         let token = self.session.access_token(handle?);
         Ok(String::from_utf8_lossy(token.ok_or(TokenError::NotAuthenticated)?).into_owned())
     }
 
+    /// Registers `request` under `key` (a newer request supersedes the one in its lane) and
+    /// makes it abortable.
+    fn start(&mut self, key: Key, request: impl Future<Output = Outcome> + Send + 'static) -> Request {
+        let (handle, registration) = AbortHandle::new_pair();
+        if let Some((_, old)) = self.lanes[key.lane()].replace((key, handle)) {
+            old.abort();
+        }
+        // A panic stays in the request, as in a task of its own; the session times it out (R4).
+        let request = Abortable::new(AssertUnwindSafe(request).catch_unwind(), registration);
+        let request = request.map(move |result| match result {
+            Ok(Ok(outcome)) => (key, Some(outcome)),
+            Ok(Err(_panic)) => {
+                log::error!("accessgate: a request panicked");
+                (key, None)
+            }
+            Err(_aborted) => (key, None),
+        });
+        request.boxed()
+    }
+
+    /// Takes request `key` out of its lane (the caller aborts it on a cancel). `None` if it
+    /// is not in flight: a cancel or a newer request took its place, its result no longer counts.
+    fn take(&mut self, key: Key) -> Option<AbortHandle> {
+        let lane = &mut self.lanes[key.lane()];
+        lane.take_if(|(k, _)| *k == key).map(|(_, handle)| handle)
+    }
+
     /// Drains every output of the session after an input, in the order of the module doc.
-    /// Idempotent.
-    fn drain(&mut self) {
+    /// With `take`, the check the input started is returned for the caller to run; the other
+    /// requests go to the driver. Idempotent.
+    fn drain(&mut self, shared: &Shared, take: bool) -> Option<Request> {
+        let mut mine = None;
         while let Some(action) = self.session.poll_action() {
-            match action {
-                Action::CancelCheck { generation, attempt } => self.checks.cancel((generation, attempt)),
-                Action::CancelRefresh(id) => self.refreshes.cancel(id),
+            let (key, request) = match action {
+                Action::CancelCheck { generation, attempt } => {
+                    self.take(Key::Check(generation, attempt))
+                        .inspect(AbortHandle::abort);
+                    continue;
+                }
+                Action::CancelRefresh(id) => {
+                    self.take(Key::Refresh(id)).inspect(AbortHandle::abort);
+                    continue;
+                }
                 Action::Check(req) => {
                     // The session asks only with its current token; no token is not sent (R4).
-                    let token = self.session.access_token(req.token).unwrap_or_default();
-                    let request = self.transport.clone().check(token.to_vec());
+                    let token = self.session.access_token(req.token).unwrap_or_default().to_vec();
                     // One `tracing` span per attempt with the feature; the bare request without.
-                    let request = crate::trace::check(req.generation, req.attempt, request);
-                    self.checks.start((req.generation, req.attempt), request);
+                    let check = shared.transport.clone().check(token);
+                    let check = crate::trace::check(req.generation, req.attempt, check);
+                    let key = Key::Check(req.generation, req.attempt);
+                    (key, self.start(key, check.map(Outcome::Check)))
                 }
                 Action::Refresh(req) => {
                     let token = self.session.refresh_token().unwrap_or_default().to_vec();
-                    let request = self.transport.clone().refresh(token);
-                    self.refreshes
-                        .start(req.id, crate::trace::refresh(req.id, request));
+                    let refresh = crate::trace::refresh(req.id, shared.transport.clone().refresh(token));
+                    let key = Key::Refresh(req.id);
+                    (key, self.start(key, refresh.map(Outcome::Refresh)))
                 }
+            };
+            if take && mine.is_none() && matches!(key, Key::Check(..)) {
+                mine = Some(request);
+            } else {
+                let _ = shared.background.send(request);
             }
         }
         // Events are stamped with the `now` of the input that produced them; no subscriber
@@ -221,13 +169,26 @@ impl Driver {
         let at = self.session.last_now();
         while let Some(event) = self.session.poll_event() {
             log::debug!("accessgate: {event:?}");
-            let origin = Instant::ZERO;
-            let _ = self.events.send(TimedEvent { event, at, origin });
+            let _ = self.events.send(TimedEvent {
+                event,
+                at,
+                origin: Instant::ZERO,
+            });
         }
-        let snap = Snapshot::of(&self.session, at);
-        if !snap.same_state(&self.snapshot.borrow()) {
-            self.snapshot.send_replace(snap);
-        }
+        // Only subscribers need waking, not the handles' own reader: without one the value is
+        // updated in place, and `quiet` has `subscribe` publish it before a subscriber joins.
+        let (snap, loud) = (
+            Snapshot::of(&self.session, at),
+            self.snapshot.receiver_count() > 1,
+        );
+        self.snapshot.send_if_modified(|old| {
+            let changed = !snap.same_state(old);
+            if changed {
+                *old = snap;
+            }
+            self.quiet |= changed && !loud;
+            changed && loud
+        });
         while let Some((id, outcome)) = self.session.poll_waiter() {
             let token = self.token(outcome.map_err(TokenError::from));
             if let Some(reply) = self.waiters.remove(&id) {
@@ -238,9 +199,222 @@ impl Driver {
         // answer, a transient failure, or the session ended). A refresh that lands meanwhile
         // starts a new attempt 0, which they then await.
         if !self.session.first_check_running() {
-            for reply in self.first_check.drain(..) {
-                let _ = reply.send(Ok(snap.status));
+            self.first_check
+                .drain(..)
+                .for_each(|reply| drop(reply.send(Ok(snap.status))));
+        }
+        let next = self.session.poll_timeout();
+        if next.is_some_and(|t| self.driver_wake.is_none_or(|w| t < w)) {
+            self.driver_wake = next;
+            shared.wake.notify_one();
+        }
+        mine
+    }
+}
+
+/// What every handle and the driver task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    pub(crate) clock: Clock,
+    transport: Arc<Transport>,
+    /// Requests for the driver task; it drops the receiver when it stops.
+    background: mpsc::UnboundedSender<Request>,
+    /// Wakes the driver: its timer must move earlier, or the gate closed.
+    wake: Notify,
+}
+
+impl Shared {
+    /// The shared state of a new gate, and the driver task's receiver of requests.
+    pub(crate) fn new(
+        session: Box<CoreSession>,
+        clock: Clock,
+        transport: Transport,
+    ) -> (Arc<Self>, Receiver) {
+        let (background, requests) = mpsc::unbounded_channel();
+        let (snapshot, events) = (
+            watch::Sender::new(Snapshot::of(&session, clock.now())),
+            broadcast::Sender::new(EVENT_BUFFER),
+        );
+        let (waiters, first_check, lanes) = (HashMap::new(), Vec::new(), [None, None]);
+        let state = State {
+            session,
+            lanes,
+            waiters,
+            first_check,
+            snapshot,
+            quiet: false,
+            events,
+            driver_wake: None,
+            closed: false,
+        };
+        let shared = Shared {
+            state: Mutex::new(state),
+            clock,
+            transport: Arc::new(transport),
+            background,
+            wake: Notify::new(),
+        };
+        (Arc::new(shared), requests)
+    }
+
+    /// The state, also after a panic elsewhere (no critical section leaves it half-changed:
+    /// the session's inputs do not panic).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One input: `f` gets the state and `now` under the lock, then the outputs are drained
+    /// (with `take`, the check the input started is returned to run inline). `None` once closed.
+    pub(crate) fn input<R>(
+        &self,
+        take: bool,
+        f: impl FnOnce(&mut State, Instant) -> R,
+    ) -> Option<(R, Option<Request>)> {
+        let mut state = self.lock();
+        let r = (!state.closed).then(|| f(&mut state, self.clock.now()))?;
+        Some((r, state.drain(self, take)))
+    }
+
+    /// Hands a finished request's result to the session, unless a cancel or a newer request
+    /// took its place (R10). `false` once closed.
+    fn report(&self, (key, outcome): (Key, Option<Outcome>)) -> bool {
+        let report = |state: &mut State, now| match (state.take(key).is_some(), key, outcome) {
+            (true, Key::Check(generation, attempt), Some(Outcome::Check(outcome))) => {
+                log::debug!(
+                    "accessgate: check gen {} attempt {attempt}: {outcome:?}",
+                    generation.0
+                );
+                state
+                    .session
+                    .handle_check_result(now, generation, attempt, outcome);
+            }
+            // The session reports every refresh result as an event.
+            (true, Key::Refresh(id), Some(Outcome::Refresh(reply))) => {
+                state.session.handle_refresh_result(now, id, reply.as_outcome());
+            }
+            _ => {}
+        };
+        self.input(false, report).is_some()
+    }
+
+    /// Closes the gate: pending callers get `Closed` (their replies are dropped), requests in
+    /// flight are aborted wherever they run, snapshot subscribers see the channel closed, and
+    /// the driver stops. The session is not logged out. Idempotent.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.waiters.clear();
+        state.first_check.clear();
+        state
+            .lanes
+            .iter_mut()
+            .filter_map(Option::take)
+            .for_each(|(_, h)| h.abort());
+        let last = *state.snapshot.borrow();
+        state.snapshot = watch::Sender::new(last);
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Waits until the driver task has stopped.
+    pub(crate) async fn stopped(&self) {
+        self.background.closed().await;
+    }
+
+    /// Runs `request`, the check the caller's own input started, in the caller's task.
+    pub(crate) fn inline(&self, request: Option<Request>) -> Inline<'_> {
+        Inline {
+            shared: self,
+            request,
+        }
+    }
+}
+
+/// The driver task's receiver of requests.
+pub(crate) type Receiver = mpsc::UnboundedReceiver<Request>;
+
+/// A caller's own request, run in its task; the session gets its result before the caller
+/// resumes. A caller that goes away first (a dropped `recheck()` in a timeout or `select!`)
+/// hands it to the driver task, and the session gets its result all the same. `false` if the
+/// gate closed meanwhile.
+pub(crate) struct Inline<'a> {
+    shared: &'a Shared,
+    request: Option<Request>,
+}
+
+impl Future for Inline<'_> {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some(request) = self.request.as_mut() else {
+            return Poll::Ready(true);
+        };
+        let done = ready!(request.poll_unpin(cx));
+        self.request = None;
+        Poll::Ready(self.shared.report(done))
+    }
+}
+
+impl Drop for Inline<'_> {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            let _ = self.shared.background.send(request);
+        }
+    }
+}
+
+/// Closes the gate when dropped: with the last handle, or with the driver task (also when its
+/// runtime drops it).
+#[derive(Debug)]
+pub(crate) struct Closer(pub(crate) Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The driver task: the session's timers and the requests no caller runs, until the gate
+/// closes. The request receiver is dropped last, so [`Shared::stopped`] sees all that done.
+pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
+    let shared = Closer(shared);
+    let shared = &*shared.0;
+    let mut running = FuturesUnordered::new();
+    let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));
+    tokio::pin!(timer);
+    // The timer only moves earlier until it fires, also to what a caller asked for
+    // (`driver_wake`): that spares the next callers a wake.
+    let mut armed: Option<Instant> = None;
+    loop {
+        {
+            let mut state = shared.lock();
+            if state.closed {
+                break;
+            }
+            let next = state.session.poll_timeout();
+            armed = armed.into_iter().chain(state.driver_wake).chain(next).min();
+            state.driver_wake = armed;
+        }
+        if let Some(at) = armed.map(|t| shared.clock.to_tokio(t)) {
+            if at != timer.deadline() || timer.is_elapsed() {
+                timer.as_mut().reset(at);
+            }
+        }
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            Some(request) = requests.recv() => running.push(request),
+            Some(done) = running.next(), if !running.is_empty() => {
+                shared.report(done);
+            }
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                shared.input(false, |state, now| {
+                    state.driver_wake = None;
+                    state.session.handle_timeout(now);
+                });
             }
         }
     }
+    log::debug!("accessgate: driver stopped");
 }

@@ -1,17 +1,15 @@
 //! [`AccessGate`]: the app-facing async handle.
 
-use accessgate::{Access, Counters, Instant, SessionEvent, Status};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use std::sync::Arc;
+
+use accessgate::{Access, Counters, Instant, SessionEvent, Status, TokenReply};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::config::GateClientConfig;
-use crate::driver::{Command, CoreSession, Driver, Start};
+use crate::driver::{Closer, CoreSession, Shared, Start};
 use crate::error::{GateError, TokenError};
 use crate::http::Transport;
 use crate::time::Clock;
-
-/// Capacity of the command channel from handles to the driver task. A full channel makes
-/// callers wait (back-pressure), it never drops a command.
-const COMMAND_CAPACITY: usize = 64;
 
 /// Tokens to start a session with.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,7 +89,8 @@ impl Snapshot {
     }
 }
 
-/// A [`SessionEvent`] with the instant the driver observed it, for timelines and JSON lines.
+/// A [`SessionEvent`] with the instant of the input that produced it, for timelines and JSON
+/// lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimedEvent {
     /// What happened.
@@ -115,21 +114,29 @@ impl TimedEvent {
 
 /// The app-facing handle: cheap to clone, every clone drives the same session.
 ///
-/// One background task owns the [`accessgate::Session`]; the handle talks to it through a
-/// bounded channel and reads its state from a [`watch`] channel, so [`AccessGate::access`]
-/// and [`AccessGate::status`] never wait. The task stops on [`AccessGate::shutdown`] or when
-/// the last handle is dropped.
+/// The [`accessgate::Session`] sits behind a lock that every call takes briefly: the call gives
+/// the session its input and publishes what follows, and a check the call itself started
+/// ([`AccessGate::sign_in`], [`AccessGate::restore`], [`AccessGate::recheck`]) runs in the
+/// caller's task. A background task runs the session's timers and the requests nobody awaits
+/// (retries, refreshes). [`AccessGate::access`] and [`AccessGate::status`] read a [`watch`]
+/// channel and never wait. The gate closes on [`AccessGate::shutdown`] or when the last handle
+/// is dropped.
 #[derive(Clone, Debug)]
 pub struct AccessGate {
-    commands: mpsc::Sender<Command>,
+    handle: Arc<Handle>,
+}
+
+/// What the clones of one [`AccessGate`] share: the state (closed when the last clone goes)
+/// and one reader of the snapshots.
+#[derive(Debug)]
+struct Handle {
+    shared: Closer,
     snapshot: watch::Receiver<Snapshot>,
-    events: broadcast::Sender<TimedEvent>,
-    clock: Clock,
 }
 
 impl AccessGate {
     /// Validates `config`, builds the HTTP client, draws the jitter seed (OS RNG unless
-    /// [`GateClientConfig::seed`] is set) and spawns the driver task on the current Tokio
+    /// [`GateClientConfig::seed`] is set) and spawns the background task on the current Tokio
     /// runtime. Signed out until [`AccessGate::sign_in`] or [`AccessGate::restore`].
     pub fn spawn(config: GateClientConfig) -> Result<AccessGate, GateError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| GateError::NoRuntime)?;
@@ -139,38 +146,43 @@ impl AccessGate {
         };
         let session = Box::new(CoreSession::new(config.session, seed)?);
         let transport = Transport::new(&config)?;
-        let clock = Clock::start();
-        let driver = Driver::new(session, clock, transport);
-        let (snapshot, events) = (driver.snapshot.subscribe(), driver.events.clone());
-        let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
-        runtime.spawn(driver.run(commands_rx));
+        let (shared, requests) = Shared::new(session, Clock::start(), transport);
+        let snapshot = shared.lock().snapshot.subscribe();
+        runtime.spawn(crate::driver::run(shared.clone(), requests));
         let (check, token) = (&config.check_url, &config.token_url);
         log::debug!("accessgate: gate spawned ({check} -> {token})");
-        Ok(AccessGate {
-            commands,
+        let handle = Arc::new(Handle {
+            shared: Closer(shared),
             snapshot,
-            events,
-            clock,
-        })
+        });
+        Ok(AccessGate { handle })
     }
 
-    /// Sends the command `make` builds and waits for its answer; `closed` if the driver is gone.
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command, closed: T) -> T {
-        let (reply, answer) = oneshot::channel();
-        match self.commands.send(make(reply)).await {
-            Ok(()) => answer.await.unwrap_or(closed),
-            Err(_) => closed,
-        }
+    fn shared(&self) -> &Shared {
+        &self.handle.shared.0
     }
 
     async fn start(&self, tokens: Tokens, start: Start) -> Result<Status, GateError> {
-        let command = |reply| Command::SignIn(tokens, start, reply);
-        self.ask(command, Err(GateError::Closed)).await
+        let (reply, answer) = oneshot::channel();
+        let (access, refresh) = (tokens.access_token.as_bytes(), tokens.refresh_token.as_bytes());
+        let (started, mine) = self
+            .shared()
+            .input(true, |state, now| {
+                // The core checks lengths and header safety (SignInError).
+                let started = start(&mut state.session, now, access, refresh, tokens.expires_in.into());
+                // R3: the answer waits for the immediate check (answered by the drain).
+                started.map(|_| state.first_check.push(reply))
+            })
+            .ok_or(GateError::Closed)?;
+        started?;
+        self.shared().inline(mine).await;
+        answer.await.unwrap_or(Err(GateError::Closed))
     }
 
     /// Signs in ([`accessgate::Session::sign_in`]; a session already signed in ends first) and
-    /// waits for the immediate check (R3): it answered, failed transiently (access unchanged,
-    /// retries go on in the background), or the session ended (401).
+    /// waits for the immediate check (R3), run in the caller's task: it answered, failed
+    /// transiently (access unchanged, retries go on in the background), or the session ended
+    /// (401). If the call is dropped before, the check goes on in the background.
     pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
         self.start(tokens, CoreSession::sign_in).await
     }
@@ -184,77 +196,115 @@ impl AccessGate {
     /// Logs out (a no-op when signed out): callers waiting in [`AccessGate::access_token`] get
     /// [`TokenError::NotAuthenticated`], and nothing in flight counts any more (R10, R11).
     pub async fn logout(&self) -> Result<(), GateError> {
-        self.ask(Command::Logout, Err(GateError::Closed)).await
+        let logout = self.shared().input(false, |state, now| state.session.logout(now));
+        logout.map(|_| ()).ok_or(GateError::Closed)
     }
 
     /// Current access, without waiting.
     pub fn access(&self) -> Access {
-        self.snapshot.borrow().status.access
+        self.handle.snapshot.borrow().status.access
     }
 
     /// Current status (access, cause, signed-in, reverifying deadline...), without waiting.
     pub fn status(&self) -> Status {
-        self.snapshot.borrow().status
+        self.handle.snapshot.borrow().status
     }
 
     /// Current snapshot: status, counters (R13), token expiry.
     pub fn snapshot(&self) -> Snapshot {
-        *self.snapshot.borrow()
+        *self.handle.snapshot.borrow()
     }
 
     /// A receiver that sees every new snapshot (`changed().await`); for UIs.
     pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
-        self.snapshot.clone()
+        let mut state = self.shared().lock();
+        if std::mem::take(&mut state.quiet) {
+            // What changed while nobody subscribed is new to the subscriber.
+            state.snapshot.send_modify(|_| ());
+        }
+        self.handle.snapshot.clone()
     }
 
     /// A receiver of every event from now on (check started/failed, access changed, refresh
     /// started/failed, ...), timestamped. Slow receivers skip ahead with `Lagged`.
     pub fn events(&self) -> broadcast::Receiver<TimedEvent> {
-        self.events.subscribe()
+        self.shared().lock().events.subscribe()
     }
 
     /// Waits until no immediate check (attempt 0, R3) runs, and returns the status.
     pub async fn wait_first_check(&self) -> Result<Status, GateError> {
-        self.ask(Command::WaitFirstCheck, Err(GateError::Closed)).await
+        let (reply, answer) = oneshot::channel();
+        let waiting = self
+            .shared()
+            .input(false, |state, _| state.first_check.push(reply));
+        waiting.ok_or(GateError::Closed)?;
+        answer.await.unwrap_or(Err(GateError::Closed))
     }
 
     /// A valid access token, for the app's own API calls (R11): at once while fresh; otherwise
     /// after the one refresh shared by every caller and the new token's immediate check (a 401
     /// there gives `NotAuthenticated`, not a dead token).
     pub async fn access_token(&self) -> Result<String, TokenError> {
-        self.ask(Command::Token, Err(TokenError::Closed)).await
+        let (reply, answer) = oneshot::channel();
+        let asked = self
+            .shared()
+            .input(false, |state, now| match state.session.request_token(now) {
+                Ok(TokenReply::Ready(handle)) => Some(state.token(Ok(handle))),
+                // R11: the outcome arrives through poll_waiter (answered by the drain).
+                Ok(TokenReply::Wait(id)) => {
+                    state.waiters.insert(id, reply);
+                    None
+                }
+                Err(e) => Some(Err(e.into())),
+            });
+        match asked.ok_or(TokenError::Closed)? {
+            (Some(ready), _) => ready,
+            (None, _) => answer.await.unwrap_or(Err(TokenError::Closed)),
+        }
     }
 
-    /// Asks for a re-check now (a "retry" button): a no-op while a check runs;
-    /// [`GateError::RateLimited`] within [`accessgate::GateConfig::min_recheck_interval`] of the
-    /// last attempt. The fail-closed deadline does not move (R5).
+    /// Asks for a re-check now (a "retry" button) and returns once the session has the check's
+    /// outcome (read it from [`AccessGate::status`]): answered, failed transiently (retries go
+    /// on in the background), timed out (R4) or superseded. The check runs in the caller's
+    /// task; if the call is dropped before, it goes on in the background. At once, without a
+    /// check of its own, while a check already runs; [`GateError::RateLimited`] within
+    /// [`accessgate::GateConfig::min_recheck_interval`] of the last attempt. The fail-closed
+    /// deadline does not move (R5).
     pub async fn recheck(&self) -> Result<(), GateError> {
-        self.ask(Command::Recheck, Err(GateError::Closed)).await
+        let recheck = self.shared().input(true, |state, now| {
+            let result = state.session.recheck_now(now);
+            result.map_err(|e| GateError::from_recheck(e, now))
+        });
+        let (result, mine) = recheck.ok_or(GateError::Closed)?;
+        result?;
+        match self.shared().inline(mine).await {
+            true => Ok(()),
+            false => Err(GateError::Closed),
+        }
     }
 
-    /// Stops the driver task and waits for it: requests in flight are aborted, pending calls
-    /// fail with `Closed`. The session is not logged out (its tokens stay with the app).
-    /// Idempotent; other clones see `Closed` afterwards.
+    /// Closes the gate and waits for its background task to stop: requests in flight are
+    /// aborted, pending calls fail with `Closed`. The session is not logged out (its tokens
+    /// stay with the app). Idempotent; other clones see `Closed` afterwards.
     pub async fn shutdown(&self) {
-        let _ = self.commands.send(Command::Shutdown).await;
-        // The driver drops its command receiver last (see `Driver::run`).
-        self.commands.closed().await;
+        self.shared().close();
+        self.shared().stopped().await;
     }
 
     /// Now, on the gate's clock (microseconds since spawn): compare with
     /// [`Status::reverifying_until`] and friends.
     pub fn now(&self) -> Instant {
-        self.clock.now()
+        self.shared().clock.now()
     }
 
     /// The gate clock's origin as a Tokio instant (the moment of [`AccessGate::spawn`]).
     pub fn origin(&self) -> tokio::time::Instant {
-        self.clock.origin()
+        self.shared().clock.origin()
     }
 
     /// A gate-clock instant as a Tokio instant, e.g. to sleep until
     /// [`Status::reverifying_until`].
     pub fn to_tokio_instant(&self, at: Instant) -> tokio::time::Instant {
-        self.clock.to_tokio(at)
+        self.shared().clock.to_tokio(at)
     }
 }

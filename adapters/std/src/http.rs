@@ -5,7 +5,7 @@
 //! oversized body is detected without buffering it, R1/R12), redirects are not followed (a
 //! captive portal's 302 is just another transient status), and nothing here panics on what the
 //! server sends. Requests have no timeout of their own: the session times every attempt out
-//! (R4) and the driver then drops the request.
+//! (R4) and cancels it, and the request is then aborted wherever it runs.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use crate::config::GateClientConfig;
 use crate::error::GateError;
 use crate::failure::transport_failure;
 
-/// A refresh answer the driver can hand to [`accessgate::Session::handle_refresh_result`],
-/// owned because the HTTP task ends before the driver consumes it.
+/// A refresh answer to hand to [`accessgate::Session::handle_refresh_result`], owned because
+/// the request ends before the session takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RefreshReply {
     Refreshed {

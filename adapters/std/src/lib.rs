@@ -24,7 +24,7 @@
 //!   events() -> broadcast::Receiver<TimedEvent>               // TimedEvent {event, at, origin}, .to_json()
 //!   async wait_first_check() -> Result<Status, GateError>
 //!   async access_token()     -> Result<String, TokenError>    // single-flight refresh (R11)
-//!   async recheck()          -> Result<(), GateError>         // GateError::RateLimited { retry_at, retry_in }
+//!   async recheck()          -> Result<(), GateError>         // returns after its check; RateLimited { retry_at, retry_in }
 //!   async shutdown()
 //!   now() -> accessgate::Instant; origin() -> tokio::time::Instant; to_tokio_instant(Instant)
 //!
@@ -77,27 +77,36 @@
 //!
 //! ## The loop
 //!
-//! [`AccessGate::spawn`] starts **one** task that owns the session; handles send it commands
-//! through a bounded `mpsc` channel and read its state from a `watch` channel. The task waits
-//! for a command, a finished request or `sleep_until(poll_timeout)`, feeds it to the session,
-//! and then drains the outputs in the embassy driver's order:
+//! There is no loop of its own on the healthy path. The session sits behind a
+//! `std::sync::Mutex` (never held across an `.await`) that every handle method takes briefly:
+//! it gives the session its input with `now`, then drains the outputs in the embassy driver's
+//! order:
 //!
-//! 1. [`accessgate::Session::poll_action`]: cancels drop a request; a check (`GET check_url`,
-//!    bearer token) or refresh (`POST token_url`, form) starts in its lane (one of each, polled
-//!    by the task itself), its result tagged with `(generation, attempt)` or the `RefreshId`
-//!    (R10: stale results are the core's to drop and count);
+//! 1. [`accessgate::Session::poll_action`]: a cancel aborts its request wherever it runs; a
+//!    check (`GET check_url`, bearer token) or refresh (`POST token_url`, form) starts, its
+//!    result tagged with `(generation, attempt)` or the `RefreshId` (R10: stale results are the
+//!    core's to drop and count);
 //! 2. [`accessgate::Session::poll_event`] into a `broadcast` channel ([`TimedEvent`]);
 //! 3. a [`Snapshot`] on the `watch` channel (only when it changed);
 //! 4. answers: [`accessgate::Session::poll_waiter`] outcomes to each
 //!    [`AccessGate::access_token`] caller, callers awaiting the first check (R3), then the
-//!    caller of the command, so whoever got an answer reads the state that produced it.
+//!    caller itself, so whoever got an answer reads the state that produced it.
+//!
+//! The check that a call itself started ([`AccessGate::sign_in`], [`AccessGate::restore`],
+//! [`AccessGate::recheck`]) runs in the caller's task, which then hands the result to the
+//! session the same way: no hop to another task, so a check costs about what the bare request
+//! costs (`benches/OVERHEAD.md`). A call dropped mid-request hands its request to the
+//! background task, and the session gets the result all the same. That task, spawned by
+//! [`AccessGate::spawn`], runs what nobody awaits: the session's timers
+//! (`sleep_until(poll_timeout)`: retries, probes, the fail-closed deadline, the refresh, attempt
+//! timeouts) and the requests they start.
 //!
 //! Time is converted in one place (`time.rs`): the origin is the `tokio::time::Instant` at
 //! spawn, and [`accessgate::Instant`] counts microseconds since then. `tokio::time` (not
 //! `std::time`) so tests may pause and advance the clock. Only monotonic time is used (R5).
 //!
-//! HTTP: the session times each attempt out (`CheckRequest::timeout`, R4) and the driver then
-//! drops the request; at most `max_body + 1` body bytes are read, chunk by chunk, so a huge
+//! HTTP: the session times each attempt out (`CheckRequest::timeout`, R4) and cancels the
+//! request, which is then aborted wherever it runs; at most `max_body + 1` body bytes are read, chunk by chunk, so a huge
 //! body is never buffered (R1, R12); the body and `Retry-After` go to [`accessgate::classify`] /
 //! [`accessgate::classify_refresh`], shared by every adapter; transport errors map to a
 //! [`accessgate::TransientClass`] (refused → `Connect`, resolver → `Dns`, certificate or
@@ -113,7 +122,9 @@
 //!   we pick `log` (not `tracing`) because it is the lowest common denominator: the core
 //!   logs through it, every desktop logger (env_logger, tracing-log...) can consume it, and
 //!   apps using `tracing` get it through `tracing-log`.
-//! - `tokio`: runtime, timers (pausable in tests), `mpsc`/`oneshot`/`watch`/`broadcast`.
+//! - `tokio`: runtime, timers (pausable in tests), `mpsc`/`oneshot`/`watch`/`broadcast`/`Notify`.
+//! - `futures-util`: abortable requests (a cancel stops a request in whichever task runs it)
+//!   and the background task's set of requests.
 //! - `reqwest` (no default features; `rustls-tls-native-roots`): HTTP/1.1 client over
 //!   rustls with the **ring** provider, so no OpenSSL and no aws-lc (which needs cmake).
 //!   System roots come from the **OS trust store** (`rustls-native-certs`) rather than a

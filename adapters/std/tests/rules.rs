@@ -142,7 +142,9 @@ async fn r3_sign_in_awaits_first_check() {
             (status.access, status.cause),
             (Access::Granted, Some(Cause::ServerGranted))
         );
-        assert_eq!(status.attempt_in_flight, None);
+        // Its one attempt is over: it was answered, and counted as the grant.
+        let counters = h.gate.snapshot().counters;
+        assert_eq!((counters.attempts, counters.grants), (1, 1));
 
         h.control.set_latency(Endpoint::Check, StdDuration::ZERO);
         h.control.set_fault(
@@ -917,6 +919,109 @@ async fn shutdown_closes_every_call() {
         assert_eq!(clone.access_token().await, Err(TokenError::Closed));
         assert_eq!(clone.access(), Access::Granted);
         h.gate.shutdown().await; // idempotent
+    })
+    .await;
+}
+
+/// `recheck()` right after sign-in, without waiting out the rate limit.
+fn no_rate_limit(c: &mut GateClientConfig) {
+    c.session.gate.min_recheck_interval = accessgate::Duration::ZERO;
+}
+
+/// R10: `recheck()` runs its check in the caller's task. A caller that goes away mid-request
+/// (a timeout around the call) does not lose it: the request finishes in the background and
+/// the session gets its answer, as if the caller had waited.
+#[tokio::test]
+async fn dropped_recheck_still_hands_its_result_to_the_session() {
+    bounded(async {
+        let mut h = Harness::with(Scheme::Http, no_rate_limit).await;
+        assert_eq!(h.sign_in().await.access, Access::Granted);
+        h.control.set_access(USER, false);
+        h.control
+            .set_latency(Endpoint::Check, StdDuration::from_millis(200));
+        let dropped = tokio::time::timeout(StdDuration::from_millis(50), h.gate.recheck()).await;
+        assert!(dropped.is_err(), "the call was dropped mid-request");
+        assert_eq!(h.gate.snapshot().counters.attempts, 2, "its attempt had started");
+        // The answer (a revocation) still reaches the session, once, and nothing timed out.
+        let denied = h
+            .rec
+            .next(StdDuration::from_secs(1), is_access_changed_to(Access::Denied))
+            .await;
+        let started = h.rec.seen.iter().rev().find(|e| {
+            matches!(
+                e.event,
+                SessionEvent::Gate(Event::CheckStarted { attempt: 0, .. })
+            )
+        });
+        let took = ms_between(started.expect("check started").at, denied.at);
+        assert!((200..300).contains(&took), "answered {took} ms after it started");
+        let s = h.gate.snapshot();
+        assert_eq!(
+            (
+                s.counters.denials,
+                s.counters.transient_total(),
+                s.counters.stale_dropped
+            ),
+            (1, 0, 0)
+        );
+        assert_eq!(h.control.counts().get(Endpoint::Check, 200), 2);
+    })
+    .await;
+}
+
+/// R4: a dropped `recheck()` whose check hangs is timed out by the session at the attempt
+/// timeout, exactly as one that was awaited (the caller's task was aborted here).
+#[tokio::test]
+async fn dropped_recheck_of_a_hanging_check_times_out() {
+    bounded(async {
+        let mut h = Harness::with(Scheme::Http, no_rate_limit).await;
+        assert_eq!(h.sign_in().await.access, Access::Granted);
+        h.control.set_fault(Endpoint::Check, Some(Fault::Hang));
+        let gate = h.gate.clone();
+        let caller = tokio::spawn(async move { gate.recheck().await });
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        caller.abort();
+        assert!(caller.await.is_err_and(|e| e.is_cancelled()));
+        let failed = h.rec.next(StdDuration::from_secs(1), is_check_failed).await;
+        let started = (h.rec.seen.iter().rev())
+            .find(|e| matches!(e.event, SessionEvent::Gate(Event::CheckStarted { .. })));
+        let took = ms_between(started.expect("check started").at, failed.at);
+        assert!(
+            matches!(
+                failed.event,
+                SessionEvent::Gate(Event::CheckFailed {
+                    class: TransientClass::Timeout,
+                    ..
+                })
+            ),
+            "{failed:?}"
+        );
+        assert!((300..400).contains(&took), "timed out {took} ms after it started");
+        assert_eq!(h.gate.snapshot().counters.stale_dropped, 0);
+        assert_eq!(h.gate.access(), Access::Granted, "a timeout is transient (R4)");
+    })
+    .await;
+}
+
+/// A shutdown while a caller runs its check aborts the request: the caller gets `Closed` at
+/// once, not after the server's answer.
+#[tokio::test]
+async fn shutdown_during_a_recheck_answers_closed() {
+    bounded(async {
+        let h = Harness::with(Scheme::Http, no_rate_limit).await;
+        assert_eq!(h.sign_in().await.access, Access::Granted);
+        h.control.set_fault(Endpoint::Check, Some(Fault::Hang));
+        let gate = h.gate.clone();
+        let caller = tokio::spawn(async move { gate.recheck().await });
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        let t0 = tokio::time::Instant::now();
+        h.gate.shutdown().await;
+        let answer = caller.await.unwrap();
+        assert!(
+            matches!(answer, Err(accessgate_std::GateError::Closed)),
+            "{answer:?}"
+        );
+        assert!(t0.elapsed() < StdDuration::from_millis(100), "{:?}", t0.elapsed());
     })
     .await;
 }

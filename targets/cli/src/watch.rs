@@ -254,10 +254,19 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
 
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut next_recheck = args.recheck_every.map(|d| tokio::time::Instant::now() + d);
+    // `recheck()` returns after its check, which runs in this task: it is polled beside the
+    // timeline and Ctrl-C, so events keep printing while it runs.
+    let mut rechecking = None;
     let code = loop {
         let slice = match next_recheck {
             Some(at) => at.saturating_duration_since(tokio::time::Instant::now()),
             None => Duration::from_secs(3600),
+        };
+        let recheck = async {
+            match rechecking.as_mut() {
+                Some(recheck) => recheck.await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             r = &mut ctrl_c => {
@@ -270,12 +279,19 @@ pub async fn run(args: WatchArgs) -> Result<u8, CliError> {
                     break 3;
                 }
             }
+            answer = recheck => {
+                rechecking = None;
+                match answer {
+                    Ok(()) | Err(GateError::RateLimited { .. }) => {}
+                    Err(e) => return Err(gate_error(e)),
+                }
+            }
         }
         if let (Some(at), Some(every)) = (next_recheck, args.recheck_every) {
             if tokio::time::Instant::now() >= at {
-                match gate.recheck().await {
-                    Ok(()) | Err(GateError::RateLimited { .. }) => {}
-                    Err(e) => return Err(gate_error(e)),
+                // While one still runs, a new one would be a no-op anyway.
+                if rechecking.is_none() {
+                    rechecking = Some(Box::pin(gate.recheck()));
                 }
                 next_recheck = Some(tokio::time::Instant::now() + every);
             }
