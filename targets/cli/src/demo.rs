@@ -269,9 +269,27 @@ impl Demo {
         Err(CliError::Runtime("re-check stayed rate-limited".into()))
     }
 
+    /// Granted, nothing being re-verified, and the current generation's first check over (the
+    /// core's `FirstCheckSettled`, R3): the gate is quiet.
     fn settled_granted(o: &Observer) -> bool {
         let s = o.status();
-        s.access == Access::Granted && s.reverifying_until.is_none() && s.attempt_in_flight.is_none()
+        let settled = o.log.iter().rev().find_map(|e| match e.event {
+            SessionEvent::Gate(Event::FirstCheckSettled { generation }) => Some(generation),
+            _ => None,
+        });
+        s.access == Access::Granted && s.reverifying_until.is_none() && settled == Some(s.generation)
+    }
+
+    /// Whether the newest check start has been followed by its failure: while re-verifying,
+    /// a failure is the only way an attempt ends that keeps re-verifying (a grant or denial
+    /// ends it, R2/R5), so then no attempt runs.
+    fn last_attempt_failed(o: &Observer) -> bool {
+        let mut ends = o.log.iter().rev().filter_map(|e| match e.event {
+            SessionEvent::Gate(Event::CheckStarted { .. }) => Some(false),
+            SessionEvent::Gate(Event::CheckFailed { .. }) => Some(true),
+            _ => None,
+        });
+        ends.next() == Some(true)
     }
 
     /// Waits until a grant is confirmed and no longer being re-verified. The retry plan has
@@ -280,7 +298,7 @@ impl Demo {
     async fn await_confirmation(&mut self, timeout: Duration) -> Result<bool, CliError> {
         let exhausted = |o: &Observer| {
             let s = o.status();
-            s.reverifying_until.is_some() && s.next_attempt.is_none() && s.attempt_in_flight.is_none()
+            s.reverifying_until.is_some() && s.next_attempt.is_none() && Self::last_attempt_failed(o)
         };
         let done = self
             .obs
@@ -483,12 +501,11 @@ failure, then fails closed (R5), to the tick.",
             .await;
         self.control.set_access(USER, false);
         self.note("alice's access revoked on the server");
+        // The re-check returns after its check; the denial ends it (R2).
         self.recheck().await?;
         let ok = self
             .obs
-            .wait_until(Duration::from_secs(3), |o| {
-                o.status().access == Access::Denied && o.status().attempt_in_flight.is_none()
-            })
+            .wait_until(Duration::from_secs(3), |o| o.status().access == Access::Denied)
             .await;
         let s = self.obs.status();
         Ok(self.expect(
