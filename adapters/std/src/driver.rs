@@ -35,7 +35,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent};
-use crate::http::{RefreshReply, Transport};
+use crate::http::{bearer, RefreshReply, Transport};
 use crate::time::Clock;
 
 /// How many callers may wait for a token at once (R11, R12): the session's waiter table.
@@ -144,9 +144,10 @@ impl State {
                 }
                 Action::Check(req) => {
                     // The session asks only with its current token; no token is not sent (R4).
-                    let token = self.session.access_token(req.token).unwrap_or_default().to_vec();
+                    // The header is built here, from the token in place: no copy of it.
+                    let auth = self.session.access_token(req.token).and_then(bearer);
                     // One `tracing` span per attempt with the feature; the bare request without.
-                    let check = shared.transport.clone().check(token);
+                    let check = shared.transport.clone().check(auth);
                     let check = crate::trace::check(req.generation, req.attempt, check);
                     let key = Key::Check(req.generation, req.attempt);
                     (key, self.start(key, check.map(Outcome::Check)))
