@@ -86,6 +86,9 @@ pub(crate) struct State {
     /// The snapshot changed while nobody subscribed: not yet published.
     pub(crate) quiet: bool,
     pub(crate) events: broadcast::Sender<TimedEvent>,
+    /// Whether [`crate::AccessGate::events`] was ever called: before that nobody can receive
+    /// an event, and the send (a lock of its own) is skipped.
+    pub(crate) listened: bool,
     /// When the driver's timer fires (`None`: not armed); never after the session's next
     /// timeout (R4): a drain that moves that earlier wakes the driver.
     driver_wake: Option<Instant>,
@@ -170,11 +173,10 @@ impl State {
         let at = self.session.last_now();
         while let Some(event) = self.session.poll_event() {
             log::debug!("accessgate: {event:?}");
-            let _ = self.events.send(TimedEvent {
-                event,
-                at,
-                origin: Instant::ZERO,
-            });
+            if self.listened {
+                let origin = Instant::ZERO;
+                let _ = self.events.send(TimedEvent { event, at, origin });
+            }
         }
         // Only subscribers need waking, not the handles' own reader: without one the value is
         // updated in place, and `quiet` has `subscribe` publish it before a subscriber joins.
@@ -246,6 +248,7 @@ impl Shared {
             snapshot,
             quiet: false,
             events,
+            listened: false,
             driver_wake: None,
             closed: false,
         };

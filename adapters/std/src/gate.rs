@@ -228,7 +228,9 @@ impl AccessGate {
     /// A receiver of every event from now on (check started/failed, access changed, refresh
     /// started/failed, ...), timestamped. Slow receivers skip ahead with `Lagged`.
     pub fn events(&self) -> broadcast::Receiver<TimedEvent> {
-        self.shared().lock().events.subscribe()
+        let mut state = self.shared().lock();
+        state.listened = true;
+        state.events.subscribe()
     }
 
     /// Waits until no immediate check (attempt 0, R3) runs, and returns the status.
