@@ -35,7 +35,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent};
-use crate::http::{RefreshReply, Transport};
+use crate::http::{bearer, RefreshReply, Transport};
 use crate::time::Clock;
 
 /// How many callers may wait for a token at once (R11, R12): the session's waiter table.
@@ -86,6 +86,8 @@ pub(crate) struct State {
     /// The snapshot changed while nobody subscribed: not yet published.
     pub(crate) quiet: bool,
     pub(crate) events: broadcast::Sender<TimedEvent>,
+    /// Whether anyone ever called `events()`: until then no send (a lock of its own) is needed.
+    pub(crate) listened: bool,
     /// When the driver's timer fires (`None`: not armed); never after the session's next
     /// timeout (R4): a drain that moves that earlier wakes the driver.
     driver_wake: Option<Instant>,
@@ -144,9 +146,10 @@ impl State {
                 }
                 Action::Check(req) => {
                     // The session asks only with its current token; no token is not sent (R4).
-                    let token = self.session.access_token(req.token).unwrap_or_default().to_vec();
+                    // The header is built here, from the token in place: no copy of it.
+                    let auth = self.session.access_token(req.token).and_then(bearer);
                     // One `tracing` span per attempt with the feature; the bare request without.
-                    let check = shared.transport.clone().check(token);
+                    let check = shared.transport.clone().check(auth);
                     let check = crate::trace::check(req.generation, req.attempt, check);
                     let key = Key::Check(req.generation, req.attempt);
                     (key, self.start(key, check.map(Outcome::Check)))
@@ -166,14 +169,12 @@ impl State {
         }
         // Events are stamped with the `now` of the input that produced them; no subscriber
         // is fine.
-        let at = self.session.last_now();
+        let (at, origin) = (self.session.last_now(), Instant::ZERO);
         while let Some(event) = self.session.poll_event() {
             log::debug!("accessgate: {event:?}");
-            let _ = self.events.send(TimedEvent {
-                event,
-                at,
-                origin: Instant::ZERO,
-            });
+            if self.listened {
+                let _ = self.events.send(TimedEvent { event, at, origin });
+            }
         }
         // Only subscribers need waking, not the handles' own reader: without one the value is
         // updated in place, and `quiet` has `subscribe` publish it before a subscriber joins.
@@ -245,6 +246,7 @@ impl Shared {
             snapshot,
             quiet: false,
             events,
+            listened: false,
             driver_wake: None,
             closed: false,
         };
@@ -265,21 +267,28 @@ impl Shared {
     }
 
     /// One input: `f` gets the state and `now` under the lock, then the outputs are drained
-    /// (with `take`, the check the input started is returned to run inline). `None` once closed.
+    /// (with `take`, the check the input started is returned to run in the caller's task).
+    /// `None` once closed.
     pub(crate) fn input<R>(
         &self,
         take: bool,
         f: impl FnOnce(&mut State, Instant) -> R,
-    ) -> Option<(R, Option<Request>)> {
+    ) -> Option<(R, Inline<'_>)> {
         let mut state = self.lock();
         let r = (!state.closed).then(|| f(&mut state, self.clock.now()))?;
-        Some((r, state.drain(self, take)))
+        let request = state.drain(self, take);
+        Some((r, Inline(self, request)))
     }
 
     /// Hands a finished request's result to the session, unless a cancel or a newer request
-    /// took its place (R10). `false` once closed.
-    fn report(&self, (key, outcome): (Key, Option<Outcome>)) -> bool {
-        let report = |state: &mut State, now| match (state.take(key).is_some(), key, outcome) {
+    /// took its place (R10). Then the status if the immediate check (R3) is over, read under the
+    /// same lock as the drain that settled it; `Closed` once closed.
+    fn report(&self, (key, outcome): (Key, Option<Outcome>)) -> Result<Option<Status>, GateError> {
+        let mut state = self.lock();
+        let now = (!state.closed)
+            .then(|| self.clock.now())
+            .ok_or(GateError::Closed)?;
+        match (state.take(key).is_some(), key, outcome) {
             (true, Key::Check(generation, attempt), Some(Outcome::Check(outcome))) => {
                 log::debug!(
                     "accessgate: check gen {} attempt {attempt}: {outcome:?}",
@@ -294,8 +303,10 @@ impl Shared {
                 state.session.handle_refresh_result(now, id, reply.as_outcome());
             }
             _ => {}
-        };
-        self.input(false, report).is_some()
+        }
+        state.drain(self, false);
+        let settled = !state.session.first_check_running();
+        Ok(settled.then(|| state.snapshot.borrow().status))
     }
 
     /// Closes the gate: pending callers get `Closed` (their replies are dropped), requests in
@@ -321,14 +332,6 @@ impl Shared {
     pub(crate) async fn stopped(&self) {
         self.background.closed().await;
     }
-
-    /// Runs `request`, the check the caller's own input started, in the caller's task.
-    pub(crate) fn inline(&self, request: Option<Request>) -> Inline<'_> {
-        Inline {
-            shared: self,
-            request,
-        }
-    }
 }
 
 /// The driver task's receiver of requests.
@@ -336,30 +339,27 @@ pub(crate) type Receiver = mpsc::UnboundedReceiver<Request>;
 
 /// A caller's own request, run in its task; the session gets its result before the caller
 /// resumes. A caller that goes away first (a dropped `recheck()` in a timeout or `select!`)
-/// hands it to the driver task, and the session gets its result all the same. `false` if the
-/// gate closed meanwhile.
-pub(crate) struct Inline<'a> {
-    shared: &'a Shared,
-    request: Option<Request>,
-}
+/// hands it to the driver task, and the session gets its result all the same. Then, as
+/// [`Shared::report`]: the status if the immediate check is over. Without a request, at once.
+pub(crate) struct Inline<'a>(&'a Shared, Option<Request>);
 
 impl Future for Inline<'_> {
-    type Output = bool;
+    type Output = Result<Option<Status>, GateError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        let Some(request) = self.request.as_mut() else {
-            return Poll::Ready(true);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(request) = self.1.as_mut() else {
+            return Poll::Ready(Ok(None));
         };
         let done = ready!(request.poll_unpin(cx));
-        self.request = None;
-        Poll::Ready(self.shared.report(done))
+        self.1 = None;
+        Poll::Ready(self.0.report(done))
     }
 }
 
 impl Drop for Inline<'_> {
     fn drop(&mut self) {
-        if let Some(request) = self.request.take() {
-            let _ = self.shared.background.send(request);
+        if let Some(request) = self.1.take() {
+            let _ = self.0.background.send(request);
         }
     }
 }
@@ -405,7 +405,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
             () = shared.wake.notified() => {}
             Some(request) = requests.recv() => running.push(request),
             Some(done) = running.next(), if !running.is_empty() => {
-                shared.report(done);
+                let _ = shared.report(done);
             }
             () = &mut timer, if armed.is_some() => {
                 armed = None;

@@ -163,20 +163,21 @@ impl AccessGate {
     }
 
     async fn start(&self, tokens: Tokens, start: Start) -> Result<Status, GateError> {
-        let (reply, answer) = oneshot::channel();
         let (access, refresh) = (tokens.access_token.as_bytes(), tokens.refresh_token.as_bytes());
         let (started, mine) = self
             .shared()
             .input(true, |state, now| {
                 // The core checks lengths and header safety (SignInError).
-                let started = start(&mut state.session, now, access, refresh, tokens.expires_in.into());
-                // R3: the answer waits for the immediate check (answered by the drain).
-                started.map(|_| state.first_check.push(reply))
+                start(&mut state.session, now, access, refresh, tokens.expires_in.into())
             })
             .ok_or(GateError::Closed)?;
         started?;
-        self.shared().inline(mine).await;
-        answer.await.unwrap_or(Err(GateError::Closed))
+        // R3: the answer waits for the immediate check; it is over once this caller's own
+        // check settled it, unless a refresh started a new attempt 0 meanwhile.
+        match mine.await? {
+            Some(status) => Ok(status),
+            None => self.wait_first_check().await,
+        }
     }
 
     /// Signs in ([`accessgate::Session::sign_in`]; a session already signed in ends first) and
@@ -228,7 +229,9 @@ impl AccessGate {
     /// A receiver of every event from now on (check started/failed, access changed, refresh
     /// started/failed, ...), timestamped. Slow receivers skip ahead with `Lagged`.
     pub fn events(&self) -> broadcast::Receiver<TimedEvent> {
-        self.shared().lock().events.subscribe()
+        let mut state = self.shared().lock();
+        state.listened = true;
+        state.events.subscribe()
     }
 
     /// Waits until no immediate check (attempt 0, R3) runs, and returns the status.
@@ -277,10 +280,7 @@ impl AccessGate {
         });
         let (result, mine) = recheck.ok_or(GateError::Closed)?;
         result?;
-        match self.shared().inline(mine).await {
-            true => Ok(()),
-            false => Err(GateError::Closed),
-        }
+        mine.await.map(drop)
     }
 
     /// Closes the gate and waits for its background task to stop: requests in flight are

@@ -11,8 +11,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use accessgate::{
-    classify, classify_refresh, header_safe, CheckOutcome, Duration, FailureDetail, RefreshOutcome,
-    TransientClass,
+    classify, classify_refresh, CheckOutcome, Duration, FailureDetail, RefreshOutcome, TransientClass,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Client, Response, Url};
@@ -100,9 +99,10 @@ impl Transport {
         })
     }
 
-    /// `GET check_url` with the bearer token, classified by [`accessgate::classify`].
-    pub(crate) async fn check(self: Arc<Self>, token: Vec<u8>) -> CheckOutcome {
-        let Some(auth) = bearer(&token) else {
+    /// `GET check_url` with `auth` ([`bearer`]), classified by [`accessgate::classify`]. No
+    /// header (no token, or one no header can carry) is not sent (R4).
+    pub(crate) async fn check(self: Arc<Self>, auth: Option<HeaderValue>) -> CheckOutcome {
+        let Some(auth) = auth else {
             log::warn!("check not sent: the access token is not a valid header value");
             return CheckOutcome::transient(TransientClass::InvalidBody);
         };
@@ -177,15 +177,18 @@ impl Transport {
     }
 }
 
-fn bearer(token: &[u8]) -> Option<HeaderValue> {
-    // The session only stores header-safe tokens; checked again as the header is built.
-    if !header_safe(token) {
+/// `Authorization: Bearer <token>`, marked sensitive, built once per attempt straight from the
+/// session's token (one allocation, moved into the header without a copy). The session stores
+/// only header-safe tokens (the core checks them at sign-in and refresh); `HeaderValue` still
+/// refuses a control byte, so nothing here can split a header.
+pub(crate) fn bearer(token: &[u8]) -> Option<HeaderValue> {
+    if token.is_empty() {
         return None;
     }
     let mut v = Vec::with_capacity(7 + token.len());
     v.extend_from_slice(b"Bearer ");
     v.extend_from_slice(token);
-    let mut h = HeaderValue::from_bytes(&v).ok()?;
+    let mut h = HeaderValue::try_from(v).ok()?;
     h.set_sensitive(true);
     Some(h)
 }
@@ -229,11 +232,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bearer_header_needs_a_header_safe_token() {
-        assert!(bearer(b"at_1").is_some_and(|h| h.is_sensitive()));
+    fn bearer_header_is_sensitive_and_never_splits() {
+        let h = bearer(b"at_1").expect("a header-safe token");
+        assert!(h.is_sensitive());
+        assert_eq!(h.as_bytes(), b"Bearer at_1");
         assert!(bearer(b"").is_none());
-        assert!(bearer(b"a b").is_none());
         assert!(bearer(b"a\r\nX-Evil: 1").is_none());
+        assert!(bearer(b"a\nb").is_none());
+        assert!(bearer(b"a\0b").is_none());
     }
 
     #[test]
