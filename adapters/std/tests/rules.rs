@@ -1051,6 +1051,42 @@ async fn restore_with_expired_token_refreshes_before_checking() {
     .await;
 }
 
+/// R3, R11: a refresh that lands while the sign-in's own first check runs (in the caller's
+/// task) supersedes that check; the sign-in then answers after the new token's first check,
+/// which runs in the background, and not with the cancelled one.
+#[tokio::test]
+async fn sign_in_answers_after_the_refreshed_tokens_first_check() {
+    bounded(async {
+        let h = Harness::new(Scheme::Http).await;
+        h.control
+            .set_latency(Endpoint::Check, StdDuration::from_millis(200));
+        // 500 ms left: inside the 1 s skew, so the session refreshes at once (R11).
+        let status = h
+            .gate
+            .sign_in(h.tokens(StdDuration::from_millis(500)))
+            .await
+            .unwrap();
+        let s = h.gate.snapshot();
+        assert_eq!(h.control.counts().get(Endpoint::Token, 200), 1, "one refresh");
+        assert_eq!(
+            status.generation, s.status.generation,
+            "answered for the refreshed token's generation"
+        );
+        assert!(s.status.generation.0 > 1, "the refresh moved the generation");
+        assert_eq!(status.access, Access::Granted);
+        assert_eq!(
+            (
+                s.counters.grants,
+                s.counters.stale_dropped,
+                s.counters.transient_total()
+            ),
+            (1, 0, 0),
+            "only the new token's check counted; the old one was cancelled, not answered"
+        );
+    })
+    .await;
+}
+
 /// Tokens that cannot be sent in a header, or that exceed the session's capacity, are refused
 /// up front and change nothing.
 #[tokio::test]
