@@ -9,8 +9,8 @@
 //! - [`parse_duration`]: humantime syntax (`500ms`, `10s`, `1m30s`, `2h`), bounded to
 //!   [`MIN_DURATION`]..=[`MAX_DURATION`] (or zero), a bare number refused. Use it as clap's
 //!   `value_parser`; clap adds the flag's name to the message.
-//! - [`CheckTiming`]: `--timeout`, `--budget`, `--retry-spread`, `--final-window` into the core's
-//!   [`SessionConfig`], each refusal naming the flag(s) at fault.
+//! - [`CheckTiming`]: `--timeout`, `--budget`, `--retry-spread`, `--final-window`, `--retries`
+//!   into the core's [`SessionConfig`], each refusal naming the flag(s) at fault.
 //! - [`check_url`]: the scheme and host of `--url`, with a hint when the scheme is missing.
 //! - [`check_token`]: a bearer token that fits a header and the session's storage.
 #![forbid(unsafe_code)]
@@ -72,6 +72,11 @@ fn show(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
 
+/// The retry schedule capacity of the sessions both binaries build: the core's default
+/// `Session<8>` / `Gate<8>` (the std adapter's session and the embassy host driver's), so the
+/// most `--retries` can ask for.
+pub const RETRY_CAPACITY: u16 = 8;
+
 /// The timing flags of `check` (both binaries) and `watch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckTiming {
@@ -85,6 +90,9 @@ pub struct CheckTiming {
     /// `--final-window`, when given: the window of the last retry, ending one attempt timeout
     /// before the deadline (R6). `None` fits it to the budget.
     pub final_window: Option<Duration>,
+    /// `--retries`, when given: how many retries a run of failures gets before failing
+    /// closed (R6), 1 to [`RETRY_CAPACITY`]. `None` uses every slot of the schedule.
+    pub retries: Option<u16>,
 }
 
 impl CheckTiming {
@@ -102,9 +110,15 @@ impl CheckTiming {
     ///     budget: Duration::from_secs(120),
     ///     retry_spread: Some(Duration::from_secs(100)),
     ///     final_window: Some(Duration::from_secs(20)),
+    ///     retries: None,
     /// };
     /// let e = t.apply(&mut cfg).unwrap_err();
     /// assert!(e.contains("--retry-spread") && e.contains("--final-window"), "{e}");
+    /// let three = CheckTiming { retry_spread: None, final_window: None, retries: Some(3), ..t };
+    /// three.apply(&mut cfg).unwrap();
+    /// assert_eq!(cfg.gate.retry.count, 3);
+    /// let nine = CheckTiming { retries: Some(9), ..three };
+    /// assert!(nine.apply(&mut cfg).unwrap_err().contains("--retries 9"));
     /// ```
     pub fn apply(&self, cfg: &mut SessionConfig) -> Result<(), String> {
         let CheckTiming {
@@ -112,6 +126,7 @@ impl CheckTiming {
             budget,
             retry_spread,
             final_window,
+            retries,
         } = *self;
         if timeout.is_zero() {
             return Err("--timeout must be longer than zero".into());
@@ -136,6 +151,22 @@ impl CheckTiming {
         }
         g.retry.spread = retry_spread.map_or(fitted.spread, to_core);
         g.retry.final_window = final_window.map_or(fitted.final_window, to_core);
+        // R6: the count is the schedule's to hold; 0 would mean "every slot" to the core, so
+        // the flag refuses it rather than silently meaning 8.
+        g.retry.count = match retries {
+            None => 0,
+            Some(n @ 1..=RETRY_CAPACITY) => n,
+            Some(0) => {
+                return Err(format!(
+                    "--retries 0: at least 1 (leave the flag out for all {RETRY_CAPACITY})"
+                ))
+            }
+            Some(n) => {
+                return Err(format!(
+                    "--retries {n} is more than the retry schedule holds: at most {RETRY_CAPACITY}"
+                ))
+            }
+        };
         let shown =
             |d: Option<Duration>| d.map_or_else(|| "(fitted default)".to_string(), |d| show(d).to_string());
         match cfg.validate() {
@@ -238,6 +269,7 @@ mod tests {
             budget: ms(budget),
             retry_spread: spread.map(ms),
             final_window: fin.map(ms),
+            retries: None,
         }
     }
 
@@ -303,12 +335,38 @@ mod tests {
     }
 
     #[test]
+    fn retries_fit_the_schedule_the_binaries_build() {
+        let mut cfg = SessionConfig::DEFAULT;
+        let with = |n| CheckTiming {
+            retries: n,
+            ..timing(10_000, 120_000, None, None)
+        };
+        for (n, needle) in [(0, "--retries 0"), (9, "--retries 9"), (u16::MAX, "at most 8")] {
+            let e = with(Some(n)).apply(&mut cfg).unwrap_err();
+            assert!(e.contains(needle), "{n}: {e}");
+        }
+        for n in 1..=RETRY_CAPACITY {
+            with(Some(n)).apply(&mut cfg).expect("within capacity");
+            assert_eq!(cfg.gate.retry.count, n);
+            // The core accepts it for the capacity the binaries use, and a session's streak
+            // gets exactly that many retries.
+            let session = accessgate::Session::<{ RETRY_CAPACITY as usize }>::new(cfg, 1);
+            assert!(session.is_ok(), "{n}");
+            assert_eq!(cfg.gate.retry.slots(RETRY_CAPACITY as usize), u32::from(n));
+        }
+        with(None).apply(&mut cfg).expect("default");
+        assert_eq!(cfg.gate.retry.count, 0, "no flag: every slot");
+        assert_eq!(cfg.gate.retry.slots(RETRY_CAPACITY as usize), 8);
+    }
+
+    #[test]
     fn decision_bound_saturates() {
         let t = CheckTiming {
             timeout: Duration::MAX,
             budget: Duration::MAX,
             retry_spread: None,
             final_window: None,
+            retries: None,
         };
         assert_eq!(t.decision_bound(Duration::from_secs(5)), Duration::MAX);
     }

@@ -60,6 +60,10 @@ pub struct CheckArgs {
     /// or 1/11 of `budget - timeout` when that is shorter.
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     pub final_window: Option<Duration>,
+    /// How many retries a run of transient failures gets before failing closed (R6), 1 to 8.
+    /// Default: all 8 (7 stratified over the spread window, the last in the final window).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub retries: Option<u16>,
     /// Jitter seed (default: drawn from the OS; set it only for reproducible runs).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -100,6 +104,7 @@ fn timing(args: &CheckArgs) -> CheckTiming {
         budget: args.budget,
         retry_spread: args.retry_spread,
         final_window: args.final_window,
+        retries: args.retries,
     }
 }
 

@@ -78,6 +78,10 @@ pub struct WatchArgs {
     /// Fail-closed budget, counted from the first transient failure.
     #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DUR")]
     pub budget: Duration,
+    /// How many retries a run of transient failures gets before failing closed (R6), 1 to 8.
+    /// Default: all 8 (7 stratified over the spread window, the last in the final window).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub retries: Option<u16>,
     /// Refresh the access token this long before it expires.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub refresh_skew: Duration,
@@ -182,6 +186,7 @@ fn config(args: &WatchArgs) -> Result<GateClientConfig, CliError> {
         budget: args.budget,
         retry_spread: None,
         final_window: None,
+        retries: args.retries,
     }
     .apply(&mut cfg.session)
     .map_err(CliError::Usage)?;

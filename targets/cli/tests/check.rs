@@ -294,3 +294,38 @@ async fn json_output_failed_closed_and_unauthorized() {
     assert_eq!(last["exit_code"], 3);
     assert_eq!(last["signed_in"], false);
 }
+
+/// `--retries N` (R6): a run of failures gets exactly N retries before the gate fails closed,
+/// counted from the `check_started` events before the `failed_closed` change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_flag_sets_how_many_retries_come_before_failing_closed() {
+    let b = backend().await;
+    let c = b.control();
+    let alice = token(&c, "alice");
+    let url = http_check_url(&b);
+    c.set_fault(
+        Endpoint::Check,
+        Some(Fault::Status {
+            code: 503,
+            retry_after: None,
+        }),
+    );
+    for retries in ["1", "3"] {
+        let mut args = vec!["--json", "--retries", retries];
+        args.extend_from_slice(&FAST);
+        let out = check(&url, &alice, &args).await;
+        assert_eq!(code(&out), 2, "failed closed: {}", stdout(&out));
+        let lines = json_lines(&out);
+        assert_event_order(&lines);
+        let closed = lines
+            .iter()
+            .position(|l| l["event"] == "access_changed" && l["cause"] == "failed_closed")
+            .expect("failed closed");
+        let started = lines[..closed]
+            .iter()
+            .filter(|l| l["event"] == "check_started")
+            .count();
+        let expected = 1 + retries.parse::<usize>().expect("a number");
+        assert_eq!(started, expected, "--retries {retries}: {lines:?}");
+    }
+}

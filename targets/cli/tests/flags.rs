@@ -18,7 +18,7 @@ const NOWHERE: &str = "http://127.0.0.1:1/api/code/invites/check-access/";
 const CASES: usize = 240;
 const REAL_EVERY: usize = 6;
 
-const CHECK_FLAGS: [(&str, Kind); 12] = [
+const CHECK_FLAGS: [(&str, Kind); 13] = [
     ("--url", Kind::Url),
     ("--token", Kind::Text),
     ("--ca", Kind::CaPath),
@@ -27,13 +27,14 @@ const CHECK_FLAGS: [(&str, Kind); 12] = [
     ("--budget", Kind::Duration),
     ("--retry-spread", Kind::Duration),
     ("--final-window", Kind::Duration),
+    ("--retries", Kind::Number),
     ("--seed", Kind::Number),
     ("--json", Kind::Switch),
     ("--quiet", Kind::Switch),
     ("--color", Kind::Color),
 ];
 
-const WATCH_FLAGS: [(&str, Kind); 16] = [
+const WATCH_FLAGS: [(&str, Kind); 17] = [
     ("--url", Kind::Url),
     ("--token", Kind::Text),
     ("--refresh-token", Kind::Text),
@@ -45,6 +46,7 @@ const WATCH_FLAGS: [(&str, Kind); 16] = [
     ("--no-system-roots", Kind::Switch),
     ("--timeout", Kind::Duration),
     ("--budget", Kind::Duration),
+    ("--retries", Kind::Number),
     ("--refresh-skew", Kind::Duration),
     ("--recheck-every", Kind::Duration),
     ("--seed", Kind::Number),

@@ -118,6 +118,9 @@ async fn error_messages_say_which_flag_and_what_is_wrong() {
     )
     .await;
     usage(&check(&["--budget", "0s"]), &["--budget", "longer than zero"]).await;
+    usage(&check(&["--retries", "0"]), &["--retries 0", "at least 1"]).await;
+    usage(&check(&["--retries", "9"]), &["--retries 9", "at most 8"]).await;
+    usage(&check(&["--retries", "-1"]), &["--retries"]).await;
     usage(&check(&["--budget", "90"]), &["--budget", "no unit", "90s"]).await;
     usage(&check(&["--token", ""]), &["--token"]).await;
     usage(&check(&["--token", "a b"]), &["--token"]).await;

@@ -93,6 +93,10 @@ struct CheckArgs {
     /// or 1/11 of `budget - timeout` when that is shorter.
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     final_window: Option<Duration>,
+    /// How many retries a run of transient failures gets before failing closed (R6), 1 to 8.
+    /// Default: all 8 (7 stratified over the spread window, the last in the final window).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    retries: Option<u16>,
     /// Jitter seed (default: drawn from the OS; set it only for reproducible runs).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -117,6 +121,7 @@ impl CheckArgs {
             budget: self.budget,
             retry_spread: self.retry_spread,
             final_window: self.final_window,
+            retries: self.retries,
         }
     }
 }

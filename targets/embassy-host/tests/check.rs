@@ -463,3 +463,54 @@ async fn usage_errors_exit_64() {
     // Nothing above reached the backend.
     assert_eq!(b.control().counts().total(), 0);
 }
+
+/// `--retries N` (R6) on the device path: a run of failures gets exactly N retries before the
+/// gate fails closed (the `check_started` events before the `failed_closed` change).
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_flag_sets_how_many_retries_come_before_failing_closed() {
+    let b = backend(false).await;
+    let t = b.control().issue_token("gina", Duration::from_secs(3600));
+    b.control().set_fault(
+        Endpoint::Check,
+        Some(Fault::Status {
+            code: 503,
+            retry_after: None,
+        }),
+    );
+    let url = check_url(&b.http_url());
+    for retries in [1usize, 3] {
+        let n = retries.to_string();
+        let (out, _) = run(&[
+            "check",
+            "--url",
+            &url,
+            "--token",
+            &t.access_token,
+            "--budget",
+            "1s",
+            "--timeout",
+            "300ms",
+            "--retry-spread",
+            "400ms",
+            "--retries",
+            &n,
+            "--json",
+        ])
+        .await;
+        assert_exit(&out, 2);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+            .collect();
+        let closed = lines
+            .iter()
+            .position(|l| l["event"] == "access_changed" && l["cause"] == "failed_closed")
+            .unwrap_or_else(|| panic!("failed closed: {text}"));
+        let started = lines[..closed]
+            .iter()
+            .filter(|l| l["event"] == "check_started")
+            .count();
+        assert_eq!(started, 1 + retries, "--retries {retries}: {text}");
+    }
+}

@@ -16,7 +16,7 @@ const NOWHERE: &str = "http://127.0.0.1:1/api/code/invites/check-access/";
 const CASES: usize = 240;
 const REAL_EVERY: usize = 6;
 
-const CHECK_FLAGS: [(&str, Kind); 12] = [
+const CHECK_FLAGS: [(&str, Kind); 13] = [
     ("--url", Kind::Url),
     ("--token", Kind::Text),
     ("--ca", Kind::CaPath),
@@ -25,6 +25,7 @@ const CHECK_FLAGS: [(&str, Kind); 12] = [
     ("--budget", Kind::Duration),
     ("--retry-spread", Kind::Duration),
     ("--final-window", Kind::Duration),
+    ("--retries", Kind::Number),
     ("--seed", Kind::Number),
     ("--json", Kind::Switch),
     ("--quiet", Kind::Switch),

@@ -72,6 +72,8 @@ async fn error_messages_say_which_flag_and_what_is_wrong() {
     )
     .await;
     usage(&["--budget", "90"], &["--budget", "no unit"]).await;
+    usage(&["--retries", "0"], &["--retries 0", "at least 1"]).await;
+    usage(&["--retries", "9"], &["--retries 9", "at most 8"]).await;
     usage(&["--token", "a b"], &["--token"]).await;
     usage(&["--token", ""], &["--token"]).await;
 }
