@@ -13,16 +13,16 @@
 //! The check a caller's own input started (`sign_in`, `restore`, `recheck`) runs in that
 //! caller's task ([`Inline`]): no hop to another task on the healthy path. Every request is
 //! abortable under its key, so whoever drains a cancel stops it wherever it runs (R10). The
-//! driver task does what no caller awaits: the session's timers (retries, deadlines, refresh,
-//! attempt timeouts: the session owns every timeout, R4) and the other requests (retries,
-//! refreshes, those of callers that went away). It is woken only for a request or when the
+//! other requests (retries, refreshes, those of callers that went away) run in tasks of their
+//! own, off the healthy path. The driver task runs the session's timers (retries, deadlines,
+//! refresh, attempt timeouts: the session owns every timeout, R4). It is woken only when the
 //! session's next timeout moved before its timer; a timer that fires early is harmless.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{ready, Context, Poll};
 
 use accessgate::{
@@ -30,8 +30,7 @@ use accessgate::{
     TokenHandle, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
 use futures_util::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent};
@@ -108,17 +107,12 @@ impl State {
         if let Some((_, old)) = self.lanes[key.lane()].replace((key, handle)) {
             old.abort();
         }
-        // A panic stays in the request, as in a task of its own; the session times it out (R4).
+        // A panic stays in the request, also in the caller's task; the session times it out (R4).
         let request = Abortable::new(AssertUnwindSafe(request).catch_unwind(), registration);
-        let request = request.map(move |result| match result {
-            Ok(Ok(outcome)) => (key, Some(outcome)),
-            Ok(Err(_panic)) => {
-                log::error!("accessgate: a request panicked");
-                (key, None)
-            }
-            Err(_aborted) => (key, None),
-        });
-        request.boxed()
+        let panicked = |_: &_| log::error!("accessgate: a request panicked");
+        request
+            .map(move |done| (key, done.ok().and_then(|r| r.inspect_err(panicked).ok())))
+            .boxed()
     }
 
     /// Takes request `key` out of its lane (the caller aborts it on a cancel). `None` if it
@@ -130,7 +124,7 @@ impl State {
 
     /// Drains every output of the session after an input, in the order of the module doc.
     /// With `take`, the check the input started is returned for the caller to run; the other
-    /// requests go to the driver. Idempotent.
+    /// requests run in the background. Idempotent.
     fn drain(&mut self, shared: &Shared, take: bool) -> Option<Request> {
         let mut mine = None;
         while let Some(action) = self.session.poll_action() {
@@ -164,7 +158,7 @@ impl State {
             if take && mine.is_none() && matches!(key, Key::Check(..)) {
                 mine = Some(request);
             } else {
-                let _ = shared.background.send(request);
+                shared.background(request);
             }
         }
         // Events are stamped with the `now` of the input that produced them; no subscriber
@@ -219,20 +213,24 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) clock: Clock,
     transport: Arc<Transport>,
-    /// Requests for the driver task; it drops the receiver when it stops.
-    background: mpsc::UnboundedSender<Request>,
+    /// Itself and its runtime, for the tasks of background requests.
+    this: Weak<Shared>,
+    runtime: tokio::runtime::Handle,
     /// Wakes the driver: its timer must move earlier, or the gate closed.
     wake: Notify,
+    /// Closed once the driver task, which holds its only receiver, has stopped.
+    driver: watch::Sender<()>,
 }
 
 impl Shared {
-    /// The shared state of a new gate, and the driver task's receiver of requests.
-    pub(crate) fn new(
+    /// The shared state of a new gate, with its driver task spawned on `runtime`.
+    pub(crate) fn spawn(
         session: Box<CoreSession>,
         clock: Clock,
         transport: Transport,
-    ) -> (Arc<Self>, Receiver) {
-        let (background, requests) = mpsc::unbounded_channel();
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        let (driver, alive) = watch::channel(());
         let (snapshot, events) = (
             watch::Sender::new(Snapshot::of(&session, clock.now())),
             broadcast::Sender::new(EVENT_BUFFER),
@@ -250,14 +248,24 @@ impl Shared {
             driver_wake: None,
             closed: false,
         };
-        let shared = Shared {
+        let shared = Arc::new_cyclic(|this| Shared {
             state: Mutex::new(state),
             clock,
             transport: Arc::new(transport),
-            background,
+            this: this.clone(),
+            runtime,
             wake: Notify::new(),
-        };
-        (Arc::new(shared), requests)
+            driver,
+        });
+        shared.runtime.spawn(run(shared.clone(), alive));
+        shared
+    }
+
+    /// Runs `request` in a task of its own, then hands its result to the session.
+    fn background(&self, request: Request) {
+        if let Some(shared) = self.this.upgrade() {
+            self.runtime.spawn(async move { shared.report(request.await) });
+        }
     }
 
     /// The state, also after a panic elsewhere (no critical section leaves it half-changed:
@@ -330,16 +338,13 @@ impl Shared {
 
     /// Waits until the driver task has stopped.
     pub(crate) async fn stopped(&self) {
-        self.background.closed().await;
+        self.driver.closed().await;
     }
 }
 
-/// The driver task's receiver of requests.
-pub(crate) type Receiver = mpsc::UnboundedReceiver<Request>;
-
 /// A caller's own request, run in its task; the session gets its result before the caller
 /// resumes. A caller that goes away first (a dropped `recheck()` in a timeout or `select!`)
-/// hands it to the driver task, and the session gets its result all the same. Then, as
+/// hands it to a task of its own, and the session gets its result all the same. Then, as
 /// [`Shared::report`]: the status if the immediate check is over. Without a request, at once.
 pub(crate) struct Inline<'a>(&'a Shared, Option<Request>);
 
@@ -359,7 +364,7 @@ impl Future for Inline<'_> {
 impl Drop for Inline<'_> {
     fn drop(&mut self) {
         if let Some(request) = self.1.take() {
-            let _ = self.0.background.send(request);
+            self.0.background(request);
         }
     }
 }
@@ -375,12 +380,11 @@ impl Drop for Closer {
     }
 }
 
-/// The driver task: the session's timers and the requests no caller runs, until the gate
-/// closes. The request receiver is dropped last, so [`Shared::stopped`] sees all that done.
-pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
+/// The driver task: the session's timers, until the gate closes. `_alive` is dropped last, so
+/// [`Shared::stopped`] sees the gate closed.
+async fn run(shared: Arc<Shared>, _alive: watch::Receiver<()>) {
     let shared = Closer(shared);
     let shared = &*shared.0;
-    let mut running = FuturesUnordered::new();
     let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));
     tokio::pin!(timer);
     // The timer only moves earlier until it fires, also to what a caller asked for
@@ -403,10 +407,6 @@ pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
         }
         tokio::select! {
             () = shared.wake.notified() => {}
-            Some(request) = requests.recv() => running.push(request),
-            Some(done) = running.next(), if !running.is_empty() => {
-                let _ = shared.report(done);
-            }
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 shared.input(false, |state, now| {
