@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
 
 use accessgate::{
@@ -80,7 +80,7 @@ pub(crate) struct State {
     /// The check and the refresh in flight, by key, wherever they run.
     lanes: [Option<(Key, AbortHandle)>; 2],
     pub(crate) waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
-    pub(crate) first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
+    pub(crate) first_check: Vec<oneshot::Sender<Status>>,
     pub(crate) snapshot: watch::Sender<Snapshot>,
     /// The snapshot changed while nobody subscribed: not yet published.
     pub(crate) quiet: bool,
@@ -125,7 +125,7 @@ impl State {
     /// Drains every output of the session after an input, in the order of the module doc.
     /// With `take`, the check the input started is returned for the caller to run; the other
     /// requests run in the background. Idempotent.
-    fn drain(&mut self, shared: &Shared, take: bool) -> Option<Request> {
+    fn drain(&mut self, shared: &Arc<Shared>, take: bool) -> Option<Request> {
         let mut mine = None;
         while let Some(action) = self.session.poll_action() {
             let (key, request) = match action {
@@ -194,9 +194,9 @@ impl State {
         // answer, a transient failure, or the session ended). A refresh that lands meanwhile
         // starts a new attempt 0, which they then await.
         if !self.session.first_check_running() {
-            self.first_check
-                .drain(..)
-                .for_each(|reply| drop(reply.send(Ok(snap.status))));
+            for reply in self.first_check.drain(..) {
+                let _ = reply.send(snap.status);
+            }
         }
         let next = self.session.poll_timeout();
         if next.is_some_and(|t| self.driver_wake.is_none_or(|w| t < w)) {
@@ -213,8 +213,7 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) clock: Clock,
     transport: Arc<Transport>,
-    /// Itself and its runtime, for the tasks of background requests.
-    this: Weak<Shared>,
+    /// Where background requests run: the gate's runtime.
     runtime: tokio::runtime::Handle,
     /// Wakes the driver: its timer must move earlier, or the gate closed.
     wake: Notify,
@@ -248,11 +247,10 @@ impl Shared {
             driver_wake: None,
             closed: false,
         };
-        let shared = Arc::new_cyclic(|this| Shared {
+        let shared = Arc::new(Shared {
             state: Mutex::new(state),
             clock,
             transport: Arc::new(transport),
-            this: this.clone(),
             runtime,
             wake: Notify::new(),
             driver,
@@ -262,10 +260,9 @@ impl Shared {
     }
 
     /// Runs `request` in a task of its own, then hands its result to the session.
-    fn background(&self, request: Request) {
-        if let Some(shared) = self.this.upgrade() {
-            self.runtime.spawn(async move { shared.report(request.await) });
-        }
+    fn background(self: &Arc<Self>, request: Request) {
+        let shared = self.clone();
+        self.runtime.spawn(async move { shared.report(request.await) });
     }
 
     /// The state, also after a panic elsewhere (no critical section leaves it half-changed:
@@ -278,7 +275,7 @@ impl Shared {
     /// (with `take`, the check the input started is returned to run in the caller's task).
     /// `None` once closed.
     pub(crate) fn input<R>(
-        &self,
+        self: &Arc<Self>,
         take: bool,
         f: impl FnOnce(&mut State, Instant) -> R,
     ) -> Option<(R, Inline<'_>)> {
@@ -291,7 +288,7 @@ impl Shared {
     /// Hands a finished request's result to the session, unless a cancel or a newer request
     /// took its place (R10). Then the status if the immediate check (R3) is over, read under the
     /// same lock as the drain that settled it; `Closed` once closed.
-    fn report(&self, (key, outcome): (Key, Option<Outcome>)) -> Result<Option<Status>, GateError> {
+    fn report(self: &Arc<Self>, (key, outcome): (Key, Option<Outcome>)) -> Result<Option<Status>, GateError> {
         let mut state = self.lock();
         let now = (!state.closed)
             .then(|| self.clock.now())
@@ -346,7 +343,7 @@ impl Shared {
 /// resumes. A caller that goes away first (a dropped `recheck()` in a timeout or `select!`)
 /// hands it to a task of its own, and the session gets its result all the same. Then, as
 /// [`Shared::report`]: the status if the immediate check is over. Without a request, at once.
-pub(crate) struct Inline<'a>(&'a Shared, Option<Request>);
+pub(crate) struct Inline<'a>(&'a Arc<Shared>, Option<Request>);
 
 impl Future for Inline<'_> {
     type Output = Result<Option<Status>, GateError>;
@@ -384,22 +381,25 @@ impl Drop for Closer {
 /// [`Shared::stopped`] sees the gate closed.
 async fn run(shared: Arc<Shared>, _alive: watch::Receiver<()>) {
     let shared = Closer(shared);
-    let shared = &*shared.0;
+    let shared = &shared.0;
     let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));
     tokio::pin!(timer);
-    // The timer only moves earlier until it fires, also to what a caller asked for
-    // (`driver_wake`): that spares the next callers a wake.
-    let mut armed: Option<Instant> = None;
     loop {
-        {
+        // The timer (`driver_wake`) only moves earlier until it fires, also to what a caller
+        // asked for: that spares the next callers a wake.
+        let armed = {
             let mut state = shared.lock();
             if state.closed {
                 break;
             }
-            let next = state.session.poll_timeout();
-            armed = armed.into_iter().chain(state.driver_wake).chain(next).min();
+            let armed = state
+                .driver_wake
+                .into_iter()
+                .chain(state.session.poll_timeout())
+                .min();
             state.driver_wake = armed;
-        }
+            armed
+        };
         if let Some(at) = armed.map(|t| shared.clock.to_tokio(t)) {
             if at != timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(at);
@@ -408,7 +408,6 @@ async fn run(shared: Arc<Shared>, _alive: watch::Receiver<()>) {
         tokio::select! {
             () = shared.wake.notified() => {}
             () = &mut timer, if armed.is_some() => {
-                armed = None;
                 shared.input(false, |state, now| {
                     state.driver_wake = None;
                     state.session.handle_timeout(now);

@@ -157,7 +157,7 @@ impl AccessGate {
         Ok(AccessGate { handle })
     }
 
-    fn shared(&self) -> &Shared {
+    fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared.0
     }
 
@@ -240,7 +240,7 @@ impl AccessGate {
             .shared()
             .input(false, |state, _| state.first_check.push(reply));
         waiting.ok_or(GateError::Closed)?;
-        answer.await.unwrap_or(Err(GateError::Closed))
+        answer.await.map_err(|_| GateError::Closed)
     }
 
     /// A valid access token, for the app's own API calls (R11): at once while fresh; otherwise
