@@ -129,15 +129,8 @@ impl State {
         let mut mine = None;
         while let Some(action) = self.session.poll_action() {
             let (key, request) = match action {
-                Action::CancelCheck { generation, attempt } => {
-                    self.take(Key::Check(generation, attempt))
-                        .inspect(AbortHandle::abort);
-                    continue;
-                }
-                Action::CancelRefresh(id) => {
-                    self.take(Key::Refresh(id)).inspect(AbortHandle::abort);
-                    continue;
-                }
+                Action::CancelCheck { generation, attempt } => (Key::Check(generation, attempt), None),
+                Action::CancelRefresh(id) => (Key::Refresh(id), None),
                 Action::Check(req) => {
                     // The session asks only with its current token; no token is not sent (R4).
                     // The header is built here, from the token in place: no copy of it.
@@ -146,19 +139,22 @@ impl State {
                     let check = shared.transport.clone().check(auth);
                     let check = crate::trace::check(req.generation, req.attempt, check);
                     let key = Key::Check(req.generation, req.attempt);
-                    (key, self.start(key, check.map(Outcome::Check)))
+                    (key, Some(self.start(key, check.map(Outcome::Check))))
                 }
                 Action::Refresh(req) => {
                     let token = self.session.refresh_token().unwrap_or_default().to_vec();
                     let refresh = crate::trace::refresh(req.id, shared.transport.clone().refresh(token));
                     let key = Key::Refresh(req.id);
-                    (key, self.start(key, refresh.map(Outcome::Refresh)))
+                    (key, Some(self.start(key, refresh.map(Outcome::Refresh))))
                 }
             };
-            if take && mine.is_none() && matches!(key, Key::Check(..)) {
-                mine = Some(request);
-            } else {
-                shared.background(request);
+            match request {
+                // A cancel: the request stops wherever it runs (R10).
+                None => drop(self.take(key).inspect(AbortHandle::abort)),
+                Some(request) if take && mine.is_none() && matches!(key, Key::Check(..)) => {
+                    mine = Some(request);
+                }
+                Some(request) => shared.background(request),
             }
         }
         // Events are stamped with the `now` of the input that produced them; no subscriber
