@@ -861,14 +861,17 @@ fn put<const T: usize>(token: &mut heapless::Vec<u8, T>, bytes: &[u8]) {
     let _ = token.extend_from_slice(bytes);
 }
 
-/// Zeroes a token's bytes and forgets them, the last one first (a plain loop, not a memset: no
-/// memset routine is linked for it). Out of line: one copy for both tokens (flash).
+/// Zeroes a token's bytes and forgets them (a plain loop, not a memset: no memset routine is
+/// linked for it; `black_box` keeps the compiler from making one of it). One store per byte,
+/// no length update per byte: a few times faster on a sign-in. Out of line: one copy for both
+/// tokens (flash).
 #[inline(never)]
 fn wipe<const T: usize>(token: &mut heapless::Vec<u8, T>) {
-    while let Some(b) = token.last_mut() {
+    for b in token.iter_mut() {
         *b = 0;
-        token.pop();
+        core::hint::black_box(b);
     }
+    token.clear();
 }
 
 impl From<Event> for SessionEvent {

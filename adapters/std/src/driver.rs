@@ -13,9 +13,9 @@
 //! The check a caller's own input started (`sign_in`, `restore`, `recheck`) runs in that
 //! caller's task ([`Inline`]): no hop to another task on the healthy path. Every request is
 //! abortable under its key, so whoever drains a cancel stops it wherever it runs (R10). The
-//! driver task does what no caller awaits: the session's timers (retries, deadlines, refresh,
-//! attempt timeouts: the session owns every timeout, R4) and the other requests (retries,
-//! refreshes, those of callers that went away). It is woken only for a request or when the
+//! other requests (retries, refreshes, those of callers that went away) run in tasks of their
+//! own, off the healthy path. The driver task runs the session's timers (retries, deadlines,
+//! refresh, attempt timeouts: the session owns every timeout, R4). It is woken only when the
 //! session's next timeout moved before its timer; a timer that fires early is harmless.
 
 use std::collections::HashMap;
@@ -30,8 +30,7 @@ use accessgate::{
     TokenHandle, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
 use futures_util::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent};
@@ -81,7 +80,7 @@ pub(crate) struct State {
     /// The check and the refresh in flight, by key, wherever they run.
     lanes: [Option<(Key, AbortHandle)>; 2],
     pub(crate) waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
-    pub(crate) first_check: Vec<oneshot::Sender<Result<Status, GateError>>>,
+    pub(crate) first_check: Vec<oneshot::Sender<Status>>,
     pub(crate) snapshot: watch::Sender<Snapshot>,
     /// The snapshot changed while nobody subscribed: not yet published.
     pub(crate) quiet: bool,
@@ -108,17 +107,12 @@ impl State {
         if let Some((_, old)) = self.lanes[key.lane()].replace((key, handle)) {
             old.abort();
         }
-        // A panic stays in the request, as in a task of its own; the session times it out (R4).
+        // A panic stays in the request, also in the caller's task; the session times it out (R4).
         let request = Abortable::new(AssertUnwindSafe(request).catch_unwind(), registration);
-        let request = request.map(move |result| match result {
-            Ok(Ok(outcome)) => (key, Some(outcome)),
-            Ok(Err(_panic)) => {
-                log::error!("accessgate: a request panicked");
-                (key, None)
-            }
-            Err(_aborted) => (key, None),
-        });
-        request.boxed()
+        let panicked = |_: &_| log::error!("accessgate: a request panicked");
+        request
+            .map(move |done| (key, done.ok().and_then(|r| r.inspect_err(panicked).ok())))
+            .boxed()
     }
 
     /// Takes request `key` out of its lane (the caller aborts it on a cancel). `None` if it
@@ -130,20 +124,13 @@ impl State {
 
     /// Drains every output of the session after an input, in the order of the module doc.
     /// With `take`, the check the input started is returned for the caller to run; the other
-    /// requests go to the driver. Idempotent.
-    fn drain(&mut self, shared: &Shared, take: bool) -> Option<Request> {
+    /// requests run in the background. Idempotent.
+    fn drain(&mut self, shared: &Arc<Shared>, take: bool) -> Option<Request> {
         let mut mine = None;
         while let Some(action) = self.session.poll_action() {
             let (key, request) = match action {
-                Action::CancelCheck { generation, attempt } => {
-                    self.take(Key::Check(generation, attempt))
-                        .inspect(AbortHandle::abort);
-                    continue;
-                }
-                Action::CancelRefresh(id) => {
-                    self.take(Key::Refresh(id)).inspect(AbortHandle::abort);
-                    continue;
-                }
+                Action::CancelCheck { generation, attempt } => (Key::Check(generation, attempt), None),
+                Action::CancelRefresh(id) => (Key::Refresh(id), None),
                 Action::Check(req) => {
                     // The session asks only with its current token; no token is not sent (R4).
                     // The header is built here, from the token in place: no copy of it.
@@ -152,19 +139,22 @@ impl State {
                     let check = shared.transport.clone().check(auth);
                     let check = crate::trace::check(req.generation, req.attempt, check);
                     let key = Key::Check(req.generation, req.attempt);
-                    (key, self.start(key, check.map(Outcome::Check)))
+                    (key, Some(self.start(key, check.map(Outcome::Check))))
                 }
                 Action::Refresh(req) => {
                     let token = self.session.refresh_token().unwrap_or_default().to_vec();
                     let refresh = crate::trace::refresh(req.id, shared.transport.clone().refresh(token));
                     let key = Key::Refresh(req.id);
-                    (key, self.start(key, refresh.map(Outcome::Refresh)))
+                    (key, Some(self.start(key, refresh.map(Outcome::Refresh))))
                 }
             };
-            if take && mine.is_none() && matches!(key, Key::Check(..)) {
-                mine = Some(request);
-            } else {
-                let _ = shared.background.send(request);
+            match request {
+                // A cancel: the request stops wherever it runs (R10).
+                None => drop(self.take(key).inspect(AbortHandle::abort)),
+                Some(request) if take && mine.is_none() && matches!(key, Key::Check(..)) => {
+                    mine = Some(request);
+                }
+                Some(request) => shared.background(request),
             }
         }
         // Events are stamped with the `now` of the input that produced them; no subscriber
@@ -200,9 +190,9 @@ impl State {
         // answer, a transient failure, or the session ended). A refresh that lands meanwhile
         // starts a new attempt 0, which they then await.
         if !self.session.first_check_running() {
-            self.first_check
-                .drain(..)
-                .for_each(|reply| drop(reply.send(Ok(snap.status))));
+            for reply in self.first_check.drain(..) {
+                let _ = reply.send(snap.status);
+            }
         }
         let next = self.session.poll_timeout();
         if next.is_some_and(|t| self.driver_wake.is_none_or(|w| t < w)) {
@@ -219,20 +209,23 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) clock: Clock,
     transport: Arc<Transport>,
-    /// Requests for the driver task; it drops the receiver when it stops.
-    background: mpsc::UnboundedSender<Request>,
+    /// Where background requests run: the gate's runtime.
+    runtime: tokio::runtime::Handle,
     /// Wakes the driver: its timer must move earlier, or the gate closed.
     wake: Notify,
+    /// Closed once the driver task, which holds its only receiver, has stopped.
+    driver: watch::Sender<()>,
 }
 
 impl Shared {
-    /// The shared state of a new gate, and the driver task's receiver of requests.
-    pub(crate) fn new(
+    /// The shared state of a new gate, with its driver task spawned on `runtime`.
+    pub(crate) fn spawn(
         session: Box<CoreSession>,
         clock: Clock,
         transport: Transport,
-    ) -> (Arc<Self>, Receiver) {
-        let (background, requests) = mpsc::unbounded_channel();
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        let (driver, alive) = watch::channel(());
         let (snapshot, events) = (
             watch::Sender::new(Snapshot::of(&session, clock.now())),
             broadcast::Sender::new(EVENT_BUFFER),
@@ -250,14 +243,22 @@ impl Shared {
             driver_wake: None,
             closed: false,
         };
-        let shared = Shared {
+        let shared = Arc::new(Shared {
             state: Mutex::new(state),
             clock,
             transport: Arc::new(transport),
-            background,
+            runtime,
             wake: Notify::new(),
-        };
-        (Arc::new(shared), requests)
+            driver,
+        });
+        shared.runtime.spawn(run(shared.clone(), alive));
+        shared
+    }
+
+    /// Runs `request` in a task of its own, then hands its result to the session.
+    fn background(self: &Arc<Self>, request: Request) {
+        let shared = self.clone();
+        self.runtime.spawn(async move { shared.report(request.await) });
     }
 
     /// The state, also after a panic elsewhere (no critical section leaves it half-changed:
@@ -270,7 +271,7 @@ impl Shared {
     /// (with `take`, the check the input started is returned to run in the caller's task).
     /// `None` once closed.
     pub(crate) fn input<R>(
-        &self,
+        self: &Arc<Self>,
         take: bool,
         f: impl FnOnce(&mut State, Instant) -> R,
     ) -> Option<(R, Inline<'_>)> {
@@ -283,7 +284,7 @@ impl Shared {
     /// Hands a finished request's result to the session, unless a cancel or a newer request
     /// took its place (R10). Then the status if the immediate check (R3) is over, read under the
     /// same lock as the drain that settled it; `Closed` once closed.
-    fn report(&self, (key, outcome): (Key, Option<Outcome>)) -> Result<Option<Status>, GateError> {
+    fn report(self: &Arc<Self>, (key, outcome): (Key, Option<Outcome>)) -> Result<Option<Status>, GateError> {
         let mut state = self.lock();
         let now = (!state.closed)
             .then(|| self.clock.now())
@@ -330,18 +331,15 @@ impl Shared {
 
     /// Waits until the driver task has stopped.
     pub(crate) async fn stopped(&self) {
-        self.background.closed().await;
+        self.driver.closed().await;
     }
 }
 
-/// The driver task's receiver of requests.
-pub(crate) type Receiver = mpsc::UnboundedReceiver<Request>;
-
 /// A caller's own request, run in its task; the session gets its result before the caller
 /// resumes. A caller that goes away first (a dropped `recheck()` in a timeout or `select!`)
-/// hands it to the driver task, and the session gets its result all the same. Then, as
+/// hands it to a task of its own, and the session gets its result all the same. Then, as
 /// [`Shared::report`]: the status if the immediate check is over. Without a request, at once.
-pub(crate) struct Inline<'a>(&'a Shared, Option<Request>);
+pub(crate) struct Inline<'a>(&'a Arc<Shared>, Option<Request>);
 
 impl Future for Inline<'_> {
     type Output = Result<Option<Status>, GateError>;
@@ -359,7 +357,7 @@ impl Future for Inline<'_> {
 impl Drop for Inline<'_> {
     fn drop(&mut self) {
         if let Some(request) = self.1.take() {
-            let _ = self.0.background.send(request);
+            self.0.background(request);
         }
     }
 }
@@ -375,27 +373,29 @@ impl Drop for Closer {
     }
 }
 
-/// The driver task: the session's timers and the requests no caller runs, until the gate
-/// closes. The request receiver is dropped last, so [`Shared::stopped`] sees all that done.
-pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
+/// The driver task: the session's timers, until the gate closes. `_alive` is dropped last, so
+/// [`Shared::stopped`] sees the gate closed.
+async fn run(shared: Arc<Shared>, _alive: watch::Receiver<()>) {
     let shared = Closer(shared);
-    let shared = &*shared.0;
-    let mut running = FuturesUnordered::new();
+    let shared = &shared.0;
     let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));
     tokio::pin!(timer);
-    // The timer only moves earlier until it fires, also to what a caller asked for
-    // (`driver_wake`): that spares the next callers a wake.
-    let mut armed: Option<Instant> = None;
     loop {
-        {
+        // The timer (`driver_wake`) only moves earlier until it fires, also to what a caller
+        // asked for: that spares the next callers a wake.
+        let armed = {
             let mut state = shared.lock();
             if state.closed {
                 break;
             }
-            let next = state.session.poll_timeout();
-            armed = armed.into_iter().chain(state.driver_wake).chain(next).min();
+            let armed = state
+                .driver_wake
+                .into_iter()
+                .chain(state.session.poll_timeout())
+                .min();
             state.driver_wake = armed;
-        }
+            armed
+        };
         if let Some(at) = armed.map(|t| shared.clock.to_tokio(t)) {
             if at != timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(at);
@@ -403,12 +403,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut requests: Receiver) {
         }
         tokio::select! {
             () = shared.wake.notified() => {}
-            Some(request) = requests.recv() => running.push(request),
-            Some(done) = running.next(), if !running.is_empty() => {
-                let _ = shared.report(done);
-            }
             () = &mut timer, if armed.is_some() => {
-                armed = None;
                 shared.input(false, |state, now| {
                     state.driver_wake = None;
                     state.session.handle_timeout(now);

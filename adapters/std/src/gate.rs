@@ -117,8 +117,8 @@ impl TimedEvent {
 /// The [`accessgate::Session`] sits behind a lock that every call takes briefly: the call gives
 /// the session its input and publishes what follows, and a check the call itself started
 /// ([`AccessGate::sign_in`], [`AccessGate::restore`], [`AccessGate::recheck`]) runs in the
-/// caller's task. A background task runs the session's timers and the requests nobody awaits
-/// (retries, refreshes). [`AccessGate::access`] and [`AccessGate::status`] read a [`watch`]
+/// caller's task. A background task runs the session's timers, and the requests nobody awaits
+/// (retries, refreshes) run in tasks of their own. [`AccessGate::access`] and [`AccessGate::status`] read a [`watch`]
 /// channel and never wait. The gate closes on [`AccessGate::shutdown`] or when the last handle
 /// is dropped.
 #[derive(Clone, Debug)]
@@ -146,9 +146,8 @@ impl AccessGate {
         };
         let session = Box::new(CoreSession::new(config.session, seed)?);
         let transport = Transport::new(&config)?;
-        let (shared, requests) = Shared::new(session, Clock::start(), transport);
+        let shared = Shared::spawn(session, Clock::start(), transport, runtime);
         let snapshot = shared.lock().snapshot.subscribe();
-        runtime.spawn(crate::driver::run(shared.clone(), requests));
         let (check, token) = (&config.check_url, &config.token_url);
         log::debug!("accessgate: gate spawned ({check} -> {token})");
         let handle = Arc::new(Handle {
@@ -158,7 +157,7 @@ impl AccessGate {
         Ok(AccessGate { handle })
     }
 
-    fn shared(&self) -> &Shared {
+    fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared.0
     }
 
@@ -241,7 +240,7 @@ impl AccessGate {
             .shared()
             .input(false, |state, _| state.first_check.push(reply));
         waiting.ok_or(GateError::Closed)?;
-        answer.await.unwrap_or(Err(GateError::Closed))
+        answer.await.map_err(|_| GateError::Closed)
     }
 
     /// A valid access token, for the app's own API calls (R11): at once while fresh; otherwise

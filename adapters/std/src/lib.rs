@@ -95,11 +95,12 @@
 //! The check that a call itself started ([`AccessGate::sign_in`], [`AccessGate::restore`],
 //! [`AccessGate::recheck`]) runs in the caller's task, which then hands the result to the
 //! session the same way: no hop to another task, so a check costs about what the bare request
-//! costs (`benches/OVERHEAD.md`). A call dropped mid-request hands its request to the
-//! background task, and the session gets the result all the same. That task, spawned by
-//! [`AccessGate::spawn`], runs what nobody awaits: the session's timers
-//! (`sleep_until(poll_timeout)`: retries, probes, the fail-closed deadline, the refresh, attempt
-//! timeouts) and the requests they start.
+//! costs (`benches/OVERHEAD.md`). A call dropped mid-request hands its request to a task of its
+//! own, and the session gets the result all the same. What nobody awaits runs in the
+//! background: the session's timers (`sleep_until(poll_timeout)`: retries, probes, the
+//! fail-closed deadline, the refresh, attempt timeouts) in a driver task spawned by
+//! [`AccessGate::spawn`], and each request they start (retry, probe, refresh) in a task of its
+//! own.
 //!
 //! Time is converted in one place (`time.rs`): the origin is the `tokio::time::Instant` at
 //! spawn, and [`accessgate::Instant`] counts microseconds since then. `tokio::time` (not
@@ -122,9 +123,8 @@
 //!   we pick `log` (not `tracing`) because it is the lowest common denominator: the core
 //!   logs through it, every desktop logger (env_logger, tracing-log...) can consume it, and
 //!   apps using `tracing` get it through `tracing-log`.
-//! - `tokio`: runtime, timers (pausable in tests), `mpsc`/`oneshot`/`watch`/`broadcast`/`Notify`.
-//! - `futures-util`: abortable requests (a cancel stops a request in whichever task runs it)
-//!   and the background task's set of requests.
+//! - `tokio`: runtime, timers (pausable in tests), `oneshot`/`watch`/`broadcast`/`Notify`.
+//! - `futures-util`: abortable requests (a cancel stops a request in whichever task runs it).
 //! - `reqwest` (no default features; `rustls-tls-native-roots`): HTTP/1.1 client over
 //!   rustls with the **ring** provider, so no OpenSSL and no aws-lc (which needs cmake).
 //!   System roots come from the **OS trust store** (`rustls-native-certs`) rather than a
