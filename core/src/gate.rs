@@ -198,8 +198,9 @@ pub struct Status {
     pub attempt_in_flight: Option<u32>,
     /// When the next attempt starts, if one is waiting.
     pub next_attempt: Option<Instant>,
-    /// The last transient failure of this session, with its detail (R13). Kept through a
-    /// definitive answer (it is history, not state); cleared when a new session starts.
+    /// The last transient failure of this session, of a check or of a token refresh, with its
+    /// detail (R13). Kept through a definitive answer (it is history, not state); cleared when
+    /// a new session starts.
     pub last_failure: Option<LastFailure>,
     /// When access last changed (the instant of the last [`Event::AccessChanged`]), `None`
     /// before the first change (R13).
