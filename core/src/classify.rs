@@ -158,6 +158,12 @@ pub enum BodyError {
     /// Well-formed JSON, but not an object with exactly one boolean `has_access` (missing,
     /// duplicated under any spelling, or not a boolean).
     Schema,
+    /// A token endpoint's 200 body that is well-formed JSON but not a usable token response
+    /// (RFC 6749 §5.1): not an object; `access_token` or `expires_in` missing, of the wrong
+    /// type or duplicated under any spelling; a token written with an escape, empty, longer
+    /// than the session can store or not usable in a header; a `token_type` other than
+    /// `Bearer`.
+    TokenSchema,
 }
 
 impl core::fmt::Display for BodyError {
@@ -168,6 +174,7 @@ impl core::fmt::Display for BodyError {
             BodyError::Malformed => "body is not well-formed JSON",
             BodyError::TooDeep => "body nests too deeply",
             BodyError::Schema => "body is not an object with a boolean `has_access`",
+            BodyError::TokenSchema => "body is not a usable token response",
         })
     }
 }
@@ -287,13 +294,45 @@ pub enum RefreshOutcome<'a> {
     /// `400 invalid_grant` or `401`: the refresh token is dead; the session ends (R11).
     Rejected,
     /// Anything else; retried with backoff (R11).
-    Transient(TransientClass),
+    Transient {
+        /// What went wrong.
+        class: TransientClass,
+        /// What exactly went wrong (R13).
+        detail: FailureDetail,
+    },
+}
+
+impl RefreshOutcome<'_> {
+    /// A transient outcome with the detail its class implies ([`FailureDetail::of_class`]).
+    pub const fn transient(class: TransientClass) -> Self {
+        Self::transient_with(class, FailureDetail::of_class(class))
+    }
+    /// A transient outcome with its detail (R13); what adapters report for transport and TLS
+    /// errors on the token endpoint, as for checks ([`CheckOutcome::transient_with`]).
+    ///
+    /// ```
+    /// use accessgate::{FailureDetail, RefreshOutcome, TlsFailure, TransientClass};
+    /// let o = RefreshOutcome::transient_with(TransientClass::Tls, FailureDetail::Tls(TlsFailure::Expired));
+    /// assert_eq!(o.class(), Some(TransientClass::Tls));
+    /// ```
+    pub const fn transient_with(class: TransientClass, detail: FailureDetail) -> Self {
+        RefreshOutcome::Transient { class, detail }
+    }
+    /// The class of a transient outcome, `None` for the others.
+    pub const fn class(&self) -> Option<TransientClass> {
+        match self {
+            RefreshOutcome::Transient { class, .. } => Some(*class),
+            _ => None,
+        }
+    }
 }
 
 /// Classifies a token endpoint response, as strictly as R1: a malformed 200 is transient.
+/// Transient outcomes carry their detail as [`classify`](fn@classify)'s do (R13): the status,
+/// or why a 200 body is not a token response.
 ///
 /// ```
-/// use accessgate::{classify_refresh, Duration, RefreshOutcome};
+/// use accessgate::{classify_refresh, BodyError, Duration, FailureDetail, RefreshOutcome, TransientClass};
 /// let body = br#"{"access_token":"at_1","refresh_token":"rt_2","expires_in":3600,"token_type":"Bearer"}"#;
 /// assert_eq!(
 ///     classify_refresh(200, body, 4096),
@@ -304,20 +343,31 @@ pub enum RefreshOutcome<'a> {
 ///     }
 /// );
 /// assert_eq!(classify_refresh(400, br#"{"error":"invalid_grant"}"#, 4096), RefreshOutcome::Rejected);
+/// assert_eq!(
+///     classify_refresh(503, b"", 4096),
+///     RefreshOutcome::transient_with(TransientClass::ServerError, FailureDetail::Status(503))
+/// );
+/// assert_eq!(
+///     classify_refresh(200, b"<html>", 4096),
+///     RefreshOutcome::transient_with(TransientClass::InvalidBody, FailureDetail::Body(BodyError::Malformed))
+/// );
 /// ```
 pub fn classify_refresh(status: u16, body: &[u8], max_body: usize) -> RefreshOutcome<'_> {
-    match status {
-        200 => match token_body(body, max_body) {
-            Some(t) => t,
-            None => RefreshOutcome::Transient(TransientClass::InvalidBody),
-        },
-        401 => RefreshOutcome::Rejected,
-        400 if error_is_invalid_grant(body, max_body) => RefreshOutcome::Rejected,
-        403 => RefreshOutcome::Transient(TransientClass::Forbidden),
-        429 => RefreshOutcome::Transient(TransientClass::Throttled),
-        500..=599 => RefreshOutcome::Transient(TransientClass::ServerError),
-        _ => RefreshOutcome::Transient(TransientClass::OtherStatus),
-    }
+    let class = match status {
+        200 => {
+            return match token_body(body, max_body) {
+                Ok(t) => t,
+                Err(e) => RefreshOutcome::transient_with(TransientClass::InvalidBody, FailureDetail::Body(e)),
+            }
+        }
+        401 => return RefreshOutcome::Rejected,
+        400 if error_is_invalid_grant(body, max_body) => return RefreshOutcome::Rejected,
+        403 => TransientClass::Forbidden,
+        429 => TransientClass::Throttled,
+        500..=599 => TransientClass::ServerError,
+        _ => TransientClass::OtherStatus,
+    };
+    RefreshOutcome::transient_with(class, FailureDetail::Status(status)) // R13
 }
 
 /// Reads a token endpoint's 200 body (RFC 6749 §5.1) in one strict pass, as strictly as R1
@@ -328,15 +378,11 @@ pub fn classify_refresh(status: u16, body: &[u8], max_body: usize) -> RefreshOut
 /// and `token_type` (`Bearer`, any case) may be absent or `null`. Token values are handed out
 /// as slices of the body, so a token written with a JSON escape is refused rather than
 /// unescaped into a buffer (OAuth tokens are plain ASCII, RFC 6750 `b64token`).
-fn token_body(body: &[u8], max_body: usize) -> Option<RefreshOutcome<'_>> {
+/// Why it is not one is the detail of the failure (R13): too large, not UTF-8, malformed or too
+/// deep as for a check body, else [`BodyError::TokenSchema`].
+fn token_body(body: &[u8], max_body: usize) -> Result<RefreshOutcome<'_>, BodyError> {
     if body.len() > max_body {
-        return None;
-    }
-    #[derive(Clone, Copy)]
-    enum Field<'a> {
-        Absent,
-        Once(JsonValue<'a>),
-        Twice,
+        return Err(BodyError::TooLarge);
     }
     fn put<'a>(f: &mut Field<'a>, v: JsonValue<'a>) {
         *f = match f {
@@ -354,12 +400,30 @@ fn token_body(body: &[u8], max_body: usize) -> Option<RefreshOutcome<'_>> {
         {
             put(f, v);
         }
-    })
-    .ok()?;
-    let [access, refresh, expires, kind] = fields;
-    if top != Top::Object {
-        return None;
+    })?;
+    match fields {
+        [access, refresh, expires, kind] if top == Top::Object => {
+            token_fields(access, refresh, expires, kind).ok_or(BodyError::TokenSchema)
+        }
+        _ => Err(BodyError::TokenSchema),
     }
+}
+
+/// The four fields of a token response (see [`token_body`]), each absent, once or twice.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Absent,
+    Once(JsonValue<'a>),
+    Twice,
+}
+
+/// The token response the fields make, `None` if they make none.
+fn token_fields<'a>(
+    access: Field<'a>,
+    refresh: Field<'a>,
+    expires: Field<'a>,
+    kind: Field<'a>,
+) -> Option<RefreshOutcome<'a>> {
     fn token(v: JsonValue<'_>) -> Option<&[u8]> {
         match v {
             JsonValue::Str(s) => s.unescaped().filter(|t| !t.is_empty()),

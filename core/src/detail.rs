@@ -1,11 +1,14 @@
 //! What exactly went wrong in a transient failure (R13).
 //!
-//! A [`TransientClass`] says which kind of failure a check had; a [`FailureDetail`] says
-//! precisely what, so an operator can tell "certificate expired" from "unknown issuer" from
-//! "HTTP 503" from "connection refused" without a debugger. Both are small `Copy` values (no
-//! allocation, no strings from the network): adapters fill the detail from what their HTTP
-//! and TLS stacks report, [`classify`](fn@crate::classify) fills it for statuses and bodies, and
-//! the gate keeps the last one in [`Status::last_failure`](crate::Status::last_failure).
+//! A [`TransientClass`] says which kind of failure a check or a token refresh had; a
+//! [`FailureDetail`] says precisely what, so an operator can tell "certificate expired" from
+//! "unknown issuer" from "HTTP 503" from "connection refused" without a debugger. Both are
+//! small `Copy` values (no allocation, no strings from the network): adapters fill the detail
+//! from what their HTTP and TLS stacks report, [`classify`](fn@crate::classify) and
+//! [`classify_refresh`](crate::classify_refresh) fill it for statuses and bodies, the events
+//! carry it ([`Event::CheckFailed`](crate::Event::CheckFailed),
+//! [`SessionEvent::RefreshFailed`](crate::SessionEvent::RefreshFailed)), and the gate keeps
+//! the last one in [`Status::last_failure`](crate::Status::last_failure).
 
 use core::fmt;
 

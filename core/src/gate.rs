@@ -198,8 +198,9 @@ pub struct Status {
     pub attempt_in_flight: Option<u32>,
     /// When the next attempt starts, if one is waiting.
     pub next_attempt: Option<Instant>,
-    /// The last transient failure of this session, with its detail (R13). Kept through a
-    /// definitive answer (it is history, not state); cleared when a new session starts.
+    /// The last transient failure of this session, of a check or of a token refresh, with its
+    /// detail (R13). Kept through a definitive answer (it is history, not state); cleared when
+    /// a new session starts.
     pub last_failure: Option<LastFailure>,
     /// When access last changed (the instant of the last [`Event::AccessChanged`]), `None`
     /// before the first change (R13).
@@ -500,13 +501,20 @@ impl<const N: usize> Entitlement<N> {
         io: &mut Shared<E, Q>,
         now: Instant,
         class: TransientClass,
+        detail: FailureDetail,
     ) -> Result<(), NotSignedIn> {
         if !self.signed_in {
             return Err(NotSignedIn);
         }
+        // R13: the last failure, whoever decides next.
+        self.last_failure = Some(LastFailure {
+            class,
+            detail,
+            at: now,
+        });
         // A check in flight decides; a planned (or due) retry already carries the streak.
         if self.in_flight.is_none() && !io.timers.is_set(Timer::Retry) {
-            self.attempt_failed(cfg, io, now, class, FailureDetail::of_class(class), None, false);
+            self.attempt_failed(cfg, io, now, class, detail, None, false);
         }
         Ok(())
     }
@@ -902,10 +910,17 @@ impl<const N: usize> Gate<N> {
     /// backend. It starts the fail-closed clock like a failed check would (R5), so a device
     /// that cannot refresh cannot keep a grant past the deadline either, and it schedules a
     /// re-check from the retry plan (R6). A no-op while a check is in flight (that check
-    /// decides) or when a retry is already planned. Refused when signed out (time still
-    /// passes).
-    pub fn transient_failure(&mut self, now: Instant, class: TransientClass) -> Result<(), NotSignedIn> {
-        self.input(now, |p, cfg, io, now| p.transient_failure(cfg, io, now, class))
+    /// decides) or when a retry is already planned; [`Status::last_failure`] records it in
+    /// every case, with its `detail` (R13). Refused when signed out (time still passes).
+    pub fn transient_failure(
+        &mut self,
+        now: Instant,
+        class: TransientClass,
+        detail: FailureDetail,
+    ) -> Result<(), NotSignedIn> {
+        self.input(now, |p, cfg, io, now| {
+            p.transient_failure(cfg, io, now, class, detail)
+        })
     }
 
     /// The outcome of the attempt `(generation, attempt)`. A result for another generation

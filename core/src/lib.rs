@@ -29,7 +29,8 @@
 //!      session, R8), so a driver that cannot abort may let the request finish.
 //!    - [`Action::Refresh`]: `POST` the refresh token ([`Session::refresh_token`]) to the
 //!      token endpoint, then report with [`Session::handle_refresh_result`] (the body goes
-//!      through [`classify_refresh`]).
+//!      through [`classify_refresh`]; a transport or TLS failure is reported with its detail,
+//!      [`RefreshOutcome::transient_with`], mapped as for checks: R13).
 //!    - [`Action::Check`]: `GET` the check URL with the token behind `req.token`
 //!      ([`Session::access_token`]) as a bearer token, then report with
 //!      [`Session::handle_check_result`], tagged with the request's `generation` and

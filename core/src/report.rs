@@ -150,8 +150,16 @@ pub fn write_event_json<W: Write>(
             write!(w, "\"event\":\"refreshed\",\"generation\":{}", generation.0)?;
             opt(w, "expires_at_ms", Some(expires_at))?;
         }
-        SessionEvent::RefreshFailed { class, next_attempt } => {
-            write!(w, "\"event\":\"refresh_failed\",\"class\":\"{}\"", class.name())?;
+        SessionEvent::RefreshFailed {
+            class,
+            detail,
+            next_attempt,
+        } => {
+            write!(
+                w,
+                "\"event\":\"refresh_failed\",\"class\":\"{}\",\"detail\":\"{detail}\"",
+                class.name()
+            )?;
             opt(w, "next_attempt_ms", Some(next_attempt))?;
         }
         SessionEvent::RefreshRejected => w.write_str("\"event\":\"refresh_rejected\"")?,

@@ -17,8 +17,9 @@
 //! default), usable in an HTTP header ([`header_safe`]); a longer token is refused, never
 //! truncated.
 
-use crate::classify::{CheckOutcome, RefreshOutcome, TransientClass};
+use crate::classify::{BodyError, CheckOutcome, RefreshOutcome, TransientClass};
 use crate::config::{Backoff, ConfigError, GateConfig, Which};
+use crate::detail::FailureDetail;
 use crate::error::{header_safe, RecheckError, SignInError, TokenRequestError};
 use crate::gate::{
     Access, Cause, CheckRequest, Counters, Entitlement, Event, Generation, Status, TokenHandle,
@@ -172,10 +173,12 @@ pub enum SessionEvent {
         /// When the new access token expires.
         expires_at: Instant,
     },
-    /// A refresh failed transiently.
+    /// A refresh failed transiently; [`Status::last_failure`] records it too (R13).
     RefreshFailed {
         /// What went wrong.
         class: TransientClass,
+        /// What exactly went wrong (R13).
+        detail: FailureDetail,
         /// When it is retried.
         next_attempt: Instant,
     },
@@ -567,13 +570,16 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             }
             // An oversized token, or one no header can carry, is a malformed answer: never
             // truncated, never sent.
-            RefreshOutcome::Refreshed { .. } => self.refresh_failed(TransientClass::InvalidBody),
+            RefreshOutcome::Refreshed { .. } => self.refresh_failed(
+                TransientClass::InvalidBody,
+                FailureDetail::Body(BodyError::TokenSchema),
+            ),
             RefreshOutcome::Rejected => {
                 warn!("refresh token rejected: signing out");
                 self.io.push(SessionEvent::RefreshRejected);
                 self.end(Cause::Unauthorized); // R11
             }
-            RefreshOutcome::Transient(class) => self.refresh_failed(class),
+            RefreshOutcome::Transient { class, detail } => self.refresh_failed(class, detail),
         }
     }
 
@@ -659,7 +665,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             match timer {
                 Timer::RefreshTimeout => {
                     self.drop_refresh();
-                    self.refresh_failed(TransientClass::Timeout);
+                    let class = TransientClass::Timeout;
+                    self.refresh_failed(class, FailureDetail::of_class(class));
                 }
                 _ => self.start_refresh(false),
             }
@@ -787,7 +794,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.io.timers.stop(Timer::RefreshTimeout);
     }
 
-    fn refresh_failed(&mut self, class: TransientClass) {
+    fn refresh_failed(&mut self, class: TransientClass, detail: FailureDetail) {
         let now = self.io.now;
         inc(&mut self.io.counters.refresh_failures);
         let valid = now < self.expires_at;
@@ -808,8 +815,13 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         self.io.timers.set(Timer::RefreshRetry, next_attempt);
         // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
         // the cable before the hourly refresh would keep a grant for ever.
-        let _ = self.gate_input(|g, cfg, io| g.transient_failure(cfg, io, now, class));
-        self.io.push(SessionEvent::RefreshFailed { class, next_attempt });
+        // R13: with its detail, in the event and in `Status::last_failure`.
+        let _ = self.gate_input(|g, cfg, io| g.transient_failure(cfg, io, now, class, detail));
+        self.io.push(SessionEvent::RefreshFailed {
+            class,
+            detail,
+            next_attempt,
+        });
         if !self.waiters.is_empty() && self.waiter_generation.is_none() {
             if valid {
                 // The current token is still good: hand it out rather than block (R11).

@@ -715,6 +715,40 @@ fn every_failure_carries_its_detail_and_the_last_one_is_in_the_status() {
     assert_eq!(g.status().last_failure, None);
 }
 
+#[test]
+fn a_failure_outside_a_check_carries_its_detail_into_the_status() {
+    // R13: a bare gate's app refreshes its own token; when that fails on the token endpoint,
+    // the status names why, whether or not it starts the fail-closed clock (R5).
+    let mut g = granted();
+    let unknown = FailureDetail::Tls(TlsFailure::UnknownIssuer);
+    g.transient_failure(T0 + secs(5), TransientClass::Tls, unknown)
+        .unwrap();
+    let last = g.status().last_failure.expect("recorded");
+    assert_eq!(
+        (last.class, last.detail, last.at),
+        (TransientClass::Tls, unknown, T0 + secs(5))
+    );
+    assert!(g.status().reverifying_until.is_some(), "R5: the clock started");
+    // With a retry already planned, the streak is unchanged, but the status shows the last one.
+    let deadline = g.status().reverifying_until;
+    let refused = FailureDetail::Net(NetFailure::Refused);
+    g.transient_failure(T0 + secs(6), TransientClass::Connect, refused)
+        .unwrap();
+    assert_eq!(g.status().reverifying_until, deadline);
+    assert_eq!(
+        g.status().last_failure.map(|l| (l.detail, l.at)),
+        Some((refused, T0 + secs(6)))
+    );
+    // Signed out: refused, nothing recorded.
+    g.logout(T0 + secs(7));
+    let status = g.status();
+    assert_eq!(
+        g.transient_failure(T0 + secs(8), TransientClass::Tls, unknown),
+        Err(NotSignedIn)
+    );
+    assert_eq!(g.status().last_failure, status.last_failure);
+}
+
 // ---- issue 12: the retry count at run time ----
 
 #[test]

@@ -250,7 +250,7 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
     );
     let r = refresh(&mut s);
     // The refresh fails transiently; later 403s of the same generation do not ask again.
-    s.handle_refresh_result(t, r.id, RefreshOutcome::Transient(TransientClass::ServerError));
+    s.handle_refresh_result(t, r.id, RefreshOutcome::transient(TransientClass::ServerError));
     drain(&mut s);
     let mut early = 0;
     for i in 1..6 {
@@ -260,7 +260,7 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
             match a {
                 Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, forbidden),
                 Action::Refresh(r) => {
-                    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect))
+                    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::Connect))
                 }
                 _ => {}
             }
@@ -318,7 +318,7 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
 fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
     let mut s = granted();
     let (mut now, r) = to_refresh(&mut s);
-    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError));
+    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::ServerError));
     let mut gaps = vec![];
     for _ in 0..6 {
         let next = s.poll_timeout().unwrap();
@@ -327,7 +327,7 @@ fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
         s.handle_timeout(now);
         while let Some(a) = s.poll_action() {
             if let Action::Refresh(r) = a {
-                s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError));
+                s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::ServerError));
             }
         }
         drain(&mut s);
@@ -580,7 +580,7 @@ fn an_expired_token_with_refresh_down_hands_waiters_unavailable_and_fails_closed
                     CheckOutcome::transient(TransientClass::Connect),
                 ),
                 Action::Refresh(r) => {
-                    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::Connect))
+                    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::Connect))
                 }
                 _ => {}
             }
@@ -597,15 +597,14 @@ fn an_expired_token_with_refresh_down_hands_waiters_unavailable_and_fails_closed
 }
 
 #[test]
-fn refresh_classification_is_strict() {
-    let t = |s| RefreshOutcome::Transient(s);
-    assert_eq!(
-        classify_refresh(200, b"<html>", 4096),
-        t(TransientClass::InvalidBody)
-    );
+fn refresh_classification_is_strict_and_says_why() {
+    // R13: a transient refresh outcome carries its detail, as a check's does.
+    let t = |class, detail| RefreshOutcome::transient_with(class, detail);
+    let body = |e| t(TransientClass::InvalidBody, FailureDetail::Body(e));
+    assert_eq!(classify_refresh(200, b"<html>", 4096), body(BodyError::Malformed));
     assert_eq!(
         classify_refresh(200, br#"{"access_token":"a","expires_in":"3600"}"#, 4096),
-        t(TransientClass::InvalidBody)
+        body(BodyError::TokenSchema)
     );
     assert_eq!(
         classify_refresh(
@@ -613,7 +612,7 @@ fn refresh_classification_is_strict() {
             br#"{"access_token":"a","expires_in":1,"token_type":"mac"}"#,
             4096
         ),
-        t(TransientClass::InvalidBody)
+        body(BodyError::TokenSchema)
     );
     assert_eq!(
         classify_refresh(
@@ -621,17 +620,40 @@ fn refresh_classification_is_strict() {
             br#"{"access_token":"a","access_token":"b","expires_in":1}"#,
             4096
         ),
-        t(TransientClass::InvalidBody)
+        body(BodyError::TokenSchema)
     );
     assert_eq!(
         classify_refresh(200, br#"{"access_token":"a","expires_in":1}x"#, 4096),
-        t(TransientClass::InvalidBody)
+        body(BodyError::Malformed)
+    );
+    assert_eq!(
+        classify_refresh(200, b"{\"access_token\":\"\xff\",\"expires_in\":1}", 4096),
+        body(BodyError::NotUtf8)
     );
     assert_eq!(
         classify_refresh(400, br#"{"error":"invalid_request"}"#, 4096),
-        t(TransientClass::OtherStatus)
+        t(TransientClass::OtherStatus, FailureDetail::Status(400))
     );
-    assert_eq!(classify_refresh(503, b"", 4096), t(TransientClass::ServerError));
+    for (status, class) in [
+        (503, TransientClass::ServerError),
+        (500, TransientClass::ServerError),
+        (429, TransientClass::Throttled),
+        (403, TransientClass::Forbidden),
+        (404, TransientClass::OtherStatus),
+        (302, TransientClass::OtherStatus),
+    ] {
+        // A token body never rescues a non-200 status.
+        let tokens = br#"{"access_token":"a","expires_in":60}"#;
+        assert_eq!(
+            classify_refresh(status, tokens, 4096),
+            t(class, FailureDetail::Status(status)),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        FailureDetail::Body(BodyError::TokenSchema).to_string(),
+        "body is not a usable token response"
+    );
     assert!(matches!(
         classify_refresh(200, br#"{"access_token":"a","expires_in":60,"scope":"x"}"#, 4096),
         RefreshOutcome::Refreshed {
@@ -661,7 +683,10 @@ fn refreshes_are_spread_by_default_inside_the_ten_minutes_before_the_skew() {
 
 #[test]
 fn refresh_keys_are_compared_after_unescaping() {
-    let bad = RefreshOutcome::Transient(TransientClass::InvalidBody);
+    let bad = RefreshOutcome::transient_with(
+        TransientClass::InvalidBody,
+        FailureDetail::Body(BodyError::TokenSchema),
+    );
     // An escaped spelling is the same key (as R1 reads check bodies).
     assert_eq!(
         classify_refresh(200, br#"{"access\u005ftoken":"at","expires\u005fin":60}"#, 4096),
@@ -712,27 +737,37 @@ fn refresh_keys_are_compared_after_unescaping() {
 
 #[test]
 fn refresh_values_are_strict() {
-    let bad = RefreshOutcome::Transient(TransientClass::InvalidBody);
-    for body in [
+    let bad = |e| RefreshOutcome::transient_with(TransientClass::InvalidBody, FailureDetail::Body(e));
+    use BodyError::{Malformed, TokenSchema, TooLarge};
+    for (body, why) in [
         // A token is handed out as written: one with an escape cannot be, so it is refused.
-        &br#"{"access_token":"a\/b","expires_in":60}"#[..],
-        br#"{"access_token":"a","refresh_token":"r\u0041","expires_in":60}"#,
-        br#"{"access_token":"","expires_in":60}"#,
-        br#"{"access_token":"a","refresh_token":"","expires_in":60}"#,
-        br#"{"access_token":null,"expires_in":60}"#,
-        br#"{"access_token":"a","expires_in":-1}"#,
-        br#"{"access_token":"a","expires_in":1.5}"#,
-        br#"{"access_token":"a","expires_in":1e3}"#,
-        br#"{"access_token":"a","expires_in":18446744073709551616}"#,
-        br#"{"access_token":"a","expires_in":null}"#,
-        br#"{"access_token":"a"}"#,
-        br#"{"access_token":"a","expires_in":60,"x":"\ud800"}"#,
-        br#"{"access_token":"a","expires_in":060}"#,
-        br#"[{"access_token":"a","expires_in":60}]"#,
+        (&br#"{"access_token":"a\/b","expires_in":60}"#[..], TokenSchema),
+        (
+            br#"{"access_token":"a","refresh_token":"r\u0041","expires_in":60}"#,
+            TokenSchema,
+        ),
+        (br#"{"access_token":"","expires_in":60}"#, TokenSchema),
+        (
+            br#"{"access_token":"a","refresh_token":"","expires_in":60}"#,
+            TokenSchema,
+        ),
+        (br#"{"access_token":null,"expires_in":60}"#, TokenSchema),
+        (br#"{"access_token":"a","expires_in":-1}"#, TokenSchema),
+        (br#"{"access_token":"a","expires_in":1.5}"#, TokenSchema),
+        (br#"{"access_token":"a","expires_in":1e3}"#, TokenSchema),
+        (
+            br#"{"access_token":"a","expires_in":18446744073709551616}"#,
+            TokenSchema,
+        ),
+        (br#"{"access_token":"a","expires_in":null}"#, TokenSchema),
+        (br#"{"access_token":"a"}"#, TokenSchema),
+        (br#"{"access_token":"a","expires_in":60,"x":"\ud800"}"#, Malformed),
+        (br#"{"access_token":"a","expires_in":060}"#, Malformed),
+        (br#"[{"access_token":"a","expires_in":60}]"#, TokenSchema),
     ] {
         assert_eq!(
             classify_refresh(200, body, 4096),
-            bad,
+            bad(why),
             "{}",
             String::from_utf8_lossy(body)
         );
@@ -746,12 +781,12 @@ fn refresh_values_are_strict() {
         }
     );
     let body = br#"{"access_token":"a","expires_in":60}"#;
-    assert_eq!(classify_refresh(200, body, body.len() - 1), bad);
+    assert_eq!(classify_refresh(200, body, body.len() - 1), bad(TooLarge));
 }
 
 #[test]
 fn invalid_grant_is_read_as_strictly() {
-    let other = RefreshOutcome::Transient(TransientClass::OtherStatus);
+    let other = RefreshOutcome::transient_with(TransientClass::OtherStatus, FailureDetail::Status(400));
     assert_eq!(
         classify_refresh(400, br#"{"error":"invalid\u005fgrant"}"#, 4096),
         RefreshOutcome::Rejected
@@ -824,7 +859,7 @@ fn never_two_early_refreshes_in_one_generation() {
             match a {
                 Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, o),
                 Action::Refresh(r) => {
-                    s.handle_refresh_result(now, r.id, RefreshOutcome::Transient(TransientClass::ServerError))
+                    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::ServerError))
                 }
                 _ => {}
             }
@@ -1018,4 +1053,154 @@ fn a_reseeded_const_session_draws_as_one_built_with_the_seed() {
     let mut other = BUILT.unwrap();
     other.reseed(10);
     assert_ne!(retry_after_a_failure(other), retry);
+}
+
+// ---- R13: a refresh failure says what exactly went wrong ----
+
+/// The `(class, detail)` of every `RefreshFailed` in `events`.
+fn refresh_failures(events: &[SessionEvent]) -> Vec<(TransientClass, FailureDetail)> {
+    events
+        .iter()
+        .filter_map(|e| match *e {
+            SessionEvent::RefreshFailed { class, detail, .. } => Some((class, detail)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Steps `s` through its timers (granting the checks they start) to the next refresh.
+fn next_refresh(s: &mut S) -> (Instant, RefreshRequest) {
+    for _ in 0..20 {
+        let now = s.poll_timeout().expect("a timer");
+        s.handle_timeout(now);
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Refresh(r) => return (now, r),
+                Action::Check(c) => {
+                    s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted)
+                }
+                _ => {}
+            }
+        }
+    }
+    panic!("no refresh within 20 timers");
+}
+
+#[test]
+fn a_refresh_failing_on_an_expired_certificate_says_so_in_the_event_and_the_status() {
+    let mut s = granted();
+    let (due, r) = to_refresh(&mut s);
+    let expired = FailureDetail::Tls(TlsFailure::Expired);
+    s.handle_refresh_result(
+        due,
+        r.id,
+        RefreshOutcome::transient_with(TransientClass::Tls, expired),
+    );
+    let ev = drain(&mut s);
+    assert_eq!(refresh_failures(&ev), [(TransientClass::Tls, expired)], "{ev:?}");
+    assert_eq!(
+        s.status().last_failure,
+        Some(LastFailure {
+            class: TransientClass::Tls,
+            detail: expired,
+            at: due,
+        })
+    );
+    // The next failure, a 503 from the server, replaces it: the status shows the last one.
+    let (retry, r) = next_refresh(&mut s);
+    s.handle_refresh_result(retry, r.id, classify_refresh(503, b"", 4096));
+    let ev = drain(&mut s);
+    let http_503 = FailureDetail::Status(503);
+    assert_eq!(refresh_failures(&ev), [(TransientClass::ServerError, http_503)]);
+    let last = s.status().last_failure.expect("a failure is recorded");
+    assert_eq!(
+        (last.class, last.detail, last.at),
+        (TransientClass::ServerError, http_503, retry)
+    );
+    assert_eq!(last.detail.to_string(), "HTTP 503");
+}
+
+#[test]
+fn a_refresh_failure_during_a_check_is_still_the_last_failure() {
+    // Signed in inside the skew: the refresh runs beside the first check. The check decides
+    // the streak (R5), but the status still names the refresh's failure, the last one (R13).
+    let mut s = session();
+    s.sign_in(T0, b"at", b"rt", secs(30)).unwrap();
+    let (mut c, mut r) = (None, None);
+    while let Some(a) = s.poll_action() {
+        match a {
+            Action::Check(x) => c = Some(x),
+            Action::Refresh(x) => r = Some(x),
+            _ => {}
+        }
+    }
+    let (c, r) = (c.expect("the first check"), r.expect("a refresh"));
+    let refused = FailureDetail::Net(NetFailure::Refused);
+    let t1 = T0 + Duration::from_millis(20);
+    s.handle_refresh_result(
+        t1,
+        r.id,
+        RefreshOutcome::transient_with(TransientClass::Connect, refused),
+    );
+    assert_eq!(
+        refresh_failures(&drain(&mut s)),
+        [(TransientClass::Connect, refused)]
+    );
+    assert_eq!(
+        s.status().last_failure.map(|l| (l.detail, l.at)),
+        Some((refused, t1))
+    );
+    // A grant does not erase the history.
+    s.handle_check_result(t1, c.generation, c.attempt, CheckOutcome::Granted);
+    assert_eq!(s.access(), Access::Granted);
+    assert_eq!(s.status().last_failure.map(|l| l.detail), Some(refused));
+}
+
+#[test]
+fn a_refresh_that_times_out_or_brings_an_unusable_token_says_why() {
+    // Timed out by the session itself: "attempt timed out".
+    let mut s = granted();
+    let (due, _r) = to_refresh(&mut s);
+    let late = due + SessionConfig::DEFAULT.refresh_timeout;
+    s.handle_timeout(late);
+    let timeout = FailureDetail::Net(NetFailure::Timeout);
+    assert_eq!(
+        refresh_failures(&drain(&mut s)),
+        [(TransientClass::Timeout, timeout)]
+    );
+    assert_eq!(
+        s.status().last_failure.map(|l| (l.detail, l.at)),
+        Some((timeout, late))
+    );
+    // A token longer than the session stores (64 bytes here): not a usable token response.
+    let (retry, r) = next_refresh(&mut s);
+    let long = [b'a'; 65];
+    let outcome = RefreshOutcome::Refreshed {
+        access_token: &long,
+        refresh_token: None,
+        expires_in: secs(3600),
+    };
+    s.handle_refresh_result(retry, r.id, outcome);
+    let unusable = FailureDetail::Body(BodyError::TokenSchema);
+    assert_eq!(
+        refresh_failures(&drain(&mut s)),
+        [(TransientClass::InvalidBody, unusable)]
+    );
+    assert_eq!(s.status().last_failure.map(|l| l.detail), Some(unusable));
+    assert_eq!(s.status().generation.0, 1, "the session kept its token");
+}
+
+#[test]
+fn refresh_failures_are_written_with_their_detail() {
+    let e = SessionEvent::RefreshFailed {
+        class: TransientClass::Tls,
+        detail: FailureDetail::Tls(TlsFailure::UnknownIssuer),
+        next_attempt: T0 + secs(2),
+    };
+    let mut line = String::new();
+    write_event_json(&mut line, &e, T0, T0).unwrap();
+    assert_eq!(
+        line,
+        r#"{"t_ms":0,"event":"refresh_failed","class":"tls","detail":"certificate: unknown issuer","next_attempt_ms":2000}"#
+    );
 }

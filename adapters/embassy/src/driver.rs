@@ -64,7 +64,8 @@ enum Done<const T: usize> {
 /// A [`RefreshOutcome`] with its tokens copied out of the lane's body buffer.
 enum Refreshed<const T: usize> {
     Tokens(Token<T>, Option<Token<T>>, Duration),
-    Not(RefreshOutcome<'static>),
+    Rejected,
+    Failed(Failure),
 }
 
 impl<const T: usize> Refreshed<T> {
@@ -81,10 +82,10 @@ impl<const T: usize> Refreshed<T> {
                 (Ok(access), Ok(refresh)) => Refreshed::Tokens(access, refresh, expires_in),
                 // Longer than `T`: a malformed answer, as the session judges it too (never
                 // truncated). Header safety is the session's to check.
-                _ => Refreshed::Not(RefreshOutcome::Transient(TransientClass::InvalidBody)),
+                _ => Refreshed::Failed(Failure::TOKEN_TOO_LONG),
             },
-            RefreshOutcome::Rejected => Refreshed::Not(RefreshOutcome::Rejected),
-            RefreshOutcome::Transient(class) => Refreshed::Not(RefreshOutcome::Transient(class)),
+            RefreshOutcome::Rejected => Refreshed::Rejected,
+            RefreshOutcome::Transient { class, detail } => Refreshed::Failed(Failure { class, detail }),
         }
     }
 
@@ -95,7 +96,8 @@ impl<const T: usize> Refreshed<T> {
                 refresh_token: refresh.as_deref(),
                 expires_in: *expires_in,
             },
-            Refreshed::Not(outcome) => *outcome,
+            Refreshed::Rejected => RefreshOutcome::Rejected,
+            Refreshed::Failed(f) => RefreshOutcome::transient_with(f.class, f.detail),
         }
     }
 }
@@ -311,9 +313,7 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
                 let outcome = classify_refresh(r.status, body(&r), self.max_body);
                 Done::Refresh(req, Refreshed::copy(outcome))
             }
-            (Job::Refresh(req), Err(f)) => {
-                Done::Refresh(req, Refreshed::Not(RefreshOutcome::Transient(f.class)))
-            }
+            (Job::Refresh(req), Err(f)) => Done::Refresh(req, Refreshed::Failed(f)),
         }
     }
 }
@@ -425,7 +425,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                     // the session keeps its token and retries per R11 (on a timer: this loop
                     // ends). What this input causes is drained with the rest.
                     _ => {
-                        let outcome = RefreshOutcome::Transient(TransientClass::OtherStatus);
+                        let outcome = RefreshOutcome::transient(TransientClass::OtherStatus);
                         self.session.handle_refresh_result(now, req.id, outcome);
                     }
                 },

@@ -3,7 +3,7 @@
 //! handshake, request, response framing) maps its own errors here, so the detail says which
 //! step failed and why.
 
-use accessgate::TransientClass;
+use accessgate::{BodyError, TransientClass};
 
 pub use accessgate::{FailureDetail, NetFailure, TlsFailure};
 
@@ -15,6 +15,13 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// A token answer longer than the token capacity: not a usable token response, as the
+    /// session judges one (R13; never truncated).
+    pub const TOKEN_TOO_LONG: Failure = Failure {
+        class: TransientClass::InvalidBody,
+        detail: FailureDetail::Body(BodyError::TokenSchema),
+    };
+
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub fn tls(f: TlsFailure) -> Self {
         Failure {

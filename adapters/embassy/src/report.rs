@@ -4,7 +4,7 @@
 
 use core::fmt::Write;
 
-use accessgate::{access_name, Event, Instant, SessionEvent, Verdict};
+use accessgate::{access_name, Event, FailureDetail, Instant, SessionEvent, Verdict};
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 
@@ -53,6 +53,18 @@ pub async fn until_verdict<M: RawMutex, const T: usize>(
 
 struct Since(Instant, Instant);
 
+/// A failure's detail in parentheses after its class (R13), nothing when there is none.
+struct Detail(FailureDetail);
+
+impl core::fmt::Display for Detail {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            FailureDetail::None => Ok(()),
+            d => write!(f, " ({d})"),
+        }
+    }
+}
+
 impl core::fmt::Display for Since {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let ms = (self.0 - self.1).as_millis();
@@ -73,6 +85,24 @@ impl core::fmt::Display for Since {
 /// write_event_text(&mut s, &e, Instant::ZERO).unwrap();
 /// assert_eq!(s, "+1.250s  check #2 started (generation 1)");
 /// ```
+///
+/// A transient failure says what exactly went wrong (R13):
+///
+/// ```
+/// use accessgate::{FailureDetail, Instant, SessionEvent, TransientClass};
+/// use accessgate_embassy::{write_event_text, TimedEvent};
+/// let e = TimedEvent::new(
+///     Instant::from_millis(500),
+///     SessionEvent::RefreshFailed {
+///         class: TransientClass::ServerError,
+///         detail: FailureDetail::Status(503),
+///         next_attempt: Instant::from_millis(1_500),
+///     },
+/// );
+/// let mut s = String::new();
+/// write_event_text(&mut s, &e, Instant::ZERO).unwrap();
+/// assert_eq!(s, "+0.500s  token refresh failed: server_error (HTTP 503); retry at +1.500s");
+/// ```
 pub fn write_event_text<W: Write>(w: &mut W, e: &TimedEvent, origin: Instant) -> core::fmt::Result {
     write!(w, "{}  ", Since(e.at, origin))?;
     let at = |t: Option<Instant>| t.map(|t| Since(t, origin));
@@ -83,11 +113,12 @@ pub fn write_event_text<W: Write>(w: &mut W, e: &TimedEvent, origin: Instant) ->
         SessionEvent::Gate(Event::CheckFailed {
             attempt,
             class,
+            detail,
             next_attempt,
             deadline,
             ..
         }) => {
-            write!(w, "check #{attempt} failed: {}", class.name())?;
+            write!(w, "check #{attempt} failed: {}{}", class.name(), Detail(detail))?;
             match at(next_attempt) {
                 Some(t) => write!(w, "; next attempt at {t}")?,
                 None => w.write_str("; no retry planned")?,
@@ -124,10 +155,15 @@ pub fn write_event_text<W: Write>(w: &mut W, e: &TimedEvent, origin: Instant) ->
         SessionEvent::Refreshed { generation, .. } => {
             write!(w, "token refreshed (generation {})", generation.0)
         }
-        SessionEvent::RefreshFailed { class, next_attempt } => write!(
+        SessionEvent::RefreshFailed {
+            class,
+            detail,
+            next_attempt,
+        } => write!(
             w,
-            "token refresh failed: {}; retry at {}",
+            "token refresh failed: {}{}; retry at {}",
             class.name(),
+            Detail(detail),
             Since(next_attempt, origin)
         ),
         SessionEvent::RefreshRejected => w.write_str("refresh token rejected"),

@@ -10,12 +10,14 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration as StdDuration;
 
 use accessgate::{
-    Access, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionEvent, TransientClass,
+    Access, BodyError, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionEvent,
+    TransientClass,
 };
 use accessgate_embassy::{
-    BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver, DriverBuffers,
-    DriverConfig, Endpoint, Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds, Snapshot,
-    TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, UnixClock, MIN_TLS_READ, MIN_TLS_WRITE,
+    write_event_text, BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver,
+    DriverBuffers, DriverConfig, Endpoint, Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds,
+    Snapshot, TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, UnixClock, MIN_TLS_READ,
+    MIN_TLS_WRITE,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -512,10 +514,12 @@ fn a_token_answer_that_is_not_header_safe_is_refused_not_forwarded() {
         (s, drain(link))
     });
     assert!(snap.status.signed_in);
+    // R13: "not a usable token response".
     assert!(events.iter().any(|e| matches!(
         e.event,
         SessionEvent::RefreshFailed {
             class: TransientClass::InvalidBody,
+            detail: FailureDetail::Body(BodyError::TokenSchema),
             ..
         }
     )));
@@ -546,10 +550,75 @@ fn a_token_answer_longer_than_the_capacity_is_refused_not_truncated() {
         e.event,
         SessionEvent::RefreshFailed {
             class: TransientClass::InvalidBody,
+            detail: FailureDetail::Body(BodyError::TokenSchema),
             ..
         }
     )));
     assert!(net.requests.borrow().iter().all(|r| !r.contains("Bearer aaaa")));
+}
+
+/// The first `RefreshFailed` of a session signed in 30 s before expiry (inside the 60 s skew:
+/// the refresh starts at once, R11) against `net`, and the snapshot of that moment.
+fn first_refresh_failure(net: &'static FakeNet) -> (SessionEvent, Snapshot) {
+    run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        loop {
+            let e = link.next_event().await.event;
+            if matches!(e, SessionEvent::RefreshFailed { .. }) {
+                embassy_futures::yield_now().await;
+                return (e, link.snapshot().expect("a snapshot after an event"));
+            }
+        }
+    })
+}
+
+#[test]
+fn a_refresh_answered_503_says_http_503_in_the_event_and_the_status() {
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            http("503 Service Unavailable", "", "")
+        } else {
+            granted()
+        }
+    });
+    let (event, snap) = first_refresh_failure(net);
+    let SessionEvent::RefreshFailed { class, detail, .. } = event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (class, detail),
+        (TransientClass::ServerError, FailureDetail::Status(503))
+    );
+    // R13: the app reads it from the status too.
+    let last = snap.status.last_failure.expect("recorded");
+    assert_eq!((last.class, last.detail), (class, detail));
+    assert!(snap.status.signed_in);
+    let mut line = String::new();
+    write_event_text(&mut line, &TimedEvent::new(snap.at, event), snap.at).unwrap();
+    assert!(
+        line.contains("token refresh failed: server_error (HTTP 503)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_truncated_token_answer_is_named_as_a_truncated_check_is() {
+    // The refresh lane maps transport failures as the check lane does (R13).
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 80\r\n\r\n{\"access_token\":\"at_2\"".to_vec())
+        } else {
+            granted()
+        }
+    });
+    let (event, snap) = first_refresh_failure(net);
+    let truncated = FailureDetail::Net(NetFailure::Truncated);
+    assert!(
+        matches!(event, SessionEvent::RefreshFailed { class: TransientClass::Io, detail, .. } if detail == truncated),
+        "{event:?}"
+    );
+    assert_eq!(snap.status.last_failure.map(|l| l.detail), Some(truncated));
 }
 
 #[test]

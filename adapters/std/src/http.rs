@@ -30,7 +30,8 @@ pub(crate) enum RefreshReply {
         expires_in: Duration,
     },
     Rejected,
-    Transient(TransientClass),
+    /// What went wrong and, exactly, why (R13).
+    Transient(TransientClass, FailureDetail),
 }
 
 impl RefreshReply {
@@ -46,7 +47,7 @@ impl RefreshReply {
                 expires_in: *expires_in,
             },
             RefreshReply::Rejected => RefreshOutcome::Rejected,
-            RefreshReply::Transient(c) => RefreshOutcome::Transient(*c),
+            RefreshReply::Transient(class, detail) => RefreshOutcome::transient_with(*class, *detail),
         }
     }
 }
@@ -135,7 +136,8 @@ impl Transport {
     /// `POST token_url` with the refresh form, classified by [`accessgate::classify_refresh`].
     pub(crate) async fn refresh(self: Arc<Self>, refresh_token: Vec<u8>) -> RefreshReply {
         let Ok(refresh_token) = std::str::from_utf8(&refresh_token) else {
-            return RefreshReply::Transient(TransientClass::InvalidBody);
+            // Unreachable: the session stores header-safe (ASCII) tokens only.
+            return RefreshReply::Transient(TransientClass::InvalidBody, FailureDetail::None);
         };
         let limit = self.max_token_body;
         let form = [
@@ -150,12 +152,12 @@ impl Transport {
                 .form(&form)
                 .send()
                 .await
-                .map_err(|e| failed("refresh", &e).0)?;
+                .map_err(|e| failed("refresh", &e))?;
             let status = resp.status().as_u16();
             let body = match read_capped(&mut resp, limit).await {
                 Ok(b) => b,
                 // A 400's body says whether the grant is dead; a 401 needs none.
-                Err(e) if matches!(status, 200 | 400) => return Err(failed("refresh body", &e).0),
+                Err(e) if matches!(status, 200 | 400) => return Err(failed("refresh body", &e)),
                 Err(_) => Vec::new(),
             };
             // A token no header can carry, or too long to store, the session refuses as malformed.
@@ -170,10 +172,14 @@ impl Transport {
                     expires_in,
                 },
                 RefreshOutcome::Rejected => RefreshReply::Rejected,
-                RefreshOutcome::Transient(c) => RefreshReply::Transient(c),
+                RefreshOutcome::Transient { class, detail } => RefreshReply::Transient(class, detail),
             })
         };
-        request.await.unwrap_or_else(RefreshReply::Transient)
+        // R13: a transport or TLS failure on the token endpoint is named as on the check
+        // endpoint (`transport_failure`).
+        request
+            .await
+            .unwrap_or_else(|(class, detail)| RefreshReply::Transient(class, detail))
     }
 }
 

@@ -114,8 +114,9 @@
 //! handshake → `Tls`, broken/truncated body → `Io`), each with an
 //! [`accessgate::FailureDetail`] (R13: "certificate: unknown issuer", "connection refused",
 //! "body shorter than announced"; `failure.rs` walks reqwest's error chain down to rustls,
-//! webpki, hyper and `io::Error`). Redirects are not followed: a captive
-//! portal's `302` is a transient status like any other.
+//! webpki, hyper and `io::Error`), on the token endpoint as on the check endpoint (the
+//! `RefreshFailed` event and `Status::last_failure` carry it). Redirects are not followed: a
+//! captive portal's `302` is a transient status like any other.
 //!
 //! ## Dependencies, and why
 //!
@@ -151,8 +152,8 @@
 //!   Serialize on [`accessgate::Status`], [`accessgate::Counters`] and the events).
 //! - `tracing`: a `tracing` span per check attempt (`accessgate.check`: `generation`,
 //!   `attempt`, `outcome`, and `class`/`detail` of a transient failure) and per token refresh
-//!   (`accessgate.refresh`: `id`, `outcome`, `class`), around the HTTP request, beside the
-//!   `log` lines. Off by default; without it the requests run unwrapped (no cost).
+//!   (`accessgate.refresh`: `id`, `outcome`, `class`, `detail`), around the HTTP request,
+//!   beside the `log` lines. Off by default; without it the requests run unwrapped (no cost).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -1,7 +1,8 @@
 //! Optional `tracing` spans (feature `tracing`): one span per check attempt
 //! (`accessgate.check`: `generation`, `attempt`, then `outcome`, `class`, `detail`) and one
-//! per token refresh (`accessgate.refresh`: `id`, then `outcome`, `class`), each covering the
-//! HTTP request from start to answer. They sit beside the `log` lines, which stay as they are.
+//! per token refresh (`accessgate.refresh`: `id`, then `outcome`, `class`, `detail`), each
+//! covering the HTTP request from start to answer. They sit beside the `log` lines, which stay
+//! as they are.
 //! A request the session cancels (timed out, superseded, logged out) closes its span without an
 //! outcome; the session's `CheckFailed` / `RefreshFailed` event says why.
 //!
@@ -65,16 +66,23 @@ where
 {
     use tracing::field::Empty;
     use tracing::Instrument;
-    let span = tracing::info_span!("accessgate.refresh", id = id.0, outcome = Empty, class = Empty);
+    let span = tracing::info_span!(
+        "accessgate.refresh",
+        id = id.0,
+        outcome = Empty,
+        class = Empty,
+        detail = Empty
+    );
     let record = span.clone();
     async move {
         let reply = fut.await;
         match &reply {
             RefreshReply::Refreshed { .. } => record.record("outcome", "refreshed"),
             RefreshReply::Rejected => record.record("outcome", "rejected"),
-            RefreshReply::Transient(class) => record
+            RefreshReply::Transient(class, detail) => record
                 .record("outcome", "transient")
-                .record("class", class.name()),
+                .record("class", class.name())
+                .record("detail", tracing::field::display(detail)),
         };
         reply
     }

@@ -147,3 +147,32 @@ async fn check_attempts_and_refreshes_are_spans_with_their_outcome() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_refresh_span_carries_its_class_and_detail() {
+    let rec = Recorder::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(rec.clone()));
+    bounded(async {
+        let h = Harness::new(Scheme::Http).await;
+        h.control.set_fault(
+            Endpoint::Token,
+            Some(Fault::Status {
+                code: 503,
+                retry_after: None,
+            }),
+        );
+        // The refresh runs ~0.5 s in and the token endpoint answers 503 (R13).
+        h.gate
+            .sign_in(h.tokens(StdDuration::from_millis(1500)))
+            .await
+            .expect("sign_in");
+        let refresh = rec
+            .wait_for("failed refresh", |s| s.name == "accessgate.refresh")
+            .await;
+        assert_eq!(refresh.get("outcome"), Some("transient"), "{refresh:?}");
+        assert_eq!(refresh.get("class"), Some("server_error"), "{refresh:?}");
+        assert_eq!(refresh.get("detail"), Some("HTTP 503"), "{refresh:?}");
+        h.gate.shutdown().await;
+    })
+    .await;
+}

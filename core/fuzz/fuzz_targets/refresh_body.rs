@@ -11,9 +11,12 @@
 //! - Every body that reads that way, within the size limit and `MAX_JSON_DEPTH`, is `Refreshed`.
 //! - `Rejected` only for 401, or 400 with exactly one `error` key equal to "invalid_grant"
 //!   (and every such 400 within the limits is `Rejected`).
+//! - A transient outcome's detail (R13) is the status for a non-200, a body error for a 200.
 #![no_main]
 
-use accessgate::{classify_refresh, Duration, RefreshOutcome, MAX_JSON_DEPTH};
+use accessgate::{
+    classify_refresh, BodyError, Duration, FailureDetail, RefreshOutcome, TransientClass, MAX_JSON_DEPTH,
+};
 use libfuzzer_sys::fuzz_target;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -148,7 +151,19 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
-        RefreshOutcome::Transient(_) => {}
+        // R13: the detail names the status, or why a 200 body is not a token response: a
+        // well-formed object within the limits is one with the wrong fields.
+        RefreshOutcome::Transient { class, detail } => match detail {
+            FailureDetail::Status(code) => assert!(code == status && status != 200, "{status} {code}"),
+            FailureDetail::Body(e) => {
+                assert_eq!((status, class), (200, TransientClass::InvalidBody));
+                assert_eq!(e == BodyError::TooLarge, body.len() > MAX, "{e:?}");
+                if f.as_ref().is_some_and(in_limits) {
+                    assert_eq!(e, BodyError::TokenSchema, "{:?}", String::from_utf8_lossy(body));
+                }
+            }
+            other => panic!("{status}: {other:?}"),
+        },
     }
     if let Some(f) = f.as_ref().filter(|f| in_limits(f)) {
         if status == 200 {

@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
                             expires_in: Duration::from_secs(u64::from(a)),
                         },
                         1 => RefreshOutcome::Rejected,
-                        _ => RefreshOutcome::Transient(TransientClass::Connect),
+                        _ => RefreshOutcome::transient(TransientClass::Connect),
                     };
                     s.handle_refresh_result(now, id, o)
                 }

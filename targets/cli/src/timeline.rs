@@ -252,17 +252,22 @@ impl Timeline {
                     span(at, expires_at)
                 ),
             ),
-            SessionEvent::RefreshFailed { class, next_attempt } => self.line(
-                at,
-                "refresh",
-                YELLOW,
-                &format!(
-                    "token refresh failed: {} | next try {} (+{})",
-                    class.name(),
+            SessionEvent::RefreshFailed {
+                class,
+                detail,
+                next_attempt,
+            } => {
+                let mut d = format!("token refresh failed: {}", class.name());
+                if detail != FailureDetail::None {
+                    d.push_str(&format!(" ({detail})")); // R13
+                }
+                d.push_str(&format!(
+                    " | next try {} (+{})",
                     secs(next_attempt, o),
                     span(at, next_attempt)
-                ),
-            ),
+                ));
+                self.line(at, "refresh", YELLOW, &d)
+            }
             SessionEvent::RefreshRejected => {
                 self.line(at, "refresh", RED, "refresh token rejected by the server")
             }
@@ -321,6 +326,33 @@ mod tests {
         assert!(line.contains("next try 3.212s (+0.208s)"), "{line}");
         assert!(line.contains("fails closed 9.004s (in 6.000s)"), "{line}");
         assert!(!line.contains('\x1b'), "no colours when disabled: {line}");
+    }
+
+    #[test]
+    fn refresh_failed_line_says_what_exactly_went_wrong() {
+        // R13: "certificate expired" on the token endpoint, not just "tls".
+        let mut t = Timeline::new(false, Instant::ZERO);
+        let e = SessionEvent::RefreshFailed {
+            class: TransientClass::Tls,
+            detail: FailureDetail::Tls(accessgate::TlsFailure::Expired),
+            next_attempt: Instant::from_millis(4500),
+        };
+        let line = t.event(&e, Instant::from_millis(3500));
+        assert!(
+            line.contains("token refresh failed: tls (certificate expired) | next try 4.500s (+1.000s)"),
+            "{line}"
+        );
+        // A class with nothing more to say prints no empty parentheses.
+        let e = SessionEvent::RefreshFailed {
+            class: TransientClass::OtherStatus,
+            detail: FailureDetail::None,
+            next_attempt: Instant::from_millis(4500),
+        };
+        let line = t.event(&e, Instant::from_millis(3500));
+        assert!(
+            line.contains("token refresh failed: other_status | next try"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -451,6 +451,7 @@ fn i7_refresh_id_reused() {
             .waiters(vec![(WaiterId(0), Ok(handout(H1, Some(AT1))))])
             .events(vec![SessionEvent::RefreshFailed {
                 class: accessgate::TransientClass::Timeout,
+                detail: accessgate::FailureDetail::Net(accessgate::NetFailure::Timeout),
                 next_attempt: t(3561),
             }]),
         |o| {
@@ -817,6 +818,7 @@ fn model_refresh_retry_outside_the_backoff() {
                 .waiters(vec![(WaiterId(0), Ok(handout(H1, Some(AT1))))])
                 .events(vec![SessionEvent::RefreshFailed {
                     class: accessgate::TransientClass::Timeout,
+                    detail: accessgate::FailureDetail::Net(accessgate::NetFailure::Timeout),
                     next_attempt: t(next),
                 }]),
             |o| {

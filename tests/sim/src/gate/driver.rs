@@ -401,7 +401,7 @@ impl<const N: usize> GateWorld<N> {
                 Ok(None)
             }
             Input::TransientFailure { class } => g
-                .transient_failure(now, class)
+                .transient_failure(now, class, accessgate::FailureDetail::of_class(class))
                 .map(|()| None)
                 .map_err(|_| InputError::NotSignedIn),
         }

@@ -623,7 +623,8 @@ impl<M: SessionMachine> SessionWorld<M> {
                         }
                     }
                     RefreshAnswer::Rejected => RefreshOutcome::Rejected,
-                    RefreshAnswer::Transient(class) => RefreshOutcome::Transient(class),
+                    // The detail a class implies, as the generated check failures carry.
+                    RefreshAnswer::Transient(class) => RefreshOutcome::transient(class),
                 };
                 m.handle_refresh_result(now, id, outcome).map(|()| Reply::Done)
             }
@@ -846,7 +847,9 @@ impl<M: SessionMachine> SessionWorld<M> {
                     generation,
                     expires_at,
                 } => write!(line, " refreshed(g{} exp={})", generation.0, At(expires_at)),
-                SessionEvent::RefreshFailed { class, next_attempt } => {
+                SessionEvent::RefreshFailed {
+                    class, next_attempt, ..
+                } => {
                     write!(
                         line,
                         " refresh_failed({} next={})",

@@ -1215,7 +1215,9 @@ impl Checker {
                         );
                     }
                 }
-                SessionEvent::RefreshFailed { class, next_attempt } => {
+                SessionEvent::RefreshFailed {
+                    class, next_attempt, ..
+                } => {
                     failed_ev += 1;
                     if !x.failure_classes.contains(&Some(class)) {
                         return fail(
