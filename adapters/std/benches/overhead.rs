@@ -25,10 +25,6 @@
 //!   operation's clock starts: an app passes tokens it already owns (from its login or its
 //!   store), so their allocation is the app's, not the adapter's. Dropping them is the adapter's
 //!   and stays timed. (Until the std-lean pairs in OVERHEAD.md the clone was timed too.)
-//! - `adapter_sign_in_fresh`: `sign_in(tokens)` on a signed-out gate, the usual case of an app
-//!   that signs a user in once; a `logout()` before the operation's clock starts. Only in the
-//!   interleaved pass. `adapter_sign_in` is the worst case: the same plus the end of the
-//!   previous session (its events, its tokens wiped, its waiters answered).
 //!
 //! Every variant runs on two client runtimes: `mt` (multi-thread, 2 workers, the
 //! `#[tokio::main]` default on this machine) and `ct` (current-thread). The measuring loop
@@ -243,18 +239,9 @@ impl Gated {
         rx.await.expect("hop task")
     }
 
-    /// What a `sign_in` needs before its clock starts: its tokens, and for
-    /// `adapter_sign_in_fresh` a signed-out gate.
-    async fn prepare(&self, v: Variant) -> Option<Tokens> {
-        match v {
-            Variant::AdapterSignIn => Some(self.tokens.clone()),
-            Variant::AdapterSignInFresh => {
-                self.gate.logout().await.expect("logout");
-                assert!(!self.gate.status().signed_in, "signed out before the sign-in");
-                Some(self.tokens.clone())
-            }
-            _ => None,
-        }
+    /// Tokens for one `sign_in`, made before the operation is timed.
+    fn spare(&self, v: Variant) -> Option<Tokens> {
+        (v == Variant::AdapterSignIn).then(|| self.tokens.clone())
     }
 
     /// A fresh session with `tokens`: `sign_in` awaits its first check (R3).
@@ -329,18 +316,16 @@ enum Variant {
     BareGetHop,
     AdapterRecheck,
     AdapterSignIn,
-    AdapterSignInFresh,
 }
 
 impl Variant {
-    const ALL: [Variant; 7] = [
+    const ALL: [Variant; 6] = [
         Variant::BareGet,
         Variant::BareGetTimeout,
         Variant::BareGetTask,
         Variant::BareGetHop,
         Variant::AdapterRecheck,
         Variant::AdapterSignIn,
-        Variant::AdapterSignInFresh,
     ];
     /// The variants criterion measures.
     const CRITERION: [Variant; 3] = [Variant::BareGet, Variant::AdapterRecheck, Variant::AdapterSignIn];
@@ -353,7 +338,6 @@ impl Variant {
             Variant::BareGetHop => "bare_get_hop",
             Variant::AdapterRecheck => "adapter_recheck",
             Variant::AdapterSignIn => "adapter_sign_in",
-            Variant::AdapterSignInFresh => "adapter_sign_in_fresh",
         }
     }
 }
@@ -371,9 +355,7 @@ async fn op(v: Variant, bare: &Arc<Bare>, gated: &mut Gated, spare: Option<Token
         }
         Variant::BareGetHop => gated.hop().await == CheckOutcome::Granted,
         Variant::AdapterRecheck => gated.recheck().await,
-        Variant::AdapterSignIn | Variant::AdapterSignInFresh => {
-            gated.sign_in(spare.expect("tokens for a sign-in")).await
-        }
+        Variant::AdapterSignIn => gated.sign_in(spare.expect("tokens for a sign-in")).await,
     }
 }
 
@@ -392,10 +374,7 @@ fn criterion_pass(c: &mut Criterion, clients: &[ClientRt]) {
                     client.in_task(async move {
                         let mut gated = gated.lock().await;
                         let mut failed = 0u64;
-                        // Tokens for the sign-ins, made before the clock starts (not `fresh`:
-                        // criterion runs no logout between its iterations).
-                        let spare = || (v == Variant::AdapterSignIn).then(|| gated.tokens.clone());
-                        let mut spares: Vec<_> = (0..iters).map(|_| spare()).collect();
+                        let mut spares: Vec<_> = (0..iters).map(|_| gated.spare(v)).collect();
                         let start = StdInstant::now();
                         for spare in spares.drain(..) {
                             if !black_box(op(v, &bare, &mut gated, spare).await) {
@@ -477,7 +456,7 @@ fn interleaved_pass(client: &ClientRt, rounds: usize, warmup: usize) -> Vec<Samp
         for round in 0..warmup + rounds {
             for i in shuffle.order::<{ Variant::ALL.len() }>() {
                 let v = Variant::ALL[i];
-                let spare = gated.prepare(v).await;
+                let spare = gated.spare(v);
                 let start = StdInstant::now();
                 let ok = black_box(op(v, &bare, &mut gated, spare).await);
                 let took = start.elapsed();
@@ -557,7 +536,6 @@ fn main() {
             Variant::BareGetHop,
             Variant::AdapterRecheck,
             Variant::AdapterSignIn,
-            Variant::AdapterSignInFresh,
         ] {
             let s = get(v);
             let b = quantile(&s.us, 0.5);
