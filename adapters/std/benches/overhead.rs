@@ -35,7 +35,9 @@
 //! per-operation medians and p90s and prints the ratios; the last lines are the summary,
 //! together with criterion's median estimates read back from `target/criterion`.
 //! `OVERHEAD_ROUNDS` (default 10 000) sets the interleaved rounds; `OVERHEAD_SKIP_CRITERION=1`
-//! runs the interleaved pass only.
+//! runs the interleaved pass only. `OVERHEAD_ONLY=bare_get,adapter_recheck` (variant names,
+//! comma-separated) runs only those in the interleaved pass: two variants, shuffled per round,
+//! each follow the other equally often (the others print `NaN`).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -452,10 +454,15 @@ fn interleaved_pass(client: &ClientRt, rounds: usize, warmup: usize) -> Vec<Samp
                 failed: 0,
             })
             .collect();
+        let only = std::env::var("OVERHEAD_ONLY").ok();
+        let only: Option<Vec<&str>> = only.as_deref().map(|o| o.split(',').collect());
         let mut shuffle = Shuffle(0x9e37_79b9_7f4a_7c15);
         for round in 0..warmup + rounds {
             for i in shuffle.order::<{ Variant::ALL.len() }>() {
                 let v = Variant::ALL[i];
+                if !only.as_ref().is_none_or(|names| names.contains(&v.name())) {
+                    continue;
+                }
                 let spare = gated.spare(v);
                 let start = StdInstant::now();
                 let ok = black_box(op(v, &bare, &mut gated, spare).await);
