@@ -57,6 +57,14 @@ fn assert_exit(out: &Output, want: i32) {
 }
 
 /// The backend's CA, written to a temporary PEM file.
+/// `--json` output: one JSON object per line.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect()
+}
+
 fn ca_file(backend: &Backend) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     std::io::Write::write_all(&mut f, backend.ca_pem().expect("https backend").as_bytes()).expect("write CA");
@@ -306,11 +314,7 @@ async fn json_lines_parse_and_the_last_is_final() {
     ])
     .await;
     assert_exit(&out, 0);
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let lines = json_lines(&out);
     let (last, events) = lines.split_last().expect("output");
     assert_eq!(last["final"], true);
     assert_eq!(last["verdict"], "granted");
@@ -499,10 +503,7 @@ async fn retries_flag_sets_how_many_retries_come_before_failing_closed() {
         .await;
         assert_exit(&out, 2);
         let text = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
-            .collect();
+        let lines = json_lines(&out);
         let closed = lines
             .iter()
             .position(|l| l["event"] == "access_changed" && l["cause"] == "failed_closed")
