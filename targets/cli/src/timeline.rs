@@ -166,9 +166,7 @@ impl Timeline {
                     self.state.reverifying_until = deadline;
                 }
                 let mut d = format!("gen {} attempt #{attempt}: {}", generation.0, class.name());
-                if detail != FailureDetail::None {
-                    d.push_str(&format!(" ({detail})")); // R13
-                }
+                push_detail(&mut d, detail);
                 match next_attempt {
                     Some(n) => d.push_str(&format!(" | next try {} (+{})", secs(n, o), span(at, n))),
                     None => d.push_str(" | no retry planned"),
@@ -258,9 +256,7 @@ impl Timeline {
                 next_attempt,
             } => {
                 let mut d = format!("token refresh failed: {}", class.name());
-                if detail != FailureDetail::None {
-                    d.push_str(&format!(" ({detail})")); // R13
-                }
+                push_detail(&mut d, detail);
                 d.push_str(&format!(
                     " | next try {} (+{})",
                     secs(next_attempt, o),
@@ -298,6 +294,13 @@ impl Timeline {
     /// Dimmed text.
     pub fn dim(&self, text: &str) -> String {
         self.paint(DIM, text)
+    }
+}
+
+/// A failure's detail after its class, in parentheses (R13); nothing when it has none.
+fn push_detail(line: &mut String, detail: FailureDetail) {
+    if detail != FailureDetail::None {
+        line.push_str(&format!(" ({detail})"));
     }
 }
 
