@@ -248,7 +248,7 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         (None, _) => 0,
         (Some(_), None) => 1,
         (Some(_), Some(n @ 1..=MAX_REFRESHES)) => n,
-        (Some(_), Some(n)) => return Err(format!("--refreshes {n}: 1 to {MAX_REFRESHES}")),
+        (Some(_), Some(n)) => return Err(format!("--refreshes {n}: give 1 to {MAX_REFRESHES}")),
     };
     // Read and checked whatever the scheme, as the desktop CLI does: a missing, unreadable or
     // non-PEM --ca is a mistake even where plain HTTP does not use it.

@@ -16,7 +16,7 @@ const NOWHERE: &str = "http://127.0.0.1:1/api/code/invites/check-access/";
 const CASES: usize = 240;
 const REAL_EVERY: usize = 6;
 
-const CHECK_FLAGS: [(&str, Kind); 13] = [
+const CHECK_FLAGS: [(&str, Kind); 18] = [
     ("--url", Kind::Url),
     ("--token", Kind::Text),
     ("--ca", Kind::CaPath),
@@ -30,6 +30,12 @@ const CHECK_FLAGS: [(&str, Kind); 13] = [
     ("--json", Kind::Switch),
     ("--quiet", Kind::Switch),
     ("--color", Kind::Color),
+    // The refresh lane (device only).
+    ("--token-url", Kind::Url),
+    ("--refresh-token", Kind::Text),
+    ("--client-id", Kind::Text),
+    ("--expires-in", Kind::Duration),
+    ("--refreshes", Kind::Number),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,4 +92,100 @@ async fn check_flags_run_or_name_the_flag_never_panic() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The refresh-lane flags: each refusal is a usage error (64) naming the flag, before anything
+/// is sent (`--dry-run` would exit 0 otherwise).
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_flags_are_refused_naming_the_flag() {
+    let long_id = "x".repeat(100);
+    let rows: [(&[&str], &str); 7] = [
+        (
+            &["--token-url", "http://127.0.0.1:1/oauth/token"],
+            "--refresh-token",
+        ),
+        (&["--refresh-token", "rt_1"], "--token-url"),
+        (
+            &[
+                "--token-url",
+                "127.0.0.1:1/oauth/token",
+                "--refresh-token",
+                "rt_1",
+            ],
+            "--token-url",
+        ),
+        // R14: one transport for both endpoints; the refresh token never takes plain HTTP
+        // next to an https check (and the other way round).
+        (
+            &[
+                "--token-url",
+                "https://127.0.0.1:1/oauth/token",
+                "--refresh-token",
+                "rt_1",
+            ],
+            "--token-url",
+        ),
+        (
+            &["--token-url", "http://127.0.0.1:1/t", "--refresh-token", "rt 1"],
+            "--refresh-token",
+        ),
+        (
+            &[
+                "--token-url",
+                "http://127.0.0.1:1/t",
+                "--refresh-token",
+                "rt_1",
+                "--refreshes",
+                "9",
+            ],
+            "--refreshes",
+        ),
+        (
+            &[
+                "--token-url",
+                "http://127.0.0.1:1/t",
+                "--refresh-token",
+                "rt_1",
+                "--client-id",
+                &long_id,
+            ],
+            "--client-id",
+        ),
+    ];
+    for (extra, named) in rows {
+        let mut args: Vec<String> = ["check", "--url", NOWHERE, "--token", "at_1", "--dry-run"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        match run(BIN, &args, Duration::from_secs(10)).await {
+            Ending::Exit(64, err) => assert!(err.contains(named), "{extra:?}: names {named}: {err}"),
+            Ending::Exit(code, err) => panic!("{extra:?}: exit {code}, want 64 naming {named}: {err}"),
+            Ending::Running => panic!("{extra:?}: still running after 10 s"),
+        }
+    }
+    let ok = [
+        "check",
+        "--url",
+        NOWHERE,
+        "--token",
+        "at_1",
+        "--dry-run",
+        "--token-url",
+        "http://127.0.0.1:1/oauth/token",
+        "--refresh-token",
+        "rt_1",
+        "--client-id",
+        "kiosk 1",
+        "--expires-in",
+        "30s",
+        "--refreshes",
+        "8",
+    ];
+    let args: Vec<String> = ok.iter().map(|s| s.to_string()).collect();
+    match run(BIN, &args, Duration::from_secs(10)).await {
+        Ending::Exit(0, _) => {}
+        Ending::Exit(code, err) => panic!("valid refresh flags: exit {code}: {err}"),
+        Ending::Running => panic!("valid refresh flags: --dry-run still running after 10 s"),
+    }
 }
