@@ -10,8 +10,9 @@
 //! refresh ends in a `refresh_failed` event of class `tls` whose detail names the TLS step
 //! (R13), no `refreshed` event, and the token server received nothing: no request counted by
 //! the reference backend, no application data (so no refresh-token byte) at the rogue server.
-//! Two controls show those assertions can fail: a valid chain on the token endpoint refreshes,
-//! and the rogue server's correct handshake receives the refresh request.
+//! Three controls show those assertions can fail: a valid chain on the token endpoint refreshes
+//! (on the check's server, and on a server of its own), and the rogue server's correct
+//! handshake receives the refresh request.
 
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -217,6 +218,40 @@ async fn refresh_to_a_token_endpoint_under_an_untrusted_ca_is_refused_and_no_ref
     token_endpoint_certificate_row(Case::UntrustedCa, "TLS signature did not verify").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_token_endpoint_with_a_not_yet_valid_certificate_is_refused_and_no_refresh_token_sent() {
+    token_endpoint_certificate_row(Case::NotYetValid, "certificate not valid yet").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_token_endpoint_whose_san_mismatches_despite_its_cn_is_refused_and_no_refresh_token_sent(
+) {
+    token_endpoint_certificate_row(
+        Case::SanMismatchCnMatch,
+        "certificate not valid for this host name",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_token_endpoint_with_a_client_auth_only_leaf_is_refused_and_no_refresh_token_sent() {
+    token_endpoint_certificate_row(
+        Case::ClientAuthOnlyEku,
+        "certificate not valid for server authentication",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_token_endpoint_whose_leaf_is_a_ca_is_refused_and_no_refresh_token_sent() {
+    token_endpoint_certificate_row(Case::LeafIsCa, "CA certificate used as server certificate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_token_endpoint_chained_through_an_end_entity_is_refused_and_no_refresh_token_sent() {
+    token_endpoint_certificate_row(Case::EndEntityAsIntermediate, "certificate issuer is not a CA").await;
+}
+
 /// One rogue row: the token endpoint is the rogue server with `flow` and `case`'s chain; the
 /// check endpoint the trusted peer. The handshake must reach the rogue step and go no further.
 async fn token_endpoint_rogue_row(flow: Flow, case: Case, detail: &str) {
@@ -375,4 +410,37 @@ async fn refresh_to_a_token_endpoint_with_a_valid_chain_refreshes_and_the_new_to
     );
     assert!(counts.get(Endpoint::Check, 200) >= 1, "{counts:?}");
     backend.shutdown().await;
+}
+
+/// Control for the certificate rows in their own topology (check and token endpoint on two
+/// servers, the check server's certificate the trusted peer): with a valid chain on the token
+/// server the refresh request reaches it and is answered, so "no request reached the token
+/// endpoint" above can fail. The two reference backends do not share state, so the check
+/// server does not know the new access token: its 401 ends the session (R8, exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_separate_token_server_with_a_valid_chain_reaches_it() {
+    let s = Case::ValidP256.scenario().expect("certificates generate");
+    let check = https_backend(s.trusted_peer.clone().expect("a trusted peer")).await;
+    let tokens = https_backend(s.identity()).await;
+    let pair = check.control().issue_token("alice", Duration::from_secs(3600));
+    // The token server knows this refresh token (the user's pair on the token side).
+    let token_side = tokens.control().issue_token("alice", Duration::from_secs(3600));
+    let token_port = tokens.https_addr().expect("https listener").port();
+    let (out, _) = run_refresh(
+        &localhost_url(&check, Backend::check_path()),
+        &pair.access_token,
+        &s.url(token_port, Backend::token_path()),
+        &token_side.refresh_token,
+        &s.trust_pem,
+        "1",
+    )
+    .await;
+    let lines = json_lines(&out);
+    assert_eq!(events(&lines, "refreshed").len(), 1, "{}", describe(&out));
+    assert!(events(&lines, "refresh_failed").is_empty(), "{}", describe(&out));
+    assert_eq!(exit_code(&out), 3, "{}", describe(&out));
+    let counts = tokens.control().counts();
+    assert_eq!(counts.get(Endpoint::Token, 200), 1, "{counts:?}");
+    check.shutdown().await;
+    tokens.shutdown().await;
 }
