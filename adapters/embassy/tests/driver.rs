@@ -1478,3 +1478,60 @@ fn a_refresh_landing_mid_check_cancels_the_old_tokens_check_and_its_late_grant_n
         .count();
     assert_eq!(bearers, 2, "one check per token");
 }
+
+#[test]
+fn until_refreshes_waits_for_the_new_tokens_check_or_the_failure() {
+    use accessgate::Verdict;
+    use accessgate_embassy::until_refreshes;
+    // Refreshed: the wait ends only once the new generation's first check settled (R3).
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            token_answer(r#"{"access_token":"at_2","expires_in":3600}"#)
+        } else {
+            granted()
+        }
+    });
+    let (verdict, snap, seen) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let (v, s) = until_refreshes(link, 1, |e| seen.push(e.event)).await.unwrap();
+        (v, s, seen)
+    });
+    assert_eq!(verdict, Verdict::Granted);
+    assert_eq!(snap.status.generation.0, 2);
+    assert!(matches!(
+        seen.last(),
+        Some(SessionEvent::Gate(Event::FirstCheckSettled { generation })) if generation.0 == 2
+    ));
+    // Failed twice: the second attempt comes at R11's retry floor, and the wait ends with it.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            http("503 Service Unavailable", "", "")
+        } else {
+            granted()
+        }
+    });
+    let (verdict, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until_refreshes(link, 2, |_| {}).await.unwrap()
+    });
+    assert_eq!(verdict, Verdict::Granted);
+    assert_eq!(snap.counters.refresh_failures, 2);
+    // Rejected: the session ends, and so does the wait, whatever was asked for.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            http("400 Bad Request", "", r#"{"error":"invalid_grant"}"#)
+        } else {
+            granted()
+        }
+    });
+    let (verdict, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until_refreshes(link, 8, |_| {}).await.unwrap()
+    });
+    assert_eq!(verdict, Verdict::Unauthorized);
+    assert!(!snap.status.signed_in);
+}
