@@ -69,8 +69,8 @@ Exit codes:\n  \
 Token refresh (device path only): with --token-url and --refresh-token the driver also runs its \
 refresh lane (R11): POST grant_type=refresh_token to --token-url, over the same transport and --ca \
 as --url (R14: the token endpoint proves who it is before it sees the refresh token). --expires-in \
-sets what is left of --token's lifetime: inside the refresh skew (60 s) the refresh starts at once. \
-The run then ends when the check has a verdict and --refreshes refreshes have ended (refreshed and \
+sets what is left of --token's lifetime (required with --token-url): inside the refresh skew (60 s) \
+the refresh starts at once, and it must come due within --timeout + --budget. The run then ends when the check has a verdict and --refreshes refreshes have ended (refreshed and \
 the new token checked, failed, or rejected); each shows as a refresh_started / refreshed / \
 refresh_failed (class and detail) / refresh_rejected event. The exit code is still the access \
 verdict."
@@ -141,7 +141,8 @@ struct CheckArgs {
     #[arg(long, value_name = "ID", requires = "token_url")]
     client_id: Option<String>,
     /// What is left of --token's lifetime (R11: refreshed 60 s before expiry, at once when
-    /// less is left). Default: 30 days.
+    /// less is left). Required with --token-url; at most --timeout + --budget + 60 s, so the
+    /// refresh comes due while the run waits for it.
     #[arg(long, value_parser = parse_duration, value_name = "DUR", requires = "token_url")]
     expires_in: Option<Duration>,
     /// How many token refreshes to see end (refreshed and checked, failed, or rejected) before
@@ -268,12 +269,35 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         (_, false) => Transport::PlainHttp,
     };
     // Without --token-url no refresh is ever due: the lifetime outlasts the decision.
-    let lifetime = args.expires_in.unwrap_or(
-        args.timing()
+    let lifetime = match (&args.token_url, args.expires_in) {
+        (None, _) => args
+            .timing()
             .decision_bound(Duration::from_secs(5))
             .saturating_mul(2)
             .max(TOKEN_LIFETIME),
-    );
+        (Some(_), None) => {
+            return Err(
+                "--token-url needs --expires-in (what is left of --token's lifetime): the run \
+                        waits for the refresh it brings due"
+                    .into(),
+            )
+        }
+        (Some(_), Some(left)) => {
+            // R11: the refresh comes due `refresh_skew` before expiry at the latest; the run
+            // waits for it only within its bound.
+            let skew = Duration::from_micros(session.refresh_skew.as_micros());
+            let wait = args.timeout.saturating_add(args.budget);
+            if left.saturating_sub(skew) > wait {
+                return Err(format!(
+                    "--expires-in {left:?}: the refresh would come due up to {:?} from now, after the run \
+                     gives up waiting (--timeout + --budget = {wait:?}); give at most {:?}",
+                    left.saturating_sub(skew),
+                    wait.saturating_add(skew)
+                ));
+            }
+            left
+        }
+    };
     let credentials = Credentials::new(args.token.as_bytes(), refresh_token, to_core(lifetime))
         .map_err(|e| format!("--token: {e}"))?;
     // A refresh is one attempt like a check: bounded by --timeout (R4).
@@ -388,7 +412,19 @@ async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
     let (verdict, snapshot) = match watched {
         Ok(Ok((v, s))) => (v, s),
         Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => (None, LINK.snapshot().unwrap_or_default()),
+        // A check without a verdict by the bound is a bug and counts as failed closed.
+        Err(_) if refreshes == 0 => (None, LINK.snapshot().unwrap_or_default()),
+        // Fewer refreshes ended than asked for (the server handed out long-lived tokens, so no
+        // further refresh came due): the access verdict still stands.
+        Err(_) => {
+            let s = LINK.snapshot().unwrap_or_default();
+            eprintln!(
+                "accessgate-embassy: fewer than {refreshes} token refreshes ended within the run's bound \
+                 ({} started)",
+                s.counters.refreshes
+            );
+            (Verdict::of(&s.status), s)
+        }
     };
     let code = verdict.map_or(Verdict::FailedClosed.exit_code(), Verdict::exit_code);
     let mut line = String::new();

@@ -94,96 +94,69 @@ async fn check_flags_run_or_name_the_flag_never_panic() {
     );
 }
 
+/// A `check --dry-run` command line with the refresh lane, `changes` applied to its flags:
+/// `(flag, Some(value))` sets a flag, `(flag, None)` leaves it out.
+fn refresh_command(changes: &[(&str, Option<&str>)]) -> Vec<String> {
+    let mut flags: Vec<(&str, Option<&str>)> = vec![
+        ("--url", Some(NOWHERE)),
+        ("--token", Some("at_1")),
+        ("--token-url", Some("http://127.0.0.1:1/oauth/token")),
+        ("--refresh-token", Some("rt_1")),
+        ("--expires-in", Some("30s")),
+    ];
+    for &(flag, value) in changes {
+        match flags.iter_mut().find(|(f, _)| *f == flag) {
+            Some(slot) => slot.1 = value,
+            None => flags.push((flag, value)),
+        }
+    }
+    let mut args = vec!["check".to_string(), "--dry-run".to_string()];
+    for (flag, value) in flags {
+        if let Some(v) = value {
+            args.push(flag.to_string());
+            args.push(v.to_string());
+        }
+    }
+    args
+}
+
 /// The refresh-lane flags: each refusal is a usage error (64) naming the flag, before anything
 /// is sent (`--dry-run` would exit 0 otherwise).
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_flags_are_refused_naming_the_flag() {
     let long_id = "x".repeat(100);
-    let rows: [(&[&str], &str); 7] = [
-        (
-            &["--token-url", "http://127.0.0.1:1/oauth/token"],
-            "--refresh-token",
-        ),
-        (&["--refresh-token", "rt_1"], "--token-url"),
-        (
-            &[
-                "--token-url",
-                "127.0.0.1:1/oauth/token",
-                "--refresh-token",
-                "rt_1",
-            ],
-            "--token-url",
-        ),
+    let rows: [(&[(&str, Option<&str>)], &str); 10] = [
+        (&[("--refresh-token", None)], "--refresh-token"),
+        (&[("--token-url", None), ("--expires-in", None)], "--token-url"),
+        (&[("--expires-in", None)], "--expires-in"),
+        (&[("--token-url", Some("127.0.0.1:1/oauth/token"))], "--token-url"),
         // R14: one transport for both endpoints; the refresh token never takes plain HTTP
         // next to an https check (and the other way round).
         (
-            &[
-                "--token-url",
-                "https://127.0.0.1:1/oauth/token",
-                "--refresh-token",
-                "rt_1",
-            ],
+            &[("--token-url", Some("https://127.0.0.1:1/oauth/token"))],
             "--token-url",
         ),
-        (
-            &["--token-url", "http://127.0.0.1:1/t", "--refresh-token", "rt 1"],
-            "--refresh-token",
-        ),
-        (
-            &[
-                "--token-url",
-                "http://127.0.0.1:1/t",
-                "--refresh-token",
-                "rt_1",
-                "--refreshes",
-                "9",
-            ],
-            "--refreshes",
-        ),
-        (
-            &[
-                "--token-url",
-                "http://127.0.0.1:1/t",
-                "--refresh-token",
-                "rt_1",
-                "--client-id",
-                &long_id,
-            ],
-            "--client-id",
-        ),
+        (&[("--refresh-token", Some("rt 1"))], "--refresh-token"),
+        (&[("--refreshes", Some("9"))], "--refreshes"),
+        (&[("--refreshes", Some("0"))], "--refreshes"),
+        (&[("--client-id", Some(&long_id))], "--client-id"),
+        // Due only after the run would stop waiting for it (10 s + 120 s by default).
+        (&[("--expires-in", Some("1h"))], "--expires-in"),
     ];
-    for (extra, named) in rows {
-        let mut args: Vec<String> = ["check", "--url", NOWHERE, "--token", "at_1", "--dry-run"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
+    for (changes, named) in rows {
+        let args = refresh_command(changes);
         match run(BIN, &args, Duration::from_secs(10)).await {
-            Ending::Exit(64, err) => assert!(err.contains(named), "{extra:?}: names {named}: {err}"),
-            Ending::Exit(code, err) => panic!("{extra:?}: exit {code}, want 64 naming {named}: {err}"),
-            Ending::Running => panic!("{extra:?}: still running after 10 s"),
+            Ending::Exit(64, err) => assert!(err.contains(named), "{changes:?}: names {named}: {err}"),
+            Ending::Exit(code, err) => panic!("{changes:?}: exit {code}, want 64 naming {named}: {err}"),
+            Ending::Running => panic!("{changes:?}: still running after 10 s"),
         }
     }
-    let ok = [
-        "check",
-        "--url",
-        NOWHERE,
-        "--token",
-        "at_1",
-        "--dry-run",
-        "--token-url",
-        "http://127.0.0.1:1/oauth/token",
-        "--refresh-token",
-        "rt_1",
-        "--client-id",
-        "kiosk 1",
-        "--expires-in",
-        "30s",
-        "--refreshes",
-        "8",
-    ];
-    let args: Vec<String> = ok.iter().map(|s| s.to_string()).collect();
-    match run(BIN, &args, Duration::from_secs(10)).await {
+    let valid = refresh_command(&[
+        ("--client-id", Some("kiosk 1")),
+        ("--refreshes", Some("8")),
+        ("--expires-in", Some("3m")),
+    ]);
+    match run(BIN, &valid, Duration::from_secs(10)).await {
         Ending::Exit(0, _) => {}
         Ending::Exit(code, err) => panic!("valid refresh flags: exit {code}: {err}"),
         Ending::Running => panic!("valid refresh flags: --dry-run still running after 10 s"),
