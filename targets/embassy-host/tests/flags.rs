@@ -94,9 +94,11 @@ async fn check_flags_run_or_name_the_flag_never_panic() {
     );
 }
 
-/// A `check --dry-run` command line with the refresh lane, `changes` applied to its flags:
-/// `(flag, Some(value))` sets a flag, `(flag, None)` leaves it out.
-fn refresh_command(changes: &[(&str, Option<&str>)]) -> Vec<String> {
+/// A change to a flag: `(flag, Some(value))` sets it, `(flag, None)` leaves it out.
+type FlagChange<'a> = (&'a str, Option<&'a str>);
+
+/// A `check --dry-run` command line with the refresh lane, `changes` applied to its flags.
+fn refresh_command(changes: &[FlagChange<'_>]) -> Vec<String> {
     let mut flags: Vec<(&str, Option<&str>)> = vec![
         ("--url", Some(NOWHERE)),
         ("--token", Some("at_1")),
@@ -125,7 +127,7 @@ fn refresh_command(changes: &[(&str, Option<&str>)]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_flags_are_refused_naming_the_flag() {
     let long_id = "x".repeat(100);
-    let rows: [(&[(&str, Option<&str>)], &str); 10] = [
+    let rows: [(&[FlagChange<'_>], &str); 10] = [
         (&[("--refresh-token", None)], "--refresh-token"),
         (&[("--token-url", None), ("--expires-in", None)], "--token-url"),
         (&[("--expires-in", None)], "--expires-in"),
