@@ -774,6 +774,14 @@ fn tokens_that_could_inject_headers_are_refused() {
 }
 
 #[test]
+fn credentials_and_commands_never_print_their_tokens() {
+    let c = Credentials::<64>::new(b"at_secret_1", b"rt_secret_2", HOUR).unwrap();
+    let shown = format!("{c:?} {:?}", Command::<NoopRawMutex, 64>::SignIn(c.clone()));
+    assert!(!shown.contains("secret") && !shown.contains("97, 116"), "{shown}");
+    assert!(shown.contains("access_token_len: 11"), "{shown}");
+}
+
+#[test]
 fn the_transport_is_never_guessed_from_the_url() {
     let net = FakeNet::new(|_| granted());
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
