@@ -1543,3 +1543,36 @@ fn until_refreshes_waits_for_the_new_tokens_check_or_the_failure() {
     assert_eq!(verdict, Verdict::Unauthorized);
     assert!(!snap.status.signed_in);
 }
+
+#[test]
+fn logout_with_both_lanes_mid_flight_drops_both_connections_and_nothing_lands_later() {
+    let net = FakeNet::new(|_| Reply::Hang);
+    let (open_mid, open_after, snap) = run(net, config(true), async |link| {
+        // 30 s left: the refresh starts at once beside the immediate check (R3, R11).
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| s.counters.attempts == 1 && s.counters.refreshes == 1).await;
+        embassy_time::Timer::after_millis(20).await;
+        let open_mid = net.open.get();
+        link.try_send(Command::Logout).unwrap();
+        until(link, |s| !s.status.signed_in).await;
+        embassy_time::Timer::after_millis(20).await;
+        let open_after = net.open.get();
+        // Past the check's timeout (300 ms): nothing of either request may land.
+        embassy_time::Timer::after_millis(400).await;
+        (open_mid, open_after, link.snapshot().unwrap())
+    });
+    assert_eq!(open_mid, 2, "a check and a refresh were waiting on the server");
+    assert_eq!(open_after, 0, "logout dropped both connections (R10, R11)");
+    assert_eq!(snap.status.cause, Some(Cause::LoggedOut));
+    assert!(!snap.status.signed_in);
+    assert_eq!(
+        snap.counters.stale_dropped, 0,
+        "cancelled, so nothing came back late"
+    );
+    assert_eq!(
+        snap.counters.transient_total(),
+        0,
+        "no timeout counted after the logout"
+    );
+}
