@@ -54,6 +54,19 @@ async fn run_refresh(
     trust_pem: &str,
     refreshes: &str,
 ) -> (Output, Duration) {
+    run_refresh_timed(url, token, token_url, refresh_token, trust_pem, refreshes, "5s").await
+}
+
+/// [`run_refresh`] with `--timeout` (per check and per refresh attempt) set to `timeout`.
+async fn run_refresh_timed(
+    url: &str,
+    token: &str,
+    token_url: &str,
+    refresh_token: &str,
+    trust_pem: &str,
+    refreshes: &str,
+    timeout: &str,
+) -> (Output, Duration) {
     let mut ca = tempfile::NamedTempFile::new().expect("temp file");
     std::io::Write::write_all(&mut ca, trust_pem.as_bytes()).expect("write --ca");
     let ca_path = ca.path().to_str().expect("utf-8 temp path").to_string();
@@ -67,7 +80,7 @@ async fn run_refresh(
         &ca_path,
         "--json",
         "--timeout",
-        "5s",
+        timeout,
         "--budget",
         "10s",
         "--token-url",
@@ -443,4 +456,97 @@ async fn refresh_to_a_separate_token_server_with_a_valid_chain_reaches_it() {
     assert_eq!(counts.get(Endpoint::Token, 200), 1, "{counts:?}");
     check.shutdown().await;
     tokens.shutdown().await;
+}
+
+/// A token endpoint that accepts the connection and never answers the ClientHello: the refresh
+/// ends at its timeout (R4, bounded), as a timeout, and nothing is written after the hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_silent_token_endpoint_times_out_within_its_bound() {
+    use std::io::Read as _;
+    let s = Case::ValidP256.scenario().expect("certificates generate");
+    let check = https_backend(s.trusted_peer.clone().expect("a trusted peer")).await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    // Accepts one connection and reads what arrives, for at most 5 s, never answering.
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = silent.accept().expect("the refresh connects");
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    let pair = check.control().issue_token("alice", Duration::from_secs(3600));
+    let (out, took) = run_refresh_timed(
+        &localhost_url(&check, Backend::check_path()),
+        &pair.access_token,
+        &s.url(port, Backend::token_path()),
+        &pair.refresh_token,
+        &s.trust_pem,
+        "1",
+        "1s",
+    )
+    .await;
+    assert_eq!(exit_code(&out), 0, "{}", describe(&out));
+    let lines = json_lines(&out);
+    let failed = events(&lines, "refresh_failed");
+    assert_eq!(failed.len(), 1, "{}", describe(&out));
+    assert_eq!(failed[0]["class"], "timeout", "{}", describe(&out));
+    assert!(
+        took < Duration::from_secs(5),
+        "bounded by --timeout 1s: took {took:?}"
+    );
+    let got = reader.join().expect("reader thread");
+    // One TLS record (the ClientHello, content type 22), and nothing of the form.
+    assert_eq!(got.first(), Some(&22), "a TLS handshake record first: {got:?}");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        !text.contains(&pair.refresh_token) && !text.contains("grant_type"),
+        "{text}"
+    );
+    check.shutdown().await;
+}
+
+/// A plain-HTTP server behind an `https://` token URL: no downgrade (R14). The handshake fails
+/// as TLS and the server never receives a request it could read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_plain_http_server_behind_an_https_url_is_refused_as_tls() {
+    let s = Case::ValidP256.scenario().expect("certificates generate");
+    let check = https_backend(s.trusted_peer.clone().expect("a trusted peer")).await;
+    let plain = Backend::start(BackendConfig::default())
+        .await
+        .expect("backend starts");
+    let pair = check.control().issue_token("alice", Duration::from_secs(3600));
+    let token_url = s.url(plain.http_addr().port(), Backend::token_path());
+    let (out, _) = run_refresh(
+        &localhost_url(&check, Backend::check_path()),
+        &pair.access_token,
+        &token_url,
+        &pair.refresh_token,
+        &s.trust_pem,
+        "1",
+    )
+    .await;
+    assert_eq!(exit_code(&out), 0, "{}", describe(&out));
+    let lines = json_lines(&out);
+    let failed = events(&lines, "refresh_failed");
+    assert_eq!(failed.len(), 1, "{}", describe(&out));
+    assert_eq!(failed[0]["class"], "tls", "{}", describe(&out));
+    assert_eq!(
+        failed[0]["detail"],
+        "unexpected TLS handshake message",
+        "{}",
+        describe(&out)
+    );
+    assert!(events(&lines, "refreshed").is_empty(), "{}", describe(&out));
+    let counts = plain.control().counts();
+    assert_eq!(counts.endpoint_total(Endpoint::Token), 0, "{counts:?}");
+    check.shutdown().await;
+    plain.shutdown().await;
 }
