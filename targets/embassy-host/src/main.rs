@@ -70,10 +70,10 @@ Token refresh (device path only): with --token-url and --refresh-token the drive
 refresh lane (R11): POST grant_type=refresh_token to --token-url, over the same transport and --ca \
 as --url (R14: the token endpoint proves who it is before it sees the refresh token). --expires-in \
 sets what is left of --token's lifetime (required with --token-url): inside the refresh skew (60 s) \
-the refresh starts at once, and it must come due within --timeout + --budget. The run then ends when the check has a verdict and --refreshes refreshes have ended (refreshed and \
-the new token checked, failed, or rejected); each shows as a refresh_started / refreshed / \
-refresh_failed (class and detail) / refresh_rejected event. The exit code is still the access \
-verdict."
+the refresh starts at once, and it must come due within --timeout + --budget. The run then ends \
+when the check has a verdict and --refreshes refreshes have ended (refreshed and the new token \
+checked, failed, or rejected); each shows as a refresh_started / refreshed / refresh_failed \
+(class and detail) / refresh_rejected event. The exit code is still the access verdict."
     )]
     Check(CheckArgs),
 }
