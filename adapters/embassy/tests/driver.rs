@@ -1576,3 +1576,41 @@ fn logout_with_both_lanes_mid_flight_drops_both_connections_and_nothing_lands_la
         "no timeout counted after the logout"
     );
 }
+
+#[test]
+fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_logout() {
+    // The refresh hangs, so callers wait for it (R11 single flight); the table holds W = 4.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            Reply::Hang
+        } else {
+            granted()
+        }
+    });
+    let slots: &'static [TokenSlot<NoopRawMutex>; 5] =
+        Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
+    let (extra, waited) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| s.counters.refreshes == 1).await;
+        for slot in slots.iter() {
+            link.send(Command::RequestToken(slot)).await;
+        }
+        // R12: the fifth caller is told at once; the four others are still waiting.
+        let extra = slots[4].wait().await;
+        embassy_time::Timer::after_millis(20).await;
+        assert!(
+            slots[..4].iter().all(|s| s.try_take().is_none()),
+            "nobody answered early"
+        );
+        link.try_send(Command::Logout).unwrap();
+        let mut waited = Vec::new();
+        for slot in &slots[..4] {
+            waited.push(slot.wait().await);
+        }
+        (extra, waited)
+    });
+    assert_eq!(extra, Err(TokenError::WaitersFull));
+    // R11: a logout mid-refresh tells every waiter, never hands out the old token.
+    assert_eq!(waited, vec![Err(TokenError::NotAuthenticated); 4]);
+}
