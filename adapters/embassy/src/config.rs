@@ -113,6 +113,13 @@ impl core::fmt::Debug for UnixClock {
 /// The token endpoint, for refreshes (R11). Without one, a refresh the session asks for
 /// (ahead of expiry, or early after a 403, R9) fails transiently at once
 /// (`other_status`); the session keeps its token and retries as R11 says.
+///
+/// It is reached over the driver's one [`Transport`], on a lane of its own (its buffers, its
+/// TLS randomness stream) but through the same exchange code as the check: with
+/// [`Transport::Tls`] the same trust anchor and clock verify it, against the token URL's host,
+/// and the refresh form is written only after the chain and the CertificateVerify were both
+/// verified (R14). There is one anchor per driver, so the token endpoint must chain to the
+/// same CA as the check endpoint (with a pinned self-signed anchor: serve that certificate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RefreshEndpoint<'a> {

@@ -132,4 +132,4 @@ pub use link::{
     Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
     TokenSlot, TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
-pub use report::{until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
+pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};

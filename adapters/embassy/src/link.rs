@@ -40,12 +40,23 @@ pub const STATUS_RECEIVERS: usize = 4;
 /// A token copied out of the session: at most `T` bytes.
 pub type Token<const T: usize> = heapless::Vec<u8, T>;
 
-/// Tokens to start a session with, copied into fixed-capacity buffers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Tokens to start a session with, copied into fixed-capacity buffers. Its `Debug` shows the
+/// tokens' lengths only: tokens are secrets and never printed.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials<const T: usize> {
     pub(crate) access_token: Token<T>,
     pub(crate) refresh_token: Token<T>,
     pub(crate) expires_in: Duration,
+}
+
+impl<const T: usize> core::fmt::Debug for Credentials<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_token_len", &self.access_token.len())
+            .field("refresh_token_len", &self.refresh_token.len())
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// Why [`Credentials::new`] refused a token.

@@ -4,7 +4,7 @@
 
 use core::fmt::Write;
 
-use accessgate::{access_name, Event, FailureDetail, Instant, SessionEvent, Verdict};
+use accessgate::{access_name, Event, FailureDetail, Generation, Instant, SessionEvent, Verdict};
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 
@@ -47,6 +47,71 @@ pub async fn until_verdict<M: RawMutex, const T: usize>(
                     return Ok((verdict, snapshot));
                 }
             }
+        }
+    }
+}
+
+/// [`until_verdict`] for a driver with a refresh lane: waits until the session has a verdict
+/// *and* `refreshes` token refreshes have ended (R11) — refreshed and the new generation's
+/// first check settled (R3), failed, or rejected — handing every event to `on_event` in
+/// order. A session that ends (a rejected refresh token, a 401) ends the wait at once, with
+/// its verdict. `refreshes == 0` is [`until_verdict`].
+///
+/// Takes one of the link's status receivers for as long as it runs. Bound it with
+/// `embassy_time::with_timeout`: a refresh that is never due never ends.
+pub async fn until_refreshes<M: RawMutex, const T: usize>(
+    link: &Link<'_, M, T>,
+    refreshes: u16,
+    mut on_event: impl FnMut(&TimedEvent),
+) -> Result<(Verdict, Snapshot), NoStatusReceiver> {
+    let mut status = link.status_receiver().ok_or(NoStatusReceiver)?;
+    let mut tally = RefreshTally::default();
+    let mut see = |e: &TimedEvent, tally: &mut RefreshTally| {
+        on_event(e);
+        tally.see(&e.event);
+    };
+    loop {
+        if let Either::First(e) = select(link.next_event(), status.changed()).await {
+            see(&e, &mut tally);
+        }
+        // The driver queues an input's events, then publishes its snapshot, without yielding
+        // in between: after draining the queue, the latest snapshot is at least as new as
+        // every event seen.
+        while let Some(e) = link.try_next_event() {
+            see(&e, &mut tally);
+        }
+        let snapshot = link.snapshot().unwrap_or_default();
+        if let Some(verdict) = Verdict::of(&snapshot.status) {
+            let session_over = !snapshot.status.signed_in;
+            if session_over || (tally.ended >= refreshes && tally.awaiting.is_none()) {
+                return Ok((verdict, snapshot));
+            }
+        }
+    }
+}
+
+/// How many refreshes have ended, as [`until_refreshes`] counts them.
+#[derive(Default)]
+struct RefreshTally {
+    ended: u16,
+    /// A refresh that succeeded ends when its new generation's first check settles (R3).
+    awaiting: Option<Generation>,
+}
+
+impl RefreshTally {
+    fn see(&mut self, event: &SessionEvent) {
+        match *event {
+            SessionEvent::Refreshed { generation, .. } => self.awaiting = Some(generation),
+            SessionEvent::RefreshFailed { .. } | SessionEvent::RefreshRejected => {
+                self.ended = self.ended.saturating_add(1);
+            }
+            SessionEvent::Gate(Event::FirstCheckSettled { generation })
+                if self.awaiting == Some(generation) =>
+            {
+                self.awaiting = None;
+                self.ended = self.ended.saturating_add(1);
+            }
+            _ => {}
         }
     }
 }

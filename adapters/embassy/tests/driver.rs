@@ -51,6 +51,8 @@ fn block_on<F: Future>(f: F) -> F::Output {
 enum Reply {
     Bytes(Vec<u8>),
     Hang,
+    /// These bytes, after a delay (a slow server).
+    After(u64, Vec<u8>),
 }
 
 struct FakeNet {
@@ -91,6 +93,28 @@ struct FakeConn<'a> {
     request: Vec<u8>,
     reply: Option<Reply>,
     pos: usize,
+}
+
+impl Reply {
+    /// The bytes of a [`Reply::Bytes`].
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Reply::Bytes(b) => b,
+            _ => panic!("not a byte reply"),
+        }
+    }
+}
+
+/// Response bytes of `reply`, after its delay; `None` for a hang.
+async fn reply_bytes(reply: &Reply) -> Option<&[u8]> {
+    match reply {
+        Reply::Bytes(b) => Some(b),
+        Reply::After(ms, b) => {
+            embassy_time::Timer::after_millis(*ms).await;
+            Some(b)
+        }
+        Reply::Hang => None,
+    }
 }
 
 impl TcpConnect for FakeNet {
@@ -138,17 +162,21 @@ impl Read for FakeConn<'_> {
             self.reply = Some((self.net.responder)(&text));
             self.net.requests.borrow_mut().push(text);
         }
-        match self.reply.as_ref() {
-            Some(Reply::Bytes(bytes)) => {
-                // Small chunks, like a network would deliver them.
-                let n = buf.len().min(bytes.len() - self.pos).min(300);
-                buf[..n].copy_from_slice(&bytes[self.pos..self.pos + n]);
-                self.pos += n;
-                self.net.consumed.set(self.net.consumed.get() + n);
-                Ok(n)
-            }
-            _ => std::future::pending().await,
-        }
+        let reply = self.reply.as_ref().expect("set above");
+        // The delay, once: before the first byte.
+        let bytes = match reply {
+            Reply::After(_, b) if self.pos > 0 => b,
+            _ => match reply_bytes(reply).await {
+                Some(b) => b,
+                None => std::future::pending().await,
+            },
+        };
+        // Small chunks, like a network would deliver them.
+        let n = buf.len().min(bytes.len() - self.pos).min(300);
+        buf[..n].copy_from_slice(&bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        self.net.consumed.set(self.net.consumed.get() + n);
+        Ok(n)
     }
 }
 
@@ -210,7 +238,21 @@ fn run<R>(
     config: DriverConfig<'static>,
     script: impl AsyncFnOnce(&'static TestLink) -> R,
 ) -> R {
-    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    run_on(new_link(), net, config, script)
+}
+
+/// A link for [`run_on`], made first so a responder can send commands on it.
+fn new_link() -> &'static TestLink {
+    Box::leak(Box::new(Link::new()))
+}
+
+/// [`run`] on a given link.
+fn run_on<R>(
+    link: &'static TestLink,
+    net: &'static FakeNet,
+    config: DriverConfig<'static>,
+    script: impl AsyncFnOnce(&'static TestLink) -> R,
+) -> R {
     let refresh = config.refresh.is_some().then(refresh_buffers);
     let buffers = driver_buffers(check_buffers(), refresh);
     let driver = Driver::<_, _, _>::new(link, net, net, config, buffers, seeds()).expect("valid config");
@@ -732,6 +774,14 @@ fn tokens_that_could_inject_headers_are_refused() {
 }
 
 #[test]
+fn credentials_and_commands_never_print_their_tokens() {
+    let c = Credentials::<64>::new(b"at_secret_1", b"rt_secret_2", HOUR).unwrap();
+    let shown = format!("{c:?} {:?}", Command::<NoopRawMutex, 64>::SignIn(c.clone()));
+    assert!(!shown.contains("secret") && !shown.contains("97, 116"), "{shown}");
+    assert!(shown.contains("access_token_len: 11"), "{shown}");
+}
+
+#[test]
 fn the_transport_is_never_guessed_from_the_url() {
     let net = FakeNet::new(|_| granted());
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
@@ -968,4 +1018,599 @@ fn driver_future_size_stays_within_its_budget() {
         future_size <= budget,
         "run() future is {future_size} B, budget {budget} B"
     );
+}
+
+// ---- hostile review: races, queues, hostile token endpoints ----
+
+/// A token answer the refresh lane is given.
+fn token_answer(body: &str) -> Reply {
+    http("200 OK", "Content-Type: application/json\r\n", body)
+}
+
+/// The events of a session signed in 30 s before expiry (the refresh starts at once, R11)
+/// whose token endpoint answers `answer`, up to the first refresh outcome, and the snapshot
+/// of that moment.
+fn first_refresh_outcome(
+    answer: impl Fn() -> Reply + 'static,
+) -> (Vec<TimedEvent>, Snapshot, &'static FakeNet) {
+    let net = FakeNet::new(move |req| {
+        if req.starts_with("POST") {
+            answer()
+        } else {
+            granted()
+        }
+    });
+    let (events, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let e = link.next_event().await;
+            seen.push(e);
+            if matches!(
+                e.event,
+                SessionEvent::RefreshFailed { .. }
+                    | SessionEvent::Refreshed { .. }
+                    | SessionEvent::RefreshRejected
+            ) {
+                embassy_futures::yield_now().await;
+                return (seen, link.snapshot().expect("a snapshot after an event"));
+            }
+        }
+    });
+    (events, snap, net)
+}
+
+/// The `(class, detail)` of the refresh failure among `events`.
+#[track_caller]
+fn refresh_failure(events: &[TimedEvent]) -> (TransientClass, FailureDetail) {
+    events
+        .iter()
+        .find_map(|e| match e.event {
+            SessionEvent::RefreshFailed { class, detail, .. } => Some((class, detail)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no refresh_failed in {events:?}"))
+}
+
+#[test]
+fn a_huge_token_answer_is_not_read_past_the_refresh_buffer_and_keeps_the_token() {
+    let (events, snap, net) = first_refresh_outcome(|| {
+        token_answer(&format!(
+            r#"{{"access_token":"at_2","expires_in":3600,"pad":"{}"}}"#,
+            "x".repeat(100_000)
+        ))
+    });
+    assert_eq!(
+        refresh_failure(&events),
+        (
+            TransientClass::InvalidBody,
+            FailureDetail::Body(BodyError::TooLarge)
+        )
+    );
+    assert_eq!(snap.status.generation.0, 1, "the session kept its token");
+    assert!(snap.status.signed_in);
+    // The refresh lane's body buffer (4 097 bytes) plus at most one rx buffer of read-ahead,
+    // beside the check's small answer.
+    assert!(
+        net.consumed.get() <= 2048 + 4097 + 300 + 200,
+        "read {} bytes",
+        net.consumed.get()
+    );
+}
+
+#[test]
+fn a_token_answer_with_truncated_chunked_framing_is_refused_and_says_why() {
+    // One complete chunk holding a valid token answer, then the connection ends without the
+    // last chunk: R1's rule for framing holds for token answers too (never a refresh).
+    let (events, snap, net) = first_refresh_outcome(|| {
+        let body = r#"{"access_token":"at_2","expires_in":3600}"#;
+        Reply::Bytes(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    });
+    let (class, detail) = refresh_failure(&events);
+    assert_eq!(class, TransientClass::Io, "{detail:?}");
+    assert!(
+        matches!(
+            detail,
+            FailureDetail::Net(NetFailure::Truncated | NetFailure::BadFraming | NetFailure::Closed)
+        ),
+        "{detail:?}"
+    );
+    assert_eq!(snap.status.generation.0, 1);
+    assert!(net.requests.borrow().iter().all(|r| !r.contains("Bearer at_2")));
+}
+
+#[test]
+fn an_escaped_token_key_is_the_key_and_the_new_token_is_used() {
+    // R1: keys compare after unescaping, so `access\u005ftoken` is `access_token`.
+    let (events, snap, _) =
+        first_refresh_outcome(|| token_answer(r#"{"access\u005ftoken":"at_2","expires_in":3600}"#));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.event, SessionEvent::Refreshed { .. })),
+        "{events:?}"
+    );
+    assert_eq!(snap.status.generation.0, 2);
+}
+
+#[test]
+fn a_token_key_twice_under_two_spellings_is_malformed_and_neither_token_is_sent() {
+    let (events, snap, net) = first_refresh_outcome(|| {
+        token_answer(r#"{"access_token":"at_2","access\u005ftoken":"at_3","expires_in":3600}"#)
+    });
+    assert_eq!(
+        refresh_failure(&events),
+        (
+            TransientClass::InvalidBody,
+            FailureDetail::Body(BodyError::TokenSchema)
+        )
+    );
+    assert_eq!(snap.status.generation.0, 1);
+    let requests = net.requests.borrow();
+    assert!(requests
+        .iter()
+        .all(|r| !r.contains("Bearer at_2") && !r.contains("Bearer at_3")));
+}
+
+#[test]
+fn a_token_value_written_with_an_escape_is_refused_not_unescaped() {
+    let (events, snap, net) =
+        first_refresh_outcome(|| token_answer(r#"{"access_token":"at\u005f2","expires_in":3600}"#));
+    assert_eq!(
+        refresh_failure(&events),
+        (
+            TransientClass::InvalidBody,
+            FailureDetail::Body(BodyError::TokenSchema)
+        )
+    );
+    assert_eq!(snap.status.generation.0, 1);
+    assert!(net
+        .requests
+        .borrow()
+        .iter()
+        .all(|r| !r.contains("Bearer at") || r.contains("Bearer at_1")));
+}
+
+#[test]
+fn logout_mid_refresh_drops_its_connection_and_the_lane_serves_the_next_session() {
+    // rt_1's refresh hangs; rt_2's is answered. The first session logs out mid-refresh.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") && req.contains("refresh_token=rt_1") {
+            Reply::Hang
+        } else if req.starts_with("POST") {
+            token_answer(r#"{"access_token":"at_3","refresh_token":"rt_3","expires_in":3600}"#)
+        } else {
+            granted()
+        }
+    });
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (open_mid, open_after, snap_after_logout, token, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| {
+            s.counters.refreshes == 1 && s.status.access == Access::Granted
+        })
+        .await;
+        embassy_time::Timer::after_millis(20).await; // the refresh lane waits on the server
+        let open_mid = net.open.get();
+        link.try_send(Command::Logout).unwrap();
+        let after_logout = until(link, |s| !s.status.signed_in).await;
+        embassy_time::Timer::after_millis(20).await;
+        let open_after = net.open.get();
+        // A new session inside the skew: its refresh goes out on the same lane (after R11's
+        // floor of about 1 s since the last start).
+        link.try_send(sign_in("at_2", "rt_2", Duration::from_secs(30)))
+            .unwrap();
+        let s = until_event(
+            link,
+            |e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 >= 4),
+        )
+        .await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        (open_mid, open_after, after_logout, slot.wait().await, s)
+    });
+    assert_eq!(open_mid, 1, "the hanging refresh held one connection");
+    assert_eq!(
+        open_after, 0,
+        "logout dropped the refresh's connection (R10, R11)"
+    );
+    assert_eq!(snap_after_logout.status.cause, Some(Cause::LoggedOut));
+    assert_eq!(token.unwrap().as_slice(), b"at_3");
+    assert_eq!(snap.status.access, Access::Granted);
+    // The cancelled refresh never answered, so nothing of it was dropped as stale.
+    assert_eq!(snap.counters.stale_dropped, 0);
+    let posts: Vec<String> = net
+        .requests
+        .borrow()
+        .iter()
+        .filter(|r| r.starts_with("POST"))
+        .cloned()
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+}
+
+#[test]
+fn a_refresh_answer_that_lands_after_logout_and_a_new_sign_in_never_replaces_the_new_tokens() {
+    // The token endpoint answers with fresh tokens, but while it answers the app logs out and
+    // signs another user in: the answer is in the lane's hands (or already queued) when the
+    // logout is served. R10/R11: nothing of the old session may sign anybody in.
+    let link = new_link();
+    let net = FakeNet::new(move |req| {
+        if req.starts_with("POST") {
+            link.try_send(Command::Logout).unwrap();
+            link.try_send(sign_in("at_new", "rt_new", HOUR)).unwrap();
+            token_answer(r#"{"access_token":"at_evil","refresh_token":"rt_evil","expires_in":3600}"#)
+        } else {
+            granted()
+        }
+    });
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (token, events, snap) = run_on(link, net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let mut events = Vec::new();
+        // The new session's first check settles (generation 3: sign-in, logout, sign-in).
+        loop {
+            let e = link.next_event().await;
+            events.push(e);
+            if matches!(e.event, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 3)
+            {
+                break;
+            }
+        }
+        // Room for a late answer of the old refresh, if any were still coming.
+        embassy_time::Timer::after_millis(50).await;
+        events.extend(drain(link));
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        (slot.wait().await, events, link.snapshot().unwrap())
+    });
+    // The race happened: the old refresh's answer reached the session after the logout and
+    // was dropped as stale (R10), rather than the lane being cancelled in time.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.event, SessionEvent::StaleRefresh { .. })),
+        "{events:?}"
+    );
+    assert_eq!(token.unwrap().as_slice(), b"at_new");
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e.event, SessionEvent::Refreshed { .. })),
+        "{events:?}"
+    );
+    assert_eq!(snap.status.generation.0, 3);
+    assert!(snap.status.signed_in);
+    assert!(net.requests.borrow().iter().all(|r| !r.contains("at_evil")));
+}
+
+#[test]
+fn a_check_answer_that_lands_after_logout_and_a_new_sign_in_never_grants_the_new_session() {
+    // at_1's check is answered "granted" while the app logs out and signs at_2 in; at_2's own
+    // check hangs. R10: the old grant must not grant the new session.
+    let link = new_link();
+    let net = FakeNet::new(move |req| {
+        if req.contains("Bearer at_1") {
+            link.try_send(Command::Logout).unwrap();
+            link.try_send(sign_in("at_2", "rt_2", HOUR)).unwrap();
+            granted()
+        } else {
+            Reply::Hang
+        }
+    });
+    let (events, snap) = run_on(link, net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        // at_2's check starts, then times out (300 ms): its first check settles.
+        let mut events = Vec::new();
+        loop {
+            let e = link.next_event().await;
+            events.push(e);
+            if matches!(e.event, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 3)
+            {
+                break;
+            }
+        }
+        embassy_futures::yield_now().await;
+        (events, link.snapshot().unwrap())
+    });
+    let new_session = events
+        .iter()
+        .position(|e| {
+            matches!(e.event, SessionEvent::Gate(Event::CheckStarted { generation, .. }) if generation.0 == 3)
+        })
+        .expect("the new session's check started");
+    assert!(
+        events[new_session..].iter().all(|e| !matches!(
+            e.event,
+            SessionEvent::Gate(Event::AccessChanged {
+                to: Access::Granted,
+                ..
+            })
+        )),
+        "{events:?}"
+    );
+    // The race happened: at_1's grant reached the session after the new sign-in and was
+    // dropped as stale (R10).
+    assert!(
+        events.iter().any(|e| matches!(
+            e.event,
+            SessionEvent::Gate(Event::StaleResult { generation, .. }) if generation.0 == 1
+        )),
+        "{events:?}"
+    );
+    assert_eq!(snap.counters.grants, 0, "nothing granted: {events:?}");
+    assert!(snap.status.signed_in);
+    assert_eq!(snap.status.access, Access::Unknown);
+    assert_eq!(snap.status.generation.0, 3);
+}
+
+#[test]
+fn a_full_event_channel_keeps_the_oldest_events_counts_the_rest_and_then_resumes() {
+    let net = FakeNet::new(|_| granted());
+    let (kept, dropped, later, dropped_later) = run(net, config(false), async |link| {
+        // Nobody reads: far more events than the channel holds.
+        for i in 0..20 {
+            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await;
+            link.send(Command::Logout).await;
+        }
+        link.send(sign_in("at_last", "rt", HOUR)).await;
+        let s = until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await;
+        let kept = drain(link);
+        // With room again, the next events arrive and nothing more is counted as dropped.
+        link.try_send(Command::Logout).unwrap();
+        let after = until(link, |s| !s.status.signed_in).await;
+        (kept, s.events_dropped, drain(link), after.events_dropped)
+    });
+    assert_eq!(
+        kept.len(),
+        accessgate_embassy::EVENT_CAPACITY,
+        "the channel was full"
+    );
+    // The oldest are kept: the first session's immediate check comes first.
+    assert!(
+        matches!(
+            kept[0].event,
+            SessionEvent::Gate(Event::CheckStarted { generation, attempt: 0 }) if generation.0 == 1
+        ),
+        "{:?}",
+        kept[0]
+    );
+    assert!(dropped > 0);
+    assert_eq!(dropped_later, dropped, "nothing dropped once there was room");
+    assert!(
+        later.iter().any(|e| matches!(
+            e.event,
+            SessionEvent::Gate(Event::SessionEnded {
+                cause: Cause::LoggedOut
+            })
+        )),
+        "{later:?}"
+    );
+}
+
+#[test]
+fn a_full_command_channel_on_a_running_driver_hands_back_the_command_intact_and_takes_it_later() {
+    let net = FakeNet::new(|_| granted());
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (returned, token) = run(net, config(false), async |link| {
+        // The driver cannot run between these: the channel fills.
+        link.try_send(sign_in("at_1", "rt", HOUR)).unwrap();
+        link.try_send(Command::Logout).unwrap();
+        link.try_send(sign_in("at_2", "rt", HOUR)).unwrap();
+        link.try_send(Command::Logout).unwrap();
+        let Err(accessgate_embassy::TrySendError::Full(back)) = link.try_send(sign_in("at_3", "rt", HOUR))
+        else {
+            panic!("a full channel refuses the fifth command");
+        };
+        let returned = match &back {
+            Command::SignIn(c) => c.clone(),
+            other => panic!("another command came back: {other:?}"),
+        };
+        // R12: nothing lost; sent again once there is room, it is served.
+        link.send(back).await;
+        until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        (returned, slot.wait().await)
+    });
+    assert_eq!(
+        returned,
+        Credentials::new(b"at_3", b"rt", HOUR).unwrap(),
+        "the command came back with its tokens"
+    );
+    assert_eq!(token.unwrap().as_slice(), b"at_3");
+    // Served in order: at_1's and at_2's sessions came and went before at_3's.
+    let bearers: Vec<String> = net
+        .requests
+        .borrow()
+        .iter()
+        .filter_map(|r| {
+            r.lines()
+                .find(|l| l.starts_with("Authorization"))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        bearers.last().map(String::as_str),
+        Some("Authorization: Bearer at_3")
+    );
+}
+
+#[test]
+fn a_refresh_landing_mid_check_cancels_the_old_tokens_check_and_its_late_grant_never_counts() {
+    // at_1's check answers after 150 ms; the refresh (at once: 30 s left, R11) rotates to at_2
+    // first. R10: the new generation cancels the old check, whose connection is dropped.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            token_answer(r#"{"access_token":"at_2","expires_in":3600}"#)
+        } else if req.contains("Bearer at_1") {
+            Reply::After(150, http("200 OK", "", r#"{"has_access":true}"#).bytes())
+        } else {
+            granted()
+        }
+    });
+    let (events, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until_event(
+            link,
+            |e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 2),
+        )
+        .await;
+        // Past the old check's answer time: a late grant would have landed by now.
+        embassy_time::Timer::after_millis(250).await;
+        (drain(link), link.snapshot().unwrap())
+    });
+    assert_eq!(snap.status.generation.0, 2);
+    assert_eq!(snap.status.access, Access::Granted);
+    assert_eq!(snap.counters.grants, 1, "only at_2's check granted");
+    assert_eq!(
+        snap.counters.stale_dropped, 0,
+        "the old check was cancelled, not answered late"
+    );
+    assert_eq!(net.open.get(), 0, "its connection was dropped");
+    assert!(events
+        .iter()
+        .all(|e| !matches!(e.event, SessionEvent::Gate(Event::StaleResult { .. }))));
+    let bearers = net
+        .requests
+        .borrow()
+        .iter()
+        .filter(|r| r.contains("Bearer at_"))
+        .count();
+    assert_eq!(bearers, 2, "one check per token");
+}
+
+#[test]
+fn until_refreshes_waits_for_the_new_tokens_check_or_the_failure() {
+    use accessgate::Verdict;
+    use accessgate_embassy::until_refreshes;
+    // Refreshed: the wait ends only once the new generation's first check settled (R3).
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            token_answer(r#"{"access_token":"at_2","expires_in":3600}"#)
+        } else {
+            granted()
+        }
+    });
+    let (verdict, snap, seen) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let (v, s) = until_refreshes(link, 1, |e| seen.push(e.event)).await.unwrap();
+        (v, s, seen)
+    });
+    assert_eq!(verdict, Verdict::Granted);
+    assert_eq!(snap.status.generation.0, 2);
+    assert!(matches!(
+        seen.last(),
+        Some(SessionEvent::Gate(Event::FirstCheckSettled { generation })) if generation.0 == 2
+    ));
+    // Failed twice: the second attempt comes at R11's retry floor, and the wait ends with it.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            http("503 Service Unavailable", "", "")
+        } else {
+            granted()
+        }
+    });
+    let (verdict, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until_refreshes(link, 2, |_| {}).await.unwrap()
+    });
+    assert_eq!(verdict, Verdict::Granted);
+    assert_eq!(snap.counters.refresh_failures, 2);
+    // Rejected: the session ends, and so does the wait, whatever was asked for.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            http("400 Bad Request", "", r#"{"error":"invalid_grant"}"#)
+        } else {
+            granted()
+        }
+    });
+    let (verdict, snap) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until_refreshes(link, 8, |_| {}).await.unwrap()
+    });
+    assert_eq!(verdict, Verdict::Unauthorized);
+    assert!(!snap.status.signed_in);
+}
+
+#[test]
+fn logout_with_both_lanes_mid_flight_drops_both_connections_and_nothing_lands_later() {
+    let net = FakeNet::new(|_| Reply::Hang);
+    let (open_mid, open_after, snap) = run(net, config(true), async |link| {
+        // 30 s left: the refresh starts at once beside the immediate check (R3, R11).
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| s.counters.attempts == 1 && s.counters.refreshes == 1).await;
+        embassy_time::Timer::after_millis(20).await;
+        let open_mid = net.open.get();
+        link.try_send(Command::Logout).unwrap();
+        until(link, |s| !s.status.signed_in).await;
+        embassy_time::Timer::after_millis(20).await;
+        let open_after = net.open.get();
+        // Past the check's timeout (300 ms): nothing of either request may land.
+        embassy_time::Timer::after_millis(400).await;
+        (open_mid, open_after, link.snapshot().unwrap())
+    });
+    assert_eq!(open_mid, 2, "a check and a refresh were waiting on the server");
+    assert_eq!(open_after, 0, "logout dropped both connections (R10, R11)");
+    assert_eq!(snap.status.cause, Some(Cause::LoggedOut));
+    assert!(!snap.status.signed_in);
+    assert_eq!(
+        snap.counters.stale_dropped, 0,
+        "cancelled, so nothing came back late"
+    );
+    assert_eq!(
+        snap.counters.transient_total(),
+        0,
+        "no timeout counted after the logout"
+    );
+}
+
+#[test]
+fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_logout() {
+    // The refresh hangs, so callers wait for it (R11 single flight); the table holds W = 4.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            Reply::Hang
+        } else {
+            granted()
+        }
+    });
+    let slots: &'static [TokenSlot<NoopRawMutex>; 5] =
+        Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
+    let (extra, waited) = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| s.counters.refreshes == 1).await;
+        for slot in slots.iter() {
+            link.send(Command::RequestToken(slot)).await;
+        }
+        // R12: the fifth caller is told at once; the four others are still waiting.
+        let extra = slots[4].wait().await;
+        embassy_time::Timer::after_millis(20).await;
+        assert!(
+            slots[..4].iter().all(|s| s.try_take().is_none()),
+            "nobody answered early"
+        );
+        link.try_send(Command::Logout).unwrap();
+        let mut waited = Vec::new();
+        for slot in &slots[..4] {
+            waited.push(slot.wait().await);
+        }
+        (extra, waited)
+    });
+    assert_eq!(extra, Err(TokenError::WaitersFull));
+    // R11: a logout mid-refresh tells every waiter, never hands out the old token.
+    assert_eq!(waited, vec![Err(TokenError::NotAuthenticated); 4]);
 }

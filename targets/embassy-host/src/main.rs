@@ -16,6 +16,11 @@
 //! or the server's own self-signed certificate pinned, the URL's host matched against the
 //! subjectAltName (DNS name or IP address; the CN only without SAN), and validity dates
 //! checked against the system clock.
+//!
+//! With `--token-url` (device path only) the driver also has its refresh lane (R11): the
+//! token is refreshed there with `--refresh-token`, over the same transport and `--ca` as the
+//! check (a device has one trust anchor; R14 holds for both endpoints), and the run ends once
+//! `--refreshes` refreshes have ended (see `--help`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -24,9 +29,9 @@ use std::time::Duration;
 use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict, DEFAULT_TOKEN_CAPACITY};
 use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTiming};
 use accessgate_embassy::{
-    time, until_verdict, write_event_text, write_verdict_text, CheckStorage, Command, ConfigError,
-    Credentials, Driver, DriverBuffers, DriverConfig, Link, Seeds, TimedEvent, TlsConfig, Transport,
-    UnixClock,
+    time, until_refreshes, until_verdict, write_event_text, write_verdict_text, BufferKind, CheckStorage,
+    Command, ConfigError, Credentials, Driver, DriverBuffers, DriverConfig, Endpoint, Link, RefreshEndpoint,
+    RefreshStorage, Seeds, TimedEvent, TlsConfig, Transport, UnixClock,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -59,8 +64,16 @@ Exit codes:\n  \
 0   granted: 200 {\"has_access\": true}\n  \
 1   denied by the server: 200 {\"has_access\": false}\n  \
 2   failed closed: no definitive answer within the budget\n  \
-3   unauthorized: the server answered 401\n  \
-64  usage error (bad flags, unreadable or invalid --ca, https without --ca, invalid URL or token)"
+3   unauthorized: the server answered 401 (or, with --token-url, rejected the refresh token)\n  \
+64  usage error (bad flags, unreadable or invalid --ca, https without --ca, invalid URL or token)\n\n\
+Token refresh (device path only): with --token-url and --refresh-token the driver also runs its \
+refresh lane (R11): POST grant_type=refresh_token to --token-url, over the same transport and --ca \
+as --url (R14: the token endpoint proves who it is before it sees the refresh token). --expires-in \
+sets what is left of --token's lifetime (required with --token-url): inside the refresh skew (60 s) \
+the refresh starts at once, and it must come due within --timeout + --budget. The run then ends \
+when the check has a verdict and --refreshes refreshes have ended (refreshed and the new token \
+checked, failed, or rejected); each shows as a refresh_started / refreshed / refresh_failed \
+(class and detail) / refresh_rejected event. The exit code is still the access verdict."
     )]
     Check(CheckArgs),
 }
@@ -112,7 +125,36 @@ struct CheckArgs {
     /// Check the flags (URL, token, --ca, timings) and exit 0 without sending anything.
     #[arg(long)]
     dry_run: bool,
+    /// Token endpoint for refreshes (R11), http or https like --url (same --ca).
+    #[arg(long, value_name = "URL", requires = "refresh_token")]
+    token_url: Option<String>,
+    /// Refresh token sent to --token-url.
+    #[arg(
+        long,
+        value_name = "RT",
+        env = "ACCESSGATE_REFRESH_TOKEN",
+        hide_env_values = true,
+        requires = "token_url"
+    )]
+    refresh_token: Option<String>,
+    /// The `client_id` of the refresh form.
+    #[arg(long, value_name = "ID", requires = "token_url")]
+    client_id: Option<String>,
+    /// What is left of --token's lifetime (R11: refreshed 60 s before expiry, at once when
+    /// less is left). Required with --token-url; at most --timeout + --budget + 60 s, so the
+    /// refresh comes due while the run waits for it.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR", requires = "token_url")]
+    expires_in: Option<Duration>,
+    /// How many token refreshes to see end (refreshed and checked, failed, or rejected) before
+    /// exiting, 1 to 8. Default: 1.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, requires = "token_url")]
+    refreshes: Option<u16>,
 }
+
+/// `client_id` of the refresh form when --client-id is not given: the reference backend's.
+const DEFAULT_CLIENT_ID: &str = "accessgate";
+/// Most refreshes `--refreshes` can wait for.
+const MAX_REFRESHES: u16 = 8;
 
 impl CheckArgs {
     fn timing(&self) -> CheckTiming {
@@ -163,6 +205,7 @@ static LINK: Link<'static, CriticalSectionRawMutex> = Link::new();
 static STACK: StaticCell<Stack> = StaticCell::new();
 static DNS: StaticCell<HostDns> = StaticCell::new();
 static CHECK_BUFFERS: StaticCell<CheckStorage> = StaticCell::new();
+static REFRESH_BUFFERS: StaticCell<RefreshStorage> = StaticCell::new();
 
 #[embassy_executor::task]
 async fn drive(driver: HostDriver) -> ! {
@@ -173,6 +216,8 @@ async fn drive(driver: HostDriver) -> ! {
 struct Plan {
     driver: HostDriver,
     credentials: Credentials<{ accessgate::DEFAULT_TOKEN_CAPACITY }>,
+    /// Refreshes to see end before exiting; 0 without --token-url.
+    refreshes: u16,
     args: CheckArgs,
 }
 
@@ -182,6 +227,30 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     args.timing().apply(&mut session)?;
     let https = check_url("--url", &args.url)?;
     check_token("--token", &args.token, DEFAULT_TOKEN_CAPACITY)?;
+    // R14: one transport (and one --ca) for both endpoints, so the token endpoint must use
+    // the same scheme as the check: a token must never take a weaker path than the check.
+    if let Some(token_url) = &args.token_url {
+        if check_url("--token-url", token_url)? != https {
+            return Err(format!(
+                "--token-url {token_url} must use the same scheme as --url {}: both go over one transport",
+                args.url
+            ));
+        }
+    }
+    let refresh_token = match (&args.token_url, &args.refresh_token) {
+        (Some(_), Some(rt)) => {
+            check_token("--refresh-token", rt, DEFAULT_TOKEN_CAPACITY)?;
+            rt.as_bytes()
+        }
+        // clap's `requires` rules out the other combinations; nothing is sent for them.
+        _ => b"unused",
+    };
+    let refreshes = match (&args.token_url, args.refreshes) {
+        (None, _) => 0,
+        (Some(_), None) => 1,
+        (Some(_), Some(n @ 1..=MAX_REFRESHES)) => n,
+        (Some(_), Some(n)) => return Err(format!("--refreshes {n}: give 1 to {MAX_REFRESHES}")),
+    };
     // Read and checked whatever the scheme, as the desktop CLI does: a missing, unreadable or
     // non-PEM --ca is a mistake even where plain HTTP does not use it.
     let ca_der = args.ca.as_ref().map(read_ca).transpose()?;
@@ -199,13 +268,40 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         // The user wrote http:// on the command line: that is the explicit choice.
         (_, false) => Transport::PlainHttp,
     };
-    let lifetime = args
-        .timing()
-        .decision_bound(Duration::from_secs(5))
-        .saturating_mul(2)
-        .max(TOKEN_LIFETIME);
-    let credentials = Credentials::new(args.token.as_bytes(), b"unused", to_core(lifetime))
+    // Without --token-url no refresh is ever due: the lifetime outlasts the decision.
+    let lifetime = match (&args.token_url, args.expires_in) {
+        (None, _) => args
+            .timing()
+            .decision_bound(Duration::from_secs(5))
+            .saturating_mul(2)
+            .max(TOKEN_LIFETIME),
+        (Some(_), None) => {
+            return Err(
+                "--token-url needs --expires-in (what is left of --token's lifetime): the run \
+                        waits for the refresh it brings due"
+                    .into(),
+            )
+        }
+        (Some(_), Some(left)) => {
+            // R11: the refresh comes due `refresh_skew` before expiry at the latest; the run
+            // waits for it only within its bound.
+            let skew = Duration::from_micros(session.refresh_skew.as_micros());
+            let wait = args.timeout.saturating_add(args.budget);
+            if left.saturating_sub(skew) > wait {
+                return Err(format!(
+                    "--expires-in {left:?}: the refresh would come due up to {:?} from now, after the run \
+                     gives up waiting (--timeout + --budget = {wait:?}); give at most {:?}",
+                    left.saturating_sub(skew),
+                    wait.saturating_add(skew)
+                ));
+            }
+            left
+        }
+    };
+    let credentials = Credentials::new(args.token.as_bytes(), refresh_token, to_core(lifetime))
         .map_err(|e| format!("--token: {e}"))?;
+    // A refresh is one attempt like a check: bounded by --timeout (R4).
+    session.refresh_timeout = to_core(args.timeout);
 
     let mut tls = [0u8; 32];
     let mut jitter = [0u8; 8];
@@ -213,19 +309,37 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         .and_then(|()| getrandom::fill(&mut jitter))
         .map_err(|e| format!("no OS randomness: {e}"))?;
     let seeds = Seeds::new(args.seed.unwrap_or(u64::from_le_bytes(jitter))).with_tls(tls);
-    let config =
-        DriverConfig::new(Box::leak(args.url.clone().into_boxed_str()), transport).with_session(session);
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let mut config = DriverConfig::new(leak(&args.url), transport).with_session(session);
     let stack: &'static Stack = STACK.init(Stack::default());
     let dns: &'static HostDns = DNS.init(HostDns(Stack::default()));
-    let buffers = DriverBuffers::new(CHECK_BUFFERS.init_with(CheckStorage::new).buffers());
+    let mut buffers = DriverBuffers::new(CHECK_BUFFERS.init_with(CheckStorage::new).buffers());
+    if let Some(token_url) = &args.token_url {
+        let client_id = args.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
+        config = config.with_refresh(RefreshEndpoint::new(leak(token_url), leak(client_id)));
+        buffers = buffers.with_refresh(REFRESH_BUFFERS.init_with(RefreshStorage::new).buffers());
+    }
     let driver = Driver::new(&LINK, stack, dns, config, buffers, seeds).map_err(|e| match e {
+        ConfigError::InvalidUrl(Endpoint::Token) | ConfigError::SchemeMismatch(Endpoint::Token) => {
+            format!(
+                "--token-url {}: {e}",
+                args.token_url.as_deref().unwrap_or_default()
+            )
+        }
         ConfigError::InvalidUrl(_) | ConfigError::SchemeMismatch(_) => format!("--url {}: {e}", args.url),
         ConfigError::EmptyCa | ConfigError::InvalidCa | ConfigError::UnsupportedCa => format!("--ca: {e}"),
+        // The refresh form holds the escaped client_id next to the longest refresh token.
+        ConfigError::BufferTooSmall {
+            lane: Endpoint::Token,
+            buffer: BufferKind::Tx,
+            ..
+        } => "--client-id is too long for the refresh lane's request buffer".to_string(),
         other => other.to_string(),
     })?;
     Ok(Plan {
         driver,
         credentials,
+        refreshes,
         args,
     })
 }
@@ -253,6 +367,7 @@ async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
     let Plan {
         driver,
         credentials,
+        refreshes,
         args,
     } = plan(args)?;
     if args.dry_run {
@@ -280,15 +395,36 @@ async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
         let _ = writeln!(out, "{line}");
     };
     // The gate decides within the first attempt's timeout plus the budget (R5); the outer
-    // bound only guards against a bug, and then counts as failed closed.
-    let bound = embassy_time::Duration::from_micros(
-        to_core(args.timing().decision_bound(Duration::from_secs(5))).as_micros(),
-    );
-    let watched = embassy_time::with_timeout(bound, until_verdict(&LINK, |e| print(&mut out, e))).await;
+    // bound only guards against a bug, and then counts as failed closed. Each refresh waited
+    // for adds its own bound: R11's retry floor (5 s at most) and a check of the new token.
+    let per_refresh = args.timing().decision_bound(Duration::from_secs(5));
+    let bound = args
+        .timing()
+        .decision_bound(Duration::from_secs(5))
+        .saturating_add(per_refresh.saturating_mul(u32::from(refreshes)));
+    let bound = embassy_time::Duration::from_micros(to_core(bound).as_micros());
+    let watched = if refreshes == 0 {
+        embassy_time::with_timeout(bound, until_verdict(&LINK, |e| print(&mut out, e))).await
+    } else {
+        embassy_time::with_timeout(bound, until_refreshes(&LINK, refreshes, |e| print(&mut out, e))).await
+    }
+    .map(|r| r.map(|(v, s)| (Some(v), s)));
     let (verdict, snapshot) = match watched {
-        Ok(Ok((v, s))) => (Some(v), s),
+        Ok(Ok((v, s))) => (v, s),
         Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => (None, LINK.snapshot().unwrap_or_default()),
+        // A check without a verdict by the bound is a bug and counts as failed closed.
+        Err(_) if refreshes == 0 => (None, LINK.snapshot().unwrap_or_default()),
+        // Fewer refreshes ended than asked for (the server handed out long-lived tokens, so no
+        // further refresh came due): the access verdict still stands.
+        Err(_) => {
+            let s = LINK.snapshot().unwrap_or_default();
+            eprintln!(
+                "accessgate-embassy: fewer than {refreshes} token refreshes ended within the run's bound \
+                 ({} started)",
+                s.counters.refreshes
+            );
+            (Verdict::of(&s.status), s)
+        }
     };
     let code = verdict.map_or(Verdict::FailedClosed.exit_code(), Verdict::exit_code);
     let mut line = String::new();

@@ -16,7 +16,7 @@ const NOWHERE: &str = "http://127.0.0.1:1/api/code/invites/check-access/";
 const CASES: usize = 240;
 const REAL_EVERY: usize = 6;
 
-const CHECK_FLAGS: [(&str, Kind); 13] = [
+const CHECK_FLAGS: [(&str, Kind); 18] = [
     ("--url", Kind::Url),
     ("--token", Kind::Text),
     ("--ca", Kind::CaPath),
@@ -30,6 +30,12 @@ const CHECK_FLAGS: [(&str, Kind); 13] = [
     ("--json", Kind::Switch),
     ("--quiet", Kind::Switch),
     ("--color", Kind::Color),
+    // The refresh lane (device only).
+    ("--token-url", Kind::Url),
+    ("--refresh-token", Kind::Text),
+    ("--client-id", Kind::Text),
+    ("--expires-in", Kind::Duration),
+    ("--refreshes", Kind::Number),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,4 +92,75 @@ async fn check_flags_run_or_name_the_flag_never_panic() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A change to a flag: `(flag, Some(value))` sets it, `(flag, None)` leaves it out.
+type FlagChange<'a> = (&'a str, Option<&'a str>);
+
+/// A `check --dry-run` command line with the refresh lane, `changes` applied to its flags.
+fn refresh_command(changes: &[FlagChange<'_>]) -> Vec<String> {
+    let mut flags: Vec<(&str, Option<&str>)> = vec![
+        ("--url", Some(NOWHERE)),
+        ("--token", Some("at_1")),
+        ("--token-url", Some("http://127.0.0.1:1/oauth/token")),
+        ("--refresh-token", Some("rt_1")),
+        ("--expires-in", Some("30s")),
+    ];
+    for &(flag, value) in changes {
+        match flags.iter_mut().find(|(f, _)| *f == flag) {
+            Some(slot) => slot.1 = value,
+            None => flags.push((flag, value)),
+        }
+    }
+    let mut args = vec!["check".to_string(), "--dry-run".to_string()];
+    for (flag, value) in flags {
+        if let Some(v) = value {
+            args.push(flag.to_string());
+            args.push(v.to_string());
+        }
+    }
+    args
+}
+
+/// The refresh-lane flags: each refusal is a usage error (64) naming the flag, before anything
+/// is sent (`--dry-run` would exit 0 otherwise).
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_flags_are_refused_naming_the_flag() {
+    let long_id = "x".repeat(100);
+    let rows: [(&[FlagChange<'_>], &str); 10] = [
+        (&[("--refresh-token", None)], "--refresh-token"),
+        (&[("--token-url", None), ("--expires-in", None)], "--token-url"),
+        (&[("--expires-in", None)], "--expires-in"),
+        (&[("--token-url", Some("127.0.0.1:1/oauth/token"))], "--token-url"),
+        // R14: one transport for both endpoints; the refresh token never takes plain HTTP
+        // next to an https check (and the other way round).
+        (
+            &[("--token-url", Some("https://127.0.0.1:1/oauth/token"))],
+            "--token-url",
+        ),
+        (&[("--refresh-token", Some("rt 1"))], "--refresh-token"),
+        (&[("--refreshes", Some("9"))], "--refreshes"),
+        (&[("--refreshes", Some("0"))], "--refreshes"),
+        (&[("--client-id", Some(&long_id))], "--client-id"),
+        // Due only after the run would stop waiting for it (10 s + 120 s by default).
+        (&[("--expires-in", Some("1h"))], "--expires-in"),
+    ];
+    for (changes, named) in rows {
+        let args = refresh_command(changes);
+        match run(BIN, &args, Duration::from_secs(10)).await {
+            Ending::Exit(64, err) => assert!(err.contains(named), "{changes:?}: names {named}: {err}"),
+            Ending::Exit(code, err) => panic!("{changes:?}: exit {code}, want 64 naming {named}: {err}"),
+            Ending::Running => panic!("{changes:?}: still running after 10 s"),
+        }
+    }
+    let valid = refresh_command(&[
+        ("--client-id", Some("kiosk 1")),
+        ("--refreshes", Some("8")),
+        ("--expires-in", Some("3m")),
+    ]);
+    match run(BIN, &valid, Duration::from_secs(10)).await {
+        Ending::Exit(0, _) => {}
+        Ending::Exit(code, err) => panic!("valid refresh flags: exit {code}: {err}"),
+        Ending::Running => panic!("valid refresh flags: --dry-run still running after 10 s"),
+    }
 }

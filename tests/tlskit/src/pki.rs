@@ -132,7 +132,8 @@ impl Case {
                 let root = Ca::new("accessgate test root", p256, BasicConstraints::Unconstrained)?;
                 let mid = root.sub_ca("accessgate test intermediate", p256)?;
                 let (leaf, key) = leaf(p256, &mid.issuer(), |_| {})?;
-                Ok(Scenario::new(self, vec![leaf, mid.der.clone()], key, root.pem))
+                let peer = peer(p256, &root)?;
+                Ok(Scenario::new(self, vec![leaf, mid.der.clone()], key, root.pem).with_peer(peer))
             }
             Case::EndEntityAsIntermediate => {
                 let root = Ca::new("accessgate test root", p256, BasicConstraints::Unconstrained)?;
@@ -143,13 +144,16 @@ impl Case {
                 ee.distinguished_name = cn("accessgate end entity");
                 let ee_der = ee.signed_by(&ee_key, &root.issuer())?.der().to_vec();
                 let (leaf, key) = leaf(p256, &Issuer::from_params(&ee, &ee_key), |_| {})?;
-                Ok(Scenario::new(self, vec![leaf, ee_der], key, root.pem))
+                let peer = peer(p256, &root)?;
+                Ok(Scenario::new(self, vec![leaf, ee_der], key, root.pem).with_peer(peer))
             }
             Case::UntrustedCa => {
                 let signer = Ca::new(CA_CN, p256, BasicConstraints::Constrained(0))?;
                 let trusted = Ca::new(CA_CN, p256, BasicConstraints::Constrained(0))?;
                 let (leaf, key) = leaf(p256, &signer.issuer(), |_| {})?;
-                Ok(Scenario::new(self, vec![leaf], key, trusted.pem))
+                // The peer is issued by the CA the client trusts, not by the impostor.
+                let peer = peer(p256, &trusted)?;
+                Ok(Scenario::new(self, vec![leaf], key, trusted.pem).with_peer(peer))
             }
             Case::SelfSignedPinned => {
                 // What `openssl req -x509 -subj /CN=localhost -addext subjectAltName=DNS:localhost`
@@ -174,7 +178,8 @@ impl Case {
                 let (leaf, key) = leaf(p256, &Issuer::from_params(&ca.params, &forger), |leaf| {
                     leaf.use_authority_key_identifier_extension = false;
                 })?;
-                Ok(Scenario::new(self, vec![leaf], key, ca.pem))
+                let peer = peer(p256, &ca)?;
+                Ok(Scenario::new(self, vec![leaf], key, ca.pem).with_peer(peer))
             }
         }
     }
@@ -212,6 +217,11 @@ pub struct Scenario {
     pub trust_pem: String,
     /// The host the client connects to.
     pub host: Host,
+    /// A well-formed server certificate for `localhost` (and its key) issued under the anchor
+    /// the client trusts in this case, whatever the case breaks: a healthy server next to
+    /// this case's server for one client, which (like a device) has a single trust anchor for
+    /// all its endpoints. `None` for [`Case::SelfSignedPinned`]: a pin trusts one certificate.
+    pub trusted_peer: Option<TlsIdentity>,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -232,7 +242,13 @@ impl Scenario {
             key_pkcs8,
             trust_pem,
             host: Host::Localhost,
+            trusted_peer: None,
         }
+    }
+
+    fn with_peer(mut self, peer: TlsIdentity) -> Self {
+        self.trusted_peer = Some(peer);
+        self
     }
 
     /// What the reference backend serves for this case.
@@ -374,7 +390,17 @@ fn issued(
     };
     let ca = Ca::new(CA_CN, ca_alg, constraints)?;
     let (leaf, key) = leaf(leaf_alg, &ca.issuer(), tweak)?;
-    Ok(Scenario::new(case, vec![leaf], key, ca.pem))
+    let peer = peer(leaf_alg, &ca)?;
+    Ok(Scenario::new(case, vec![leaf], key, ca.pem).with_peer(peer))
+}
+
+/// A well-formed `localhost` leaf issued by `ca`, as a server identity ([`Scenario::trusted_peer`]).
+fn peer(alg: &'static SignatureAlgorithm, ca: &Ca) -> Result<TlsIdentity, rcgen::Error> {
+    let (leaf, key) = leaf(alg, &ca.issuer(), |_| {})?;
+    Ok(TlsIdentity {
+        chain_der: vec![leaf],
+        key_pkcs8_der: key,
+    })
 }
 
 #[cfg(test)]
@@ -389,6 +415,16 @@ mod tests {
             assert!(s.trust_pem.starts_with("-----BEGIN CERTIFICATE-----"), "{case:?}");
             let two_level = matches!(case, Case::ViaIntermediate | Case::EndEntityAsIntermediate);
             assert_eq!(s.chain.len(), if two_level { 2 } else { 1 }, "{case:?}");
+            let peer = s.trusted_peer.as_ref().map(|p| p.chain_der.len());
+            let want = if case == Case::SelfSignedPinned {
+                None
+            } else {
+                Some(1)
+            };
+            assert_eq!(
+                peer, want,
+                "{case:?}: a trusted peer exists unless the anchor is a pin"
+            );
         }
     }
 }
