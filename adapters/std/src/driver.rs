@@ -311,8 +311,8 @@ impl Shared {
     }
 
     /// Closes the gate: pending callers get `Closed` (their replies are dropped), requests in
-    /// flight are aborted wherever they run, snapshot subscribers see the channel closed, and
-    /// the driver stops. The session is not logged out. Idempotent.
+    /// flight are aborted wherever they run, snapshot and event receivers see their channel
+    /// closed, and the driver stops. The session is not logged out. Idempotent.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
@@ -325,8 +325,20 @@ impl Shared {
             .for_each(|(_, h)| h.abort());
         let last = *state.snapshot.borrow();
         state.snapshot = watch::Sender::new(last);
+        // Event receivers see `Closed` after what was sent, as snapshot subscribers do.
+        state.events = broadcast::Sender::new(1);
         drop(state);
         self.wake.notify_one();
+    }
+
+    /// A receiver of the events from now on; once closed, one that says so at once.
+    pub(crate) fn events(&self) -> broadcast::Receiver<TimedEvent> {
+        let mut state = self.lock();
+        state.listened = true;
+        match state.closed {
+            false => state.events.subscribe(),
+            true => broadcast::channel(1).1,
+        }
     }
 
     /// Waits until the driver task has stopped.

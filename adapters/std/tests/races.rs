@@ -1,0 +1,786 @@
+//! A hostile review of the adapter's concurrency (src/driver.rs): callers that go away at every
+//! await point, sessions replaced or logged out under a caller's own check, shutdowns and
+//! dropped runtimes with everything pending, and more token callers than the waiter table
+//! holds. Real loopback HTTP against the reference backend; every test runs on the
+//! current-thread and on the multi-thread runtime, and is bounded in time (a hang fails).
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration as StdDuration;
+
+use accessgate::{Access, Cause, Event, SessionEvent};
+use accessgate_backend::{Endpoint, Fault};
+use accessgate_std::{
+    AccessGate, GateClientConfig, GateError, Snapshot, TokenError, Tokens, MAX_TOKEN_WAITERS,
+};
+use common::*;
+use tokio::sync::broadcast;
+use tokio::time::Instant as TokioInstant;
+
+/// Each test body runs twice: on a current-thread runtime and on a two-worker multi-thread
+/// runtime, under a 10 s bound.
+macro_rules! flavours {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "current_thread")]
+            async fn current_thread() {
+                within(StdDuration::from_secs(10), $body()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn multi_thread() {
+                within(StdDuration::from_secs(10), $body()).await;
+            }
+        }
+    };
+}
+
+/// `f`, or a failed test if it takes longer than `bound`.
+async fn within<T>(bound: StdDuration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(bound, f)
+        .await
+        .unwrap_or_else(|_| panic!("exceeded its {bound:?} bound (a hang)"))
+}
+
+/// Polls the inner future until it has returned `Pending` `limit` times, then drops it:
+/// `None` if dropped, `Some(output)` if it finished first. Sweeping `limit` from 1 drops a call
+/// at each of its await points in turn.
+struct DropAfter<F: Future> {
+    inner: Option<Pin<Box<F>>>,
+    pending: usize,
+    limit: usize,
+}
+
+fn drop_after<F: Future>(inner: F, limit: usize) -> DropAfter<F> {
+    DropAfter {
+        inner: Some(Box::pin(inner)),
+        pending: 0,
+        limit,
+    }
+}
+
+impl<F: Future> Future for DropAfter<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(out) = inner.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        self.pending += 1;
+        if self.pending >= self.limit {
+            self.inner = None; // dropped here, mid-call
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
+
+fn no_rate_limit(c: &mut GateClientConfig) {
+    c.session.gate.min_recheck_interval = accessgate::Duration::ZERO;
+}
+
+/// Waits until no attempt is in flight and `attempts` check attempts were started.
+async fn settled(h: &Harness, attempts: u32) -> Snapshot {
+    h.wait_for(StdDuration::from_secs(2), |s| {
+        s.counters.attempts == attempts && s.status.attempt_in_flight.is_none()
+    })
+    .await
+}
+
+/// After a caller went away: its attempt still reached the session (the answer, not a
+/// timeout), nothing is in flight, access is the backend's answer, and the backend saw
+/// exactly the attempts the session counted.
+async fn assert_answered(h: &Harness, before: Snapshot, allowed: bool, what: &str) {
+    let s = settled(h, before.counters.attempts + 1).await;
+    let want = if allowed { Access::Granted } else { Access::Denied };
+    assert_eq!(s.status.access, want, "{what}: {s:?}");
+    assert_eq!(
+        (
+            s.counters.grants - before.counters.grants,
+            s.counters.denials - before.counters.denials
+        ),
+        (u32::from(allowed), u32::from(!allowed)),
+        "{what}: the answer reached the session once"
+    );
+    assert_eq!(
+        s.counters.transient_total(),
+        0,
+        "{what}: nothing timed out or failed"
+    );
+    assert_eq!(s.counters.stale_dropped, 0, "{what}");
+    assert_eq!(
+        h.control.counts().endpoint_total(Endpoint::Check),
+        u64::from(s.counters.attempts),
+        "{what}: one request per attempt"
+    );
+}
+
+// ---- 1. callers that go away at every await point -------------------------------------------
+
+/// R10 + R4: a `recheck()` dropped after its k-th pending poll, for every k until one call
+/// finishes, then dropped by timeouts from 0 ms to past the answer: each time the session gets
+/// the backend's answer (access flips with it), nothing stays in flight, nothing times out.
+async fn recheck_dropped_at_every_await_point_still_answers() {
+    let h = Harness::with(Scheme::Http, no_rate_limit).await;
+    assert_eq!(h.sign_in().await.access, Access::Granted);
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(40));
+    let mut finished = false;
+    for limit in 1..=40 {
+        let allowed = limit % 2 == 0;
+        h.control.set_access(USER, allowed);
+        let before = h.gate.snapshot();
+        match drop_after(h.gate.recheck(), limit).await {
+            None => assert_answered(&h, before, allowed, &format!("dropped at poll {limit}")).await,
+            Some(done) => {
+                done.expect("recheck");
+                assert_answered(&h, before, allowed, "awaited to the end").await;
+                finished = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        finished,
+        "some call must finish: the sweep covered every await point"
+    );
+    for (i, ms) in [0u64, 1, 2, 5, 10, 20, 30, 39, 41, 60].into_iter().enumerate() {
+        let allowed = i % 2 == 1;
+        h.control.set_access(USER, allowed);
+        let before = h.gate.snapshot();
+        let r = tokio::time::timeout(StdDuration::from_millis(ms), h.gate.recheck()).await;
+        if let Ok(done) = r {
+            done.expect("recheck");
+        }
+        assert_answered(&h, before, allowed, &format!("timeout {ms} ms")).await;
+    }
+}
+flavours!(
+    recheck_dropped_at_every_await_point_still_answers,
+    recheck_dropped_at_every_await_point_still_answers
+);
+
+/// R3 + R10: a `sign_in()` dropped at each of its await points: the new session's first check
+/// still settles with the backend's answer, and the session is signed in.
+async fn sign_in_dropped_at_every_await_point_still_settles() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(40));
+    let mut finished = false;
+    for limit in 1..=40 {
+        let allowed = limit % 2 == 1;
+        h.control.set_access(USER, allowed);
+        let before = h.gate.snapshot();
+        let call = h.gate.sign_in(h.tokens(StdDuration::from_secs(3600)));
+        let done = drop_after(call, limit).await;
+        assert_answered(&h, before, allowed, &format!("sign_in dropped at poll {limit}")).await;
+        assert!(h.gate.status().signed_in);
+        if let Some(done) = done {
+            let want = if allowed { Access::Granted } else { Access::Denied };
+            assert_eq!(done.expect("sign_in").access, want);
+            finished = true;
+            break;
+        }
+    }
+    assert!(
+        finished,
+        "some call must finish: the sweep covered every await point"
+    );
+}
+flavours!(
+    sign_in_dropped_at_every_await_point_still_settles,
+    sign_in_dropped_at_every_await_point_still_settles
+);
+
+/// R3 + R11: a sign-in whose token is inside the refresh skew refreshes at once; the refresh
+/// lands while the caller's own check runs, so the caller moves on to await the refreshed
+/// token's check. Dropped at every await point of that path, the session still ends up
+/// signed in with the new token checked: one refresh, two attempts, nothing in flight.
+async fn sign_in_dropped_while_the_refreshed_token_is_checked() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(60));
+    h.control
+        .set_latency(Endpoint::Token, StdDuration::from_millis(10));
+    let mut finished = false;
+    for limit in 1..=40 {
+        let pair = h.control.issue_token(USER, StdDuration::from_secs(3600));
+        let tokens = Tokens::new(
+            pair.access_token,
+            pair.refresh_token,
+            StdDuration::from_millis(800),
+        );
+        let before = h.gate.snapshot();
+        let done = drop_after(h.gate.sign_in(tokens), limit).await;
+        let s = h
+            .wait_for(StdDuration::from_secs(2), |s| {
+                s.counters.refreshes == before.counters.refreshes + 1
+                    && !s.refresh_in_flight
+                    && s.status.attempt_in_flight.is_none()
+                    && s.counters.grants > before.counters.grants
+            })
+            .await;
+        assert!(
+            s.status.signed_in && s.status.access == Access::Granted,
+            "poll {limit}: {s:?}"
+        );
+        assert_eq!(
+            s.counters.attempts - before.counters.attempts,
+            2,
+            "poll {limit}: {s:?}"
+        );
+        assert_eq!(
+            (s.counters.transient_total(), s.counters.stale_dropped),
+            (0, 0),
+            "{s:?}"
+        );
+        // The refreshed token is the one handed out, at once.
+        let token = h.gate.access_token().await.expect("token");
+        assert_ne!(token, h.tokens.access_token);
+        if let Some(done) = done {
+            assert_eq!(done.expect("sign_in").access, Access::Granted);
+            finished = true;
+            break;
+        }
+    }
+    assert!(
+        finished,
+        "some call must finish: the sweep covered every await point"
+    );
+}
+flavours!(
+    sign_in_dropped_while_the_refreshed_token_is_checked,
+    sign_in_dropped_while_the_refreshed_token_is_checked
+);
+
+/// R4: a caller that keeps its `sign_in()` future but stops polling it (a stalled task) does
+/// not stall the session: the session times the attempt out and a retry in the background
+/// answers; the caller, polled again, returns at once with the settled status.
+async fn unpolled_sign_in_times_out_and_the_retry_answers() {
+    let h = Harness::new(Scheme::Http).await;
+    let mut call = Box::pin(h.gate.sign_in(h.tokens(StdDuration::from_secs(3600))));
+    assert!(
+        futures_poll_once(call.as_mut()).await.is_none(),
+        "pending after one poll"
+    );
+    // Never polled for longer than the attempt timeout (300 ms) plus the first retry (≤ 200 ms).
+    let s = h
+        .wait_for(StdDuration::from_secs(2), |s| s.status.access == Access::Granted)
+        .await;
+    assert_eq!(
+        s.counters.transient_of(accessgate::TransientClass::Timeout),
+        1,
+        "{s:?}"
+    );
+    assert_eq!(s.counters.attempts, 2, "{s:?}");
+    let status = within(StdDuration::from_millis(200), call)
+        .await
+        .expect("sign_in");
+    assert_eq!(status.access, Access::Granted);
+}
+flavours!(
+    unpolled_sign_in_times_out_and_the_retry_answers,
+    unpolled_sign_in_times_out_and_the_retry_answers
+);
+
+/// Polls `f` once: `Some` if it finished.
+async fn futures_poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
+    let mut f = Some(f);
+    std::future::poll_fn(move |cx| {
+        let inner = f.as_mut().expect("polled once");
+        Poll::Ready(match Pin::new(inner).poll(cx) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+// ---- 2. the session changes under a caller's own check -------------------------------------
+
+/// R10: a logout from another clone while a caller's own check runs: the caller returns at
+/// once (not after the server's answer) with the logged-out status, and the answer it was
+/// waiting for (a revocation) never reaches the session.
+async fn logout_returns_the_inline_caller_and_its_answer_never_counts() {
+    let h = Harness::with(Scheme::Http, no_rate_limit).await;
+    assert_eq!(h.sign_in().await.access, Access::Granted);
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(250));
+    h.control.set_access(USER, false);
+    let gate = h.gate.clone();
+    let caller = tokio::spawn(async move { gate.recheck().await });
+    h.wait_for(StdDuration::from_secs(1), |s| {
+        s.status.attempt_in_flight.is_some()
+    })
+    .await;
+    let t0 = TokioInstant::now();
+    h.gate.clone().logout().await.expect("logout");
+    within(StdDuration::from_millis(150), caller)
+        .await
+        .expect("no panic")
+        .expect("recheck answers after a logout");
+    assert!(t0.elapsed() < StdDuration::from_millis(150), "{:?}", t0.elapsed());
+    tokio::time::sleep(StdDuration::from_millis(350)).await;
+    let s = h.gate.snapshot();
+    assert_eq!(
+        (s.status.access, s.status.signed_in, s.status.cause),
+        (Access::Unknown, false, Some(Cause::LoggedOut))
+    );
+    assert_eq!((s.counters.denials, s.counters.stale_dropped), (0, 0), "{s:?}");
+    assert_eq!(s.status.attempt_in_flight, None);
+}
+flavours!(
+    logout_returns_the_inline_caller_and_its_answer_never_counts,
+    logout_returns_the_inline_caller_and_its_answer_never_counts
+);
+
+/// R10: alice's sign-in runs its check; bob (denied) signs in from another clone at varied
+/// moments, from before alice's answer to after it. Both callers return; bob's session ends
+/// `Denied`, and no grant ever appears once bob's session started (alice's answer, even one
+/// that completed just as bob signed in, never counts for it).
+async fn newer_sign_in_supersedes_the_inline_check_at_any_moment() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(40));
+    let bob = h.control.issue_token("bob", StdDuration::from_secs(3600));
+    h.control.set_access("bob", false);
+    let bob_tokens = || {
+        Tokens::new(
+            bob.access_token.clone(),
+            bob.refresh_token.clone(),
+            StdDuration::from_secs(3600),
+        )
+    };
+    let mut events = h.gate.events();
+    for delay in [0u64, 5, 15, 25, 35, 38, 40, 42, 45, 50, 60] {
+        let gate = h.gate.clone();
+        let alice = h.tokens(StdDuration::from_secs(3600));
+        let first = tokio::spawn(async move { gate.sign_in(alice).await });
+        tokio::time::sleep(StdDuration::from_millis(delay)).await;
+        let second = within(StdDuration::from_secs(1), h.gate.clone().sign_in(bob_tokens()))
+            .await
+            .expect("bob signs in");
+        assert_eq!(second.access, Access::Denied, "delay {delay}");
+        let first = within(StdDuration::from_secs(1), first).await.expect("no panic");
+        let first = first.expect("alice's caller returns");
+        // Either alice's check settled first (her status), or it was superseded: then her
+        // call answers with bob's session's first check.
+        assert!(
+            first.generation.0 < second.generation.0 || first.access == Access::Denied,
+            "delay {delay}: {first:?} vs {second:?}"
+        );
+        let s = settled(&h, h.gate.snapshot().counters.attempts).await;
+        assert_eq!(
+            (s.status.access, s.status.generation),
+            (Access::Denied, second.generation)
+        );
+        // Nothing grants after bob's session's first check started.
+        let mut bob_started = false;
+        while let Ok(e) = events.try_recv() {
+            match e.event {
+                SessionEvent::Gate(Event::CheckStarted { generation, .. })
+                    if generation == second.generation =>
+                {
+                    bob_started = true
+                }
+                SessionEvent::Gate(Event::AccessChanged {
+                    to: Access::Granted, ..
+                }) => {
+                    assert!(!bob_started, "delay {delay}: a grant after bob's session started")
+                }
+                _ => {}
+            }
+        }
+        assert!(bob_started, "delay {delay}");
+    }
+    assert_eq!(h.gate.snapshot().counters.transient_total(), 0);
+}
+flavours!(
+    newer_sign_in_supersedes_the_inline_check_at_any_moment,
+    newer_sign_in_supersedes_the_inline_check_at_any_moment
+);
+
+// ---- 3. shutdown and the last handle with everything pending --------------------------------
+
+/// A sign-in whose first check hangs (run by the caller) while the refresh it started hangs
+/// too, with token waiters, first-check waiters and a snapshot subscriber pending: a shutdown
+/// from another clone answers every one of them `Closed` at once, and afterwards the backend
+/// sees no request at all.
+async fn shutdown_answers_every_pending_call_closed() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control.set_fault(Endpoint::Check, Some(Fault::Hang));
+    h.control.set_fault(Endpoint::Token, Some(Fault::Hang));
+    let gate = h.gate.clone();
+    let tokens = h.tokens(StdDuration::from_millis(800)); // inside the skew: refresh at once
+    let sign_in = tokio::spawn(async move { gate.sign_in(tokens).await });
+    h.wait_for(StdDuration::from_secs(1), |s| {
+        s.status.attempt_in_flight.is_some() && s.refresh_in_flight
+    })
+    .await;
+    let tokens: Vec<_> = (0..8)
+        .map(|_| {
+            let g = h.gate.clone();
+            tokio::spawn(async move { g.access_token().await })
+        })
+        .collect();
+    let firsts: Vec<_> = (0..3)
+        .map(|_| {
+            let g = h.gate.clone();
+            tokio::spawn(async move { g.wait_first_check().await })
+        })
+        .collect();
+    let mut snapshots = h.gate.subscribe();
+    snapshots.borrow_and_update();
+    let subscriber = tokio::spawn(async move { snapshots.changed().await.is_err() });
+    tokio::time::sleep(StdDuration::from_millis(30)).await; // all registered, < attempt timeout
+    let t0 = TokioInstant::now();
+    within(StdDuration::from_millis(200), h.gate.clone().shutdown()).await;
+    let bound = StdDuration::from_millis(200);
+    assert!(matches!(
+        within(bound, sign_in).await.unwrap(),
+        Err(GateError::Closed)
+    ));
+    for t in tokens {
+        assert_eq!(within(bound, t).await.unwrap(), Err(TokenError::Closed));
+    }
+    for f in firsts {
+        assert!(matches!(within(bound, f).await.unwrap(), Err(GateError::Closed)));
+    }
+    assert!(
+        within(bound, subscriber).await.unwrap(),
+        "the subscriber sees the gate closed"
+    );
+    assert!(t0.elapsed() < StdDuration::from_millis(250), "{:?}", t0.elapsed());
+    // No retry, no refresh retry, no timer after the shutdown.
+    let counts = h.control.counts();
+    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    assert_eq!(h.control.counts(), counts, "a request after shutdown");
+    assert!(matches!(h.gate.recheck().await, Err(GateError::Closed)));
+    assert!(matches!(
+        h.gate.sign_in(h.tokens(StdDuration::from_secs(60))).await,
+        Err(GateError::Closed)
+    ));
+    assert!(matches!(h.gate.logout().await, Err(GateError::Closed)));
+    assert!(matches!(h.gate.wait_first_check().await, Err(GateError::Closed)));
+    assert_eq!(h.gate.access_token().await, Err(TokenError::Closed));
+}
+flavours!(
+    shutdown_answers_every_pending_call_closed,
+    shutdown_answers_every_pending_call_closed
+);
+
+/// Background retries (503s) and refresh retries (503s) running, a caller's `recheck()`
+/// returning at once beside them: a shutdown stops them all; the backend's counters stop.
+async fn shutdown_stops_background_retries_and_refreshes() {
+    let h = Harness::new(Scheme::Http).await;
+    let unavailable = Some(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
+    h.control.set_fault(Endpoint::Check, unavailable.clone());
+    h.control.set_fault(Endpoint::Token, unavailable);
+    let status = h
+        .gate
+        .sign_in(h.tokens(StdDuration::from_millis(800)))
+        .await
+        .unwrap();
+    assert_eq!(
+        status.access,
+        Access::Unknown,
+        "a transient failure answers sign_in (R3)"
+    );
+    // Retries and refresh retries are running: the counters grow.
+    within(StdDuration::from_secs(2), async {
+        while h.control.counts().endpoint_total(Endpoint::Check) < 3
+            || h.control.counts().endpoint_total(Endpoint::Token) < 2
+        {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+    })
+    .await;
+    within(StdDuration::from_millis(200), h.gate.shutdown()).await;
+    let counts = h.control.counts();
+    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    assert_eq!(h.control.counts(), counts, "a request after shutdown");
+}
+flavours!(
+    shutdown_stops_background_retries_and_refreshes,
+    shutdown_stops_background_retries_and_refreshes
+);
+
+/// Event receivers are told the gate closed: a receiver waiting in `recv()` when another
+/// clone shuts the gate down gets `Closed` (after the events already sent), and so does one
+/// taken after the shutdown; neither waits forever while a handle lives.
+async fn event_receivers_see_the_gate_closed() {
+    let h = Harness::new(Scheme::Http).await;
+    assert_eq!(h.sign_in().await.access, Access::Granted);
+    let mut rx = h.gate.events();
+    let waiting = tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Err(broadcast::error::RecvError::Closed) => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            }
+        }
+    });
+    tokio::time::sleep(StdDuration::from_millis(20)).await;
+    h.gate.clone().shutdown().await;
+    within(StdDuration::from_millis(500), waiting)
+        .await
+        .expect("no panic");
+    let mut late = h.gate.events();
+    let r = within(StdDuration::from_millis(500), late.recv()).await;
+    assert!(matches!(r, Err(broadcast::error::RecvError::Closed)), "{r:?}");
+}
+flavours!(
+    event_receivers_see_the_gate_closed,
+    event_receivers_see_the_gate_closed
+);
+
+// ---- 4. more token callers than the waiter table holds --------------------------------------
+
+/// R11 + R12: 100 callers ask for a token while the one refresh is slow: the 36 beyond the
+/// table get `WaitersFull` at once (before the refresh lands), the 64 others all get the same
+/// new token, after one refresh.
+async fn excess_token_callers_are_refused_and_the_rest_share_one_refresh() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control
+        .set_latency(Endpoint::Token, StdDuration::from_millis(300));
+    h.gate
+        .sign_in(h.tokens(StdDuration::from_millis(900)))
+        .await
+        .unwrap();
+    let t0 = TokioInstant::now();
+    let n = MAX_TOKEN_WAITERS + 36;
+    let callers: Vec<_> = (0..n)
+        .map(|_| {
+            let g = h.gate.clone();
+            tokio::spawn(async move { (g.access_token().await, TokioInstant::now()) })
+        })
+        .collect();
+    let (mut tokens, mut full) = (Vec::new(), 0);
+    for c in callers {
+        match within(StdDuration::from_secs(2), c).await.unwrap() {
+            (Ok(t), _) => tokens.push(t),
+            (Err(TokenError::WaitersFull), at) => {
+                full += 1;
+                assert!(
+                    at - t0 < StdDuration::from_millis(200),
+                    "refused at once: {:?}",
+                    at - t0
+                );
+            }
+            (Err(e), _) => panic!("{e}"),
+        }
+    }
+    assert_eq!((tokens.len(), full), (MAX_TOKEN_WAITERS, 36));
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "one new token for all");
+    assert_ne!(tokens[0], h.tokens.access_token, "the refreshed token");
+    assert_eq!(
+        h.control.counts().endpoint_total(Endpoint::Token),
+        1,
+        "one refresh (R11)"
+    );
+    assert_eq!(h.gate.access_token().await.as_deref(), Ok(tokens[0].as_str()));
+}
+flavours!(
+    excess_token_callers_are_refused_and_the_rest_share_one_refresh,
+    excess_token_callers_are_refused_and_the_rest_share_one_refresh
+);
+
+/// R12: token callers that give up (a timeout around `access_token()`) keep their slots until
+/// the refresh lands: meanwhile a new caller gets `WaitersFull`, never a hang; once it landed
+/// the slots are free and a caller gets the new token at once.
+async fn abandoned_token_waiters_free_their_slots_when_the_refresh_lands() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control
+        .set_latency(Endpoint::Token, StdDuration::from_millis(300));
+    h.gate
+        .sign_in(h.tokens(StdDuration::from_millis(900)))
+        .await
+        .unwrap();
+    for _ in 0..MAX_TOKEN_WAITERS {
+        let gave_up = tokio::time::timeout(StdDuration::from_millis(1), h.gate.access_token()).await;
+        assert!(gave_up.is_err(), "waits for the refresh");
+    }
+    let r = within(StdDuration::from_millis(100), h.gate.access_token()).await;
+    assert_eq!(r, Err(TokenError::WaitersFull));
+    h.wait_for(StdDuration::from_secs(2), |s| {
+        s.counters.refreshes == 1 && !s.refresh_in_flight && s.status.attempt_in_flight.is_none()
+    })
+    .await;
+    let token = within(StdDuration::from_millis(100), h.gate.access_token()).await;
+    let token = token.expect("a token once the refresh landed");
+    assert_ne!(token, h.tokens.access_token);
+    assert_eq!(h.control.counts().endpoint_total(Endpoint::Token), 1);
+}
+flavours!(
+    abandoned_token_waiters_free_their_slots_when_the_refresh_lands,
+    abandoned_token_waiters_free_their_slots_when_the_refresh_lands
+);
+
+// ---- 5. the gate's runtime goes away ---------------------------------------------------------
+
+/// A runtime of its own on a thread: the gate is spawned on it, then the runtime is dropped
+/// on that thread when told.
+struct OtherRuntime {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OtherRuntime {
+    fn spawn_gate(config: GateClientConfig, multi_thread: bool) -> (OtherRuntime, AccessGate) {
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = if multi_thread {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread().enable_all().build()
+            };
+            let rt = rt.expect("runtime");
+            let gate = rt.block_on(async { AccessGate::spawn(config) });
+            gate_tx.send(gate).expect("test waits");
+            // Drive it until told to stop, then drop it (its tasks with it).
+            rt.block_on(async {
+                while stop_rx.try_recv() == Err(std::sync::mpsc::TryRecvError::Empty) {
+                    tokio::time::sleep(StdDuration::from_millis(2)).await;
+                }
+            });
+            drop(rt);
+        });
+        let gate = gate_rx.recv().expect("gate").expect("gate spawns");
+        let rt = OtherRuntime {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        (rt, gate)
+    }
+
+    /// Drops the runtime, and waits (off the async runtime) until it is gone.
+    async fn drop_runtime(mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let thread = self.thread.take().expect("once");
+        tokio::task::spawn_blocking(move || thread.join().expect("no panic on the runtime thread"))
+            .await
+            .expect("joined");
+    }
+}
+
+async fn gate_on_a_dropped_runtime_answers_closed(multi_thread: bool) {
+    let backend = backend(Scheme::Http).await;
+    let control = backend.control();
+    let pair = control.issue_token(USER, StdDuration::from_secs(3600));
+    let mut cfg = config_for(&backend, Scheme::Http);
+    no_rate_limit(&mut cfg);
+    let (other, gate) = OtherRuntime::spawn_gate(cfg, multi_thread);
+    let tokens = |secs: f64| {
+        Tokens::new(
+            pair.access_token.clone(),
+            pair.refresh_token.clone(),
+            StdDuration::from_secs_f64(secs),
+        )
+    };
+    // Works from this runtime while the other one lives; the refresh runs there and hangs.
+    control.set_fault(Endpoint::Token, Some(Fault::Hang));
+    let status = within(StdDuration::from_secs(2), gate.sign_in(tokens(0.8)))
+        .await
+        .unwrap();
+    assert_eq!(status.access, Access::Granted);
+    control.set_fault(Endpoint::Check, Some(Fault::Hang));
+    let g = gate.clone();
+    let recheck = tokio::spawn(async move { g.recheck().await });
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let g = gate.clone();
+            tokio::spawn(async move { g.access_token().await })
+        })
+        .collect();
+    let mut snapshots = gate.subscribe();
+    snapshots.borrow_and_update();
+    tokio::time::sleep(StdDuration::from_millis(30)).await; // < the attempt timeout
+    assert!(gate.snapshot().status.attempt_in_flight.is_some() && gate.snapshot().refresh_in_flight);
+    other.drop_runtime().await;
+    let bound = StdDuration::from_millis(300);
+    assert!(matches!(
+        within(bound, recheck).await.unwrap(),
+        Err(GateError::Closed)
+    ));
+    for w in waiters {
+        assert_eq!(within(bound, w).await.unwrap(), Err(TokenError::Closed));
+    }
+    // Subscribers see the channel closed (after any change they had not seen yet).
+    within(bound, async { while snapshots.changed().await.is_ok() {} }).await;
+    control.clear_all();
+    assert!(matches!(
+        within(bound, gate.sign_in(tokens(60.0))).await,
+        Err(GateError::Closed)
+    ));
+    assert!(matches!(
+        within(bound, gate.recheck()).await,
+        Err(GateError::Closed)
+    ));
+    assert!(matches!(
+        within(bound, gate.wait_first_check()).await,
+        Err(GateError::Closed)
+    ));
+    assert!(matches!(
+        within(bound, gate.logout()).await,
+        Err(GateError::Closed)
+    ));
+    assert_eq!(within(bound, gate.access_token()).await, Err(TokenError::Closed));
+    within(bound, gate.shutdown()).await;
+}
+
+async fn gate_on_a_dropped_current_thread_runtime_answers_closed() {
+    gate_on_a_dropped_runtime_answers_closed(false).await;
+}
+flavours!(
+    gate_on_a_dropped_current_thread_runtime_answers_closed,
+    gate_on_a_dropped_current_thread_runtime_answers_closed
+);
+
+async fn gate_on_a_dropped_multi_thread_runtime_answers_closed() {
+    gate_on_a_dropped_runtime_answers_closed(true).await;
+}
+flavours!(
+    gate_on_a_dropped_multi_thread_runtime_answers_closed,
+    gate_on_a_dropped_multi_thread_runtime_answers_closed
+);
+
+// ---- other races ----------------------------------------------------------------------------
+
+/// R4: after an idle stretch (the driver's timer armed for the refresh, an hour out), a check
+/// that hangs is timed out at the attempt timeout: the caller's drain moved the next timeout
+/// earlier and woke the driver.
+async fn driver_wakes_for_an_earlier_timeout_after_idling() {
+    let h = Harness::with(Scheme::Http, no_rate_limit).await;
+    assert_eq!(h.sign_in().await.access, Access::Granted);
+    tokio::time::sleep(StdDuration::from_millis(100)).await;
+    h.control.set_fault(Endpoint::Check, Some(Fault::Hang));
+    let t0 = TokioInstant::now();
+    within(StdDuration::from_secs(1), h.gate.recheck())
+        .await
+        .expect("recheck");
+    let took = t0.elapsed();
+    assert!(
+        (ATTEMPT_TIMEOUT..ATTEMPT_TIMEOUT + StdDuration::from_millis(150)).contains(&took),
+        "timed out after {took:?}"
+    );
+    let s = h.gate.snapshot();
+    assert_eq!(s.counters.transient_of(accessgate::TransientClass::Timeout), 1);
+    assert_eq!(s.status.access, Access::Granted, "a timeout is transient (R4)");
+}
+flavours!(
+    driver_wakes_for_an_earlier_timeout_after_idling,
+    driver_wakes_for_an_earlier_timeout_after_idling
+);
