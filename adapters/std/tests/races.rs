@@ -765,7 +765,8 @@ flavours!(
 async fn driver_wakes_for_an_earlier_timeout_after_idling() {
     let h = Harness::with(Scheme::Http, no_rate_limit).await;
     assert_eq!(h.sign_in().await.access, Access::Granted);
-    tokio::time::sleep(StdDuration::from_millis(100)).await;
+    // Past every timer of the sign-in's check: the driver's next one is the refresh.
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
     h.control.set_fault(Endpoint::Check, Some(Fault::Hang));
     let t0 = TokioInstant::now();
     within(StdDuration::from_secs(1), h.gate.recheck())
@@ -783,4 +784,153 @@ async fn driver_wakes_for_an_earlier_timeout_after_idling() {
 flavours!(
     driver_wakes_for_an_earlier_timeout_after_idling,
     driver_wakes_for_an_earlier_timeout_after_idling
+);
+
+/// The reference backend on a runtime of its own (a thread), so that the test's runtime
+/// holds only the gate's tasks and its HTTP client's.
+struct BackendThread {
+    url: String,
+    control: accessgate_backend::Control,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackendThread {
+    fn start() -> BackendThread {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            rt.expect("runtime").block_on(async move {
+                let b = backend(Scheme::Http).await;
+                tx.send((b.http_url(), b.control())).expect("test waits");
+                let _ = stopped.await;
+                b.shutdown().await;
+            });
+        });
+        let (url, control) = rx.recv().expect("backend starts");
+        BackendThread {
+            url,
+            control,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn config(&self) -> GateClientConfig {
+        let mut c = GateClientConfig::new(&self.url);
+        c.session = fast_session();
+        c.system_roots = false;
+        c.proxy_from_env = false;
+        c.seed = Some(0x5eed);
+        c
+    }
+}
+
+impl Drop for BackendThread {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(std::thread::JoinHandle::join);
+    }
+}
+
+/// Dropping the last handle while a background retry hangs and refresh retries run closes
+/// the gate: the runtime gets back to the tasks it had before the gate (driver, requests and
+/// the HTTP client's connections all gone), and the backend sees no request afterwards.
+async fn dropping_the_last_handle_stops_every_task() {
+    let backend = tokio::task::spawn_blocking(BackendThread::start).await.unwrap();
+    let control = backend.control.clone();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let pair = control.issue_token(USER, StdDuration::from_secs(3600));
+    let gate = AccessGate::spawn(backend.config()).expect("gate spawns");
+    let unavailable = Some(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
+    control.set_fault(Endpoint::Check, unavailable.clone());
+    control.set_fault(Endpoint::Token, unavailable);
+    let tokens = Tokens::new(
+        pair.access_token,
+        pair.refresh_token,
+        StdDuration::from_millis(800),
+    );
+    assert_eq!(gate.sign_in(tokens).await.unwrap().access, Access::Unknown);
+    control.set_fault(Endpoint::Check, Some(Fault::Hang));
+    within(StdDuration::from_secs(2), async {
+        while control.counts().get(Endpoint::Check, 0) == 0
+            || control.counts().endpoint_total(Endpoint::Token) < 2
+        {
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        gate.snapshot().status.attempt_in_flight.is_some(),
+        "a retry hangs"
+    );
+    assert!(metrics.num_alive_tasks() > baseline);
+    drop(gate);
+    within(StdDuration::from_secs(2), async {
+        while metrics.num_alive_tasks() > baseline {
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let counts = control.counts();
+    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    assert_eq!(control.counts(), counts, "a request after the last handle went");
+    assert_eq!(metrics.num_alive_tasks(), baseline);
+    tokio::task::spawn_blocking(move || drop(backend)).await.unwrap();
+}
+flavours!(
+    dropping_the_last_handle_stops_every_task,
+    dropping_the_last_handle_stops_every_task
+);
+
+/// A handle taken from a [`accessgate_std::BlockingAccessGate`] outlives it: dropping the
+/// blocking gate stops its runtime (in the background), and the async handle, used from
+/// another runtime, then answers `Closed`; no call hangs on the way.
+async fn handle_outliving_a_blocking_gate_answers_closed() {
+    let backend = tokio::task::spawn_blocking(BackendThread::start).await.unwrap();
+    let config = backend.config();
+    let blocking = tokio::task::spawn_blocking(move || accessgate_std::BlockingAccessGate::spawn(config))
+        .await
+        .unwrap()
+        .expect("blocking gate spawns");
+    let gate = blocking.handle().clone();
+    let pair = backend.control.issue_token(USER, StdDuration::from_secs(3600));
+    let tokens = || {
+        Tokens::new(
+            pair.access_token.clone(),
+            pair.refresh_token.clone(),
+            StdDuration::from_secs(3600),
+        )
+    };
+    let status = within(StdDuration::from_secs(2), gate.sign_in(tokens())).await;
+    assert_eq!(status.unwrap().access, Access::Granted);
+    drop(blocking);
+    // Every call answers within its bound; once the runtime is gone, `Closed`.
+    within(StdDuration::from_secs(2), async {
+        loop {
+            let r = within(StdDuration::from_millis(500), gate.sign_in(tokens())).await;
+            match r {
+                Err(GateError::Closed) => break,
+                Ok(s) => assert_eq!(s.access, Access::Granted),
+                Err(e) => panic!("{e}"),
+            }
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        within(StdDuration::from_millis(200), gate.access_token()).await,
+        Err(TokenError::Closed)
+    );
+    within(StdDuration::from_millis(200), gate.shutdown()).await;
+    tokio::task::spawn_blocking(move || drop(backend)).await.unwrap();
+}
+flavours!(
+    handle_outliving_a_blocking_gate_answers_closed,
+    handle_outliving_a_blocking_gate_answers_closed
 );
