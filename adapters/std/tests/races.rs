@@ -23,16 +23,16 @@ use tokio::time::Instant as TokioInstant;
 /// Each test body runs twice: on a current-thread runtime and on a two-worker multi-thread
 /// runtime, under a 10 s bound.
 macro_rules! flavours {
-    ($name:ident, $body:expr) => {
+    ($name:ident) => {
         mod $name {
             use super::*;
             #[tokio::test(flavor = "current_thread")]
             async fn current_thread() {
-                within(StdDuration::from_secs(10), $body()).await;
+                within(StdDuration::from_secs(10), super::$name()).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn multi_thread() {
-                within(StdDuration::from_secs(10), $body()).await;
+                within(StdDuration::from_secs(10), super::$name()).await;
             }
         }
     };
@@ -161,10 +161,7 @@ async fn recheck_dropped_at_every_await_point_still_answers() {
         assert_answered(&h, before, allowed, &format!("timeout {ms} ms")).await;
     }
 }
-flavours!(
-    recheck_dropped_at_every_await_point_still_answers,
-    recheck_dropped_at_every_await_point_still_answers
-);
+flavours!(recheck_dropped_at_every_await_point_still_answers);
 
 /// R3 + R10: a `sign_in()` dropped at each of its await points: the new session's first check
 /// still settles with the backend's answer, and the session is signed in.
@@ -193,10 +190,7 @@ async fn sign_in_dropped_at_every_await_point_still_settles() {
         "some call must finish: the sweep covered every await point"
     );
 }
-flavours!(
-    sign_in_dropped_at_every_await_point_still_settles,
-    sign_in_dropped_at_every_await_point_still_settles
-);
+flavours!(sign_in_dropped_at_every_await_point_still_settles);
 
 /// R3 + R11: a sign-in whose token is inside the refresh skew refreshes at once; the refresh
 /// lands while the caller's own check runs, so the caller moves on to await the refreshed
@@ -254,10 +248,7 @@ async fn sign_in_dropped_while_the_refreshed_token_is_checked() {
         "some call must finish: the sweep covered every await point"
     );
 }
-flavours!(
-    sign_in_dropped_while_the_refreshed_token_is_checked,
-    sign_in_dropped_while_the_refreshed_token_is_checked
-);
+flavours!(sign_in_dropped_while_the_refreshed_token_is_checked);
 
 /// R4: a caller that keeps its `sign_in()` future but stops polling it (a stalled task) does
 /// not stall the session: the session times the attempt out and a retry in the background
@@ -284,10 +275,7 @@ async fn unpolled_sign_in_times_out_and_the_retry_answers() {
         .expect("sign_in");
     assert_eq!(status.access, Access::Granted);
 }
-flavours!(
-    unpolled_sign_in_times_out_and_the_retry_answers,
-    unpolled_sign_in_times_out_and_the_retry_answers
-);
+flavours!(unpolled_sign_in_times_out_and_the_retry_answers);
 
 /// Polls `f` once: `Some` if it finished.
 async fn futures_poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
@@ -335,10 +323,7 @@ async fn logout_returns_the_inline_caller_and_its_answer_never_counts() {
     assert_eq!((s.counters.denials, s.counters.stale_dropped), (0, 0), "{s:?}");
     assert_eq!(s.status.attempt_in_flight, None);
 }
-flavours!(
-    logout_returns_the_inline_caller_and_its_answer_never_counts,
-    logout_returns_the_inline_caller_and_its_answer_never_counts
-);
+flavours!(logout_returns_the_inline_caller_and_its_answer_never_counts);
 
 /// R10: alice's sign-in runs its check; bob (denied) signs in from another clone at varied
 /// moments, from before alice's answer to after it. Both callers return; bob's session ends
@@ -401,10 +386,7 @@ async fn newer_sign_in_supersedes_the_inline_check_at_any_moment() {
     }
     assert_eq!(h.gate.snapshot().counters.transient_total(), 0);
 }
-flavours!(
-    newer_sign_in_supersedes_the_inline_check_at_any_moment,
-    newer_sign_in_supersedes_the_inline_check_at_any_moment
-);
+flavours!(newer_sign_in_supersedes_the_inline_check_at_any_moment);
 
 // ---- 3. shutdown and the last handle with everything pending --------------------------------
 
@@ -470,10 +452,7 @@ async fn shutdown_answers_every_pending_call_closed() {
     assert!(matches!(h.gate.wait_first_check().await, Err(GateError::Closed)));
     assert_eq!(h.gate.access_token().await, Err(TokenError::Closed));
 }
-flavours!(
-    shutdown_answers_every_pending_call_closed,
-    shutdown_answers_every_pending_call_closed
-);
+flavours!(shutdown_answers_every_pending_call_closed);
 
 /// Background retries (503s) and refresh retries (503s) running, a caller's `recheck()`
 /// returning at once beside them: a shutdown stops them all; the backend's counters stop.
@@ -509,10 +488,7 @@ async fn shutdown_stops_background_retries_and_refreshes() {
     tokio::time::sleep(StdDuration::from_millis(800)).await;
     assert_eq!(h.control.counts(), counts, "a request after shutdown");
 }
-flavours!(
-    shutdown_stops_background_retries_and_refreshes,
-    shutdown_stops_background_retries_and_refreshes
-);
+flavours!(shutdown_stops_background_retries_and_refreshes);
 
 /// Event receivers are told the gate closed: a receiver waiting in `recv()` when another
 /// clone shuts the gate down gets `Closed` (after the events already sent), and so does one
@@ -538,10 +514,7 @@ async fn event_receivers_see_the_gate_closed() {
     let r = within(StdDuration::from_millis(500), late.recv()).await;
     assert!(matches!(r, Err(broadcast::error::RecvError::Closed)), "{r:?}");
 }
-flavours!(
-    event_receivers_see_the_gate_closed,
-    event_receivers_see_the_gate_closed
-);
+flavours!(event_receivers_see_the_gate_closed);
 
 // ---- 4. more token callers than the waiter table holds --------------------------------------
 
@@ -589,10 +562,7 @@ async fn excess_token_callers_are_refused_and_the_rest_share_one_refresh() {
     );
     assert_eq!(h.gate.access_token().await.as_deref(), Ok(tokens[0].as_str()));
 }
-flavours!(
-    excess_token_callers_are_refused_and_the_rest_share_one_refresh,
-    excess_token_callers_are_refused_and_the_rest_share_one_refresh
-);
+flavours!(excess_token_callers_are_refused_and_the_rest_share_one_refresh);
 
 /// R12: token callers that give up (a timeout around `access_token()`) keep their slots until
 /// the refresh lands: meanwhile a new caller gets `WaitersFull`, never a hang; once it landed
@@ -620,10 +590,7 @@ async fn abandoned_token_waiters_free_their_slots_when_the_refresh_lands() {
     assert_ne!(token, h.tokens.access_token);
     assert_eq!(h.control.counts().endpoint_total(Endpoint::Token), 1);
 }
-flavours!(
-    abandoned_token_waiters_free_their_slots_when_the_refresh_lands,
-    abandoned_token_waiters_free_their_slots_when_the_refresh_lands
-);
+flavours!(abandoned_token_waiters_free_their_slots_when_the_refresh_lands);
 
 // ---- 5. the gate's runtime goes away ---------------------------------------------------------
 
@@ -744,18 +711,12 @@ async fn gate_on_a_dropped_runtime_answers_closed(multi_thread: bool) {
 async fn gate_on_a_dropped_current_thread_runtime_answers_closed() {
     gate_on_a_dropped_runtime_answers_closed(false).await;
 }
-flavours!(
-    gate_on_a_dropped_current_thread_runtime_answers_closed,
-    gate_on_a_dropped_current_thread_runtime_answers_closed
-);
+flavours!(gate_on_a_dropped_current_thread_runtime_answers_closed);
 
 async fn gate_on_a_dropped_multi_thread_runtime_answers_closed() {
     gate_on_a_dropped_runtime_answers_closed(true).await;
 }
-flavours!(
-    gate_on_a_dropped_multi_thread_runtime_answers_closed,
-    gate_on_a_dropped_multi_thread_runtime_answers_closed
-);
+flavours!(gate_on_a_dropped_multi_thread_runtime_answers_closed);
 
 // ---- other races ----------------------------------------------------------------------------
 
@@ -781,10 +742,7 @@ async fn driver_wakes_for_an_earlier_timeout_after_idling() {
     assert_eq!(s.counters.transient_of(accessgate::TransientClass::Timeout), 1);
     assert_eq!(s.status.access, Access::Granted, "a timeout is transient (R4)");
 }
-flavours!(
-    driver_wakes_for_an_earlier_timeout_after_idling,
-    driver_wakes_for_an_earlier_timeout_after_idling
-);
+flavours!(driver_wakes_for_an_earlier_timeout_after_idling);
 
 /// The reference backend on a runtime of its own (a thread), so that the test's runtime
 /// holds only the gate's tasks and its HTTP client's.
@@ -883,10 +841,7 @@ async fn dropping_the_last_handle_stops_every_task() {
     assert_eq!(metrics.num_alive_tasks(), baseline);
     tokio::task::spawn_blocking(move || drop(backend)).await.unwrap();
 }
-flavours!(
-    dropping_the_last_handle_stops_every_task,
-    dropping_the_last_handle_stops_every_task
-);
+flavours!(dropping_the_last_handle_stops_every_task);
 
 /// A handle taken from a [`accessgate_std::BlockingAccessGate`] outlives it: dropping the
 /// blocking gate stops its runtime (in the background), and the async handle, used from
@@ -930,7 +885,88 @@ async fn handle_outliving_a_blocking_gate_answers_closed() {
     within(StdDuration::from_millis(200), gate.shutdown()).await;
     tokio::task::spawn_blocking(move || drop(backend)).await.unwrap();
 }
-flavours!(
-    handle_outliving_a_blocking_gate_answers_closed,
-    handle_outliving_a_blocking_gate_answers_closed
-);
+flavours!(handle_outliving_a_blocking_gate_answers_closed);
+
+/// R4 + R10: a caller on a runtime of its own (not the gate's) signs in there, so its check
+/// and the connection it opens live on that runtime; the runtime is dropped mid-check, taking
+/// the caller's task and the connection with it. The gate does not hang on it: the check is
+/// handed to the gate's runtime, the attempt ends (answered, or failed transiently and then
+/// retried) and access is granted; no panic on either runtime.
+async fn caller_runtime_dropped_mid_check_leaves_the_gate_working() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(150));
+    let gate = h.gate.clone();
+    let tokens = h.tokens(StdDuration::from_secs(3600));
+    let caller = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let call = tokio::spawn(async move { gate.sign_in(tokens).await });
+            // The request reaches the server, then the runtime goes, mid-check.
+            tokio::time::sleep(StdDuration::from_millis(60)).await;
+            drop(call); // detached: dropped with the runtime
+        });
+        drop(rt);
+    });
+    tokio::task::spawn_blocking(move || caller.join().expect("no panic"))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.control.counts().endpoint_total(Endpoint::Check),
+        1,
+        "it was mid-check"
+    );
+    let s = h
+        .wait_for(StdDuration::from_secs(2), |s| {
+            s.status.access == Access::Granted && s.status.attempt_in_flight.is_none()
+        })
+        .await;
+    let c = s.counters;
+    assert_eq!((c.grants, c.stale_dropped), (1, 0), "{c:?}");
+    assert_eq!(c.attempts, 1 + c.transient_total(), "{c:?}");
+}
+flavours!(caller_runtime_dropped_mid_check_leaves_the_gate_working);
+
+/// R4 + R10: answers that race the attempt timeout (the backend's delay swept across it):
+/// each check ends exactly once, either answered (a grant) or timed out (then a retry
+/// answers); never both, never a hang, and the late answer of a timed-out attempt never
+/// counts.
+async fn answers_racing_the_attempt_timeout_count_once() {
+    let h = Harness::with(Scheme::Http, no_rate_limit).await;
+    assert_eq!(h.sign_in().await.access, Access::Granted);
+    for delay in [280u64, 290, 295, 298, 300, 302, 305, 310] {
+        let before = h.gate.snapshot().counters;
+        let arrived = h.control.counts().endpoint_total(Endpoint::Check);
+        h.control
+            .set_latency(Endpoint::Check, StdDuration::from_millis(delay));
+        let gate = h.gate.clone();
+        let call = tokio::spawn(async move { gate.recheck().await });
+        within(StdDuration::from_secs(1), async {
+            while h.control.counts().endpoint_total(Endpoint::Check) == arrived {
+                tokio::time::sleep(StdDuration::from_millis(1)).await;
+            }
+        })
+        .await;
+        h.control.set_latency(Endpoint::Check, StdDuration::ZERO); // a retry answers at once
+        within(StdDuration::from_secs(1), call)
+            .await
+            .unwrap()
+            .expect("recheck");
+        let s = h
+            .wait_for(StdDuration::from_secs(2), |s| {
+                s.status.attempt_in_flight.is_none() && s.status.reverifying_until.is_none()
+            })
+            .await;
+        let c = s.counters;
+        let timeouts = c.transient_of(accessgate::TransientClass::Timeout)
+            - before.transient_of(accessgate::TransientClass::Timeout);
+        assert_eq!(c.grants - before.grants, 1, "delay {delay}: {c:?}");
+        assert_eq!(c.attempts - before.attempts, 1 + timeouts, "delay {delay}: {c:?}");
+        assert!(timeouts <= 1 && c.transient_total() - before.transient_total() == timeouts);
+        assert_eq!(s.status.access, Access::Granted);
+    }
+}
+flavours!(answers_racing_the_attempt_timeout_count_once);
