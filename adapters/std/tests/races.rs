@@ -1064,3 +1064,36 @@ async fn random_concurrent_callers_never_hang_and_the_gate_settles() {
     within(StdDuration::from_millis(500), h.gate.shutdown()).await;
 }
 flavours!(random_concurrent_callers_never_hang_and_the_gate_settles);
+
+/// A connection opened by a caller on another runtime outlives its call in the HTTP client's
+/// pool; that runtime is dropped (taking the connection's task with it). The gate's next
+/// checks, from here, do not fail on the dead pooled connection.
+async fn connection_pooled_by_a_dropped_caller_runtime_is_not_reused_dead() {
+    let h = Harness::with(Scheme::Http, no_rate_limit).await;
+    let gate = h.gate.clone();
+    let tokens = h.tokens(StdDuration::from_secs(3600));
+    let caller = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let status = rt.block_on(async move { gate.sign_in(tokens).await });
+        drop(rt);
+        status
+    });
+    let status = tokio::task::spawn_blocking(move || caller.join().expect("no panic"))
+        .await
+        .unwrap();
+    assert_eq!(status.expect("sign_in").access, Access::Granted);
+    for _ in 0..3 {
+        h.recheck().await;
+        let s = settled(&h, h.gate.snapshot().counters.attempts).await;
+        assert_eq!(
+            (s.status.access, s.counters.transient_total()),
+            (Access::Granted, 0),
+            "{:?}",
+            s.status.last_failure
+        );
+    }
+}
+flavours!(connection_pooled_by_a_dropped_caller_runtime_is_not_reused_dead);
