@@ -121,6 +121,19 @@ async fn assert_answered(h: &Harness, before: Snapshot, allowed: bool, what: &st
     );
 }
 
+/// A `recheck()` that returned has handed its answer to the session: the state read right
+/// after it shows the answer (no wait).
+fn assert_read_at_return(h: &Harness, before: Snapshot, allowed: bool) {
+    let s = h.gate.snapshot();
+    let want = if allowed { Access::Granted } else { Access::Denied };
+    assert_eq!(s.counters.attempts, before.counters.attempts + 1, "{s:?}");
+    assert_eq!(
+        (s.status.access, s.status.attempt_in_flight),
+        (want, None),
+        "{s:?}"
+    );
+}
+
 // ---- 1. callers that go away at every await point -------------------------------------------
 
 /// R10 + R4: a `recheck()` dropped after its k-th pending poll, for every k until one call
@@ -140,6 +153,7 @@ async fn recheck_dropped_at_every_await_point_still_answers() {
             None => assert_answered(&h, before, allowed, &format!("dropped at poll {limit}")).await,
             Some(done) => {
                 done.expect("recheck");
+                assert_read_at_return(&h, before, allowed);
                 assert_answered(&h, before, allowed, "awaited to the end").await;
                 finished = true;
                 break;
@@ -157,6 +171,7 @@ async fn recheck_dropped_at_every_await_point_still_answers() {
         let r = tokio::time::timeout(StdDuration::from_millis(ms), h.gate.recheck()).await;
         if let Ok(done) = r {
             done.expect("recheck");
+            assert_read_at_return(&h, before, allowed);
         }
         assert_answered(&h, before, allowed, &format!("timeout {ms} ms")).await;
     }
@@ -1097,3 +1112,44 @@ async fn connection_pooled_by_a_dropped_caller_runtime_is_not_reused_dead() {
     }
 }
 flavours!(connection_pooled_by_a_dropped_caller_runtime_is_not_reused_dead);
+
+/// R10 + R11: token callers waiting on alice's refresh when bob signs in from another clone
+/// get `NotAuthenticated`: neither alice's torn-down token nor bob's new one; the late refresh
+/// answer changes nothing, and bob's session hands out bob's token.
+async fn token_waiters_of_a_superseded_session_get_not_authenticated() {
+    let h = Harness::new(Scheme::Http).await;
+    h.control
+        .set_latency(Endpoint::Token, StdDuration::from_millis(200));
+    h.gate
+        .sign_in(h.tokens(StdDuration::from_millis(800)))
+        .await
+        .unwrap();
+    assert!(h.gate.snapshot().refresh_in_flight);
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let g = h.gate.clone();
+            tokio::spawn(async move { g.access_token().await })
+        })
+        .collect();
+    tokio::time::sleep(StdDuration::from_millis(30)).await;
+    let bob = h.control.issue_token("bob", StdDuration::from_secs(3600));
+    let bob_tokens = Tokens::new(
+        bob.access_token.clone(),
+        bob.refresh_token,
+        StdDuration::from_secs(3600),
+    );
+    let status = h.gate.clone().sign_in(bob_tokens).await.unwrap();
+    assert_eq!(status.access, Access::Granted);
+    for w in waiters {
+        let got = within(StdDuration::from_millis(500), w).await.unwrap();
+        assert_eq!(got, Err(TokenError::NotAuthenticated));
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await; // past the refresh's answer
+    let s = h.gate.snapshot();
+    assert!(!s.refresh_in_flight && s.status.signed_in, "{s:?}");
+    assert_eq!(
+        h.gate.access_token().await.as_deref(),
+        Ok(bob.access_token.as_str())
+    );
+}
+flavours!(token_waiters_of_a_superseded_session_get_not_authenticated);
