@@ -8,6 +8,8 @@ mod common;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration as StdDuration;
 
@@ -1153,3 +1155,106 @@ async fn token_waiters_of_a_superseded_session_get_not_authenticated() {
     );
 }
 flavours!(token_waiters_of_a_superseded_session_get_not_authenticated);
+
+/// A hostile server on loopback: every request gets `200` headers announcing a long body that
+/// then trickles in, one byte every 10 ms, forever. Reports each connection's accept and the
+/// moment the client closed it (a write fails).
+type Closed = tokio::sync::mpsc::UnboundedReceiver<(TokioInstant, TokioInstant)>;
+
+async fn trickler() -> (std::net::SocketAddr, Closed, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let count = Arc::new(AtomicUsize::new(0));
+    let accepts = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            accepts.fetch_add(1, Ordering::SeqCst);
+            let (tx, accepted) = (tx.clone(), TokioInstant::now());
+            tokio::spawn(async move {
+                let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let headers =
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{";
+                let mut ok = conn.write_all(headers).await.is_ok();
+                while ok {
+                    tokio::time::sleep(StdDuration::from_millis(10)).await;
+                    ok = conn.write_all(b" ").await.is_ok() && conn.flush().await.is_ok();
+                }
+                let _ = tx.send((accepted, TokioInstant::now()));
+            });
+        }
+    });
+    (addr, rx, count)
+}
+
+/// R4 + R12 against a server that never finishes its answer: the session times each attempt
+/// out and its connection is closed then (also when the caller went away and the check runs
+/// in the background); a shutdown closes the connection of the attempt in flight at once, and
+/// no connection is opened afterwards.
+async fn trickling_answers_are_cut_at_the_attempt_timeout_and_on_shutdown() {
+    let (addr, mut closed, accepts) = trickler().await;
+    let mut cfg = GateClientConfig::new(&format!("http://{addr}"));
+    cfg.session = fast_session();
+    (cfg.system_roots, cfg.proxy_from_env, cfg.seed) = (false, false, Some(7));
+    let gate = AccessGate::spawn(cfg).expect("gate spawns");
+    let tokens = Tokens::new("at_1", "rt_1", StdDuration::from_secs(3600));
+    // The caller goes away at once; its check goes on in the background until the timeout.
+    let dropped = tokio::time::timeout(StdDuration::from_millis(50), gate.sign_in(tokens)).await;
+    assert!(dropped.is_err(), "the sign-in waits for its check");
+    let (accepted, gone) = within(StdDuration::from_secs(1), closed.recv())
+        .await
+        .expect("closed");
+    let held = gone - accepted;
+    assert!(
+        held >= ATTEMPT_TIMEOUT - StdDuration::from_millis(20)
+            && held < ATTEMPT_TIMEOUT + StdDuration::from_millis(200),
+        "connection held {held:?}"
+    );
+    let s = gate.snapshot();
+    assert_eq!(
+        s.counters.transient_of(accessgate::TransientClass::Timeout),
+        1,
+        "{s:?}"
+    );
+    assert_eq!(
+        s.status.access,
+        Access::Unknown,
+        "a never-ending body never grants"
+    );
+    // A retry's connection is in flight: the shutdown cuts it.
+    within(StdDuration::from_secs(2), async {
+        let mut rx = gate.subscribe();
+        while rx.borrow_and_update().status.attempt_in_flight.is_none() {
+            rx.changed().await.expect("open");
+        }
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_millis(50)).await;
+    let t0 = TokioInstant::now();
+    within(StdDuration::from_millis(200), gate.shutdown()).await;
+    let opened = accepts.load(Ordering::SeqCst);
+    let (_, gone) = within(StdDuration::from_millis(500), closed.recv())
+        .await
+        .expect("closed");
+    assert!(
+        gone - t0 < StdDuration::from_millis(100),
+        "closed {:?} after shutdown",
+        gone - t0
+    );
+    drop(gate);
+    let later = tokio::time::timeout(StdDuration::from_millis(700), closed.recv()).await;
+    assert!(later.is_err(), "nothing open after shutdown: {later:?}");
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        opened,
+        "a connection after shutdown"
+    );
+}
+flavours!(trickling_answers_are_cut_at_the_attempt_timeout_and_on_shutdown);
