@@ -251,7 +251,13 @@ impl Shared {
             wake: Notify::new(),
             driver,
         });
-        shared.runtime.spawn(run(shared.clone(), alive));
+        // The task owns its closer from the start: a runtime that drops it unpolled closes the
+        // gate, so no check runs that nothing would time out (R4).
+        let driver = Driver {
+            shared: Closer(shared.clone()),
+            _alive: alive,
+        };
+        shared.runtime.spawn(run(driver));
         shared
     }
 
@@ -385,11 +391,16 @@ impl Drop for Closer {
     }
 }
 
-/// The driver task: the session's timers, until the gate closes. `_alive` is dropped last, so
-/// [`Shared::stopped`] sees the gate closed.
-async fn run(shared: Arc<Shared>, _alive: watch::Receiver<()>) {
-    let shared = Closer(shared);
-    let shared = &shared.0;
+/// What the driver task owns: fields drop in order, so the gate is closed before
+/// [`Shared::stopped`] sees the receiver go, whether the task ran or not.
+struct Driver {
+    shared: Closer,
+    _alive: watch::Receiver<()>,
+}
+
+/// The driver task: the session's timers, until the gate closes.
+async fn run(driver: Driver) {
+    let shared = &driver.shared.0;
     let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));
     tokio::pin!(timer);
     loop {

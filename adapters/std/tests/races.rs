@@ -40,11 +40,15 @@ macro_rules! flavours {
     };
 }
 
-/// `f`, or a failed test if it takes longer than `bound`.
-async fn within<T>(bound: StdDuration, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(bound, f)
-        .await
-        .unwrap_or_else(|_| panic!("exceeded its {bound:?} bound (a hang)"))
+/// `f`, or a failed test (naming the caller's line) if it takes longer than `bound`.
+#[track_caller]
+fn within<T>(bound: StdDuration, f: impl Future<Output = T>) -> impl Future<Output = T> {
+    let at = std::panic::Location::caller();
+    async move {
+        tokio::time::timeout(bound, f)
+            .await
+            .unwrap_or_else(|_| panic!("exceeded its {bound:?} bound at {at} (a hang)"))
+    }
 }
 
 /// Polls the inner future until it has returned `Pending` `limit` times, then drops it:
@@ -1271,3 +1275,41 @@ async fn trickling_answers_are_cut_at_the_attempt_timeout_and_on_shutdown() {
     );
 }
 flavours!(trickling_answers_are_cut_at_the_attempt_timeout_and_on_shutdown);
+
+/// The gate's runtime is dropped before it ever ran the driver task (a current-thread runtime
+/// entered to spawn the gate, never driven, then dropped; a loaded machine can do the same to
+/// a multi-thread one): the gate closes all the same. Calls from here answer `Closed` rather
+/// than run checks that nothing would ever time out (R4).
+async fn gate_whose_runtime_never_ran_its_driver_answers_closed() {
+    let backend = backend(Scheme::Http).await;
+    let pair = backend.control().issue_token(USER, StdDuration::from_secs(3600));
+    let config = config_for(&backend, Scheme::Http);
+    let gate = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let gate = {
+            let _enter = rt.enter();
+            AccessGate::spawn(config).expect("gate spawns")
+        };
+        drop(rt); // its tasks, the driver among them, unpolled
+        gate
+    })
+    .await
+    .unwrap();
+    backend.control().set_fault(Endpoint::Check, Some(Fault::Hang));
+    let tokens = Tokens::new(
+        pair.access_token,
+        pair.refresh_token,
+        StdDuration::from_secs(3600),
+    );
+    let bound = StdDuration::from_secs(1);
+    assert!(matches!(
+        within(bound, gate.sign_in(tokens)).await,
+        Err(GateError::Closed)
+    ));
+    assert_eq!(within(bound, gate.access_token()).await, Err(TokenError::Closed));
+    within(bound, gate.shutdown()).await;
+}
+flavours!(gate_whose_runtime_never_ran_its_driver_answers_closed);
