@@ -251,7 +251,13 @@ impl Shared {
             wake: Notify::new(),
             driver,
         });
-        shared.runtime.spawn(run(shared.clone(), alive));
+        // The task owns its closer from the start: a runtime that drops it unpolled closes the
+        // gate, so no check runs that nothing would time out (R4).
+        let driver = Driver {
+            shared: Closer(shared.clone()),
+            _alive: alive,
+        };
+        shared.runtime.spawn(run(driver));
         shared
     }
 
@@ -311,8 +317,8 @@ impl Shared {
     }
 
     /// Closes the gate: pending callers get `Closed` (their replies are dropped), requests in
-    /// flight are aborted wherever they run, snapshot subscribers see the channel closed, and
-    /// the driver stops. The session is not logged out. Idempotent.
+    /// flight are aborted wherever they run, snapshot and event receivers see their channel
+    /// closed, and the driver stops. The session is not logged out. Idempotent.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
@@ -325,8 +331,20 @@ impl Shared {
             .for_each(|(_, h)| h.abort());
         let last = *state.snapshot.borrow();
         state.snapshot = watch::Sender::new(last);
+        // Event receivers see `Closed` after what was sent, as snapshot subscribers do.
+        state.events = broadcast::Sender::new(1);
         drop(state);
         self.wake.notify_one();
+    }
+
+    /// A receiver of the events from now on; once closed, one that says so at once.
+    pub(crate) fn events(&self) -> broadcast::Receiver<TimedEvent> {
+        let mut state = self.lock();
+        state.listened = true;
+        match state.closed {
+            false => state.events.subscribe(),
+            true => broadcast::channel(1).1,
+        }
     }
 
     /// Waits until the driver task has stopped.
@@ -373,11 +391,16 @@ impl Drop for Closer {
     }
 }
 
-/// The driver task: the session's timers, until the gate closes. `_alive` is dropped last, so
-/// [`Shared::stopped`] sees the gate closed.
-async fn run(shared: Arc<Shared>, _alive: watch::Receiver<()>) {
-    let shared = Closer(shared);
-    let shared = &shared.0;
+/// What the driver task owns: fields drop in order, so the gate is closed before
+/// [`Shared::stopped`] sees the receiver go, whether the task ran or not.
+struct Driver {
+    shared: Closer,
+    _alive: watch::Receiver<()>,
+}
+
+/// The driver task: the session's timers, until the gate closes.
+async fn run(driver: Driver) {
+    let shared = &driver.shared.0;
     let timer = tokio::time::sleep_until(shared.clock.to_tokio(Instant::ZERO));
     tokio::pin!(timer);
     loop {

@@ -226,11 +226,10 @@ impl AccessGate {
     }
 
     /// A receiver of every event from now on (check started/failed, access changed, refresh
-    /// started/failed, ...), timestamped. Slow receivers skip ahead with `Lagged`.
+    /// started/failed, ...), timestamped. Slow receivers skip ahead with `Lagged`. Once the
+    /// gate is closed, `recv` returns `Closed` (after the events already sent).
     pub fn events(&self) -> broadcast::Receiver<TimedEvent> {
-        let mut state = self.shared().lock();
-        state.listened = true;
-        state.events.subscribe()
+        self.shared().events()
     }
 
     /// Waits until no immediate check (attempt 0, R3) runs, and returns the status.
