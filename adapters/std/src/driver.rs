@@ -81,6 +81,9 @@ pub(crate) struct State {
     lanes: [Option<(Key, AbortHandle)>; 2],
     pub(crate) waiters: HashMap<WaiterId, oneshot::Sender<Result<String, TokenError>>>,
     pub(crate) first_check: Vec<oneshot::Sender<Status>>,
+    /// The generation the last `sign_in`/`restore` started: which session a caller's start
+    /// belongs to (a refresh moves the generation, not this).
+    pub(crate) started: Option<Generation>,
     pub(crate) snapshot: watch::Sender<Snapshot>,
     /// The snapshot changed while nobody subscribed: not yet published.
     pub(crate) quiet: bool,
@@ -236,6 +239,7 @@ impl Shared {
             lanes,
             waiters,
             first_check,
+            started: None,
             snapshot,
             quiet: false,
             events,

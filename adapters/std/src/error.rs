@@ -48,6 +48,12 @@ pub enum GateError {
         /// How long from the refusal until then.
         retry_in: std::time::Duration,
     },
+    /// Another [`AccessGate::sign_in`](crate::AccessGate::sign_in) or `restore` (from any
+    /// clone) replaced the session this call started before the call returned: the status it
+    /// would have answered with is not this session's (R10). Read
+    /// [`AccessGate::status`](crate::AccessGate::status) for the session that replaced it.
+    #[error("another sign-in replaced this session")]
+    Superseded,
     /// The gate was shut down (or its task ended); nothing more will happen.
     #[error("the access gate was shut down")]
     Closed,

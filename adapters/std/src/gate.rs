@@ -138,6 +138,11 @@ impl AccessGate {
     /// Validates `config`, builds the HTTP client, draws the jitter seed (OS RNG unless
     /// [`GateClientConfig::seed`] is set) and spawns the background task on the current Tokio
     /// runtime. Signed out until [`AccessGate::sign_in`] or [`AccessGate::restore`].
+    ///
+    /// That runtime runs the session's timers (attempt timeouts, retries, the fail-closed
+    /// deadline, R4/R5): keep it running for as long as the gate is used. A runtime that is
+    /// shut down closes the gate (calls answer [`GateError::Closed`]); one left alive but never
+    /// driven (a current-thread runtime nobody calls `block_on` on) leaves the timers stalled.
     pub fn spawn(config: GateClientConfig) -> Result<AccessGate, GateError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| GateError::NoRuntime)?;
         let seed = match config.seed {
@@ -167,15 +172,22 @@ impl AccessGate {
             .shared()
             .input(true, |state, now| {
                 // The core checks lengths and header safety (SignInError).
-                start(&mut state.session, now, access, refresh, tokens.expires_in.into())
+                let started = start(&mut state.session, now, access, refresh, tokens.expires_in.into());
+                state.started = started.as_ref().ok().copied().or(state.started);
+                started
             })
             .ok_or(GateError::Closed)?;
-        started?;
+        let generation = started?;
         // R3: the answer waits for the immediate check; it is over once this caller's own
         // check settled it, unless a refresh started a new attempt 0 meanwhile.
-        match mine.await? {
-            Some(status) => Ok(status),
-            None => self.wait_first_check().await,
+        let status = match mine.await? {
+            Some(status) => status,
+            None => self.wait_first_check().await?,
+        };
+        // R10: once another start replaced this session, the status is not this call's answer.
+        match self.shared().lock().started == Some(generation) {
+            true => Ok(status),
+            false => Err(GateError::Superseded),
         }
     }
 
@@ -183,6 +195,8 @@ impl AccessGate {
     /// waits for the immediate check (R3), run in the caller's task: it answered, failed
     /// transiently (access unchanged, retries go on in the background), or the session ended
     /// (401). If the call is dropped before, the check goes on in the background.
+    /// [`GateError::Superseded`] if another sign-in (from any clone) replaced this session
+    /// before the call returned.
     pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
         self.start(tokens, CoreSession::sign_in).await
     }
@@ -235,9 +249,11 @@ impl AccessGate {
     /// Waits until no immediate check (attempt 0, R3) runs, and returns the status.
     pub async fn wait_first_check(&self) -> Result<Status, GateError> {
         let (reply, answer) = oneshot::channel();
-        let waiting = self
-            .shared()
-            .input(false, |state, _| state.first_check.push(reply));
+        let waiting = self.shared().input(false, |state, _| {
+            // Callers that gave up no longer hold a place.
+            state.first_check.retain(|r| !r.is_closed());
+            state.first_check.push(reply);
+        });
         waiting.ok_or(GateError::Closed)?;
         answer.await.map_err(|_| GateError::Closed)
     }

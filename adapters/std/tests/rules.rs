@@ -1087,6 +1087,34 @@ async fn sign_in_answers_after_the_refreshed_tokens_first_check() {
     .await;
 }
 
+/// R10: a sign-in from another clone while the first sign-in's check runs replaces that
+/// session. The first call answers `Superseded`, never with the newer session's status (bob is
+/// denied; alice would be granted: neither answer is alice's call's to give).
+#[tokio::test]
+async fn sign_in_replaced_by_another_sign_in_answers_superseded() {
+    bounded(async {
+        let h = Harness::new(Scheme::Http).await;
+        h.control
+            .set_latency(Endpoint::Check, StdDuration::from_millis(200));
+        let bob = h.control.issue_token("bob", StdDuration::from_secs(3600));
+        h.control.set_access("bob", false);
+        let gate = h.gate.clone();
+        let alice = h.tokens(StdDuration::from_secs(3600));
+        let first = tokio::spawn(async move { gate.sign_in(alice).await });
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        let bob = Tokens::new(bob.access_token, bob.refresh_token, StdDuration::from_secs(3600));
+        let second = h.gate.sign_in(bob).await.unwrap();
+        assert_eq!(second.access, Access::Denied);
+        let first = first.await.unwrap();
+        assert!(matches!(first, Err(GateError::Superseded)), "{first:?}");
+        let s = h.gate.snapshot();
+        assert_eq!(s.status.generation, second.generation);
+        assert_eq!(s.status.access, Access::Denied);
+        assert_eq!(s.counters.grants, 0, "alice's cancelled check never counted");
+    })
+    .await;
+}
+
 /// Tokens that cannot be sent in a header, or that exceed the session's capacity, are refused
 /// up front and change nothing.
 #[tokio::test]
