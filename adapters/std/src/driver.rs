@@ -31,6 +31,7 @@ use accessgate::{
 };
 use futures_util::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use tokio::sync::{broadcast, oneshot, watch, Notify};
+use zeroize::Zeroizing;
 
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent};
@@ -145,7 +146,7 @@ impl State {
                     (key, Some(self.start(key, check.map(Outcome::Check))))
                 }
                 Action::Refresh(req) => {
-                    let token = self.session.refresh_token().unwrap_or_default().to_vec();
+                    let token = Zeroizing::new(self.session.refresh_token().unwrap_or_default().to_vec());
                     let refresh = crate::trace::refresh(req.id, shared.transport.clone().refresh(token));
                     let key = Key::Refresh(req.id);
                     (key, Some(self.start(key, refresh.map(Outcome::Refresh))))

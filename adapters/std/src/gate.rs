@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use accessgate::{Access, Counters, Instant, SessionEvent, Status, TokenReply};
 use tokio::sync::{broadcast, oneshot, watch};
+use zeroize::Zeroize;
 
 use crate::config::GateClientConfig;
 use crate::driver::{Closer, CoreSession, Shared, Start};
@@ -11,7 +12,8 @@ use crate::error::{GateError, TokenError};
 use crate::http::Transport;
 use crate::time::Clock;
 
-/// Tokens to start a session with.
+/// Tokens to start a session with. Zeroed when dropped (the session keeps its own copy, which
+/// the core wipes when the session ends).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tokens {
     /// The access token, sent as `Authorization: Bearer <access_token>`. Printable ASCII,
@@ -37,6 +39,13 @@ impl Tokens {
             refresh_token: refresh_token.into(),
             expires_in,
         }
+    }
+}
+
+impl Drop for Tokens {
+    fn drop(&mut self) {
+        self.access_token.zeroize();
+        self.refresh_token.zeroize();
     }
 }
 

@@ -15,6 +15,7 @@ use accessgate::{
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Client, Response, Url};
+use zeroize::Zeroizing;
 
 use crate::config::GateClientConfig;
 use crate::error::GateError;
@@ -24,9 +25,10 @@ use crate::failure::transport_failure;
 /// the request ends before the session takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RefreshReply {
+    /// The tokens are zeroed when the reply is dropped.
     Refreshed {
-        access_token: Vec<u8>,
-        refresh_token: Option<Vec<u8>>,
+        access_token: Zeroizing<Vec<u8>>,
+        refresh_token: Option<Zeroizing<Vec<u8>>>,
         expires_in: Duration,
     },
     Rejected,
@@ -43,7 +45,7 @@ impl RefreshReply {
                 expires_in,
             } => RefreshOutcome::Refreshed {
                 access_token,
-                refresh_token: refresh_token.as_deref(),
+                refresh_token: refresh_token.as_ref().map(|t| t.as_slice()),
                 expires_in: *expires_in,
             },
             RefreshReply::Rejected => RefreshOutcome::Rejected,
@@ -118,7 +120,7 @@ impl Transport {
                 .map_err(|e| failed("check", &e))?;
             let status = resp.status().as_u16();
             let retry_after = resp.headers().get(RETRY_AFTER).map(|v| v.as_bytes().to_vec());
-            let body = match read_capped(&mut resp, max_body).await {
+            let body = match read_capped(&mut resp, max_body, 4096).await {
                 Ok(b) => b,
                 // Only a 200's body matters (R1); a broken one is an I/O failure.
                 Err(e) if status == 200 => return Err(failed("check body", &e)),
@@ -134,7 +136,7 @@ impl Transport {
     }
 
     /// `POST token_url` with the refresh form, classified by [`accessgate::classify_refresh`].
-    pub(crate) async fn refresh(self: Arc<Self>, refresh_token: Vec<u8>) -> RefreshReply {
+    pub(crate) async fn refresh(self: Arc<Self>, refresh_token: Zeroizing<Vec<u8>>) -> RefreshReply {
         let Ok(refresh_token) = std::str::from_utf8(&refresh_token) else {
             // Unreachable: the session stores header-safe (ASCII) tokens only.
             return RefreshReply::Transient(TransientClass::InvalidBody, FailureDetail::None);
@@ -154,11 +156,14 @@ impl Transport {
                 .await
                 .map_err(|e| failed("refresh", &e))?;
             let status = resp.status().as_u16();
-            let body = match read_capped(&mut resp, limit).await {
-                Ok(b) => b,
+            // The answer's body holds the new tokens: zeroed when dropped.
+            // Room for the whole answer (8 KiB by default, 64 KiB at most), so no copy of the tokens
+            // is left behind by a reallocation.
+            let body = match read_capped(&mut resp, limit, 64 * 1024).await {
+                Ok(b) => Zeroizing::new(b),
                 // A 400's body says whether the grant is dead; a 401 needs none.
                 Err(e) if matches!(status, 200 | 400) => return Err(failed("refresh body", &e)),
-                Err(_) => Vec::new(),
+                Err(_) => Zeroizing::default(),
             };
             // A token no header can carry, or too long to store, the session refuses as malformed.
             Ok(match classify_refresh(status, &body, limit) {
@@ -167,8 +172,8 @@ impl Transport {
                     refresh_token,
                     expires_in,
                 } => RefreshReply::Refreshed {
-                    access_token: access_token.to_vec(),
-                    refresh_token: refresh_token.map(<[u8]>::to_vec),
+                    access_token: Zeroizing::new(access_token.to_vec()),
+                    refresh_token: refresh_token.map(|t| Zeroizing::new(t.to_vec())),
                     expires_in,
                 },
                 RefreshOutcome::Rejected => RefreshReply::Rejected,
@@ -202,9 +207,11 @@ pub(crate) fn bearer(token: &[u8]) -> Option<HeaderValue> {
 /// Reads at most `limit + 1` bytes of the body, chunk by chunk, and stops there: one byte
 /// past the limit is enough for the classifier to refuse it (R1), and a huge body is never
 /// buffered (R12).
-async fn read_capped(resp: &mut Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+/// `reserve` bytes are allocated up front (at most `limit + 1`): a body that outgrows them
+/// leaves a copy of what it held in the memory its growth freed.
+async fn read_capped(resp: &mut Response, limit: usize, reserve: usize) -> Result<Vec<u8>, reqwest::Error> {
     let cap = limit.saturating_add(1);
-    let mut body = Vec::with_capacity(cap.min(4096));
+    let mut body = Vec::with_capacity(cap.min(reserve));
     while let Some(chunk) = resp.chunk().await? {
         let room = cap - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);

@@ -31,7 +31,7 @@
 //! BlockingAccessGate::spawn(config)  // same methods, sync; plus wait_for(timeout, pred), handle(), runtime()
 //!
 //! GateError: Config, InvalidUrl, Certificate, Http, Rng, NoRuntime, Runtime, InvalidToken,
-//!            NotSignedIn, RateLimited { retry_at, retry_in }, Closed
+//!            NotSignedIn, RateLimited { retry_at, retry_in }, Superseded, Closed
 //! TokenError: NotAuthenticated, Unavailable, WaitersFull, Closed
 //! transport_failure(&reqwest::Error) -> (TransientClass, FailureDetail)   // R13, for your own requests
 //! consts: DEFAULT_CHECK_PATH, DEFAULT_TOKEN_PATH, DEFAULT_CLIENT_ID, DEFAULT_MAX_TOKEN_BODY,
@@ -145,6 +145,18 @@
 //!   an anchor is self-signed.
 //! - `getrandom`: the per-device jitter seed from the OS RNG (R6: there is no built-in seed).
 //! - `log`: the adapter's own diagnostics; `thiserror`: the error types.
+//! - `zeroize`: wipes the adapter's own token copies when they are dropped (below).
+//!
+//! ## Token hygiene
+//!
+//! The session keeps the tokens, and the core wipes them when the session ends. The adapter's
+//! own copies are zeroed when dropped: [`Tokens`] (so the ones passed to
+//! [`AccessGate::sign_in`] are gone when it returns), the refresh token copied for a refresh
+//! request, and a token answer's body and the tokens taken from it. Copies it cannot reach stay
+//! until their memory is reused: the `Authorization` header value and the refresh form inside
+//! reqwest and hyper, their read and write buffers, rustls' TLS records, and the strings
+//! [`AccessGate::access_token`] hands to the app (the app's to wipe).
+//! `tests/hygiene.rs` reads a dropped `Tokens`' memory back through `/proc/self/mem`.
 //!
 //! ## Features
 //!
