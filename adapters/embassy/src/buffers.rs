@@ -58,6 +58,19 @@ impl<'a> Buffers<'a> {
         self.tls = Some(TlsBuffers { read, write });
         self
     }
+
+    /// Zeroes every buffer: after each exchange, whatever its outcome, and when the driver is
+    /// dropped (the request holds a token; a token answer's bytes may be in `rx` (read-ahead),
+    /// `body` and, decrypted, in `tls.read`; an unflushed request in `tls.write`).
+    pub(crate) fn wipe(&mut self) {
+        crate::wipe::bytes(self.rx);
+        crate::wipe::bytes(self.tx);
+        crate::wipe::bytes(self.body);
+        if let Some(tls) = &mut self.tls {
+            crate::wipe::bytes(tls.read);
+            crate::wipe::bytes(tls.write);
+        }
+    }
 }
 
 /// The memory a [`Driver`](crate::Driver) runs in: the check lane's buffers and, with a token

@@ -114,6 +114,7 @@ mod report;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod wipe;
 mod wire;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -132,4 +133,5 @@ pub use link::{
     Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
     TokenSlot, TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
+pub use wipe::wipe_token;
 pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};

@@ -24,11 +24,18 @@ use accessgate::{
     Counters, Duration, Instant, RecheckError, SessionEvent, SignInError, Status, TokenRequestError,
     WaitError,
 };
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::Poll;
+
 use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::channel::Channel;
 pub use embassy_sync::channel::TrySendError;
-use embassy_sync::signal::Signal;
+use embassy_sync::waitqueue::WakerRegistration;
 use embassy_sync::watch::{Receiver, Watch};
+
+use crate::wipe::wipe_token;
 
 /// Capacity of a link's command channel.
 pub const COMMAND_CAPACITY: usize = 4;
@@ -47,6 +54,15 @@ pub struct Credentials<const T: usize> {
     pub(crate) access_token: Token<T>,
     pub(crate) refresh_token: Token<T>,
     pub(crate) expires_in: Duration,
+}
+
+/// Wiped when dropped: after the driver copied the tokens into its session, or when a
+/// refused or unsent command is dropped.
+impl<const T: usize> Drop for Credentials<T> {
+    fn drop(&mut self) {
+        wipe_token(&mut self.access_token);
+        wipe_token(&mut self.refresh_token);
+    }
 }
 
 impl<const T: usize> core::fmt::Debug for Credentials<T> {
@@ -214,33 +230,87 @@ impl core::error::Error for TokenError {}
 
 /// Where the driver answers one [`Command::RequestToken`]. `static`-friendly; reuse it for
 /// the next request once the answer was taken.
+///
+/// The driver copies the token from its session straight into the slot; taking the answer
+/// ([`TokenSlot::wait`], [`TokenSlot::try_take`]) hands out a copy and wipes the slot's, so
+/// the only copy left is the caller's (wipe it with [`wipe_token`](crate::wipe_token) once
+/// the request that needed it is written).
 pub struct TokenSlot<M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
-    answer: Signal<M, Result<Token<T>, TokenError>>,
+    state: Mutex<M, RefCell<SlotState<T>>>,
+}
+
+struct SlotState<const T: usize> {
+    /// The answer not taken yet; an `Ok` one's token is in `token`.
+    answer: Option<Result<(), TokenError>>,
+    token: Token<T>,
+    waker: WakerRegistration,
+}
+
+impl<const T: usize> SlotState<T> {
+    /// The answer, if there is one: a copy of the token goes to the caller, the slot's is
+    /// wiped.
+    fn take(&mut self) -> Option<Result<Token<T>, TokenError>> {
+        let answer = self.answer.take()?;
+        let taken = answer.map(|()| self.token.clone());
+        wipe_token(&mut self.token);
+        Some(taken)
+    }
 }
 
 impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
     /// An empty slot.
     pub const fn new() -> Self {
         TokenSlot {
-            answer: Signal::new(),
+            state: Mutex::new(RefCell::new(SlotState {
+                answer: None,
+                token: Token::new(),
+                waker: WakerRegistration::new(),
+            })),
         }
     }
     /// Waits for the answer (and takes it).
     pub async fn wait(&self) -> Result<Token<T>, TokenError> {
-        self.answer.wait().await
+        poll_fn(|cx| {
+            self.state.lock(|s| {
+                let mut s = s.borrow_mut();
+                match s.take() {
+                    Some(answer) => Poll::Ready(answer),
+                    None => {
+                        s.waker.register(cx.waker());
+                        Poll::Pending
+                    }
+                }
+            })
+        })
+        .await
     }
     /// Takes the answer if it is there.
     pub fn try_take(&self) -> Option<Result<Token<T>, TokenError>> {
-        self.answer.try_take()
+        self.state.lock(|s| s.borrow_mut().take())
     }
-    pub(crate) fn answer(&self, answer: Result<Token<T>, TokenError>) {
-        self.answer.signal(answer);
+    /// Answers (replacing an answer not taken yet), copying the token in.
+    pub(crate) fn answer(&self, answer: Result<&[u8], TokenError>) {
+        self.state.lock(|s| {
+            let mut s = s.borrow_mut();
+            wipe_token(&mut s.token);
+            // Cannot fail: the session's tokens are at most `T` bytes too.
+            let stored = answer.and_then(|t| s.token.extend_from_slice(t).map_err(|_| TokenError::Busy));
+            s.answer = Some(stored);
+            s.waker.wake();
+        });
     }
 }
 
 impl<M: RawMutex, const T: usize> Default for TokenSlot<M, T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A slot dropped with an answer nobody took leaves no token.
+impl<M: RawMutex, const T: usize> Drop for TokenSlot<M, T> {
+    fn drop(&mut self) {
+        wipe_token(&mut self.state.get_mut().get_mut().token);
     }
 }
 
