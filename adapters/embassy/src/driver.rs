@@ -460,7 +460,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                     None => core::future::pending().await,
                 }
             };
-            let woke = select3(self.link.commands().receive(), deadline, lanes.done.receive()).await;
+            let woke = select3(self.link.receive_command(), deadline, lanes.done.receive()).await;
             let now = time::now();
             let mut answer = None;
             match woke {

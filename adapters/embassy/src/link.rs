@@ -33,6 +33,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::channel::Channel;
 pub use embassy_sync::channel::TrySendError;
 use embassy_sync::waitqueue::WakerRegistration;
+use heapless::Deque;
 use embassy_sync::watch::{Receiver, Watch};
 
 use crate::wipe::wipe_token;
@@ -60,8 +61,7 @@ pub struct Credentials<const T: usize> {
 /// refused or unsent command is dropped.
 impl<const T: usize> Drop for Credentials<T> {
     fn drop(&mut self) {
-        wipe_token(&mut self.access_token);
-        wipe_token(&mut self.refresh_token);
+        self.wipe();
     }
 }
 
@@ -108,6 +108,18 @@ fn copy_token<const T: usize>(token: &[u8]) -> Result<Token<T>, CredentialsError
 }
 
 impl<const T: usize> Credentials<T> {
+    /// A copy for whoever takes these credentials; these are wiped.
+    fn take(&mut self) -> Self {
+        let taken = self.clone();
+        self.wipe();
+        taken
+    }
+
+    fn wipe(&mut self) {
+        wipe_token(&mut self.access_token);
+        wipe_token(&mut self.refresh_token);
+    }
+
     /// Copies an access token, a refresh token and the access token's remaining lifetime.
     pub fn new(
         access_token: &[u8],
@@ -161,6 +173,18 @@ impl<'a, M: RawMutex, const T: usize> Command<'a, M, T> {
             Command::RequestToken(_) => "request_token",
         }
     }
+    /// The command for whoever takes it; the tokens in this one are wiped (a queue slot, or
+    /// the sender's copy, keeps no token once the command moved on).
+    fn take(&mut self) -> Self {
+        match self {
+            Command::SignIn(c) => Command::SignIn(c.take()),
+            Command::Restore(c) => Command::Restore(c.take()),
+            Command::Logout => Command::Logout,
+            Command::Recheck => Command::Recheck,
+            Command::RequestToken(slot) => Command::RequestToken(slot),
+        }
+    }
+
     /// [`Command::SignIn`] with tokens copied from slices.
     pub fn sign_in(
         access_token: &[u8],
@@ -366,30 +390,90 @@ pub enum Refusal {
 
 /// The shared handles between the app and one [`Driver`](crate::Driver). See the module docs.
 pub struct Link<'a, M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
-    commands: Channel<M, Command<'a, M, T>, COMMAND_CAPACITY>,
+    commands: Mutex<M, RefCell<Commands<'a, M, T>>>,
     status: Watch<M, Snapshot, STATUS_RECEIVERS>,
     events: Channel<M, TimedEvent, EVENT_CAPACITY>,
+}
+
+/// The command queue: a bounded FIFO like an embassy-sync `Channel`, except that a command
+/// is copied out of its slot and the slot's tokens wiped in place (a `Channel` moves the
+/// value out and leaves its bytes in the slot until a later command overwrites it).
+struct Commands<'a, M: RawMutex, const T: usize> {
+    queue: Deque<Command<'a, M, T>, COMMAND_CAPACITY>,
+    receiver: WakerRegistration,
+    senders: WakerRegistration,
+}
+
+impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
+    /// Queues a copy of `command` and wipes `command` where it is (the sender's memory).
+    fn push(&mut self, command: &mut Command<'a, M, T>) -> bool {
+        if self.queue.is_full() {
+            return false;
+        }
+        // Cannot fail: not full.
+        let _ = self.queue.push_back(command.take());
+        self.receiver.wake();
+        true
+    }
 }
 
 impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     /// An idle link, usable in a `static`.
     pub const fn new() -> Self {
         Link {
-            commands: Channel::new(),
+            commands: Mutex::new(RefCell::new(Commands {
+                queue: Deque::new(),
+                receiver: WakerRegistration::new(),
+                senders: WakerRegistration::new(),
+            })),
             status: Watch::new(),
             events: Channel::new(),
         }
     }
 
-    /// Queues a command without waiting. When the channel is full the command comes back in
+    /// Queues a command without waiting. When the queue is full the command comes back in
     /// [`TrySendError::Full`] (R12).
-    pub fn try_send(&self, command: Command<'a, M, T>) -> Result<(), TrySendError<Command<'a, M, T>>> {
-        self.commands.try_send(command)
+    pub fn try_send(&self, mut command: Command<'a, M, T>) -> Result<(), TrySendError<Command<'a, M, T>>> {
+        if self.commands.lock(|c| c.borrow_mut().push(&mut command)) {
+            Ok(())
+        } else {
+            Err(TrySendError::Full(command))
+        }
     }
 
     /// Queues a command, waiting for room.
-    pub async fn send(&self, command: Command<'a, M, T>) {
-        self.commands.send(command).await
+    pub async fn send(&self, mut command: Command<'a, M, T>) {
+        poll_fn(|cx| {
+            self.commands.lock(|c| {
+                let mut c = c.borrow_mut();
+                if c.push(&mut command) {
+                    Poll::Ready(())
+                } else {
+                    c.senders.register(cx.waker());
+                    Poll::Pending
+                }
+            })
+        })
+        .await
+    }
+
+    /// The next command, for the driver: copied out of its slot, whose tokens are wiped.
+    pub(crate) async fn receive_command(&self) -> Command<'a, M, T> {
+        poll_fn(|cx| {
+            self.commands.lock(|c| {
+                let mut c = c.borrow_mut();
+                let Some(front) = c.queue.front_mut() else {
+                    c.receiver.register(cx.waker());
+                    return Poll::Pending;
+                };
+                let command = front.take();
+                // Wiped already; dropping it changes nothing.
+                drop(c.queue.pop_front());
+                c.senders.wake();
+                Poll::Ready(command)
+            })
+        })
+        .await
     }
 
     /// A receiver of status snapshots (its `changed()` waits for the next one), or
@@ -411,10 +495,6 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     /// The next event, if one is queued.
     pub fn try_next_event(&self) -> Option<TimedEvent> {
         self.events.try_receive().ok()
-    }
-
-    pub(crate) fn commands(&self) -> &Channel<M, Command<'a, M, T>, COMMAND_CAPACITY> {
-        &self.commands
     }
 
     /// Publishes a snapshot unless it equals the current one (apart from its time).
