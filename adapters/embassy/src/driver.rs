@@ -42,7 +42,7 @@ use crate::config::Transport;
 use crate::config::{ConfigError, DriverConfig, Seeds};
 use crate::failure::{Failure, NetFailure};
 use crate::http::{Http, Prepared, Reply, Request};
-use crate::link::{Command, Link, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
+use crate::link::{Link, Queued, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
 use crate::wipe::wipe_token;
 
@@ -460,11 +460,16 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                     None => core::future::pending().await,
                 }
             };
-            let woke = select3(self.link.receive_command(), deadline, lanes.done.receive()).await;
+            let woke = select3(self.link.command_ready(), deadline, lanes.done.receive()).await;
             let now = time::now();
             let mut answer = None;
             match woke {
-                Either3::First(command) => answer = self.command(now, command),
+                // Read in its queue slot, which is wiped right after: no copy of a sign-in's
+                // tokens is made on the way to the session.
+                Either3::First(()) => {
+                    let link = self.link;
+                    answer = link.take_command(|command| self.command(now, command)).flatten();
+                }
                 Either3::Second(()) => self.session.handle_timeout(now),
                 Either3::Third(Done::Check(req, outcome)) => {
                     self.session
@@ -483,26 +488,26 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     }
 
     /// Feeds one command in; a token request answered at once returns its answer.
-    fn command(&mut self, now: Instant, command: Command<'a, M, T>) -> Option<Answer<'a, M, T>> {
+    fn command(&mut self, now: Instant, command: Queued<'_, 'a, M, T>) -> Option<Answer<'a, M, T>> {
         debug!("command {}", command.name());
         let mut answer = None;
         let refused = match command {
-            Command::SignIn(c) => self
+            Queued::SignIn(c) => self
                 .session
                 .sign_in(now, &c.access_token, &c.refresh_token, c.expires_in)
                 .err()
                 .map(Refusal::SignIn),
-            Command::Restore(c) => self
+            Queued::Restore(c) => self
                 .session
                 .restore(now, &c.access_token, &c.refresh_token, c.expires_in)
                 .err()
                 .map(Refusal::SignIn),
-            Command::Logout => {
+            Queued::Logout => {
                 self.session.logout(now);
                 None
             }
-            Command::Recheck => self.session.recheck_now(now).err().map(Refusal::Recheck),
-            Command::RequestToken(slot) => match self.session.request_token(now) {
+            Queued::Recheck => self.session.recheck_now(now).err().map(Refusal::Recheck),
+            Queued::RequestToken(slot) => match self.session.request_token(now) {
                 Ok(TokenReply::Ready(handle)) => return Some((slot, Ok(handle))),
                 // Answered through `poll_waiter`. Cannot overflow: the session holds at most W
                 // waiters, and so do we.

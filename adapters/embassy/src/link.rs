@@ -33,7 +33,6 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::channel::Channel;
 pub use embassy_sync::channel::TrySendError;
 use embassy_sync::waitqueue::WakerRegistration;
-use heapless::Deque;
 use embassy_sync::watch::{Receiver, Watch};
 
 use crate::wipe::wipe_token;
@@ -108,11 +107,22 @@ fn copy_token<const T: usize>(token: &[u8]) -> Result<Token<T>, CredentialsError
 }
 
 impl<const T: usize> Credentials<T> {
-    /// A copy for whoever takes these credentials; these are wiped.
-    fn take(&mut self) -> Self {
-        let taken = self.clone();
+    const fn empty() -> Self {
+        Credentials {
+            access_token: Token::new(),
+            refresh_token: Token::new(),
+            expires_in: Duration::from_micros(0),
+        }
+    }
+
+    /// Copies `other` in, in place (the bytes beyond the new lengths are zero: see
+    /// [`wipe_token`]).
+    fn copy_from(&mut self, other: &Self) {
         self.wipe();
-        taken
+        // Cannot fail: same capacity.
+        let _ = self.access_token.extend_from_slice(&other.access_token);
+        let _ = self.refresh_token.extend_from_slice(&other.refresh_token);
+        self.expires_in = other.expires_in;
     }
 
     fn wipe(&mut self) {
@@ -173,18 +183,6 @@ impl<'a, M: RawMutex, const T: usize> Command<'a, M, T> {
             Command::RequestToken(_) => "request_token",
         }
     }
-    /// The command for whoever takes it; the tokens in this one are wiped (a queue slot, or
-    /// the sender's copy, keeps no token once the command moved on).
-    fn take(&mut self) -> Self {
-        match self {
-            Command::SignIn(c) => Command::SignIn(c.take()),
-            Command::Restore(c) => Command::Restore(c.take()),
-            Command::Logout => Command::Logout,
-            Command::Recheck => Command::Recheck,
-            Command::RequestToken(slot) => Command::RequestToken(slot),
-        }
-    }
-
     /// [`Command::SignIn`] with tokens copied from slices.
     pub fn sign_in(
         access_token: &[u8],
@@ -395,23 +393,83 @@ pub struct Link<'a, M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CA
     events: Channel<M, TimedEvent, EVENT_CAPACITY>,
 }
 
-/// The command queue: a bounded FIFO like an embassy-sync `Channel`, except that a command
-/// is copied out of its slot and the slot's tokens wiped in place (a `Channel` moves the
-/// value out and leaves its bytes in the slot until a later command overwrites it).
+/// A queued command as the driver reads it, in place: the tokens are borrowed from the
+/// queue slot, which is wiped once the driver is done with it.
+pub(crate) enum Queued<'s, 'a, M: RawMutex, const T: usize> {
+    SignIn(&'s Credentials<T>),
+    Restore(&'s Credentials<T>),
+    Logout,
+    Recheck,
+    RequestToken(&'a TokenSlot<M, T>),
+}
+
+impl<M: RawMutex, const T: usize> Queued<'_, '_, M, T> {
+    /// The command's name, for logs.
+    pub(crate) const fn name(&self) -> &'static str {
+        match self {
+            Queued::SignIn(_) => "sign_in",
+            Queued::Restore(_) => "restore",
+            Queued::Logout => "logout",
+            Queued::Recheck => "recheck",
+            Queued::RequestToken(_) => "request_token",
+        }
+    }
+}
+
+/// What kind of command a queue slot holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    SignIn,
+    Restore,
+    Logout,
+    Recheck,
+    RequestToken,
+}
+
+/// One slot of the command queue. Written field by field (the tokens with
+/// `extend_from_slice`), never by moving a whole `Command` in: a move copies the value's
+/// unused bytes too (a `Logout` is as large as a `SignIn`), and those come from wherever the
+/// value was built, which may be stack memory that held a token a moment before.
+struct Slot<'a, M: RawMutex, const T: usize> {
+    kind: Kind,
+    credentials: Credentials<T>,
+    token_slot: Option<&'a TokenSlot<M, T>>,
+}
+
+/// The command queue: a bounded FIFO like an embassy-sync `Channel`, but the driver reads a
+/// command in its slot and the slot's tokens are wiped right after (a `Channel` moves the
+/// value out and leaves its bytes in the slot until a later command overwrites them).
 struct Commands<'a, M: RawMutex, const T: usize> {
-    queue: Deque<Command<'a, M, T>, COMMAND_CAPACITY>,
+    slots: [Slot<'a, M, T>; COMMAND_CAPACITY],
+    /// The oldest command's slot.
+    head: usize,
+    len: usize,
     receiver: WakerRegistration,
     senders: WakerRegistration,
 }
 
 impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
-    /// Queues a copy of `command` and wipes `command` where it is (the sender's memory).
-    fn push(&mut self, command: &mut Command<'a, M, T>) -> bool {
-        if self.queue.is_full() {
+    /// Copies `command` into the next free slot; `false` when the queue is full.
+    fn push(&mut self, command: &Command<'a, M, T>) -> bool {
+        if self.len == COMMAND_CAPACITY {
             return false;
         }
-        // Cannot fail: not full.
-        let _ = self.queue.push_back(command.take());
+        let slot = &mut self.slots[(self.head + self.len) % COMMAND_CAPACITY];
+        slot.kind = match command {
+            Command::SignIn(_) => Kind::SignIn,
+            Command::Restore(_) => Kind::Restore,
+            Command::Logout => Kind::Logout,
+            Command::Recheck => Kind::Recheck,
+            Command::RequestToken(_) => Kind::RequestToken,
+        };
+        if let Command::SignIn(c) | Command::Restore(c) = command {
+            slot.credentials.copy_from(c);
+        }
+        slot.token_slot = match command {
+            Command::RequestToken(t) => Some(*t),
+            _ => None,
+        };
+        self.len += 1;
         self.receiver.wake();
         true
     }
@@ -420,9 +478,18 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
 impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     /// An idle link, usable in a `static`.
     pub const fn new() -> Self {
+        const fn slot<'a, M: RawMutex, const T: usize>() -> Slot<'a, M, T> {
+            Slot {
+                kind: Kind::Logout,
+                credentials: Credentials::empty(),
+                token_slot: None,
+            }
+        }
         Link {
             commands: Mutex::new(RefCell::new(Commands {
-                queue: Deque::new(),
+                slots: [slot(), slot(), slot(), slot()],
+                head: 0,
+                len: 0,
                 receiver: WakerRegistration::new(),
                 senders: WakerRegistration::new(),
             })),
@@ -432,9 +499,10 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     }
 
     /// Queues a command without waiting. When the queue is full the command comes back in
-    /// [`TrySendError::Full`] (R12).
-    pub fn try_send(&self, mut command: Command<'a, M, T>) -> Result<(), TrySendError<Command<'a, M, T>>> {
-        if self.commands.lock(|c| c.borrow_mut().push(&mut command)) {
+    /// [`TrySendError::Full`] (R12). The queue keeps its own copy of the tokens; `command`'s
+    /// are wiped when it is dropped here.
+    pub fn try_send(&self, command: Command<'a, M, T>) -> Result<(), TrySendError<Command<'a, M, T>>> {
+        if self.commands.lock(|c| c.borrow_mut().push(&command)) {
             Ok(())
         } else {
             Err(TrySendError::Full(command))
@@ -442,11 +510,11 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     }
 
     /// Queues a command, waiting for room.
-    pub async fn send(&self, mut command: Command<'a, M, T>) {
+    pub async fn send(&self, command: Command<'a, M, T>) {
         poll_fn(|cx| {
             self.commands.lock(|c| {
                 let mut c = c.borrow_mut();
-                if c.push(&mut command) {
+                if c.push(&command) {
                     Poll::Ready(())
                 } else {
                     c.senders.register(cx.waker());
@@ -457,23 +525,52 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
         .await
     }
 
-    /// The next command, for the driver: copied out of its slot, whose tokens are wiped.
-    pub(crate) async fn receive_command(&self) -> Command<'a, M, T> {
+    /// Waits until a command is queued (for the driver, which then takes it with
+    /// [`Link::take_command`]).
+    pub(crate) async fn command_ready(&self) {
         poll_fn(|cx| {
             self.commands.lock(|c| {
                 let mut c = c.borrow_mut();
-                let Some(front) = c.queue.front_mut() else {
+                if c.len > 0 {
+                    Poll::Ready(())
+                } else {
                     c.receiver.register(cx.waker());
-                    return Poll::Pending;
-                };
-                let command = front.take();
-                // Wiped already; dropping it changes nothing.
-                drop(c.queue.pop_front());
-                c.senders.wake();
-                Poll::Ready(command)
+                    Poll::Pending
+                }
             })
         })
         .await
+    }
+
+    /// Hands the oldest command to `f` where it is, then wipes its slot and frees it. `None`
+    /// when the queue is empty. `f` runs under the link's lock: bounded work only (the
+    /// driver feeds the command to its session).
+    pub(crate) fn take_command<R>(&self, f: impl FnOnce(Queued<'_, 'a, M, T>) -> R) -> Option<R> {
+        self.commands.lock(|c| {
+            let mut c = c.borrow_mut();
+            if c.len == 0 {
+                return None;
+            }
+            let head = c.head;
+            let slot = &mut c.slots[head];
+            let queued = match slot.kind {
+                Kind::SignIn => Queued::SignIn(&slot.credentials),
+                Kind::Restore => Queued::Restore(&slot.credentials),
+                Kind::Logout => Queued::Logout,
+                Kind::Recheck => Queued::Recheck,
+                Kind::RequestToken => match slot.token_slot {
+                    Some(t) => Queued::RequestToken(t),
+                    None => Queued::Logout, // not reached: set with the kind
+                },
+            };
+            let r = f(queued);
+            slot.credentials.wipe();
+            slot.token_slot = None;
+            c.head = (head + 1) % COMMAND_CAPACITY;
+            c.len -= 1;
+            c.senders.wake();
+            Some(r)
+        })
     }
 
     /// A receiver of status snapshots (its `changed()` waits for the next one), or

@@ -1,0 +1,513 @@
+//! Token hygiene, observed the way an attacker with a RAM dump would: the test owns the lane
+//! buffers, the [`Link`] and the [`TokenSlot`], runs a driver (boxed, so its future's memory
+//! has an address) on a scripted in-memory network, and reads those bytes back through
+//! `/proc/self/mem` while the driver keeps running and after it is dropped, looking for
+//! every token the session saw (old and new, access and refresh).
+//!
+//! Reading `/proc/self/mem` needs no `unsafe` (it is a file), and sees what is in RAM, not
+//! what the type system lets safe code see (the moved-out bytes of a queue slot, say).
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::future::Future;
+use std::io::{Read as _, Seek, SeekFrom};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration as StdDuration;
+
+use accessgate::{Access, Cause, Duration, Event, SessionConfig, SessionEvent};
+use accessgate_embassy::{
+    wipe_token, Buffers, Command, Driver, DriverBuffers, DriverConfig, Link, RefreshEndpoint, Seeds, Snapshot,
+    TokenSlot, Transport,
+};
+use embassy_futures::select::{select, Either};
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use embedded_nal_async::{AddrType, Dns, TcpConnect};
+
+// ---- memory, as a dump sees it ----
+
+/// A span of this process's memory.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    name: &'static str,
+    addr: usize,
+    len: usize,
+}
+
+impl Region {
+    fn of<V: ?Sized>(name: &'static str, value: &V) -> Region {
+        Region {
+            name,
+            addr: value as *const V as *const u8 as usize,
+            len: std::mem::size_of_val(value),
+        }
+    }
+
+    /// Its bytes, read from `/proc/self/mem` (not through a reference).
+    fn read(&self) -> Vec<u8> {
+        let mut mem = File::open("/proc/self/mem").expect("/proc/self/mem (Linux)");
+        mem.seek(SeekFrom::Start(self.addr as u64)).expect("seek");
+        let mut bytes = vec![0; self.len];
+        mem.read_exact(&mut bytes).expect("read own memory");
+        bytes
+    }
+}
+
+/// Every place in `regions` where one of `secrets` is, as `"<secret> in <region>+<offset>"`.
+fn find(regions: &[Region], secrets: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for region in regions {
+        let bytes = region.read();
+        for secret in secrets {
+            let s = secret.as_bytes();
+            for (at, w) in bytes.windows(s.len()).enumerate() {
+                if w == s {
+                    found.push(format!("{secret} in {}+{at}", region.name));
+                }
+            }
+        }
+    }
+    found
+}
+
+// ---- the lanes' memory, owned by the test ----
+
+/// One lane's buffers, sized like `PlainCheckStorage` / plain `RefreshStorage`.
+struct LaneMemory {
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl LaneMemory {
+    fn check() -> Self {
+        LaneMemory {
+            rx: vec![0; 2048],
+            tx: vec![0; 1040],
+            body: vec![0; 1025],
+        }
+    }
+
+    fn refresh() -> Self {
+        LaneMemory {
+            rx: vec![0; 2048],
+            tx: vec![0; 3300],
+            body: vec![0; 4097],
+        }
+    }
+
+    fn regions(&self, lane: &'static str) -> [Region; 3] {
+        let name = |part: &str| -> &'static str { format!("{lane}.{part}").leak() };
+        [
+            Region::of(name("rx"), &self.rx[..]),
+            Region::of(name("tx"), &self.tx[..]),
+            Region::of(name("body"), &self.body[..]),
+        ]
+    }
+
+    fn buffers(&'static mut self) -> Buffers<'static> {
+        Buffers::new(&mut self.rx, &mut self.tx, &mut self.body)
+    }
+}
+
+// ---- a scripted network ----
+
+struct FakeNet {
+    /// The answer to a whole request (read when the driver starts reading).
+    responder: Box<dyn Fn(&str) -> Option<Vec<u8>>>,
+    /// A write of bytes starting with one of these never completes (a server that stopped
+    /// reading: its window is full).
+    stall_writes: Vec<&'static [u8]>,
+    requests: RefCell<Vec<String>>,
+    /// Writes that stalled.
+    stalled: Cell<usize>,
+}
+
+struct FakeConn<'a> {
+    net: &'a FakeNet,
+    request: Vec<u8>,
+    answer: Option<Option<Vec<u8>>>,
+    pos: usize,
+}
+
+impl Dns for FakeNet {
+    type Error = ErrorKind;
+    async fn get_host_by_name(&self, _host: &str, _t: AddrType) -> Result<IpAddr, ErrorKind> {
+        Ok(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+    async fn get_host_by_address(&self, _addr: IpAddr, _result: &mut [u8]) -> Result<usize, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+}
+
+impl TcpConnect for FakeNet {
+    type Error = ErrorKind;
+    type Connection<'a> = FakeConn<'a>;
+    async fn connect<'a>(&'a self, _remote: SocketAddr) -> Result<FakeConn<'a>, ErrorKind> {
+        Ok(FakeConn {
+            net: self,
+            request: Vec::new(),
+            answer: None,
+            pos: 0,
+        })
+    }
+}
+
+impl ErrorType for FakeConn<'_> {
+    type Error = ErrorKind;
+}
+
+impl Write for FakeConn<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if self.net.stall_writes.iter().any(|p| buf.starts_with(p)) {
+            self.net.stalled.set(self.net.stalled.get() + 1);
+            std::future::pending::<()>().await;
+        }
+        self.request.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+impl Read for FakeConn<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let answer = self.answer.get_or_insert_with(|| {
+            let text = String::from_utf8_lossy(&self.request).into_owned();
+            let answer = (self.net.responder)(&text);
+            self.net.requests.borrow_mut().push(text);
+            answer
+        });
+        let Some(bytes) = answer else {
+            return std::future::pending().await;
+        };
+        let n = buf.len().min(bytes.len() - self.pos).min(300);
+        buf[..n].copy_from_slice(&bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn http(status: &str, body: &str) -> Option<Vec<u8>> {
+    Some(format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes())
+}
+
+// ---- harness ----
+
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(StdDuration::from_millis(50));
+    }
+}
+
+/// Distinctive tokens, all the same length (see "Token hygiene" in the crate docs on the
+/// session's own buffers).
+const OLD_ACCESS: &str = "atOLDhygiene7f3a9c1d";
+const OLD_REFRESH: &str = "rtOLDhygiene5b2d1e8f";
+const NEW_ACCESS: &str = "atNEWhygiene0c8e4b6a";
+const NEW_REFRESH: &str = "rtNEWhygiene9a6f2d3c";
+const ALL: [&str; 4] = [OLD_ACCESS, OLD_REFRESH, NEW_ACCESS, NEW_REFRESH];
+
+fn config() -> DriverConfig<'static> {
+    let mut session = SessionConfig::DEFAULT;
+    session.gate.attempt_timeout = Duration::from_millis(300);
+    session.gate.budget = Duration::from_millis(1500);
+    session.gate.retry.spread = Duration::from_millis(700);
+    session.gate.retry.final_window = Duration::from_millis(200);
+    session.refresh_timeout = Duration::from_millis(300);
+    DriverConfig::new("http://backend.test/check", Transport::PlainHttp)
+        .with_session(session)
+        .with_refresh(RefreshEndpoint::new("http://backend.test/oauth/token", "kiosk"))
+}
+
+/// What a script can look at: every region the adapter owns.
+struct Memory {
+    lanes: Vec<Region>,
+    link: Region,
+    slot: Region,
+    driver: Region,
+}
+
+impl Memory {
+    fn all(&self) -> Vec<Region> {
+        let mut all = self.lanes.clone();
+        all.extend([self.link, self.slot, self.driver]);
+        all
+    }
+}
+
+type TestLink = Link<'static, NoopRawMutex>;
+
+/// Runs a driver on `net` next to `script`, which gets the link, a token slot and where
+/// everything is. All of it is leaked (a `Driver` borrows its memory for as long as its link
+/// lives, and a link that borrows token slots must outlive them), so it is still there to
+/// read once the driver is gone: the driver's future is dropped in place, where it ran.
+/// Returns the script's result and the regions of the lanes and of the dropped future.
+fn run<R>(
+    net: &'static FakeNet,
+    script: impl AsyncFnOnce(&'static TestLink, &'static TokenSlot<NoopRawMutex>, &Memory) -> R,
+) -> (R, Vec<Region>) {
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let check = Box::leak(Box::new(LaneMemory::check()));
+    let refresh = Box::leak(Box::new(LaneMemory::refresh()));
+    let mut lanes = check.regions("check").to_vec();
+    lanes.extend(refresh.regions("refresh"));
+    let buffers = DriverBuffers::new(check.buffers()).with_refresh(refresh.buffers());
+    let driver = Driver::<_, _, _>::new(link, net, net, config(), buffers, Seeds::new(7)).expect("valid config");
+    let mut driver = Pin::static_mut(Box::leak(Box::new(Some(driver.run()))));
+    let memory = Memory {
+        lanes: lanes.clone(),
+        link: Region::of("link", link),
+        slot: Region::of("slot", slot),
+        driver: Region::of("driver future", &*driver),
+    };
+    let running = driver.as_mut().as_pin_mut().expect("not dropped yet");
+    let script = embassy_time::with_timeout(embassy_time::Duration::from_secs(10), script(link, slot, &memory));
+    let result = match block_on(select(running, script)) {
+        Either::Second(r) => r.expect("script finished within 10 s"),
+    };
+    // Drops the driver where it is: its memory stays readable.
+    driver.set(None);
+    lanes.push(memory.driver);
+    (result, lanes)
+}
+
+async fn until(link: &Link<'_, NoopRawMutex>, pred: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let mut rx = link.status_receiver().expect("a receiver");
+    loop {
+        let s = rx.changed().await;
+        if pred(&s) {
+            return s;
+        }
+    }
+}
+
+async fn until_event(link: &Link<'_, NoopRawMutex>, pred: impl Fn(&SessionEvent) -> bool) {
+    while !pred(&link.next_event().await.event) {}
+}
+
+/// Lets the driver run its lanes' pending work.
+async fn settle() {
+    embassy_time::Timer::after_millis(20).await;
+}
+
+fn sign_in(access: &str, refresh: &str, expires_in: Duration) -> Command<'static, NoopRawMutex> {
+    Command::sign_in(access.as_bytes(), refresh.as_bytes(), expires_in).expect("header-safe tokens")
+}
+
+/// Answers checks with a grant and rotates OLD to NEW on the token endpoint.
+fn rotating_backend(check: &'static str) -> impl Fn(&str) -> Option<Vec<u8>> {
+    move |req: &str| {
+        if req.starts_with("POST") && req.contains(&format!("refresh_token={OLD_REFRESH}")) {
+            http(
+                "200 OK",
+                &format!(
+                    r#"{{"access_token":"{NEW_ACCESS}","refresh_token":"{NEW_REFRESH}","expires_in":3600,"token_type":"Bearer"}}"#
+                ),
+            )
+        } else if req.starts_with("POST") {
+            http("400 Bad Request", r#"{"error":"invalid_grant"}"#)
+        } else {
+            http(check, r#"{"has_access":true}"#)
+        }
+    }
+}
+
+fn net(
+    responder: impl Fn(&str) -> Option<Vec<u8>> + 'static,
+    stall_writes: Vec<&'static [u8]>,
+) -> &'static FakeNet {
+    Box::leak(Box::new(FakeNet {
+        responder: Box::new(responder),
+        stall_writes,
+        requests: RefCell::new(Vec::new()),
+        stalled: Cell::new(0),
+    }))
+}
+
+// ---- tests ----
+
+#[test]
+fn after_a_refresh_and_a_logout_no_token_is_left_in_memory_the_adapter_owns() {
+    let net = net(rotating_backend("200 OK"), vec![]);
+    let ((signed_in_hits, token, after_logout), lanes) = run(net, async |link, slot, memory| {
+        // 30 s left: inside the refresh skew, so the session refreshes at once (R11) and
+        // checks again with the new token.
+        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
+            .unwrap();
+        until_event(
+            link,
+            |e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 2),
+        )
+        .await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        let mut token = slot.wait().await.expect("a token");
+        let got = String::from_utf8(token.to_vec()).unwrap();
+        wipe_token(&mut token);
+        settle().await;
+        // While signed in the session holds the new tokens: the scanner sees them there (and
+        // nowhere else: every lane finished and wiped its buffers).
+        let signed_in_hits = find(&memory.all(), &ALL);
+        link.try_send(Command::Logout).unwrap();
+        until(link, |s| !s.status.signed_in).await;
+        settle().await;
+        (signed_in_hits, got, find(&memory.all(), &ALL))
+    });
+    // The tokens did go through the adapter: sign-in, refresh form, token answer, new check.
+    assert_eq!(token, NEW_ACCESS);
+    let requests = net.requests.borrow();
+    assert!(requests.iter().any(|r| r.contains(&format!("Bearer {OLD_ACCESS}"))));
+    assert!(requests.iter().any(|r| r.contains(&format!("refresh_token={OLD_REFRESH}"))));
+    assert!(requests.iter().any(|r| r.contains(&format!("Bearer {NEW_ACCESS}"))));
+    // Between exchanges the session's tokens are the only ones: one access and one refresh
+    // token, the new ones, in the driver's future (which owns the session). Not in a lane's
+    // buffers, its inbox, the refresh answer's hand-over, the link's queue or the token slot;
+    // and the old ones nowhere (this also shows the scanner finds what is there).
+    assert_eq!(signed_in_hits.len(), 2, "{signed_in_hits:?}");
+    assert!(
+        signed_in_hits[0].starts_with(&format!("{NEW_ACCESS} in driver future+"))
+            && signed_in_hits[1].starts_with(&format!("{NEW_REFRESH} in driver future+")),
+        "{signed_in_hits:?}"
+    );
+    // R11: nothing of a torn-down session stays, while the driver keeps running...
+    assert_eq!(after_logout, Vec::<String>::new(), "tokens left after logout");
+    // ...nor once it is dropped.
+    assert_eq!(find(&lanes, &ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+}
+
+#[test]
+fn after_a_401_ends_the_session_no_token_is_left_in_memory_the_adapter_owns() {
+    let net = net(rotating_backend("401 Unauthorized"), vec![]);
+    let (after_401, lanes) = run(net, async |link, _slot, memory| {
+        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| s.status.cause == Some(Cause::Unauthorized)).await;
+        settle().await;
+        find(&memory.all(), &ALL)
+    });
+    assert!(net.requests.borrow().iter().any(|r| r.contains(&format!("Bearer {OLD_ACCESS}"))));
+    assert_eq!(after_401, Vec::<String>::new(), "tokens left after a 401");
+    assert_eq!(find(&lanes, &ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+}
+
+#[test]
+fn a_cancelled_exchange_leaves_no_token_in_its_buffers() {
+    // Both requests stall while the token is being written (the server stopped reading), so
+    // each lane is mid-exchange, token in its request buffer, when the logout cancels it.
+    let net = net(
+        rotating_backend("200 OK"),
+        vec![b"Bearer ", b"grant_type=refresh_token"],
+    );
+    let (after_logout, lanes) = run(net, async |link, _slot, memory| {
+        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
+            .unwrap();
+        settle().await;
+        assert_eq!(net.stalled.get(), 2, "the check and the refresh are both stuck writing");
+        let mid = find(&memory.lanes, &ALL);
+        assert!(
+            mid.iter().any(|h| h.starts_with(OLD_ACCESS) && h.contains("check.tx"))
+                && mid.iter().any(|h| h.starts_with(OLD_REFRESH) && h.contains("refresh.tx")),
+            "mid-exchange, each request buffer holds its token: {mid:?}"
+        );
+        link.try_send(Command::Logout).unwrap();
+        until(link, |s| !s.status.signed_in).await;
+        settle().await;
+        find(&memory.all(), &ALL)
+    });
+    assert_eq!(after_logout, Vec::<String>::new(), "tokens left after cancelling");
+    assert_eq!(find(&lanes, &ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+}
+
+#[test]
+fn a_timed_out_refresh_leaves_no_token_in_its_buffers() {
+    // The token endpoint stops reading mid-request: the refresh times out (300 ms) while the
+    // session stays signed in; its retry is R11's floor away, so the lane is idle after it.
+    let net = net(rotating_backend("200 OK"), vec![b"grant_type=refresh_token"]);
+    let (refresh_lane_after_timeout, after_drop) = run(net, async |link, _slot, memory| {
+        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
+            .unwrap();
+        until_event(link, |e| matches!(e, SessionEvent::RefreshFailed { .. })).await;
+        let s = link.snapshot().expect("a snapshot");
+        assert!(s.status.signed_in, "a timed-out refresh keeps the session (R11)");
+        assert_eq!(s.status.access, Access::Granted);
+        let refresh_lane: Vec<Region> = memory.lanes.iter().copied().filter(|r| r.name.starts_with("refresh")).collect();
+        find(&refresh_lane, &ALL)
+    });
+    assert_eq!(net.stalled.get(), 1, "the refresh stalled writing its form");
+    assert_eq!(
+        refresh_lane_after_timeout,
+        Vec::<String>::new(),
+        "tokens left in the refresh lane after its timeout"
+    );
+    assert_eq!(
+        find(&after_drop, &ALL),
+        Vec::<String>::new(),
+        "tokens left after the driver was dropped"
+    );
+}
+
+
+#[test]
+fn while_the_server_takes_its_time_to_answer_the_request_buffers_hold_no_token() {
+    // Both requests are written whole; then the servers never answer.
+    let net = net(|_| None, vec![]);
+    let (waiting, _) = run(net, async |link, _slot, memory| {
+        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
+            .unwrap();
+        settle().await;
+        assert_eq!(net.requests.borrow().len(), 2, "the check and the refresh were both sent");
+        find(&memory.lanes, &ALL)
+    });
+    assert!(net.requests.borrow().iter().any(|r| r.contains(&format!("Bearer {OLD_ACCESS}"))));
+    assert!(net.requests.borrow().iter().any(|r| r.contains(&format!("refresh_token={OLD_REFRESH}"))));
+    assert_eq!(
+        waiting,
+        Vec::<String>::new(),
+        "a request buffer kept its token while waiting for the answer"
+    );
+}
+
+#[test]
+fn dropping_the_driver_mid_exchange_leaves_no_token_in_its_memory() {
+    // The driver's task is cancelled (here: the future dropped) while signed in, with both
+    // lanes stuck writing their requests.
+    let net = net(
+        rotating_backend("200 OK"),
+        vec![b"Bearer ", b"grant_type=refresh_token"],
+    );
+    let (mid, after_drop) = run(net, async |link, _slot, memory| {
+        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
+            .unwrap();
+        settle().await;
+        assert_eq!(net.stalled.get(), 2);
+        find(&memory.all(), &ALL)
+    });
+    assert!(
+        mid.iter().any(|h| h.contains("check.tx")) && mid.iter().any(|h| h.contains("driver future")),
+        "before the drop the tokens are in use: {mid:?}"
+    );
+    assert_eq!(
+        find(&after_drop, &ALL),
+        Vec::<String>::new(),
+        "tokens left after the driver was dropped"
+    );
+}
