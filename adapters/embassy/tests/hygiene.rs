@@ -12,7 +12,6 @@ use std::fs::File;
 use std::future::Future;
 use std::io::{Read as _, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration as StdDuration;
@@ -45,32 +44,55 @@ impl Region {
             len: std::mem::size_of_val(value),
         }
     }
+}
+}
 
-    /// Its bytes, read from `/proc/self/mem` (not through a reference).
-    fn read(&self) -> Vec<u8> {
-        let mut mem = File::open("/proc/self/mem").expect("/proc/self/mem (Linux)");
-        mem.seek(SeekFrom::Start(self.addr as u64)).expect("seek");
-        let mut bytes = vec![0; self.len];
-        mem.read_exact(&mut bytes).expect("read own memory");
-        bytes
+/// A dump of regions prepared ahead (file open, memory allocated), so that taking it
+/// allocates nothing: it can read memory just freed before the allocator reuses it.
+struct Dump {
+    mem: File,
+    regions: Vec<Region>,
+    bytes: Vec<Vec<u8>>,
+}
+
+impl Dump {
+    fn prepare(regions: &[Region]) -> Dump {
+        Dump {
+            mem: File::open("/proc/self/mem").expect("/proc/self/mem (Linux)"),
+            regions: regions.to_vec(),
+            bytes: regions.iter().map(|r| vec![0; r.len]).collect(),
+        }
+    }
+
+    fn take(&mut self) {
+        for (region, bytes) in self.regions.iter().zip(&mut self.bytes) {
+            self.mem.seek(SeekFrom::Start(region.addr as u64)).expect("seek");
+            self.mem.read_exact(bytes).expect("read own memory");
+        }
+    }
+
+    /// Every place where one of `secrets` is, as in [`find`].
+    fn find(&self, secrets: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        for (region, bytes) in self.regions.iter().zip(&self.bytes) {
+            for secret in secrets {
+                let s = secret.as_bytes();
+                for (at, w) in bytes.windows(s.len()).enumerate() {
+                    if w == s {
+                        found.push(format!("{secret} in {}+{at}", region.name));
+                    }
+                }
+            }
+        }
+        found
     }
 }
 
 /// Every place in `regions` where one of `secrets` is, as `"<secret> in <region>+<offset>"`.
 fn find(regions: &[Region], secrets: &[&str]) -> Vec<String> {
-    let mut found = Vec::new();
-    for region in regions {
-        let bytes = region.read();
-        for secret in secrets {
-            let s = secret.as_bytes();
-            for (at, w) in bytes.windows(s.len()).enumerate() {
-                if w == s {
-                    found.push(format!("{secret} in {}+{at}", region.name));
-                }
-            }
-        }
-    }
-    found
+    let mut dump = Dump::prepare(regions);
+    dump.take();
+    dump.find(secrets)
 }
 
 // ---- the lanes' memory, owned by the test ----
@@ -257,14 +279,15 @@ impl Memory {
 type TestLink = Link<'static, NoopRawMutex>;
 
 /// Runs a driver on `net` next to `script`, which gets the link, a token slot and where
-/// everything is. All of it is leaked (a `Driver` borrows its memory for as long as its link
-/// lives, and a link that borrows token slots must outlive them), so it is still there to
-/// read once the driver is gone: the driver's future is dropped in place, where it ran.
-/// Returns the script's result and the regions of the lanes and of the dropped future.
+/// everything is. The lane memory, link and slot are leaked (a `Driver` borrows its memory
+/// for as long as its link lives, and a link that borrows token slots must outlive them), so
+/// they are still there to read once the driver is gone. Returns the script's result and
+/// what the lanes and the driver's future (dropped, its memory freed a moment before) held
+/// after the drop.
 fn run<R>(
     net: &'static FakeNet,
     script: impl AsyncFnOnce(&'static TestLink, &'static TokenSlot<NoopRawMutex>, &Memory) -> R,
-) -> (R, Vec<Region>) {
+) -> (R, Dump) {
     let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
     let link: &'static TestLink = Box::leak(Box::new(Link::new()));
     let check = Box::leak(Box::new(LaneMemory::check()));
@@ -273,22 +296,26 @@ fn run<R>(
     lanes.extend(refresh.regions("refresh"));
     let buffers = DriverBuffers::new(check.buffers()).with_refresh(refresh.buffers());
     let driver = Driver::<_, _, _>::new(link, net, net, config(), buffers, Seeds::new(7)).expect("valid config");
-    let mut driver = Pin::static_mut(Box::leak(Box::new(Some(driver.run()))));
+    let mut driver = Box::pin(driver.run());
     let memory = Memory {
         lanes: lanes.clone(),
         link: Region::of("link", link),
         slot: Region::of("slot", slot),
         driver: Region::of("driver future", &*driver),
     };
-    let running = driver.as_mut().as_pin_mut().expect("not dropped yet");
-    let script = embassy_time::with_timeout(embassy_time::Duration::from_secs(10), script(link, slot, &memory));
-    let result = match block_on(select(running, script)) {
+    let script = embassy_time::with_timeout(
+        embassy_time::Duration::from_secs(10),
+        script(link, slot, &memory),
+    );
+    let result = match block_on(select(driver.as_mut(), script)) {
         Either::Second(r) => r.expect("script finished within 10 s"),
     };
-    // Drops the driver where it is: its memory stays readable.
-    driver.set(None);
-    lanes.push(memory.driver);
-    (result, lanes)
+    // The driver's memory is read right after its drop (what its destructors left), with
+    // nothing allocated in between that could reuse it.
+    let mut dump = Dump::prepare(&memory.all());
+    drop(driver);
+    dump.take();
+    (result, dump)
 }
 
 async fn until(link: &Link<'_, NoopRawMutex>, pred: impl Fn(&Snapshot) -> bool) -> Snapshot {
@@ -349,7 +376,7 @@ fn net(
 #[test]
 fn after_a_refresh_and_a_logout_no_token_is_left_in_memory_the_adapter_owns() {
     let net = net(rotating_backend("200 OK"), vec![]);
-    let ((signed_in_hits, token, after_logout), lanes) = run(net, async |link, slot, memory| {
+    let ((signed_in_hits, token, after_logout), after_drop) = run(net, async |link, slot, memory| {
         // 30 s left: inside the refresh skew, so the session refreshes at once (R11) and
         // checks again with the new token.
         link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
@@ -391,13 +418,13 @@ fn after_a_refresh_and_a_logout_no_token_is_left_in_memory_the_adapter_owns() {
     // R11: nothing of a torn-down session stays, while the driver keeps running...
     assert_eq!(after_logout, Vec::<String>::new(), "tokens left after logout");
     // ...nor once it is dropped.
-    assert_eq!(find(&lanes, &ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+    assert_eq!(after_drop.find(&ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
 }
 
 #[test]
 fn after_a_401_ends_the_session_no_token_is_left_in_memory_the_adapter_owns() {
     let net = net(rotating_backend("401 Unauthorized"), vec![]);
-    let (after_401, lanes) = run(net, async |link, _slot, memory| {
+    let (after_401, after_drop) = run(net, async |link, _slot, memory| {
         link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
             .unwrap();
         until(link, |s| s.status.cause == Some(Cause::Unauthorized)).await;
@@ -406,7 +433,7 @@ fn after_a_401_ends_the_session_no_token_is_left_in_memory_the_adapter_owns() {
     });
     assert!(net.requests.borrow().iter().any(|r| r.contains(&format!("Bearer {OLD_ACCESS}"))));
     assert_eq!(after_401, Vec::<String>::new(), "tokens left after a 401");
-    assert_eq!(find(&lanes, &ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+    assert_eq!(after_drop.find(&ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
 }
 
 #[test]
@@ -417,7 +444,7 @@ fn a_cancelled_exchange_leaves_no_token_in_its_buffers() {
         rotating_backend("200 OK"),
         vec![b"Bearer ", b"grant_type=refresh_token"],
     );
-    let (after_logout, lanes) = run(net, async |link, _slot, memory| {
+    let (after_logout, after_drop) = run(net, async |link, _slot, memory| {
         link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
             .unwrap();
         settle().await;
@@ -434,7 +461,7 @@ fn a_cancelled_exchange_leaves_no_token_in_its_buffers() {
         find(&memory.all(), &ALL)
     });
     assert_eq!(after_logout, Vec::<String>::new(), "tokens left after cancelling");
-    assert_eq!(find(&lanes, &ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+    assert_eq!(after_drop.find(&ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
 }
 
 #[test]
@@ -459,7 +486,7 @@ fn a_timed_out_refresh_leaves_no_token_in_its_buffers() {
         "tokens left in the refresh lane after its timeout"
     );
     assert_eq!(
-        find(&after_drop, &ALL),
+        after_drop.find(&ALL),
         Vec::<String>::new(),
         "tokens left after the driver was dropped"
     );
@@ -506,7 +533,7 @@ fn dropping_the_driver_mid_exchange_leaves_no_token_in_its_memory() {
         "before the drop the tokens are in use: {mid:?}"
     );
     assert_eq!(
-        find(&after_drop, &ALL),
+        after_drop.find(&ALL),
         Vec::<String>::new(),
         "tokens left after the driver was dropped"
     );
