@@ -45,7 +45,6 @@ impl Region {
         }
     }
 }
-}
 
 /// A dump of regions prepared ahead (file open, memory allocated), so that taking it
 /// allocates nothing: it can read memory just freed before the allocator reuses it.
