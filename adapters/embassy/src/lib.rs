@@ -131,7 +131,7 @@ pub use driver::Driver;
 pub use failure::{NetFailure, TlsFailure};
 pub use link::{
     Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
-    TokenSlot, TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
+    TokenSlot, TrySendError, TrySignInError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
-pub use wipe::wipe_token;
 pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
+pub use wipe::wipe_token;

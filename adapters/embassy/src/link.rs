@@ -98,13 +98,50 @@ impl core::fmt::Display for CredentialsError {
 
 impl core::error::Error for CredentialsError {}
 
-/// A copy of `token`, if it fits `T` bytes and can go into a header as it is.
-fn copy_token<const T: usize>(token: &[u8]) -> Result<Token<T>, CredentialsError> {
+/// Whether `token` fits `T` bytes and can go into a header as it is.
+fn check_token<const T: usize>(token: &[u8]) -> Result<(), CredentialsError> {
     if !accessgate::header_safe(token) {
         return Err(CredentialsError::NotHeaderSafe);
     }
+    if token.len() > T {
+        return Err(CredentialsError::TooLong);
+    }
+    Ok(())
+}
+
+/// A copy of `token`, if it fits `T` bytes and can go into a header as it is.
+fn copy_token<const T: usize>(token: &[u8]) -> Result<Token<T>, CredentialsError> {
+    check_token::<T>(token)?;
     Token::from_slice(token).map_err(|_| CredentialsError::TooLong)
 }
+
+/// Why [`Link::try_sign_in`] or [`Link::try_restore`] queued nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TrySignInError {
+    /// A token was refused, as [`Credentials::new`] refuses it.
+    Credentials(CredentialsError),
+    /// The command queue is full (R12); try again.
+    Full,
+}
+
+impl From<CredentialsError> for TrySignInError {
+    fn from(e: CredentialsError) -> Self {
+        TrySignInError::Credentials(e)
+    }
+}
+
+impl core::fmt::Display for TrySignInError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TrySignInError::Credentials(e) => e.fmt(f),
+            TrySignInError::Full => f.write_str("command queue full"),
+        }
+    }
+}
+
+impl core::error::Error for TrySignInError {}
 
 impl<const T: usize> Credentials<T> {
     const fn empty() -> Self {
@@ -115,14 +152,8 @@ impl<const T: usize> Credentials<T> {
         }
     }
 
-    /// Copies `other` in, in place (the bytes beyond the new lengths are zero: see
-    /// [`wipe_token`]).
-    fn copy_from(&mut self, other: &Self) {
-        self.wipe();
-        // Cannot fail: same capacity.
-        let _ = self.access_token.extend_from_slice(&other.access_token);
-        let _ = self.refresh_token.extend_from_slice(&other.refresh_token);
-        self.expires_in = other.expires_in;
+    fn parts(&self) -> (&[u8], &[u8], Duration) {
+        (&self.access_token, &self.refresh_token, self.expires_in)
     }
 
     fn wipe(&mut self) {
@@ -306,6 +337,27 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
         })
         .await
     }
+    /// Waits for the answer and hands it to `f` where it is, in the slot; then the slot's
+    /// copy is wiped. Unlike [`TokenSlot::wait`], no copy of the token is made on the way (on
+    /// the stack, or in the caller's future): `f` can write it straight where the request
+    /// needs it. `f` runs under the slot's lock: keep it short (a copy).
+    pub async fn wait_with<R>(&self, f: impl FnOnce(Result<&[u8], TokenError>) -> R) -> R {
+        let mut f = Some(f);
+        poll_fn(|cx| {
+            self.state.lock(|s| {
+                let mut s = s.borrow_mut();
+                let Some(answer) = s.answer.take() else {
+                    s.waker.register(cx.waker());
+                    return Poll::Pending;
+                };
+                let r = f.take().map(|f| f(answer.map(|()| &s.token[..])));
+                wipe_token(&mut s.token);
+                // `f` is there: the answer is taken once, and this future then ends.
+                r.map_or(Poll::Pending, Poll::Ready)
+            })
+        })
+        .await
+    }
     /// Takes the answer if it is there.
     pub fn try_take(&self) -> Option<Result<Token<T>, TokenError>> {
         self.state.lock(|s| s.borrow_mut().take())
@@ -451,24 +503,36 @@ struct Commands<'a, M: RawMutex, const T: usize> {
 impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
     /// Copies `command` into the next free slot; `false` when the queue is full.
     fn push(&mut self, command: &Command<'a, M, T>) -> bool {
+        let (kind, tokens, token_slot) = match command {
+            Command::SignIn(c) => (Kind::SignIn, Some(c.parts()), None),
+            Command::Restore(c) => (Kind::Restore, Some(c.parts()), None),
+            Command::Logout => (Kind::Logout, None, None),
+            Command::Recheck => (Kind::Recheck, None, None),
+            Command::RequestToken(t) => (Kind::RequestToken, None, Some(*t)),
+        };
+        self.push_parts(kind, tokens, token_slot)
+    }
+
+    /// Fills the next free slot field by field; `false` when the queue is full.
+    fn push_parts(
+        &mut self,
+        kind: Kind,
+        tokens: Option<(&[u8], &[u8], Duration)>,
+        token_slot: Option<&'a TokenSlot<M, T>>,
+    ) -> bool {
         if self.len == COMMAND_CAPACITY {
             return false;
         }
         let slot = &mut self.slots[(self.head + self.len) % COMMAND_CAPACITY];
-        slot.kind = match command {
-            Command::SignIn(_) => Kind::SignIn,
-            Command::Restore(_) => Kind::Restore,
-            Command::Logout => Kind::Logout,
-            Command::Recheck => Kind::Recheck,
-            Command::RequestToken(_) => Kind::RequestToken,
-        };
-        if let Command::SignIn(c) | Command::Restore(c) = command {
-            slot.credentials.copy_from(c);
+        slot.kind = kind;
+        slot.credentials.wipe();
+        if let Some((access, refresh, expires_in)) = tokens {
+            // Cannot fail: checked against `T` when the tokens were accepted.
+            let _ = slot.credentials.access_token.extend_from_slice(access);
+            let _ = slot.credentials.refresh_token.extend_from_slice(refresh);
+            slot.credentials.expires_in = expires_in;
         }
-        slot.token_slot = match command {
-            Command::RequestToken(t) => Some(*t),
-            _ => None,
-        };
+        slot.token_slot = token_slot;
         self.len += 1;
         self.receiver.wake();
         true
@@ -506,6 +570,49 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
             Ok(())
         } else {
             Err(TrySendError::Full(command))
+        }
+    }
+
+    /// Queues a [`Command::SignIn`], copying the tokens from these slices straight into the
+    /// queue's slot: no [`Credentials`] value is built, so no copy of a token is left in
+    /// stack memory on the way (see "Token hygiene" in the crate docs). The tokens are
+    /// checked as [`Credentials::new`] checks them.
+    pub fn try_sign_in(
+        &self,
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<(), TrySignInError> {
+        self.try_send_tokens(Kind::SignIn, access_token, refresh_token, expires_in)
+    }
+
+    /// [`Link::try_sign_in`] for a [`Command::Restore`].
+    pub fn try_restore(
+        &self,
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<(), TrySignInError> {
+        self.try_send_tokens(Kind::Restore, access_token, refresh_token, expires_in)
+    }
+
+    fn try_send_tokens(
+        &self,
+        kind: Kind,
+        access_token: &[u8],
+        refresh_token: &[u8],
+        expires_in: Duration,
+    ) -> Result<(), TrySignInError> {
+        check_token::<T>(access_token)?;
+        check_token::<T>(refresh_token)?;
+        let tokens = Some((access_token, refresh_token, expires_in));
+        if self
+            .commands
+            .lock(|c| c.borrow_mut().push_parts(kind, tokens, None))
+        {
+            Ok(())
+        } else {
+            Err(TrySignInError::Full)
         }
     }
 

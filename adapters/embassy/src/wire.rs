@@ -237,7 +237,11 @@ struct Head {
     retry_after: Option<heapless::Vec<u8, RETRY_AFTER_MAX>>,
 }
 
-pub(crate) async fn read_response<C: Read>(conn: &mut C, rx: &mut [u8], body: &mut [u8]) -> Result<Reply, NetFailure> {
+pub(crate) async fn read_response<C: Read>(
+    conn: &mut C,
+    rx: &mut [u8],
+    body: &mut [u8],
+) -> Result<Reply, NetFailure> {
     let mut input = Input {
         conn,
         buf: rx,

@@ -18,8 +18,8 @@ use std::time::Duration as StdDuration;
 
 use accessgate::{Access, Cause, Duration, Event, SessionConfig, SessionEvent};
 use accessgate_embassy::{
-    wipe_token, Buffers, Command, Driver, DriverBuffers, DriverConfig, Link, RefreshEndpoint, Seeds, Snapshot,
-    TokenSlot, Transport,
+    Buffers, Command, Driver, DriverBuffers, DriverConfig, Link, RefreshEndpoint, Seeds, Snapshot, TokenSlot,
+    Transport,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -214,7 +214,13 @@ impl Read for FakeConn<'_> {
 }
 
 fn http(status: &str, body: &str) -> Option<Vec<u8>> {
-    Some(format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes())
+    Some(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
 }
 
 // ---- harness ----
@@ -240,12 +246,40 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// Distinctive tokens, all the same length (see "Token hygiene" in the crate docs on the
-/// session's own buffers).
-const OLD_ACCESS: &str = "atOLDhygiene7f3a9c1d";
-const OLD_REFRESH: &str = "rtOLDhygiene5b2d1e8f";
-const NEW_ACCESS: &str = "atNEWhygiene0c8e4b6a";
-const NEW_REFRESH: &str = "rtNEWhygiene9a6f2d3c";
-const ALL: [&str; 4] = [OLD_ACCESS, OLD_REFRESH, NEW_ACCESS, NEW_REFRESH];
+/// session's own buffers), and different in every test: the test's own heap (the fake
+/// server's copies of the requests, the strings of a previous test's findings) is freed and
+/// reused, and a driver future placed there would otherwise show another test's tokens in
+/// bytes it never wrote.
+#[derive(Clone, Copy)]
+struct Tokens {
+    old_access: &'static str,
+    old_refresh: &'static str,
+    new_access: &'static str,
+    new_refresh: &'static str,
+}
+
+impl Tokens {
+    fn unique() -> Tokens {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = |kind: &str| -> &'static str { format!("{kind}hygiene{n:04}x7f3a9c").leak() };
+        Tokens {
+            old_access: token("atOLD"),
+            old_refresh: token("rtOLD"),
+            new_access: token("atNEW"),
+            new_refresh: token("rtNEW"),
+        }
+    }
+
+    fn all(self) -> [&'static str; 4] {
+        [
+            self.old_access,
+            self.old_refresh,
+            self.new_access,
+            self.new_refresh,
+        ]
+    }
+}
 
 fn config() -> DriverConfig<'static> {
     let mut session = SessionConfig::DEFAULT;
@@ -294,7 +328,8 @@ fn run<R>(
     let mut lanes = check.regions("check").to_vec();
     lanes.extend(refresh.regions("refresh"));
     let buffers = DriverBuffers::new(check.buffers()).with_refresh(refresh.buffers());
-    let driver = Driver::<_, _, _>::new(link, net, net, config(), buffers, Seeds::new(7)).expect("valid config");
+    let driver =
+        Driver::<_, _, _>::new(link, net, net, config(), buffers, Seeds::new(7)).expect("valid config");
     let mut driver = Box::pin(driver.run());
     let memory = Memory {
         lanes: lanes.clone(),
@@ -302,10 +337,8 @@ fn run<R>(
         slot: Region::of("slot", slot),
         driver: Region::of("driver future", &*driver),
     };
-    let script = embassy_time::with_timeout(
-        embassy_time::Duration::from_secs(10),
-        script(link, slot, &memory),
-    );
+    let script =
+        embassy_time::with_timeout(embassy_time::Duration::from_secs(10), script(link, slot, &memory));
     let result = match block_on(select(driver.as_mut(), script)) {
         Either::Second(r) => r.expect("script finished within 10 s"),
     };
@@ -336,18 +369,28 @@ async fn settle() {
     embassy_time::Timer::after_millis(20).await;
 }
 
-fn sign_in(access: &str, refresh: &str, expires_in: Duration) -> Command<'static, NoopRawMutex> {
-    Command::sign_in(access.as_bytes(), refresh.as_bytes(), expires_in).expect("header-safe tokens")
+/// Queues a sign-in with [`Link::try_sign_in`]: the tokens go from these slices straight
+/// into the link's queue. (`Command::sign_in` builds them as values first, and what the app's
+/// code leaves on the stack is not the adapter's to wipe: see "Token hygiene".)
+fn sign_in(link: &TestLink, access: &str, refresh: &str, expires_in: Duration) {
+    link.try_sign_in(access.as_bytes(), refresh.as_bytes(), expires_in)
+        .expect("header-safe tokens, room in the queue");
 }
 
 /// Answers checks with a grant and rotates OLD to NEW on the token endpoint.
-fn rotating_backend(check: &'static str) -> impl Fn(&str) -> Option<Vec<u8>> {
+fn rotating_backend(check: &'static str, tokens: Tokens) -> impl Fn(&str) -> Option<Vec<u8>> {
+    let Tokens {
+        old_refresh,
+        new_access,
+        new_refresh,
+        ..
+    } = tokens;
     move |req: &str| {
-        if req.starts_with("POST") && req.contains(&format!("refresh_token={OLD_REFRESH}")) {
+        if req.starts_with("POST") && req.contains(&format!("refresh_token={old_refresh}")) {
             http(
                 "200 OK",
                 &format!(
-                    r#"{{"access_token":"{NEW_ACCESS}","refresh_token":"{NEW_REFRESH}","expires_in":3600,"token_type":"Bearer"}}"#
+                    r#"{{"access_token":"{new_access}","refresh_token":"{new_refresh}","expires_in":3600,"token_type":"Bearer"}}"#
                 ),
             )
         } else if req.starts_with("POST") {
@@ -374,109 +417,173 @@ fn net(
 
 #[test]
 fn after_a_refresh_and_a_logout_no_token_is_left_in_memory_the_adapter_owns() {
-    let net = net(rotating_backend("200 OK"), vec![]);
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        new_access,
+        new_refresh,
+    } = tokens;
+    let all = tokens.all();
+    let net = net(rotating_backend("200 OK", tokens), vec![]);
     let ((signed_in_hits, token, after_logout), after_drop) = run(net, async |link, slot, memory| {
         // 30 s left: inside the refresh skew, so the session refreshes at once (R11) and
         // checks again with the new token.
-        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
-            .unwrap();
+        sign_in(link, old_access, old_refresh, Duration::from_secs(30));
         until_event(
             link,
             |e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 2),
         )
         .await;
         link.try_send(Command::RequestToken(slot)).unwrap();
-        let mut token = slot.wait().await.expect("a token");
-        let got = String::from_utf8(token.to_vec()).unwrap();
-        wipe_token(&mut token);
+        // Read where it is, in the slot (the test keeps its own copy, in its own memory).
+        let got = slot
+            .wait_with(|token| String::from_utf8(token.expect("a token").to_vec()))
+            .await
+            .unwrap();
         settle().await;
         // While signed in the session holds the new tokens: the scanner sees them there (and
         // nowhere else: every lane finished and wiped its buffers).
-        let signed_in_hits = find(&memory.all(), &ALL);
+        let signed_in_hits = find(&memory.all(), &all);
         link.try_send(Command::Logout).unwrap();
         until(link, |s| !s.status.signed_in).await;
         settle().await;
-        (signed_in_hits, got, find(&memory.all(), &ALL))
+        (signed_in_hits, got, find(&memory.all(), &all))
     });
     // The tokens did go through the adapter: sign-in, refresh form, token answer, new check.
-    assert_eq!(token, NEW_ACCESS);
+    assert_eq!(token, new_access);
     let requests = net.requests.borrow();
-    assert!(requests.iter().any(|r| r.contains(&format!("Bearer {OLD_ACCESS}"))));
-    assert!(requests.iter().any(|r| r.contains(&format!("refresh_token={OLD_REFRESH}"))));
-    assert!(requests.iter().any(|r| r.contains(&format!("Bearer {NEW_ACCESS}"))));
+    assert!(requests
+        .iter()
+        .any(|r| r.contains(&format!("Bearer {old_access}"))));
+    assert!(requests
+        .iter()
+        .any(|r| r.contains(&format!("refresh_token={old_refresh}"))));
+    assert!(requests
+        .iter()
+        .any(|r| r.contains(&format!("Bearer {new_access}"))));
     // Between exchanges the session's tokens are the only ones: one access and one refresh
     // token, the new ones, in the driver's future (which owns the session). Not in a lane's
     // buffers, its inbox, the refresh answer's hand-over, the link's queue or the token slot;
     // and the old ones nowhere (this also shows the scanner finds what is there).
     assert_eq!(signed_in_hits.len(), 2, "{signed_in_hits:?}");
     assert!(
-        signed_in_hits[0].starts_with(&format!("{NEW_ACCESS} in driver future+"))
-            && signed_in_hits[1].starts_with(&format!("{NEW_REFRESH} in driver future+")),
+        signed_in_hits[0].starts_with(&format!("{new_access} in driver future+"))
+            && signed_in_hits[1].starts_with(&format!("{new_refresh} in driver future+")),
         "{signed_in_hits:?}"
     );
     // R11: nothing of a torn-down session stays, while the driver keeps running...
     assert_eq!(after_logout, Vec::<String>::new(), "tokens left after logout");
     // ...nor once it is dropped.
-    assert_eq!(after_drop.find(&ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+    assert_eq!(
+        after_drop.find(&all),
+        Vec::<String>::new(),
+        "tokens left after the driver was dropped"
+    );
 }
 
 #[test]
 fn after_a_401_ends_the_session_no_token_is_left_in_memory_the_adapter_owns() {
-    let net = net(rotating_backend("401 Unauthorized"), vec![]);
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        ..
+    } = tokens;
+    let all = tokens.all();
+    let net = net(rotating_backend("401 Unauthorized", tokens), vec![]);
     let (after_401, after_drop) = run(net, async |link, _slot, memory| {
-        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
-            .unwrap();
+        sign_in(link, old_access, old_refresh, Duration::from_secs(30));
         until(link, |s| s.status.cause == Some(Cause::Unauthorized)).await;
         settle().await;
-        find(&memory.all(), &ALL)
+        find(&memory.all(), &all)
     });
-    assert!(net.requests.borrow().iter().any(|r| r.contains(&format!("Bearer {OLD_ACCESS}"))));
+    assert!(net
+        .requests
+        .borrow()
+        .iter()
+        .any(|r| r.contains(&format!("Bearer {old_access}"))));
     assert_eq!(after_401, Vec::<String>::new(), "tokens left after a 401");
-    assert_eq!(after_drop.find(&ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+    assert_eq!(
+        after_drop.find(&all),
+        Vec::<String>::new(),
+        "tokens left after the driver was dropped"
+    );
 }
 
 #[test]
 fn a_cancelled_exchange_leaves_no_token_in_its_buffers() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        ..
+    } = tokens;
+    let all = tokens.all();
     // Both requests stall while the token is being written (the server stopped reading), so
     // each lane is mid-exchange, token in its request buffer, when the logout cancels it.
     let net = net(
-        rotating_backend("200 OK"),
+        rotating_backend("200 OK", tokens),
         vec![b"Bearer ", b"grant_type=refresh_token"],
     );
     let (after_logout, after_drop) = run(net, async |link, _slot, memory| {
-        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
-            .unwrap();
+        sign_in(link, old_access, old_refresh, Duration::from_secs(30));
         settle().await;
-        assert_eq!(net.stalled.get(), 2, "the check and the refresh are both stuck writing");
-        let mid = find(&memory.lanes, &ALL);
+        assert_eq!(
+            net.stalled.get(),
+            2,
+            "the check and the refresh are both stuck writing"
+        );
+        let mid = find(&memory.lanes, &all);
         assert!(
-            mid.iter().any(|h| h.starts_with(OLD_ACCESS) && h.contains("check.tx"))
-                && mid.iter().any(|h| h.starts_with(OLD_REFRESH) && h.contains("refresh.tx")),
+            mid.iter()
+                .any(|h| h.starts_with(old_access) && h.contains("check.tx"))
+                && mid
+                    .iter()
+                    .any(|h| h.starts_with(old_refresh) && h.contains("refresh.tx")),
             "mid-exchange, each request buffer holds its token: {mid:?}"
         );
         link.try_send(Command::Logout).unwrap();
         until(link, |s| !s.status.signed_in).await;
         settle().await;
-        find(&memory.all(), &ALL)
+        find(&memory.all(), &all)
     });
     assert_eq!(after_logout, Vec::<String>::new(), "tokens left after cancelling");
-    assert_eq!(after_drop.find(&ALL), Vec::<String>::new(), "tokens left after the driver was dropped");
+    assert_eq!(
+        after_drop.find(&all),
+        Vec::<String>::new(),
+        "tokens left after the driver was dropped"
+    );
 }
 
 #[test]
 fn a_timed_out_refresh_leaves_no_token_in_its_buffers() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        ..
+    } = tokens;
+    let all = tokens.all();
     // The token endpoint stops reading mid-request: the refresh times out (300 ms) while the
     // session stays signed in; its retry is R11's floor away, so the lane is idle after it.
-    let net = net(rotating_backend("200 OK"), vec![b"grant_type=refresh_token"]);
+    let net = net(
+        rotating_backend("200 OK", tokens),
+        vec![b"grant_type=refresh_token"],
+    );
     let (refresh_lane_after_timeout, after_drop) = run(net, async |link, _slot, memory| {
-        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
-            .unwrap();
+        sign_in(link, old_access, old_refresh, Duration::from_secs(30));
         until_event(link, |e| matches!(e, SessionEvent::RefreshFailed { .. })).await;
         let s = link.snapshot().expect("a snapshot");
         assert!(s.status.signed_in, "a timed-out refresh keeps the session (R11)");
         assert_eq!(s.status.access, Access::Granted);
-        let refresh_lane: Vec<Region> = memory.lanes.iter().copied().filter(|r| r.name.starts_with("refresh")).collect();
-        find(&refresh_lane, &ALL)
+        let refresh_lane: Vec<Region> = memory
+            .lanes
+            .iter()
+            .copied()
+            .filter(|r| r.name.starts_with("refresh"))
+            .collect();
+        find(&refresh_lane, &all)
     });
     assert_eq!(net.stalled.get(), 1, "the refresh stalled writing its form");
     assert_eq!(
@@ -485,26 +592,43 @@ fn a_timed_out_refresh_leaves_no_token_in_its_buffers() {
         "tokens left in the refresh lane after its timeout"
     );
     assert_eq!(
-        after_drop.find(&ALL),
+        after_drop.find(&all),
         Vec::<String>::new(),
         "tokens left after the driver was dropped"
     );
 }
 
-
 #[test]
 fn while_the_server_takes_its_time_to_answer_the_request_buffers_hold_no_token() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        ..
+    } = tokens;
+    let all = tokens.all();
     // Both requests are written whole; then the servers never answer.
     let net = net(|_| None, vec![]);
     let (waiting, _) = run(net, async |link, _slot, memory| {
-        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
-            .unwrap();
+        sign_in(link, old_access, old_refresh, Duration::from_secs(30));
         settle().await;
-        assert_eq!(net.requests.borrow().len(), 2, "the check and the refresh were both sent");
-        find(&memory.lanes, &ALL)
+        assert_eq!(
+            net.requests.borrow().len(),
+            2,
+            "the check and the refresh were both sent"
+        );
+        find(&memory.lanes, &all)
     });
-    assert!(net.requests.borrow().iter().any(|r| r.contains(&format!("Bearer {OLD_ACCESS}"))));
-    assert!(net.requests.borrow().iter().any(|r| r.contains(&format!("refresh_token={OLD_REFRESH}"))));
+    assert!(net
+        .requests
+        .borrow()
+        .iter()
+        .any(|r| r.contains(&format!("Bearer {old_access}"))));
+    assert!(net
+        .requests
+        .borrow()
+        .iter()
+        .any(|r| r.contains(&format!("refresh_token={old_refresh}"))));
     assert_eq!(
         waiting,
         Vec::<String>::new(),
@@ -514,25 +638,31 @@ fn while_the_server_takes_its_time_to_answer_the_request_buffers_hold_no_token()
 
 #[test]
 fn dropping_the_driver_mid_exchange_leaves_no_token_in_its_memory() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        ..
+    } = tokens;
+    let all = tokens.all();
     // The driver's task is cancelled (here: the future dropped) while signed in, with both
     // lanes stuck writing their requests.
     let net = net(
-        rotating_backend("200 OK"),
+        rotating_backend("200 OK", tokens),
         vec![b"Bearer ", b"grant_type=refresh_token"],
     );
     let (mid, after_drop) = run(net, async |link, _slot, memory| {
-        link.try_send(sign_in(OLD_ACCESS, OLD_REFRESH, Duration::from_secs(30)))
-            .unwrap();
+        sign_in(link, old_access, old_refresh, Duration::from_secs(30));
         settle().await;
         assert_eq!(net.stalled.get(), 2);
-        find(&memory.all(), &ALL)
+        find(&memory.all(), &all)
     });
     assert!(
         mid.iter().any(|h| h.contains("check.tx")) && mid.iter().any(|h| h.contains("driver future")),
         "before the drop the tokens are in use: {mid:?}"
     );
     assert_eq!(
-        after_drop.find(&ALL),
+        after_drop.find(&all),
         Vec::<String>::new(),
         "tokens left after the driver was dropped"
     );
