@@ -8,9 +8,7 @@
 //! what the type system lets safe code see (the moved-out bytes of a queue slot, say).
 
 use std::cell::{Cell, RefCell};
-use std::fs::File;
 use std::future::Future;
-use std::io::{Read as _, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -26,73 +24,8 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
 
-// ---- memory, as a dump sees it ----
-
-/// A span of this process's memory.
-#[derive(Clone, Copy, Debug)]
-struct Region {
-    name: &'static str,
-    addr: usize,
-    len: usize,
-}
-
-impl Region {
-    fn of<V: ?Sized>(name: &'static str, value: &V) -> Region {
-        Region {
-            name,
-            addr: value as *const V as *const u8 as usize,
-            len: std::mem::size_of_val(value),
-        }
-    }
-}
-
-/// A dump of regions prepared ahead (file open, memory allocated), so that taking it
-/// allocates nothing: it can read memory just freed before the allocator reuses it.
-struct Dump {
-    mem: File,
-    regions: Vec<Region>,
-    bytes: Vec<Vec<u8>>,
-}
-
-impl Dump {
-    fn prepare(regions: &[Region]) -> Dump {
-        Dump {
-            mem: File::open("/proc/self/mem").expect("/proc/self/mem (Linux)"),
-            regions: regions.to_vec(),
-            bytes: regions.iter().map(|r| vec![0; r.len]).collect(),
-        }
-    }
-
-    fn take(&mut self) {
-        for (region, bytes) in self.regions.iter().zip(&mut self.bytes) {
-            self.mem.seek(SeekFrom::Start(region.addr as u64)).expect("seek");
-            self.mem.read_exact(bytes).expect("read own memory");
-        }
-    }
-
-    /// Every place where one of `secrets` is, as in [`find`].
-    fn find(&self, secrets: &[&str]) -> Vec<String> {
-        let mut found = Vec::new();
-        for (region, bytes) in self.regions.iter().zip(&self.bytes) {
-            for secret in secrets {
-                let s = secret.as_bytes();
-                for (at, w) in bytes.windows(s.len()).enumerate() {
-                    if w == s {
-                        found.push(format!("{secret} in {}+{at}", region.name));
-                    }
-                }
-            }
-        }
-        found
-    }
-}
-
-/// Every place in `regions` where one of `secrets` is, as `"<secret> in <region>+<offset>"`.
-fn find(regions: &[Region], secrets: &[&str]) -> Vec<String> {
-    let mut dump = Dump::prepare(regions);
-    dump.take();
-    dump.find(secrets)
-}
+mod memdump;
+use memdump::{find, Dump, Region};
 
 // ---- the lanes' memory, owned by the test ----
 
