@@ -1,12 +1,14 @@
 //! The app-facing side: what tasks of the application share with the driver.
 //!
-//! A [`Link`] bundles three fixed-capacity embassy-sync primitives, all with `const`
-//! constructors so a link can live in a `static` (or a `static_cell::StaticCell`):
+//! A [`Link`] bundles three fixed-capacity queues, all with `const` constructors so a link can
+//! live in a `static` (or a `static_cell::StaticCell`):
 //!
-//! - a bounded **command** [`Channel`] (capacity [`COMMAND_CAPACITY`]) for sign-in, restore,
-//!   logout, re-check and token requests. [`Link::try_send`] never blocks: when the channel is
+//! - a bounded **command** queue (capacity [`COMMAND_CAPACITY`]) for sign-in, restore,
+//!   logout, re-check and token requests. [`Link::try_send`] never blocks: when the queue is
 //!   full it returns [`TrySendError::Full`] with the command inside, nothing is lost (R12).
-//!   [`Link::send`] waits for room instead.
+//!   [`Link::send`] waits for room instead. [`Link::try_sign_in`] / [`Link::try_restore`]
+//!   copy tokens from slices straight into the queue. The driver reads a command in its
+//!   slot and wipes the slot's tokens right after ("Token hygiene" in the crate docs).
 //! - a status [`Watch`] (up to [`STATUS_RECEIVERS`] receivers) carrying the latest
 //!   [`Snapshot`] (status + counters). A watch keeps only the newest value: a slow reader
 //!   skips intermediate snapshots but never sees a stale one after a newer one.
