@@ -69,9 +69,11 @@ impl LaneMemory {
 
 // ---- a scripted network ----
 
+/// The answer to a whole request (read when the driver starts reading); `None`: never.
+type Responder = Box<dyn Fn(&str) -> Option<Vec<u8>>>;
+
 struct FakeNet {
-    /// The answer to a whole request (read when the driver starts reading).
-    responder: Box<dyn Fn(&str) -> Option<Vec<u8>>>,
+    responder: Responder,
     /// A write of bytes starting with one of these never completes (a server that stopped
     /// reading: its window is full).
     stall_writes: Vec<&'static [u8]>,

@@ -4,6 +4,8 @@
 //! byte the adapter owns is read back through `/proc/self/mem` and searched for any token
 //! the backend minted (`at_…`, `rt_…`: old and new, without knowing the new ones).
 
+#![cfg(feature = "tls")]
+
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
