@@ -866,10 +866,12 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
 }
 
 /// Replaces a token's bytes. Cannot fail: the caller checked the length. Out of line: one copy
-/// for both tokens (flash).
+/// for both tokens (flash). The old bytes are wiped first: a shorter new token would otherwise
+/// leave the old one's tail behind it, where `wipe` (which zeroes the current length) never
+/// reaches (R11).
 #[inline(never)]
 fn put<const T: usize>(token: &mut heapless::Vec<u8, T>, bytes: &[u8]) {
-    token.clear();
+    wipe(token);
     let _ = token.extend_from_slice(bytes);
 }
 

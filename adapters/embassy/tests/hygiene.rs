@@ -602,3 +602,66 @@ fn dropping_the_driver_mid_exchange_leaves_no_token_in_its_memory() {
         "tokens left after the driver was dropped"
     );
 }
+
+#[test]
+fn a_refresh_to_shorter_tokens_leaves_no_tail_of_the_longer_old_ones() {
+    // The old tokens are longer than the new ones: replacing them in place must not leave
+    // their tails behind the new ones (the session's buffers, in the driver's future).
+    let tokens = Tokens::unique();
+    let old_access: &'static str = format!("{}LONGTAIL{}", tokens.old_access, "a".repeat(24)).leak();
+    let old_refresh: &'static str = format!("{}LONGTAIL{}", tokens.old_refresh, "r".repeat(24)).leak();
+    let tails = [
+        &old_access[tokens.new_access.len()..],
+        &old_refresh[tokens.new_refresh.len()..],
+    ];
+    let Tokens {
+        new_access,
+        new_refresh,
+        ..
+    } = tokens;
+    let net = net(
+        move |req: &str| {
+            if req.starts_with("POST") && req.contains(&format!("refresh_token={old_refresh}")) {
+                http(
+                    "200 OK",
+                    &format!(
+                        r#"{{"access_token":"{new_access}","refresh_token":"{new_refresh}","expires_in":3600}}"#
+                    ),
+                )
+            } else {
+                http("200 OK", r#"{"has_access":true}"#)
+            }
+        },
+        vec![],
+    );
+    let ((signed_in, after_logout), after_drop) = run(net, async |link, _slot, memory| {
+        sign_in(link, old_access, old_refresh, Duration::from_secs(30));
+        until_event(
+            link,
+            |e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation }) if generation.0 == 2),
+        )
+        .await;
+        settle().await;
+        let signed_in = find(&memory.all(), &tails);
+        link.try_send(Command::Logout).unwrap();
+        until(link, |s| !s.status.signed_in).await;
+        settle().await;
+        (signed_in, find(&memory.all(), &tails))
+    });
+    assert!(net
+        .requests
+        .borrow()
+        .iter()
+        .any(|r| r.contains(&format!("Bearer {new_access}"))));
+    assert_eq!(
+        signed_in,
+        Vec::<String>::new(),
+        "old tails while signed in with the new tokens"
+    );
+    assert_eq!(after_logout, Vec::<String>::new(), "old tails after logout");
+    assert_eq!(
+        after_drop.find(&tails),
+        Vec::<String>::new(),
+        "old tails after the drop"
+    );
+}
