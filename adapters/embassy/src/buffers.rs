@@ -15,6 +15,10 @@
 //!
 //! A response body is read into `body` and never further: at most `body.len()` bytes
 //! (`max_body + 1` for checks) are read, whatever the server sends.
+//!
+//! The driver zeroes all of a lane's buffers at the end of every exchange, whatever its
+//! outcome, and `tx` as soon as the request is written; and all of them when it is dropped.
+//! Between exchanges they hold no token ("Token hygiene" in the crate docs).
 
 /// The two TLS record buffers embedded-tls needs (read with a TLS transport only).
 #[derive(Debug)]

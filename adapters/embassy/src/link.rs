@@ -348,14 +348,17 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
         poll_fn(|cx| {
             self.state.lock(|s| {
                 let mut s = s.borrow_mut();
-                let Some(answer) = s.answer.take() else {
+                // `f` is gone only if polled again after it ended: then nothing is taken.
+                if s.answer.is_none() || f.is_none() {
                     s.waker.register(cx.waker());
                     return Poll::Pending;
+                }
+                let (Some(answer), Some(f)) = (s.answer.take(), f.take()) else {
+                    return Poll::Pending; // not reached: both checked above
                 };
-                let r = f.take().map(|f| f(answer.map(|()| &s.token[..])));
+                let r = f(answer.map(|()| &s.token[..]));
                 wipe_token(&mut s.token);
-                // `f` is there: the answer is taken once, and this future then ends.
-                r.map_or(Poll::Pending, Poll::Ready)
+                Poll::Ready(r)
             })
         })
         .await
