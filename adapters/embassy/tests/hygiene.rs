@@ -665,3 +665,30 @@ fn a_refresh_to_shorter_tokens_leaves_no_tail_of_the_longer_old_ones() {
         "old tails after the drop"
     );
 }
+
+#[test]
+fn a_token_answer_taken_by_value_leaves_no_copy_in_the_slot() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        ..
+    } = tokens;
+    let all = tokens.all();
+    let net = net(rotating_backend("200 OK", tokens), vec![]);
+    let ((got, in_slot), _) = run(net, async |link, slot, memory| {
+        // An hour left: no refresh, the old token stays current.
+        sign_in(link, old_access, old_refresh, Duration::from_secs(3600));
+        until(link, |s| s.status.access == Access::Granted).await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        // `wait` hands out a copy (the caller's to wipe); the slot keeps none.
+        let got = slot.wait().await.map(|t| t.to_vec());
+        (got, find(&[memory.slot], &all))
+    });
+    assert_eq!(got.as_deref(), Ok(old_access.as_bytes()));
+    assert_eq!(
+        in_slot,
+        Vec::<String>::new(),
+        "the slot kept the token it answered with"
+    );
+}
