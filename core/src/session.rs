@@ -846,8 +846,8 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     /// withdraw or cancel the refresh, answer the waiters.
     fn teardown(&mut self, why: WaitError) {
         // Nothing of a torn-down session may be handed out (R11).
-        wipe(&mut self.access_token);
-        wipe(&mut self.refresh_token);
+        put(&mut self.access_token, &[]);
+        put(&mut self.refresh_token, &[]);
         self.drop_refresh();
         self.io.timers.stop(Timer::RefreshDue);
         self.io.timers.stop(Timer::RefreshRetry);
@@ -865,25 +865,19 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     }
 }
 
-/// Replaces a token's bytes. Cannot fail: the caller checked the length. Out of line: one copy
-/// for both tokens (flash).
+/// Replaces a token's bytes, zeroing the old ones first (so a shorter new token leaves no tail
+/// of the old one, R11); `put(token, &[])` wipes it. A plain loop, not a memset: no memset
+/// routine is linked for it; `black_box` keeps the compiler from making one of it. One store
+/// per byte, no length update per byte: a few times faster on a sign-in. Out of line: one copy
+/// for both tokens and both uses (flash). Cannot fail: the caller checked the length.
 #[inline(never)]
 fn put<const T: usize>(token: &mut heapless::Vec<u8, T>, bytes: &[u8]) {
-    token.clear();
-    let _ = token.extend_from_slice(bytes);
-}
-
-/// Zeroes a token's bytes and forgets them (a plain loop, not a memset: no memset routine is
-/// linked for it; `black_box` keeps the compiler from making one of it). One store per byte,
-/// no length update per byte: a few times faster on a sign-in. Out of line: one copy for both
-/// tokens (flash).
-#[inline(never)]
-fn wipe<const T: usize>(token: &mut heapless::Vec<u8, T>) {
     for b in token.iter_mut() {
         *b = 0;
         core::hint::black_box(b);
     }
     token.clear();
+    let _ = token.extend_from_slice(bytes);
 }
 
 impl From<Event> for SessionEvent {

@@ -15,6 +15,10 @@
 //!
 //! A response body is read into `body` and never further: at most `body.len()` bytes
 //! (`max_body + 1` for checks) are read, whatever the server sends.
+//!
+//! The driver zeroes all of a lane's buffers at the end of every exchange, whatever its
+//! outcome, and `tx` as soon as the request is written; and all of them when it is dropped.
+//! Between exchanges they hold no token ("Token hygiene" in the crate docs).
 
 /// The two TLS record buffers embedded-tls needs (read with a TLS transport only).
 #[derive(Debug)]
@@ -57,6 +61,19 @@ impl<'a> Buffers<'a> {
     pub fn with_tls(mut self, read: &'a mut [u8], write: &'a mut [u8]) -> Self {
         self.tls = Some(TlsBuffers { read, write });
         self
+    }
+
+    /// Zeroes every buffer: after each exchange, whatever its outcome, and when the driver is
+    /// dropped (the request holds a token; a token answer's bytes may be in `rx` (read-ahead),
+    /// `body` and, decrypted, in `tls.read`; an unflushed request in `tls.write`).
+    pub(crate) fn wipe(&mut self) {
+        crate::wipe::bytes(self.rx);
+        crate::wipe::bytes(self.tx);
+        crate::wipe::bytes(self.body);
+        if let Some(tls) = &mut self.tls {
+            crate::wipe::bytes(tls.read);
+            crate::wipe::bytes(tls.write);
+        }
     }
 }
 

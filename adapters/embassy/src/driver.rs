@@ -17,6 +17,7 @@
 //! 4. then the answers to token requests, so whoever gets an answer reads the state that
 //!    produced it.
 
+use core::cell::RefCell;
 use core::future::poll_fn;
 
 use accessgate::{
@@ -40,9 +41,10 @@ use crate::buffers::DriverBuffers;
 use crate::config::Transport;
 use crate::config::{ConfigError, DriverConfig, Seeds};
 use crate::failure::{Failure, NetFailure};
-use crate::http::{Http, Reply, Request};
-use crate::link::{Command, Link, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
+use crate::http::{Http, Prepared, Reply, Request};
+use crate::link::{Link, Queued, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
 use crate::time;
+use crate::wipe::wipe_token;
 
 /// A request the session handed out.
 #[derive(Clone, Copy)]
@@ -51,50 +53,46 @@ enum Job {
     Refresh(RefreshRequest),
 }
 
-/// A request for a lane, with a copy of the token it sends (the session's may change while
-/// it runs).
-struct Run<const T: usize>(Job, Token<T>);
-
-/// A finished request, as the session takes it.
-enum Done<const T: usize> {
+/// A finished request, as the session takes it. No token travels in it: a refresh's new
+/// tokens wait in [`Lanes::tokens`].
+enum Done {
     Check(CheckRequest, CheckOutcome),
-    Refresh(RefreshRequest, Refreshed<T>),
+    Refresh(RefreshRequest, Refreshed),
 }
 
-/// A [`RefreshOutcome`] with its tokens copied out of the lane's body buffer.
-enum Refreshed<const T: usize> {
-    Tokens(Token<T>, Option<Token<T>>, Duration),
+/// A [`RefreshOutcome`] whose tokens are in [`Lanes::tokens`].
+#[derive(Clone, Copy)]
+enum Refreshed {
+    Tokens(Duration),
     Rejected,
     Failed(Failure),
 }
 
-impl<const T: usize> Refreshed<T> {
-    fn copy(outcome: RefreshOutcome<'_>) -> Self {
+impl Refreshed {
+    /// `outcome`, its tokens copied out of the lane's body buffer into `tokens`.
+    fn copy<const T: usize>(outcome: RefreshOutcome<'_>, tokens: &mut NewTokens<T>) -> Self {
         match outcome {
             RefreshOutcome::Refreshed {
                 access_token,
                 refresh_token,
                 expires_in,
-            } => match (
-                Token::from_slice(access_token),
-                refresh_token.map(Token::from_slice).transpose(),
-            ) {
-                (Ok(access), Ok(refresh)) => Refreshed::Tokens(access, refresh, expires_in),
+            } => match tokens.store(access_token, refresh_token) {
+                Ok(()) => Refreshed::Tokens(expires_in),
                 // Longer than `T`: a malformed answer, as the session judges it too (never
                 // truncated). Header safety is the session's to check.
-                _ => Refreshed::Failed(Failure::TOKEN_TOO_LONG),
+                Err(()) => Refreshed::Failed(Failure::TOKEN_TOO_LONG),
             },
             RefreshOutcome::Rejected => Refreshed::Rejected,
             RefreshOutcome::Transient { class, detail } => Refreshed::Failed(Failure { class, detail }),
         }
     }
 
-    fn outcome(&self) -> RefreshOutcome<'_> {
+    fn outcome<const T: usize>(self, tokens: &NewTokens<T>) -> RefreshOutcome<'_> {
         match self {
-            Refreshed::Tokens(access, refresh, expires_in) => RefreshOutcome::Refreshed {
-                access_token: access,
-                refresh_token: refresh.as_deref(),
-                expires_in: *expires_in,
+            Refreshed::Tokens(expires_in) => RefreshOutcome::Refreshed {
+                access_token: &tokens.access,
+                refresh_token: tokens.has_refresh.then_some(&tokens.refresh[..]),
+                expires_in,
             },
             Refreshed::Rejected => RefreshOutcome::Rejected,
             Refreshed::Failed(f) => RefreshOutcome::transient_with(f.class, f.detail),
@@ -102,12 +100,125 @@ impl<const T: usize> Refreshed<T> {
     }
 }
 
-/// The in-task plumbing between the session loop and its lanes: each lane's next request
-/// (`None`: cancel the running one), and the finished ones.
+/// The tokens of a refresh answer between the refresh lane, which copies them out of its
+/// body buffer, and the session, which takes them; wiped as soon as it did.
+struct NewTokens<const T: usize> {
+    access: Token<T>,
+    refresh: Token<T>,
+    has_refresh: bool,
+}
+
+impl<const T: usize> NewTokens<T> {
+    const fn new() -> Self {
+        NewTokens {
+            access: Token::new(),
+            refresh: Token::new(),
+            has_refresh: false,
+        }
+    }
+
+    /// Copies the tokens in; `Err` (and nothing kept) when one is longer than `T`.
+    fn store(&mut self, access: &[u8], refresh: Option<&[u8]>) -> Result<(), ()> {
+        self.wipe();
+        let stored = self.access.extend_from_slice(access).is_ok()
+            && refresh.is_none_or(|r| self.refresh.extend_from_slice(r).is_ok());
+        if !stored {
+            self.wipe();
+            return Err(());
+        }
+        self.has_refresh = refresh.is_some();
+        Ok(())
+    }
+
+    fn wipe(&mut self) {
+        wipe_token(&mut self.access);
+        wipe_token(&mut self.refresh);
+        self.has_refresh = false;
+    }
+}
+
+impl<const T: usize> Drop for NewTokens<T> {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+/// A lane's next request and the token it sends, in one place: the session loop copies the
+/// token in straight from the session, the lane copies it into its request buffer and it is
+/// wiped here at once (and at a cancel, or when the driver is dropped). No token travels
+/// through a queue, whose slots would keep the bytes of a value moved out of them.
+struct Inbox<const T: usize> {
+    next: RefCell<Next<T>>,
+    /// Wakes the lane: a new request or a cancel.
+    wake: Signal<NoopRawMutex, ()>,
+}
+
+struct Next<const T: usize> {
+    /// `None`: nothing to run (cancelled, or taken).
+    job: Option<Job>,
+    token: Token<T>,
+}
+
+impl<const T: usize> Inbox<T> {
+    const fn new() -> Self {
+        Inbox {
+            next: RefCell::new(Next {
+                job: None,
+                token: Token::new(),
+            }),
+            wake: Signal::new(),
+        }
+    }
+
+    /// Hands `job` to the lane with a copy of `token`, replacing one it has not taken yet (a
+    /// newer request also stops the running one). `false` if the token is longer than `T`
+    /// (the session's never are).
+    fn post(&self, job: Job, token: &[u8]) -> bool {
+        let mut next = self.next.borrow_mut();
+        wipe_token(&mut next.token);
+        let fits = next.token.extend_from_slice(token).is_ok();
+        next.job = fits.then_some(job);
+        if !fits {
+            wipe_token(&mut next.token);
+        }
+        drop(next);
+        self.wake.signal(());
+        fits
+    }
+
+    /// Stops the running request, and drops (wipes) one not taken yet.
+    fn cancel(&self) {
+        let mut next = self.next.borrow_mut();
+        wipe_token(&mut next.token);
+        next.job = None;
+        drop(next);
+        self.wake.signal(());
+    }
+
+    /// The posted request, if any: `prepare` copies its token where the request needs it,
+    /// then the inbox's copy is wiped.
+    fn take<R>(&self, prepare: impl FnOnce(Job, &[u8]) -> R) -> Option<(Job, R)> {
+        let mut next = self.next.borrow_mut();
+        let job = next.job.take()?;
+        let prepared = prepare(job, &next.token);
+        wipe_token(&mut next.token);
+        Some((job, prepared))
+    }
+}
+
+impl<const T: usize> Drop for Inbox<T> {
+    fn drop(&mut self) {
+        wipe_token(&mut self.next.get_mut().token);
+    }
+}
+
+/// The in-task plumbing between the session loop and its lanes: each lane's next request,
+/// the finished ones, and the tokens of a refresh answer.
 struct Lanes<const T: usize> {
-    check: Signal<NoopRawMutex, Option<Run<T>>>,
-    refresh: Signal<NoopRawMutex, Option<Run<T>>>,
-    done: Channel<NoopRawMutex, Done<T>, 1>,
+    check: Inbox<T>,
+    refresh: Inbox<T>,
+    done: Channel<NoopRawMutex, Done, 1>,
+    tokens: RefCell<NewTokens<T>>,
 }
 
 /// One lane: a network connection at a time, on its own buffers.
@@ -151,8 +262,17 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
     snapshot: Snapshot,
 }
 
-/// A token request answered by this input, delivered after the snapshot.
-type Answer<'a, M, const T: usize> = (&'a TokenSlot<M, T>, Result<Token<T>, TokenError>);
+/// A token request answered by this input, delivered after the snapshot (the token is
+/// copied out of the session only then, straight into the slot).
+type Answer<'a, M, const T: usize> = (&'a TokenSlot<M, T>, Result<TokenHandle, TokenError>);
+
+/// A dropped driver (its task cancelled, or a test) leaves no token in its session: the core
+/// wipes them when a session ends (R11).
+impl<M: RawMutex, const N: usize, const W: usize, const T: usize> Drop for SessionLoop<'_, M, N, W, T> {
+    fn drop(&mut self) {
+        self.session.logout(time::now());
+    }
+}
 
 impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, const T: usize>
     Driver<'a, M, C, D, N, W, T>
@@ -234,73 +354,84 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
             mut refresh,
         } = self;
         let lanes = Lanes::<T> {
-            check: Signal::new(),
-            refresh: Signal::new(),
+            check: Inbox::new(),
+            refresh: Inbox::new(),
             done: Channel::new(),
+            tokens: RefCell::new(NewTokens::new()),
         };
         let refresh = async {
             match &mut refresh {
-                Some(lane) => lane.serve(&lanes.refresh, &lanes.done).await,
+                Some(lane) => lane.serve(&lanes.refresh, &lanes).await,
                 None => core::future::pending().await,
             }
         };
-        join3(core.run(&lanes), check.serve(&lanes.check, &lanes.done), refresh)
+        join3(core.run(&lanes), check.serve(&lanes.check, &lanes), refresh)
             .await
             .0
     }
 }
 
 impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
-    async fn serve<const T: usize>(
-        &mut self,
-        runs: &Signal<NoopRawMutex, Option<Run<T>>>,
-        done: &Channel<NoopRawMutex, Done<T>, 1>,
-    ) -> ! {
-        let mut next: Option<Run<T>> = None;
+    async fn serve<const T: usize>(&mut self, inbox: &Inbox<T>, lanes: &Lanes<T>) -> ! {
         loop {
-            let Some(run) = next else {
-                next = runs.wait().await;
-                continue;
-            };
-            let job = run.0;
-            // A newer request (or a cancel) drops this one, and with it the connection.
-            let result = match select(runs.wait(), self.exchange(run)).await {
-                Either::First(newer) => {
-                    next = newer;
-                    continue;
-                }
-                Either::Second(result) => result,
-            };
-            // Room first: the outcome (tokens and all) is built after it, not kept in this
-            // future while it waits. Then the send cannot fail.
-            poll_fn(|cx| done.poll_ready_to_send(cx)).await;
-            let _ = done.try_send(self.outcome(job, result));
-            next = runs.wait().await;
+            inbox.wake.wait().await;
+            // The token goes from the inbox into the request buffer, and is wiped there.
+            while let Some((job, prepared)) = inbox.take(|job, token| self.prepare(job, token)) {
+                // A newer request (or a cancel) drops this one, and with it the connection.
+                let raced = select(inbox.wake.wait(), self.exchange(job, prepared)).await;
+                let result = match raced {
+                    Either::First(()) => {
+                        self.http.wipe();
+                        continue;
+                    }
+                    Either::Second(result) => result,
+                };
+                // Room first: the outcome (tokens and all) is built after it, not kept in
+                // this future while it waits. Then the send cannot fail.
+                poll_fn(|cx| lanes.done.poll_ready_to_send(cx)).await;
+                let _ = lanes.done.try_send(self.outcome(job, result, &lanes.tokens));
+                // Whatever the outcome: the request, the answer and its tokens (now with the
+                // session loop) are no longer needed here.
+                self.http.wipe();
+                break;
+            }
         }
     }
 
-    /// One request, bounded by its timeout (R4).
-    async fn exchange<const T: usize>(&mut self, Run(job, token): Run<T>) -> Result<Reply, Failure> {
-        let request = match job {
-            Job::Check(_) => Request::Check { token: &token },
+    /// Writes the request's secret part (bearer value or refresh form) into the lane's
+    /// request buffer.
+    fn prepare(&mut self, job: Job, token: &[u8]) -> Result<Prepared, Failure> {
+        self.http.prepare(match job {
+            Job::Check(_) => Request::Check { token },
             Job::Refresh(_) => Request::Refresh {
-                refresh_token: &token,
+                refresh_token: token,
                 client_id: self.client_id,
             },
-        };
+        })
+    }
+
+    /// One request, bounded by its timeout (R4).
+    async fn exchange(&mut self, job: Job, prepared: Result<Prepared, Failure>) -> Result<Reply, Failure> {
+        let prepared = prepared?;
         let timeout = match job {
             Job::Check(req) => req.timeout,
             Job::Refresh(req) => req.timeout,
         };
         let limit = self.max_body.saturating_add(1);
-        let exchange = self.http.exchange(self.url, request, limit);
+        let exchange = self.http.exchange(self.url, prepared, limit);
         with_timeout(time::duration_to_embassy(timeout), exchange)
             .await
             .unwrap_or(Err(Failure::net(TransientClass::Timeout, NetFailure::Timeout)))
     }
 
-    /// The request's outcome in the session's terms.
-    fn outcome<const T: usize>(&self, job: Job, result: Result<Reply, Failure>) -> Done<T> {
+    /// The request's outcome in the session's terms; a refresh answer's tokens are copied
+    /// into `tokens`.
+    fn outcome<const T: usize>(
+        &self,
+        job: Job,
+        result: Result<Reply, Failure>,
+        tokens: &RefCell<NewTokens<T>>,
+    ) -> Done {
         let body = |r: &Reply| self.http.body(r.body_len);
         match (job, result) {
             (Job::Check(req), Ok(r)) => {
@@ -311,7 +442,7 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
             (Job::Check(req), Err(f)) => Done::Check(req, CheckOutcome::transient_with(f.class, f.detail)),
             (Job::Refresh(req), Ok(r)) => {
                 let outcome = classify_refresh(r.status, body(&r), self.max_body);
-                Done::Refresh(req, Refreshed::copy(outcome))
+                Done::Refresh(req, Refreshed::copy(outcome, &mut tokens.borrow_mut()))
             }
             (Job::Refresh(req), Err(f)) => Done::Refresh(req, Refreshed::Failed(f)),
         }
@@ -329,19 +460,27 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                     None => core::future::pending().await,
                 }
             };
-            let woke = select3(self.link.commands().receive(), deadline, lanes.done.receive()).await;
+            let woke = select3(self.link.command_ready(), deadline, lanes.done.receive()).await;
             let now = time::now();
             let mut answer = None;
             match woke {
-                Either3::First(command) => answer = self.command(now, command),
+                // Read in its queue slot, which is wiped right after: no copy of a sign-in's
+                // tokens is made on the way to the session.
+                Either3::First(()) => {
+                    let link = self.link;
+                    answer = link.take_command(|command| self.command(now, command)).flatten();
+                }
                 Either3::Second(()) => self.session.handle_timeout(now),
                 Either3::Third(Done::Check(req, outcome)) => {
                     self.session
                         .handle_check_result(now, req.generation, req.attempt, outcome);
                 }
                 Either3::Third(Done::Refresh(req, refreshed)) => {
+                    let mut tokens = lanes.tokens.borrow_mut();
                     self.session
-                        .handle_refresh_result(now, req.id, refreshed.outcome());
+                        .handle_refresh_result(now, req.id, refreshed.outcome(&tokens));
+                    // The session has its own copy now (or refused them).
+                    tokens.wipe();
                 }
             }
             self.drain(now, lanes, answer);
@@ -349,27 +488,27 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
     }
 
     /// Feeds one command in; a token request answered at once returns its answer.
-    fn command(&mut self, now: Instant, command: Command<'a, M, T>) -> Option<Answer<'a, M, T>> {
+    fn command(&mut self, now: Instant, command: Queued<'_, 'a, M, T>) -> Option<Answer<'a, M, T>> {
         debug!("command {}", command.name());
         let mut answer = None;
         let refused = match command {
-            Command::SignIn(c) => self
+            Queued::SignIn(c) => self
                 .session
                 .sign_in(now, &c.access_token, &c.refresh_token, c.expires_in)
                 .err()
                 .map(Refusal::SignIn),
-            Command::Restore(c) => self
+            Queued::Restore(c) => self
                 .session
                 .restore(now, &c.access_token, &c.refresh_token, c.expires_in)
                 .err()
                 .map(Refusal::SignIn),
-            Command::Logout => {
+            Queued::Logout => {
                 self.session.logout(now);
                 None
             }
-            Command::Recheck => self.session.recheck_now(now).err().map(Refusal::Recheck),
-            Command::RequestToken(slot) => match self.session.request_token(now) {
-                Ok(TokenReply::Ready(handle)) => return Some((slot, self.token(handle))),
+            Queued::Recheck => self.session.recheck_now(now).err().map(Refusal::Recheck),
+            Queued::RequestToken(slot) => match self.session.request_token(now) {
+                Ok(TokenReply::Ready(handle)) => return Some((slot, Ok(handle))),
                 // Answered through `poll_waiter`. Cannot overflow: the session holds at most W
                 // waiters, and so do we.
                 Ok(TokenReply::Wait(id)) => {
@@ -391,15 +530,12 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
         answer
     }
 
-    /// A copy of the token behind `handle`; a handle of a torn-down session gives
-    /// `NotAuthenticated` (R11).
-    fn token(&self, handle: TokenHandle) -> Result<Token<T>, TokenError> {
-        let bytes = self
-            .session
-            .access_token(handle)
-            .ok_or(TokenError::NotAuthenticated)?;
-        // Cannot fail: the session's tokens are at most T bytes too.
-        Token::from_slice(bytes).map_err(|_| TokenError::Busy)
+    /// The token behind `handle`, still in the session; a handle of a torn-down session
+    /// gives `NotAuthenticated` (R11).
+    fn token(&self, handle: Result<TokenHandle, TokenError>) -> Result<&[u8], TokenError> {
+        self.session
+            .access_token(handle?)
+            .ok_or(TokenError::NotAuthenticated)
     }
 
     /// Drains the session's outputs after an input, in the order of the module docs.
@@ -409,26 +545,28 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 // Timed out, superseded or logged out: stop spending on it (R10). The session
                 // cancels a request before it hands out the next of its kind, so the one named
                 // is the lane's latest, running or already done.
-                Action::CancelCheck { .. } => lanes.check.signal(None),
-                Action::CancelRefresh(_) => lanes.refresh.signal(None),
+                Action::CancelCheck { .. } => lanes.check.cancel(),
+                Action::CancelRefresh(_) => lanes.refresh.cancel(),
                 Action::Check(req) => {
                     // Cannot fail: the session hands out checks with its current token.
-                    if let Ok(token) = self.token(req.token) {
-                        lanes.check.signal(Some(Run(Job::Check(req), token)));
+                    if let Ok(token) = self.token(Ok(req.token)) {
+                        lanes.check.post(Job::Check(req), token);
                     }
                 }
-                Action::Refresh(req) => match self.session.refresh_token().map(Token::from_slice) {
-                    Some(Ok(token)) if self.has_refresh_lane => {
-                        lanes.refresh.signal(Some(Run(Job::Refresh(req), token)));
-                    }
+                Action::Refresh(req) => {
+                    let posted = self.has_refresh_lane
+                        && self
+                            .session
+                            .refresh_token()
+                            .is_some_and(|token| lanes.refresh.post(Job::Refresh(req), token));
                     // No token endpoint configured: the refresh fails transiently at once and
                     // the session keeps its token and retries per R11 (on a timer: this loop
                     // ends). What this input causes is drained with the rest.
-                    _ => {
+                    if !posted {
                         let outcome = RefreshOutcome::transient(TransientClass::OtherStatus);
                         self.session.handle_refresh_result(now, req.id, outcome);
                     }
-                },
+                }
             }
         }
         while let Some(event) = self.session.poll_event() {
@@ -444,13 +582,15 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
         self.snapshot.status = self.session.status();
         self.snapshot.counters = *self.session.counters();
         self.link.publish(self.snapshot);
+        // Copied from the session straight into the slot (R11: a torn-down session's handle
+        // gives no token).
         if let Some((slot, answer)) = answer {
-            slot.answer(answer);
+            slot.answer(self.token(answer));
         }
         while let Some((id, result)) = self.session.poll_waiter() {
             if let Some(i) = self.waiters.iter().position(|(w, _)| *w == id) {
                 let (_, slot) = self.waiters.swap_remove(i);
-                slot.answer(result.map_err(TokenError::from).and_then(|h| self.token(h)));
+                slot.answer(self.token(result.map_err(TokenError::from)));
             }
         }
     }

@@ -55,19 +55,55 @@ pub(crate) struct Http<'a, C, D> {
     pub bufs: Buffers<'a>,
 }
 
+/// A request whose secret part is written in the lane's `tx` buffer ([`Http::prepare`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Prepared {
+    /// Bytes of `tx` in use: the authorization value or the form.
+    len: usize,
+    is_check: bool,
+}
+
+/// The buffers are wiped when the lane goes away (the driver's future was dropped), whatever
+/// it was doing.
+impl<C, D> Drop for Http<'_, C, D> {
+    fn drop(&mut self) {
+        self.bufs.wipe();
+    }
+}
+
 impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
     /// The body of the last exchange.
     pub fn body(&self, len: usize) -> &[u8] {
         &self.bufs.body[..len]
     }
 
-    /// Runs one exchange. `limit` caps the body bytes read (`max_body + 1` for checks).
-    pub async fn exchange(
-        &mut self,
-        url: &str,
-        request: Request<'_>,
-        limit: usize,
-    ) -> Result<Reply, Failure> {
+    /// Zeroes the lane's buffers (after every exchange, whatever its outcome).
+    pub fn wipe(&mut self) {
+        self.bufs.wipe();
+    }
+
+    /// Writes the request's secret part into `tx`: `Bearer <token>` for a check, the form for
+    /// a refresh. This is the only copy of the token an exchange uses; it is wiped once the
+    /// request is written, and with the rest of the buffers after the exchange.
+    pub fn prepare(&mut self, request: Request<'_>) -> Result<Prepared, Failure> {
+        let tx = &mut *self.bufs.tx;
+        let written = match request {
+            Request::Check { token } => write_bearer(tx, token).map(|len| Prepared { len, is_check: true }),
+            Request::Refresh {
+                refresh_token,
+                client_id,
+            } => write_form(tx, refresh_token, client_id).map(|len| Prepared { len, is_check: false }),
+        };
+        written.map_err(|_| {
+            // Refused, never truncated; nothing of a half-written token stays.
+            crate::wipe::bytes(tx);
+            Failure::net(TransientClass::OtherStatus, NetFailure::Other)
+        })
+    }
+
+    /// Runs one exchange with the request [`Http::prepare`] wrote. `limit` caps the body bytes
+    /// read (`max_body + 1` for checks).
+    pub async fn exchange(&mut self, url: &str, prepared: Prepared, limit: usize) -> Result<Reply, Failure> {
         let Buffers {
             rx,
             tx,
@@ -79,19 +115,8 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
         } = &mut self.bufs;
         let limit = limit.min(body.len());
         let body = &mut body[..limit];
-        let scratch_err = |_| Failure::net(TransientClass::OtherStatus, NetFailure::Other);
-        // Request scratch, built before anything borrows the buffers.
-        let (scratch_len, is_check) = match request {
-            Request::Check { token } => (write_bearer(tx, token).map_err(scratch_err)?, true),
-            Request::Refresh {
-                refresh_token,
-                client_id,
-            } => (
-                write_form(tx, refresh_token, client_id).map_err(scratch_err)?,
-                false,
-            ),
-        };
-        let scratch: &[u8] = &tx[..scratch_len];
+        let Prepared { len, is_check } = prepared;
+        let scratch: &[u8] = tx.get(..len).unwrap_or_default();
         let check_headers: [(&str, &[u8]); 2] = [("Authorization", scratch), ("Connection", b"close")];
         let refresh_headers: [(&str, &[u8]); 2] = [
             ("Content-Type", b"application/x-www-form-urlencoded"),
@@ -174,12 +199,26 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
                 );
                 Failure::tls(f)
             })?;
-            return wire::exchange(&mut verified, &head, rx, body).await.map_err(|f| {
+            let sent = wire::write_request(&mut verified, &head).await;
+            // The server may take its time to answer: the token need not wait in memory.
+            crate::wipe::bytes(tx);
+            let reply = match sent {
+                Ok(()) => wire::read_response(&mut verified, rx, body).await,
+                Err(f) => Err(f),
+            };
+            return reply.map_err(|f| {
                 debug!("{} {}: exchange failed", method, url);
                 http_failure(f)
             });
         }
-        wire::exchange(&mut conn, &head, rx, body).await.map_err(|f| {
+        let sent = wire::write_request(&mut conn, &head).await;
+        // As above: the token need not wait in memory for the answer.
+        crate::wipe::bytes(tx);
+        let reply = match sent {
+            Ok(()) => wire::read_response(&mut conn, rx, body).await,
+            Err(f) => Err(f),
+        };
+        reply.map_err(|f| {
             debug!("{} {}: exchange failed", method, url);
             http_failure(f)
         })

@@ -81,9 +81,62 @@
 //! [`Driver::run`] about 30 KiB with the `tls` feature (both lanes' connection state: the
 //! embedded-tls connection and its verifier; it was about 47 KiB through reqwless) and about
 //! 21 KiB without it. It lives in the embassy task's static storage, not on the stack. A
-//! [`Link`] is about 10.5 KiB (four commands of about 2 KiB, each able to carry two tokens,
+//! [`Link`] is about 10 KiB (four command slots of about 2 KiB, each able to carry two tokens,
 //! and 32 events); [`CheckStorage`] about 25 KiB of buffers, [`PlainCheckStorage`] about
 //! 4 KiB.
+//!
+//! ## Token hygiene
+//!
+//! The core wipes its own copies of the tokens when a session ends (R11: logout, a 401, a
+//! rejected refresh). The adapter's copies are wiped as soon as they are no longer needed,
+//! whatever the outcome of the exchange that used them (an answer, an error, a timeout, a
+//! cancel by a newer request or a logout):
+//!
+//! | copy | where | wiped |
+//! |---|---|---|
+//! | `Bearer <access token>`, the refresh form | the lane's `tx` | once the request is written, and with every buffer at the end of the exchange |
+//! | the answer's head and read-ahead, its body (a token answer holds both new tokens) | `rx`, `body` | at the end of every exchange (after the tokens were handed over) |
+//! | an unflushed request in plaintext; a decrypted answer | `tls.write`, `tls.read` | at the end of every exchange |
+//! | the token a lane is to send | the driver's in-task hand-over | as soon as the lane copied it into `tx`; at a cancel |
+//! | a token answer's tokens | the driver's hand-over to the session | as soon as the session took them |
+//! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver fed them to the session |
+//! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken |
+//! | a [`Credentials`] value | wherever it is | when it is dropped |
+//! | all of the driver's, and its session's | the driver's future | when it is dropped (its task cancelled): the buffers are wiped and the session logged out |
+//!
+//! How: zeroes, then `core::hint::black_box` over the memory so the stores cannot be
+//! optimised away (the core's approach: no `unsafe`, no dependency); whole buffers, so the
+//! adapter need not know how much of a TLS record buffer embedded-tls used. Tokens go from
+//! one buffer to the next as slices (`extend_from_slice`, `copy_from_slice`), never as
+//! values moved around, and every queue slot that holds one is written and wiped field by
+//! field. The tests `tests/hygiene.rs` and `tests/hygiene_tls.rs` read this memory back
+//! through `/proc/self/mem` after checks, refreshes, logouts, 401s, cancels, timeouts and a
+//! dropped driver, and find no token in it.
+//!
+//! What is **not** wiped, because the adapter cannot reach it:
+//! - **Stack temporaries, and what later moves carry out of them.** Rust moves are copies that
+//!   leave the source bytes where they were. [`Command::sign_in`], [`Credentials::new`],
+//!   [`TokenSlot::wait`] and [`TokenSlot::try_take`] give the app token *values*; the copies its
+//!   code makes of them on the stack stay until the stack is reused, and a later move of a
+//!   partly initialised value (an enum's unused payload, a future's state) can carry those
+//!   stale bytes into static memory, the driver's task memory included: seen in a release
+//!   build, where a sign-in built with `Command::sign_in` left the access token inside the
+//!   driver's future. Use [`Link::try_sign_in`] / [`Link::try_restore`] (tokens copied from
+//!   your slices straight into the queue) and [`TokenSlot::wait_with`] (the token read where
+//!   it is), and wipe your own copies with [`wipe_token`].
+//! - **Your copies and the network stack's.** Wherever the app got the tokens from (and keeps
+//!   them for a restore); the socket buffers of the TCP stack (embassy-net / smoltcp), which
+//!   hold the request and, over plain HTTP, the token answer, until overwritten; over TLS they
+//!   only see ciphertext.
+//! - **embedded-tls' connection state.** The traffic keys of an exchange stay in the driver's
+//!   future until the next exchange on that lane overwrites them (embedded-tls 0.19 does not
+//!   zeroise them and the adapter cannot reach them). With a capture of the traffic, they
+//!   decrypt that exchange (the request carries the token); with a memory dump alone they
+//!   reveal no token.
+//! - **Bytes in padding.** Small non-secret values (a request's description, an outcome: at
+//!   most 56 bytes on x86_64) are moved through the driver's in-task queues; their padding
+//!   and unused bytes come from the stack too, so a few stale stack bytes (part of a token,
+//!   or a whole very short one) could travel with them.
 //!
 //! ## Features
 //! - `tls` (default): HTTPS ([`Transport::Tls`], the `tls` module): embedded-tls 0.19 for
@@ -114,6 +167,7 @@ mod report;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod wipe;
 mod wire;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -130,6 +184,7 @@ pub use driver::Driver;
 pub use failure::{NetFailure, TlsFailure};
 pub use link::{
     Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
-    TokenSlot, TrySendError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
+    TokenSlot, TrySendError, TrySignInError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
+pub use wipe::wipe_token;

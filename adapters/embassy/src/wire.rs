@@ -52,7 +52,9 @@ pub(crate) struct Reply {
 
 /// Writes `request`, flushes, and reads the response: the head into `rx`, at most
 /// `body.len()` body bytes into `body` (for statuses 200 and 400 only; the others' bodies
-/// are not read). Any framing error is `BadFraming`/`Truncated`/`HeadTooLarge`.
+/// are not read). Any framing error is `BadFraming`/`Truncated`/`HeadTooLarge`. (The driver
+/// calls the two halves itself, to wipe the request between them.)
+#[cfg(test)]
 pub(crate) async fn exchange<C: Read + Write>(
     conn: &mut C,
     request: &RequestHead<'_>,
@@ -63,7 +65,7 @@ pub(crate) async fn exchange<C: Read + Write>(
     read_response(conn, rx, body).await
 }
 
-async fn write_request<C: Write>(conn: &mut C, r: &RequestHead<'_>) -> Result<(), NetFailure> {
+pub(crate) async fn write_request<C: Write>(conn: &mut C, r: &RequestHead<'_>) -> Result<(), NetFailure> {
     let mut port_buf = [0u8; 6];
     let port = r.port.map(|p| fmt_port(p, &mut port_buf));
     let mut len_buf = [0u8; 20];
@@ -235,7 +237,11 @@ struct Head {
     retry_after: Option<heapless::Vec<u8, RETRY_AFTER_MAX>>,
 }
 
-async fn read_response<C: Read>(conn: &mut C, rx: &mut [u8], body: &mut [u8]) -> Result<Reply, NetFailure> {
+pub(crate) async fn read_response<C: Read>(
+    conn: &mut C,
+    rx: &mut [u8],
+    body: &mut [u8],
+) -> Result<Reply, NetFailure> {
     let mut input = Input {
         conn,
         buf: rx,

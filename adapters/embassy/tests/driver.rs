@@ -774,6 +774,44 @@ fn tokens_that_could_inject_headers_are_refused() {
 }
 
 #[test]
+fn try_sign_in_refuses_what_credentials_refuse_and_hands_back_nothing_when_full() {
+    let link: &'static Link<'static, NoopRawMutex, 8> = Box::leak(Box::new(Link::new()));
+    use accessgate_embassy::TrySignInError as E;
+    assert_eq!(
+        link.try_sign_in(b"at\r\nX: 1", b"rt", HOUR),
+        Err(E::Credentials(CredentialsError::NotHeaderSafe))
+    );
+    assert_eq!(
+        link.try_restore(b"at", b"", HOUR),
+        Err(E::Credentials(CredentialsError::NotHeaderSafe))
+    );
+    assert_eq!(
+        link.try_sign_in(b"at_123456", b"rt", HOUR),
+        Err(E::Credentials(CredentialsError::TooLong))
+    );
+    for _ in 0..accessgate_embassy::COMMAND_CAPACITY {
+        link.try_sign_in(b"at_1", b"rt_1", HOUR).unwrap();
+    }
+    assert_eq!(link.try_restore(b"at_1", b"rt_1", HOUR), Err(E::Full));
+}
+
+#[test]
+fn a_sign_in_queued_from_slices_signs_in_with_those_tokens() {
+    let net = FakeNet::new(|_| granted());
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let token = run(net, config(false), async |link| {
+        link.try_sign_in(b"at_slices", b"rt_slices", HOUR).unwrap();
+        until(link, |s| s.status.access == Access::Granted).await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        slot.wait_with(|t| t.map(<[u8]>::to_vec)).await
+    });
+    assert_eq!(token.as_deref(), Ok(&b"at_slices"[..]));
+    assert!(net.requests.borrow()[0].contains("\r\nAuthorization: Bearer at_slices\r\n"));
+    // Taken once: the slot holds no answer any more.
+    assert_eq!(slot.try_take(), None);
+}
+
+#[test]
 fn credentials_and_commands_never_print_their_tokens() {
     let c = Credentials::<64>::new(b"at_secret_1", b"rt_secret_2", HOUR).unwrap();
     let shown = format!("{c:?} {:?}", Command::<NoopRawMutex, 64>::SignIn(c.clone()));
