@@ -28,7 +28,6 @@ use embassy_futures::join::join3;
 use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_sync::blocking_mutex::raw::{NoopRawMutex, RawMutex};
 use embassy_sync::channel::Channel;
-use embassy_sync::signal::Signal;
 use embassy_time::{with_timeout, Timer};
 use embedded_nal_async::{Dns, TcpConnect};
 #[cfg(feature = "tls")]
@@ -41,10 +40,10 @@ use crate::buffers::DriverBuffers;
 use crate::config::Transport;
 use crate::config::{ConfigError, DriverConfig, Seeds};
 use crate::failure::{Failure, NetFailure};
+use crate::handover::{Inbox, NewTokens};
 use crate::http::{Http, Prepared, Reply, Request};
-use crate::link::{Link, Queued, Refusal, Snapshot, TimedEvent, Token, TokenError, TokenSlot};
+use crate::link::{Link, Queued, Refusal, Snapshot, TimedEvent, TokenError, TokenSlot};
 use crate::time;
-use crate::wipe::wipe_token;
 
 /// A request the session handed out.
 #[derive(Clone, Copy)]
@@ -89,134 +88,25 @@ impl Refreshed {
 
     fn outcome<const T: usize>(self, tokens: &NewTokens<T>) -> RefreshOutcome<'_> {
         match self {
-            Refreshed::Tokens(expires_in) => RefreshOutcome::Refreshed {
-                access_token: &tokens.access,
-                refresh_token: tokens.has_refresh.then_some(&tokens.refresh[..]),
-                expires_in,
-            },
+            Refreshed::Tokens(expires_in) => {
+                let (access_token, refresh_token) = tokens.tokens();
+                RefreshOutcome::Refreshed {
+                    access_token,
+                    refresh_token,
+                    expires_in,
+                }
+            }
             Refreshed::Rejected => RefreshOutcome::Rejected,
             Refreshed::Failed(f) => RefreshOutcome::transient_with(f.class, f.detail),
         }
     }
 }
 
-/// The tokens of a refresh answer between the refresh lane, which copies them out of its
-/// body buffer, and the session, which takes them; wiped as soon as it did.
-struct NewTokens<const T: usize> {
-    access: Token<T>,
-    refresh: Token<T>,
-    has_refresh: bool,
-}
-
-impl<const T: usize> NewTokens<T> {
-    const fn new() -> Self {
-        NewTokens {
-            access: Token::new(),
-            refresh: Token::new(),
-            has_refresh: false,
-        }
-    }
-
-    /// Copies the tokens in; `Err` (and nothing kept) when one is longer than `T`.
-    fn store(&mut self, access: &[u8], refresh: Option<&[u8]>) -> Result<(), ()> {
-        self.wipe();
-        let stored = self.access.extend_from_slice(access).is_ok()
-            && refresh.is_none_or(|r| self.refresh.extend_from_slice(r).is_ok());
-        if !stored {
-            self.wipe();
-            return Err(());
-        }
-        self.has_refresh = refresh.is_some();
-        Ok(())
-    }
-
-    fn wipe(&mut self) {
-        wipe_token(&mut self.access);
-        wipe_token(&mut self.refresh);
-        self.has_refresh = false;
-    }
-}
-
-impl<const T: usize> Drop for NewTokens<T> {
-    fn drop(&mut self) {
-        self.wipe();
-    }
-}
-
-/// A lane's next request and the token it sends, in one place: the session loop copies the
-/// token in straight from the session, the lane copies it into its request buffer and it is
-/// wiped here at once (and at a cancel, or when the driver is dropped). No token travels
-/// through a queue, whose slots would keep the bytes of a value moved out of them.
-struct Inbox<const T: usize> {
-    next: RefCell<Next<T>>,
-    /// Wakes the lane: a new request or a cancel.
-    wake: Signal<NoopRawMutex, ()>,
-}
-
-struct Next<const T: usize> {
-    /// `None`: nothing to run (cancelled, or taken).
-    job: Option<Job>,
-    token: Token<T>,
-}
-
-impl<const T: usize> Inbox<T> {
-    const fn new() -> Self {
-        Inbox {
-            next: RefCell::new(Next {
-                job: None,
-                token: Token::new(),
-            }),
-            wake: Signal::new(),
-        }
-    }
-
-    /// Hands `job` to the lane with a copy of `token`, replacing one it has not taken yet (a
-    /// newer request also stops the running one). `false` if the token is longer than `T`
-    /// (the session's never are).
-    fn post(&self, job: Job, token: &[u8]) -> bool {
-        let mut next = self.next.borrow_mut();
-        wipe_token(&mut next.token);
-        let fits = next.token.extend_from_slice(token).is_ok();
-        next.job = fits.then_some(job);
-        if !fits {
-            wipe_token(&mut next.token);
-        }
-        drop(next);
-        self.wake.signal(());
-        fits
-    }
-
-    /// Stops the running request, and drops (wipes) one not taken yet.
-    fn cancel(&self) {
-        let mut next = self.next.borrow_mut();
-        wipe_token(&mut next.token);
-        next.job = None;
-        drop(next);
-        self.wake.signal(());
-    }
-
-    /// The posted request, if any: `prepare` copies its token where the request needs it,
-    /// then the inbox's copy is wiped.
-    fn take<R>(&self, prepare: impl FnOnce(Job, &[u8]) -> R) -> Option<(Job, R)> {
-        let mut next = self.next.borrow_mut();
-        let job = next.job.take()?;
-        let prepared = prepare(job, &next.token);
-        wipe_token(&mut next.token);
-        Some((job, prepared))
-    }
-}
-
-impl<const T: usize> Drop for Inbox<T> {
-    fn drop(&mut self) {
-        wipe_token(&mut self.next.get_mut().token);
-    }
-}
-
 /// The in-task plumbing between the session loop and its lanes: each lane's next request,
 /// the finished ones, and the tokens of a refresh answer.
 struct Lanes<const T: usize> {
-    check: Inbox<T>,
-    refresh: Inbox<T>,
+    check: Inbox<Job, T>,
+    refresh: Inbox<Job, T>,
     done: Channel<NoopRawMutex, Done, 1>,
     tokens: RefCell<NewTokens<T>>,
 }
@@ -372,7 +262,7 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
 }
 
 impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
-    async fn serve<const T: usize>(&mut self, inbox: &Inbox<T>, lanes: &Lanes<T>) -> ! {
+    async fn serve<const T: usize>(&mut self, inbox: &Inbox<Job, T>, lanes: &Lanes<T>) -> ! {
         loop {
             inbox.wake.wait().await;
             // The token goes from the inbox into the request buffer, and is wiped there.

@@ -161,6 +161,7 @@ pub mod buffers;
 mod config;
 mod driver;
 mod failure;
+mod handover;
 mod http;
 mod link;
 mod report;
