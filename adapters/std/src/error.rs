@@ -49,8 +49,8 @@ pub enum GateError {
         retry_in: std::time::Duration,
     },
     /// Another [`AccessGate::sign_in`](crate::AccessGate::sign_in) or `restore` (from any
-    /// clone) replaced the session this call started before the call returned: the status it
-    /// would have answered with is not this session's (R10). Read
+    /// clone) replaced the session this call started before the call could answer for it: the
+    /// status it would have answered with is not this session's (R10). Read
     /// [`AccessGate::status`](crate::AccessGate::status) for the session that replaced it.
     #[error("another sign-in replaced this session")]
     Superseded,

@@ -193,8 +193,10 @@ impl AccessGate {
             Some(status) => status,
             None => self.wait_first_check().await?,
         };
-        // R10: once another start replaced this session, the status is not this call's answer.
-        match self.shared().lock().started == Some(generation) {
+        // R10: a status of this start's generation is this session's. Another generation is
+        // the same session's after a refresh, or, once another start replaced it, not this
+        // call's answer.
+        match status.generation == generation || self.shared().lock().started == Some(generation) {
             true => Ok(status),
             false => Err(GateError::Superseded),
         }
@@ -205,7 +207,7 @@ impl AccessGate {
     /// transiently (access unchanged, retries go on in the background), or the session ended
     /// (401). If the call is dropped before, the check goes on in the background.
     /// [`GateError::Superseded`] if another sign-in (from any clone) replaced this session
-    /// before the call returned.
+    /// before the call could answer for it.
     pub async fn sign_in(&self, tokens: Tokens) -> Result<Status, GateError> {
         self.start(tokens, CoreSession::sign_in).await
     }
