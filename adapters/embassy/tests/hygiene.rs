@@ -25,7 +25,7 @@ use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
 
 mod memdump;
-use memdump::{find, Dump, Region};
+use memdump::{assert_clean, find, Dump, Region};
 
 // ---- the lanes' memory, owned by the test ----
 
@@ -408,13 +408,9 @@ fn after_a_refresh_and_a_logout_no_token_is_left_in_memory_the_adapter_owns() {
         "{signed_in_hits:?}"
     );
     // R11: nothing of a torn-down session stays, while the driver keeps running...
-    assert_eq!(after_logout, Vec::<String>::new(), "tokens left after logout");
+    assert_clean(&after_logout, "tokens left after logout");
     // ...nor once it is dropped.
-    assert_eq!(
-        after_drop.find(&all),
-        Vec::<String>::new(),
-        "tokens left after the driver was dropped"
-    );
+    assert_clean(&after_drop.find(&all), "tokens left after the driver was dropped");
 }
 
 #[test]
@@ -438,12 +434,8 @@ fn after_a_401_ends_the_session_no_token_is_left_in_memory_the_adapter_owns() {
         .borrow()
         .iter()
         .any(|r| r.contains(&format!("Bearer {old_access}"))));
-    assert_eq!(after_401, Vec::<String>::new(), "tokens left after a 401");
-    assert_eq!(
-        after_drop.find(&all),
-        Vec::<String>::new(),
-        "tokens left after the driver was dropped"
-    );
+    assert_clean(&after_401, "tokens left after a 401");
+    assert_clean(&after_drop.find(&all), "tokens left after the driver was dropped");
 }
 
 #[test]
@@ -483,12 +475,8 @@ fn a_cancelled_exchange_leaves_no_token_in_its_buffers() {
         settle().await;
         find(&memory.all(), &all)
     });
-    assert_eq!(after_logout, Vec::<String>::new(), "tokens left after cancelling");
-    assert_eq!(
-        after_drop.find(&all),
-        Vec::<String>::new(),
-        "tokens left after the driver was dropped"
-    );
+    assert_clean(&after_logout, "tokens left after cancelling");
+    assert_clean(&after_drop.find(&all), "tokens left after the driver was dropped");
 }
 
 #[test]
@@ -521,16 +509,11 @@ fn a_timed_out_refresh_leaves_no_token_in_its_buffers() {
         find(&refresh_lane, &all)
     });
     assert_eq!(net.stalled.get(), 1, "the refresh stalled writing its form");
-    assert_eq!(
-        refresh_lane_after_timeout,
-        Vec::<String>::new(),
-        "tokens left in the refresh lane after its timeout"
+    assert_clean(
+        &refresh_lane_after_timeout,
+        "tokens left in the refresh lane after its timeout",
     );
-    assert_eq!(
-        after_drop.find(&all),
-        Vec::<String>::new(),
-        "tokens left after the driver was dropped"
-    );
+    assert_clean(&after_drop.find(&all), "tokens left after the driver was dropped");
 }
 
 #[test]
@@ -564,10 +547,9 @@ fn while_the_server_takes_its_time_to_answer_the_request_buffers_hold_no_token()
         .borrow()
         .iter()
         .any(|r| r.contains(&format!("refresh_token={old_refresh}"))));
-    assert_eq!(
-        waiting,
-        Vec::<String>::new(),
-        "a request buffer kept its token while waiting for the answer"
+    assert_clean(
+        &waiting,
+        "a request buffer kept its token while waiting for the answer",
     );
 }
 
@@ -596,11 +578,7 @@ fn dropping_the_driver_mid_exchange_leaves_no_token_in_its_memory() {
         mid.iter().any(|h| h.contains("check.tx")) && mid.iter().any(|h| h.contains("driver future")),
         "before the drop the tokens are in use: {mid:?}"
     );
-    assert_eq!(
-        after_drop.find(&all),
-        Vec::<String>::new(),
-        "tokens left after the driver was dropped"
-    );
+    assert_clean(&after_drop.find(&all), "tokens left after the driver was dropped");
 }
 
 #[test]
@@ -653,17 +631,9 @@ fn a_refresh_to_shorter_tokens_leaves_no_tail_of_the_longer_old_ones() {
         .borrow()
         .iter()
         .any(|r| r.contains(&format!("Bearer {new_access}"))));
-    assert_eq!(
-        signed_in,
-        Vec::<String>::new(),
-        "old tails while signed in with the new tokens"
-    );
-    assert_eq!(after_logout, Vec::<String>::new(), "old tails after logout");
-    assert_eq!(
-        after_drop.find(&tails),
-        Vec::<String>::new(),
-        "old tails after the drop"
-    );
+    assert_clean(&signed_in, "old tails while signed in with the new tokens");
+    assert_clean(&after_logout, "old tails after logout");
+    assert_clean(&after_drop.find(&tails), "old tails after the drop");
 }
 
 #[test]
@@ -686,9 +656,5 @@ fn a_token_answer_taken_by_value_leaves_no_copy_in_the_slot() {
         (got, find(&[memory.slot], &all))
     });
     assert_eq!(got.as_deref(), Ok(old_access.as_bytes()));
-    assert_eq!(
-        in_slot,
-        Vec::<String>::new(),
-        "the slot kept the token it answered with"
-    );
+    assert_clean(&in_slot, "the slot kept the token it answered with");
 }

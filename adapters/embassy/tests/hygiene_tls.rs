@@ -22,7 +22,7 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use std_embedded_nal_async::Stack;
 
 mod memdump;
-use memdump::{find_minted, Dump, Region};
+use memdump::{assert_clean, find_minted, Dump, Region};
 
 struct Unpark(std::thread::Thread);
 
@@ -191,10 +191,6 @@ fn over_tls_after_a_refresh_and_a_logout_no_token_is_left_in_the_lane_or_tls_buf
         signed_in.iter().all(|h| h.contains(" in driver future+")) && signed_in[0].starts_with(&new_access),
         "{signed_in:?}"
     );
-    assert_eq!(after_logout, Vec::<String>::new(), "tokens left after logout");
-    assert_eq!(
-        after_drop.find_minted(),
-        Vec::<String>::new(),
-        "tokens left after the drop"
-    );
+    assert_clean(&after_logout, "tokens left after logout");
+    assert_clean(&after_drop.find_minted(), "tokens left after the drop");
 }

@@ -96,3 +96,10 @@ impl Dump {
         found
     }
 }
+
+/// Fails with `what` and every place found when `found` (from [`find`], [`Dump::find`] or
+/// [`find_minted`]) is not empty.
+#[track_caller]
+pub fn assert_clean(found: &[String], what: &str) {
+    assert!(found.is_empty(), "{what}: {found:?}");
+}
