@@ -42,7 +42,7 @@ use crate::config::{ConfigError, DriverConfig, Seeds};
 use crate::failure::{Failure, NetFailure};
 use crate::handover::{Inbox, NewTokens};
 use crate::http::{Http, Prepared, Reply, Request};
-use crate::link::{Link, Queued, Refusal, Snapshot, TimedEvent, TokenError, TokenSlot};
+use crate::link::{Credentials, Link, Queued, Refusal, Snapshot, TimedEvent, TokenError, TokenSlot};
 use crate::time;
 
 /// A request the session handed out.
@@ -342,6 +342,10 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
 impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoop<'a, M, N, W, T> {
     async fn run(&mut self, lanes: &Lanes<T>) -> ! {
         self.drain(time::now(), lanes, None);
+        // A sign-in's tokens on their way from the link's queue to the session: copied out
+        // under the link's lock, fed to the session after it, wiped right then (and by its
+        // `Drop` if this future is dropped in between).
+        let mut staged = Credentials::<T>::empty();
         loop {
             let wake = self.session.poll_timeout().map(time::to_embassy);
             let deadline = async {
@@ -354,11 +358,27 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             let now = time::now();
             let mut answer = None;
             match woke {
-                // Read in its queue slot, which is wiped right after: no copy of a sign-in's
-                // tokens is made on the way to the session.
+                // Under the link's lock (interrupts off on a device) only a copy of the tokens,
+                // out of the queue slot, which is wiped right after; the session's sign-in
+                // (token checks, copies, events: about 15 times longer) runs after it. The
+                // copy is wiped once the session has its own.
                 Either3::First(()) => {
-                    let link = self.link;
-                    answer = link.take_command(|command| self.command(now, command)).flatten();
+                    let into = &mut staged;
+                    let taken = self.link.take_command(move |command| match command {
+                        Queued::SignIn(c) => {
+                            into.copy_from(c);
+                            Queued::SignIn(into)
+                        }
+                        Queued::Restore(c) => {
+                            into.copy_from(c);
+                            Queued::Restore(into)
+                        }
+                        Queued::Logout => Queued::Logout,
+                        Queued::Recheck => Queued::Recheck,
+                        Queued::RequestToken(slot) => Queued::RequestToken(slot),
+                    });
+                    answer = taken.and_then(|command| self.command(now, command));
+                    staged.wipe();
                 }
                 Either3::Second(()) => self.session.handle_timeout(now),
                 Either3::Third(Done::Check(req, outcome)) => {

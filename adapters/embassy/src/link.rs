@@ -149,7 +149,7 @@ impl core::fmt::Display for TrySignInError {
 impl core::error::Error for TrySignInError {}
 
 impl<const T: usize> Credentials<T> {
-    const fn empty() -> Self {
+    pub(crate) const fn empty() -> Self {
         Credentials {
             access_token: Token::new(),
             refresh_token: Token::new(),
@@ -161,9 +161,18 @@ impl<const T: usize> Credentials<T> {
         (&self.access_token, &self.refresh_token, self.expires_in)
     }
 
-    fn wipe(&mut self) {
+    pub(crate) fn wipe(&mut self) {
         wipe_token(&mut self.access_token);
         wipe_token(&mut self.refresh_token);
+    }
+
+    /// Replaces these tokens with a copy of `other`'s, field by field (no value moved).
+    pub(crate) fn copy_from(&mut self, other: &Self) {
+        self.wipe();
+        // Cannot fail: the same capacity.
+        let _ = self.access_token.extend_from_slice(&other.access_token);
+        let _ = self.refresh_token.extend_from_slice(&other.refresh_token);
+        self.expires_in = other.expires_in;
     }
 
     /// Copies an access token, a refresh token and the access token's remaining lifetime.
@@ -680,8 +689,9 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     }
 
     /// Hands the oldest command to `f` where it is, then wipes its slot and frees it. `None`
-    /// when the queue is empty. `f` runs under the link's lock: bounded work only (the
-    /// driver feeds the command to its session).
+    /// when the queue is empty. `f` runs under the link's lock (interrupts off with a
+    /// `CriticalSectionRawMutex`): a copy at most. The driver copies a sign-in's tokens out
+    /// and feeds its session after the lock is released.
     pub(crate) fn take_command<R>(&self, f: impl FnOnce(Queued<'_, 'a, M, T>) -> R) -> Option<R> {
         self.commands.lock(|c| {
             let mut c = c.borrow_mut();
