@@ -157,10 +157,26 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
 type Answer<'a, M, const T: usize> = (&'a TokenSlot<M, T>, Result<TokenHandle, TokenError>);
 
 /// A dropped driver (its task cancelled, or a test) leaves no token in its session: the core
-/// wipes them when a session ends (R11).
+/// wipes them when a session ends (R11). Nothing checks any more, so the link shows the session
+/// ended (not a grant nobody keeps up to date), and callers waiting for a token are told.
 impl<M: RawMutex, const N: usize, const W: usize, const T: usize> Drop for SessionLoop<'_, M, N, W, T> {
     fn drop(&mut self) {
-        self.session.logout(time::now());
+        let now = time::now();
+        self.session.logout(now);
+        while let Some((id, _)) = self.session.poll_waiter() {
+            if let Some(i) = self.waiters.iter().position(|(w, _)| *w == id) {
+                let (_, slot) = self.waiters.swap_remove(i);
+                slot.answer(Err(TokenError::NotAuthenticated));
+            }
+        }
+        // Waiters the session no longer knows of (not reached: it answers every one at logout).
+        for (_, slot) in self.waiters.drain(..) {
+            slot.answer(Err(TokenError::NotAuthenticated));
+        }
+        self.snapshot.at = now;
+        self.snapshot.status = self.session.status();
+        self.snapshot.counters = *self.session.counters();
+        self.link.publish(self.snapshot);
     }
 }
 
