@@ -567,8 +567,11 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
         }
         let slot = &mut self.slots[(self.head + self.len) % COMMAND_CAPACITY];
         slot.kind = kind;
-        slot.credentials.wipe();
+        // A free slot's tokens are wiped already (at its take); wiped again before new ones
+        // go in, but not for a command without tokens: no 2 x `T` bytes of stores under the
+        // lock for a re-check.
         if let Some((access, refresh, expires_in)) = tokens {
+            slot.credentials.wipe();
             // Cannot fail: checked against `T` when the tokens were accepted.
             let _ = slot.credentials.access_token.extend_from_slice(access);
             let _ = slot.credentials.refresh_token.extend_from_slice(refresh);
@@ -707,8 +710,11 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
                 Kind::Recheck => Queued::Recheck,
                 Kind::RequestToken(t) => Queued::RequestToken(t),
             };
+            let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
             let r = f(queued);
-            slot.credentials.wipe();
+            if had_tokens {
+                slot.credentials.wipe();
+            }
             // Free slots are never read; this one no longer names the token slot.
             slot.kind = Kind::Logout;
             c.head = (head + 1) % COMMAND_CAPACITY;
