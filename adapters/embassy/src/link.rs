@@ -976,6 +976,17 @@ mod tests {
             let (head, len) = queue_len(link);
             assert!(head < COMMAND_CAPACITY, "head {head} at step {step}");
             assert_eq!(len, model.len(), "len at step {step}");
+            // Free slots hold no tokens (a re-check queued there writes none, wipes none).
+            link.commands.lock(|c| {
+                let c = c.borrow();
+                for free in len..COMMAND_CAPACITY {
+                    let slot = &c.slots[(head + free) % COMMAND_CAPACITY];
+                    assert!(
+                        slot.credentials.access_token.is_empty() && slot.credentials.refresh_token.is_empty(),
+                        "free slot {free} holds tokens at step {step}"
+                    );
+                }
+            });
         }
         while let Some(expected) = model.pop_front() {
             assert_eq!(take(link, slots).as_deref(), Some(&expected[..]));
