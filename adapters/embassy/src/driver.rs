@@ -42,7 +42,7 @@ use crate::config::{ConfigError, DriverConfig, Seeds};
 use crate::failure::{Failure, NetFailure};
 use crate::handover::{Inbox, NewTokens};
 use crate::http::{Http, Prepared, Reply, Request};
-use crate::link::{Link, Queued, Refusal, Snapshot, TimedEvent, TokenError, TokenSlot};
+use crate::link::{Credentials, Link, Queued, Refusal, Snapshot, TimedEvent, TokenError, TokenSlot};
 use crate::time;
 
 /// A request the session handed out.
@@ -157,10 +157,26 @@ struct SessionLoop<'a, M: RawMutex, const N: usize, const W: usize, const T: usi
 type Answer<'a, M, const T: usize> = (&'a TokenSlot<M, T>, Result<TokenHandle, TokenError>);
 
 /// A dropped driver (its task cancelled, or a test) leaves no token in its session: the core
-/// wipes them when a session ends (R11).
+/// wipes them when a session ends (R11). Nothing checks any more, so the link shows the session
+/// ended (not a grant nobody keeps up to date), and callers waiting for a token are told.
 impl<M: RawMutex, const N: usize, const W: usize, const T: usize> Drop for SessionLoop<'_, M, N, W, T> {
     fn drop(&mut self) {
-        self.session.logout(time::now());
+        let now = time::now();
+        self.session.logout(now);
+        while let Some((id, _)) = self.session.poll_waiter() {
+            if let Some(i) = self.waiters.iter().position(|(w, _)| *w == id) {
+                let (_, slot) = self.waiters.swap_remove(i);
+                slot.answer(Err(TokenError::NotAuthenticated));
+            }
+        }
+        // Waiters the session no longer knows of (not reached: it answers every one at logout).
+        for (_, slot) in self.waiters.drain(..) {
+            slot.answer(Err(TokenError::NotAuthenticated));
+        }
+        self.snapshot.at = now;
+        self.snapshot.status = self.session.status();
+        self.snapshot.counters = *self.session.counters();
+        self.link.publish(self.snapshot);
     }
 }
 
@@ -342,6 +358,10 @@ impl<C: TcpConnect, D: Dns> Lane<'_, C, D> {
 impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoop<'a, M, N, W, T> {
     async fn run(&mut self, lanes: &Lanes<T>) -> ! {
         self.drain(time::now(), lanes, None);
+        // A sign-in's tokens on their way from the link's queue to the session: copied out
+        // under the link's lock, fed to the session after it, wiped right then (and by its
+        // `Drop` if this future is dropped in between).
+        let mut staged = Credentials::<T>::empty();
         loop {
             let wake = self.session.poll_timeout().map(time::to_embassy);
             let deadline = async {
@@ -354,11 +374,27 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             let now = time::now();
             let mut answer = None;
             match woke {
-                // Read in its queue slot, which is wiped right after: no copy of a sign-in's
-                // tokens is made on the way to the session.
+                // Under the link's lock (interrupts off on a device) only a copy of the tokens,
+                // out of the queue slot, which is wiped right after; the session's sign-in
+                // (token checks, copies, events: about 15 times longer) runs after it. The
+                // copy is wiped once the session has its own.
                 Either3::First(()) => {
-                    let link = self.link;
-                    answer = link.take_command(|command| self.command(now, command)).flatten();
+                    let into = &mut staged;
+                    let taken = self.link.take_command(move |command| match command {
+                        Queued::SignIn(c) => {
+                            into.copy_from(c);
+                            Queued::SignIn(into)
+                        }
+                        Queued::Restore(c) => {
+                            into.copy_from(c);
+                            Queued::Restore(into)
+                        }
+                        Queued::Logout => Queued::Logout,
+                        Queued::Recheck => Queued::Recheck,
+                        Queued::RequestToken(slot) => Queued::RequestToken(slot),
+                    });
+                    answer = taken.and_then(|command| self.command(now, command));
+                    staged.wipe();
                 }
                 Either3::Second(()) => self.session.handle_timeout(now),
                 Either3::Third(Done::Check(req, outcome)) => {

@@ -99,8 +99,9 @@
 //! | an unflushed request in plaintext; a decrypted answer | `tls.write`, `tls.read` | at the end of every exchange |
 //! | the token a lane is to send | the driver's in-task hand-over | as soon as the lane copied it into `tx`; at a cancel |
 //! | a token answer's tokens | the driver's hand-over to the session | as soon as the session took them |
-//! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver fed them to the session |
-//! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken |
+//! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver copied them out (under the link's lock) |
+//! | sign-in / restore tokens | the driver's copy (its future) | as soon as the session took them (after the lock) |
+//! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken, or the slot is queued with a new request |
 //! | a [`Credentials`] value | wherever it is | when it is dropped |
 //! | all of the driver's, and its session's | the driver's future | when it is dropped (its task cancelled): the buffers are wiped and the session logged out |
 //!

@@ -34,7 +34,7 @@ use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::channel::Channel;
 pub use embassy_sync::channel::TrySendError;
-use embassy_sync::waitqueue::WakerRegistration;
+use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_sync::watch::{Receiver, Watch};
 
 use crate::wipe::wipe_token;
@@ -45,6 +45,9 @@ pub const COMMAND_CAPACITY: usize = 4;
 pub const EVENT_CAPACITY: usize = 32;
 /// How many [`Link::status_receiver`]s can exist at once.
 pub const STATUS_RECEIVERS: usize = 4;
+/// How many tasks can wait in [`Link::send`] at once without waking each other (more still
+/// get through, but then every sender is woken whenever one more starts to wait).
+const COMMAND_SENDERS: usize = 4;
 
 /// A token copied out of the session: at most `T` bytes.
 pub type Token<const T: usize> = heapless::Vec<u8, T>;
@@ -146,7 +149,7 @@ impl core::fmt::Display for TrySignInError {
 impl core::error::Error for TrySignInError {}
 
 impl<const T: usize> Credentials<T> {
-    const fn empty() -> Self {
+    pub(crate) const fn empty() -> Self {
         Credentials {
             access_token: Token::new(),
             refresh_token: Token::new(),
@@ -158,9 +161,18 @@ impl<const T: usize> Credentials<T> {
         (&self.access_token, &self.refresh_token, self.expires_in)
     }
 
-    fn wipe(&mut self) {
+    pub(crate) fn wipe(&mut self) {
         wipe_token(&mut self.access_token);
         wipe_token(&mut self.refresh_token);
+    }
+
+    /// Replaces these tokens with a copy of `other`'s, field by field (no value moved).
+    pub(crate) fn copy_from(&mut self, other: &Self) {
+        self.wipe();
+        // Cannot fail: the same capacity.
+        let _ = self.access_token.extend_from_slice(&other.access_token);
+        let _ = self.refresh_token.extend_from_slice(&other.refresh_token);
+        self.expires_in = other.expires_in;
     }
 
     /// Copies an access token, a refresh token and the access token's remaining lifetime.
@@ -284,7 +296,8 @@ impl core::fmt::Display for TokenError {
 impl core::error::Error for TokenError {}
 
 /// Where the driver answers one [`Command::RequestToken`]. `static`-friendly; reuse it for
-/// the next request once the answer was taken.
+/// the next request (queueing a request drops, and wipes, an answer to an earlier one that
+/// nobody took). One task waits on a slot at a time.
 ///
 /// The driver copies the token from its session straight into the slot; taking the answer
 /// ([`TokenSlot::wait`], [`TokenSlot::try_take`]) hands out a copy and wipes the slot's, so
@@ -363,9 +376,21 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
         })
         .await
     }
-    /// Takes the answer if it is there.
+    /// Takes the answer if it is there (`None` inside this slot's own
+    /// [`TokenSlot::wait_with`], whose answer is taken already).
     pub fn try_take(&self) -> Option<Result<Token<T>, TokenError>> {
-        self.state.lock(|s| s.borrow_mut().take())
+        self.state
+            .lock(|s| s.try_borrow_mut().ok().and_then(|mut s| s.take()))
+    }
+    /// Drops an answer not taken yet and wipes its token. Does nothing when called from
+    /// inside this slot's own [`TokenSlot::wait_with`] (whose answer is taken already).
+    fn clear(&self) {
+        self.state.lock(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.answer = None;
+                wipe_token(&mut s.token);
+            }
+        });
     }
     /// Answers (replacing an answer not taken yet), copying the token in.
     pub(crate) fn answer(&self, answer: Result<&[u8], TokenError>) {
@@ -473,24 +498,31 @@ impl<M: RawMutex, const T: usize> Queued<'_, '_, M, T> {
     }
 }
 
-/// What kind of command a queue slot holds.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+/// What kind of command a queue slot holds (a token request with its slot, so a request
+/// without one cannot be queued).
+enum Kind<'a, M: RawMutex, const T: usize> {
     SignIn,
     Restore,
     Logout,
     Recheck,
-    RequestToken,
+    RequestToken(&'a TokenSlot<M, T>),
 }
+
+impl<M: RawMutex, const T: usize> Clone for Kind<'_, M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex, const T: usize> Copy for Kind<'_, M, T> {}
 
 /// One slot of the command queue. Written field by field (the tokens with
 /// `extend_from_slice`), never by moving a whole `Command` in: a move copies the value's
 /// unused bytes too (a `Logout` is as large as a `SignIn`), and those come from wherever the
 /// value was built, which may be stack memory that held a token a moment before.
 struct Slot<'a, M: RawMutex, const T: usize> {
-    kind: Kind,
+    kind: Kind<'a, M, T>,
     credentials: Credentials<T>,
-    token_slot: Option<&'a TokenSlot<M, T>>,
 }
 
 /// The command queue: a bounded FIFO like an embassy-sync `Channel`, but the driver reads a
@@ -501,43 +533,50 @@ struct Commands<'a, M: RawMutex, const T: usize> {
     /// The oldest command's slot.
     head: usize,
     len: usize,
+    /// The driver (one receiver).
     receiver: WakerRegistration,
-    senders: WakerRegistration,
+    /// Tasks waiting in [`Link::send`]: all woken when a slot frees (one `WakerRegistration`
+    /// would have two waiting senders wake each other in a loop while the queue is full, and
+    /// on a higher-priority executor than the driver's that loop starves the driver for good).
+    senders: MultiWakerRegistration<COMMAND_SENDERS>,
 }
 
 impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
     /// Copies `command` into the next free slot; `false` when the queue is full.
     fn push(&mut self, command: &Command<'a, M, T>) -> bool {
-        let (kind, tokens, token_slot) = match command {
-            Command::SignIn(c) => (Kind::SignIn, Some(c.parts()), None),
-            Command::Restore(c) => (Kind::Restore, Some(c.parts()), None),
-            Command::Logout => (Kind::Logout, None, None),
-            Command::Recheck => (Kind::Recheck, None, None),
-            Command::RequestToken(t) => (Kind::RequestToken, None, Some(*t)),
+        let (kind, tokens) = match command {
+            Command::SignIn(c) => (Kind::SignIn, Some(c.parts())),
+            Command::Restore(c) => (Kind::Restore, Some(c.parts())),
+            Command::Logout => (Kind::Logout, None),
+            Command::Recheck => (Kind::Recheck, None),
+            Command::RequestToken(t) => (Kind::RequestToken(*t), None),
         };
-        self.push_parts(kind, tokens, token_slot)
+        self.push_parts(kind, tokens)
     }
 
     /// Fills the next free slot field by field; `false` when the queue is full.
-    fn push_parts(
-        &mut self,
-        kind: Kind,
-        tokens: Option<(&[u8], &[u8], Duration)>,
-        token_slot: Option<&'a TokenSlot<M, T>>,
-    ) -> bool {
+    fn push_parts(&mut self, kind: Kind<'a, M, T>, tokens: Option<(&[u8], &[u8], Duration)>) -> bool {
         if self.len == COMMAND_CAPACITY {
             return false;
         }
+        if let Kind::RequestToken(t) = kind {
+            // A slot reused for a new request: an answer to an earlier one nobody took (its
+            // waiter gave up) must not be taken as this one's, and its token, perhaps of a
+            // session that has ended since, goes now (R11).
+            t.clear();
+        }
         let slot = &mut self.slots[(self.head + self.len) % COMMAND_CAPACITY];
         slot.kind = kind;
-        slot.credentials.wipe();
+        // A free slot's tokens are wiped already (at its take); wiped again before new ones
+        // go in, but not for a command without tokens: no 2 x `T` bytes of stores under the
+        // lock for a re-check.
         if let Some((access, refresh, expires_in)) = tokens {
+            slot.credentials.wipe();
             // Cannot fail: checked against `T` when the tokens were accepted.
             let _ = slot.credentials.access_token.extend_from_slice(access);
             let _ = slot.credentials.refresh_token.extend_from_slice(refresh);
             slot.credentials.expires_in = expires_in;
         }
-        slot.token_slot = token_slot;
         self.len += 1;
         self.receiver.wake();
         true
@@ -551,7 +590,6 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
             Slot {
                 kind: Kind::Logout,
                 credentials: Credentials::empty(),
-                token_slot: None,
             }
         }
         Link {
@@ -560,7 +598,7 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
                 head: 0,
                 len: 0,
                 receiver: WakerRegistration::new(),
-                senders: WakerRegistration::new(),
+                senders: MultiWakerRegistration::new(),
             })),
             status: Watch::new(),
             events: Channel::new(),
@@ -603,7 +641,7 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
 
     fn try_send_tokens(
         &self,
-        kind: Kind,
+        kind: Kind<'a, M, T>,
         access_token: &[u8],
         refresh_token: &[u8],
         expires_in: Duration,
@@ -611,17 +649,16 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
         check_token::<T>(access_token)?;
         check_token::<T>(refresh_token)?;
         let tokens = Some((access_token, refresh_token, expires_in));
-        if self
-            .commands
-            .lock(|c| c.borrow_mut().push_parts(kind, tokens, None))
-        {
+        if self.commands.lock(|c| c.borrow_mut().push_parts(kind, tokens)) {
             Ok(())
         } else {
             Err(TrySignInError::Full)
         }
     }
 
-    /// Queues a command, waiting for room.
+    /// Queues a command, waiting for room. Up to four tasks can wait here at once and sleep
+    /// until the driver frees a slot (more still get through, but then they wake each other
+    /// every time one more starts to wait).
     pub async fn send(&self, command: Command<'a, M, T>) {
         poll_fn(|cx| {
             self.commands.lock(|c| {
@@ -655,8 +692,9 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     }
 
     /// Hands the oldest command to `f` where it is, then wipes its slot and frees it. `None`
-    /// when the queue is empty. `f` runs under the link's lock: bounded work only (the
-    /// driver feeds the command to its session).
+    /// when the queue is empty. `f` runs under the link's lock (interrupts off with a
+    /// `CriticalSectionRawMutex`): a copy at most. The driver copies a sign-in's tokens out
+    /// and feeds its session after the lock is released.
     pub(crate) fn take_command<R>(&self, f: impl FnOnce(Queued<'_, 'a, M, T>) -> R) -> Option<R> {
         self.commands.lock(|c| {
             let mut c = c.borrow_mut();
@@ -670,14 +708,15 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
                 Kind::Restore => Queued::Restore(&slot.credentials),
                 Kind::Logout => Queued::Logout,
                 Kind::Recheck => Queued::Recheck,
-                Kind::RequestToken => match slot.token_slot {
-                    Some(t) => Queued::RequestToken(t),
-                    None => Queued::Logout, // not reached: set with the kind
-                },
+                Kind::RequestToken(t) => Queued::RequestToken(t),
             };
+            let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
             let r = f(queued);
-            slot.credentials.wipe();
-            slot.token_slot = None;
+            if had_tokens {
+                slot.credentials.wipe();
+            }
+            // Free slots are never read; this one no longer names the token slot.
+            slot.kind = Kind::Logout;
             c.head = (head + 1) % COMMAND_CAPACITY;
             c.len -= 1;
             c.senders.wake();
@@ -730,5 +769,483 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
 impl<M: RawMutex, const T: usize> Default for Link<'_, M, T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The command queue and the token slot on their own, polled by hand: FIFO order across every
+/// way in and around the ring, full-queue refusals, who is woken and how often.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+    use std::collections::VecDeque;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    const T: usize = 16;
+    type L = Link<'static, NoopRawMutex, T>;
+    type Slot = TokenSlot<NoopRawMutex, T>;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A waker that records that it was woken, and how often.
+    #[derive(Default)]
+    struct Flag {
+        woken: AtomicBool,
+        wakes: AtomicUsize,
+    }
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.woken.store(true, SeqCst);
+            self.wakes.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A future polled only when its waker was woken (as an executor does).
+    struct Task<'f> {
+        fut: Pin<Box<dyn Future<Output = ()> + 'f>>,
+        flag: Arc<Flag>,
+        done: bool,
+        polls: usize,
+    }
+
+    impl<'f> Task<'f> {
+        fn new(fut: impl Future<Output = ()> + 'f) -> Self {
+            let flag = Arc::new(Flag::default());
+            flag.woken.store(true, SeqCst); // a new task is polled once
+            Task {
+                fut: Box::pin(fut),
+                flag,
+                done: false,
+                polls: 0,
+            }
+        }
+
+        /// Polls it if it was woken; `true` if it was.
+        fn step(&mut self) -> bool {
+            if self.done || !self.flag.woken.swap(false, SeqCst) {
+                return false;
+            }
+            self.polls += 1;
+            let waker = Waker::from(self.flag.clone());
+            self.done = self
+                .fut
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready();
+            true
+        }
+    }
+
+    /// Polls woken tasks until none is woken, at most `rounds` rounds; the polls it made.
+    fn run_until_idle(tasks: &mut [Task<'_>], rounds: usize) -> usize {
+        let mut polls = 0;
+        for _ in 0..rounds {
+            let polled = tasks.iter_mut().filter_map(|t| t.step().then_some(())).count();
+            if polled == 0 {
+                break;
+            }
+            polls += polled;
+        }
+        polls
+    }
+
+    /// Polls `fut` once with a waker nobody looks at.
+    fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
+        fut.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn leak<V>(v: V) -> &'static V {
+        Box::leak(Box::new(v))
+    }
+
+    fn text(t: &[u8]) -> &str {
+        core::str::from_utf8(t).unwrap_or("<not utf-8>")
+    }
+
+    /// The oldest command as text (token requests name their slot's index in `slots`).
+    fn take(link: &L, slots: &[Slot]) -> Option<String> {
+        link.take_command(|q| match q {
+            Queued::SignIn(c) | Queued::Restore(c) => format!(
+                "{} {} {} {}",
+                q.name(),
+                text(&c.access_token),
+                text(&c.refresh_token),
+                c.expires_in.as_secs()
+            ),
+            Queued::RequestToken(t) => {
+                let i = slots.iter().position(|s| core::ptr::eq(s, t));
+                format!("request_token {i:?}")
+            }
+            other => other.name().to_string(),
+        })
+    }
+
+    fn queue_len(link: &L) -> (usize, usize) {
+        link.commands.lock(|c| {
+            let c = c.borrow();
+            (c.head, c.len)
+        })
+    }
+
+    #[test]
+    fn the_queue_keeps_fifo_order_across_every_way_in_and_many_laps_of_the_ring() {
+        let slots: &'static [Slot; 3] = leak(core::array::from_fn(|_| Slot::new()));
+        let link: &'static L = leak(Link::new());
+        let mut model: VecDeque<String> = VecDeque::new();
+        // A fixed pseudo-random walk: pushes of every kind, refusals when full, takes.
+        let mut x: u32 = 0x9e37_79b9;
+        for step in 0..600u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let full = model.len() == COMMAND_CAPACITY;
+            let (at, rt, secs) = (format!("at{step}"), format!("rt{step}"), u64::from(step % 97));
+            let expires = Duration::from_secs(secs);
+            let expect = |name: &str| format!("{name} {at} {rt} {secs}");
+            match x % 7 {
+                0 => match link.try_send(Command::sign_in(at.as_bytes(), rt.as_bytes(), expires).unwrap()) {
+                    Ok(()) => model.push_back(expect("sign_in")),
+                    Err(TrySendError::Full(Command::SignIn(c))) => {
+                        assert!(full, "refused with room at step {step}");
+                        // R12: the refused command comes back whole.
+                        assert_eq!(
+                            c,
+                            Credentials::new(at.as_bytes(), rt.as_bytes(), expires).unwrap()
+                        );
+                    }
+                    Err(other) => panic!("{other:?} came back at step {step}"),
+                },
+                1 => match link.try_sign_in(at.as_bytes(), rt.as_bytes(), expires) {
+                    Ok(()) => model.push_back(expect("sign_in")),
+                    Err(e) => assert!(full && e == TrySignInError::Full, "{e:?} at step {step}"),
+                },
+                2 => match link.try_restore(at.as_bytes(), rt.as_bytes(), expires) {
+                    Ok(()) => model.push_back(expect("restore")),
+                    Err(e) => assert!(full && e == TrySignInError::Full, "{e:?} at step {step}"),
+                },
+                3 => {
+                    let i = (x / 7 % 3) as usize;
+                    match link.try_send(Command::RequestToken(&slots[i])) {
+                        Ok(()) => model.push_back(format!("request_token Some({i})")),
+                        Err(TrySendError::Full(Command::RequestToken(t))) => {
+                            assert!(full && core::ptr::eq(t, &slots[i]), "step {step}")
+                        }
+                        Err(other) => panic!("{other:?} came back at step {step}"),
+                    }
+                }
+                4 => {
+                    // `send`: ready at once with room; when full, pending, then dropped
+                    // (cancelled): it queued nothing.
+                    let (cmd, name) = if x & 0x100 == 0 {
+                        (Command::Recheck, "recheck")
+                    } else {
+                        (
+                            Command::restore(at.as_bytes(), rt.as_bytes(), expires).unwrap(),
+                            "restore",
+                        )
+                    };
+                    let mut send = core::pin::pin!(link.send(cmd));
+                    match poll_once(send.as_mut()) {
+                        Poll::Ready(()) => {
+                            assert!(!full, "sent into a full queue at step {step}");
+                            model.push_back(if name == "recheck" {
+                                name.to_string()
+                            } else {
+                                expect(name)
+                            });
+                        }
+                        Poll::Pending => assert!(full, "waited with room at step {step}"),
+                    }
+                }
+                5 => {
+                    if link.try_send(Command::Logout).is_ok() {
+                        model.push_back("logout".to_string());
+                    } else {
+                        assert!(full, "step {step}");
+                    }
+                }
+                _ => assert_eq!(take(link, slots), model.pop_front(), "step {step}"),
+            }
+            let (head, len) = queue_len(link);
+            assert!(head < COMMAND_CAPACITY, "head {head} at step {step}");
+            assert_eq!(len, model.len(), "len at step {step}");
+            // Free slots hold no tokens (a re-check queued there writes none, wipes none).
+            link.commands.lock(|c| {
+                let c = c.borrow();
+                for free in len..COMMAND_CAPACITY {
+                    let slot = &c.slots[(head + free) % COMMAND_CAPACITY];
+                    assert!(
+                        slot.credentials.access_token.is_empty() && slot.credentials.refresh_token.is_empty(),
+                        "free slot {free} holds tokens at step {step}"
+                    );
+                }
+            });
+        }
+        while let Some(expected) = model.pop_front() {
+            assert_eq!(take(link, slots).as_deref(), Some(&expected[..]));
+        }
+        assert_eq!(take(link, slots), None);
+        assert_eq!(queue_len(link).1, 0);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_try_sign_in_and_try_restore_and_keeps_what_it_holds() {
+        let link: &'static L = leak(Link::new());
+        for i in 0..COMMAND_CAPACITY {
+            link.try_sign_in(format!("at{i}").as_bytes(), b"rt", HOUR)
+                .unwrap();
+        }
+        assert_eq!(link.try_sign_in(b"atX", b"rtX", HOUR), Err(TrySignInError::Full));
+        assert_eq!(link.try_restore(b"atY", b"rtY", HOUR), Err(TrySignInError::Full));
+        // A refused token is refused before the queue is looked at.
+        assert_eq!(
+            link.try_sign_in(b"at\n", b"rt", HOUR),
+            Err(TrySignInError::Credentials(CredentialsError::NotHeaderSafe))
+        );
+        for i in 0..COMMAND_CAPACITY {
+            assert_eq!(take(link, &[]), Some(format!("sign_in at{i} rt 3600")));
+        }
+        assert_eq!(take(link, &[]), None);
+    }
+
+    #[test]
+    fn senders_blocked_on_a_full_queue_sleep_until_a_slot_frees_and_all_get_through() {
+        let link: &'static L = leak(Link::new());
+        for _ in 0..COMMAND_CAPACITY {
+            link.try_send(Command::Recheck).unwrap();
+        }
+        let mut tasks: Vec<Task<'_>> = (0..COMMAND_SENDERS)
+            .map(|i| {
+                Task::new(async move {
+                    let at = format!("at{i}");
+                    link.send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
+                        .await;
+                })
+            })
+            .collect();
+        assert_eq!(run_until_idle(&mut tasks, 1), COMMAND_SENDERS, "each polled once");
+        assert!(tasks.iter().all(|t| !t.done));
+        // Nothing frees a slot: nobody is woken (one `WakerRegistration` had the senders wake
+        // each other for ever here: the executor never slept, and one with a higher priority
+        // than the driver's never let it run).
+        assert_eq!(run_until_idle(&mut tasks, 1000), 0, "senders woke each other");
+        let mut taken = Vec::new();
+        for _ in 0..2 * COMMAND_CAPACITY {
+            taken.push(take(link, &[]).expect("a command"));
+            run_until_idle(&mut tasks, 100);
+        }
+        assert!(tasks.iter().all(|t| t.done), "a sender was never woken");
+        assert!(
+            tasks.iter().all(|t| t.polls <= 1 + COMMAND_CAPACITY),
+            "polls: {:?}",
+            tasks.iter().map(|t| t.polls).collect::<Vec<_>>()
+        );
+        assert_eq!(&taken[..COMMAND_CAPACITY], ["recheck"; COMMAND_CAPACITY]);
+        let mut signed: Vec<_> = taken[COMMAND_CAPACITY..].to_vec();
+        signed.sort();
+        let expected: Vec<_> = (0..COMMAND_SENDERS)
+            .map(|i| format!("sign_in at{i} rt 3600"))
+            .collect();
+        assert_eq!(signed, expected, "each sender's command once");
+        assert_eq!(take(link, &[]), None);
+    }
+
+    #[test]
+    fn more_senders_than_the_waker_table_all_get_through_once() {
+        let link: &'static L = leak(Link::new());
+        for _ in 0..COMMAND_CAPACITY {
+            link.try_send(Command::Logout).unwrap();
+        }
+        let n = 3 * COMMAND_SENDERS + 1;
+        let mut tasks: Vec<Task<'_>> = (0..n)
+            .map(|i| {
+                Task::new(async move {
+                    let at = format!("at{i}");
+                    link.send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
+                        .await;
+                })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for _ in 0..n + COMMAND_CAPACITY {
+            run_until_idle(&mut tasks, 50);
+            taken.push(take(link, &[]).expect("a command"));
+        }
+        run_until_idle(&mut tasks, 50);
+        assert!(tasks.iter().all(|t| t.done), "a sender was lost");
+        assert_eq!(take(link, &[]), None);
+        let mut signed: Vec<_> = taken[COMMAND_CAPACITY..].to_vec();
+        signed.sort();
+        let mut expected: Vec<_> = (0..n).map(|i| format!("sign_in at{i} rt 3600")).collect();
+        expected.sort();
+        assert_eq!(signed, expected);
+    }
+
+    #[test]
+    fn the_driver_is_woken_by_every_way_in_and_sleeps_on_an_empty_queue() {
+        let link: &'static L = leak(Link::new());
+        let slot: &'static Slot = leak(Slot::new());
+        let ready = AtomicUsize::new(0);
+        let mut driver = [Task::new(async {
+            loop {
+                link.command_ready().await;
+                ready.fetch_add(1, SeqCst);
+                while take(link, &[]).is_some() {}
+            }
+        })];
+        run_until_idle(&mut driver, 10);
+        assert_eq!(ready.load(SeqCst), 0, "ready on an empty queue");
+        let ways: [&dyn Fn(); 5] = [
+            &|| link.try_send(Command::Recheck).unwrap(),
+            &|| link.try_sign_in(b"at", b"rt", HOUR).unwrap(),
+            &|| link.try_restore(b"at", b"rt", HOUR).unwrap(),
+            &|| link.try_send(Command::RequestToken(slot)).unwrap(),
+            &|| {
+                let mut send = core::pin::pin!(link.send(Command::Logout));
+                assert!(poll_once(send.as_mut()).is_ready());
+            },
+        ];
+        for (i, way) in ways.iter().enumerate() {
+            way();
+            assert!(
+                run_until_idle(&mut driver, 10) >= 1,
+                "way {i} did not wake the driver"
+            );
+            assert_eq!(ready.load(SeqCst), i + 1);
+            assert_eq!(queue_len(link).1, 0);
+        }
+        // Idle again: polled no more.
+        assert_eq!(run_until_idle(&mut driver, 10), 0);
+    }
+
+    #[test]
+    fn a_replaced_answer_is_the_one_taken_and_only_once() {
+        let slot = Slot::new();
+        slot.answer(Ok(b"first_token_xx"));
+        slot.answer(Ok(b"second"));
+        assert_eq!(slot.try_take().unwrap().unwrap().as_slice(), b"second");
+        assert_eq!(slot.try_take(), None);
+        slot.answer(Ok(b"third"));
+        slot.answer(Err(TokenError::NotAuthenticated));
+        assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+        // The replaced token is gone from the slot: nothing left but zeroes.
+        slot.state.lock(|s| assert!(s.borrow().token.is_empty()));
+        // A token longer than the slot is never truncated.
+        slot.answer(Ok(&[b'a'; T + 1]));
+        assert_eq!(slot.try_take(), Some(Err(TokenError::Busy)));
+    }
+
+    #[test]
+    fn a_new_request_on_a_slot_drops_an_answer_nobody_took() {
+        let link: &'static L = leak(Link::new());
+        let slot: &'static Slot = leak(Slot::new());
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        assert!(take(link, &[]).is_some());
+        // Its waiter gave up before the answer came (a timeout, say): the answer stays.
+        {
+            let mut wait = core::pin::pin!(slot.wait());
+            assert!(poll_once(wait.as_mut()).is_pending());
+        }
+        slot.answer(Ok(b"old_session_at"));
+        // The slot is reused: the next request's waiter must not get the old answer (it may
+        // be a token of a session that has ended since, R11), and the old token is wiped.
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        slot.state.lock(|s| assert!(s.borrow().token.is_empty()));
+        let mut wait = core::pin::pin!(slot.wait());
+        assert!(poll_once(wait.as_mut()).is_pending(), "the old answer was taken");
+        assert!(take(link, &[]).is_some());
+        slot.answer(Ok(b"new_at"));
+        match poll_once(wait.as_mut()) {
+            Poll::Ready(Ok(t)) => assert_eq!(t.as_slice(), b"new_at"),
+            other => panic!("{other:?}"),
+        }
+        // Refused (full queue): the untaken answer stays for the caller still waiting.
+        slot.answer(Ok(b"kept"));
+        for _ in 0..COMMAND_CAPACITY {
+            link.try_send(Command::Recheck).unwrap();
+        }
+        assert!(link.try_send(Command::RequestToken(slot)).is_err());
+        assert_eq!(slot.try_take().unwrap().unwrap().as_slice(), b"kept");
+    }
+
+    #[test]
+    fn a_wait_with_dropped_before_or_after_the_answer_loses_nothing_and_runs_nothing() {
+        let slot = Slot::new();
+        let ran = AtomicUsize::new(0);
+        // Dropped while waiting.
+        {
+            let mut w = core::pin::pin!(slot.wait_with(|_| ran.fetch_add(1, SeqCst)));
+            assert!(poll_once(w.as_mut()).is_pending());
+        }
+        slot.answer(Ok(b"tok1"));
+        // Made after the answer came, dropped before it was polled.
+        drop(slot.wait_with(|_| ran.fetch_add(1, SeqCst)));
+        assert_eq!(ran.load(SeqCst), 0);
+        assert_eq!(slot.try_take().unwrap().unwrap().as_slice(), b"tok1", "lost");
+        // Pending, then answered: woken once, reads the token in place, leaves none.
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let mut w = core::pin::pin!(slot.wait_with(|t| t.map(<[u8]>::to_vec)));
+        assert!(w.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        // Another one, never polled, dropped with the answer still to come.
+        drop(slot.wait_with(|_| ran.fetch_add(1, SeqCst)));
+        slot.answer(Ok(b"tok2"));
+        assert_eq!(flag.wakes.load(SeqCst), 1);
+        assert_eq!(
+            w.as_mut().poll(&mut Context::from_waker(&waker)),
+            Poll::Ready(Ok(b"tok2".to_vec()))
+        );
+        assert_eq!(slot.try_take(), None);
+        assert_eq!(ran.load(SeqCst), 0);
+        slot.state.lock(|s| assert!(s.borrow().token.is_empty()));
+    }
+
+    #[test]
+    fn try_take_racing_wait_gives_each_answer_once() {
+        let slot = Slot::new();
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = core::pin::pin!(slot.wait());
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        slot.answer(Ok(b"one"));
+        assert_eq!(flag.wakes.load(SeqCst), 1, "the waiter is woken");
+        // Another task takes it first: the waiter, polled, finds nothing and waits on.
+        assert_eq!(slot.try_take().unwrap().unwrap().as_slice(), b"one");
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        slot.answer(Err(TokenError::Unavailable));
+        assert_eq!(
+            wait.as_mut().poll(&mut cx),
+            Poll::Ready(Err(TokenError::Unavailable))
+        );
+        assert_eq!(slot.try_take(), None);
+    }
+
+    #[test]
+    fn the_slot_and_link_used_from_inside_wait_with_never_panic() {
+        let link: &'static L = leak(Link::new());
+        let slot: &'static Slot = leak(Slot::new());
+        slot.answer(Ok(b"tok"));
+        let mut w = core::pin::pin!(slot.wait_with(|t| {
+            // The answer is taken already: nothing more here, and a new request on the same
+            // slot queues (the slot is locked by this very call).
+            assert_eq!(t, Ok(&b"tok"[..]));
+            (
+                slot.try_take(),
+                link.try_send(Command::RequestToken(slot)).is_ok(),
+            )
+        }));
+        assert_eq!(poll_once(w.as_mut()), Poll::Ready((None, true)));
+        assert_eq!(
+            take(link, core::slice::from_ref(slot)).as_deref(),
+            Some("request_token Some(0)")
+        );
     }
 }

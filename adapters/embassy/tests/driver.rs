@@ -1652,3 +1652,84 @@ fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_
     // R11: a logout mid-refresh tells every waiter, never hands out the old token.
     assert_eq!(waited, vec![Err(TokenError::NotAuthenticated); 4]);
 }
+
+#[test]
+fn a_token_slot_reused_after_its_waiter_gave_up_answers_the_new_session_not_the_old_one() {
+    let net = FakeNet::new(|_| granted());
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let token = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_old", "rt", HOUR)).unwrap();
+        until(link, |s| s.status.access == Access::Granted).await;
+        // The caller gives up before taking the answer (a timeout): the answer stays in the slot.
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        embassy_time::Timer::after_millis(20).await;
+        link.try_send(Command::Logout).unwrap();
+        link.try_send(sign_in("at_new", "rt", HOUR)).unwrap();
+        until(link, |s| {
+            s.counters.grants == 2 && s.status.access == Access::Granted
+        })
+        .await;
+        // The same slot, a new request: its answer is the new session's token (R11), never
+        // the one a logout ended that nobody took.
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        slot.wait().await
+    });
+    assert_eq!(token.unwrap().as_slice(), b"at_new");
+}
+
+#[test]
+fn many_tasks_blocked_in_send_on_a_full_queue_are_all_served() {
+    let net = FakeNet::new(|_| granted());
+    let slots: &'static [TokenSlot<NoopRawMutex>; 9] =
+        Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
+    let answers = run(net, config(false), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        until(link, |s| s.status.access == Access::Granted).await;
+        // Nine senders at once on a four-slot queue: most wait in `send`.
+        let asks: [_; 9] = std::array::from_fn(|i| async move {
+            link.send(Command::RequestToken(&slots[i])).await;
+            slots[i].wait().await
+        });
+        embassy_futures::join::join_array(asks).await
+    });
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            answer.as_ref().map(|t| t.as_slice()),
+            Ok(&b"at_1"[..]),
+            "sender {i}"
+        );
+    }
+}
+
+#[test]
+fn a_dropped_driver_shows_no_session_and_answers_the_callers_waiting_for_a_token() {
+    // The refresh hangs (30 s left: it starts at once), so a token request waits for it.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            Reply::Hang
+        } else {
+            granted()
+        }
+    });
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let link = new_link();
+    let before = run_on(link, net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| {
+            s.status.access == Access::Granted && s.counters.refreshes == 1
+        })
+        .await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        embassy_time::Timer::after_millis(20).await;
+        assert_eq!(slot.try_take(), None, "waiting for the refresh");
+        link.snapshot().unwrap()
+    });
+    assert_eq!(before.status.access, Access::Granted);
+    // The driver (its task cancelled) is gone: nothing checks any more, so the app must not
+    // go on rendering a granted session, and the waiting caller is told.
+    let after = link.snapshot().unwrap();
+    assert!(!after.status.signed_in, "{after:?}");
+    assert_ne!(after.status.access, Access::Granted);
+    assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+}

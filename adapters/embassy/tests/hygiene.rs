@@ -658,3 +658,36 @@ fn a_token_answer_taken_by_value_leaves_no_copy_in_the_slot() {
     assert_eq!(got.as_deref(), Ok(old_access.as_bytes()));
     assert_clean(&in_slot, "the slot kept the token it answered with");
 }
+
+#[test]
+fn a_token_answer_nobody_took_is_wiped_when_its_slot_is_queued_again() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        ..
+    } = tokens;
+    let all = tokens.all();
+    let net = net(rotating_backend("200 OK", tokens), vec![]);
+    let ((answered, reused, answer), _) = run(net, async |link, slot, memory| {
+        sign_in(link, old_access, old_refresh, Duration::from_secs(3600));
+        until(link, |s| s.status.access == Access::Granted).await;
+        // The caller gives up before taking its answer: the token waits in the slot...
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        settle().await;
+        let answered = find(&[memory.slot], &all);
+        link.try_send(Command::Logout).unwrap();
+        until(link, |s| !s.status.signed_in).await;
+        // ...until the slot is queued again (R11: the session it belonged to has ended).
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        let reused = find(&[memory.slot], &all);
+        (answered, reused, slot.wait().await)
+    });
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert!(answered[0].starts_with(old_access), "{answered:?}");
+    assert_clean(
+        &reused,
+        "the untaken answer's token after the slot was queued again",
+    );
+    assert_eq!(answer, Err(accessgate_embassy::TokenError::NotSignedIn));
+}
