@@ -163,20 +163,12 @@ impl<M: RawMutex, const N: usize, const W: usize, const T: usize> Drop for Sessi
     fn drop(&mut self) {
         let now = time::now();
         self.session.logout(now);
-        while let Some((id, _)) = self.session.poll_waiter() {
-            if let Some(i) = self.waiters.iter().position(|(w, _)| *w == id) {
-                let (_, slot) = self.waiters.swap_remove(i);
-                slot.answer(Err(TokenError::NotAuthenticated));
-            }
-        }
-        // Waiters the session no longer knows of (not reached: it answers every one at logout).
+        self.answer_waiters(); // all NotAuthenticated: the session just ended
+                               // Waiters the session no longer knows of (not reached: it answers every one at logout).
         for (_, slot) in self.waiters.drain(..) {
             slot.answer(Err(TokenError::NotAuthenticated));
         }
-        self.snapshot.at = now;
-        self.snapshot.status = self.session.status();
-        self.snapshot.counters = *self.session.counters();
-        self.link.publish(self.snapshot);
+        self.publish(now);
     }
 }
 
@@ -504,15 +496,26 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 s.events_dropped = s.events_dropped.saturating_add(1);
             }
         }
-        self.snapshot.at = now;
-        self.snapshot.status = self.session.status();
-        self.snapshot.counters = *self.session.counters();
-        self.link.publish(self.snapshot);
+        self.publish(now);
         // Copied from the session straight into the slot (R11: a torn-down session's handle
         // gives no token).
         if let Some((slot, answer)) = answer {
             slot.answer(self.token(answer));
         }
+        self.answer_waiters();
+    }
+
+    /// The session's state, with the driver's own counters, on the link.
+    fn publish(&mut self, now: Instant) {
+        self.snapshot.at = now;
+        self.snapshot.status = self.session.status();
+        self.snapshot.counters = *self.session.counters();
+        self.link.publish(self.snapshot);
+    }
+
+    /// Answers the token requests the session settled (R11: a torn-down session's handle
+    /// gives no token).
+    fn answer_waiters(&mut self) {
         while let Some((id, result)) = self.session.poll_waiter() {
             if let Some(i) = self.waiters.iter().position(|(w, _)| *w == id) {
                 let (_, slot) = self.waiters.swap_remove(i);
