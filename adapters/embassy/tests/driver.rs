@@ -3,11 +3,7 @@
 //! through the link, cancellation, event-channel overflow, and configuration checks.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration as StdDuration;
 
 use accessgate::{
     Access, BodyError, Cause, Duration, Event, FailureDetail, NetFailure, SessionConfig, SessionEvent,
@@ -24,27 +20,8 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
 
-// ---- a tiny executor: park the thread, unpark on wake ----
-
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(StdDuration::from_millis(50));
-    }
-}
+mod park;
+use park::block_on;
 
 // ---- a scripted network ----
 

@@ -8,11 +8,7 @@
 //! what the type system lets safe code see (the moved-out bytes of a queue slot, say).
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration as StdDuration;
 
 use accessgate::{Access, Cause, Duration, Event, SessionConfig, SessionEvent};
 use accessgate_embassy::{
@@ -25,7 +21,9 @@ use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
 
 mod memdump;
+mod park;
 use memdump::{assert_clean, find, Dump, Region};
+use park::block_on;
 
 // ---- the lanes' memory, owned by the test ----
 
@@ -159,26 +157,6 @@ fn http(status: &str, body: &str) -> Option<Vec<u8>> {
 }
 
 // ---- harness ----
-
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(StdDuration::from_millis(50));
-    }
-}
 
 /// Distinctive tokens, all the same length (see "Token hygiene" in the crate docs on the
 /// session's own buffers), and different in every test: the test's own heap (the fake

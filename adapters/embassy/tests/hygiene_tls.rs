@@ -6,9 +6,6 @@
 
 #![cfg(feature = "tls")]
 
-use std::future::Future;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration as StdDuration;
 
 use accessgate::{Duration, Event, SessionConfig, SessionEvent};
@@ -22,27 +19,9 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use std_embedded_nal_async::Stack;
 
 mod memdump;
+mod park;
 use memdump::{assert_clean, find_minted, Dump, Region};
-
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(StdDuration::from_millis(20));
-    }
-}
+use park::block_on;
 
 /// One lane's buffers, sized like `CheckStorage` / `RefreshStorage` (TLS records included).
 struct LaneMemory {
