@@ -38,7 +38,8 @@ use crate::gate::{Snapshot, TimedEvent};
 use crate::http::{bearer, RefreshReply, Transport};
 use crate::time::Clock;
 
-/// How many callers may wait for a token at once (R11, R12): the session's waiter table.
+/// How many callers may wait for a token at once (R11, R12): the session's waiter table. A
+/// caller that gave up (its `access_token()` future dropped) leaves its place to the next.
 pub const MAX_TOKEN_WAITERS: usize = 64;
 /// Events kept for slow [`crate::AccessGate::events`] receivers before they see `Lagged`.
 const EVENT_BUFFER: usize = 256;

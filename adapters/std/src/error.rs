@@ -71,7 +71,8 @@ pub enum TokenError {
     #[error("token unavailable: refresh failed and the token has expired")]
     Unavailable,
     /// Too many callers are already waiting for a token
-    /// ([`MAX_TOKEN_WAITERS`](crate::MAX_TOKEN_WAITERS)); nothing was registered (R12).
+    /// ([`MAX_TOKEN_WAITERS`](crate::MAX_TOKEN_WAITERS), not counting callers that gave up);
+    /// nothing was registered (R12).
     #[error("too many callers waiting for a token")]
     WaitersFull,
     /// The gate was shut down.

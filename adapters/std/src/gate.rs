@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use accessgate::{Access, Counters, Instant, SessionEvent, Status, TokenReply};
+use accessgate::{Access, Counters, Instant, SessionEvent, Status, TokenReply, TokenRequestError};
 use tokio::sync::{broadcast, oneshot, watch};
 use zeroize::Zeroize;
 
@@ -282,6 +282,18 @@ impl AccessGate {
                 Ok(TokenReply::Wait(id)) => {
                     state.waiters.insert(id, reply);
                     None
+                }
+                // R12: the table is full, but a caller that gave up leaves its place to this
+                // one. The session answers all its waiters at once, alike: the place's answer
+                // is the one a new place would get.
+                Err(TokenRequestError::WaitersFull) => {
+                    match state.waiters.values_mut().find(|r| r.is_closed()) {
+                        Some(place) => {
+                            *place = reply;
+                            None
+                        }
+                        None => Some(Err(TokenError::WaitersFull)),
+                    }
                 }
                 Err(e) => Some(Err(e.into())),
             });

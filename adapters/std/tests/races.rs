@@ -603,10 +603,12 @@ async fn excess_token_callers_are_refused_and_the_rest_share_one_refresh() {
 }
 flavours!(excess_token_callers_are_refused_and_the_rest_share_one_refresh);
 
-/// R12: token callers that give up (a timeout around `access_token()`) keep their slots until
-/// the refresh lands: meanwhile a new caller gets `WaitersFull`, never a hang; once it landed
-/// the slots are free and a caller gets the new token at once.
-async fn abandoned_token_waiters_free_their_slots_when_the_refresh_lands() {
+/// R12: token callers that give up (a timeout around `access_token()`) leave their places to
+/// the next callers. After a full table of callers gave up, as many new callers wait, and all
+/// of them get the new token after the one refresh; only a caller beyond a table of live
+/// waiters gets `WaitersFull`, at once. Once the refresh landed a caller gets the token at once.
+async fn token_callers_that_gave_up_leave_their_places_to_new_callers() {
+    use futures_util::FutureExt;
     let h = Harness::with(Scheme::Http, slow_timeouts).await;
     h.control
         .set_latency(Endpoint::Token, StdDuration::from_millis(1000));
@@ -618,18 +620,24 @@ async fn abandoned_token_waiters_free_their_slots_when_the_refresh_lands() {
         let gave_up = tokio::time::timeout(StdDuration::from_millis(1), h.gate.access_token()).await;
         assert!(gave_up.is_err(), "waits for the refresh");
     }
+    // Each new caller is polled once: registered (or refused) before the next one asks.
+    let mut waiting: Vec<_> = (0..MAX_TOKEN_WAITERS)
+        .map(|_| Box::pin(h.gate.access_token()))
+        .collect();
+    for (i, w) in waiting.iter_mut().enumerate() {
+        assert_eq!(w.now_or_never(), None, "caller {i} waits for the refresh");
+    }
     let r = within(StdDuration::from_millis(100), h.gate.access_token()).await;
-    assert_eq!(r, Err(TokenError::WaitersFull));
-    h.wait_for(StdDuration::from_secs(3), |s| {
-        s.counters.refreshes == 1 && !s.refresh_in_flight && s.status.attempt_in_flight.is_none()
-    })
-    .await;
-    let token = within(StdDuration::from_millis(100), h.gate.access_token()).await;
-    let token = token.expect("a token once the refresh landed");
-    assert_ne!(token, h.tokens.access_token);
+    assert_eq!(r, Err(TokenError::WaitersFull), "beyond a table of live waiters");
+    let tokens = within(StdDuration::from_secs(3), futures_util::future::join_all(waiting)).await;
+    let first = tokens[0].clone().expect("the new token");
+    assert!(tokens.iter().all(|t| t.as_ref() == Ok(&first)), "{tokens:?}");
+    assert_ne!(first, h.tokens.access_token, "the refreshed token");
     assert_eq!(h.control.counts().endpoint_total(Endpoint::Token), 1);
+    let token = within(StdDuration::from_millis(100), h.gate.access_token()).await;
+    assert_eq!(token.as_deref(), Ok(first.as_str()));
 }
-flavours!(abandoned_token_waiters_free_their_slots_when_the_refresh_lands);
+flavours!(token_callers_that_gave_up_leave_their_places_to_new_callers);
 
 // ---- 5. the gate's runtime goes away ---------------------------------------------------------
 
