@@ -49,6 +49,7 @@
 
 mod invariant;
 mod runner;
+mod sleep;
 mod timefmt;
 
 pub mod gate;

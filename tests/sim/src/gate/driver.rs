@@ -3,6 +3,7 @@
 
 use super::model::{Checker, Input, InputError, Observed, Reply, Step};
 use crate::runner::{Coverage, Scenario};
+use crate::sleep::Wake;
 use crate::timefmt::{At, OptAt, Span};
 use crate::Violation;
 use accessgate::{
@@ -306,53 +307,21 @@ impl<const N: usize> GateWorld<N> {
                     outcome,
                 }
             }
-            53..=72 => {
-                self.note = "wake";
-                match wake {
-                    Some(t) => {
-                        self.now = self.now.max(t);
-                        if Some(t) == self.before.status.reverifying_until {
-                            self.counts.woke_at_deadline += 1;
-                        }
-                    }
-                    None => {
-                        let d = self.up_to(unit);
-                        self.advance(d);
-                    }
+            53..=96 => {
+                let how = match roll {
+                    53..=72 => Wake::OnTime,
+                    73..=79 => Wake::Early,
+                    80..=85 => Wake::Oversleep,
+                    _ => Wake::Tick,
+                };
+                self.note = how.note();
+                if how == Wake::OnTime && wake.is_some() && wake == self.before.status.reverifying_until {
+                    self.counts.woke_at_deadline += 1;
                 }
-                Input::Timeout
-            }
-            73..=79 => {
-                // Woken early (another input, a spurious wake-up): any instant before the timer.
-                self.note = "early";
-                match wake {
-                    Some(t) if t > self.now => {
-                        self.counts.woke_early += 1;
-                        let room = t - self.now;
-                        let d = Duration::from_micros(self.rng.random_range(0..room.as_micros()));
-                        self.advance(d);
-                    }
-                    _ => {
-                        let d = self.up_to(unit);
-                        self.advance(d);
-                    }
-                }
-                Input::Timeout
-            }
-            80..=85 => {
-                // The driver oversleeps: past the timer, maybe past the deadline and more.
-                self.note = "oversleep";
-                self.counts.overslept += 1;
-                self.now = self.now.max(wake.unwrap_or(self.now));
-                let d =
-                    Duration::from_micros(self.rng.random_range(1..=budget.saturating_mul(2).as_micros()));
-                self.advance(d);
-                Input::Timeout
-            }
-            86..=96 => {
-                self.note = "tick";
-                let d = self.up_to(Duration::from_micros(unit.as_micros() / 2));
-                self.advance(d);
+                let (at, early) = how.at(self.now, wake, unit, budget, &mut self.rng);
+                self.now = at;
+                self.counts.woke_early += u64::from(early);
+                self.counts.overslept += u64::from(how == Wake::Oversleep);
                 Input::Timeout
             }
             100..=102 => {

@@ -8,6 +8,7 @@ use super::model::{
 };
 use crate::gate::Profile as GateProfile;
 use crate::runner::{Coverage, Scenario};
+use crate::sleep::Wake;
 use crate::timefmt::{At, OptAt, Span};
 use crate::Violation;
 use accessgate::{
@@ -506,46 +507,18 @@ impl<M: SessionMachine> SessionWorld<M> {
                 let answer = self.refresh_answer();
                 Input::RefreshResult { id, answer }
             }
-            64..=80 => {
-                self.note = "wake";
-                match wake {
-                    Some(t) => self.now = self.now.max(t),
-                    None => {
-                        let d = self.up_to(unit);
-                        self.advance(d);
-                    }
-                }
-                Input::Timeout
-            }
-            81..=85 => {
-                self.note = "early";
-                match wake {
-                    Some(t) if t > self.now => {
-                        self.counts.woke_early += 1;
-                        let room = t - self.now;
-                        let d = Duration::from_micros(self.rng.random_range(0..room.as_micros()));
-                        self.advance(d);
-                    }
-                    _ => {
-                        let d = self.up_to(unit);
-                        self.advance(d);
-                    }
-                }
-                Input::Timeout
-            }
-            86..=89 => {
-                self.note = "oversleep";
-                self.counts.overslept += 1;
-                self.now = self.now.max(wake.unwrap_or(self.now));
-                let d =
-                    Duration::from_micros(self.rng.random_range(1..=budget.saturating_mul(2).as_micros()));
-                self.advance(d);
-                Input::Timeout
-            }
-            90..=97 => {
-                self.note = "tick";
-                let d = self.up_to(Duration::from_micros(unit.as_micros() / 2));
-                self.advance(d);
+            64..=97 => {
+                let how = match roll {
+                    64..=80 => Wake::OnTime,
+                    81..=85 => Wake::Early,
+                    86..=89 => Wake::Oversleep,
+                    _ => Wake::Tick,
+                };
+                self.note = how.note();
+                let (at, early) = how.at(self.now, wake, unit, budget, &mut self.rng);
+                self.now = at;
+                self.counts.woke_early += u64::from(early);
+                self.counts.overslept += u64::from(how == Wake::Oversleep);
                 Input::Timeout
             }
             _ => {
