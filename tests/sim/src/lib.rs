@@ -57,7 +57,7 @@ pub mod session;
 
 pub use invariant::{Invariant, Violation};
 pub use runner::{
-    check_seed, check_seeds, env_u64, replay_seed, run, scenario_count, seed_base, shrink, Coverage, Failure,
-    Run, Scenario, StepFailure, Summary,
+    check_seed, check_seeds, env_u64, replay_printed, replay_seed, run, run_family, scenario_count,
+    seed_base, shrink, Coverage, Failure, Run, Scenario, StepFailure, Summary,
 };
 pub use timefmt::{At, Span};

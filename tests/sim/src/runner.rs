@@ -338,3 +338,43 @@ pub fn seed_base() -> u64 {
 pub fn replay_seed() -> Option<u64> {
     env_u64("SIM_SEED")
 }
+
+/// Runs seed family `family`'s share of `scenario_count(default)` scenarios: the seeds from
+/// `seed_base()` (aligned down to a multiple of `families`) that are `family` modulo
+/// `families`. Prints the summary after `label`; panics with the shrunk failure. One
+/// `#[test]` per family lets the test harness run the families in parallel.
+pub fn run_family<S: Scenario>(label: &str, family: u64, families: u64, default: u64) {
+    let per_family = scenario_count(default).div_ceil(families);
+    let base = seed_base();
+    // Base-aligned, so every family gets `per_family` seeds.
+    let first = base - base % families + family;
+    let seeds = (0..per_family).map(|i| first + i * families);
+    match check_seeds::<S>(seeds) {
+        Ok(summary) => {
+            println!("{label} {family}: {summary}");
+            assert_eq!(summary.scenarios, per_family);
+        }
+        Err(failure) => panic!("\n{failure}"),
+    }
+}
+
+/// Prints the full trace of `SIM_SEED` (seed 0 without it, to keep the trace printer
+/// exercised), headed by its family (`seed % families`) and world; panics with the shortest
+/// failing prefix if the seed fails.
+pub fn replay_printed<S: Scenario>(families: u64) {
+    let seed = replay_seed().unwrap_or(0);
+    let r = run::<S>(seed, None, true);
+    println!("seed {seed} (family {}): {}", seed % families, r.world);
+    for line in &r.trace {
+        println!("  {line}");
+    }
+    match &r.outcome {
+        Ok(()) => println!("seed {seed}: {} steps, every invariant held", r.steps),
+        Err(e) => {
+            let failure = check_seed::<S>(seed).expect_err("deterministic");
+            panic!("seed {seed} fails at step {}: {}\n{failure}", e.step, e.violation);
+        }
+    }
+    assert_eq!(r.trace.len(), r.steps);
+    assert_eq!(r.steps, S::new(seed).planned_steps());
+}
