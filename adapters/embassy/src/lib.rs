@@ -40,7 +40,7 @@
 //! ```
 //! use accessgate::Duration;
 //! use accessgate_embassy::{
-//!     Command, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport,
+//!     Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport,
 //! };
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 //! use static_cell::StaticCell;
@@ -63,12 +63,12 @@
 //! let driver: Driver<'_, _, _, _> = Driver::new(&LINK, net, net, GATE, buffers, seeds)?;
 //! // spawner.spawn(driver_task(driver).unwrap());
 //! // with #[embassy_executor::task] async fn driver_task(d: Driver<...>) -> ! { d.run().await }
-//! # drop(driver);
 //!
-//! LINK.try_send(Command::sign_in(b"access", b"refresh", Duration::from_secs(3600))?)
-//!     .map_err(|_| "command channel full")?;
+//! // Tokens copied straight into the link's queue (see "Token hygiene").
+//! LINK.try_sign_in(b"access", b"refresh", Duration::from_secs(3600))?;
 //! // let mut status = LINK.status_receiver().unwrap();
 //! // loop { render(status.changed().await); }
+//! # drop(driver);
 //! # Ok(())
 //! # }
 //! ```
@@ -185,7 +185,7 @@ pub use config::{
 pub use driver::Driver;
 pub use failure::{NetFailure, TlsFailure};
 pub use link::{
-    Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
+    Command, Credentials, CredentialsError, Link, NoDriver, Refusal, Snapshot, TimedEvent, Token, TokenError,
     TokenSlot, TrySendError, TrySignInError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};

@@ -9,6 +9,17 @@
 //!   [`Link::send`] waits for room instead. [`Link::try_sign_in`] / [`Link::try_restore`]
 //!   copy tokens from slices straight into the queue. The driver reads a command in its
 //!   slot and wipes the slot's tokens right after ("Token hygiene" in the crate docs).
+//!
+//! **One driver per link, and what happens without one.** [`Driver::new`](crate::Driver::new)
+//! attaches the driver to the link and refuses a link that has one already
+//! ([`ConfigError::LinkInUse`]); dropping the driver (its task cancelled) detaches it, so a
+//! restarted task can attach a new one. Commands queued before the first driver attaches
+//! (a session restored at boot, before the driver task is spawned) wait for it. Once a driver
+//! is dropped and until the next one attaches, the link refuses new commands
+//! ([`TrySendError::NoDriver`], [`NoDriver`], [`TrySignInError::NoDriver`]: the command
+//! comes back), and the commands still queued at the drop are not kept for nobody: a token
+//! request's slot is answered [`TokenError::NotAuthenticated`] (the dropped driver signed
+//! its session out), a sign-in's tokens are wiped.
 //! - a status [`Watch`] (up to [`STATUS_RECEIVERS`] receivers) carrying the latest
 //!   [`Snapshot`] (status + counters). A watch keeps only the newest value: a slow reader
 //!   skips intermediate snapshots but never sees a stale one after a newer one.
@@ -26,17 +37,17 @@ use accessgate::{
     Counters, Duration, Instant, RecheckError, SessionEvent, SignInError, Status, TokenRequestError,
     WaitError,
 };
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::Poll;
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::channel::Channel;
-pub use embassy_sync::channel::TrySendError;
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_sync::watch::{Receiver, Watch};
 
+use crate::config::ConfigError;
 use crate::wipe::wipe_token;
 
 /// Capacity of a link's command channel.
@@ -129,6 +140,8 @@ pub enum TrySignInError {
     Credentials(CredentialsError),
     /// The command queue is full (R12); try again.
     Full,
+    /// No driver serves the link any more (it was dropped; see the module docs).
+    NoDriver,
 }
 
 impl From<CredentialsError> for TrySignInError {
@@ -142,11 +155,50 @@ impl core::fmt::Display for TrySignInError {
         match self {
             TrySignInError::Credentials(e) => e.fmt(f),
             TrySignInError::Full => f.write_str("command queue full"),
+            TrySignInError::NoDriver => f.write_str(NO_DRIVER),
         }
     }
 }
 
 impl core::error::Error for TrySignInError {}
+
+const NO_DRIVER: &str = "no driver serves the link (it was dropped)";
+
+/// Why [`Link::try_send`] queued nothing; the command comes back inside, nothing is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TrySendError<C> {
+    /// The command queue is full (R12); try again.
+    Full(C),
+    /// No driver serves the link any more (it was dropped; see the module docs).
+    NoDriver(C),
+}
+
+impl<C> core::fmt::Display for TrySendError<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            TrySendError::Full(_) => "command queue full",
+            TrySendError::NoDriver(_) => NO_DRIVER,
+        })
+    }
+}
+
+impl<C: core::fmt::Debug> core::error::Error for TrySendError<C> {}
+
+/// Why [`Link::send`] queued nothing: no driver serves the link any more (it was dropped; see
+/// the module docs). The command comes back inside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NoDriver<C>(pub C);
+
+impl<C> core::fmt::Display for NoDriver<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(NO_DRIVER)
+    }
+}
+
+impl<C: core::fmt::Debug> core::error::Error for NoDriver<C> {}
 
 impl<const T: usize> Credentials<T> {
     pub(crate) const fn empty() -> Self {
@@ -261,6 +313,9 @@ pub enum TokenError {
     WaitersFull,
     /// The driver could not take the request (its queues were full); ask again.
     Busy,
+    /// Another task waits on this [`TokenSlot`] already (one waiter per slot): this one was
+    /// not made to wait, and the answer goes to the other.
+    SlotInUse,
 }
 
 impl From<WaitError> for TokenError {
@@ -289,6 +344,7 @@ impl core::fmt::Display for TokenError {
             TokenError::Unavailable => "token expired and refresh failing; try again later",
             TokenError::WaitersFull => "too many callers waiting for a token",
             TokenError::Busy => "driver busy; try again",
+            TokenError::SlotInUse => "another task waits on this token slot",
         })
     }
 }
@@ -297,7 +353,13 @@ impl core::error::Error for TokenError {}
 
 /// Where the driver answers one [`Command::RequestToken`]. `static`-friendly; reuse it for
 /// the next request (queueing a request drops, and wipes, an answer to an earlier one that
-/// nobody took). One task waits on a slot at a time.
+/// nobody took).
+///
+/// One task waits on a slot at a time: while one does ([`TokenSlot::wait`],
+/// [`TokenSlot::wait_with`]), another task that starts waiting is told
+/// [`TokenError::SlotInUse`] at once and the answer stays for the first (one waker per slot:
+/// two waiting tasks would wake each other for ever). A waiter that gives up (its future is
+/// dropped) frees the place.
 ///
 /// The driver copies the token from its session straight into the slot; taking the answer
 /// ([`TokenSlot::wait`], [`TokenSlot::try_take`]) hands out a copy and wipes the slot's, so
@@ -305,6 +367,19 @@ impl core::error::Error for TokenError {}
 /// the request that needed it is written).
 pub struct TokenSlot<M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
     state: Mutex<M, RefCell<SlotState<T>>>,
+    /// A task waits on the slot (it holds a [`Claim`]). Apart from `state`, so taking and
+    /// giving it back never needs `state`'s `RefCell` (borrowed inside `wait_with`'s `f`).
+    waiting: Mutex<M, Cell<bool>>,
+}
+
+/// The one waiting place of a [`TokenSlot`], given back when the waiting future ends or is
+/// dropped.
+struct Claim<'s, M: RawMutex, const T: usize>(&'s TokenSlot<M, T>);
+
+impl<M: RawMutex, const T: usize> Drop for Claim<'_, M, T> {
+    fn drop(&mut self) {
+        self.0.waiting.lock(|w| w.set(false));
+    }
 }
 
 struct SlotState<const T: usize> {
@@ -334,10 +409,20 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
                 token: Token::new(),
                 waker: WakerRegistration::new(),
             })),
+            waiting: Mutex::new(Cell::new(false)),
         }
     }
-    /// Waits for the answer (and takes it).
+    /// The slot's waiting place, unless another task has it.
+    fn claim(&self) -> Result<Claim<'_, M, T>, TokenError> {
+        match self.waiting.lock(|w| w.replace(true)) {
+            true => Err(TokenError::SlotInUse),
+            false => Ok(Claim(self)),
+        }
+    }
+    /// Waits for the answer (and takes it). [`TokenError::SlotInUse`] at once if another task
+    /// waits on this slot already.
     pub async fn wait(&self) -> Result<Token<T>, TokenError> {
+        let _claim = self.claim()?;
         poll_fn(|cx| {
             self.state.lock(|s| {
                 let mut s = s.borrow_mut();
@@ -355,8 +440,13 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
     /// Waits for the answer and hands it to `f` where it is, in the slot; then the slot's
     /// copy is wiped. Unlike [`TokenSlot::wait`], no copy of the token is made on the way (on
     /// the stack, or in the caller's future): `f` can write it straight where the request
-    /// needs it. `f` runs under the slot's lock: keep it short (a copy).
+    /// needs it. `f` runs under the slot's lock: keep it short (a copy). If another task
+    /// waits on this slot already, `f` gets [`TokenError::SlotInUse`] at once.
     pub async fn wait_with<R>(&self, f: impl FnOnce(Result<&[u8], TokenError>) -> R) -> R {
+        let _claim = match self.claim() {
+            Ok(claim) => claim,
+            Err(e) => return f(Err(e)),
+        };
         let mut f = Some(f);
         poll_fn(|cx| {
             self.state.lock(|s| {
@@ -392,10 +482,14 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
             }
         });
     }
-    /// Answers (replacing an answer not taken yet), copying the token in.
+    /// Answers (replacing an answer not taken yet), copying the token in. Does nothing when
+    /// called from inside this slot's own [`TokenSlot::wait_with`] (a driver dropped by its
+    /// `f`): no panic, and that waiter has its answer already.
     pub(crate) fn answer(&self, answer: Result<&[u8], TokenError>) {
         self.state.lock(|s| {
-            let mut s = s.borrow_mut();
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return;
+            };
             wipe_token(&mut s.token);
             // Cannot fail: the session's tokens are at most `T` bytes too.
             let stored = answer.and_then(|t| s.token.extend_from_slice(t).map_err(|_| TokenError::Busy));
@@ -525,6 +619,23 @@ struct Slot<'a, M: RawMutex, const T: usize> {
     credentials: Credentials<T>,
 }
 
+/// Whether a driver serves the link.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// None has attached yet: commands wait for the first (a session restored at boot).
+    NotYet,
+    /// One is attached; a second is refused (one receiver, one waker).
+    Driven,
+    /// The last one was dropped: commands are refused until another attaches.
+    Dropped,
+}
+
+/// Why [`Commands::push_parts`] queued nothing.
+enum Refused {
+    Full,
+    NoDriver,
+}
+
 /// The command queue: a bounded FIFO like an embassy-sync `Channel`, but the driver reads a
 /// command in its slot and the slot's tokens are wiped right after (a `Channel` moves the
 /// value out and leaves its bytes in the slot until a later command overwrites them).
@@ -533,7 +644,8 @@ struct Commands<'a, M: RawMutex, const T: usize> {
     /// The oldest command's slot.
     head: usize,
     len: usize,
-    /// The driver (one receiver).
+    served: Served,
+    /// The driver (one receiver: [`Link::attach`] refuses a second).
     receiver: WakerRegistration,
     /// Tasks waiting in [`Link::send`]: all woken when a slot frees (one `WakerRegistration`
     /// would have two waiting senders wake each other in a loop while the queue is full, and
@@ -542,8 +654,8 @@ struct Commands<'a, M: RawMutex, const T: usize> {
 }
 
 impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
-    /// Copies `command` into the next free slot; `false` when the queue is full.
-    fn push(&mut self, command: &Command<'a, M, T>) -> bool {
+    /// Copies `command` into the next free slot.
+    fn push(&mut self, command: &Command<'a, M, T>) -> Result<(), Refused> {
         let (kind, tokens) = match command {
             Command::SignIn(c) => (Kind::SignIn, Some(c.parts())),
             Command::Restore(c) => (Kind::Restore, Some(c.parts())),
@@ -554,10 +666,18 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
         self.push_parts(kind, tokens)
     }
 
-    /// Fills the next free slot field by field; `false` when the queue is full.
-    fn push_parts(&mut self, kind: Kind<'a, M, T>, tokens: Option<(&[u8], &[u8], Duration)>) -> bool {
+    /// Fills the next free slot field by field.
+    fn push_parts(
+        &mut self,
+        kind: Kind<'a, M, T>,
+        tokens: Option<(&[u8], &[u8], Duration)>,
+    ) -> Result<(), Refused> {
+        // R12: told at once, never queued for a driver that is gone.
+        if self.served == Served::Dropped {
+            return Err(Refused::NoDriver);
+        }
         if self.len == COMMAND_CAPACITY {
-            return false;
+            return Err(Refused::Full);
         }
         if let Kind::RequestToken(t) = kind {
             // A slot reused for a new request: an answer to an earlier one nobody took (its
@@ -579,7 +699,34 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
         }
         self.len += 1;
         self.receiver.wake();
-        true
+        Ok(())
+    }
+
+    /// Hands the oldest command to `f` where it is, then wipes its slot and frees it.
+    fn take<R>(&mut self, f: impl FnOnce(Queued<'_, 'a, M, T>) -> R) -> Option<R> {
+        if self.len == 0 {
+            return None;
+        }
+        let head = self.head;
+        let slot = &mut self.slots[head];
+        let queued = match slot.kind {
+            Kind::SignIn => Queued::SignIn(&slot.credentials),
+            Kind::Restore => Queued::Restore(&slot.credentials),
+            Kind::Logout => Queued::Logout,
+            Kind::Recheck => Queued::Recheck,
+            Kind::RequestToken(t) => Queued::RequestToken(t),
+        };
+        let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
+        let r = f(queued);
+        if had_tokens {
+            slot.credentials.wipe();
+        }
+        // Free slots are never read; this one no longer names the token slot.
+        slot.kind = Kind::Logout;
+        self.head = (head + 1) % COMMAND_CAPACITY;
+        self.len -= 1;
+        self.senders.wake();
+        Some(r)
     }
 }
 
@@ -597,6 +744,7 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
                 slots: [slot(), slot(), slot(), slot()],
                 head: 0,
                 len: 0,
+                served: Served::NotYet,
                 receiver: WakerRegistration::new(),
                 senders: MultiWakerRegistration::new(),
             })),
@@ -606,13 +754,14 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     }
 
     /// Queues a command without waiting. When the queue is full the command comes back in
-    /// [`TrySendError::Full`] (R12). The queue keeps its own copy of the tokens; `command`'s
-    /// are wiped when it is dropped here.
+    /// [`TrySendError::Full`] (R12), after a dropped driver in [`TrySendError::NoDriver`].
+    /// The queue keeps its own copy of the tokens; `command`'s are wiped when it is dropped
+    /// here.
     pub fn try_send(&self, command: Command<'a, M, T>) -> Result<(), TrySendError<Command<'a, M, T>>> {
-        if self.commands.lock(|c| c.borrow_mut().push(&command)) {
-            Ok(())
-        } else {
-            Err(TrySendError::Full(command))
+        match self.commands.lock(|c| c.borrow_mut().push(&command)) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(TrySendError::Full(command)),
+            Err(Refused::NoDriver) => Err(TrySendError::NoDriver(command)),
         }
     }
 
@@ -649,29 +798,70 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
         check_token::<T>(access_token)?;
         check_token::<T>(refresh_token)?;
         let tokens = Some((access_token, refresh_token, expires_in));
-        if self.commands.lock(|c| c.borrow_mut().push_parts(kind, tokens)) {
-            Ok(())
-        } else {
-            Err(TrySignInError::Full)
-        }
+        self.commands
+            .lock(|c| c.borrow_mut().push_parts(kind, tokens))
+            .map_err(|e| match e {
+                Refused::Full => TrySignInError::Full,
+                Refused::NoDriver => TrySignInError::NoDriver,
+            })
     }
 
     /// Queues a command, waiting for room. Up to four tasks can wait here at once and sleep
     /// until the driver frees a slot (more still get through, but then they wake each other
-    /// every time one more starts to wait).
-    pub async fn send(&self, command: Command<'a, M, T>) {
-        poll_fn(|cx| {
+    /// every time one more starts to wait). After a dropped driver, and for the tasks waiting
+    /// here when it is dropped, the command comes back in [`NoDriver`].
+    pub async fn send(&self, command: Command<'a, M, T>) -> Result<(), NoDriver<Command<'a, M, T>>> {
+        let queued = poll_fn(|cx| {
             self.commands.lock(|c| {
                 let mut c = c.borrow_mut();
-                if c.push(&command) {
-                    Poll::Ready(())
-                } else {
-                    c.senders.register(cx.waker());
-                    Poll::Pending
+                match c.push(&command) {
+                    Ok(()) => Poll::Ready(true),
+                    Err(Refused::NoDriver) => Poll::Ready(false),
+                    Err(Refused::Full) => {
+                        c.senders.register(cx.waker());
+                        Poll::Pending
+                    }
                 }
             })
         })
-        .await
+        .await;
+        match queued {
+            true => Ok(()),
+            false => Err(NoDriver(command)),
+        }
+    }
+
+    /// Attaches a driver: refused while another one is attached (one receiver).
+    pub(crate) fn attach(&self) -> Result<(), ConfigError> {
+        self.commands.lock(|c| {
+            let mut c = c.borrow_mut();
+            if c.served == Served::Driven {
+                return Err(ConfigError::LinkInUse);
+            }
+            c.served = Served::Driven;
+            Ok(())
+        })
+    }
+
+    /// Detaches the driver (it is being dropped): what is still queued is answered or wiped,
+    /// not kept for nobody, and commands are refused until a driver attaches again.
+    pub(crate) fn detach(&self) {
+        self.commands.lock(|c| {
+            let mut c = c.borrow_mut();
+            c.served = Served::Dropped;
+            // R11: the dropped driver signed its session out; a sign-in's tokens are wiped
+            // by `take`.
+            while c
+                .take(|q| {
+                    if let Queued::RequestToken(slot) = q {
+                        slot.answer(Err(TokenError::NotAuthenticated));
+                    }
+                })
+                .is_some()
+            {}
+            // Senders waiting for room learn there is none to come.
+            c.senders.wake();
+        })
     }
 
     /// Waits until a command is queued (for the driver, which then takes it with
@@ -696,31 +886,25 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     /// `CriticalSectionRawMutex`): a copy at most. The driver copies a sign-in's tokens out
     /// and feeds its session after the lock is released.
     pub(crate) fn take_command<R>(&self, f: impl FnOnce(Queued<'_, 'a, M, T>) -> R) -> Option<R> {
-        self.commands.lock(|c| {
-            let mut c = c.borrow_mut();
-            if c.len == 0 {
-                return None;
+        self.commands.lock(|c| c.borrow_mut().take(f))
+    }
+
+    /// [`Link::take_command`] for the driver: a sign-in's or restore's tokens are copied into
+    /// `staged` (a copy at most under the lock) and the queue slot's wiped; the session is
+    /// fed from `staged` after the lock is released.
+    pub(crate) fn take_staged<'s>(&self, staged: &'s mut Credentials<T>) -> Option<Queued<'s, 'a, M, T>> {
+        self.take_command(move |command| match command {
+            Queued::SignIn(c) => {
+                staged.copy_from(c);
+                Queued::SignIn(staged)
             }
-            let head = c.head;
-            let slot = &mut c.slots[head];
-            let queued = match slot.kind {
-                Kind::SignIn => Queued::SignIn(&slot.credentials),
-                Kind::Restore => Queued::Restore(&slot.credentials),
-                Kind::Logout => Queued::Logout,
-                Kind::Recheck => Queued::Recheck,
-                Kind::RequestToken(t) => Queued::RequestToken(t),
-            };
-            let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
-            let r = f(queued);
-            if had_tokens {
-                slot.credentials.wipe();
+            Queued::Restore(c) => {
+                staged.copy_from(c);
+                Queued::Restore(staged)
             }
-            // Free slots are never read; this one no longer names the token slot.
-            slot.kind = Kind::Logout;
-            c.head = (head + 1) % COMMAND_CAPACITY;
-            c.len -= 1;
-            c.senders.wake();
-            Some(r)
+            Queued::Logout => Queued::Logout,
+            Queued::Recheck => Queued::Recheck,
+            Queued::RequestToken(slot) => Queued::RequestToken(slot),
         })
     }
 
@@ -953,7 +1137,7 @@ mod tests {
                     };
                     let mut send = core::pin::pin!(link.send(cmd));
                     match poll_once(send.as_mut()) {
-                        Poll::Ready(()) => {
+                        Poll::Ready(Ok(())) => {
                             assert!(!full, "sent into a full queue at step {step}");
                             model.push_back(if name == "recheck" {
                                 name.to_string()
@@ -962,6 +1146,7 @@ mod tests {
                             });
                         }
                         Poll::Pending => assert!(full, "waited with room at step {step}"),
+                        Poll::Ready(Err(e)) => panic!("{e} at step {step}"),
                     }
                 }
                 5 => {
@@ -1026,7 +1211,8 @@ mod tests {
                 Task::new(async move {
                     let at = format!("at{i}");
                     link.send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
-                        .await;
+                        .await
+                        .unwrap();
                 })
             })
             .collect();
@@ -1069,7 +1255,8 @@ mod tests {
                 Task::new(async move {
                     let at = format!("at{i}");
                     link.send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
-                        .await;
+                        .await
+                        .unwrap();
                 })
             })
             .collect();

@@ -698,10 +698,10 @@ fn a_full_event_channel_counts_drops_and_never_stalls_the_driver() {
     let snap = run(net, config(false), async |link| {
         // Nobody reads events: 20 sessions produce far more than the channel holds.
         for i in 0..20 {
-            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await;
-            link.send(Command::Logout).await;
+            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await.unwrap();
+            link.send(Command::Logout).await.unwrap();
         }
-        link.send(sign_in("at_last", "rt", HOUR)).await;
+        link.send(sign_in("at_last", "rt", HOUR)).await.unwrap();
         until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await
     });
     assert!(snap.events_dropped > 0);
@@ -1372,10 +1372,10 @@ fn a_full_event_channel_keeps_the_oldest_events_counts_the_rest_and_then_resumes
     let (kept, dropped, later, dropped_later) = run(net, config(false), async |link| {
         // Nobody reads: far more events than the channel holds.
         for i in 0..20 {
-            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await;
-            link.send(Command::Logout).await;
+            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await.unwrap();
+            link.send(Command::Logout).await.unwrap();
         }
-        link.send(sign_in("at_last", "rt", HOUR)).await;
+        link.send(sign_in("at_last", "rt", HOUR)).await.unwrap();
         let s = until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await;
         let kept = drain(link);
         // With room again, the next events arrive and nothing more is counted as dropped.
@@ -1429,7 +1429,7 @@ fn a_full_command_channel_on_a_running_driver_hands_back_the_command_intact_and_
             other => panic!("another command came back: {other:?}"),
         };
         // R12: nothing lost; sent again once there is room, it is served.
-        link.send(back).await;
+        link.send(back).await.unwrap();
         until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await;
         link.try_send(Command::RequestToken(slot)).unwrap();
         (returned, slot.wait().await)
@@ -1609,7 +1609,7 @@ fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_
             .unwrap();
         until(link, |s| s.counters.refreshes == 1).await;
         for slot in slots.iter() {
-            link.send(Command::RequestToken(slot)).await;
+            link.send(Command::RequestToken(slot)).await.unwrap();
         }
         // R12: the fifth caller is told at once; the four others are still waiting.
         let extra = slots[4].wait().await;
@@ -1664,7 +1664,7 @@ fn many_tasks_blocked_in_send_on_a_full_queue_are_all_served() {
         until(link, |s| s.status.access == Access::Granted).await;
         // Nine senders at once on a four-slot queue: most wait in `send`.
         let asks: [_; 9] = std::array::from_fn(|i| async move {
-            link.send(Command::RequestToken(&slots[i])).await;
+            link.send(Command::RequestToken(&slots[i])).await.unwrap();
             slots[i].wait().await
         });
         embassy_futures::join::join_array(asks).await
