@@ -1435,4 +1435,164 @@ mod tests {
             Some("request_token Some(0)")
         );
     }
+
+    #[test]
+    fn a_second_task_waiting_on_a_slot_is_told_at_once_and_nobody_wakes_anybody_in_a_loop() {
+        let slot: &'static Slot = leak(Slot::new());
+        let got: RefCell<[Option<Result<Vec<u8>, TokenError>>; 3]> = RefCell::new([None, None, None]);
+        let mut tasks = [
+            Task::new(async {
+                let r = slot.wait().await.map(|t| t.to_vec());
+                got.borrow_mut()[0] = Some(r);
+            }),
+            Task::new(async {
+                let r = slot.wait_with(|t| t.map(<[u8]>::to_vec)).await;
+                got.borrow_mut()[1] = Some(r);
+            }),
+            Task::new(async {
+                let r = slot.wait().await.map(|t| t.to_vec());
+                got.borrow_mut()[2] = Some(r);
+            }),
+        ];
+        // One waker per slot: with every task registering in turn, each woke the one before
+        // it for ever (polled without end, no token for anybody). Now the first one waits
+        // and the others are told at once: three polls, then sleep.
+        assert_eq!(run_until_idle(&mut tasks, 1000), 3, "waiters woke each other");
+        assert_eq!(
+            *got.borrow(),
+            [
+                None,
+                Some(Err(TokenError::SlotInUse)),
+                Some(Err(TokenError::SlotInUse))
+            ]
+        );
+        slot.answer(Ok(b"tok"));
+        assert_eq!(run_until_idle(&mut tasks, 1000), 1);
+        assert_eq!(
+            got.borrow()[0],
+            Some(Ok(b"tok".to_vec())),
+            "the answer went to the first"
+        );
+        assert_eq!(tasks.iter().map(|t| t.polls).collect::<Vec<_>>(), [2, 1, 1]);
+        // The place is free again once its waiter is done, or gives up (dropped).
+        {
+            let mut w = core::pin::pin!(slot.wait());
+            assert!(poll_once(w.as_mut()).is_pending());
+            assert_eq!(slot.try_take(), None);
+        }
+        let mut w = core::pin::pin!(slot.wait_with(|t| t.map(<[u8]>::to_vec)));
+        assert!(
+            poll_once(w.as_mut()).is_pending(),
+            "a waiter that gave up kept the place"
+        );
+        slot.answer(Ok(b"tok2"));
+        assert_eq!(poll_once(w.as_mut()), Poll::Ready(Ok(b"tok2".to_vec())));
+    }
+
+    #[test]
+    fn a_link_takes_one_driver_at_a_time_and_a_new_one_once_the_last_is_dropped() {
+        let link: &'static L = leak(Link::new());
+        assert_eq!(link.attach(), Ok(()));
+        assert_eq!(link.attach(), Err(ConfigError::LinkInUse));
+        assert_eq!(link.attach(), Err(ConfigError::LinkInUse));
+        link.detach();
+        assert_eq!(link.attach(), Ok(()), "a restarted driver is refused");
+        assert_eq!(link.attach(), Err(ConfigError::LinkInUse));
+    }
+
+    #[test]
+    fn commands_wait_for_the_first_driver_and_after_a_drop_are_answered_wiped_and_refused() {
+        let link: &'static L = leak(Link::new());
+        let slots: &'static [Slot; 2] = leak([Slot::new(), Slot::new()]);
+        // Before any driver (a session restored at boot, the driver task not spawned yet).
+        link.try_restore(b"at_boot", b"rt_boot", HOUR).unwrap();
+        link.try_send(Command::RequestToken(&slots[0])).unwrap();
+        link.try_sign_in(b"at_new", b"rt_new", HOUR).unwrap();
+        link.try_send(Command::Recheck).unwrap();
+        link.attach().unwrap();
+        assert_eq!(take(link, slots).as_deref(), Some("restore at_boot rt_boot 3600"));
+        // The driver is dropped with three commands still queued.
+        slots[1].answer(Ok(b"untaken"));
+        link.detach();
+        // R11: the token request is answered (its session was signed out), not kept for
+        // nobody; the sign-in's tokens are wiped; nothing stays queued.
+        assert_eq!(slots[0].try_take(), Some(Err(TokenError::NotAuthenticated)));
+        assert_eq!(queue_len(link).1, 0);
+        link.commands.lock(|c| {
+            for slot in &c.borrow().slots {
+                assert!(
+                    slot.credentials.access_token.is_empty() && slot.credentials.refresh_token.is_empty()
+                );
+            }
+        });
+        // New commands are refused at once and come back; a refused request leaves its slot
+        // (and the answer a caller may still take from it) alone.
+        match link.try_send(Command::RequestToken(&slots[1])) {
+            Err(TrySendError::NoDriver(Command::RequestToken(t))) => assert!(core::ptr::eq(t, &slots[1])),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(slots[1].try_take().unwrap().unwrap().as_slice(), b"untaken");
+        assert!(matches!(
+            link.try_send(Command::Logout),
+            Err(TrySendError::NoDriver(Command::Logout))
+        ));
+        assert_eq!(
+            link.try_sign_in(b"at", b"rt", HOUR),
+            Err(TrySignInError::NoDriver)
+        );
+        assert_eq!(
+            link.try_restore(b"at", b"rt", HOUR),
+            Err(TrySignInError::NoDriver)
+        );
+        let mut send = core::pin::pin!(link.send(Command::Recheck));
+        assert!(matches!(
+            poll_once(send.as_mut()),
+            Poll::Ready(Err(NoDriver(Command::Recheck)))
+        ));
+        assert_eq!(take(link, slots), None);
+        // A restarted driver: the link takes commands again.
+        link.attach().unwrap();
+        link.try_sign_in(b"at_again", b"rt", HOUR).unwrap();
+        assert_eq!(take(link, slots).as_deref(), Some("sign_in at_again rt 3600"));
+    }
+
+    #[test]
+    fn senders_waiting_for_room_when_the_driver_is_dropped_are_woken_and_get_their_command_back() {
+        let link: &'static L = leak(Link::new());
+        link.attach().unwrap();
+        for _ in 0..COMMAND_CAPACITY {
+            link.try_send(Command::Recheck).unwrap();
+        }
+        let back = RefCell::new(Vec::new());
+        let mut tasks: Vec<Task<'_>> = (0..COMMAND_SENDERS)
+            .map(|i| {
+                let back = &back;
+                Task::new(async move {
+                    let at = format!("at{i}");
+                    let r = link
+                        .send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
+                        .await;
+                    back.borrow_mut().push(match r {
+                        Err(NoDriver(Command::SignIn(c))) => text(&c.access_token).to_string(),
+                        other => format!("{other:?}"),
+                    });
+                })
+            })
+            .collect();
+        assert_eq!(run_until_idle(&mut tasks, 10), COMMAND_SENDERS);
+        link.detach();
+        assert_eq!(run_until_idle(&mut tasks, 10), COMMAND_SENDERS, "each woken once");
+        assert!(
+            tasks.iter().all(|t| t.done),
+            "a sender waits for a driver that is gone"
+        );
+        drop(tasks);
+        let mut back = back.into_inner();
+        back.sort();
+        assert_eq!(
+            back,
+            (0..COMMAND_SENDERS).map(|i| format!("at{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(queue_len(link).1, 0);
+    }
 }

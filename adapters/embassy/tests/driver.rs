@@ -11,9 +11,9 @@ use accessgate::{
 };
 use accessgate_embassy::{
     write_event_text, BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver,
-    DriverBuffers, DriverConfig, Endpoint, Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds,
-    Snapshot, TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, UnixClock, MIN_TLS_READ,
-    MIN_TLS_WRITE,
+    DriverBuffers, DriverConfig, Endpoint, Link, NoDriver, PlainCheckStorage, RefreshEndpoint,
+    RefreshStorage, Seeds, Snapshot, TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, TrySendError,
+    TrySignInError, UnixClock, MIN_TLS_READ, MIN_TLS_WRITE,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -1709,4 +1709,92 @@ fn a_dropped_driver_shows_no_session_and_answers_the_callers_waiting_for_a_token
     assert!(!after.status.signed_in, "{after:?}");
     assert_ne!(after.status.access, Access::Granted);
     assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+}
+
+#[test]
+fn a_second_driver_on_a_driven_link_is_refused_and_a_restarted_one_serves_it() {
+    let net = FakeNet::new(|_| granted());
+    let link = new_link();
+    let new_driver = |config| {
+        let buffers = driver_buffers(check_buffers(), None);
+        Driver::<_, _, _>::new(link, net, net, config, buffers, seeds())
+    };
+    // A refused configuration attaches nothing.
+    let bad = DriverConfig::new("not a url", Transport::PlainHttp);
+    assert_eq!(
+        new_driver(bad).err(),
+        Some(ConfigError::InvalidUrl(Endpoint::Check))
+    );
+    let first = new_driver(config(false)).expect("valid config");
+    // Two drivers on one link took turns waking each other on its one receiver.
+    assert_eq!(new_driver(config(false)).err(), Some(ConfigError::LinkInUse));
+    assert_eq!(new_driver(config(false)).err(), Some(ConfigError::LinkInUse));
+    drop(first); // its task cancelled
+                 // Until a new driver attaches, commands are refused, not queued for nobody.
+    assert!(matches!(
+        link.try_send(Command::Recheck),
+        Err(TrySendError::NoDriver(Command::Recheck))
+    ));
+    // The restarted task's driver attaches and serves the link.
+    let access = run_on(link, net, config(false), async |link| {
+        link.try_sign_in(b"at_restarted", b"rt", HOUR).unwrap();
+        until(link, |s| s.status.access != Access::Unknown)
+            .await
+            .status
+            .access
+    });
+    assert_eq!(access, Access::Granted);
+    assert!(net.requests.borrow()[0].contains("Bearer at_restarted"));
+}
+
+#[test]
+fn a_dropped_driver_answers_the_token_requests_still_queued_and_refuses_new_commands() {
+    let net = FakeNet::new(|_| granted());
+    let slots: &'static [TokenSlot<NoopRawMutex>; 3] =
+        Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
+    let link = new_link();
+    run_on(link, net, config(false), async |link| {
+        link.try_sign_in(b"at_1", b"rt_1", HOUR).unwrap();
+        until(link, |s| s.status.access == Access::Granted).await;
+        // Queued, and the driver's task is cancelled before it runs again (the script ends).
+        link.try_send(Command::RequestToken(&slots[0])).unwrap();
+        link.try_send(Command::Recheck).unwrap();
+        link.try_send(Command::RequestToken(&slots[1])).unwrap();
+    });
+    // R11: the session was signed out with the driver; the callers are told, not left waiting.
+    for slot in &slots[..2] {
+        assert_eq!(block_on(slot.wait()), Err(TokenError::NotAuthenticated));
+    }
+    // New commands come back at once: no driver will take them.
+    match link.try_send(Command::RequestToken(&slots[2])) {
+        Err(TrySendError::NoDriver(Command::RequestToken(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(slots[2].try_take(), None);
+    assert_eq!(
+        link.try_sign_in(b"at_2", b"rt_2", HOUR),
+        Err(TrySignInError::NoDriver)
+    );
+    assert_eq!(
+        link.try_restore(b"at_2", b"rt_2", HOUR),
+        Err(TrySignInError::NoDriver)
+    );
+    assert!(matches!(
+        block_on(link.send(Command::Logout)),
+        Err(NoDriver(Command::Logout))
+    ));
+    assert!(!link.snapshot().unwrap().status.signed_in);
+}
+
+#[test]
+fn a_session_restored_before_the_driver_is_made_is_served_once_it_runs() {
+    let net = FakeNet::new(|_| granted());
+    let link = new_link();
+    // At boot: the stored session is queued before the driver exists.
+    link.try_restore(b"at_stored", b"rt_stored", HOUR).unwrap();
+    let s = run_on(link, net, config(false), async |link| {
+        until(link, |s| s.status.access == Access::Granted).await
+    });
+    assert!(s.status.signed_in);
+    assert!(net.requests.borrow()[0].contains("Bearer at_stored"));
 }
