@@ -26,7 +26,10 @@
 //!   is a [`ConfigError`].
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
 //!   `Watch` of [`Snapshot`]s and a bounded event channel that counts drops instead of
-//!   blocking.
+//!   blocking. One driver per link (a second is [`ConfigError::LinkInUse`] until the first
+//!   is dropped); once a driver is dropped the link refuses commands ([`NoDriver`]) until
+//!   another attaches, and answers or wipes those still queued; one waiting task per
+//!   [`TokenSlot`] (a second is told [`TokenError::SlotInUse`]). See the [`Link`] docs.
 //! - **Memory**: [`Buffers`] (or [`BufferStorage`]) per lane; a body is read into a
 //!   `max_body + 1` window and never further. See [`buffers`] for sizes.
 //!
@@ -99,7 +102,7 @@
 //! | an unflushed request in plaintext; a decrypted answer | `tls.write`, `tls.read` | at the end of every exchange |
 //! | the token a lane is to send | the driver's in-task hand-over | as soon as the lane copied it into `tx`; at a cancel |
 //! | a token answer's tokens | the driver's hand-over to the session | as soon as the session took them |
-//! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver copied them out (under the link's lock) |
+//! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver copied them out (under the link's lock); when the driver is dropped with them still queued |
 //! | sign-in / restore tokens | the driver's copy (its future) | as soon as the session took them (after the lock) |
 //! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken, or the slot is queued with a new request |
 //! | a [`Credentials`] value | wherever it is | when it is dropped |

@@ -9,17 +9,6 @@
 //!   [`Link::send`] waits for room instead. [`Link::try_sign_in`] / [`Link::try_restore`]
 //!   copy tokens from slices straight into the queue. The driver reads a command in its
 //!   slot and wipes the slot's tokens right after ("Token hygiene" in the crate docs).
-//!
-//! **One driver per link, and what happens without one.** [`Driver::new`](crate::Driver::new)
-//! attaches the driver to the link and refuses a link that has one already
-//! ([`ConfigError::LinkInUse`]); dropping the driver (its task cancelled) detaches it, so a
-//! restarted task can attach a new one. Commands queued before the first driver attaches
-//! (a session restored at boot, before the driver task is spawned) wait for it. Once a driver
-//! is dropped and until the next one attaches, the link refuses new commands
-//! ([`TrySendError::NoDriver`], [`NoDriver`], [`TrySignInError::NoDriver`]: the command
-//! comes back), and the commands still queued at the drop are not kept for nobody: a token
-//! request's slot is answered [`TokenError::NotAuthenticated`] (the dropped driver signed
-//! its session out), a sign-in's tokens are wiped.
 //! - a status [`Watch`] (up to [`STATUS_RECEIVERS`] receivers) carrying the latest
 //!   [`Snapshot`] (status + counters). A watch keeps only the newest value: a slow reader
 //!   skips intermediate snapshots but never sees a stale one after a newer one.
@@ -140,7 +129,7 @@ pub enum TrySignInError {
     Credentials(CredentialsError),
     /// The command queue is full (R12); try again.
     Full,
-    /// No driver serves the link any more (it was dropped; see the module docs).
+    /// No driver serves the link any more (it was dropped; see [`Link`]).
     NoDriver,
 }
 
@@ -171,7 +160,7 @@ const NO_DRIVER: &str = "no driver serves the link (it was dropped)";
 pub enum TrySendError<C> {
     /// The command queue is full (R12); try again.
     Full(C),
-    /// No driver serves the link any more (it was dropped; see the module docs).
+    /// No driver serves the link any more (it was dropped; see [`Link`]).
     NoDriver(C),
 }
 
@@ -187,7 +176,7 @@ impl<C> core::fmt::Display for TrySendError<C> {
 impl<C: core::fmt::Debug> core::error::Error for TrySendError<C> {}
 
 /// Why [`Link::send`] queued nothing: no driver serves the link any more (it was dropped; see
-/// the module docs). The command comes back inside.
+/// [`Link`]). The command comes back inside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct NoDriver<C>(pub C);
@@ -562,7 +551,24 @@ pub enum Refusal {
     Recheck(RecheckError),
 }
 
-/// The shared handles between the app and one [`Driver`](crate::Driver). See the module docs.
+/// The shared handles between the app and one [`Driver`](crate::Driver): a bounded command
+/// queue ([`Link::try_send`], [`Link::send`], [`Link::try_sign_in`], [`Link::try_restore`];
+/// the driver reads a command in its slot and wipes its tokens right after), the latest
+/// [`Snapshot`] ([`Link::status_receiver`], [`Link::snapshot`]) and a bounded event channel
+/// ([`Link::next_event`]; a full one drops events and counts them, never blocking the driver).
+///
+/// **One driver per link, and what happens without one.** [`Driver::new`](crate::Driver::new)
+/// attaches the driver to the link and refuses a link that has one already
+/// ([`ConfigError::LinkInUse`]: two would take turns waking each other on the queue's one
+/// receiver); dropping the driver (its task cancelled) detaches it, so a restarted task can
+/// attach a new one. Commands queued before the first driver attaches (a session restored at
+/// boot, before the driver task is spawned) wait for it. Once a driver is dropped and until
+/// the next one attaches, the link refuses new commands ([`TrySendError::NoDriver`],
+/// [`NoDriver`], [`TrySignInError::NoDriver`]: the command comes back, R12), tasks waiting
+/// in [`Link::send`] are woken and get theirs back, and the commands still queued at the
+/// drop are not kept for nobody: a token request's slot is answered
+/// [`TokenError::NotAuthenticated`] (the dropped driver signed its session out, R11), a
+/// sign-in's or restore's tokens are wiped.
 pub struct Link<'a, M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
     commands: Mutex<M, RefCell<Commands<'a, M, T>>>,
     status: Watch<M, Snapshot, STATUS_RECEIVERS>,
