@@ -1445,7 +1445,8 @@ mod tests {
     #[test]
     fn a_second_task_waiting_on_a_slot_is_told_at_once_and_nobody_wakes_anybody_in_a_loop() {
         let slot: &'static Slot = leak(Slot::new());
-        let got: RefCell<[Option<Result<Vec<u8>, TokenError>>; 3]> = RefCell::new([None, None, None]);
+        type Got = Option<Result<Vec<u8>, TokenError>>;
+        let got: RefCell<[Got; 3]> = RefCell::new([None, None, None]);
         let mut tasks = [
             Task::new(async {
                 let r = slot.wait().await.map(|t| t.to_vec());
