@@ -200,7 +200,7 @@ async fn through_driver(status: &mut StatusRx, command: Command<'static, Critica
         .try_get()
         .expect("the driver published a snapshot")
         .counters;
-    LINK.send(command).await;
+    LINK.send(command).await.expect("the driver runs");
     // The attempt is over once it is counted as answered (granted, denied or failed).
     let answered = |c: &Counters| c.grants + c.denials + c.transient_total();
     let after = status

@@ -279,6 +279,10 @@ pub enum ConfigError {
     /// Refresh-lane buffers without a token endpoint ([`DriverConfig::with_refresh`]): the
     /// memory would sit unused and refreshes would fail, which is rarely what was meant.
     RefreshBuffersWithoutEndpoint,
+    /// The [`Link`](crate::Link) is driven already: one driver per link (two would take
+    /// turns waking each other on its one receiver). Drop that driver first (a cancelled
+    /// task drops it); then the link takes a new one.
+    LinkInUse,
     /// A buffer is smaller than the configuration needs.
     BufferTooSmall {
         /// The lane.
@@ -326,6 +330,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::RefreshBuffersWithoutEndpoint => {
                 f.write_str("refresh buffers given without a token endpoint")
             }
+            ConfigError::LinkInUse => f.write_str("the link is driven by another driver already"),
             ConfigError::BufferTooSmall { lane, buffer, need } => {
                 write!(
                     f,

@@ -158,17 +158,20 @@ type Answer<'a, M, const T: usize> = (&'a TokenSlot<M, T>, Result<TokenHandle, T
 
 /// A dropped driver (its task cancelled, or a test) leaves no token in its session: the core
 /// wipes them when a session ends (R11). Nothing checks any more, so the link shows the session
-/// ended (not a grant nobody keeps up to date), and callers waiting for a token are told.
+/// ended (not a grant nobody keeps up to date), callers waiting for a token are told, and the
+/// link is detached (queued commands answered or wiped, new ones refused until a driver
+/// attaches again).
 impl<M: RawMutex, const N: usize, const W: usize, const T: usize> Drop for SessionLoop<'_, M, N, W, T> {
     fn drop(&mut self) {
         let now = time::now();
         self.session.logout(now);
-        self.answer_waiters(); // all NotAuthenticated: the session just ended
-                               // Waiters the session no longer knows of (not reached: it answers every one at logout).
+        self.publish(now);
+        // R11: the session just ended, so every waiter's answer is NotAuthenticated (the
+        // core's answers to them, queued by the logout, go with the session).
         for (_, slot) in self.waiters.drain(..) {
             slot.answer(Err(TokenError::NotAuthenticated));
         }
-        self.publish(now);
+        self.link.detach();
     }
 }
 
@@ -177,8 +180,8 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
 {
     /// Checks `config` against `buffers` (a refresh lane's iff `config.refresh` is set; sizes
     /// in [`crate::buffers`]) and `seeds` (from a hardware RNG or the OS, never constants), once,
-    /// and builds the driver; every refusal is a [`ConfigError`]. Nothing runs until
-    /// [`Driver::run`].
+    /// and builds the driver; every refusal is a [`ConfigError`]; a `link` driven already is
+    /// [`ConfigError::LinkInUse`] (dropping the driver frees it). Nothing runs until [`Driver::run`].
     ///
     /// Rust does not infer defaulted const generics: name the type
     /// (`let d: Driver<'_, M, C, D> = Driver::new(..)?`) or write `Driver::<_, _, _>::new(..)`.
@@ -220,6 +223,7 @@ impl<'a, M: RawMutex, C: TcpConnect, D: Dns, const N: usize, const W: usize, con
             url: endpoint.url,
             client_id: endpoint.client_id,
         });
+        link.attach()?; // last: nothing after it can fail and leave the link attached
         Ok(Driver {
             core: SessionLoop {
                 session,
@@ -371,20 +375,7 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 // (token checks, copies, events: about 15 times longer) runs after it. The
                 // copy is wiped once the session has its own.
                 Either3::First(()) => {
-                    let into = &mut staged;
-                    let taken = self.link.take_command(move |command| match command {
-                        Queued::SignIn(c) => {
-                            into.copy_from(c);
-                            Queued::SignIn(into)
-                        }
-                        Queued::Restore(c) => {
-                            into.copy_from(c);
-                            Queued::Restore(into)
-                        }
-                        Queued::Logout => Queued::Logout,
-                        Queued::Recheck => Queued::Recheck,
-                        Queued::RequestToken(slot) => Queued::RequestToken(slot),
-                    });
+                    let taken = self.link.take_staged(&mut staged);
                     answer = taken.and_then(|command| self.command(now, command));
                     staged.wipe();
                 }

@@ -26,7 +26,10 @@
 //!   is a [`ConfigError`].
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
 //!   `Watch` of [`Snapshot`]s and a bounded event channel that counts drops instead of
-//!   blocking.
+//!   blocking. One driver per link (a second is [`ConfigError::LinkInUse`] until the first
+//!   is dropped); once a driver is dropped the link refuses commands ([`NoDriver`]) until
+//!   another attaches, and answers or wipes those still queued; one waiting task per
+//!   [`TokenSlot`] (a second is told [`TokenError::SlotInUse`]). See the [`Link`] docs.
 //! - **Memory**: [`Buffers`] (or [`BufferStorage`]) per lane; a body is read into a
 //!   `max_body + 1` window and never further. See [`buffers`] for sizes.
 //!
@@ -40,7 +43,7 @@
 //! ```
 //! use accessgate::Duration;
 //! use accessgate_embassy::{
-//!     Command, Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport,
+//!     Driver, DriverBuffers, DriverConfig, Link, PlainCheckStorage, Seeds, Transport,
 //! };
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 //! use static_cell::StaticCell;
@@ -63,12 +66,12 @@
 //! let driver: Driver<'_, _, _, _> = Driver::new(&LINK, net, net, GATE, buffers, seeds)?;
 //! // spawner.spawn(driver_task(driver).unwrap());
 //! // with #[embassy_executor::task] async fn driver_task(d: Driver<...>) -> ! { d.run().await }
-//! # drop(driver);
 //!
-//! LINK.try_send(Command::sign_in(b"access", b"refresh", Duration::from_secs(3600))?)
-//!     .map_err(|_| "command channel full")?;
+//! // Tokens copied straight into the link's queue (see "Token hygiene").
+//! LINK.try_sign_in(b"access", b"refresh", Duration::from_secs(3600))?;
 //! // let mut status = LINK.status_receiver().unwrap();
 //! // loop { render(status.changed().await); }
+//! # drop(driver);
 //! # Ok(())
 //! # }
 //! ```
@@ -99,7 +102,7 @@
 //! | an unflushed request in plaintext; a decrypted answer | `tls.write`, `tls.read` | at the end of every exchange |
 //! | the token a lane is to send | the driver's in-task hand-over | as soon as the lane copied it into `tx`; at a cancel |
 //! | a token answer's tokens | the driver's hand-over to the session | as soon as the session took them |
-//! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver copied them out (under the link's lock) |
+//! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver copied them out (under the link's lock); when the driver is dropped with them still queued |
 //! | sign-in / restore tokens | the driver's copy (its future) | as soon as the session took them (after the lock) |
 //! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken, or the slot is queued with a new request |
 //! | a [`Credentials`] value | wherever it is | when it is dropped |
@@ -185,7 +188,7 @@ pub use config::{
 pub use driver::Driver;
 pub use failure::{NetFailure, TlsFailure};
 pub use link::{
-    Command, Credentials, CredentialsError, Link, Refusal, Snapshot, TimedEvent, Token, TokenError,
+    Command, Credentials, CredentialsError, Link, NoDriver, Refusal, Snapshot, TimedEvent, Token, TokenError,
     TokenSlot, TrySendError, TrySignInError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};

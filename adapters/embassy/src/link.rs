@@ -26,17 +26,17 @@ use accessgate::{
     Counters, Duration, Instant, RecheckError, SessionEvent, SignInError, Status, TokenRequestError,
     WaitError,
 };
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::Poll;
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::channel::Channel;
-pub use embassy_sync::channel::TrySendError;
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_sync::watch::{Receiver, Watch};
 
+use crate::config::ConfigError;
 use crate::wipe::wipe_token;
 
 /// Capacity of a link's command channel.
@@ -129,6 +129,8 @@ pub enum TrySignInError {
     Credentials(CredentialsError),
     /// The command queue is full (R12); try again.
     Full,
+    /// No driver serves the link any more (it was dropped; see [`Link`]).
+    NoDriver,
 }
 
 impl From<CredentialsError> for TrySignInError {
@@ -142,11 +144,50 @@ impl core::fmt::Display for TrySignInError {
         match self {
             TrySignInError::Credentials(e) => e.fmt(f),
             TrySignInError::Full => f.write_str("command queue full"),
+            TrySignInError::NoDriver => f.write_str(NO_DRIVER),
         }
     }
 }
 
 impl core::error::Error for TrySignInError {}
+
+const NO_DRIVER: &str = "no driver serves the link (it was dropped)";
+
+/// Why [`Link::try_send`] queued nothing; the command comes back inside, nothing is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TrySendError<C> {
+    /// The command queue is full (R12); try again.
+    Full(C),
+    /// No driver serves the link any more (it was dropped; see [`Link`]).
+    NoDriver(C),
+}
+
+impl<C> core::fmt::Display for TrySendError<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            TrySendError::Full(_) => "command queue full",
+            TrySendError::NoDriver(_) => NO_DRIVER,
+        })
+    }
+}
+
+impl<C: core::fmt::Debug> core::error::Error for TrySendError<C> {}
+
+/// Why [`Link::send`] queued nothing: no driver serves the link any more (it was dropped; see
+/// [`Link`]). The command comes back inside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NoDriver<C>(pub C);
+
+impl<C> core::fmt::Display for NoDriver<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(NO_DRIVER)
+    }
+}
+
+impl<C: core::fmt::Debug> core::error::Error for NoDriver<C> {}
 
 impl<const T: usize> Credentials<T> {
     pub(crate) const fn empty() -> Self {
@@ -261,6 +302,9 @@ pub enum TokenError {
     WaitersFull,
     /// The driver could not take the request (its queues were full); ask again.
     Busy,
+    /// Another task waits on this [`TokenSlot`] already (one waiter per slot): this one was
+    /// not made to wait, and the answer goes to the other.
+    SlotInUse,
 }
 
 impl From<WaitError> for TokenError {
@@ -289,6 +333,7 @@ impl core::fmt::Display for TokenError {
             TokenError::Unavailable => "token expired and refresh failing; try again later",
             TokenError::WaitersFull => "too many callers waiting for a token",
             TokenError::Busy => "driver busy; try again",
+            TokenError::SlotInUse => "another task waits on this token slot",
         })
     }
 }
@@ -297,7 +342,13 @@ impl core::error::Error for TokenError {}
 
 /// Where the driver answers one [`Command::RequestToken`]. `static`-friendly; reuse it for
 /// the next request (queueing a request drops, and wipes, an answer to an earlier one that
-/// nobody took). One task waits on a slot at a time.
+/// nobody took).
+///
+/// One task waits on a slot at a time: while one does ([`TokenSlot::wait`],
+/// [`TokenSlot::wait_with`]), another task that starts waiting is told
+/// [`TokenError::SlotInUse`] at once and the answer stays for the first (one waker per slot:
+/// two waiting tasks would wake each other for ever). A waiter that gives up (its future is
+/// dropped) frees the place.
 ///
 /// The driver copies the token from its session straight into the slot; taking the answer
 /// ([`TokenSlot::wait`], [`TokenSlot::try_take`]) hands out a copy and wipes the slot's, so
@@ -305,6 +356,19 @@ impl core::error::Error for TokenError {}
 /// the request that needed it is written).
 pub struct TokenSlot<M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
     state: Mutex<M, RefCell<SlotState<T>>>,
+    /// A task waits on the slot (it holds a [`Claim`]). Apart from `state`, so taking and
+    /// giving it back never needs `state`'s `RefCell` (borrowed inside `wait_with`'s `f`).
+    waiting: Mutex<M, Cell<bool>>,
+}
+
+/// The one waiting place of a [`TokenSlot`], given back when the waiting future ends or is
+/// dropped.
+struct Claim<'s, M: RawMutex, const T: usize>(&'s TokenSlot<M, T>);
+
+impl<M: RawMutex, const T: usize> Drop for Claim<'_, M, T> {
+    fn drop(&mut self) {
+        self.0.waiting.lock(|w| w.set(false));
+    }
 }
 
 struct SlotState<const T: usize> {
@@ -334,10 +398,20 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
                 token: Token::new(),
                 waker: WakerRegistration::new(),
             })),
+            waiting: Mutex::new(Cell::new(false)),
         }
     }
-    /// Waits for the answer (and takes it).
+    /// The slot's waiting place, unless another task has it.
+    fn claim(&self) -> Result<Claim<'_, M, T>, TokenError> {
+        match self.waiting.lock(|w| w.replace(true)) {
+            true => Err(TokenError::SlotInUse),
+            false => Ok(Claim(self)),
+        }
+    }
+    /// Waits for the answer (and takes it). [`TokenError::SlotInUse`] at once if another task
+    /// waits on this slot already.
     pub async fn wait(&self) -> Result<Token<T>, TokenError> {
+        let _claim = self.claim()?;
         poll_fn(|cx| {
             self.state.lock(|s| {
                 let mut s = s.borrow_mut();
@@ -355,8 +429,13 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
     /// Waits for the answer and hands it to `f` where it is, in the slot; then the slot's
     /// copy is wiped. Unlike [`TokenSlot::wait`], no copy of the token is made on the way (on
     /// the stack, or in the caller's future): `f` can write it straight where the request
-    /// needs it. `f` runs under the slot's lock: keep it short (a copy).
+    /// needs it. `f` runs under the slot's lock: keep it short (a copy). If another task
+    /// waits on this slot already, `f` gets [`TokenError::SlotInUse`] at once.
     pub async fn wait_with<R>(&self, f: impl FnOnce(Result<&[u8], TokenError>) -> R) -> R {
+        let _claim = match self.claim() {
+            Ok(claim) => claim,
+            Err(e) => return f(Err(e)),
+        };
         let mut f = Some(f);
         poll_fn(|cx| {
             self.state.lock(|s| {
@@ -392,10 +471,14 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
             }
         });
     }
-    /// Answers (replacing an answer not taken yet), copying the token in.
+    /// Answers (replacing an answer not taken yet), copying the token in. Does nothing when
+    /// called from inside this slot's own [`TokenSlot::wait_with`] (a driver dropped by its
+    /// `f`): no panic, and that waiter has its answer already.
     pub(crate) fn answer(&self, answer: Result<&[u8], TokenError>) {
         self.state.lock(|s| {
-            let mut s = s.borrow_mut();
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return;
+            };
             wipe_token(&mut s.token);
             // Cannot fail: the session's tokens are at most `T` bytes too.
             let stored = answer.and_then(|t| s.token.extend_from_slice(t).map_err(|_| TokenError::Busy));
@@ -468,7 +551,24 @@ pub enum Refusal {
     Recheck(RecheckError),
 }
 
-/// The shared handles between the app and one [`Driver`](crate::Driver). See the module docs.
+/// The shared handles between the app and one [`Driver`](crate::Driver): a bounded command
+/// queue ([`Link::try_send`], [`Link::send`], [`Link::try_sign_in`], [`Link::try_restore`];
+/// the driver reads a command in its slot and wipes its tokens right after), the latest
+/// [`Snapshot`] ([`Link::status_receiver`], [`Link::snapshot`]) and a bounded event channel
+/// ([`Link::next_event`]; a full one drops events and counts them, never blocking the driver).
+///
+/// **One driver per link, and what happens without one.** [`Driver::new`](crate::Driver::new)
+/// attaches the driver to the link and refuses a link that has one already
+/// ([`ConfigError::LinkInUse`]: two would take turns waking each other on the queue's one
+/// receiver); dropping the driver (its task cancelled) detaches it, so a restarted task can
+/// attach a new one. Commands queued before the first driver attaches (a session restored at
+/// boot, before the driver task is spawned) wait for it. Once a driver is dropped and until
+/// the next one attaches, the link refuses new commands ([`TrySendError::NoDriver`],
+/// [`NoDriver`], [`TrySignInError::NoDriver`]: the command comes back, R12), tasks waiting
+/// in [`Link::send`] are woken and get theirs back, and the commands still queued at the
+/// drop are not kept for nobody: a token request's slot is answered
+/// [`TokenError::NotAuthenticated`] (the dropped driver signed its session out, R11), a
+/// sign-in's or restore's tokens are wiped.
 pub struct Link<'a, M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_CAPACITY }> {
     commands: Mutex<M, RefCell<Commands<'a, M, T>>>,
     status: Watch<M, Snapshot, STATUS_RECEIVERS>,
@@ -525,6 +625,23 @@ struct Slot<'a, M: RawMutex, const T: usize> {
     credentials: Credentials<T>,
 }
 
+/// Whether a driver serves the link.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// None has attached yet: commands wait for the first (a session restored at boot).
+    NotYet,
+    /// One is attached; a second is refused (one receiver, one waker).
+    Driven,
+    /// The last one was dropped: commands are refused until another attaches.
+    Dropped,
+}
+
+/// Why [`Commands::push_parts`] queued nothing.
+enum Refused {
+    Full,
+    NoDriver,
+}
+
 /// The command queue: a bounded FIFO like an embassy-sync `Channel`, but the driver reads a
 /// command in its slot and the slot's tokens are wiped right after (a `Channel` moves the
 /// value out and leaves its bytes in the slot until a later command overwrites them).
@@ -533,7 +650,8 @@ struct Commands<'a, M: RawMutex, const T: usize> {
     /// The oldest command's slot.
     head: usize,
     len: usize,
-    /// The driver (one receiver).
+    served: Served,
+    /// The driver (one receiver: [`Link::attach`] refuses a second).
     receiver: WakerRegistration,
     /// Tasks waiting in [`Link::send`]: all woken when a slot frees (one `WakerRegistration`
     /// would have two waiting senders wake each other in a loop while the queue is full, and
@@ -542,8 +660,8 @@ struct Commands<'a, M: RawMutex, const T: usize> {
 }
 
 impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
-    /// Copies `command` into the next free slot; `false` when the queue is full.
-    fn push(&mut self, command: &Command<'a, M, T>) -> bool {
+    /// Copies `command` into the next free slot.
+    fn push(&mut self, command: &Command<'a, M, T>) -> Result<(), Refused> {
         let (kind, tokens) = match command {
             Command::SignIn(c) => (Kind::SignIn, Some(c.parts())),
             Command::Restore(c) => (Kind::Restore, Some(c.parts())),
@@ -554,10 +672,18 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
         self.push_parts(kind, tokens)
     }
 
-    /// Fills the next free slot field by field; `false` when the queue is full.
-    fn push_parts(&mut self, kind: Kind<'a, M, T>, tokens: Option<(&[u8], &[u8], Duration)>) -> bool {
+    /// Fills the next free slot field by field.
+    fn push_parts(
+        &mut self,
+        kind: Kind<'a, M, T>,
+        tokens: Option<(&[u8], &[u8], Duration)>,
+    ) -> Result<(), Refused> {
+        // R12: told at once, never queued for a driver that is gone.
+        if self.served == Served::Dropped {
+            return Err(Refused::NoDriver);
+        }
         if self.len == COMMAND_CAPACITY {
-            return false;
+            return Err(Refused::Full);
         }
         if let Kind::RequestToken(t) = kind {
             // A slot reused for a new request: an answer to an earlier one nobody took (its
@@ -579,7 +705,34 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
         }
         self.len += 1;
         self.receiver.wake();
-        true
+        Ok(())
+    }
+
+    /// Hands the oldest command to `f` where it is, then wipes its slot and frees it.
+    fn take<R>(&mut self, f: impl FnOnce(Queued<'_, 'a, M, T>) -> R) -> Option<R> {
+        if self.len == 0 {
+            return None;
+        }
+        let head = self.head;
+        let slot = &mut self.slots[head];
+        let queued = match slot.kind {
+            Kind::SignIn => Queued::SignIn(&slot.credentials),
+            Kind::Restore => Queued::Restore(&slot.credentials),
+            Kind::Logout => Queued::Logout,
+            Kind::Recheck => Queued::Recheck,
+            Kind::RequestToken(t) => Queued::RequestToken(t),
+        };
+        let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
+        let r = f(queued);
+        if had_tokens {
+            slot.credentials.wipe();
+        }
+        // Free slots are never read; this one no longer names the token slot.
+        slot.kind = Kind::Logout;
+        self.head = (head + 1) % COMMAND_CAPACITY;
+        self.len -= 1;
+        self.senders.wake();
+        Some(r)
     }
 }
 
@@ -597,6 +750,7 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
                 slots: [slot(), slot(), slot(), slot()],
                 head: 0,
                 len: 0,
+                served: Served::NotYet,
                 receiver: WakerRegistration::new(),
                 senders: MultiWakerRegistration::new(),
             })),
@@ -606,13 +760,14 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     }
 
     /// Queues a command without waiting. When the queue is full the command comes back in
-    /// [`TrySendError::Full`] (R12). The queue keeps its own copy of the tokens; `command`'s
-    /// are wiped when it is dropped here.
+    /// [`TrySendError::Full`] (R12), after a dropped driver in [`TrySendError::NoDriver`].
+    /// The queue keeps its own copy of the tokens; `command`'s are wiped when it is dropped
+    /// here.
     pub fn try_send(&self, command: Command<'a, M, T>) -> Result<(), TrySendError<Command<'a, M, T>>> {
-        if self.commands.lock(|c| c.borrow_mut().push(&command)) {
-            Ok(())
-        } else {
-            Err(TrySendError::Full(command))
+        match self.commands.lock(|c| c.borrow_mut().push(&command)) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(TrySendError::Full(command)),
+            Err(Refused::NoDriver) => Err(TrySendError::NoDriver(command)),
         }
     }
 
@@ -649,29 +804,70 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
         check_token::<T>(access_token)?;
         check_token::<T>(refresh_token)?;
         let tokens = Some((access_token, refresh_token, expires_in));
-        if self.commands.lock(|c| c.borrow_mut().push_parts(kind, tokens)) {
-            Ok(())
-        } else {
-            Err(TrySignInError::Full)
-        }
+        self.commands
+            .lock(|c| c.borrow_mut().push_parts(kind, tokens))
+            .map_err(|e| match e {
+                Refused::Full => TrySignInError::Full,
+                Refused::NoDriver => TrySignInError::NoDriver,
+            })
     }
 
     /// Queues a command, waiting for room. Up to four tasks can wait here at once and sleep
     /// until the driver frees a slot (more still get through, but then they wake each other
-    /// every time one more starts to wait).
-    pub async fn send(&self, command: Command<'a, M, T>) {
-        poll_fn(|cx| {
+    /// every time one more starts to wait). After a dropped driver, and for the tasks waiting
+    /// here when it is dropped, the command comes back in [`NoDriver`].
+    pub async fn send(&self, command: Command<'a, M, T>) -> Result<(), NoDriver<Command<'a, M, T>>> {
+        let queued = poll_fn(|cx| {
             self.commands.lock(|c| {
                 let mut c = c.borrow_mut();
-                if c.push(&command) {
-                    Poll::Ready(())
-                } else {
-                    c.senders.register(cx.waker());
-                    Poll::Pending
+                match c.push(&command) {
+                    Ok(()) => Poll::Ready(true),
+                    Err(Refused::NoDriver) => Poll::Ready(false),
+                    Err(Refused::Full) => {
+                        c.senders.register(cx.waker());
+                        Poll::Pending
+                    }
                 }
             })
         })
-        .await
+        .await;
+        match queued {
+            true => Ok(()),
+            false => Err(NoDriver(command)),
+        }
+    }
+
+    /// Attaches a driver: refused while another one is attached (one receiver).
+    pub(crate) fn attach(&self) -> Result<(), ConfigError> {
+        self.commands.lock(|c| {
+            let mut c = c.borrow_mut();
+            if c.served == Served::Driven {
+                return Err(ConfigError::LinkInUse);
+            }
+            c.served = Served::Driven;
+            Ok(())
+        })
+    }
+
+    /// Detaches the driver (it is being dropped): what is still queued is answered or wiped,
+    /// not kept for nobody, and commands are refused until a driver attaches again.
+    pub(crate) fn detach(&self) {
+        self.commands.lock(|c| {
+            let mut c = c.borrow_mut();
+            c.served = Served::Dropped;
+            // R11: the dropped driver signed its session out; a sign-in's tokens are wiped
+            // by `take`.
+            while c
+                .take(|q| {
+                    if let Queued::RequestToken(slot) = q {
+                        slot.answer(Err(TokenError::NotAuthenticated));
+                    }
+                })
+                .is_some()
+            {}
+            // Senders waiting for room learn there is none to come.
+            c.senders.wake();
+        })
     }
 
     /// Waits until a command is queued (for the driver, which then takes it with
@@ -696,31 +892,25 @@ impl<'a, M: RawMutex, const T: usize> Link<'a, M, T> {
     /// `CriticalSectionRawMutex`): a copy at most. The driver copies a sign-in's tokens out
     /// and feeds its session after the lock is released.
     pub(crate) fn take_command<R>(&self, f: impl FnOnce(Queued<'_, 'a, M, T>) -> R) -> Option<R> {
-        self.commands.lock(|c| {
-            let mut c = c.borrow_mut();
-            if c.len == 0 {
-                return None;
+        self.commands.lock(|c| c.borrow_mut().take(f))
+    }
+
+    /// [`Link::take_command`] for the driver: a sign-in's or restore's tokens are copied into
+    /// `staged` (a copy at most under the lock) and the queue slot's wiped; the session is
+    /// fed from `staged` after the lock is released.
+    pub(crate) fn take_staged<'s>(&self, staged: &'s mut Credentials<T>) -> Option<Queued<'s, 'a, M, T>> {
+        self.take_command(move |command| match command {
+            Queued::SignIn(c) => {
+                staged.copy_from(c);
+                Queued::SignIn(staged)
             }
-            let head = c.head;
-            let slot = &mut c.slots[head];
-            let queued = match slot.kind {
-                Kind::SignIn => Queued::SignIn(&slot.credentials),
-                Kind::Restore => Queued::Restore(&slot.credentials),
-                Kind::Logout => Queued::Logout,
-                Kind::Recheck => Queued::Recheck,
-                Kind::RequestToken(t) => Queued::RequestToken(t),
-            };
-            let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
-            let r = f(queued);
-            if had_tokens {
-                slot.credentials.wipe();
+            Queued::Restore(c) => {
+                staged.copy_from(c);
+                Queued::Restore(staged)
             }
-            // Free slots are never read; this one no longer names the token slot.
-            slot.kind = Kind::Logout;
-            c.head = (head + 1) % COMMAND_CAPACITY;
-            c.len -= 1;
-            c.senders.wake();
-            Some(r)
+            Queued::Logout => Queued::Logout,
+            Queued::Recheck => Queued::Recheck,
+            Queued::RequestToken(slot) => Queued::RequestToken(slot),
         })
     }
 
@@ -953,7 +1143,7 @@ mod tests {
                     };
                     let mut send = core::pin::pin!(link.send(cmd));
                     match poll_once(send.as_mut()) {
-                        Poll::Ready(()) => {
+                        Poll::Ready(Ok(())) => {
                             assert!(!full, "sent into a full queue at step {step}");
                             model.push_back(if name == "recheck" {
                                 name.to_string()
@@ -962,6 +1152,7 @@ mod tests {
                             });
                         }
                         Poll::Pending => assert!(full, "waited with room at step {step}"),
+                        Poll::Ready(Err(e)) => panic!("{e} at step {step}"),
                     }
                 }
                 5 => {
@@ -1026,7 +1217,8 @@ mod tests {
                 Task::new(async move {
                     let at = format!("at{i}");
                     link.send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
-                        .await;
+                        .await
+                        .unwrap();
                 })
             })
             .collect();
@@ -1069,7 +1261,8 @@ mod tests {
                 Task::new(async move {
                     let at = format!("at{i}");
                     link.send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
-                        .await;
+                        .await
+                        .unwrap();
                 })
             })
             .collect();
@@ -1247,5 +1440,166 @@ mod tests {
             take(link, core::slice::from_ref(slot)).as_deref(),
             Some("request_token Some(0)")
         );
+    }
+
+    #[test]
+    fn a_second_task_waiting_on_a_slot_is_told_at_once_and_nobody_wakes_anybody_in_a_loop() {
+        let slot: &'static Slot = leak(Slot::new());
+        type Got = Option<Result<Vec<u8>, TokenError>>;
+        let got: RefCell<[Got; 3]> = RefCell::new([None, None, None]);
+        let mut tasks = [
+            Task::new(async {
+                let r = slot.wait().await.map(|t| t.to_vec());
+                got.borrow_mut()[0] = Some(r);
+            }),
+            Task::new(async {
+                let r = slot.wait_with(|t| t.map(<[u8]>::to_vec)).await;
+                got.borrow_mut()[1] = Some(r);
+            }),
+            Task::new(async {
+                let r = slot.wait().await.map(|t| t.to_vec());
+                got.borrow_mut()[2] = Some(r);
+            }),
+        ];
+        // One waker per slot: with every task registering in turn, each woke the one before
+        // it for ever (polled without end, no token for anybody). Now the first one waits
+        // and the others are told at once: three polls, then sleep.
+        assert_eq!(run_until_idle(&mut tasks, 1000), 3, "waiters woke each other");
+        assert_eq!(
+            *got.borrow(),
+            [
+                None,
+                Some(Err(TokenError::SlotInUse)),
+                Some(Err(TokenError::SlotInUse))
+            ]
+        );
+        slot.answer(Ok(b"tok"));
+        assert_eq!(run_until_idle(&mut tasks, 1000), 1);
+        assert_eq!(
+            got.borrow()[0],
+            Some(Ok(b"tok".to_vec())),
+            "the answer went to the first"
+        );
+        assert_eq!(tasks.iter().map(|t| t.polls).collect::<Vec<_>>(), [2, 1, 1]);
+        // The place is free again once its waiter is done, or gives up (dropped).
+        {
+            let mut w = core::pin::pin!(slot.wait());
+            assert!(poll_once(w.as_mut()).is_pending());
+            assert_eq!(slot.try_take(), None);
+        }
+        let mut w = core::pin::pin!(slot.wait_with(|t| t.map(<[u8]>::to_vec)));
+        assert!(
+            poll_once(w.as_mut()).is_pending(),
+            "a waiter that gave up kept the place"
+        );
+        slot.answer(Ok(b"tok2"));
+        assert_eq!(poll_once(w.as_mut()), Poll::Ready(Ok(b"tok2".to_vec())));
+    }
+
+    #[test]
+    fn a_link_takes_one_driver_at_a_time_and_a_new_one_once_the_last_is_dropped() {
+        let link: &'static L = leak(Link::new());
+        assert_eq!(link.attach(), Ok(()));
+        assert_eq!(link.attach(), Err(ConfigError::LinkInUse));
+        assert_eq!(link.attach(), Err(ConfigError::LinkInUse));
+        link.detach();
+        assert_eq!(link.attach(), Ok(()), "a restarted driver is refused");
+        assert_eq!(link.attach(), Err(ConfigError::LinkInUse));
+    }
+
+    #[test]
+    fn commands_wait_for_the_first_driver_and_after_a_drop_are_answered_wiped_and_refused() {
+        let link: &'static L = leak(Link::new());
+        let slots: &'static [Slot; 2] = leak([Slot::new(), Slot::new()]);
+        // Before any driver (a session restored at boot, the driver task not spawned yet).
+        link.try_restore(b"at_boot", b"rt_boot", HOUR).unwrap();
+        link.try_send(Command::RequestToken(&slots[0])).unwrap();
+        link.try_sign_in(b"at_new", b"rt_new", HOUR).unwrap();
+        link.try_send(Command::Recheck).unwrap();
+        link.attach().unwrap();
+        assert_eq!(take(link, slots).as_deref(), Some("restore at_boot rt_boot 3600"));
+        // The driver is dropped with three commands still queued.
+        slots[1].answer(Ok(b"untaken"));
+        link.detach();
+        // R11: the token request is answered (its session was signed out), not kept for
+        // nobody; the sign-in's tokens are wiped; nothing stays queued.
+        assert_eq!(slots[0].try_take(), Some(Err(TokenError::NotAuthenticated)));
+        assert_eq!(queue_len(link).1, 0);
+        link.commands.lock(|c| {
+            for slot in &c.borrow().slots {
+                assert!(
+                    slot.credentials.access_token.is_empty() && slot.credentials.refresh_token.is_empty()
+                );
+            }
+        });
+        // New commands are refused at once and come back; a refused request leaves its slot
+        // (and the answer a caller may still take from it) alone.
+        match link.try_send(Command::RequestToken(&slots[1])) {
+            Err(TrySendError::NoDriver(Command::RequestToken(t))) => assert!(core::ptr::eq(t, &slots[1])),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(slots[1].try_take().unwrap().unwrap().as_slice(), b"untaken");
+        assert!(matches!(
+            link.try_send(Command::Logout),
+            Err(TrySendError::NoDriver(Command::Logout))
+        ));
+        assert_eq!(
+            link.try_sign_in(b"at", b"rt", HOUR),
+            Err(TrySignInError::NoDriver)
+        );
+        assert_eq!(
+            link.try_restore(b"at", b"rt", HOUR),
+            Err(TrySignInError::NoDriver)
+        );
+        let mut send = core::pin::pin!(link.send(Command::Recheck));
+        assert!(matches!(
+            poll_once(send.as_mut()),
+            Poll::Ready(Err(NoDriver(Command::Recheck)))
+        ));
+        assert_eq!(take(link, slots), None);
+        // A restarted driver: the link takes commands again.
+        link.attach().unwrap();
+        link.try_sign_in(b"at_again", b"rt", HOUR).unwrap();
+        assert_eq!(take(link, slots).as_deref(), Some("sign_in at_again rt 3600"));
+    }
+
+    #[test]
+    fn senders_waiting_for_room_when_the_driver_is_dropped_are_woken_and_get_their_command_back() {
+        let link: &'static L = leak(Link::new());
+        link.attach().unwrap();
+        for _ in 0..COMMAND_CAPACITY {
+            link.try_send(Command::Recheck).unwrap();
+        }
+        let back = RefCell::new(Vec::new());
+        let mut tasks: Vec<Task<'_>> = (0..COMMAND_SENDERS)
+            .map(|i| {
+                let back = &back;
+                Task::new(async move {
+                    let at = format!("at{i}");
+                    let r = link
+                        .send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
+                        .await;
+                    back.borrow_mut().push(match r {
+                        Err(NoDriver(Command::SignIn(c))) => text(&c.access_token).to_string(),
+                        other => format!("{other:?}"),
+                    });
+                })
+            })
+            .collect();
+        assert_eq!(run_until_idle(&mut tasks, 10), COMMAND_SENDERS);
+        link.detach();
+        assert_eq!(run_until_idle(&mut tasks, 10), COMMAND_SENDERS, "each woken once");
+        assert!(
+            tasks.iter().all(|t| t.done),
+            "a sender waits for a driver that is gone"
+        );
+        drop(tasks);
+        let mut back = back.into_inner();
+        back.sort();
+        assert_eq!(
+            back,
+            (0..COMMAND_SENDERS).map(|i| format!("at{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(queue_len(link).1, 0);
     }
 }

@@ -11,9 +11,9 @@ use accessgate::{
 };
 use accessgate_embassy::{
     write_event_text, BufferKind, Buffers, Command, ConfigError, Credentials, CredentialsError, Driver,
-    DriverBuffers, DriverConfig, Endpoint, Link, PlainCheckStorage, RefreshEndpoint, RefreshStorage, Seeds,
-    Snapshot, TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, UnixClock, MIN_TLS_READ,
-    MIN_TLS_WRITE,
+    DriverBuffers, DriverConfig, Endpoint, Link, NoDriver, PlainCheckStorage, RefreshEndpoint,
+    RefreshStorage, Seeds, Snapshot, TimedEvent, TlsConfig, TokenError, TokenSlot, Transport, TrySendError,
+    TrySignInError, UnixClock, MIN_TLS_READ, MIN_TLS_WRITE,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -698,10 +698,10 @@ fn a_full_event_channel_counts_drops_and_never_stalls_the_driver() {
     let snap = run(net, config(false), async |link| {
         // Nobody reads events: 20 sessions produce far more than the channel holds.
         for i in 0..20 {
-            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await;
-            link.send(Command::Logout).await;
+            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await.unwrap();
+            link.send(Command::Logout).await.unwrap();
         }
-        link.send(sign_in("at_last", "rt", HOUR)).await;
+        link.send(sign_in("at_last", "rt", HOUR)).await.unwrap();
         until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await
     });
     assert!(snap.events_dropped > 0);
@@ -1372,10 +1372,10 @@ fn a_full_event_channel_keeps_the_oldest_events_counts_the_rest_and_then_resumes
     let (kept, dropped, later, dropped_later) = run(net, config(false), async |link| {
         // Nobody reads: far more events than the channel holds.
         for i in 0..20 {
-            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await;
-            link.send(Command::Logout).await;
+            link.send(sign_in(&format!("at_{i}"), "rt", HOUR)).await.unwrap();
+            link.send(Command::Logout).await.unwrap();
         }
-        link.send(sign_in("at_last", "rt", HOUR)).await;
+        link.send(sign_in("at_last", "rt", HOUR)).await.unwrap();
         let s = until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await;
         let kept = drain(link);
         // With room again, the next events arrive and nothing more is counted as dropped.
@@ -1429,7 +1429,7 @@ fn a_full_command_channel_on_a_running_driver_hands_back_the_command_intact_and_
             other => panic!("another command came back: {other:?}"),
         };
         // R12: nothing lost; sent again once there is room, it is served.
-        link.send(back).await;
+        link.send(back).await.unwrap();
         until(link, |s| s.status.signed_in && s.status.access == Access::Granted).await;
         link.try_send(Command::RequestToken(slot)).unwrap();
         (returned, slot.wait().await)
@@ -1609,7 +1609,7 @@ fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_
             .unwrap();
         until(link, |s| s.counters.refreshes == 1).await;
         for slot in slots.iter() {
-            link.send(Command::RequestToken(slot)).await;
+            link.send(Command::RequestToken(slot)).await.unwrap();
         }
         // R12: the fifth caller is told at once; the four others are still waiting.
         let extra = slots[4].wait().await;
@@ -1664,7 +1664,7 @@ fn many_tasks_blocked_in_send_on_a_full_queue_are_all_served() {
         until(link, |s| s.status.access == Access::Granted).await;
         // Nine senders at once on a four-slot queue: most wait in `send`.
         let asks: [_; 9] = std::array::from_fn(|i| async move {
-            link.send(Command::RequestToken(&slots[i])).await;
+            link.send(Command::RequestToken(&slots[i])).await.unwrap();
             slots[i].wait().await
         });
         embassy_futures::join::join_array(asks).await
@@ -1709,4 +1709,92 @@ fn a_dropped_driver_shows_no_session_and_answers_the_callers_waiting_for_a_token
     assert!(!after.status.signed_in, "{after:?}");
     assert_ne!(after.status.access, Access::Granted);
     assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+}
+
+#[test]
+fn a_second_driver_on_a_driven_link_is_refused_and_a_restarted_one_serves_it() {
+    let net = FakeNet::new(|_| granted());
+    let link = new_link();
+    let new_driver = |config| {
+        let buffers = driver_buffers(check_buffers(), None);
+        Driver::<_, _, _>::new(link, net, net, config, buffers, seeds())
+    };
+    // A refused configuration attaches nothing.
+    let bad = DriverConfig::new("not a url", Transport::PlainHttp);
+    assert_eq!(
+        new_driver(bad).err(),
+        Some(ConfigError::InvalidUrl(Endpoint::Check))
+    );
+    let first = new_driver(config(false)).expect("valid config");
+    // Two drivers on one link took turns waking each other on its one receiver.
+    assert_eq!(new_driver(config(false)).err(), Some(ConfigError::LinkInUse));
+    assert_eq!(new_driver(config(false)).err(), Some(ConfigError::LinkInUse));
+    drop(first); // its task cancelled
+                 // Until a new driver attaches, commands are refused, not queued for nobody.
+    assert!(matches!(
+        link.try_send(Command::Recheck),
+        Err(TrySendError::NoDriver(Command::Recheck))
+    ));
+    // The restarted task's driver attaches and serves the link.
+    let access = run_on(link, net, config(false), async |link| {
+        link.try_sign_in(b"at_restarted", b"rt", HOUR).unwrap();
+        until(link, |s| s.status.access != Access::Unknown)
+            .await
+            .status
+            .access
+    });
+    assert_eq!(access, Access::Granted);
+    assert!(net.requests.borrow()[0].contains("Bearer at_restarted"));
+}
+
+#[test]
+fn a_dropped_driver_answers_the_token_requests_still_queued_and_refuses_new_commands() {
+    let net = FakeNet::new(|_| granted());
+    let slots: &'static [TokenSlot<NoopRawMutex>; 3] =
+        Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
+    let link = new_link();
+    run_on(link, net, config(false), async |link| {
+        link.try_sign_in(b"at_1", b"rt_1", HOUR).unwrap();
+        until(link, |s| s.status.access == Access::Granted).await;
+        // Queued, and the driver's task is cancelled before it runs again (the script ends).
+        link.try_send(Command::RequestToken(&slots[0])).unwrap();
+        link.try_send(Command::Recheck).unwrap();
+        link.try_send(Command::RequestToken(&slots[1])).unwrap();
+    });
+    // R11: the session was signed out with the driver; the callers are told, not left waiting.
+    for slot in &slots[..2] {
+        assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+    }
+    // New commands come back at once: no driver will take them.
+    match link.try_send(Command::RequestToken(&slots[2])) {
+        Err(TrySendError::NoDriver(Command::RequestToken(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(slots[2].try_take(), None);
+    assert_eq!(
+        link.try_sign_in(b"at_2", b"rt_2", HOUR),
+        Err(TrySignInError::NoDriver)
+    );
+    assert_eq!(
+        link.try_restore(b"at_2", b"rt_2", HOUR),
+        Err(TrySignInError::NoDriver)
+    );
+    assert!(matches!(
+        block_on(link.send(Command::Logout)),
+        Err(NoDriver(Command::Logout))
+    ));
+    assert!(!link.snapshot().unwrap().status.signed_in);
+}
+
+#[test]
+fn a_session_restored_before_the_driver_is_made_is_served_once_it_runs() {
+    let net = FakeNet::new(|_| granted());
+    let link = new_link();
+    // At boot: the stored session is queued before the driver exists.
+    link.try_restore(b"at_stored", b"rt_stored", HOUR).unwrap();
+    let s = run_on(link, net, config(false), async |link| {
+        until(link, |s| s.status.access == Access::Granted).await
+    });
+    assert!(s.status.signed_in);
+    assert!(net.requests.borrow()[0].contains("Bearer at_stored"));
 }

@@ -560,6 +560,42 @@ fn dropping_the_driver_mid_exchange_leaves_no_token_in_its_memory() {
 }
 
 #[test]
+fn tokens_still_queued_when_the_driver_is_dropped_are_wiped_not_kept_for_nobody() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        new_access,
+        new_refresh,
+    } = tokens;
+    let all = tokens.all();
+    let net = net(rotating_backend("200 OK", tokens), vec![]);
+    let (queued, after_drop) = run(net, async |link, _slot, memory| {
+        sign_in(link, old_access, old_refresh, Duration::from_secs(3600));
+        until(link, |s| s.status.access == Access::Granted).await;
+        // The driver's task is cancelled with a sign-in and a restore still queued (the
+        // script ends here, before the driver runs again): no driver will ever take them.
+        sign_in(link, new_access, new_refresh, Duration::from_secs(3600));
+        link.try_restore(
+            new_access.as_bytes(),
+            new_refresh.as_bytes(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        find(&[memory.link], &all)
+    });
+    assert_eq!(
+        queued.len(),
+        4,
+        "both queued commands hold both tokens: {queued:?}"
+    );
+    assert_clean(
+        &after_drop.find(&all),
+        "tokens left after the driver was dropped with commands queued",
+    );
+}
+
+#[test]
 fn a_refresh_to_shorter_tokens_leaves_no_tail_of_the_longer_old_ones() {
     // The old tokens are longer than the new ones: replacing them in place must not leave
     // their tails behind the new ones (the session's buffers, in the driver's future).

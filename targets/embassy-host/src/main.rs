@@ -30,8 +30,8 @@ use accessgate::{write_event_json, write_final_json, SessionConfig, Verdict, DEF
 use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTiming};
 use accessgate_embassy::{
     time, until_refreshes, until_verdict, write_event_text, write_verdict_text, BufferKind, CheckStorage,
-    Command, ConfigError, Credentials, Driver, DriverBuffers, DriverConfig, Endpoint, Link, RefreshEndpoint,
-    RefreshStorage, Seeds, TimedEvent, TlsConfig, Transport, UnixClock,
+    ConfigError, Driver, DriverBuffers, DriverConfig, Endpoint, Link, RefreshEndpoint, RefreshStorage, Seeds,
+    TimedEvent, TlsConfig, Transport, UnixClock,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -215,7 +215,8 @@ async fn drive(driver: HostDriver) -> ! {
 /// Everything `check` needs, validated before anything runs.
 struct Plan {
     driver: HostDriver,
-    credentials: Credentials<{ accessgate::DEFAULT_TOKEN_CAPACITY }>,
+    /// What is left of `--token`'s lifetime (the tokens stay in `args` until queued).
+    expires_in: accessgate::Duration,
     /// Refreshes to see end before exiting; 0 without --token-url.
     refreshes: u16,
     args: CheckArgs,
@@ -237,14 +238,9 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
             ));
         }
     }
-    let refresh_token = match (&args.token_url, &args.refresh_token) {
-        (Some(_), Some(rt)) => {
-            check_token("--refresh-token", rt, DEFAULT_TOKEN_CAPACITY)?;
-            rt.as_bytes()
-        }
-        // clap's `requires` rules out the other combinations; nothing is sent for them.
-        _ => b"unused",
-    };
+    if let (Some(_), Some(rt)) = (&args.token_url, &args.refresh_token) {
+        check_token("--refresh-token", rt, DEFAULT_TOKEN_CAPACITY)?;
+    }
     let refreshes = match (&args.token_url, args.refreshes) {
         (None, _) => 0,
         (Some(_), None) => 1,
@@ -298,8 +294,6 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
             left
         }
     };
-    let credentials = Credentials::new(args.token.as_bytes(), refresh_token, to_core(lifetime))
-        .map_err(|e| format!("--token: {e}"))?;
     // A refresh is one attempt like a check: bounded by --timeout (R4).
     session.refresh_timeout = to_core(args.timeout);
 
@@ -338,10 +332,19 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     })?;
     Ok(Plan {
         driver,
-        credentials,
+        expires_in: to_core(lifetime),
         refreshes,
         args,
     })
+}
+
+/// The refresh token the sign-in carries: `--refresh-token` with `--token-url`; clap's
+/// `requires` rules out the other combinations, and nothing is sent for them.
+fn refresh_token(args: &CheckArgs) -> &[u8] {
+    match (&args.token_url, &args.refresh_token) {
+        (Some(_), Some(rt)) => rt.as_bytes(),
+        _ => b"unused",
+    }
 }
 
 /// The system clock as Unix seconds, for certificate dates; `None` before 1970.
@@ -366,7 +369,7 @@ fn read_ca(path: &PathBuf) -> Result<Vec<u8>, String> {
 async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
     let Plan {
         driver,
-        credentials,
+        expires_in,
         refreshes,
         args,
     } = plan(args)?;
@@ -380,8 +383,10 @@ async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
     if !args.json && !args.quiet {
         let _ = writeln!(out, "checking {}", args.url);
     }
-    LINK.try_send(Command::SignIn(credentials))
-        .map_err(|_| "command channel full".to_string())?;
+    // Copied from the flags straight into the link's queue, as the firmware does: no token
+    // value on the way (see "Token hygiene" in accessgate_embassy). The flags were checked.
+    LINK.try_sign_in(args.token.as_bytes(), refresh_token(&args), expires_in)
+        .map_err(|e| format!("sign-in: {e}"))?;
     let print = |out: &mut std::io::StdoutLock<'_>, e: &TimedEvent| {
         let mut line = String::new();
         // Writing into a String cannot fail.
