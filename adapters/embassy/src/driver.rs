@@ -416,6 +416,10 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 None
             }
             Queued::Recheck => self.session.recheck_now(now).err().map(Refusal::Recheck),
+            // R12: a slot asked for again while it waits (its task gave up and asked anew)
+            // keeps its one place: the session answers all its waiters alike, so the pending
+            // answer is the one a new place would get, and asking again fills no table.
+            Queued::RequestToken(slot) if self.waiters.iter().any(|(_, s)| core::ptr::eq(*s, slot)) => None,
             Queued::RequestToken(slot) => match self.session.request_token(now) {
                 Ok(TokenReply::Ready(handle)) => return Some((slot, Ok(handle))),
                 // Answered through `poll_waiter`. Cannot overflow: the session holds at most W

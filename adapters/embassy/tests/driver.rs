@@ -1631,6 +1631,48 @@ fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_
 }
 
 #[test]
+fn a_slot_asked_again_while_it_waits_keeps_one_place_and_the_others_still_fit() {
+    // The refresh hangs, so every caller waits for it (R11); the table holds W = 4.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            Reply::Hang
+        } else {
+            granted()
+        }
+    });
+    let slots: &'static [TokenSlot<NoopRawMutex>; 4] =
+        Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
+    let waited = run(net, config(true), async |link| {
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        until(link, |s| s.counters.refreshes == 1).await;
+        // One task gives up on its wait and asks again, eight times: still one place (R12).
+        for _ in 0..8 {
+            link.send(Command::RequestToken(&slots[0])).await.unwrap();
+            let gave_up = embassy_time::with_timeout(embassy_time::Duration::from_millis(5), slots[0].wait());
+            assert!(gave_up.await.is_err(), "waits for the refresh");
+        }
+        // Three other tasks still find a place in the table of four.
+        for slot in &slots[1..] {
+            link.send(Command::RequestToken(slot)).await.unwrap();
+        }
+        embassy_time::Timer::after_millis(20).await;
+        assert!(
+            slots.iter().all(|s| s.try_take().is_none()),
+            "nobody answered early (no WaitersFull)"
+        );
+        link.try_send(Command::Logout).unwrap();
+        let mut waited = Vec::new();
+        for slot in slots {
+            waited.push(slot.wait().await);
+        }
+        waited
+    });
+    // Every caller is answered once, for the session that ended (R11).
+    assert_eq!(waited, vec![Err(TokenError::NotAuthenticated); 4]);
+}
+
+#[test]
 fn a_token_slot_reused_after_its_waiter_gave_up_answers_the_new_session_not_the_old_one() {
     let net = FakeNet::new(|_| granted());
     let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
