@@ -1,0 +1,649 @@
+//! A hostile property test of the session at the extremes the simulator's profiles and the
+//! default-config fuzz target do not reach: configurations that pass `validate()` but sit at
+//! their edges (1 µs timeouts, `Duration::MAX` budgets and periods, a refresh skew longer than
+//! any token, zero recheck interval, retry counts 0 and N, 16 ramp probes, `N`/`W`/`T` of 1),
+//! clocks that start at `Instant::ZERO` or near `Instant::MAX`, jump by huge amounts or go
+//! backwards, and every input in every state with current, stale and made-up tags.
+//!
+//! Each run draws a configuration and a clock from a seed (`fastrand`, the core's own PRNG
+//! crate), then feeds random inputs, draining the outputs after every input as a driver must,
+//! and checks after every input:
+//! - no panic (tests run in debug: an arithmetic overflow is a panic);
+//! - R5: a fail-closed deadline that has passed never leaves access `Granted`, and it never
+//!   moves while its run of failures lasts;
+//! - R1, R10: access becomes `Granted` only through a current grant; a stale result (another
+//!   generation, a finished attempt, a signed-out session) changes nothing a plain
+//!   `handle_timeout` at the same instant would not (checked against a clone);
+//! - R12: nothing left due after an input (`poll_timeout` is after the input's instant), so a
+//!   driver that sleeps until `poll_timeout` always makes progress; the events of one input fit
+//!   the queue and none is lost; at most one check and one refresh handed out at a time;
+//! - R11: refresh starts never closer together than the refresh backoff's base; a token handed
+//!   to a waiter or to a check is the current one and not expired;
+//! - time never runs backwards: `last_now` never decreases, whatever `now` an input carries.
+//!
+//! An input at the last representable instant, `Instant::MAX` ("never", where every timer
+//! planned near the end of time saturates), happens 1 µs before it.
+
+use accessgate::*;
+
+type Rng = fastrand::Rng;
+
+const US: Duration = Duration::from_micros(1);
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+/// A duration from a set of edges and random values of every magnitude.
+fn edge_duration(rng: &mut Rng) -> Duration {
+    match rng.u8(0..12) {
+        0 => US,
+        1 => us(2),
+        2 => Duration::from_secs(1),
+        3 => Duration::from_secs(10),
+        4 => Duration::from_secs(120),
+        5 => Duration::from_secs(86_400 * 365),
+        6 => Duration::MAX,
+        7 => us(u64::MAX - 1),
+        8 => us(u64::MAX / 2),
+        9 => us(rng.u64(..) >> rng.u32(0..64)),
+        10 => Duration::ZERO,
+        _ => us(rng.u64(1..1_000)),
+    }
+}
+
+/// A valid configuration with every field at or near an edge; falls back field by field to
+/// the default's value where a drawn one is refused. `n` is the retry schedule's capacity.
+fn extreme_config(rng: &mut Rng, n: usize) -> SessionConfig {
+    let mut c = SessionConfig::DEFAULT;
+    // Budget and attempt timeout first: every retry window hangs off them.
+    let budget = edge_duration(rng).max(us(2));
+    let timeout = match rng.u8(0..5) {
+        0 => US,
+        1 => budget.saturating_sub(US),
+        2 => us(budget.as_micros() / 2),
+        3 => us(rng.u64(1..budget.as_micros())),
+        _ => edge_duration(rng).max(US).min(budget.saturating_sub(US)),
+    };
+    c.gate.budget = budget;
+    c.gate.attempt_timeout = timeout;
+    let room = budget.saturating_sub(timeout);
+    let final_window = match rng.u8(0..4) {
+        0 => Duration::ZERO,
+        1 => room.saturating_sub(US), // leaves 1 µs for the spread window
+        2 => us(rng.u64(0..room.as_micros())),
+        _ => US.min(room.saturating_sub(US)),
+    };
+    let spread_room = room.saturating_sub(final_window);
+    let spread = match rng.u8(0..3) {
+        0 => US,
+        1 => spread_room, // the maximum
+        _ => us(rng.u64(1..=spread_room.as_micros())),
+    };
+    c.gate.retry = Retries {
+        spread,
+        final_window,
+        count: match rng.u8(0..4) {
+            0 => 0,
+            1 => 1,
+            2 => u16::try_from(n).unwrap_or(u16::MAX),
+            _ => rng.u16(0..=u16::try_from(n).unwrap_or(u16::MAX)),
+        },
+    };
+    let ramp_probes = match rng.u8(0..4) {
+        0 => 0,
+        1 => 1,
+        2 => Probing::MAX_RAMP_PROBES,
+        _ => rng.u32(0..=Probing::MAX_RAMP_PROBES),
+    };
+    c.gate.probe = Probing {
+        period: edge_duration(rng).max(US),
+        ramp: if ramp_probes == 0 {
+            Duration::ZERO
+        } else {
+            edge_duration(rng).max(US)
+        },
+        ramp_probes,
+    };
+    c.gate.max_body = if rng.bool() { 1 } else { usize::MAX };
+    c.gate.min_recheck_interval = edge_duration(rng);
+    c.refresh_skew = edge_duration(rng);
+    let base = edge_duration(rng).max(US);
+    c.refresh_retry = Backoff {
+        base,
+        factor: match rng.u8(0..3) {
+            0 => 1,
+            1 => u32::MAX,
+            _ => rng.u32(1..10),
+        },
+        cap: if rng.bool() {
+            base
+        } else {
+            edge_duration(rng).max(base)
+        },
+    };
+    c.refresh_timeout = edge_duration(rng).max(US);
+    c.refresh_spread = edge_duration(rng);
+    assert_eq!(
+        c.validate(),
+        Ok(()),
+        "the generator must only draw valid configs: {c:?}"
+    );
+    c
+}
+
+/// Where the clock starts.
+fn start_instant(rng: &mut Rng) -> Instant {
+    match rng.u8(0..6) {
+        0 | 1 => Instant::ZERO,
+        2 => Instant::from_micros(rng.u64(..) >> rng.u32(0..64)),
+        3 => Instant::from_micros(u64::MAX - 1 - rng.u64(0..1 << 40)),
+        4 => Instant::MAX.saturating_sub(Duration::from_secs(rng.u64(1..1_000))),
+        _ => Instant::from_secs(1_000),
+    }
+}
+
+/// The `now` of the next input: small and huge steps, the session's own deadline (and just
+/// around it), the last instant, and steps backwards.
+fn next_now(rng: &mut Rng, now: Instant, poll: Option<Instant>) -> Instant {
+    match rng.u8(0..50) {
+        0..=7 => now,
+        8..=10 => now + US,
+        11..=15 => now + us(rng.u64(0..1_000_000)),
+        16..=18 => now + us(rng.u64(..) >> rng.u32(8..64)),
+        19 => Instant::MAX,
+        20..=22 => now.saturating_sub(us(rng.u64(..) >> rng.u32(0..64))), // backwards
+        23 => Instant::ZERO,                                              // far backwards
+        24..=27 => poll.map_or(now, |t| t.saturating_sub(US)),
+        28..=31 => poll.map_or(now, |t| t + US),
+        _ => poll.unwrap_or(now),
+    }
+}
+
+fn edge_expires_in(rng: &mut Rng, cfg: &SessionConfig) -> Duration {
+    match rng.u8(0..8) {
+        0 => Duration::ZERO,
+        1 => US,
+        2 => cfg.refresh_skew,
+        3 => cfg.refresh_skew + US,
+        4 => cfg.refresh_skew.saturating_sub(US),
+        5 => Duration::MAX,
+        6 => Duration::from_secs(3_600),
+        _ => edge_duration(rng),
+    }
+}
+
+fn outcome(rng: &mut Rng) -> CheckOutcome {
+    match rng.u8(0..6) {
+        0 | 1 => CheckOutcome::Granted,
+        2 => CheckOutcome::Denied,
+        3 => CheckOutcome::Unauthorized,
+        _ => CheckOutcome::Transient {
+            class: TransientClass::ALL[rng.usize(0..TransientClass::COUNT)],
+            retry_after: match rng.u8(0..5) {
+                0 => None,
+                1 => Some(Duration::ZERO),
+                2 => Some(Duration::MAX),
+                3 => Some(Duration::from_secs(u64::from(u32::MAX))),
+                _ => Some(edge_duration(rng)),
+            },
+            detail: FailureDetail::Status(rng.u16(..)),
+        },
+    }
+}
+
+const TOKENS: [&[u8]; 6] = [b"a", b"at", b"", b"at-long-token", b"bad token", b"\x7f"];
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Input {
+    SignIn,
+    Restore,
+    Logout,
+    Recheck,
+    RequestToken,
+    Timeout,
+    Check(Generation, u32, CheckOutcome),
+    Refresh(RefreshId, u8),
+}
+
+/// One run: a config, a clock, `steps` random inputs, every oracle after every input.
+struct Run<const N: usize, const W: usize, const T: usize> {
+    s: Session<N, W, T>,
+    rng: Rng,
+    now: Instant,
+    /// Every check and refresh ever handed out (results for them are fed, current or stale).
+    checks: Vec<(Generation, u32)>,
+    refreshes: Vec<RefreshId>,
+    /// Handed out and neither answered nor cancelled: never more than one of each.
+    live_check: Vec<(Generation, u32)>,
+    live_refresh: Vec<RefreshId>,
+    /// The fail-closed deadline of the current run of failures, once seen (R5).
+    deadline: Option<Instant>,
+    last_refresh_start: Option<Instant>,
+    /// The last input was a refused sign-in.
+    refused: bool,
+    log: Vec<String>,
+}
+
+impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
+    fn new(seed: u64) -> Self {
+        let mut rng = Rng::with_seed(seed);
+        let cfg = extreme_config(&mut rng, N);
+        let s = Session::<N, W, T>::new(cfg, rng.u64(..)).expect("valid config");
+        let now = start_instant(&mut rng);
+        Run {
+            s,
+            rng,
+            now,
+            checks: Vec::new(),
+            refreshes: Vec::new(),
+            live_check: Vec::new(),
+            live_refresh: Vec::new(),
+            deadline: None,
+            last_refresh_start: None,
+            refused: false,
+            log: vec![format!(
+                "seed {seed} N {N} W {W} T {T} config {cfg:?} start {now:?}"
+            )],
+        }
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        let tail: Vec<&String> = self.log.iter().rev().take(25).collect();
+        if std::env::var_os("EXTREMES_DUMP").is_some() {
+            eprintln!("{:?}", self.s.status());
+            eprintln!(
+                "expires_at {:?} poll {:?}",
+                self.s.expires_at(),
+                self.s.poll_timeout()
+            );
+        }
+        panic!("{what}\n{}\nlast inputs (newest first):\n{tail:#?}", self.log[0]);
+    }
+
+    fn draw_input(&mut self) -> Input {
+        let rng = &mut self.rng;
+        match rng.u8(0..20) {
+            0 => Input::SignIn,
+            1 => Input::Restore,
+            2 => Input::Logout,
+            3 | 4 => Input::Recheck,
+            5 | 6 => Input::RequestToken,
+            7..=9 => Input::Timeout,
+            10..=15 => {
+                let (g, a) = match rng.u8(0..6) {
+                    // The latest check handed out (usually the current one).
+                    0..=2 => self.checks.last().copied().unwrap_or((Generation(0), 0)),
+                    3 if !self.checks.is_empty() => self.checks[rng.usize(0..self.checks.len())],
+                    4 => (Generation(rng.u32(..)), rng.u32(..)),
+                    _ => (self.s.status().generation, rng.u32(0..3)),
+                };
+                Input::Check(g, a, outcome(rng))
+            }
+            _ => {
+                let id = match rng.u8(0..4) {
+                    0..=1 => self.refreshes.last().copied().unwrap_or(RefreshId(0)),
+                    2 if !self.refreshes.is_empty() => self.refreshes[rng.usize(0..self.refreshes.len())],
+                    _ => RefreshId(rng.u32(..)),
+                };
+                Input::Refresh(id, rng.u8(..))
+            }
+        }
+    }
+
+    /// Feeds one input at `now`. Returns whether it fed a grant for the attempt the session
+    /// had in flight after its timers ran (the only way to `Granted`, R1, R10), and whether it
+    /// may end a run of failures (a sign-in, a logout, a current definitive answer).
+    fn feed(&mut self, input: Input, now: Instant) -> (bool, bool) {
+        let cfg = *self.s.config();
+        let rng = &mut self.rng;
+        match input {
+            Input::SignIn | Input::Restore => {
+                let at = TOKENS[rng.usize(0..TOKENS.len())];
+                let rt = TOKENS[rng.usize(0..TOKENS.len())];
+                let expires_in = edge_expires_in(rng, &cfg);
+                let r = if input == Input::SignIn {
+                    self.s.sign_in(now, at, rt, expires_in)
+                } else {
+                    self.s.restore(now, at, rt, expires_in)
+                };
+                let refused =
+                    at.len() > T || rt.len() > T || !header_safe(at) || (!rt.is_empty() && !header_safe(rt));
+                if r.is_err() != refused {
+                    self.fail(&format!("sign-in with {at:?} / {rt:?}: {r:?}"));
+                }
+                // A refused sign-in changes nothing, not even the time (its doc).
+                self.refused = refused;
+                (false, true)
+            }
+            Input::Logout => {
+                self.s.logout(now);
+                (false, true)
+            }
+            Input::Recheck => {
+                let _ = self.s.recheck_now(now);
+                (false, false)
+            }
+            Input::RequestToken => {
+                let signed_in = self.s.status().signed_in;
+                match self.s.request_token(now) {
+                    Ok(TokenReply::Ready(h)) => {
+                        // R11, I9: a ready token is the current one and not expired.
+                        let t = self.s.last_now();
+                        if self.s.access_token(h).is_none() || self.s.expires_at().is_none_or(|e| t >= e) {
+                            self.fail(&format!("Ready({h:?}) at {t:?}: expired or not current"));
+                        }
+                    }
+                    Ok(TokenReply::Wait(_)) => {}
+                    Err(TokenRequestError::NotSignedIn) if !signed_in => {}
+                    // R12: the table is full (drained after every input, so it holds W).
+                    Err(TokenRequestError::WaitersFull) => {}
+                    Err(e) => self.fail(&format!("request_token: {e:?} while signed in: {signed_in}")),
+                }
+                (false, false)
+            }
+            Input::Timeout => {
+                self.s.handle_timeout(now);
+                (false, false)
+            }
+            Input::Check(g, a, o) => {
+                // The same result with another outcome: a dropped result's outcome must not
+                // matter (R10).
+                let mut reference = self.s.clone();
+                let neutral = CheckOutcome::transient(TransientClass::Connect);
+                reference.handle_check_result(now, g, a, neutral);
+                let was_live = self.live_check.contains(&(g, a));
+                let stale_before = self.s.counters().stale_dropped;
+                let current_generation = self.s.status().signed_in && self.s.status().generation == g;
+                self.live_check.retain(|&c| c != (g, a));
+                self.s.handle_check_result(now, g, a, o);
+                let dropped = self.s.counters().stale_dropped > stale_before;
+                if !dropped && !was_live {
+                    self.fail(&format!(
+                        "a result for ({g:?}, {a}), never handed out or cancelled, was taken"
+                    ));
+                }
+                // Allowed for the current generation's token even when the attempt is over: a
+                // late 401 ends the session (R8), a late 403 asks for the early refresh (R9).
+                let token_verdict = current_generation
+                    && matches!(
+                        o,
+                        CheckOutcome::Unauthorized
+                            | CheckOutcome::Transient {
+                                class: TransientClass::Forbidden,
+                                ..
+                            }
+                    );
+                if dropped && !token_verdict {
+                    let (got, want) = (self.s.status(), reference.status());
+                    if got != want || self.s.poll_timeout() != reference.poll_timeout() {
+                        self.fail(&format!(
+                            "stale result ({g:?}, {a}, {o:?}) changed state:\n{got:?}\nvs\n{want:?}"
+                        ));
+                    }
+                }
+                (!dropped && o == CheckOutcome::Granted, !dropped || token_verdict)
+            }
+            Input::Refresh(id, pick) => {
+                let long = [b'x'; 40];
+                let o = match pick % 9 {
+                    0 => RefreshOutcome::Rejected,
+                    1 | 2 => RefreshOutcome::transient(
+                        TransientClass::ALL[usize::from(pick) % TransientClass::COUNT],
+                    ),
+                    3 => RefreshOutcome::Refreshed {
+                        access_token: &long[..usize::from(pick) % 40 + 1],
+                        refresh_token: None,
+                        expires_in: edge_expires_in(rng, &cfg),
+                    },
+                    4 => RefreshOutcome::Refreshed {
+                        access_token: b"bad token",
+                        refresh_token: Some(b"r"),
+                        expires_in: edge_expires_in(rng, &cfg),
+                    },
+                    _ => RefreshOutcome::Refreshed {
+                        access_token: b"n",
+                        refresh_token: (pick & 1 == 1).then_some(b"r".as_slice()),
+                        expires_in: edge_expires_in(rng, &cfg),
+                    },
+                };
+                self.live_refresh.retain(|&r| r != id);
+                self.s.handle_refresh_result(now, id, o);
+                (false, false)
+            }
+        }
+    }
+
+    /// Drains the outputs after an input at `t` (the session's instant), checking them.
+    fn drain(&mut self, t: Instant) {
+        let mut checks = 0;
+        let mut refreshes = 0;
+        while let Some(action) = self.s.poll_action() {
+            match action {
+                Action::CancelCheck { generation, attempt } => {
+                    self.live_check.retain(|&c| c != (generation, attempt));
+                }
+                Action::CancelRefresh(id) => self.live_refresh.retain(|&r| r != id),
+                Action::Refresh(req) => {
+                    refreshes += 1;
+                    self.refreshes.push(req.id);
+                    self.live_refresh.push(req.id);
+                    // R11: never closer together than the refresh backoff's base.
+                    let base = self.s.config().refresh_retry.base;
+                    if let Some(last) = self.last_refresh_start {
+                        if req.started < last + base {
+                            self.fail(&format!(
+                                "refresh started at {:?}, {last:?} + {base:?}",
+                                req.started
+                            ));
+                        }
+                    }
+                    self.last_refresh_start = Some(req.started);
+                    if self.s.refresh_token().is_none() {
+                        self.fail("a refresh handed out with no session");
+                    }
+                }
+                Action::Check(req) => {
+                    checks += 1;
+                    self.checks.push((req.generation, req.attempt));
+                    self.live_check.push((req.generation, req.attempt));
+                    // R11: the check's token is the current one and not expired.
+                    let st = self.s.status();
+                    if req.generation != st.generation
+                        || self.s.access_token(req.token).is_none()
+                        || self.s.expires_at().is_none_or(|e| t >= e)
+                        || req.started > t
+                    {
+                        self.fail(&format!("check {req:?} at {t:?}: stale or dead token"));
+                    }
+                }
+            }
+        }
+        if checks > 1 || refreshes > 1 {
+            self.fail(&format!(
+                "one input handed out {checks} checks and {refreshes} refreshes"
+            ));
+        }
+        // At most one of each in flight (R11: single-flight refresh; one attempt at a time).
+        if self.live_check.len() > 1 || self.live_refresh.len() > 1 {
+            self.fail(&format!(
+                "in flight: checks {:?}, refreshes {:?}",
+                self.live_check, self.live_refresh
+            ));
+        }
+        let mut events = 0;
+        while let Some(e) = self.s.poll_event() {
+            events += 1;
+            self.log.push(format!("  event {e:?}"));
+        }
+        // R12: one input's events fit the queue, and none is lost.
+        if events > SESSION_EVENT_CAPACITY || self.s.counters().events_lost != 0 {
+            self.fail(&format!(
+                "{events} events, {} lost",
+                self.s.counters().events_lost
+            ));
+        }
+        while let Some((id, r)) = self.s.poll_waiter() {
+            if let Ok(h) = r {
+                // R11, I9: a waiter gets the current, unexpired token.
+                if self.s.access_token(h).is_none() || self.s.expires_at().is_none_or(|e| t >= e) {
+                    self.fail(&format!(
+                        "waiter {id:?} got {h:?} at {t:?}: expired or not current"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        let before = self.s.status();
+        let prev_now = self.s.last_now();
+        let input = self.draw_input();
+        let now = next_now(&mut self.rng, self.now, self.s.poll_timeout());
+        self.now = now;
+        self.log.push(format!(
+            "{input:?} at {now:?} (poll_timeout {:?})",
+            self.s.poll_timeout()
+        ));
+        let (granted_by_input, ends_run) = self.feed(input, now);
+        let t = self.s.last_now();
+        // Time never runs backwards (R5: only monotonic time).
+        // An input at the last instant (`Instant::MAX`, "never") happens 1 µs before it.
+        let last_input = Instant::MAX.saturating_sub(US);
+        let want = if core::mem::take(&mut self.refused) {
+            prev_now
+        } else {
+            prev_now.max(now.min(last_input))
+        };
+        if t != want {
+            self.fail(&format!(
+                "last_now {t:?} after {prev_now:?} and an input at {now:?}"
+            ));
+        }
+        self.drain(t);
+        let st = self.s.status();
+        // R1, R10: `Granted` only through a current grant.
+        if st.access == Access::Granted && before.access != Access::Granted && !granted_by_input {
+            self.fail("granted without a current grant");
+        }
+        // R5: a deadline never moves while its run of failures lasts, and once it has passed
+        // access is not `Granted` (a grant that arrived after it is a recovery, R7).
+        // A new session or a definitive answer ends the run (and one input may start the next).
+        if ends_run {
+            self.deadline = None;
+        }
+        if let (Some(d), Some(old)) = (st.reverifying_until, self.deadline) {
+            if d != old {
+                self.fail(&format!("the deadline moved from {old:?} to {d:?}"));
+            }
+        }
+        self.deadline = st.reverifying_until;
+        if st.reverifying_until.is_some_and(|d| d <= t) {
+            self.fail(&format!(
+                "deadline {:?} passed at {t:?} without failing closed",
+                st.reverifying_until
+            ));
+        }
+        if st.access == Access::Granted && st.probing {
+            self.fail("granted while probing after failing closed");
+        }
+        // R12: after an input nothing is left due, so sleeping until `poll_timeout` makes
+        // progress (no busy loop), even at the end of time.
+        if let Some(next) = self.s.poll_timeout() {
+            if next <= t {
+                self.fail(&format!(
+                    "poll_timeout {next:?} not after the input's instant {t:?}"
+                ));
+            }
+        }
+        // Signed out, nothing is owed.
+        if !st.signed_in && self.s.poll_timeout().is_some() {
+            self.fail("signed out with a timer armed");
+        }
+        if !st.signed_in && (!self.live_check.is_empty() || !self.live_refresh.is_empty()) {
+            self.fail("signed out with a request in flight that was not cancelled");
+        }
+        // An attempt in flight has its timeout, a planned one its timer (R4, R6).
+        if st.attempt_in_flight.is_some() && self.s.poll_timeout().is_none() {
+            self.fail("an attempt in flight without a timeout");
+        }
+        if st
+            .next_attempt
+            .is_some_and(|n| self.s.poll_timeout().is_none_or(|p| p > n))
+        {
+            self.fail("a planned attempt without its timer");
+        }
+    }
+}
+
+fn run<const N: usize, const W: usize, const T: usize>(seeds: core::ops::Range<u64>, steps: usize) {
+    for seed in seeds {
+        let mut r = Run::<N, W, T>::new(seed);
+        for _ in 0..steps {
+            r.step();
+        }
+    }
+}
+
+#[test]
+fn every_input_at_extreme_configs_and_clocks_keeps_the_oracles_default_capacities() {
+    run::<8, 4, 1024>(0..1_500, 200);
+}
+
+#[test]
+fn every_input_at_extreme_configs_and_clocks_keeps_the_oracles_capacities_of_one() {
+    run::<1, 1, 1>(10_000..11_500, 200);
+}
+
+#[test]
+fn every_input_at_extreme_configs_and_clocks_keeps_the_oracles_large_retry_capacity() {
+    // Retry counts up to 1,000 slots: many empty slices to skip per failure (bounded, R12).
+    run::<1_000, 2, 8>(20_000..20_300, 200);
+}
+
+/// R12, R11 at the end of time: a session whose timers saturate at `Instant::MAX` and a
+/// driver that sleeps until `poll_timeout` and feeds it back. Before inputs at `MAX` happened
+/// 1 µs earlier, the attempt timing out at `MAX` planned its probe at `MAX`, whose attempt
+/// timed out at `MAX` again: every `handle_timeout(MAX)` started another check, with a token
+/// already expired at that instant, and `poll_timeout` stayed at `MAX` (a busy loop).
+#[test]
+fn at_the_last_instant_a_driver_sleeping_until_poll_timeout_makes_progress() {
+    for (seed, expires_in) in [(1, Duration::from_secs(3_600)), (2, Duration::MAX), (3, US)] {
+        let mut s: Session = Session::new(SessionConfig::DEFAULT, seed).unwrap();
+        let start = Instant::MAX.saturating_sub(Duration::from_secs(30));
+        s.sign_in(start, b"at", b"rt", expires_in).unwrap();
+        let mut attempts_at_the_end = 0;
+        let mut last_poll = None;
+        for _ in 0..1_000 {
+            let t = s.last_now();
+            while let Some(action) = s.poll_action() {
+                if let Action::Check(req) = action {
+                    // R11: never a check with a token expired at its instant.
+                    assert!(s.expires_at().is_some_and(|e| t < e), "{req:?} at {t:?}");
+                    if t >= Instant::MAX.saturating_sub(US) {
+                        attempts_at_the_end += 1;
+                    }
+                    // The backend is gone: every check fails (hostile driver: at once).
+                    let o = CheckOutcome::transient(TransientClass::Connect);
+                    s.handle_check_result(t, req.generation, req.attempt, o);
+                }
+            }
+            while s.poll_event().is_some() {}
+            let Some(next) = s.poll_timeout() else { break };
+            // No busy loop: what the driver sleeps until is later than the last input.
+            assert!(next > t, "poll_timeout {next:?} at {t:?}");
+            assert!(last_poll.is_none_or(|p| next >= p));
+            last_poll = Some(next);
+            s.handle_timeout(next);
+        }
+        assert_eq!(
+            s.last_now(),
+            Instant::MAX.saturating_sub(US),
+            "time ends 1 µs before MAX"
+        );
+        assert!(
+            attempts_at_the_end <= 1,
+            "{attempts_at_the_end} checks at the last instant"
+        );
+    }
+}
