@@ -694,3 +694,37 @@ fn at_the_last_instant_a_driver_sleeping_until_poll_timeout_makes_progress() {
         );
     }
 }
+
+/// R12 at a retry capacity no streak can use: the schedule holds no array of `N`, so a gate of
+/// capacity 2^32 builds and passes validation. A streak gets at most `u16::MAX` retries (the
+/// most `Retries::count` can say): uncapped, `RetrySchedule::remaining` overflowed (a panic in
+/// debug) and one input skipped billions of empty slices of the spread window.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_retry_capacity_beyond_u16_is_bounded_by_what_count_can_say() {
+    const HUGE: usize = 1 << 32;
+    let cfg = GateConfig::DEFAULT;
+    let plan: RetrySchedule<HUGE> = RetrySchedule::new(Instant::ZERO);
+    assert_eq!(plan.remaining(&cfg), usize::from(u16::MAX));
+    assert_eq!(cfg.retry.slots(HUGE), u32::from(u16::MAX));
+    // A whole streak of a gate with that capacity: every attempt times out (10 s, most slices
+    // of the 70 s spread window are gone by then), bounded work per input, and it fails
+    // closed at the deadline (R5).
+    let mut g: Gate<HUGE> = Gate::new(cfg, 7).unwrap();
+    g.start_session(Instant::ZERO, TokenHandle(1));
+    let began = std::time::Instant::now();
+    let mut inputs = 0;
+    while let Some(t) = g.poll_timeout().filter(|&t| t <= Instant::from_secs(200)) {
+        while g.poll_check().is_some() {}
+        g.handle_timeout(t);
+        inputs += 1;
+    }
+    assert_eq!(g.access(), Access::Denied);
+    assert_eq!(g.counters().failed_closed, 1);
+    assert!(inputs < 100, "{inputs} inputs");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
+}
