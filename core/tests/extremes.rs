@@ -571,6 +571,23 @@ impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
         if !st.signed_in && (!self.live_check.is_empty() || !self.live_refresh.is_empty()) {
             self.fail("signed out with a request in flight that was not cancelled");
         }
+        // R5: the session is woken by its deadline at the latest.
+        if let Some(d) = st.reverifying_until {
+            if self.s.poll_timeout().is_none_or(|p| p > d) {
+                self.fail(&format!(
+                    "deadline {d:?} but poll_timeout {:?}",
+                    self.s.poll_timeout()
+                ));
+            }
+        }
+        // R7: after failing closed the gate keeps probing while signed in.
+        if st.signed_in && st.probing && st.next_attempt.is_none() && st.attempt_in_flight.is_none() {
+            self.fail("failed closed with no probe planned and none in flight");
+        }
+        // R11: nobody waits on a session that ended.
+        if !st.signed_in && self.s.waiting() != 0 {
+            self.fail(&format!("signed out with {} callers waiting", self.s.waiting()));
+        }
         // An attempt in flight has its timeout, a planned one its timer (R4, R6).
         if st.attempt_in_flight.is_some() && self.s.poll_timeout().is_none() {
             self.fail("an attempt in flight without a timeout");
@@ -727,4 +744,137 @@ fn a_retry_capacity_beyond_u16_is_bounded_by_what_count_can_say() {
         "{:?}",
         began.elapsed()
     );
+}
+
+/// The bare gate (the entitlement part with no tokens) under the same extreme configs and
+/// clocks, with its own inputs (`token_refreshed`, `unauthorized`, `transient_failure`):
+/// the per-input event bound it documents ([`MAX_EVENTS_PER_INPUT`]), R5, R10, R12, and
+/// `check_owed()` implying a timer ("`poll_timeout` is `Some` while this is true").
+#[test]
+fn the_bare_gate_keeps_its_promises_at_the_extremes() {
+    let last_input = Instant::MAX.saturating_sub(US);
+    for seed in 3_000_000..3_050_000u64 {
+        let mut rng = Rng::with_seed(seed);
+        let cfg = extreme_config(&mut rng, 8).gate;
+        let mut g: Gate<8> = Gate::new(cfg, rng.u64(..)).unwrap();
+        let mut now = start_instant(&mut rng);
+        let mut handed: Vec<(Generation, u32)> = Vec::new();
+        let mut live: Option<(Generation, u32)> = None;
+        let mut deadline: Option<Instant> = None;
+        for step in 0..150 {
+            let ctx = || format!("seed {seed} step {step} config {cfg:?}");
+            now = next_now(&mut rng, now, g.poll_timeout());
+            let before = g.status();
+            let mut took_grant = false;
+            let mut ends_run = false;
+            match rng.u8(0..12) {
+                0 => {
+                    g.start_session(now, TokenHandle(rng.u32(..)));
+                    ends_run = true;
+                }
+                1 => {
+                    let _ = g.token_refreshed(now, TokenHandle(rng.u32(..)));
+                }
+                2 => {
+                    g.logout(now);
+                    ends_run = true;
+                }
+                3 => {
+                    g.unauthorized(now);
+                    ends_run = true;
+                }
+                4 => {
+                    let class = TransientClass::ALL[rng.usize(0..TransientClass::COUNT)];
+                    let _ = g.transient_failure(now, class, FailureDetail::of_class(class));
+                }
+                5 => {
+                    let _ = g.recheck_now(now);
+                }
+                6 | 7 => g.handle_timeout(now),
+                _ => {
+                    let (gen, a) = match rng.u8(0..4) {
+                        0..=1 => handed.last().copied().unwrap_or_default(),
+                        2 if !handed.is_empty() => handed[rng.usize(0..handed.len())],
+                        _ => (Generation(rng.u32(..)), rng.u32(..)),
+                    };
+                    let o = outcome(&mut rng);
+                    let mut reference = g.clone();
+                    reference.handle_check_result(
+                        now,
+                        gen,
+                        a,
+                        CheckOutcome::transient(TransientClass::Connect),
+                    );
+                    let stale_before = g.counters().stale_dropped;
+                    g.handle_check_result(now, gen, a, o);
+                    let dropped = g.counters().stale_dropped > stale_before;
+                    if dropped {
+                        // R10: the outcome of a dropped result does not matter.
+                        assert_eq!(g.status(), reference.status(), "{}", ctx());
+                        assert_eq!(g.poll_timeout(), reference.poll_timeout(), "{}", ctx());
+                    } else {
+                        assert_eq!(
+                            live,
+                            Some((gen, a)),
+                            "a result taken for a check not in flight: {}",
+                            ctx()
+                        );
+                        took_grant = o == CheckOutcome::Granted;
+                        ends_run = true;
+                    }
+                    if live == Some((gen, a)) {
+                        live = None;
+                    }
+                }
+            }
+            let t = g.last_now();
+            assert!(t <= last_input, "{}", ctx());
+            while let Some(c) = g.poll_cancel() {
+                if live == Some(c) {
+                    live = None;
+                }
+            }
+            let mut checks = 0;
+            while let Some(req) = g.poll_check() {
+                checks += 1;
+                assert_eq!(req.generation, g.generation(), "{}", ctx());
+                assert!(live.is_none(), "a second check in flight: {}", ctx());
+                handed.push((req.generation, req.attempt));
+                live = Some((req.generation, req.attempt));
+            }
+            assert!(checks <= 1, "{}", ctx());
+            let mut events = 0;
+            while g.poll_event().is_some() {
+                events += 1;
+            }
+            // R12: the documented bound, and nothing lost.
+            assert!(events <= MAX_EVENTS_PER_INPUT, "{events} events: {}", ctx());
+            assert_eq!(g.counters().events_lost, 0, "{}", ctx());
+            let st = g.status();
+            // R1, R10.
+            if st.access == Access::Granted && before.access != Access::Granted {
+                assert!(took_grant, "granted without a current grant: {}", ctx());
+            }
+            // R5: the deadline stays put, wakes the gate, and is never passed while granted.
+            if ends_run {
+                deadline = None;
+            }
+            if let (Some(d), Some(old)) = (st.reverifying_until, deadline) {
+                assert_eq!(d, old, "the deadline moved: {}", ctx());
+            }
+            deadline = st.reverifying_until;
+            if let Some(d) = st.reverifying_until {
+                assert!(d > t, "deadline passed without failing closed: {}", ctx());
+                assert!(g.poll_timeout().is_some_and(|p| p <= d), "{}", ctx());
+            }
+            assert!(!(st.access == Access::Granted && st.probing), "{}", ctx());
+            // R12: nothing left due; its doc: `poll_timeout` is `Some` while a check is owed,
+            // and `None` when signed out.
+            assert!(g.poll_timeout().is_none_or(|p| p > t), "{}", ctx());
+            assert_eq!(g.check_owed(), g.poll_timeout().is_some(), "{}", ctx());
+            if !st.signed_in {
+                assert!(live.is_none(), "signed out with a check not cancelled: {}", ctx());
+            }
+        }
+    }
 }
