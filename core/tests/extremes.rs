@@ -878,3 +878,88 @@ fn the_bare_gate_keeps_its_promises_at_the_extremes() {
         }
     }
 }
+
+/// R12, "nothing is dropped silently": a driver that drains the events only now and then loses
+/// the oldest, keeps the newest `SESSION_EVENT_CAPACITY`, and each loss is counted. Checked
+/// against a twin session fed the same inputs (events never change state) and drained after
+/// every input, under the extreme configs and clocks.
+#[test]
+fn events_a_slow_driver_misses_are_the_oldest_and_every_one_is_counted() {
+    let mut runs_with_losses = 0;
+    for seed in 4_000_000..4_002_000u64 {
+        let mut rng = Rng::with_seed(seed);
+        let cfg = extreme_config(&mut rng, 8);
+        let mut a: Session = Session::new(cfg, seed).unwrap();
+        let mut b = a.clone();
+        let mut now = start_instant(&mut rng);
+        let mut unseen: Vec<SessionEvent> = Vec::new(); // a's events b still holds or dropped
+        let mut lost = 0u32;
+        let mut last_check = None;
+        let mut last_refresh = None;
+        for _ in 0..200 {
+            now = next_now(&mut rng, now, a.poll_timeout());
+            let o = outcome(&mut rng);
+            let expires_in = edge_expires_in(&mut rng, &cfg);
+            let op = rng.u8(0..8);
+            for s in [&mut a, &mut b] {
+                match op {
+                    0 => drop(s.sign_in(now, b"at", b"rt", expires_in)),
+                    1 => s.logout(now),
+                    2 => drop(s.request_token(now)),
+                    3 => drop(s.recheck_now(now)),
+                    4 | 5 => {
+                        if let Some((g, k)) = last_check {
+                            s.handle_check_result(now, g, k, o);
+                        }
+                    }
+                    6 => {
+                        if let Some(id) = last_refresh {
+                            let r = RefreshOutcome::Refreshed {
+                                access_token: b"n",
+                                refresh_token: None,
+                                expires_in,
+                            };
+                            s.handle_refresh_result(now, id, r);
+                        }
+                    }
+                    _ => s.handle_timeout(now),
+                }
+            }
+            let actions = |s: &mut Session| std::iter::from_fn(|| s.poll_action()).collect::<Vec<_>>();
+            let (acts, acts_b) = (actions(&mut a), actions(&mut b));
+            assert_eq!(acts, acts_b, "seed {seed}: the twins diverged");
+            for act in acts {
+                match act {
+                    Action::Check(req) => last_check = Some((req.generation, req.attempt)),
+                    Action::Refresh(req) => last_refresh = Some(req.id),
+                    _ => {}
+                }
+            }
+            while a.poll_waiter().is_some() | b.poll_waiter().is_some() {}
+            unseen.extend(std::iter::from_fn(|| a.poll_event()));
+            // Exactly the events b no longer holds are counted as lost.
+            let held = unseen.len().min(SESSION_EVENT_CAPACITY);
+            lost += (unseen.len() - held) as u32;
+            assert_eq!(b.counters().events_lost, lost, "seed {seed}");
+            assert_eq!(a.counters().events_lost, 0);
+            if rng.u8(0..6) == 0 {
+                let got: Vec<SessionEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+                assert_eq!(
+                    got[..],
+                    unseen[unseen.len() - held..],
+                    "seed {seed}: not the newest"
+                );
+                unseen.clear();
+            } else {
+                // Counted once: what b dropped so far is off the books of `unseen`.
+                unseen.drain(..unseen.len() - held);
+            }
+            assert_eq!(a.status(), b.status(), "seed {seed}");
+        }
+        runs_with_losses += usize::from(lost > 0);
+    }
+    assert!(
+        runs_with_losses > 200,
+        "only {runs_with_losses} runs lost events: the test lost its teeth"
+    );
+}
