@@ -227,6 +227,8 @@ struct Run<const N: usize, const W: usize, const T: usize> {
     refused: bool,
     /// The most events one input queued.
     max_events: usize,
+    /// The silent network settled callers or a first check that were waiting.
+    settled_waiters: bool,
     log: Vec<String>,
 }
 
@@ -248,6 +250,7 @@ impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
             last_refresh_start: None,
             refused: false,
             max_events: 0,
+            settled_waiters: false,
             log: vec![format!(
                 "seed {seed} N {N} W {W} T {T} config {cfg:?} start {now:?}"
             )],
@@ -504,10 +507,47 @@ impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
     }
 
     fn step(&mut self) {
+        self.step_with(None)
+    }
+
+    /// The network went silent: a driver that answers nothing. Once the longest wait the
+    /// configuration allows has passed three times over (the refresh floor or a refresh retry,
+    /// then a refresh timeout, then an attempt timeout), every caller waiting for a token has
+    /// its answer and the immediate check has settled (R3, R11: a waiter is never stranded),
+    /// unless that lies beyond the end of time ("never").
+    fn quiesce(&mut self) {
+        let cfg = *self.s.config();
+        let longest =
+            cfg.refresh_retry.cap.max(cfg.gate.probe.period) + cfg.refresh_timeout + cfg.gate.attempt_timeout;
+        let never = Instant::MAX.saturating_sub(US);
+        let waiting = self.s.waiting() != 0 || self.s.first_check_running();
+        for _ in 0..3 {
+            let t = self.s.last_now() + longest + US;
+            if t >= never {
+                return;
+            }
+            self.step_with(Some(t));
+        }
+        self.settled_waiters = waiting;
+        if self.s.waiting() != 0 || self.s.first_check_running() {
+            self.fail(&format!(
+                "silent network, {longest:?} three times over: {} callers still waiting, first check running: {}",
+                self.s.waiting(),
+                self.s.first_check_running()
+            ));
+        }
+    }
+
+    /// One input: drawn, or (`wake`) a `handle_timeout` at that instant.
+    fn step_with(&mut self, wake: Option<Instant>) {
         let before = self.s.status();
         let prev_now = self.s.last_now();
-        let input = self.draw_input();
-        let now = next_now(&mut self.rng, self.now, self.s.poll_timeout());
+        let input = if wake.is_some() {
+            Input::Timeout
+        } else {
+            self.draw_input()
+        };
+        let now = wake.unwrap_or_else(|| next_now(&mut self.rng, self.now, self.s.poll_timeout()));
         self.now = now;
         self.log.push(format!(
             "{input:?} at {now:?} (poll_timeout {:?})",
@@ -610,13 +650,14 @@ fn run<const N: usize, const W: usize, const T: usize>(seeds: core::ops::Range<u
     let seeds = seeds.start..seeds.start + (seeds.end - seeds.start) * scale.max(1);
     // What the runs reached, so a generator that stops reaching a state shows (printed with
     // `--nocapture`; the floor below fails the test if a whole family goes missing).
-    let mut reached = [0u64; 8];
+    let mut reached = [0u64; 9];
     let mut max_events = 0;
     for seed in seeds.clone() {
         let mut r = Run::<N, W, T>::new(seed);
         for _ in 0..steps {
             r.step();
         }
+        r.quiesce();
         let c = r.s.counters();
         for (i, v) in [
             c.grants,
@@ -627,6 +668,7 @@ fn run<const N: usize, const W: usize, const T: usize>(seeds: core::ops::Range<u
             c.stale_dropped,
             c.unauthorized_logouts,
             u32::from(r.s.last_now() >= Instant::MAX.saturating_sub(US)),
+            u32::from(r.settled_waiters),
         ]
         .into_iter()
         .enumerate()
@@ -637,7 +679,8 @@ fn run<const N: usize, const W: usize, const T: usize>(seeds: core::ops::Range<u
     }
     eprintln!(
         "N {N} W {W} T {T}: {} runs; runs with grants, fail-closed, recoveries, refreshes, \
-         refresh failures, stale drops, 401 logouts, the last instant: {reached:?}; most events \
+         refresh failures, stale drops, 401 logouts, the last instant, waiters settled by a \
+         silent network: {reached:?}; most events \
          from one input: {max_events}",
         seeds.end - seeds.start
     );
