@@ -64,7 +64,11 @@ fn config(b: &mut Bytes) -> SessionConfig {
     };
     c.gate.probe = Probing {
         period: b.duration().max(us(1)),
-        ramp: if ramp_probes == 0 { Duration::ZERO } else { b.duration().max(us(1)) },
+        ramp: if ramp_probes == 0 {
+            Duration::ZERO
+        } else {
+            b.duration().max(us(1))
+        },
         ramp_probes,
     };
     c.gate.min_recheck_interval = b.duration();
@@ -105,7 +109,9 @@ fuzz_target!(|data: &[u8]| {
             1 => now + Duration::from_micros(u64::from(a) << (b % 64)),
             2 => now.saturating_sub(Duration::from_micros(u64::from(a) << (b % 64))), // backwards
             3 => Instant::MAX,
-            4 => s.poll_timeout().map_or(now, |t| t.saturating_sub(Duration::from_micros(1))),
+            4 => s
+                .poll_timeout()
+                .map_or(now, |t| t.saturating_sub(Duration::from_micros(1))),
             5 => s.poll_timeout().map_or(now, |t| t + Duration::from_micros(1)),
             _ => s.poll_timeout().unwrap_or(now),
         };
@@ -202,7 +208,10 @@ fuzz_target!(|data: &[u8]| {
             events += 1;
         }
         // R12: drained after every input, the queue never fills (the worst input queues 10).
-        assert!(events < accessgate::SESSION_EVENT_CAPACITY, "{events} events from one input");
+        assert!(
+            events < accessgate::SESSION_EVENT_CAPACITY,
+            "{events} events from one input"
+        );
         while s.poll_waiter().is_some() {}
         let status = s.status();
         if !status.signed_in {
@@ -230,13 +239,23 @@ fuzz_target!(|data: &[u8]| {
         }
         // R12: nothing left due after an input (no busy loop for a driver that sleeps until
         // `poll_timeout`), even at the end of time.
-        assert!(s.poll_timeout().is_none_or(|p| p > t), "poll_timeout {:?} at {t:?}", s.poll_timeout());
+        assert!(
+            s.poll_timeout().is_none_or(|p| p > t),
+            "poll_timeout {:?} at {t:?}",
+            s.poll_timeout()
+        );
         // R4, R6: an attempt in flight has its timeout, a planned attempt its timer.
         if status.attempt_in_flight.is_some() {
-            assert!(s.poll_timeout().is_some(), "an attempt in flight without a timeout");
+            assert!(
+                s.poll_timeout().is_some(),
+                "an attempt in flight without a timeout"
+            );
         }
         if let Some(next) = status.next_attempt {
-            assert!(s.poll_timeout().is_some_and(|t| t <= next), "a planned attempt without its timer");
+            assert!(
+                s.poll_timeout().is_some_and(|t| t <= next),
+                "a planned attempt without its timer"
+            );
         }
     }
 });
