@@ -229,6 +229,8 @@ struct Run<const N: usize, const W: usize, const T: usize> {
     max_events: usize,
     /// The silent network settled callers or a first check that were waiting.
     settled_waiters: bool,
+    /// The immediate check started and not yet settled, by the events (R3).
+    open_first: Option<Generation>,
     log: Vec<String>,
 }
 
@@ -251,6 +253,7 @@ impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
             refused: false,
             max_events: 0,
             settled_waiters: false,
+            open_first: None,
             log: vec![format!(
                 "seed {seed} N {N} W {W} T {T} config {cfg:?} start {now:?}"
             )],
@@ -484,6 +487,33 @@ impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
         while let Some(e) = self.s.poll_event() {
             events += 1;
             self.log.push(format!("  event {e:?}"));
+            // R3: each immediate check settles once, for its own generation (a refresh that
+            // lands while it runs starts a new one, which settles instead).
+            match e {
+                SessionEvent::Gate(Event::CheckStarted {
+                    generation,
+                    attempt: 0,
+                }) => {
+                    self.open_first = Some(generation);
+                }
+                SessionEvent::Gate(Event::FirstCheckSettled { generation }) => {
+                    if self.open_first != Some(generation) {
+                        self.fail(&format!(
+                            "{e:?} while the open first check is {:?}",
+                            self.open_first
+                        ));
+                    }
+                    self.open_first = None;
+                }
+                _ => {}
+            }
+        }
+        if self.s.first_check_running() != self.open_first.is_some() {
+            self.fail(&format!(
+                "first_check_running {} but the events say {:?}",
+                self.s.first_check_running(),
+                self.open_first
+            ));
         }
         // R12: one input queues fewer events than the queue holds (its doc: the worst input
         // queues 10 of 11), and none is lost.
