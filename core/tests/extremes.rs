@@ -671,13 +671,18 @@ impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
     }
 }
 
-/// Runs seeds `seeds` (times `EXTREMES_SCALE`, 1 by default: a longer hunt on demand).
-fn run<const N: usize, const W: usize, const T: usize>(seeds: core::ops::Range<u64>, steps: usize) {
+/// `seeds`, lengthened `EXTREMES_SCALE` times (1 by default: a longer hunt on demand).
+fn scaled(seeds: core::ops::Range<u64>) -> core::ops::Range<u64> {
     let scale: u64 = std::env::var("EXTREMES_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let seeds = seeds.start..seeds.start + (seeds.end - seeds.start) * scale.max(1);
+    seeds.start..seeds.start + (seeds.end - seeds.start) * scale.max(1)
+}
+
+/// Runs `seeds` (see [`scaled`]), `steps` inputs each, then a silent network.
+fn run<const N: usize, const W: usize, const T: usize>(seeds: core::ops::Range<u64>, steps: usize) {
+    let seeds = scaled(seeds);
     // What the runs reached, so a generator that stops reaching a state shows (printed with
     // `--nocapture`; the floor below fails the test if a whole family goes missing).
     let mut reached = [0u64; 9];
@@ -826,7 +831,7 @@ fn a_retry_capacity_beyond_u16_is_bounded_by_what_count_can_say() {
 #[test]
 fn the_bare_gate_keeps_its_promises_at_the_extremes() {
     let last_input = Instant::MAX.saturating_sub(US);
-    for seed in 3_000_000..3_050_000u64 {
+    for seed in scaled(3_000_000..3_050_000) {
         let mut rng = Rng::with_seed(seed);
         let cfg = extreme_config(&mut rng, 8).gate;
         let mut g: Gate<8> = Gate::new(cfg, rng.u64(..)).unwrap();
@@ -959,7 +964,7 @@ fn the_bare_gate_keeps_its_promises_at_the_extremes() {
 #[test]
 fn events_a_slow_driver_misses_are_the_oldest_and_every_one_is_counted() {
     let mut runs_with_losses = 0;
-    for seed in 4_000_000..4_002_000u64 {
+    for seed in scaled(4_000_000..4_002_000) {
         let mut rng = Rng::with_seed(seed);
         let cfg = extreme_config(&mut rng, 8);
         let mut a: Session = Session::new(cfg, seed).unwrap();
