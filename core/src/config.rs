@@ -70,9 +70,17 @@ pub struct Retries {
 
 impl Retries {
     /// The retries a streak gets with a schedule of capacity `n`: `count`, or `n` when it is
-    /// 0 (or above `n`, which construction refuses).
+    /// 0 (or above `n`, which construction refuses). At most `u16::MAX`, the most `count` can
+    /// say, whatever the capacity.
     pub const fn slots(&self, n: usize) -> u32 {
-        let n = if n > u32::MAX as usize { u32::MAX } else { n as u32 };
+        // R12: a retry plan skips at most this many slots in one input. The schedule holds no
+        // array of `N`, so `Gate::<{ 1 << 32 }>` builds; uncapped, it made one input skip
+        // billions of empty slices and `RetrySchedule::remaining` overflow (`slots + 1`).
+        let n = if n > u16::MAX as usize {
+            u16::MAX as u32
+        } else {
+            n as u32
+        };
         if self.count == 0 || self.count as u32 > n {
             n
         } else {

@@ -861,7 +861,7 @@ impl<const N: usize> Gate<N> {
         self.part.status(&self.io)
     }
     /// The latest `now` any input carried (inputs with an earlier `now` are treated as
-    /// happening at this instant).
+    /// happening at this instant; an input at [`Instant::MAX`] happens 1 µs earlier).
     pub fn last_now(&self) -> Instant {
         self.io.now
     }

@@ -8,6 +8,10 @@ use crate::session::RefreshId;
 use crate::time::Instant;
 use crate::timer::TimerTable;
 
+/// The latest instant an input can happen at: `Instant::MAX` is "never" (see
+/// [`Shared::advance`]).
+const LAST_INPUT: Instant = Instant::MAX.saturating_sub(crate::time::Duration::from_micros(1));
+
 /// The shared state of one machine. `E` is the event type of its queue (the gate's [`Event`]
 /// for a bare [`Gate`](crate::Gate), [`SessionEvent`](crate::SessionEvent) for a session),
 /// `Q` the queue's capacity.
@@ -49,8 +53,16 @@ impl<E: From<Event>, const Q: usize> Shared<E, Q> {
 
     /// Time passes to `now`, never backwards: the instant every input then works with. Out of
     /// line: every input starts with it (flash, issue 11).
+    ///
+    /// No input happens at the last instant, [`Instant::MAX`], which is "never" (every timer
+    /// planned near the end of time saturates there): an input at it happens 1 µs earlier. At
+    /// `MAX` itself a timer planned by the input would be due at once, so an attempt timing out
+    /// at `MAX` planned its probe at `MAX`, whose attempt timed out at `MAX`: a driver sleeping
+    /// until `poll_timeout` looped, starting a check with an expired token each time (R12: no
+    /// busy loop; R11: no dead token sent).
     #[inline(never)]
     pub(crate) fn advance(&mut self, now: Instant) -> Instant {
+        let now = if now == Instant::MAX { LAST_INPUT } else { now };
         self.now = self.now.max(now);
         self.now
     }

@@ -350,7 +350,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     pub fn first_check_running(&self) -> bool {
         self.gate.first_check_running()
     }
-    /// The latest `now` any input carried.
+    /// The latest `now` any input carried (an input at [`Instant::MAX`] happens 1 µs earlier).
     pub fn last_now(&self) -> Instant {
         self.io.now
     }

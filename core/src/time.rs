@@ -236,7 +236,9 @@ impl Instant {
     /// The clock's origin.
     pub const ZERO: Instant = Instant { raw: NonZeroU64::MIN };
     /// The latest representable instant (`u64::MAX - 1` µs): where arithmetic saturates, and
-    /// what "never" converts to.
+    /// what "never" converts to. No input of a session or gate happens at it: one carrying it
+    /// happens 1 µs earlier, so a timer that saturated here never fires (R12: no busy loop at
+    /// the end of time).
     pub const MAX: Instant = Instant { raw: NonZeroU64::MAX };
 
     /// The instant `micros` microseconds after the origin (saturating at `u64::MAX - 1`).
