@@ -16,6 +16,10 @@
 //! on a server of their own), the rogue server's correct handshake receives the refresh
 //! request, and a pinned self-signed certificate on the token endpoint refreshes.
 //!
+//! Two rows check the handshake signature on its own: a server that presents the trusted
+//! certificate (or the pinned one) without holding its key signs CertificateVerify with
+//! another key, and is refused as a bad signature.
+//!
 //! The desktop-only rows pin a self-signed certificate (`extra_ca_pem`, R14's pinning): the
 //! pinned certificate works, another self-signed certificate for the same name is refused, the
 //! pin is still matched against the URL's host, and turning the OS root store on as well
