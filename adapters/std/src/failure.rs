@@ -11,7 +11,7 @@ use std::error::Error as StdError;
 use std::io;
 
 use accessgate::{FailureDetail, NetFailure, TlsFailure, TransientClass};
-use rustls::{CertificateError, Error as TlsError};
+use rustls::{CertificateError, Error as TlsError, HandshakeType};
 
 /// How many links of an error chain are looked at: chains are short, but a hostile cycle
 /// must not spin (R12).
@@ -113,6 +113,18 @@ fn hyper_failure(e: &hyper::Error) -> Option<FailureDetail> {
 pub(crate) fn tls_failure(e: &TlsError) -> TlsFailure {
     match e {
         TlsError::InvalidCertificate(c) => certificate_failure(c),
+        // R13/R14: name the step the server skipped, as the device does: its Certificate (or
+        // a CertificateVerify before it), or the CertificateVerify proving its key.
+        TlsError::InappropriateHandshakeMessage { expect_types, .. }
+            if expect_types.contains(&HandshakeType::Certificate) =>
+        {
+            TlsFailure::MissingCertificate
+        }
+        TlsError::InappropriateHandshakeMessage { expect_types, .. }
+            if expect_types.contains(&HandshakeType::CertificateVerify) =>
+        {
+            TlsFailure::MissingCertificateVerify
+        }
         TlsError::InappropriateMessage { .. }
         | TlsError::InappropriateHandshakeMessage { .. }
         | TlsError::InvalidMessage(_) => TlsFailure::UnexpectedMessage,
@@ -246,6 +258,20 @@ mod tests {
                     got_type: rustls::HandshakeType::Finished,
                 },
                 TlsFailure::UnexpectedMessage,
+            ),
+            (
+                TlsError::InappropriateHandshakeMessage {
+                    expect_types: vec![HandshakeType::Certificate, HandshakeType::CertificateRequest],
+                    got_type: HandshakeType::CertificateVerify,
+                },
+                TlsFailure::MissingCertificate,
+            ),
+            (
+                TlsError::InappropriateHandshakeMessage {
+                    expect_types: vec![HandshakeType::CertificateVerify],
+                    got_type: HandshakeType::Finished,
+                },
+                TlsFailure::MissingCertificateVerify,
             ),
             (TlsError::General("x".into()), TlsFailure::HandshakeFailure),
         ];
