@@ -21,6 +21,10 @@
 # *current directory*, so every cargo call below runs inside the project directory. The two
 # QEMU images share their scenario through targets/firmware-scenario (a path dependency).
 set -euo pipefail
+# Every image builds into its own project's target/ (its own lockfile and profile), where the
+# QEMU runs, the size table and the stack figures read the ELFs: an inherited
+# CARGO_TARGET_DIR would move all four builds elsewhere.
+unset CARGO_TARGET_DIR
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JOBS="${FIRMWARE_JOBS:-2}"
