@@ -341,8 +341,8 @@ impl core::fmt::Display for TokenError {
 impl core::error::Error for TokenError {}
 
 /// Where the driver answers one [`Command::RequestToken`]. `static`-friendly; reuse it for
-/// the next request (queueing a request drops, and wipes, an answer to an earlier one that
-/// nobody took).
+/// the next request (queueing a request, and the driver taking it, drops and wipes an answer
+/// to an earlier one that nobody took).
 ///
 /// One task waits on a slot at a time: while one does ([`TokenSlot::wait`],
 /// [`TokenSlot::wait_with`]), another task that starts waiting is told
@@ -737,7 +737,13 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
             Kind::Restore => Queued::Restore(&slot.credentials),
             Kind::Logout => Queued::Logout,
             Kind::Recheck => Queued::Recheck,
-            Kind::RequestToken(t) => Queued::RequestToken(t),
+            Kind::RequestToken(t) => {
+                // R11: an answer to an earlier request on this slot, delivered after this one
+                // was queued, goes now: its session may have ended since (a sign-in queued in
+                // between), and this request's waiter must not take it as its own.
+                t.clear();
+                Queued::RequestToken(t)
+            }
         };
         let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
         let r = f(queued);
