@@ -1876,3 +1876,37 @@ fn an_answer_to_an_earlier_request_is_not_taken_as_a_later_ones_after_a_new_sign
     );
     assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
 }
+
+#[test]
+fn a_driver_future_dropped_before_its_first_poll_releases_the_link_and_answers_what_was_queued() {
+    let net = FakeNet::new(|_| granted());
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let link = new_link();
+    // At boot, before the driver exists.
+    link.try_restore(b"at_boot", b"rt_boot", HOUR).unwrap();
+    link.try_send(Command::RequestToken(slot)).unwrap();
+    let new_driver = || {
+        let buffers = driver_buffers(check_buffers(), None);
+        Driver::<_, _, _>::new(link, net, net, config(false), buffers, seeds())
+    };
+    let run = new_driver().expect("valid config").run();
+    assert_eq!(new_driver().err(), Some(ConfigError::LinkInUse));
+    drop(run); // never polled: its task cancelled before it ran
+               // Attached and released once: the request is answered (R11), the restore's tokens go,
+               // new commands come back, and a restarted driver attaches.
+    assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+    assert!(matches!(
+        link.try_send(Command::Recheck),
+        Err(TrySendError::NoDriver(Command::Recheck))
+    ));
+    assert!(net.requests.borrow().is_empty());
+    let access = run_on(link, net, config(false), async |link| {
+        link.try_sign_in(b"at_restarted", b"rt", HOUR).unwrap();
+        until(link, |s| s.status.access != Access::Unknown)
+            .await
+            .status
+            .access
+    });
+    assert_eq!(access, Access::Granted);
+    assert!(net.requests.borrow()[0].contains("Bearer at_restarted"));
+}
