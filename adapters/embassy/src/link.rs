@@ -477,9 +477,12 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
     fn clear(&self) {
         self.late.lock(|l| l.set(None));
         self.state.lock(|s| {
+            // Without an answer the token is wiped already (every way out of `answer` wipes
+            // it): no `T` bytes of stores under the link's lock for every token request.
             if let Ok(mut s) = s.try_borrow_mut() {
-                s.answer = None;
-                wipe_token(&mut s.token);
+                if s.answer.take().is_some() {
+                    wipe_token(&mut s.token);
+                }
             }
         });
     }
