@@ -341,14 +341,17 @@ impl core::fmt::Display for TokenError {
 impl core::error::Error for TokenError {}
 
 /// Where the driver answers one [`Command::RequestToken`]. `static`-friendly; reuse it for
-/// the next request (queueing a request drops, and wipes, an answer to an earlier one that
-/// nobody took).
+/// the next request (queueing a request, and the driver taking it, drops and wipes an answer
+/// to an earlier one that nobody took).
 ///
 /// One task waits on a slot at a time: while one does ([`TokenSlot::wait`],
 /// [`TokenSlot::wait_with`]), another task that starts waiting is told
 /// [`TokenError::SlotInUse`] at once and the answer stays for the first (one waker per slot:
 /// two waiting tasks would wake each other for ever). A waiter that gives up (its future is
-/// dropped) frees the place.
+/// dropped) frees the place; one whose future is leaked (`mem::forget`, after its first poll)
+/// keeps it for good: every later waiter is told [`TokenError::SlotInUse`] (never made to
+/// wait for ever, never given another's token) and [`TokenSlot::try_take`] still reads the
+/// answers.
 ///
 /// The driver copies the token from its session straight into the slot; taking the answer
 /// ([`TokenSlot::wait`], [`TokenSlot::try_take`]) hands out a copy and wipes the slot's, so
@@ -359,6 +362,10 @@ pub struct TokenSlot<M: RawMutex, const T: usize = { accessgate::DEFAULT_TOKEN_C
     /// A task waits on the slot (it holds a [`Claim`]). Apart from `state`, so taking and
     /// giving it back never needs `state`'s `RefCell` (borrowed inside `wait_with`'s `f`).
     waiting: Mutex<M, Cell<bool>>,
+    /// An answer that came while the slot was borrowed inside its own `wait_with`'s `f` (a
+    /// driver dropped there answers a request still queued for this slot, R11): an error only
+    /// (an `Ok` becomes [`TokenError::Busy`], no token kept), put in place once `f` returns.
+    late: Mutex<M, Cell<Option<TokenError>>>,
 }
 
 /// The one waiting place of a [`TokenSlot`], given back when the waiting future ends or is
@@ -399,6 +406,7 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
                 waker: WakerRegistration::new(),
             })),
             waiting: Mutex::new(Cell::new(false)),
+            late: Mutex::new(Cell::new(None)),
         }
     }
     /// The slot's waiting place, unless another task has it.
@@ -450,6 +458,8 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
                 };
                 let r = f(answer.map(|()| &s.token[..]));
                 wipe_token(&mut s.token);
+                // R11: an answer that came while `f` ran is the next one taken, not lost.
+                s.answer = self.late.lock(Cell::take).map(Err);
                 Poll::Ready(r)
             })
         })
@@ -461,22 +471,30 @@ impl<M: RawMutex, const T: usize> TokenSlot<M, T> {
         self.state
             .lock(|s| s.try_borrow_mut().ok().and_then(|mut s| s.take()))
     }
-    /// Drops an answer not taken yet and wipes its token. Does nothing when called from
-    /// inside this slot's own [`TokenSlot::wait_with`] (whose answer is taken already).
+    /// Drops an answer not taken yet and wipes its token. From inside this slot's own
+    /// [`TokenSlot::wait_with`] (whose answer is taken already), drops one that came while
+    /// its `f` ran.
     fn clear(&self) {
+        self.late.lock(|l| l.set(None));
         self.state.lock(|s| {
+            // Without an answer the token is wiped already (every way out of `answer` wipes
+            // it): no `T` bytes of stores under the link's lock for every token request.
             if let Ok(mut s) = s.try_borrow_mut() {
-                s.answer = None;
-                wipe_token(&mut s.token);
+                if s.answer.take().is_some() {
+                    wipe_token(&mut s.token);
+                }
             }
         });
     }
-    /// Answers (replacing an answer not taken yet), copying the token in. Does nothing when
-    /// called from inside this slot's own [`TokenSlot::wait_with`] (a driver dropped by its
-    /// `f`): no panic, and that waiter has its answer already.
+    /// Answers (replacing an answer not taken yet), copying the token in. From inside this
+    /// slot's own [`TokenSlot::wait_with`] (a driver dropped by its `f`) no panic: the answer
+    /// waits in `late` until `f` returns (R11: a request queued for this slot is answered,
+    /// its caller not left waiting for ever).
     pub(crate) fn answer(&self, answer: Result<&[u8], TokenError>) {
         self.state.lock(|s| {
             let Ok(mut s) = s.try_borrow_mut() else {
+                let late = answer.err().unwrap_or(TokenError::Busy);
+                self.late.lock(|l| l.set(Some(late)));
                 return;
             };
             wipe_token(&mut s.token);
@@ -561,11 +579,13 @@ pub enum Refusal {
 /// attaches the driver to the link and refuses a link that has one already
 /// ([`ConfigError::LinkInUse`]: two would take turns waking each other on the queue's one
 /// receiver); dropping the driver (its task cancelled) detaches it, so a restarted task can
-/// attach a new one. Commands queued before the first driver attaches (a session restored at
-/// boot, before the driver task is spawned) wait for it. Once a driver is dropped and until
+/// attach a new one (a driver leaked with `mem::forget` is never dropped: the link stays
+/// `LinkInUse` for good). Commands queued before the first driver attaches (a session restored
+/// at boot, before the driver task is spawned) wait for it. Once a driver is dropped and until
 /// the next one attaches, the link refuses new commands ([`TrySendError::NoDriver`],
 /// [`NoDriver`], [`TrySignInError::NoDriver`]: the command comes back, R12), tasks waiting
-/// in [`Link::send`] are woken and get theirs back, and the commands still queued at the
+/// in [`Link::send`] are woken and get theirs back (one that runs again only after a new
+/// driver attached queues it for that driver), and the commands still queued at the
 /// drop are not kept for nobody: a token request's slot is answered
 /// [`TokenError::NotAuthenticated`] (the dropped driver signed its session out, R11), a
 /// sign-in's or restore's tokens are wiped.
@@ -720,7 +740,13 @@ impl<'a, M: RawMutex, const T: usize> Commands<'a, M, T> {
             Kind::Restore => Queued::Restore(&slot.credentials),
             Kind::Logout => Queued::Logout,
             Kind::Recheck => Queued::Recheck,
-            Kind::RequestToken(t) => Queued::RequestToken(t),
+            Kind::RequestToken(t) => {
+                // R11: an answer to an earlier request on this slot, delivered after this one
+                // was queued, goes now: its session may have ended since (a sign-in queued in
+                // between), and this request's waiter must not take it as its own.
+                t.clear();
+                Queued::RequestToken(t)
+            }
         };
         let had_tokens = matches!(slot.kind, Kind::SignIn | Kind::Restore);
         let r = f(queued);
@@ -1601,5 +1627,90 @@ mod tests {
             (0..COMMAND_SENDERS).map(|i| format!("at{i}")).collect::<Vec<_>>()
         );
         assert_eq!(queue_len(link).1, 0);
+    }
+
+    #[test]
+    fn a_driver_dropped_inside_wait_with_still_answers_the_request_queued_for_that_slot() {
+        let link: &'static L = leak(Link::new());
+        let slot: &'static Slot = leak(Slot::new());
+        link.attach().unwrap();
+        // Two requests on one slot: the first answered (its token waits in the slot), the
+        // second still queued when the waiter reads the first answer and, from inside
+        // `wait_with`'s `f`, the driver is dropped (its task cancelled there).
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        assert!(take(link, &[]).is_some());
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        slot.answer(Ok(b"first"));
+        let mut w = core::pin::pin!(slot.wait_with(|t| {
+            let got = t.map(<[u8]>::to_vec);
+            link.detach();
+            got
+        }));
+        assert_eq!(poll_once(w.as_mut()), Poll::Ready(Ok(b"first".to_vec())));
+        // R11: the queued request is answered too (its session ended with the driver); it
+        // was lost, and its caller waited for ever, when the slot was busy in `f`.
+        assert_eq!(queue_len(link).1, 0);
+        assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+        slot.state.lock(|s| assert!(s.borrow().token.is_empty()));
+        // A request queued from inside `f` after that drops the kept answer, as any new
+        // request drops an untaken one.
+        link.attach().unwrap();
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        slot.answer(Ok(b"second"));
+        let mut w = core::pin::pin!(slot.wait_with(|t| {
+            link.detach(); // answers the queued request: kept
+            link.attach().unwrap();
+            link.try_send(Command::RequestToken(slot)).unwrap(); // drops it
+            t.map(<[u8]>::to_vec)
+        }));
+        assert_eq!(poll_once(w.as_mut()), Poll::Ready(Ok(b"second".to_vec())));
+        assert_eq!(slot.try_take(), None);
+        assert_eq!(
+            take(link, core::slice::from_ref(slot)).as_deref(),
+            Some("request_token Some(0)")
+        );
+    }
+
+    #[test]
+    fn a_sender_woken_by_a_drop_gets_its_command_back_or_the_next_driver_takes_it_once() {
+        let link: &'static L = leak(Link::new());
+        link.attach().unwrap();
+        for _ in 0..COMMAND_CAPACITY {
+            link.try_send(Command::Recheck).unwrap();
+        }
+        // Polled (waits for room), the driver dropped, polled again: its command comes back.
+        let mut a = core::pin::pin!(link.send(Command::sign_in(b"at_a", b"rt", HOUR).unwrap()));
+        assert!(poll_once(a.as_mut()).is_pending());
+        // Polled, the driver dropped, a new one attached before the sender runs again: the
+        // new driver takes it, once.
+        let mut b = core::pin::pin!(link.send(Command::sign_in(b"at_b", b"rt", HOUR).unwrap()));
+        assert!(poll_once(b.as_mut()).is_pending());
+        link.detach();
+        link.detach(); // twice: nothing more happens
+        match poll_once(a.as_mut()) {
+            Poll::Ready(Err(NoDriver(Command::SignIn(c)))) => assert_eq!(text(&c.access_token), "at_a"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(queue_len(link).1, 0);
+        link.attach().unwrap();
+        assert_eq!(link.attach(), Err(ConfigError::LinkInUse));
+        assert!(matches!(poll_once(b.as_mut()), Poll::Ready(Ok(()))));
+        assert_eq!(take(link, &[]).as_deref(), Some("sign_in at_b rt 3600"));
+        assert_eq!(take(link, &[]), None);
+    }
+
+    #[test]
+    fn a_leaked_wait_keeps_the_slots_place_and_nothing_else_changes() {
+        let slot: &'static Slot = leak(Slot::new());
+        // Polled once, then leaked (`mem::forget`): its claim is never given back. By design
+        // (see `TokenSlot`): later waiters are told `SlotInUse`, never made to wait for
+        // ever; `try_take` still reads the answers.
+        let mut w = Box::pin(slot.wait());
+        assert!(poll_once(w.as_mut()).is_pending());
+        core::mem::forget(w);
+        let mut w2 = core::pin::pin!(slot.wait());
+        assert_eq!(poll_once(w2.as_mut()), Poll::Ready(Err(TokenError::SlotInUse)));
+        slot.answer(Ok(b"tok"));
+        assert_eq!(slot.try_take().unwrap().unwrap().as_slice(), b"tok");
     }
 }

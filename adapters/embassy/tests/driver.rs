@@ -1840,3 +1840,73 @@ fn a_session_restored_before_the_driver_is_made_is_served_once_it_runs() {
     assert!(s.status.signed_in);
     assert!(net.requests.borrow()[0].contains("Bearer at_stored"));
 }
+
+#[test]
+fn an_answer_to_an_earlier_request_is_not_taken_as_a_later_ones_after_a_new_sign_in() {
+    // The new session's refresh hangs (30 s left: it starts at once), so its token request
+    // waits for it.
+    let net = FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            Reply::Hang
+        } else {
+            granted()
+        }
+    });
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let link = new_link();
+    // All queued before the driver runs: the second request is queued while the first has no
+    // answer yet, so queueing it dropped nothing.
+    link.try_sign_in(b"at_old", b"rt_old", HOUR).unwrap();
+    link.try_send(Command::RequestToken(slot)).unwrap();
+    link.try_sign_in(b"at_new", b"rt_new", Duration::from_secs(30))
+        .unwrap();
+    link.try_send(Command::RequestToken(slot)).unwrap();
+    let got = run_on(link, net, config(true), async |link| {
+        until(link, |s| s.counters.refreshes == 1).await;
+        embassy_time::Timer::after_millis(20).await;
+        slot.try_take()
+    });
+    // R11: the old session's token, answered to the first request, was still in the slot
+    // when the second request (of the new session) started waiting, and was taken as its
+    // answer. Now it is dropped when the newer request reaches the driver; the waiter's
+    // answer is the new session's (here: told it ended, with the driver).
+    assert_eq!(
+        got, None,
+        "the old session's token was handed out after the new sign-in"
+    );
+    assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+}
+
+#[test]
+fn a_driver_future_dropped_before_its_first_poll_releases_the_link_and_answers_what_was_queued() {
+    let net = FakeNet::new(|_| granted());
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let link = new_link();
+    // At boot, before the driver exists.
+    link.try_restore(b"at_boot", b"rt_boot", HOUR).unwrap();
+    link.try_send(Command::RequestToken(slot)).unwrap();
+    let new_driver = || {
+        let buffers = driver_buffers(check_buffers(), None);
+        Driver::<_, _, _>::new(link, net, net, config(false), buffers, seeds())
+    };
+    let run = new_driver().expect("valid config").run();
+    assert_eq!(new_driver().err(), Some(ConfigError::LinkInUse));
+    drop(run); // never polled: its task cancelled before it ran
+               // Attached and released once: the request is answered (R11), the restore's tokens go,
+               // new commands come back, and a restarted driver attaches.
+    assert_eq!(slot.try_take(), Some(Err(TokenError::NotAuthenticated)));
+    assert!(matches!(
+        link.try_send(Command::Recheck),
+        Err(TrySendError::NoDriver(Command::Recheck))
+    ));
+    assert!(net.requests.borrow().is_empty());
+    let access = run_on(link, net, config(false), async |link| {
+        link.try_sign_in(b"at_restarted", b"rt", HOUR).unwrap();
+        until(link, |s| s.status.access != Access::Unknown)
+            .await
+            .status
+            .access
+    });
+    assert_eq!(access, Access::Granted);
+    assert!(net.requests.borrow()[0].contains("Bearer at_restarted"));
+}

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use accessgate::{Access, Cause, Duration, Event, SessionConfig, SessionEvent};
 use accessgate_embassy::{
     Buffers, Command, Driver, DriverBuffers, DriverConfig, Link, RefreshEndpoint, Seeds, Snapshot, TokenSlot,
-    Transport,
+    Transport, TrySignInError,
 };
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -704,4 +704,57 @@ fn a_token_answer_nobody_took_is_wiped_when_its_slot_is_queued_again() {
         "the untaken answer's token after the slot was queued again",
     );
     assert_eq!(answer, Err(accessgate_embassy::TokenError::NotSignedIn));
+}
+
+#[test]
+fn a_sign_in_refused_for_a_full_queue_or_a_dropped_driver_leaves_no_copy_in_the_link() {
+    let tokens = Tokens::unique();
+    let Tokens {
+        old_access,
+        old_refresh,
+        new_access,
+        new_refresh,
+    } = tokens;
+    let all = tokens.all();
+    let net = net(rotating_backend("200 OK", tokens), vec![]);
+    let ((link, full, queued), _) = run(net, async |link, _slot, memory| {
+        sign_in(link, old_access, old_refresh, Duration::from_secs(3600));
+        until(link, |s| s.status.access == Access::Granted).await;
+        // The driver does not run between these lines: the queue is full, the sign-in and the
+        // restore are refused (R12) and must leave nothing of their tokens behind.
+        for _ in 0..accessgate_embassy::COMMAND_CAPACITY {
+            link.try_send(Command::Recheck).unwrap();
+        }
+        let refused = link.try_sign_in(
+            new_access.as_bytes(),
+            new_refresh.as_bytes(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(refused, Err(TrySignInError::Full));
+        let refused = link.try_restore(
+            new_access.as_bytes(),
+            new_refresh.as_bytes(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(refused, Err(TrySignInError::Full));
+        let full = find(&[memory.link], &all);
+        // Control: the same scan finds a sign-in the queue took (once a slot frees).
+        settle().await;
+        sign_in(link, new_access, new_refresh, Duration::from_secs(60));
+        let queued = find(&[memory.link], &all);
+        (link, full, queued)
+    });
+    assert_clean(&full, "tokens of a sign-in refused for a full queue");
+    assert_eq!(queued.len(), 2, "the control finds the queued tokens: {queued:?}");
+    // The driver is gone (its queued sign-in wiped): a refused restore copies nothing in either.
+    let refused = link.try_restore(
+        old_access.as_bytes(),
+        old_refresh.as_bytes(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(refused, Err(TrySignInError::NoDriver));
+    assert_clean(
+        &find(&[Region::of("link", link)], &all),
+        "tokens of a restore refused for a dropped driver",
+    );
 }
