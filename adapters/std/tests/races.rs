@@ -1552,50 +1552,44 @@ async fn rounds_of_giving_up_and_taking_over_leak_no_place() {
 flavours!(rounds_of_giving_up_and_taking_over_leak_no_place);
 
 /// R11 + R12: for 0.9 s eight tasks give up and take over places concurrently (patience 0 to
-/// 1.5 ms) while the refresh lands (0.5 s) and the new token's check runs (0.2 s), and five callers
-/// per task wait it out (40 live callers at most, plus one giving up per task: a place is always there for a
-/// patient one): no caller hangs, every patient caller gets the new token, every other answer
-/// is the new token or `WaitersFull`, and one refresh served them all.
+/// 1.5 ms) while the refresh lands (0.5 s) and the new token's check runs (0.2 s), and 40
+/// callers that wait it out arrive every 15 ms meanwhile (at most 40 live callers plus one
+/// giving up per task: a place is always there for a patient one): no caller hangs, every
+/// patient caller gets the new token, every other answer is the new token, and one refresh
+/// served them all.
 async fn concurrent_give_ups_and_takeovers_around_the_refresh_hang_no_caller() {
     let h = Harness::with(Scheme::Http, slow_timeouts).await;
     signed_in_with_refresh_running(&h, StdDuration::from_millis(900), StdDuration::from_millis(500)).await;
     h.control
         .set_latency(Endpoint::Check, StdDuration::from_millis(200));
+    let until = TokioInstant::now() + StdDuration::from_millis(900);
     let tasks: Vec<_> = (0..8u64)
         .map(|i| {
             let gate = h.gate.clone();
             tokio::spawn(async move {
-                let (mut patient, mut got, mut full) = (Vec::new(), Vec::new(), 0);
-                let until = TokioInstant::now() + StdDuration::from_millis(900);
+                let mut got = Vec::new();
                 for k in (0u64..).take_while(|_| TokioInstant::now() < until) {
-                    if k % 30 == 5 && patient.len() < 5 {
-                        let gate = gate.clone();
-                        patient.push(tokio::spawn(async move { gate.access_token().await }));
-                        continue;
-                    }
                     let patience = StdDuration::from_micros((i * 7 + k * 13) % 4 * 500);
-                    match tokio::time::timeout(patience, gate.access_token()).await {
-                        Ok(Ok(token)) => {
-                            got.push(token);
-                            tokio::time::sleep(StdDuration::from_millis(1)).await;
-                        }
-                        Ok(Err(TokenError::WaitersFull)) => full += 1,
-                        Ok(Err(e)) => panic!("{e}"),
-                        Err(_) => {}
+                    if let Ok(r) = tokio::time::timeout(patience, gate.access_token()).await {
+                        got.push(r);
                     }
+                    // An answer comes at once: leave the runtime to the others.
+                    tokio::task::yield_now().await;
                 }
-                (patient, got, full)
+                got
             })
         })
         .collect();
-    let (mut patient, mut tokens, mut full) = (Vec::new(), Vec::new(), 0);
-    for t in tasks {
-        let (p, got, f) = within(StdDuration::from_secs(5), t).await.expect("no panic");
-        patient.extend(p);
-        tokens.extend(got);
-        full += f;
+    let mut patient = Vec::new();
+    for _ in 0..40 {
+        tokio::time::sleep(StdDuration::from_millis(15)).await;
+        let gate = h.gate.clone();
+        patient.push(tokio::spawn(async move { gate.access_token().await }));
     }
-    assert_eq!(patient.len(), 40);
+    let mut others = Vec::new();
+    for t in tasks {
+        others.extend(within(StdDuration::from_secs(5), t).await.expect("no panic"));
+    }
     let patient = within(StdDuration::from_secs(3), futures_util::future::join_all(patient)).await;
     let new = within(StdDuration::from_millis(500), h.gate.access_token())
         .await
@@ -1604,15 +1598,14 @@ async fn concurrent_give_ups_and_takeovers_around_the_refresh_hang_no_caller() {
     for p in patient {
         assert_eq!(p.expect("no panic").as_ref(), Ok(&new), "a patient caller");
     }
-    assert!(tokens.iter().all(|t| *t == new), "only the new token");
+    assert!(
+        others.iter().all(|t| t.as_ref() == Ok(&new)),
+        "only the new token"
+    );
     assert_eq!(
         h.control.counts().endpoint_total(Endpoint::Token),
         1,
         "one refresh (R11)"
-    );
-    eprintln!(
-        "given-up callers answered: {} tokens, {full} WaitersFull",
-        tokens.len()
     );
 }
 flavours!(concurrent_give_ups_and_takeovers_around_the_refresh_hang_no_caller);
