@@ -1324,3 +1324,288 @@ async fn gate_whose_runtime_never_ran_its_driver_answers_closed() {
     within(bound, gate.shutdown()).await;
 }
 flavours!(gate_whose_runtime_never_ran_its_driver_answers_closed);
+
+// ---- 6. places taken over from callers that gave up ------------------------------------------
+//
+// `access_token` hands the place of a caller that gave up to a new caller when the table is
+// full (R12). These pin that such a place is answered exactly as a place registered the
+// ordinary way, whatever ends the wait (R10, R11), and that no round of give-ups leaks one.
+
+type Waiting<'a> = Pin<Box<dyn Future<Output = Result<String, TokenError>> + Send + 'a>>;
+
+/// A token caller polled once: registered as a waiter (neither answered nor refused at once).
+#[track_caller]
+fn waiting_caller(gate: &AccessGate) -> Waiting<'_> {
+    use futures_util::FutureExt;
+    let mut w: Waiting<'_> = Box::pin(gate.access_token());
+    assert_eq!((&mut w).now_or_never(), None, "the caller waits");
+    w
+}
+
+/// `n` token callers that each register and give up at once (polled once, then dropped).
+#[track_caller]
+fn give_up(gate: &AccessGate, n: usize) {
+    for _ in 0..n {
+        drop(waiting_caller(gate));
+    }
+}
+
+/// While a refresh runs: one caller registered the ordinary way, then a table full of
+/// callers that gave up, then as many callers that take their places over (each waits rather
+/// than being refused), then a caller beyond a table of live waiters, refused at once. Returns
+/// the ordinary caller and the takers.
+fn ordinary_and_takers(gate: &AccessGate) -> (Waiting<'_>, Vec<Waiting<'_>>) {
+    use futures_util::FutureExt;
+    let ordinary = waiting_caller(gate);
+    give_up(gate, MAX_TOKEN_WAITERS - 1);
+    let takers: Vec<_> = (1..MAX_TOKEN_WAITERS).map(|_| waiting_caller(gate)).collect();
+    let beyond = gate.access_token().now_or_never();
+    assert_eq!(
+        beyond,
+        Some(Err(TokenError::WaitersFull)),
+        "the table is full of live waiters"
+    );
+    (ordinary, takers)
+}
+
+/// Every answer of the ordinary caller and the takers, the ordinary caller's first.
+async fn answers(ordinary: Waiting<'_>, takers: Vec<Waiting<'_>>) -> Vec<Result<String, TokenError>> {
+    let all = std::iter::once(ordinary).chain(takers);
+    within(StdDuration::from_secs(4), futures_util::future::join_all(all)).await
+}
+
+/// Sign-in with the issued tokens (expiring in `expires_in`, inside the refresh skew: the
+/// refresh starts at once) while the token endpoint answers after `latency`.
+async fn signed_in_with_refresh_running(h: &Harness, expires_in: StdDuration, latency: StdDuration) {
+    h.control.set_latency(Endpoint::Token, latency);
+    h.gate.sign_in(h.tokens(expires_in)).await.expect("sign_in");
+    assert!(h.gate.snapshot().refresh_in_flight, "the refresh runs");
+}
+
+/// R11: a logout while taken-over places wait: every place, taken over or not, gets
+/// `NotAuthenticated`, never the torn-down session's token (neither the old one nor the one
+/// the refresh still brings).
+async fn taken_over_places_get_not_authenticated_on_logout() {
+    let h = Harness::with(Scheme::Http, slow_timeouts).await;
+    signed_in_with_refresh_running(&h, StdDuration::from_millis(900), StdDuration::from_millis(1000)).await;
+    let (ordinary, takers) = ordinary_and_takers(&h.gate);
+    h.gate.logout().await.unwrap();
+    let got = answers(ordinary, takers).await;
+    assert!(
+        got.iter().all(|t| *t == Err(TokenError::NotAuthenticated)),
+        "{got:?}"
+    );
+    assert_eq!(h.gate.access_token().await, Err(TokenError::NotAuthenticated));
+}
+flavours!(taken_over_places_get_not_authenticated_on_logout);
+
+/// R8 + R11: the refresh lands but the new token's immediate check answers 401: every place,
+/// taken over or not, gets `NotAuthenticated`, never the rejected token.
+async fn taken_over_places_get_not_authenticated_on_a_401_for_the_new_token() {
+    let h = Harness::with(Scheme::Http, slow_timeouts).await;
+    signed_in_with_refresh_running(&h, StdDuration::from_millis(900), StdDuration::from_millis(1000)).await;
+    let unauthorized = Fault::Status {
+        code: 401,
+        retry_after: None,
+    };
+    h.control.set_fault(Endpoint::Check, Some(unauthorized));
+    let (ordinary, takers) = ordinary_and_takers(&h.gate);
+    let got = answers(ordinary, takers).await;
+    assert!(
+        got.iter().all(|t| *t == Err(TokenError::NotAuthenticated)),
+        "{got:?}"
+    );
+    let s = h.gate.snapshot();
+    assert_eq!(s.counters.refreshes, 1, "the refresh landed first");
+    assert!(!s.status.signed_in, "{s:?}");
+    assert_eq!(s.status.cause, Some(Cause::Unauthorized));
+}
+flavours!(taken_over_places_get_not_authenticated_on_a_401_for_the_new_token);
+
+/// Skew 10 s: a token of a few seconds is inside it, so the refresh starts at sign-in.
+fn long_skew(c: &mut GateClientConfig) {
+    slow_timeouts(c);
+    c.session.refresh_skew = accessgate::Duration::from_secs(10);
+}
+
+/// R11: the refresh fails transiently while the token is still valid: every place, taken over
+/// or not, gets the still-valid token rather than block.
+async fn taken_over_places_get_the_valid_token_when_the_refresh_fails() {
+    let h = Harness::with(Scheme::Http, long_skew).await;
+    let unavailable = Fault::Status {
+        code: 503,
+        retry_after: None,
+    };
+    h.control.set_fault(Endpoint::Token, Some(unavailable));
+    signed_in_with_refresh_running(&h, StdDuration::from_secs(5), StdDuration::from_millis(1000)).await;
+    let (ordinary, takers) = ordinary_and_takers(&h.gate);
+    let got = answers(ordinary, takers).await;
+    let valid = Ok(h.tokens.access_token.clone());
+    assert!(got.iter().all(|t| *t == valid), "{got:?}");
+    assert!(h.gate.snapshot().counters.refresh_failures >= 1);
+}
+flavours!(taken_over_places_get_the_valid_token_when_the_refresh_fails);
+
+/// R11: the refresh fails transiently after the token expired: every place, taken over or
+/// not, gets `Unavailable`, never the dead token.
+async fn taken_over_places_get_unavailable_when_the_refresh_fails_after_expiry() {
+    let h = Harness::with(Scheme::Http, long_skew).await;
+    let unavailable = Fault::Status {
+        code: 503,
+        retry_after: None,
+    };
+    h.control.set_fault(Endpoint::Token, Some(unavailable));
+    signed_in_with_refresh_running(&h, StdDuration::from_millis(400), StdDuration::from_millis(1000)).await;
+    let (ordinary, takers) = ordinary_and_takers(&h.gate);
+    let got = answers(ordinary, takers).await;
+    assert!(got.iter().all(|t| *t == Err(TokenError::Unavailable)), "{got:?}");
+    let s = h.gate.snapshot();
+    assert!(
+        s.expires_at.is_some_and(|e| e <= h.gate.now()),
+        "the token expired: {s:?}"
+    );
+}
+flavours!(taken_over_places_get_unavailable_when_the_refresh_fails_after_expiry);
+
+/// R10 + R11: another session signs in while taken-over places wait: every place, taken over
+/// or not, gets `NotAuthenticated`, never the new session's token (nor the old one); the new
+/// session's token goes only to callers that ask after its sign-in.
+async fn taken_over_places_never_get_the_next_sessions_token() {
+    let h = Harness::with(Scheme::Http, slow_timeouts).await;
+    signed_in_with_refresh_running(&h, StdDuration::from_millis(900), StdDuration::from_millis(1000)).await;
+    let (ordinary, takers) = ordinary_and_takers(&h.gate);
+    let bob = h.control.issue_token("bob", StdDuration::from_secs(3600));
+    let next = Tokens::new(
+        bob.access_token.clone(),
+        bob.refresh_token.clone(),
+        StdDuration::from_secs(3600),
+    );
+    within(StdDuration::from_secs(2), h.gate.sign_in(next))
+        .await
+        .expect("sign_in");
+    let got = answers(ordinary, takers).await;
+    assert!(
+        got.iter().all(|t| *t == Err(TokenError::NotAuthenticated)),
+        "{got:?}"
+    );
+    let now = within(StdDuration::from_millis(500), h.gate.access_token()).await;
+    assert_eq!(now, Ok(bob.access_token.clone()), "a caller after the sign-in");
+}
+flavours!(taken_over_places_never_get_the_next_sessions_token);
+
+/// R3 + R11: places given up before the refresh landed are taken over while the new token's
+/// immediate check runs: the takers and the caller that registered before the refresh landed
+/// all get the new token, once its check granted, never the old one.
+async fn places_taken_over_during_the_new_tokens_check_get_the_new_token() {
+    let h = Harness::with(Scheme::Http, slow_timeouts).await;
+    signed_in_with_refresh_running(&h, StdDuration::from_millis(900), StdDuration::from_millis(600)).await;
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(1500));
+    let ordinary = waiting_caller(&h.gate);
+    give_up(&h.gate, MAX_TOKEN_WAITERS - 1);
+    // The refresh landed; the new token's check runs (1.5 s).
+    h.wait_for(StdDuration::from_secs(2), |s| {
+        s.counters.refreshes == 1 && !s.refresh_in_flight && s.status.attempt_in_flight == Some(0)
+    })
+    .await;
+    let takers: Vec<_> = (1..MAX_TOKEN_WAITERS).map(|_| waiting_caller(&h.gate)).collect();
+    assert_eq!(
+        futures_util::FutureExt::now_or_never(h.gate.access_token()),
+        Some(Err(TokenError::WaitersFull)),
+        "the table is full of live waiters"
+    );
+    let got = answers(ordinary, takers).await;
+    let first = got[0].clone().expect("the new token");
+    assert_ne!(first, h.tokens.access_token, "the refreshed token");
+    assert!(got.iter().all(|t| t.as_ref() == Ok(&first)), "{got:?}");
+    assert_eq!(h.gate.status().access, Access::Granted);
+    assert_eq!(h.control.counts().endpoint_total(Endpoint::Token), 1);
+}
+flavours!(places_taken_over_during_the_new_tokens_check_get_the_new_token);
+
+/// R12: rounds of callers that take over places and give them up again (20 tables' worth)
+/// leak none: afterwards exactly a table of callers waits, every caller beyond it is refused
+/// at once, and all the waiting ones get the one refresh's token.
+async fn rounds_of_giving_up_and_taking_over_leak_no_place() {
+    use futures_util::FutureExt;
+    let h = Harness::with(Scheme::Http, slow_timeouts).await;
+    signed_in_with_refresh_running(&h, StdDuration::from_millis(900), StdDuration::from_millis(1000)).await;
+    for _ in 0..20 {
+        let round: Vec<_> = (0..MAX_TOKEN_WAITERS).map(|_| waiting_caller(&h.gate)).collect();
+        assert_eq!(
+            h.gate.access_token().now_or_never(),
+            Some(Err(TokenError::WaitersFull))
+        );
+        drop(round);
+    }
+    let live: Vec<_> = (0..MAX_TOKEN_WAITERS).map(|_| waiting_caller(&h.gate)).collect();
+    let refused = (0..10)
+        .filter(|_| h.gate.access_token().now_or_never() == Some(Err(TokenError::WaitersFull)))
+        .count();
+    assert_eq!(refused, 10, "beyond a table of live waiters");
+    let got = within(StdDuration::from_secs(3), futures_util::future::join_all(live)).await;
+    let first = got[0].clone().expect("the new token");
+    assert_ne!(first, h.tokens.access_token, "the refreshed token");
+    assert!(got.iter().all(|t| t.as_ref() == Ok(&first)), "{got:?}");
+    assert_eq!(h.control.counts().endpoint_total(Endpoint::Token), 1);
+}
+flavours!(rounds_of_giving_up_and_taking_over_leak_no_place);
+
+/// R11 + R12: for 0.9 s eight tasks give up and take over places concurrently (patience 0 to
+/// 1.5 ms) while the refresh lands (0.5 s) and the new token's check runs (0.2 s), and 40
+/// callers that wait it out arrive every 15 ms meanwhile (at most 40 live callers plus one
+/// giving up per task: a place is always there for a patient one): no caller hangs, every
+/// patient caller gets the new token, every other answer is the new token, and one refresh
+/// served them all.
+async fn concurrent_give_ups_and_takeovers_around_the_refresh_hang_no_caller() {
+    let h = Harness::with(Scheme::Http, slow_timeouts).await;
+    signed_in_with_refresh_running(&h, StdDuration::from_millis(900), StdDuration::from_millis(500)).await;
+    h.control
+        .set_latency(Endpoint::Check, StdDuration::from_millis(200));
+    let until = TokioInstant::now() + StdDuration::from_millis(900);
+    let tasks: Vec<_> = (0..8u64)
+        .map(|i| {
+            let gate = h.gate.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for k in (0u64..).take_while(|_| TokioInstant::now() < until) {
+                    let patience = StdDuration::from_micros((i * 7 + k * 13) % 4 * 500);
+                    if let Ok(r) = tokio::time::timeout(patience, gate.access_token()).await {
+                        got.push(r);
+                    }
+                    // An answer comes at once: leave the runtime to the others.
+                    tokio::task::yield_now().await;
+                }
+                got
+            })
+        })
+        .collect();
+    let mut patient = Vec::new();
+    for _ in 0..40 {
+        tokio::time::sleep(StdDuration::from_millis(15)).await;
+        let gate = h.gate.clone();
+        patient.push(tokio::spawn(async move { gate.access_token().await }));
+    }
+    let mut others = Vec::new();
+    for t in tasks {
+        others.extend(within(StdDuration::from_secs(5), t).await.expect("no panic"));
+    }
+    let patient = within(StdDuration::from_secs(3), futures_util::future::join_all(patient)).await;
+    let new = within(StdDuration::from_millis(500), h.gate.access_token())
+        .await
+        .expect("the new token");
+    assert_ne!(new, h.tokens.access_token, "the refreshed token");
+    for p in patient {
+        assert_eq!(p.expect("no panic").as_ref(), Ok(&new), "a patient caller");
+    }
+    assert!(
+        others.iter().all(|t| t.as_ref() == Ok(&new)),
+        "only the new token"
+    );
+    assert_eq!(
+        h.control.counts().endpoint_total(Endpoint::Token),
+        1,
+        "one refresh (R11)"
+    );
+}
+flavours!(concurrent_give_ups_and_takeovers_around_the_refresh_hang_no_caller);
