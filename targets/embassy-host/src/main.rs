@@ -238,7 +238,7 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
             ));
         }
     }
-    if let (Some(_), Some(rt)) = (&args.token_url, &args.refresh_token) {
+    if let Some(rt) = refresh_token(&args) {
         check_token("--refresh-token", rt, DEFAULT_TOKEN_CAPACITY)?;
     }
     let refreshes = match (&args.token_url, args.refreshes) {
@@ -338,13 +338,10 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
     })
 }
 
-/// The refresh token the sign-in carries: `--refresh-token` with `--token-url`; clap's
-/// `requires` rules out the other combinations, and nothing is sent for them.
-fn refresh_token(args: &CheckArgs) -> &[u8] {
-    match (&args.token_url, &args.refresh_token) {
-        (Some(_), Some(rt)) => rt.as_bytes(),
-        _ => b"unused",
-    }
+/// The refresh token the sign-in carries: `--refresh-token` with `--token-url`. clap's
+/// `requires` rules out the other combinations; without a token URL nothing is ever sent.
+fn refresh_token(args: &CheckArgs) -> Option<&str> {
+    args.token_url.as_ref().and(args.refresh_token.as_deref())
 }
 
 /// The system clock as Unix seconds, for certificate dates; `None` before 1970.
@@ -385,7 +382,8 @@ async fn check(spawner: Spawner, args: CheckArgs) -> Result<u8, String> {
     }
     // Copied from the flags straight into the link's queue, as the firmware does: no token
     // value on the way (see "Token hygiene" in accessgate_embassy). The flags were checked.
-    LINK.try_sign_in(args.token.as_bytes(), refresh_token(&args), expires_in)
+    let refresh = refresh_token(&args).unwrap_or("unused");
+    LINK.try_sign_in(args.token.as_bytes(), refresh.as_bytes(), expires_in)
         .map_err(|e| format!("sign-in: {e}"))?;
     let print = |out: &mut std::io::StdoutLock<'_>, e: &TimedEvent| {
         let mut line = String::new();
