@@ -1232,13 +1232,9 @@ mod tests {
         assert_eq!(take(link, &[]), None);
     }
 
-    #[test]
-    fn senders_blocked_on_a_full_queue_sleep_until_a_slot_frees_and_all_get_through() {
-        let link: &'static L = leak(Link::new());
-        for _ in 0..COMMAND_CAPACITY {
-            link.try_send(Command::Recheck).unwrap();
-        }
-        let mut tasks: Vec<Task<'_>> = (0..COMMAND_SENDERS)
+    /// `n` tasks, each sending a sign-in with access token `at{i}` (waiting for room).
+    fn sign_in_senders(link: &'static L, n: usize) -> Vec<Task<'static>> {
+        (0..n)
             .map(|i| {
                 Task::new(async move {
                     let at = format!("at{i}");
@@ -1247,7 +1243,16 @@ mod tests {
                         .unwrap();
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn senders_blocked_on_a_full_queue_sleep_until_a_slot_frees_and_all_get_through() {
+        let link: &'static L = leak(Link::new());
+        for _ in 0..COMMAND_CAPACITY {
+            link.try_send(Command::Recheck).unwrap();
+        }
+        let mut tasks = sign_in_senders(link, COMMAND_SENDERS);
         assert_eq!(run_until_idle(&mut tasks, 1), COMMAND_SENDERS, "each polled once");
         assert!(tasks.iter().all(|t| !t.done));
         // Nothing frees a slot: nobody is woken (one `WakerRegistration` had the senders wake
@@ -1282,16 +1287,7 @@ mod tests {
             link.try_send(Command::Logout).unwrap();
         }
         let n = 3 * COMMAND_SENDERS + 1;
-        let mut tasks: Vec<Task<'_>> = (0..n)
-            .map(|i| {
-                Task::new(async move {
-                    let at = format!("at{i}");
-                    link.send(Command::sign_in(at.as_bytes(), b"rt", HOUR).unwrap())
-                        .await
-                        .unwrap();
-                })
-            })
-            .collect();
+        let mut tasks = sign_in_senders(link, n);
         let mut taken = Vec::new();
         for _ in 0..n + COMMAND_CAPACITY {
             run_until_idle(&mut tasks, 50);
