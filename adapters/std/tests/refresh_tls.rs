@@ -37,7 +37,7 @@ use accessgate::{
 };
 use accessgate_backend::{Backend, BackendConfig, Endpoint, TlsIdentity, TokenPair};
 use accessgate_std::{AccessGate, GateClientConfig, Tokens};
-use accessgate_tlskit::{Case, Flow, RogueServer, Scenario};
+use accessgate_tlskit::{Case, Flow, RogueServer, Scenario, SilentServer};
 use common::{fast_session, Recorder, USER};
 
 /// No test may take longer than this, whatever happens (a hang fails the row).
@@ -846,27 +846,11 @@ async fn with_the_system_roots_as_well_the_pin_refreshes_and_a_stranger_is_still
 /// ends at its timeout (R4, bounded), as a timeout, and nothing is written after the hello.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_to_a_silent_token_endpoint_times_out_within_its_bound() {
-    use std::io::Read as _;
     bounded(async {
         let s = Case::ValidP256.scenario().expect("certificates generate");
         let check = https_backend(s.trusted_peer.clone().expect("a trusted peer")).await;
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = silent.local_addr().expect("addr").port();
-        // Accepts one connection and reads what arrives until it closes (at most 5 s).
-        let reader = tokio::task::spawn_blocking(move || {
-            let (mut conn, _) = silent.accept().expect("the refresh connects");
-            conn.set_read_timeout(Some(StdDuration::from_secs(5)))
-                .expect("timeout");
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = conn.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-            got
-        });
+        let silent = SilentServer::start().expect("silent server listens");
+        let port = silent.addr().port();
         let pair = check.control().issue_token(USER, StdDuration::from_secs(3600));
         let mut cfg = gate_config(
             &localhost_url(&check, Backend::check_path()),
@@ -894,7 +878,9 @@ async fn refresh_to_a_silent_token_endpoint_times_out_within_its_bound() {
             took < StdDuration::from_secs(4),
             "bounded by the 1 s refresh timeout: took {took:?}"
         );
-        let got = reader.await.expect("reader task");
+        let got = tokio::task::spawn_blocking(move || silent.received())
+            .await
+            .expect("reader");
         // One TLS record (the ClientHello, content type 22), and nothing of the form.
         assert_eq!(got.first(), Some(&22), "a TLS handshake record first: {got:?}");
         let text = String::from_utf8_lossy(&got);

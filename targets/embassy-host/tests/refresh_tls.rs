@@ -18,7 +18,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use accessgate_backend::{Backend, BackendConfig, Endpoint};
-use accessgate_tlskit::{Case, Flow, RogueServer, Scenario};
+use accessgate_tlskit::{Case, Flow, RogueServer, Scenario, SilentServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_accessgate-embassy");
 /// No run may take longer than this, whatever happens (a hang fails the row).
@@ -462,26 +462,10 @@ async fn refresh_to_a_separate_token_server_with_a_valid_chain_reaches_it() {
 /// ends at its timeout (R4, bounded), as a timeout, and nothing is written after the hello.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_to_a_silent_token_endpoint_times_out_within_its_bound() {
-    use std::io::Read as _;
     let s = Case::ValidP256.scenario().expect("certificates generate");
     let check = https_backend(s.trusted_peer.clone().expect("a trusted peer")).await;
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = silent.local_addr().expect("addr").port();
-    // Accepts one connection and reads what arrives, for at most 5 s, never answering.
-    let reader = std::thread::spawn(move || {
-        let (mut conn, _) = silent.accept().expect("the refresh connects");
-        conn.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = conn.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        got
-    });
+    let silent = SilentServer::start().expect("silent server listens");
+    let port = silent.addr().port();
     let pair = check.control().issue_token("alice", Duration::from_secs(3600));
     let (out, took) = run_refresh_timed(
         &localhost_url(&check, Backend::check_path()),
@@ -502,7 +486,7 @@ async fn refresh_to_a_silent_token_endpoint_times_out_within_its_bound() {
         took < Duration::from_secs(5),
         "bounded by --timeout 1s: took {took:?}"
     );
-    let got = reader.join().expect("reader thread");
+    let got = silent.received();
     // One TLS record (the ClientHello, content type 22), and nothing of the form.
     assert_eq!(got.first(), Some(&22), "a TLS handshake record first: {got:?}");
     let text = String::from_utf8_lossy(&got);

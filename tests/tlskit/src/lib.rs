@@ -18,7 +18,9 @@
 pub mod matrix;
 pub mod pki;
 pub mod rogue;
+pub mod silent;
 
 pub use matrix::Expect;
 pub use pki::{Case, Host, Scenario};
 pub use rogue::{Flow, Report, RogueServer};
+pub use silent::SilentServer;
