@@ -600,7 +600,10 @@ impl<const N: usize> Entitlement<N> {
         // An attempt still in flight (a token refresh landed meanwhile) is superseded.
         self.cancel_in_flight(io);
         let attempt = self.next_attempt;
-        self.next_attempt = self.next_attempt.saturating_add(1);
+        // R10: numbers never repeat while an attempt can still answer: past u32::MAX they wrap
+        // to 1 (saturating made every later attempt u32::MAX, so a timed-out attempt's late
+        // answer counted for the next one); 0 stays the immediate check of R3.
+        self.next_attempt = self.next_attempt.wrapping_add(1).max(1);
         self.in_flight = Some(attempt);
         self.last_attempt_started = Some(now);
         io.timers.set(Timer::Attempt, now + cfg.attempt_timeout); // R4
@@ -974,3 +977,6 @@ impl<const N: usize> Gate<N> {
         self.io.timers.next_expiry()
     }
 }
+
+#[cfg(test)]
+mod wrap;
