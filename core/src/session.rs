@@ -361,8 +361,11 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     fn handle(&self) -> TokenHandle {
         TokenHandle(self.io.generation.0)
     }
-    /// The handle of a token about to start a generation.
-    fn next_handle(&self) -> TokenHandle {
+    /// The handle of a token about to start a generation. The new generation has not asked
+    /// for its early refresh yet (R9): forget which one did, or 2^32 generations later, when
+    /// the counter has wrapped back to it, its 403 would not refresh early.
+    fn next_handle(&mut self) -> TokenHandle {
+        self.early_refresh_for = None;
         TokenHandle(self.io.generation.0.wrapping_add(1))
     }
     /// The access token behind `handle`, or `None` if the handle belongs to a token that was
@@ -885,3 +888,6 @@ impl From<Event> for SessionEvent {
         SessionEvent::Gate(e)
     }
 }
+
+#[cfg(test)]
+mod wrap;

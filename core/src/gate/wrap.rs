@@ -35,7 +35,10 @@ fn next_check(g: &mut Gate<8>) -> (CheckRequest, Vec<(Generation, u32)>, Vec<Eve
             return (req, cancels, evs);
         }
         let next = g.poll_timeout().expect("still owed");
-        assert!(next > at, "poll_timeout did not move past {at:?}: busy loop (R12)");
+        assert!(
+            next > at,
+            "poll_timeout did not move past {at:?}: busy loop (R12)"
+        );
     }
     panic!("no check started within 8 wake-ups");
 }
@@ -47,7 +50,11 @@ fn attempt_numbers_go_from_u32_max_to_1_never_back_to_the_immediate_check() {
     let first = g.poll_check().expect("R3: the immediate check");
     assert_eq!(first.attempt, 0);
     g.handle_check_result(T0, first.generation, 0, FAIL);
-    let settled = |evs: &[Event]| evs.iter().filter(|e| matches!(e, Event::FirstCheckSettled { .. })).count();
+    let settled = |evs: &[Event]| {
+        evs.iter()
+            .filter(|e| matches!(e, Event::FirstCheckSettled { .. }))
+            .count()
+    };
     assert_eq!(settled(&events(&mut g)), 1, "R3: the first check settles once");
     // 2^32 - 2 attempts later (a probe every 300 s: 40,000 years; a re-check every 5 s: 680).
     g.part.next_attempt = u32::MAX - 1;
@@ -55,7 +62,11 @@ fn attempt_numbers_go_from_u32_max_to_1_never_back_to_the_immediate_check() {
     for _ in 0..4 {
         let (req, _, evs) = next_check(&mut g);
         assert_eq!(settled(&evs), 0, "R3: only attempt 0 settles the first check");
-        assert!(!g.first_check_running(), "attempt {} taken for the first check", req.attempt);
+        assert!(
+            !g.first_check_running(),
+            "attempt {} taken for the first check",
+            req.attempt
+        );
         assert_eq!(req.generation, first.generation);
         seen.push(req.attempt);
         g.handle_check_result(g.last_now(), req.generation, req.attempt, FAIL);
@@ -98,7 +109,10 @@ fn late_result_of_a_timed_out_attempt_at_u32_max_does_not_count_for_the_next_att
     assert_eq!(g.status().attempt_in_flight, Some(next.attempt));
     // The running attempt's own answer decides.
     g.handle_check_result(now, next.generation, next.attempt, CheckOutcome::Denied);
-    assert_eq!((g.access(), g.status().cause), (Access::Denied, Some(Cause::ServerDenied)));
+    assert_eq!(
+        (g.access(), g.status().cause),
+        (Access::Denied, Some(Cause::ServerDenied))
+    );
     assert_eq!(g.counters().stale_dropped, 1);
 }
 
@@ -116,10 +130,16 @@ fn generation_wraps_from_u32_max_to_0_and_older_generations_stay_stale() {
     assert_eq!(gen, Generation(0));
     assert_eq!(g.poll_cancel(), Some((old.generation, 0)));
     let new = g.poll_check().expect("R3: the refreshed token's check");
-    assert_eq!((new.generation, new.attempt, new.token), (Generation(0), 0, TokenHandle(11)));
+    assert_eq!(
+        (new.generation, new.attempt, new.token),
+        (Generation(0), 0, TokenHandle(11))
+    );
     assert!(g.first_check_running());
     let evs = events(&mut g);
-    assert!(!evs.iter().any(|e| matches!(e, Event::FirstCheckSettled { .. })), "{evs:?}");
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::FirstCheckSettled { .. })),
+        "{evs:?}"
+    );
     // The superseded check answers late: dropped (R10), it neither grants nor settles.
     g.handle_check_result(T0, old.generation, old.attempt, CheckOutcome::Granted);
     assert_eq!(
@@ -134,15 +154,27 @@ fn generation_wraps_from_u32_max_to_0_and_older_generations_stay_stale() {
     // Generation 0's own answer counts, and settles its first check once (R3).
     g.handle_check_result(T0, Generation(0), 0, CheckOutcome::Denied);
     let evs = events(&mut g);
-    let settled: Vec<_> = evs.iter().filter(|e| matches!(e, Event::FirstCheckSettled { .. })).collect();
-    assert_eq!(settled, [&Event::FirstCheckSettled { generation: Generation(0) }]);
+    let settled: Vec<_> = evs
+        .iter()
+        .filter(|e| matches!(e, Event::FirstCheckSettled { .. }))
+        .collect();
+    assert_eq!(
+        settled,
+        [&Event::FirstCheckSettled {
+            generation: Generation(0)
+        }]
+    );
     assert_eq!(g.access(), Access::Denied);
     // Logout moves to generation 1; nothing of generation 0 or u32::MAX counts any more.
     g.logout(T0);
     assert_eq!(g.generation(), Generation(1));
     for (gen, attempt) in [(Generation(0), 0), (Generation(u32::MAX), 0), (Generation(1), 0)] {
         g.handle_check_result(T0, gen, attempt, CheckOutcome::Granted);
-        assert_ne!(g.access(), Access::Granted, "R10: gen {gen:?} granted after logout");
+        assert_ne!(
+            g.access(),
+            Access::Granted,
+            "R10: gen {gen:?} granted after logout"
+        );
     }
     assert_eq!(g.poll_timeout(), None, "nothing owed after logout");
     assert_eq!(g.counters().stale_dropped, 4);
@@ -163,7 +195,9 @@ fn generation_0_after_the_wrap_runs_a_full_retry_loop_and_fails_closed_on_time()
         let (req, _, _) = next_check(&mut g);
         assert_eq!(req.generation, Generation(0));
         g.handle_check_result(g.last_now(), req.generation, req.attempt, FAIL);
-        assert!(!events(&mut g).iter().any(|e| matches!(e, Event::StaleResult { .. })));
+        assert!(!events(&mut g)
+            .iter()
+            .any(|e| matches!(e, Event::StaleResult { .. })));
     }
     let (probe, _, evs) = next_check(&mut g);
     assert!(
@@ -176,8 +210,16 @@ fn generation_0_after_the_wrap_runs_a_full_retry_loop_and_fails_closed_on_time()
     );
     assert!(probe.started > deadline);
     // R7: a genuine grant of generation 0 recovers.
-    g.handle_check_result(g.last_now(), probe.generation, probe.attempt, CheckOutcome::Granted);
-    assert_eq!((g.access(), g.status().cause), (Access::Granted, Some(Cause::Recovered)));
+    g.handle_check_result(
+        g.last_now(),
+        probe.generation,
+        probe.attempt,
+        CheckOutcome::Granted,
+    );
+    assert_eq!(
+        (g.access(), g.status().cause),
+        (Access::Granted, Some(Cause::Recovered))
+    );
 }
 
 #[test]
@@ -203,7 +245,9 @@ fn counters_at_u32_max_stay_there_without_panicking() {
     g.start_session(T0, TokenHandle(1));
     let mut now = T0;
     for _ in 0..40 {
-        now = g.poll_timeout().unwrap_or(now + GateConfig::DEFAULT.attempt_timeout);
+        now = g
+            .poll_timeout()
+            .unwrap_or(now + GateConfig::DEFAULT.attempt_timeout);
         g.handle_timeout(now);
         if let Some(req) = g.poll_check() {
             g.handle_check_result(now, req.generation, req.attempt, FAIL);
@@ -211,7 +255,11 @@ fn counters_at_u32_max_stay_there_without_panicking() {
         }
     }
     assert_eq!(g.access(), Access::Denied, "failed closed");
-    for outcome in [CheckOutcome::Granted, CheckOutcome::Denied, CheckOutcome::Unauthorized] {
+    for outcome in [
+        CheckOutcome::Granted,
+        CheckOutcome::Denied,
+        CheckOutcome::Unauthorized,
+    ] {
         g.recheck_now(now + GateConfig::DEFAULT.probe.period).ok();
         now = g.last_now();
         if let Some(req) = g.poll_check() {
@@ -221,5 +269,9 @@ fn counters_at_u32_max_stay_there_without_panicking() {
     g.start_session(now, TokenHandle(2));
     g.logout(now);
     assert_eq!(*g.counters(), max, "a counter wrapped (R13: they saturate)");
-    assert_eq!(events(&mut g).len(), EVENT_CAPACITY, "the queue stays bounded (R12)");
+    assert_eq!(
+        events(&mut g).len(),
+        EVENT_CAPACITY,
+        "the queue stays bounded (R12)"
+    );
 }
