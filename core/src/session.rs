@@ -108,13 +108,15 @@ impl Default for SessionConfig {
     }
 }
 
-/// Identifies one refresh request; results for any other id are stale.
+/// Identifies one refresh request; results for any other id are stale. Ids wrap after 2^32
+/// refreshes (with the default backoff, refreshes start at least 1 s apart: 136 years, R11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RefreshId(pub u32);
 
-/// Identifies a caller waiting for a valid token.
+/// Identifies a caller waiting for a valid token. Ids wrap after 2^32 callers; at most `W` are
+/// unanswered or unpolled at a time, so a wrapped id never meets one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WaiterId(pub u32);

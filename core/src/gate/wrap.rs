@@ -275,3 +275,45 @@ fn counters_at_u32_max_stay_there_without_panicking() {
         "the queue stays bounded (R12)"
     );
 }
+
+/// The same crossing as [`late_result_of_a_timed_out_attempt_at_u32_max_does_not_count_for_the_next_attempt`],
+/// reached through the public inputs alone: a valid configuration without a re-check rate
+/// limit and an app that re-checks after every answer. 2^32 attempts, 2^33 inputs: about 6
+/// minutes in release on a desktop core (with the default 5 s limit: 680 years of re-checks).
+#[test]
+#[ignore = "2^33 inputs: run with --release -- --ignored (about 6 minutes)"]
+fn attempt_numbers_cross_u32_max_through_the_public_inputs_alone() {
+    let cfg = GateConfig {
+        min_recheck_interval: Duration::ZERO,
+        ..GateConfig::DEFAULT
+    };
+    let mut g: Gate<8> = Gate::new(cfg, 0x5eed).expect("valid config");
+    g.start_session(T0, TokenHandle(1));
+    let mut last = g.poll_check().expect("R3");
+    while last.attempt != u32::MAX {
+        g.handle_check_result(T0, last.generation, last.attempt, CheckOutcome::Denied);
+        while g.poll_event().is_some() {}
+        assert_eq!(g.recheck_now(T0), Ok(()));
+        last = g.poll_check().expect("a re-check starts at once");
+        assert_ne!(last.attempt, 0, "R3: attempt 0 is the immediate check only");
+    }
+    // Attempt u32::MAX times out (R4); the app re-checks; the late answer arrives.
+    let now = T0 + cfg.attempt_timeout;
+    g.handle_timeout(now);
+    assert_eq!(g.poll_cancel(), Some((last.generation, u32::MAX)));
+    assert_eq!(g.recheck_now(now), Ok(()));
+    let next = g.poll_check().expect("re-check");
+    assert_eq!(next.attempt, 1, "past u32::MAX the numbers go on at 1");
+    events(&mut g);
+    g.handle_check_result(now, last.generation, last.attempt, CheckOutcome::Granted);
+    assert_eq!(
+        events(&mut g),
+        [Event::StaleResult {
+            generation: last.generation,
+            attempt: u32::MAX
+        }],
+        "R10"
+    );
+    assert_eq!(g.access(), Access::Denied, "R10: a stale answer granted");
+    assert_eq!(g.status().attempt_in_flight, Some(1));
+}
