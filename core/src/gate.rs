@@ -108,7 +108,8 @@ impl Cause {
 pub struct CheckRequest {
     /// Generation the check belongs to.
     pub generation: Generation,
-    /// Attempt number within the generation (0 = the immediate check of R3).
+    /// Attempt number within the generation (0 = the immediate check of R3; after
+    /// `u32::MAX` the numbers go on at 1).
     pub attempt: u32,
     /// Which token to send.
     pub token: TokenHandle,
@@ -600,7 +601,10 @@ impl<const N: usize> Entitlement<N> {
         // An attempt still in flight (a token refresh landed meanwhile) is superseded.
         self.cancel_in_flight(io);
         let attempt = self.next_attempt;
-        self.next_attempt = self.next_attempt.saturating_add(1);
+        // R10: past u32::MAX the numbers go on at 1, so one repeats only 2^32 - 1 attempts
+        // later (saturating made every later attempt u32::MAX: a timed-out attempt's late
+        // answer counted for the next one); 0 stays the immediate check of R3.
+        self.next_attempt = self.next_attempt.wrapping_add(1).max(1);
         self.in_flight = Some(attempt);
         self.last_attempt_started = Some(now);
         io.timers.set(Timer::Attempt, now + cfg.attempt_timeout); // R4
@@ -974,3 +978,6 @@ impl<const N: usize> Gate<N> {
         self.io.timers.next_expiry()
     }
 }
+
+#[cfg(test)]
+mod wrap;

@@ -108,13 +108,15 @@ impl Default for SessionConfig {
     }
 }
 
-/// Identifies one refresh request; results for any other id are stale.
+/// Identifies one refresh request; results for any other id are stale. Ids wrap after 2^32
+/// refreshes (with the default backoff, refreshes start at least 1 s apart: 136 years, R11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RefreshId(pub u32);
 
-/// Identifies a caller waiting for a valid token.
+/// Identifies a caller waiting for a valid token. Ids wrap after 2^32 callers; at most `W` are
+/// unanswered or unpolled at a time, so a wrapped id never meets one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WaiterId(pub u32);
@@ -361,8 +363,11 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
     fn handle(&self) -> TokenHandle {
         TokenHandle(self.io.generation.0)
     }
-    /// The handle of a token about to start a generation.
-    fn next_handle(&self) -> TokenHandle {
+    /// The handle of a token about to start a generation. The new generation has not asked
+    /// for its early refresh yet (R9): forget which one did, or 2^32 generations later, when
+    /// the counter has wrapped back to it, its 403 would not refresh early.
+    fn next_handle(&mut self) -> TokenHandle {
+        self.early_refresh_for = None;
         TokenHandle(self.io.generation.0.wrapping_add(1))
     }
     /// The access token behind `handle`, or `None` if the handle belongs to a token that was
@@ -885,3 +890,6 @@ impl From<Event> for SessionEvent {
         SessionEvent::Gate(e)
     }
 }
+
+#[cfg(test)]
+mod wrap;
