@@ -6,8 +6,9 @@
 //! a bare [`Gate`](crate::Gate) runs too) and the tokens. Methods: getters, inputs carrying
 //! `now`, polled outputs ([`Session::poll_action`], [`Session::poll_waiter`],
 //! [`Session::poll_event`], [`Session::poll_timeout`]). A driver, after every input, runs the
-//! actions (starting and cancelling requests), delivers the waiter outcomes, drains the events,
-//! and sleeps until `poll_timeout`.
+//! actions (starting and cancelling requests), drains the events, then delivers the waiter
+//! outcomes (last, so a caller reads the state that produced its answer), and sleeps until
+//! `poll_timeout`.
 //!
 //! Reports of what happened (`handle_timeout`, `handle_check_result`, `handle_refresh_result`,
 //! `logout`) cannot fail; operations that can be refused have an error type each

@@ -642,6 +642,51 @@ fn counters_count_attempts_failures_by_class_and_outcomes() {
 }
 
 #[test]
+fn each_counter_of_r13_counts_what_it_names() {
+    // R13's list beyond attempts and failures by class: denials, stale results dropped,
+    // fail-closed events, recoveries, logouts (by the app and by a 401), each counted once
+    // per occurrence.
+    let mut g = gate();
+    g.start_session(T0, TokenHandle(1));
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, DENY);
+    // A second session fails closed, then a probe recovers it.
+    g.start_session(T0 + secs(1), TokenHandle(2));
+    let old = take_check(&mut g);
+    g.token_refreshed(T0 + secs(1), TokenHandle(3)).unwrap();
+    g.handle_check_result(T0 + secs(1), old.generation, old.attempt, GRANT);
+    let r = take_check(&mut g);
+    answer(&mut g, T0 + secs(1), r, FAIL);
+    while g.access() != Access::Denied {
+        step(&mut g, FAIL);
+    }
+    assert_eq!(g.status().cause, Some(Cause::FailedClosed));
+    while g.access() != Access::Granted {
+        step(&mut g, GRANT);
+    }
+    assert_eq!(g.status().cause, Some(Cause::Recovered));
+    let now = g.last_now();
+    g.logout(now);
+    g.start_session(now, TokenHandle(4));
+    let r = take_check(&mut g);
+    g.handle_check_result(now, r.generation, r.attempt, CheckOutcome::Unauthorized);
+    events(&mut g);
+    let c = *g.counters();
+    assert_eq!(
+        (c.denials, c.stale_dropped, c.failed_closed, c.recoveries),
+        (1, 1, 1, 1),
+        "{c:?}"
+    );
+    // Ended by the app: the denied session by the next sign-in, the recovered one by logout.
+    assert_eq!((c.logouts, c.unauthorized_logouts), (2, 1), "{c:?}");
+    assert_eq!(
+        c.grants, 1,
+        "the recovery is a grant; the stale one is not: {c:?}"
+    );
+    assert_eq!(c.events_lost, 0);
+}
+
+#[test]
 fn the_last_planned_retry_watches_the_end_of_the_budget() {
     // An outage that ends after the backoff's early retries but before the deadline is still
     // caught before failing closed, for every seed (R4 with R6).

@@ -316,6 +316,9 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
 
 #[test]
 fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
+    // Failures answered at once: the gaps are set by the floor of refresh starts (1, 2, 4, 5 s
+    // apart). The backoff's own draw after a failure is pinned by
+    // `slow_refresh_failures_are_retried_after_one_second_doubling_to_five`.
     let mut s = granted();
     let (mut now, r) = to_refresh(&mut s);
     s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::ServerError));
@@ -338,6 +341,69 @@ fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
     }
     assert!(s.status().signed_in);
     assert_eq!(s.access(), Access::Granted);
+}
+
+#[test]
+fn slow_refresh_failures_are_retried_after_one_second_doubling_to_five() {
+    // R11's retry backoff on its own: each refresh fails 6 s after it started, past the floor
+    // of refresh starts (at most 5 s), so the delay after the k-th failure is the backoff's
+    // full-jitter draw, in (0, min(5 s, 1 s * 2^k)]. Over many devices the draws reach past the
+    // previous ceiling (it doubles) and never past 5 s (the cap).
+    let ceilings = [1, 2, 4, 5, 5];
+    let mut longest = [Duration::ZERO; 5];
+    for seed in 0..300 {
+        let mut s: S = Session::new(SessionConfig::DEFAULT, seed).unwrap();
+        s.sign_in(T0, b"at_first", b"rt_first", secs(3600)).unwrap();
+        let c = check(&mut s);
+        s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted);
+        drain(&mut s);
+        let mut answer_at: Option<(Instant, RefreshId)> = None;
+        let mut delays = vec![];
+        while delays.len() < ceilings.len() {
+            let timer = s.poll_timeout().expect("a refresh is owed");
+            let now = match answer_at {
+                Some((at, id)) if at <= timer => {
+                    answer_at = None;
+                    s.handle_refresh_result(at, id, RefreshOutcome::transient(TransientClass::ServerError));
+                    at
+                }
+                _ => {
+                    s.handle_timeout(timer);
+                    timer
+                }
+            };
+            while let Some(a) = s.poll_action() {
+                match a {
+                    Action::Refresh(r) => answer_at = Some((now + secs(6), r.id)),
+                    Action::Check(c) => {
+                        s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted)
+                    }
+                    _ => {}
+                }
+            }
+            for e in drain(&mut s) {
+                if let SessionEvent::RefreshFailed { next_attempt, .. } = e {
+                    delays.push(next_attempt - now);
+                }
+            }
+            waiters(&mut s);
+        }
+        for (k, d) in delays.iter().enumerate() {
+            assert!(
+                *d > Duration::ZERO && *d <= secs(ceilings[k]),
+                "seed {seed}: retry {k} after {d:?}: {delays:?}"
+            );
+            longest[k] = longest[k].max(*d);
+        }
+        assert!(s.status().signed_in);
+    }
+    for k in 1..4 {
+        assert!(
+            longest[k] > secs(ceilings[k - 1]),
+            "retry {k} never waited past {} s: the backoff does not double ({longest:?})",
+            ceilings[k - 1]
+        );
+    }
 }
 
 /// Plays a token endpoint that answers every refresh at once with `expires_in`, and a check
