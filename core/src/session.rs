@@ -33,8 +33,8 @@ use crate::timer::{Timer, TOKEN_TIMERS};
 /// Default maximum length of an access or refresh token, in bytes.
 pub const DEFAULT_TOKEN_CAPACITY: usize = 1024;
 /// Capacity of a session's event queue: more than one input can produce, so a driver that
-/// drains after every input never loses one (R12). The worst inputs queue 10: a sign-in over a
-/// live session whose attempt timed out as its deadline passed (`CheckFailed`,
+/// drains after every input never loses one (R12). The worst inputs queue 9: a sign-in over a
+/// live session whose attempt 0 timed out as its deadline passed (`CheckFailed`,
 /// `FirstCheckSettled`, `AccessChanged`), which ends it (`AccessChanged`, `SessionEnded`), starts
 /// the new one (`CheckStarted`) with an expired token (`CheckFailed`, `FirstCheckSettled`) and
 /// its refresh (`RefreshStarted`); a check result is bounded the same way. The simulator checks

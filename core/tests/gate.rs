@@ -578,8 +578,9 @@ fn an_undrained_event_queue_keeps_the_newest_events_and_counts_the_loss() {
 
 #[test]
 fn a_driver_that_drains_after_every_input_never_loses_an_event() {
-    // The worst single input: a session whose attempt 0 times out and whose deadline passes
-    // in the same wake-up, then a new session start over it (7 events, MAX_EVENTS_PER_INPUT).
+    // The worst single input (MAX_EVENTS_PER_INPUT's doc): a refreshed generation's attempt 0
+    // times out as the deadline (set by the failure before the refresh) passes, in the same
+    // wake-up as a new session start over it.
     let cfg = GateConfig {
         attempt_timeout: secs(5),
         budget: secs(6),
@@ -597,10 +598,35 @@ fn a_driver_that_drains_after_every_input_never_loses_an_event() {
         CheckOutcome::transient(TransientClass::ServerError),
     );
     events(&mut g);
+    let refreshed = g.token_refreshed(T0 + secs(1), TokenHandle(2)).unwrap();
+    let _hangs = take_check(&mut g);
+    events(&mut g);
     let late = T0 + secs(60);
-    g.start_session(late, TokenHandle(2));
+    let next = g.start_session(late, TokenHandle(3));
     let ev = events(&mut g);
+    assert_eq!(ev.len(), 6, "the input this test means: {ev:?}");
     assert!(ev.len() <= MAX_EVENTS_PER_INPUT, "{ev:?}");
+    assert!(matches!(ev[0], Event::CheckFailed { generation, attempt: 0, .. } if generation == refreshed));
+    assert_eq!(
+        ev[1],
+        Event::FirstCheckSettled {
+            generation: refreshed
+        }
+    );
+    assert!(matches!(
+        ev[2],
+        Event::AccessChanged {
+            cause: Cause::FailedClosed,
+            ..
+        }
+    ));
+    assert_eq!(
+        ev[5],
+        Event::CheckStarted {
+            generation: next,
+            attempt: 0
+        }
+    );
     assert_eq!(g.counters().events_lost, 0);
 }
 

@@ -1068,27 +1068,42 @@ fn tokens_a_header_cannot_carry_are_refused_by_the_core() {
 
 #[test]
 fn a_heavy_sign_in_fits_the_event_queue() {
-    // A session whose retry is in flight past its deadline, replaced by a sign-in with an
-    // expired token: the attempt times out, the gate fails closed, the old session ends, the
-    // new one starts, its check is held back by the expired token, and a refresh starts, all in
-    // one input. Every event fits (R12).
+    // The worst input of SESSION_EVENT_CAPACITY's doc: a session whose refreshed generation's
+    // attempt 0 is in flight past the deadline (set by a failure before the refresh), replaced
+    // by a sign-in with an expired token: the attempt times out and settles the first check,
+    // the gate fails closed, the old session ends, the new one starts, its check is held back
+    // by the expired token and settles, and a refresh starts, all in one input. Every event
+    // fits (R12).
     let mut s = session();
-    s.sign_in(T0, b"at_1", b"rt_1", secs(3600)).unwrap();
+    s.sign_in(T0, b"at_1", b"rt_1", secs(100)).unwrap();
     let c = check(&mut s);
-    s.handle_check_result(
-        T0,
-        c.generation,
-        c.attempt,
-        CheckOutcome::transient(TransientClass::ServerError),
-    );
-    let retry_at = s.poll_timeout().unwrap();
-    s.handle_timeout(retry_at);
-    let _retry = check(&mut s);
+    let fail = CheckOutcome::transient(TransientClass::ServerError);
+    s.handle_check_result(T0, c.generation, c.attempt, fail);
+    drain(&mut s);
+    // Retries fail until the refresh (due 40 s to 60 s before expiry) brings a new token.
+    let refresh = loop {
+        let now = s.poll_timeout().unwrap();
+        s.handle_timeout(now);
+        let mut refresh = None;
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, fail),
+                Action::Refresh(r) => refresh = Some((now, r)),
+                _ => {}
+            }
+        }
+        drain(&mut s);
+        if let Some(r) = refresh {
+            break r;
+        }
+    };
+    s.handle_refresh_result(refresh.0, refresh.1.id, new_tokens(2));
+    let _hangs = check(&mut s);
     drain(&mut s);
     s.sign_in(T0 + secs(300), b"at_2", b"rt_2", Duration::ZERO)
         .unwrap();
     let ev = drain(&mut s);
-    assert!(ev.len() >= 8, "the heavy input this test means: {ev:?}");
+    assert_eq!(ev.len(), 9, "the heavy input this test means: {ev:?}");
     assert!(ev.len() <= SESSION_EVENT_CAPACITY, "{ev:?}");
     assert_eq!(s.counters().events_lost, 0);
     assert!(matches!(s.poll_action(), Some(Action::CancelCheck { .. })));
