@@ -429,6 +429,29 @@ fn after_failing_closed_probes_fill_the_ramp_then_run_at_phase_plus_k_periods() 
 }
 
 #[test]
+fn retry_after_governs_probes_as_it_governs_retries() {
+    // R7: "Retry-After governs probes as in R6": after failing closed, a probe answered 503
+    // with Retry-After comes back exactly then (a ramp probe and a periodic one), floored at
+    // 1 s and capped at the probe period.
+    let mut g = granted();
+    g.token_refreshed(T0, TokenHandle(2)).unwrap();
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, FAIL);
+    while g.access() == Access::Granted {
+        step(&mut g, FAIL);
+    }
+    for (ra, want) in [(42, secs(42)), (0, secs(1)), (100_000, secs(300)), (7, secs(7))] {
+        let at = g.poll_timeout().unwrap();
+        g.handle_timeout(at);
+        let probe = take_check(&mut g);
+        answer(&mut g, at, probe, retry_after(ra));
+        assert_eq!(g.poll_timeout(), Some(at + want), "Retry-After: {ra}");
+        assert_eq!(g.status().next_attempt, Some(at + want), "Retry-After: {ra}");
+        assert_eq!(g.access(), Access::Denied);
+    }
+}
+
+#[test]
 fn a_probe_that_hangs_keeps_the_period_grid() {
     // A probe that times out (10 s) does not shift the grid: the next one is one period after
     // the previous planned instant, not after the timeout.
