@@ -104,7 +104,7 @@
 //! | a token answer's tokens | the driver's hand-over to the session | as soon as the session took them |
 //! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver copied them out (under the link's lock); when the driver is dropped with them still queued |
 //! | sign-in / restore tokens | the driver's copy (its future) | as soon as the session took them (after the lock) |
-//! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken, or the slot is queued with a new request |
+//! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken, or when a new request on the slot is queued or taken by the driver |
 //! | a [`Credentials`] value | wherever it is | when it is dropped |
 //! | all of the driver's, and its session's | the driver's future | when it is dropped (its task cancelled): the buffers are wiped and the session logged out |
 //!
