@@ -529,9 +529,10 @@ async fn r9_forbidden_refreshes_once() {
 }
 
 /// R9 with a backend that keeps answering 403: still one early refresh, not one per
-/// generation. FAILS against the current core (reported): every refresh starts a new
-/// generation, whose immediate check gets 403 and triggers another early refresh, so the
-/// token endpoint is hit in a tight loop (~200 refreshes in 800 ms here) with no backoff.
+/// generation. A regression test: an earlier core let every refresh start a new generation
+/// whose immediate check got 403 and asked for another early refresh, a tight loop against
+/// the token endpoint (~200 refreshes in 800 ms here); the core now asks again only after a
+/// definitive answer (`a_403_asks_for_exactly_one_early_refresh_per_generation`).
 #[tokio::test]
 async fn r9_persistent_forbidden_refreshes_once() {
     bounded(async {
