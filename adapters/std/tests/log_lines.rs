@@ -55,7 +55,8 @@ async fn failures_and_access_changes_reach_the_log_facade() {
     assert!(failed.starts_with("DEBUG accessgate"), "{failed}");
     let granted = lines
         .iter()
-        .find(|l| l.contains("access Unknown -> Granted (ServerGranted)"))
+        // ServerGranted, or Recovered on a machine so slow the budget ran out first.
+        .find(|l| l.contains(" -> Granted (ServerGranted)") || l.contains(" -> Granted (Recovered)"))
         .unwrap_or_else(|| panic!("no access change with its cause in the log: {lines:#?}"));
     assert!(granted.starts_with("INFO accessgate"), "{granted}");
 }
