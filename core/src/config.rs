@@ -191,7 +191,7 @@ pub struct GateConfig {
 impl GateConfig {
     /// The defaults of behaviour.md: 10 s per attempt, 120 s budget, retries stratified over
     /// 70 s plus one in the 10 s before `deadline - 10 s`, probes every 300 s at a random
-    /// phase after a ramp of RAMP_DOC, 1 KiB body, re-check at most every 5 s.
+    /// phase after a ramp of 2 probes over the first 120 s, 1 KiB body, re-check at most every 5 s.
     pub const DEFAULT: GateConfig = GateConfig {
         attempt_timeout: Duration::from_secs(10),
         budget: Duration::from_secs(120),

@@ -25,9 +25,10 @@ use crate::timer::{Timer, CHECK_TIMERS};
 /// Capacity of a bare [`Gate`]'s event queue: more than one input can produce
 /// ([`MAX_EVENTS_PER_INPUT`]), so a driver that drains after every input never loses one.
 pub const EVENT_CAPACITY: usize = 8;
-/// The most events one gate input can queue: an attempt timing out (`CheckFailed`,
-/// `FirstCheckSettled`), the deadline passing (`AccessChanged`), then an input that ends the
-/// session (`AccessChanged`, `SessionEnded`) and starts another (`CheckStarted`).
+/// A bound on the events one gate input can queue, one above the worst input, which queues
+/// six: a refreshed generation's attempt 0 timing out (`CheckFailed`, `FirstCheckSettled`) as
+/// the deadline passes (`AccessChanged`), in an input that ends the session (`AccessChanged`,
+/// `SessionEnded`) and starts another (`CheckStarted`).
 pub const MAX_EVENTS_PER_INPUT: usize = 7;
 /// Bound on timers processed by one input (R12); the real chain is at most two long.
 const MAX_TIMER_STEPS: usize = 4;

@@ -266,6 +266,8 @@
 //! - `heapless`: fixed-capacity containers (retry plan, event queue, token buffers), R12.
 //! - `fastrand`: a small, well-kept seeded PRNG for jitter; no hand-rolled generator.
 //! - `defmt` / `log`: optional logging back-ends.
+//! - `serde` (optional, derives only, `no_std`): the `serde` feature above; the check-body
+//!   parser is the crate's own.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -6,8 +6,9 @@
 //! a bare [`Gate`](crate::Gate) runs too) and the tokens. Methods: getters, inputs carrying
 //! `now`, polled outputs ([`Session::poll_action`], [`Session::poll_waiter`],
 //! [`Session::poll_event`], [`Session::poll_timeout`]). A driver, after every input, runs the
-//! actions (starting and cancelling requests), delivers the waiter outcomes, drains the events,
-//! and sleeps until `poll_timeout`.
+//! actions (starting and cancelling requests), drains the events, then delivers the waiter
+//! outcomes (last, so a caller reads the state that produced its answer), and sleeps until
+//! `poll_timeout`.
 //!
 //! Reports of what happened (`handle_timeout`, `handle_check_result`, `handle_refresh_result`,
 //! `logout`) cannot fail; operations that can be refused have an error type each
@@ -32,8 +33,8 @@ use crate::timer::{Timer, TOKEN_TIMERS};
 /// Default maximum length of an access or refresh token, in bytes.
 pub const DEFAULT_TOKEN_CAPACITY: usize = 1024;
 /// Capacity of a session's event queue: more than one input can produce, so a driver that
-/// drains after every input never loses one (R12). The worst inputs queue 10: a sign-in over a
-/// live session whose attempt timed out as its deadline passed (`CheckFailed`,
+/// drains after every input never loses one (R12). The worst inputs queue 9: a sign-in over a
+/// live session whose attempt 0 timed out as its deadline passed (`CheckFailed`,
 /// `FirstCheckSettled`, `AccessChanged`), which ends it (`AccessChanged`, `SessionEnded`), starts
 /// the new one (`CheckStarted`) with an expired token (`CheckFailed`, `FirstCheckSettled`) and
 /// its refresh (`RefreshStarted`); a check result is bounded the same way. The simulator checks

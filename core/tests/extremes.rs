@@ -516,7 +516,7 @@ impl<const N: usize, const W: usize, const T: usize> Run<N, W, T> {
             ));
         }
         // R12: one input queues fewer events than the queue holds (its doc: the worst input
-        // queues 10 of 11), and none is lost.
+        // queues 9 of 11), and none is lost.
         self.max_events = self.max_events.max(events);
         if events >= SESSION_EVENT_CAPACITY || self.s.counters().events_lost != 0 {
             self.fail(&format!(

@@ -429,6 +429,29 @@ fn after_failing_closed_probes_fill_the_ramp_then_run_at_phase_plus_k_periods() 
 }
 
 #[test]
+fn retry_after_governs_probes_as_it_governs_retries() {
+    // R7: "Retry-After governs probes as in R6": after failing closed, a probe answered 503
+    // with Retry-After comes back exactly then (a ramp probe and a periodic one), floored at
+    // 1 s and capped at the probe period.
+    let mut g = granted();
+    g.token_refreshed(T0, TokenHandle(2)).unwrap();
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, FAIL);
+    while g.access() == Access::Granted {
+        step(&mut g, FAIL);
+    }
+    for (ra, want) in [(42, secs(42)), (0, secs(1)), (100_000, secs(300)), (7, secs(7))] {
+        let at = g.poll_timeout().unwrap();
+        g.handle_timeout(at);
+        let probe = take_check(&mut g);
+        answer(&mut g, at, probe, retry_after(ra));
+        assert_eq!(g.poll_timeout(), Some(at + want), "Retry-After: {ra}");
+        assert_eq!(g.status().next_attempt, Some(at + want), "Retry-After: {ra}");
+        assert_eq!(g.access(), Access::Denied);
+    }
+}
+
+#[test]
 fn a_probe_that_hangs_keeps_the_period_grid() {
     // A probe that times out (10 s) does not shift the grid: the next one is one period after
     // the previous planned instant, not after the timeout.
@@ -578,8 +601,9 @@ fn an_undrained_event_queue_keeps_the_newest_events_and_counts_the_loss() {
 
 #[test]
 fn a_driver_that_drains_after_every_input_never_loses_an_event() {
-    // The worst single input: a session whose attempt 0 times out and whose deadline passes
-    // in the same wake-up, then a new session start over it (7 events, MAX_EVENTS_PER_INPUT).
+    // The worst single input (MAX_EVENTS_PER_INPUT's doc): a refreshed generation's attempt 0
+    // times out as the deadline (set by the failure before the refresh) passes, in the same
+    // wake-up as a new session start over it.
     let cfg = GateConfig {
         attempt_timeout: secs(5),
         budget: secs(6),
@@ -597,10 +621,35 @@ fn a_driver_that_drains_after_every_input_never_loses_an_event() {
         CheckOutcome::transient(TransientClass::ServerError),
     );
     events(&mut g);
+    let refreshed = g.token_refreshed(T0 + secs(1), TokenHandle(2)).unwrap();
+    let _hangs = take_check(&mut g);
+    events(&mut g);
     let late = T0 + secs(60);
-    g.start_session(late, TokenHandle(2));
+    let next = g.start_session(late, TokenHandle(3));
     let ev = events(&mut g);
+    assert_eq!(ev.len(), 6, "the input this test means: {ev:?}");
     assert!(ev.len() <= MAX_EVENTS_PER_INPUT, "{ev:?}");
+    assert!(matches!(ev[0], Event::CheckFailed { generation, attempt: 0, .. } if generation == refreshed));
+    assert_eq!(
+        ev[1],
+        Event::FirstCheckSettled {
+            generation: refreshed
+        }
+    );
+    assert!(matches!(
+        ev[2],
+        Event::AccessChanged {
+            cause: Cause::FailedClosed,
+            ..
+        }
+    ));
+    assert_eq!(
+        ev[5],
+        Event::CheckStarted {
+            generation: next,
+            attempt: 0
+        }
+    );
     assert_eq!(g.counters().events_lost, 0);
 }
 
@@ -639,6 +688,51 @@ fn counters_count_attempts_failures_by_class_and_outcomes() {
     assert_eq!(c.transient_of(TransientClass::Connect), 1);
     assert_eq!(c.transient_of(TransientClass::InvalidBody), 1);
     assert_eq!(c.transient_total(), 2);
+}
+
+#[test]
+fn each_counter_of_r13_counts_what_it_names() {
+    // R13's list beyond attempts and failures by class: denials, stale results dropped,
+    // fail-closed events, recoveries, logouts (by the app and by a 401), each counted once
+    // per occurrence.
+    let mut g = gate();
+    g.start_session(T0, TokenHandle(1));
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, DENY);
+    // A second session fails closed, then a probe recovers it.
+    g.start_session(T0 + secs(1), TokenHandle(2));
+    let old = take_check(&mut g);
+    g.token_refreshed(T0 + secs(1), TokenHandle(3)).unwrap();
+    g.handle_check_result(T0 + secs(1), old.generation, old.attempt, GRANT);
+    let r = take_check(&mut g);
+    answer(&mut g, T0 + secs(1), r, FAIL);
+    while g.access() != Access::Denied {
+        step(&mut g, FAIL);
+    }
+    assert_eq!(g.status().cause, Some(Cause::FailedClosed));
+    while g.access() != Access::Granted {
+        step(&mut g, GRANT);
+    }
+    assert_eq!(g.status().cause, Some(Cause::Recovered));
+    let now = g.last_now();
+    g.logout(now);
+    g.start_session(now, TokenHandle(4));
+    let r = take_check(&mut g);
+    g.handle_check_result(now, r.generation, r.attempt, CheckOutcome::Unauthorized);
+    events(&mut g);
+    let c = *g.counters();
+    assert_eq!(
+        (c.denials, c.stale_dropped, c.failed_closed, c.recoveries),
+        (1, 1, 1, 1),
+        "{c:?}"
+    );
+    // Ended by the app: the denied session by the next sign-in, the recovered one by logout.
+    assert_eq!((c.logouts, c.unauthorized_logouts), (2, 1), "{c:?}");
+    assert_eq!(
+        c.grants, 1,
+        "the recovery is a grant; the stale one is not: {c:?}"
+    );
+    assert_eq!(c.events_lost, 0);
 }
 
 #[test]

@@ -316,6 +316,9 @@ fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
 
 #[test]
 fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
+    // Failures answered at once: the gaps are set by the floor of refresh starts (1, 2, 4, 5 s
+    // apart). The backoff's own draw after a failure is pinned by
+    // `slow_refresh_failures_are_retried_after_one_second_doubling_to_five`.
     let mut s = granted();
     let (mut now, r) = to_refresh(&mut s);
     s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::ServerError));
@@ -338,6 +341,69 @@ fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
     }
     assert!(s.status().signed_in);
     assert_eq!(s.access(), Access::Granted);
+}
+
+#[test]
+fn slow_refresh_failures_are_retried_after_one_second_doubling_to_five() {
+    // R11's retry backoff on its own: each refresh fails 6 s after it started, past the floor
+    // of refresh starts (at most 5 s), so the delay after the k-th failure is the backoff's
+    // full-jitter draw, in (0, min(5 s, 1 s * 2^k)]. Over many devices the draws reach past the
+    // previous ceiling (it doubles) and never past 5 s (the cap).
+    let ceilings = [1, 2, 4, 5, 5];
+    let mut longest = [Duration::ZERO; 5];
+    for seed in 0..300 {
+        let mut s: S = Session::new(SessionConfig::DEFAULT, seed).unwrap();
+        s.sign_in(T0, b"at_first", b"rt_first", secs(3600)).unwrap();
+        let c = check(&mut s);
+        s.handle_check_result(T0, c.generation, c.attempt, CheckOutcome::Granted);
+        drain(&mut s);
+        let mut answer_at: Option<(Instant, RefreshId)> = None;
+        let mut delays = vec![];
+        while delays.len() < ceilings.len() {
+            let timer = s.poll_timeout().expect("a refresh is owed");
+            let now = match answer_at {
+                Some((at, id)) if at <= timer => {
+                    answer_at = None;
+                    s.handle_refresh_result(at, id, RefreshOutcome::transient(TransientClass::ServerError));
+                    at
+                }
+                _ => {
+                    s.handle_timeout(timer);
+                    timer
+                }
+            };
+            while let Some(a) = s.poll_action() {
+                match a {
+                    Action::Refresh(r) => answer_at = Some((now + secs(6), r.id)),
+                    Action::Check(c) => {
+                        s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted)
+                    }
+                    _ => {}
+                }
+            }
+            for e in drain(&mut s) {
+                if let SessionEvent::RefreshFailed { next_attempt, .. } = e {
+                    delays.push(next_attempt - now);
+                }
+            }
+            waiters(&mut s);
+        }
+        for (k, d) in delays.iter().enumerate() {
+            assert!(
+                *d > Duration::ZERO && *d <= secs(ceilings[k]),
+                "seed {seed}: retry {k} after {d:?}: {delays:?}"
+            );
+            longest[k] = longest[k].max(*d);
+        }
+        assert!(s.status().signed_in);
+    }
+    for k in 1..4 {
+        assert!(
+            longest[k] > secs(ceilings[k - 1]),
+            "retry {k} never waited past {} s: the backoff does not double ({longest:?})",
+            ceilings[k - 1]
+        );
+    }
 }
 
 /// Plays a token endpoint that answers every refresh at once with `expires_in`, and a check
@@ -1002,27 +1068,42 @@ fn tokens_a_header_cannot_carry_are_refused_by_the_core() {
 
 #[test]
 fn a_heavy_sign_in_fits_the_event_queue() {
-    // A session whose retry is in flight past its deadline, replaced by a sign-in with an
-    // expired token: the attempt times out, the gate fails closed, the old session ends, the
-    // new one starts, its check is held back by the expired token, and a refresh starts, all in
-    // one input. Every event fits (R12).
+    // The worst input of SESSION_EVENT_CAPACITY's doc: a session whose refreshed generation's
+    // attempt 0 is in flight past the deadline (set by a failure before the refresh), replaced
+    // by a sign-in with an expired token: the attempt times out and settles the first check,
+    // the gate fails closed, the old session ends, the new one starts, its check is held back
+    // by the expired token and settles, and a refresh starts, all in one input. Every event
+    // fits (R12).
     let mut s = session();
-    s.sign_in(T0, b"at_1", b"rt_1", secs(3600)).unwrap();
+    s.sign_in(T0, b"at_1", b"rt_1", secs(100)).unwrap();
     let c = check(&mut s);
-    s.handle_check_result(
-        T0,
-        c.generation,
-        c.attempt,
-        CheckOutcome::transient(TransientClass::ServerError),
-    );
-    let retry_at = s.poll_timeout().unwrap();
-    s.handle_timeout(retry_at);
-    let _retry = check(&mut s);
+    let fail = CheckOutcome::transient(TransientClass::ServerError);
+    s.handle_check_result(T0, c.generation, c.attempt, fail);
+    drain(&mut s);
+    // Retries fail until the refresh (due 40 s to 60 s before expiry) brings a new token.
+    let refresh = loop {
+        let now = s.poll_timeout().unwrap();
+        s.handle_timeout(now);
+        let mut refresh = None;
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Check(c) => s.handle_check_result(now, c.generation, c.attempt, fail),
+                Action::Refresh(r) => refresh = Some((now, r)),
+                _ => {}
+            }
+        }
+        drain(&mut s);
+        if let Some(r) = refresh {
+            break r;
+        }
+    };
+    s.handle_refresh_result(refresh.0, refresh.1.id, new_tokens(2));
+    let _hangs = check(&mut s);
     drain(&mut s);
     s.sign_in(T0 + secs(300), b"at_2", b"rt_2", Duration::ZERO)
         .unwrap();
     let ev = drain(&mut s);
-    assert!(ev.len() >= 8, "the heavy input this test means: {ev:?}");
+    assert_eq!(ev.len(), 9, "the heavy input this test means: {ev:?}");
     assert!(ev.len() <= SESSION_EVENT_CAPACITY, "{ev:?}");
     assert_eq!(s.counters().events_lost, 0);
     assert!(matches!(s.poll_action(), Some(Action::CancelCheck { .. })));

@@ -80,10 +80,10 @@
 //! ## Memory
 //! Measured on x86_64 (a 32-bit target is a little smaller; the test
 //! `driver_future_size_stays_within_its_budget` prints and bounds it): the [`Driver`] value
-//! is about 4.8 KiB (the session with two 1 KiB token buffers); the future of
-//! [`Driver::run`] about 30 KiB with the `tls` feature (both lanes' connection state: the
-//! embedded-tls connection and its verifier; it was about 47 KiB through reqwless) and about
-//! 21 KiB without it. It lives in the embassy task's static storage, not on the stack. A
+//! is about 4.2 KiB with the `tls` feature and 3.5 KiB without (the session with two 1 KiB
+//! token buffers); the future of [`Driver::run`] about 24 KiB with the `tls` feature (both
+//! lanes' connection state: the embedded-tls connection and its verifier; it was about 47 KiB
+//! through reqwless) and about 16 KiB without it. It lives in the embassy task's static storage, not on the stack. A
 //! [`Link`] is about 10 KiB (four command slots of about 2 KiB, each able to carry two tokens,
 //! and 32 events); [`CheckStorage`] about 25 KiB of buffers, [`PlainCheckStorage`] about
 //! 4 KiB.
@@ -104,7 +104,7 @@
 //! | a token answer's tokens | the driver's hand-over to the session | as soon as the session took them |
 //! | sign-in / restore tokens | the [`Link`]'s command slot | as soon as the driver copied them out (under the link's lock); when the driver is dropped with them still queued |
 //! | sign-in / restore tokens | the driver's copy (its future) | as soon as the session took them (after the lock) |
-//! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken, or the slot is queued with a new request |
+//! | the token answered to a [`Command::RequestToken`] | the [`TokenSlot`] | when the answer is taken, or when a new request on the slot is queued or taken by the driver |
 //! | a [`Credentials`] value | wherever it is | when it is dropped |
 //! | all of the driver's, and its session's | the driver's future | when it is dropped (its task cancelled): the buffers are wiped and the session logged out |
 //!

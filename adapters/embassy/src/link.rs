@@ -6,17 +6,22 @@
 //! - a bounded **command** queue (capacity [`COMMAND_CAPACITY`]) for sign-in, restore,
 //!   logout, re-check and token requests. [`Link::try_send`] never blocks: when the queue is
 //!   full it returns [`TrySendError::Full`] with the command inside, nothing is lost (R12).
-//!   [`Link::send`] waits for room instead. [`Link::try_sign_in`] / [`Link::try_restore`]
+//!   [`Link::send`] waits for room instead. Both hand the command back when no driver is
+//!   attached any more ([`TrySendError::NoDriver`], [`NoDriver`]; see [`Link`]).
+//!   [`Link::try_sign_in`] / [`Link::try_restore`]
 //!   copy tokens from slices straight into the queue. The driver reads a command in its
 //!   slot and wipes the slot's tokens right after ("Token hygiene" in the crate docs).
 //! - a status [`Watch`] (up to [`STATUS_RECEIVERS`] receivers) carrying the latest
-//!   [`Snapshot`] (status + counters). A watch keeps only the newest value: a slow reader
+//!   [`Snapshot`] (status, counters, events dropped, commands refused and the last refusal). A watch keeps only the newest value: a slow reader
 //!   skips intermediate snapshots but never sees a stale one after a newer one.
 //! - a bounded **event** [`Channel`] (capacity [`EVENT_CAPACITY`]) of [`TimedEvent`]s for
 //!   timelines and JSON output. The driver never blocks on it: when it is full the event is
 //!   dropped and counted in [`Snapshot::events_dropped`], so a reader that falls behind loses
 //!   timeline lines, never gate progress. Nobody has to read it; a kiosk that only renders the
 //!   status can ignore it (it then fills up and every later event is counted as dropped).
+//!
+//! A token request's answer comes back through a [`TokenSlot`] the requesting task owns (one
+//! waiting task per slot).
 //!
 //! `M` is the embassy-sync raw mutex: `CriticalSectionRawMutex` when app tasks and the driver
 //! may run in different executors or interrupt priorities, `ThreadModeRawMutex` or

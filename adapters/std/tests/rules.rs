@@ -351,6 +351,58 @@ async fn r6_retry_after_is_honoured() {
     .await;
 }
 
+/// The delay from a gate's first failed check to its first retry, read from its own event.
+async fn first_retry_delay(control: &accessgate_backend::Control, gate: &AccessGate, tokens: Tokens) -> u64 {
+    let mut rec = Recorder::new(gate);
+    control.set_fault(
+        Endpoint::Check,
+        Some(Fault::Status {
+            code: 503,
+            retry_after: None,
+        }),
+    );
+    gate.sign_in(tokens).await.expect("sign_in");
+    let failed = rec.next(StdDuration::from_secs(2), is_check_failed).await;
+    let SessionEvent::Gate(Event::CheckFailed {
+        next_attempt: Some(next),
+        ..
+    }) = failed.event
+    else {
+        panic!("{failed:?}")
+    };
+    next.as_micros() - failed.at.as_micros()
+}
+
+/// R6: "there is no built-in constant seed". Two gates spawned without a seed, failing the
+/// same way, draw different retry times (the first retry is uniform in a 143 ms slice, to the
+/// microsecond); the control, two gates given the same seed, draw the same time.
+#[tokio::test]
+async fn r6_gates_spawned_without_a_seed_draw_their_own_retry_times() {
+    bounded(async {
+        let backend = backend(Scheme::Http).await;
+        let control = backend.control();
+        let tokens = control.issue_token(USER, StdDuration::from_secs(3600));
+        let tokens = || {
+            Tokens::new(
+                tokens.access_token.clone(),
+                tokens.refresh_token.clone(),
+                StdDuration::from_secs(3600),
+            )
+        };
+        let mut delays = vec![];
+        for seed in [None, None, Some(7), Some(7)] {
+            let mut cfg = config_for(&backend, Scheme::Http);
+            cfg.seed = seed;
+            let gate = AccessGate::spawn(cfg).expect("gate spawns");
+            delays.push(first_retry_delay(&control, &gate, tokens()).await);
+            gate.shutdown().await;
+        }
+        assert_eq!(delays[2], delays[3], "one seed, one draw: {delays:?}");
+        assert_ne!(delays[0], delays[1], "two unseeded gates drew alike: {delays:?}");
+    })
+    .await;
+}
+
 /// R7: after failing closed the gate keeps probing, and grants again (cause `Recovered`)
 /// soon after the backend is back: within the probe cap plus an attempt.
 #[tokio::test]
@@ -477,9 +529,10 @@ async fn r9_forbidden_refreshes_once() {
 }
 
 /// R9 with a backend that keeps answering 403: still one early refresh, not one per
-/// generation. FAILS against the current core (reported): every refresh starts a new
-/// generation, whose immediate check gets 403 and triggers another early refresh, so the
-/// token endpoint is hit in a tight loop (~200 refreshes in 800 ms here) with no backoff.
+/// generation. A regression test: an earlier core let every refresh start a new generation
+/// whose immediate check got 403 and asked for another early refresh, a tight loop against
+/// the token endpoint (~200 refreshes in 800 ms here); the core now asks again only after a
+/// definitive answer (`a_403_asks_for_exactly_one_early_refresh_per_generation`).
 #[tokio::test]
 async fn r9_persistent_forbidden_refreshes_once() {
     bounded(async {

@@ -207,7 +207,7 @@ fuzz_target!(|data: &[u8]| {
         while s.poll_event().is_some() {
             events += 1;
         }
-        // R12: drained after every input, the queue never fills (the worst input queues 10).
+        // R12: drained after every input, the queue never fills (the worst input queues 9 of 11).
         assert!(
             events < accessgate::SESSION_EVENT_CAPACITY,
             "{events} events from one input"

@@ -171,3 +171,9 @@ fn run_one(sc: &Scenario, seed: u64, kind: PolicyKind, tick: sim::Tick<'_>) -> (
 /// assert!(parse_duration("90").is_err());
 /// ```
 pub use accessgate_args::parse_duration;
+
+/// The README's Rust example, compiled as a doc-test so it cannot rot (`no_run`: it simulates
+/// 100,000 devices).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

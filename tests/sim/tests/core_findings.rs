@@ -17,13 +17,13 @@ fn drain<const N: usize>(g: &mut Gate<N>) -> Vec<Event> {
     core::iter::from_fn(|| g.poll_event()).collect()
 }
 
-/// Finding 1. `InputError` says "A refused input changed nothing", but `recheck_now` runs the
-/// timer prologue before it refuses with `RateLimited`: at the deadline, the refused call
-/// fails the gate closed (access `Granted`/`Unknown` -> `Denied`, an `AccessChanged` event is
-/// queued). A driver that trusts the doc and skips draining after a refusal keeps rendering
-/// the old access until its next input. Fix either the doc ("due timers still fire") or the
-/// order (refuse before `begin`, which would then have to leave the timers for the next
-/// input).
+/// Finding 1. The error type's doc once said "A refused input changed nothing", but
+/// `recheck_now` runs the timer prologue before it refuses with `RateLimited`: at the
+/// deadline, the refused call fails the gate closed (access `Granted`/`Unknown` -> `Denied`,
+/// an `AccessChanged` event is queued), so a driver that skipped draining after a refusal kept
+/// rendering the old access. Fixed in the doc: the crate docs now say a refused operation
+/// still lets time pass to its `now` (due timers fire), so drain as after any input. This
+/// test pins that behaviour.
 #[test]
 fn rate_limited_recheck_still_advances_time() {
     let cfg = GateConfig {

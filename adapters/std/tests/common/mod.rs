@@ -1,6 +1,8 @@
 //! Shared harness: the real reference backend on loopback, a gate with small durations, and
-//! an event recorder. Durations: attempt timeout 300 ms, budget 2 s, retries 100 ms ×2 cap
-//! 400 ms, probes 300 ms ×2 cap 1 s, refresh skew 1 s, refresh retry 100 ms ×2 cap 400 ms.
+//! an event recorder. Durations: attempt timeout 300 ms, budget 2 s, retries stratified over
+//! 1 s plus a 200 ms final window, probes every 1 s after a ramp of 1 probe in 300 ms, re-check
+//! every 50 ms at most, refresh skew 1 s (no spread), refresh retry 100 ms ×2 cap 400 ms,
+//! refresh timeout 500 ms.
 #![allow(dead_code)] // each test binary uses a part of it
 
 use std::future::Future;
