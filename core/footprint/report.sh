@@ -3,6 +3,8 @@
 # opt-level "s", fat LTO: .text/.rodata of an image driving a default Session minus a baseline.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# Its own target/ always (the size lookups below read it), whatever the caller exported.
+unset CARGO_TARGET_DIR
 rustup target list --installed | grep -qx thumbv6m-none-eabi || rustup target add thumbv6m-none-eabi
 cargo build --release --locked -q
 SIZE=$(command -v llvm-size || ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/llvm-size 2>/dev/null | head -1)
