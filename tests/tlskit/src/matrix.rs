@@ -41,9 +41,7 @@ fn budget_flags(expect: Expect) -> &'static [&'static str] {
         Expect::Refused
         | Expect::RefusedAsUnsupportedRsa
         | Expect::RefusedWithDetail(_)
-        | Expect::UnsupportedAnchor(_) => {
-            &["--timeout", "1s", "--budget", "2s", "--retry-spread", "200ms"]
-        }
+        | Expect::UnsupportedAnchor(_) => &["--timeout", "1s", "--budget", "2s", "--retry-spread", "200ms"],
     }
 }
 
