@@ -21,7 +21,8 @@
 //!   key; a handshake that skips the Certificate or the CertificateVerify gets no
 //!   connection (R14). What the device **cannot** check: dates without a clock (the chain is
 //!   then judged at the leaf's notBefore), RSA and Ed25519 (refused: RSA needs an
-//!   allocator), revocation. The full table is in the `tls` module. Plain HTTP only when
+//!   allocator, no Ed25519 verifier is linked; such a CA is a [`ConfigError`], such a server
+//!   key a TLS failure), revocation. The full table is in the `tls` module. Plain HTTP only when
 //!   [`Transport::PlainHttp`] is chosen, and a URL whose scheme disagrees with the transport
 //!   is a [`ConfigError`].
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status

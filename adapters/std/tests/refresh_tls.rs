@@ -625,14 +625,17 @@ async fn refresh_to_a_token_endpoint_with_a_valid_chain_refreshes_and_the_new_to
 }
 
 /// Every chain the check lane accepts (targets/cli/tests/tls_matrix.rs) is accepted on the
-/// refresh lane too: P-384, RSA, an IP SAN, SAN only, CN only (the adapter's fallback), an
-/// intermediate, and a pinned self-signed certificate.
+/// refresh lane too: P-384, RSA, Ed25519 (CA and leaf, and a leaf under a P-256 CA), an IP
+/// SAN, SAN only, CN only (the adapter's fallback), an intermediate, and a pinned self-signed
+/// certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_chain_the_check_lane_accepts_refreshes() {
     tokio::time::timeout(StdDuration::from_secs(60), async {
         for case in [
             Case::ValidP384,
             Case::ValidRsa,
+            Case::ValidEd25519,
+            Case::Ed25519LeafUnderP256Ca,
             Case::ByIpAddress,
             Case::SanOnly,
             Case::CnOnlyMixedCase,

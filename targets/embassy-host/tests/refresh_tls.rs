@@ -265,6 +265,14 @@ async fn refresh_to_a_token_endpoint_chained_through_an_end_entity_is_refused_an
     token_endpoint_certificate_row(Case::EndEntityAsIntermediate, "certificate issuer is not a CA").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_token_endpoint_with_an_ed25519_leaf_is_refused_and_no_refresh_token_sent() {
+    // R14: a P-256 anchor the device accepts, but the token server's key is Ed25519, which the
+    // device cannot check a CertificateVerify with. The check endpoint (a P-256 leaf under the
+    // same CA) stays healthy.
+    token_endpoint_certificate_row(Case::Ed25519LeafUnderP256Ca, "unsupported signature algorithm").await;
+}
+
 /// One rogue row: the token endpoint is the rogue server with `flow` and `case`'s chain; the
 /// check endpoint the trusted peer. The handshake must reach the rogue step and go no further.
 async fn token_endpoint_rogue_row(flow: Flow, case: Case, detail: &str) {

@@ -8,6 +8,9 @@
 //! ten of them and panicked on the CertificateVerify-first and Ed25519 rows. RSA is refused on
 //! the device: an RSA `--ca` at start-up with exit 64 (`ConfigError::UnsupportedCa`), an RSA
 //! chain under an ECDSA CA at the handshake; the row accepts either, neither sends the token.
+//! Ed25519 is refused the same two ways, each pinned by its own row: an Ed25519 `--ca` with
+//! exit 64, an Ed25519 leaf under a P-256 CA at the handshake as a TLS failure whose detail
+//! is "unsupported signature algorithm" (R13).
 
 use accessgate_tlskit::matrix::{certificate_case, rogue_case};
 use accessgate_tlskit::{Case, Expect, Flow};
@@ -15,11 +18,12 @@ use accessgate_tlskit::{Case, Expect, Flow};
 const BIN: &str = env!("CARGO_BIN_EXE_accessgate-embassy");
 
 macro_rules! certificate_rows {
-    ($($(#[$attr:meta])* $name:ident: $case:ident => $expect:ident;)*) => {$(
+    ($($(#[$attr:meta])* $name:ident: $case:ident => $expect:expr;)*) => {$(
         $(#[$attr])*
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            certificate_case(BIN, Case::$case, Expect::$expect).await;
+            use Expect::*;
+            certificate_case(BIN, Case::$case, $expect).await;
         }
     )*};
 }
@@ -28,6 +32,10 @@ certificate_rows! {
     valid_p256_chain_is_granted: ValidP256 => Granted;
     valid_p384_chain_is_granted: ValidP384 => Granted;
     rsa_chain_is_refused_on_the_device_and_no_token_sent: ValidRsa => RefusedAsUnsupportedRsa;
+    ed25519_ca_is_a_configuration_error_on_the_device_and_no_token_sent:
+        ValidEd25519 => UnsupportedAnchor("Ed25519");
+    ed25519_leaf_under_a_p256_ca_is_refused_on_the_device_and_no_token_sent:
+        Ed25519LeafUnderP256Ca => RefusedWithDetail("unsupported signature algorithm");
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
     name_only_in_the_san_is_granted: SanOnly => Granted;
     cn_without_san_matches_case_insensitively_and_is_granted: CnOnlyMixedCase => Granted;

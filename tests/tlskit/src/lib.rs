@@ -11,7 +11,8 @@
 //!   and reports whether an `Authorization: Bearer` header reached it.
 //! * [`matrix`]: runs one row against a `check` binary and asserts R14's outcome
 //!   ([`Expect::Granted`]: exit 0; [`Expect::Refused`]: exit 2 by TLS failures, never a panic,
-//!   and no request reached the server).
+//!   and no request reached the server; [`Expect::RefusedWithDetail`]: the same, each failure
+//!   with that R13 detail; [`Expect::UnsupportedAnchor`]: exit 64 at start-up, no request).
 //!
 //! Loopback only; nothing here is meant for production.
 

@@ -22,6 +22,12 @@ pub enum Expect {
     /// [`Expect::Refused`], or at start-up with exit 64 and an error naming RSA, before any
     /// connection (R14: "refused rather than skipped"). No request reaches the server.
     RefusedAsUnsupportedRsa,
+    /// Refused like [`Expect::Refused`], and every failed attempt's R13 `detail` is this text.
+    RefusedWithDetail(&'static str),
+    /// A trust anchor whose key type the platform does not support: exit 64 at start-up with
+    /// an error naming this key type, before any connection (R14: a configuration error, not a
+    /// failure at every attempt). No request reaches the server.
+    UnsupportedAnchor(&'static str),
 }
 
 /// No run may take longer than this, whatever happens.
@@ -32,9 +38,10 @@ const RUN_BOUND: Duration = Duration::from_secs(30);
 fn budget_flags(expect: Expect) -> &'static [&'static str] {
     match expect {
         Expect::Granted => &["--timeout", "5s", "--budget", "10s"],
-        Expect::Refused | Expect::RefusedAsUnsupportedRsa => {
-            &["--timeout", "1s", "--budget", "2s", "--retry-spread", "200ms"]
-        }
+        Expect::Refused
+        | Expect::RefusedAsUnsupportedRsa
+        | Expect::RefusedWithDetail(_)
+        | Expect::UnsupportedAnchor(_) => &["--timeout", "1s", "--budget", "2s", "--retry-spread", "200ms"],
     }
 }
 
@@ -90,23 +97,28 @@ fn exit_code(out: &Output) -> i32 {
 }
 
 /// Asserts a refusal: exit 2, at least one failed attempt, and every failure a TLS failure
-/// (R14: a transient TLS failure, R4; not a timeout or a parse error).
+/// (R14: a transient TLS failure, R4; not a timeout or a parse error). Returns each failed
+/// attempt's `detail` (R13).
 #[track_caller]
-fn assert_refused_by_tls(out: &Output) {
+fn assert_refused_by_tls(out: &Output) -> Vec<String> {
     assert_eq!(exit_code(out), 2, "{}", describe(out));
     let text = String::from_utf8_lossy(&out.stdout);
-    let classes: Vec<String> = text
+    let failed: Vec<(String, String)> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["event"] == "check_failed")
-        .map(|v| v["class"].as_str().unwrap_or("?").to_string())
+        .map(|v| {
+            let field = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+            (field("class"), field("detail"))
+        })
         .collect();
-    assert!(!classes.is_empty(), "no failed attempt: {}", describe(out));
+    assert!(!failed.is_empty(), "no failed attempt: {}", describe(out));
     assert!(
-        classes.iter().all(|c| c == "tls"),
-        "non-TLS failures {classes:?}: {}",
+        failed.iter().all(|(c, _)| c == "tls"),
+        "non-TLS failures {failed:?}: {}",
         describe(out)
     );
+    failed.into_iter().map(|(_, d)| d).collect()
 }
 
 /// One certificate row: the reference backend serves the case's chain, `bin` checks with the
@@ -136,7 +148,26 @@ pub async fn certificate_case(bin: &str, case: Case, expect: Expect) {
                 "{case:?}: the backend answered"
             );
         }
-        Expect::Refused => assert_refused_by_tls(&out),
+        Expect::Refused => {
+            assert_refused_by_tls(&out);
+        }
+        Expect::RefusedWithDetail(want) => {
+            let details = assert_refused_by_tls(&out);
+            assert!(
+                details.iter().all(|d| d == want),
+                "{case:?}: every failure says {want:?} (R13), got {details:?}: {}",
+                describe(&out)
+            );
+        }
+        Expect::UnsupportedAnchor(key_type) => {
+            assert_eq!(exit_code(&out), 64, "{case:?}: {}", describe(&out));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("--ca") && stderr.contains(key_type),
+                "{case:?}: the error names the CA and {key_type}: {}",
+                describe(&out)
+            );
+        }
         Expect::RefusedAsUnsupportedRsa => {
             if exit_code(&out) == 64 {
                 let stderr = String::from_utf8_lossy(&out.stderr);
@@ -160,6 +191,10 @@ pub async fn certificate_case(bin: &str, case: Case, expect: Expect) {
 /// One rogue-server row: `flow` with the chain of `case` (a valid P-256 chain, or the
 /// Ed25519-signed leaf for mode (d)).
 pub async fn rogue_case(bin: &str, flow: Flow, case: Case, expect: Expect) {
+    assert!(
+        !matches!(expect, Expect::UnsupportedAnchor(_)),
+        "{flow:?}/{case:?}: a rogue row needs a handshake, not a start-up refusal"
+    );
     let s = case.scenario().expect("certificates generate");
     let server = RogueServer::start(flow, s.chain.clone(), &s.key_pkcs8).expect("rogue server starts");
     let url = s.url(server.addr().port(), Backend::check_path());
@@ -180,8 +215,14 @@ pub async fn rogue_case(bin: &str, flow: Flow, case: Case, expect: Expect) {
             );
             assert!(report.bearer_seen, "{flow:?}: the request arrived: {report:?}");
         }
-        Expect::Refused | Expect::RefusedAsUnsupportedRsa => {
-            assert_refused_by_tls(&out);
+        Expect::Refused | Expect::RefusedAsUnsupportedRsa | Expect::RefusedWithDetail(_) => {
+            let details = assert_refused_by_tls(&out);
+            if let Expect::RefusedWithDetail(want) = expect {
+                assert!(
+                    details.iter().all(|d| d == want),
+                    "{flow:?}/{case:?}: every failure says {want:?} (R13), got {details:?}"
+                );
+            }
             assert!(
                 !report.bearer_seen,
                 "{flow:?}/{case:?}: the token reached a rogue server: {report:?}"
@@ -191,5 +232,6 @@ pub async fn rogue_case(bin: &str, flow: Flow, case: Case, expect: Expect) {
                 "{flow:?}/{case:?}: application data: {report:?}"
             );
         }
+        Expect::UnsupportedAnchor(_) => unreachable!("ruled out before the run"),
     }
 }

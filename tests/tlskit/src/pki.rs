@@ -28,6 +28,13 @@ pub enum Case {
     ValidP384,
     /// RSA-2048 CA → RSA-2048 leaf. Accepted on the desktop; a device without RSA refuses it.
     ValidRsa,
+    /// Ed25519 CA → Ed25519 leaf. Accepted on the desktop; the device refuses the Ed25519
+    /// anchor at start-up (a configuration error, R14).
+    ValidEd25519,
+    /// P-256 CA → Ed25519 leaf (the CA signs with ECDSA; the server's CertificateVerify is
+    /// Ed25519). Accepted on the desktop; the device accepts the anchor but refuses the leaf's
+    /// key at the handshake.
+    Ed25519LeafUnderP256Ca,
     /// Leaf with only an IP SAN `127.0.0.1` (CN is not an address), reached by
     /// `https://127.0.0.1`. Accepted: IP URLs match IP SANs.
     ByIpAddress,
@@ -65,10 +72,12 @@ pub enum Case {
 
 impl Case {
     /// Every row, in the order of the matrix.
-    pub const ALL: [Case; 17] = [
+    pub const ALL: [Case; 19] = [
         Case::ValidP256,
         Case::ValidP384,
         Case::ValidRsa,
+        Case::ValidEd25519,
+        Case::Ed25519LeafUnderP256Ca,
         Case::ByIpAddress,
         Case::SanOnly,
         Case::CnOnlyMixedCase,
@@ -92,6 +101,8 @@ impl Case {
             Case::ValidP256 => issued(self, p256, p256, |_| {}),
             Case::ValidP384 => issued(self, &PKCS_ECDSA_P384_SHA384, &PKCS_ECDSA_P384_SHA384, |_| {}),
             Case::ValidRsa => issued(self, &PKCS_RSA_SHA256, &PKCS_RSA_SHA256, |_| {}),
+            Case::ValidEd25519 => issued(self, &PKCS_ED25519, &PKCS_ED25519, |_| {}),
+            Case::Ed25519LeafUnderP256Ca => issued(self, p256, &PKCS_ED25519, |_| {}),
             Case::ByIpAddress => {
                 let mut s = issued(self, p256, p256, |leaf| {
                     leaf.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];
@@ -220,7 +231,9 @@ pub struct Scenario {
     /// A well-formed server certificate for `localhost` (and its key) issued under the anchor
     /// the client trusts in this case, whatever the case breaks: a healthy server next to
     /// this case's server for one client, which (like a device) has a single trust anchor for
-    /// all its endpoints. `None` for [`Case::SelfSignedPinned`]: a pin trusts one certificate.
+    /// all its endpoints. Its key has the anchor's type (a P-256 leaf for
+    /// [`Case::Ed25519LeafUnderP256Ca`]). `None` for [`Case::SelfSignedPinned`]: a pin trusts
+    /// one certificate.
     pub trusted_peer: Option<TlsIdentity>,
 }
 
@@ -390,7 +403,9 @@ fn issued(
     };
     let ca = Ca::new(CA_CN, ca_alg, constraints)?;
     let (leaf, key) = leaf(leaf_alg, &ca.issuer(), tweak)?;
-    let peer = peer(leaf_alg, &ca)?;
+    // The peer has the CA's key type: for Ed25519LeafUnderP256Ca a P-256 leaf, one the device
+    // accepts, so only the case's own server is refused there.
+    let peer = peer(ca_alg, &ca)?;
     Ok(Scenario::new(case, vec![leaf], key, ca.pem).with_peer(peer))
 }
 

@@ -24,9 +24,13 @@
 //!   became valid, but an expired or not-yet-valid leaf is accepted. Give the device a clock
 //!   (RTC, SNTP) to close this.
 //! - **RSA and Ed25519.** RustCrypto's `rsa` needs an allocator, which this crate does not
-//!   have, so RSA is refused, not skipped: an RSA trust anchor is a configuration error
-//!   (`ConfigError::UnsupportedCa`), an RSA or Ed25519 key or signature anywhere in the chain
-//!   or the CertificateVerify is a TLS failure (`unsupported_algorithm`).
+//!   have, and no Ed25519 verifier is linked, so both are refused, not skipped: an RSA or
+//!   Ed25519 trust anchor is a configuration error (`ConfigError::UnsupportedCa`), an RSA or
+//!   Ed25519 key or signature anywhere in the chain or the CertificateVerify is a TLS failure
+//!   (`TlsFailure::UnsupportedAlgorithm`, detail "unsupported signature algorithm"). The
+//!   ClientHello offers no RSA signature scheme, so a server whose own key is RSA usually ends
+//!   the handshake before its Certificate: a TLS failure too, with the detail of that aborted
+//!   handshake (with the reference backend, rustls: "unexpected TLS handshake message").
 //! - **Revocation.** No CRL or OCSP (a device has no way to fetch them in time).
 //! - **TLS 1.2, other suites.** Only TLS 1.3 with TLS_AES_128_GCM_SHA256 and the P-256 key
 //!   exchange (embedded-tls); a server without them fails the handshake.
