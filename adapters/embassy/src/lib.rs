@@ -24,6 +24,12 @@
 //!   allocator), revocation. The full table is in the `tls` module. Plain HTTP only when
 //!   [`Transport::PlainHttp`] is chosen, and a URL whose scheme disagrees with the transport
 //!   is a [`ConfigError`].
+//! - **URLs**: checked by the adapter's own rules when the driver is built (see
+//!   [`DriverConfig::check_url`]): `http[s]://host[:port][/path][?query]` with a DNS name,
+//!   an IPv4 dotted quad or a bracketed IPv6 address; a space, control character or
+//!   non-ASCII byte, `user:password@`, a `#fragment`, port 0 or an unescaped path character
+//!   is refused with [`ConfigError::Url`] naming the [`UrlProblem`], so whatever is accepted
+//!   makes a valid HTTP/1.1 request line and `Host` header.
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
 //!   `Watch` of [`Snapshot`]s and a bounded event channel that counts drops instead of
 //!   blocking. One driver per link (a second is [`ConfigError::LinkInUse`] until the first
@@ -172,6 +178,7 @@ mod report;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod url;
 mod wipe;
 mod wire;
 #[cfg(feature = "fuzzing")]
@@ -192,4 +199,5 @@ pub use link::{
     TokenSlot, TrySendError, TrySignInError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
+pub use url::UrlProblem;
 pub use wipe::wipe_token;
