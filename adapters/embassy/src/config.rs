@@ -2,8 +2,8 @@
 //! runs (once, in [`Driver::new`](crate::Driver::new)).
 
 use crate::buffers::{Buffers, DriverBuffers};
-use crate::url::{self, Refused, UrlProblem};
 use accessgate::SessionConfig;
+use accessgate::UrlProblem;
 
 /// How requests reach the backend. There is no default: plain HTTP must be asked for.
 ///
@@ -172,8 +172,8 @@ pub struct DriverConfig<'a> {
     /// non-ASCII byte anywhere, `user:password@`, a `#fragment`, an empty or malformed host
     /// (also `127.1`-style numbers that are not a dotted quad), an empty or zero port, and
     /// path characters that must be escaped (`"` `<` `>` `\` `^` `` ` `` `{` `|` `}` `[` `]`,
-    /// a `%` without two hex digits).
-    /// See [`UrlProblem`].
+    /// a `%` without two hex digits) and `.` / `..` path segments. See [`UrlProblem`]; the
+    /// rules are the core's ([`accessgate::check_url`]), which the desktop adapter applies too.
     pub check_url: &'a str,
     /// TLS (with the CA to verify against) or explicitly plain HTTP. No default.
     pub transport: Transport<'a>,
@@ -272,8 +272,9 @@ pub enum ConfigError {
     InvalidUrl(Endpoint),
     /// An http(s) URL that would make a malformed or ambiguous request: a space, control
     /// character or non-ASCII byte, `user:password@`, a `#fragment`, a bad host or port, or an
-    /// unescaped path character. The [`UrlProblem`] says which (the accepted forms are
-    /// listed at [`DriverConfig::check_url`]).
+    /// unescaped path character. The [`UrlProblem`] says which (never
+    /// [`UrlProblem::Scheme`], which is [`ConfigError::InvalidUrl`]); the accepted forms are
+    /// listed at [`DriverConfig::check_url`].
     Url(Endpoint, UrlProblem),
     /// An `http://` URL with [`Transport::Tls`], or an `https://` URL with
     /// [`Transport::PlainHttp`]: the transport is never chosen from the URL.
@@ -473,14 +474,14 @@ fn transport_is_tls(transport: &Transport<'_>) -> Result<bool, ConfigError> {
     }
 }
 
-/// The URL's own rules ([`crate::url`]), then its scheme against the transport (R14: the
+/// The URL rules both platforms share ([`accessgate::check_url`]), then its scheme against the transport (R14: the
 /// transport is never chosen from the URL).
 fn check_url(url: &str, tls: bool, which: Endpoint) -> Result<(), ConfigError> {
-    let target = url::parse(url).map_err(|e| match e {
-        Refused::Scheme => ConfigError::InvalidUrl(which),
-        Refused::Problem(p) => ConfigError::Url(which, p),
+    let target = accessgate::check_url(url).map_err(|e| match e {
+        UrlProblem::Scheme => ConfigError::InvalidUrl(which),
+        p => ConfigError::Url(which, p),
     })?;
-    if target.tls == tls {
+    if target.https == tls {
         Ok(())
     } else {
         Err(ConfigError::SchemeMismatch(which))

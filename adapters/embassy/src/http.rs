@@ -122,7 +122,7 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             ("Connection", b"close"),
         ];
         // Validated at construction; a URL that stopped parsing is a configuration bug.
-        let target = crate::url::parse(url)
+        let target = accessgate::check_url(url)
             .map_err(|_| Failure::net(TransientClass::OtherStatus, NetFailure::Other))?;
         let method = if is_check { "GET" } else { "POST" };
         let head = RequestHead {

@@ -29,7 +29,8 @@
 //!   an IPv4 dotted quad or a bracketed IPv6 address; a space, control character or
 //!   non-ASCII byte, `user:password@`, a `#fragment`, port 0 or an unescaped path character
 //!   is refused with [`ConfigError::Url`] naming the [`UrlProblem`], so whatever is accepted
-//!   makes a valid HTTP/1.1 request line and `Host` header.
+//!   makes a valid HTTP/1.1 request line and `Host` header. The rules are the core's
+//!   ([`accessgate::check_url`]): the desktop adapter refuses the same URLs.
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
 //!   `Watch` of [`Snapshot`]s and a bounded event channel that counts drops instead of
 //!   blocking. One driver per link (a second is [`ConfigError::LinkInUse`] until the first
@@ -178,13 +179,13 @@ mod report;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
-mod url;
 mod wipe;
 mod wire;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use wire::fuzz_read_response;
 
+pub use accessgate::UrlProblem;
 pub use buffers::{
     BufferStorage, Buffers, CheckStorage, DriverBuffers, PlainCheckStorage, RefreshStorage, TlsBuffers,
 };
@@ -199,5 +200,4 @@ pub use link::{
     TokenSlot, TrySendError, TrySignInError, COMMAND_CAPACITY, EVENT_CAPACITY, STATUS_RECEIVERS,
 };
 pub use report::{until_refreshes, until_verdict, write_event_text, write_verdict_text, NoStatusReceiver};
-pub use url::UrlProblem;
 pub use wipe::wipe_token;

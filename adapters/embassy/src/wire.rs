@@ -34,7 +34,7 @@ pub(crate) const RETRY_AFTER_MAX: usize = 16;
 /// One request's head and body.
 pub(crate) struct RequestHead<'r> {
     pub method: &'r str,
-    /// Path and query (checked by [`crate::url`]); a `/` is written in front of one that
+    /// Path and query (checked by [`accessgate::check_url`]); a `/` is written in front of one that
     /// does not start with it (`""`, `?q=1`).
     pub path: &'r str,
     /// `Host` header value, an IPv6 address in brackets (`:port` is added when not the

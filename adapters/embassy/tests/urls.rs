@@ -146,6 +146,7 @@ const REFUSED: &[(&str, UrlProblem)] = &[
     ("http://backend.test/a|b", UrlProblem::Path),
     ("http://backend.test/a\\b", UrlProblem::Path),
     ("http://backend.test/<x>", UrlProblem::Path),
+    ("http://backend.test/api/../check", UrlProblem::Path),
 ];
 
 #[test]

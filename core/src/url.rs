@@ -1,8 +1,10 @@
-//! The endpoint URLs, split and checked by the project's own rules (no allocator).
+//! The endpoint URLs, split and checked by the project's own rules (no allocator), the same
+//! on every platform: the device adapter sends what [`check_url`] splits, the desktop adapter
+//! refuses what it refuses before its HTTP client sees the URL.
 //!
 //! A URL reaches the wire as the request line (`GET <path> HTTP/1.1`), the `Host` header,
 //! the DNS query, the TLS server name (SNI) and the name the certificate is verified against
-//! (R14). So every URL is checked once, when the driver is built, and whatever passes
+//! (R14). So every URL is checked once, when the adapter is configured, and whatever passes
 //! makes a valid HTTP/1.1 request (RFC 9112 3.2, RFC 9110 7.2, RFC 3986 3):
 //!
 //! ```text
@@ -10,7 +12,8 @@
 //! host  = DNS name (letters, digits, '-', '_', '.'; an optional trailing dot)
 //!       | IPv4 dotted quad | '[' IPv6 ']'
 //! port  = 1..=65535
-//! path, query = RFC 3986 pchar, '/' and '?'; '%' followed by two hex digits
+//! path, query = RFC 3986 pchar, '/' and '?'; '%' followed by two hex digits;
+//!               no '.' or '..' segment
 //! ```
 //!
 //! The scheme and host are case-insensitive; percent-escapes are sent as written (never
@@ -19,15 +22,26 @@
 //! `user:password@` (credentials do not belong in the URL, and the device would log them),
 //! a `#fragment` (never sent; an origin-form request target cannot carry one), an empty,
 //! malformed or ambiguous host (`127.1`, `0x7f.0.0.1`, zone IDs), an empty or zero port,
-//! and a path character RFC 3986 says must be escaped.
+//! a path character RFC 3986 says must be escaped, and a `.` or `..` path segment (clients
+//! resolve them before sending, or not: the request target would differ by platform).
+//!
+//! ```
+//! use accessgate::{check_url, UrlProblem};
+//! let t = check_url("http://[::1]:8080/check?device=k%2F1").unwrap();
+//! assert_eq!((t.host_header, t.port, t.path), ("[::1]", 8080, "/check?device=k%2F1"));
+//! assert_eq!(check_url("http://gate.lan/check\r\nX-Evil: 1"), Err(UrlProblem::Character));
+//! assert_eq!(check_url("http://user:pw@gate.lan/check"), Err(UrlProblem::Userinfo));
+//! ```
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// What is wrong with a URL the driver refused ([`ConfigError::Url`](crate::ConfigError::Url)).
+/// Why [`check_url`] refused a URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum UrlProblem {
+    /// No `://`, or a scheme other than `http` / `https`.
+    Scheme,
     /// A space, a control character (CR, LF, tab, NUL...) or a non-ASCII byte: written into
     /// the request line or the `Host` header, it would break or inject into the request.
     Character,
@@ -41,13 +55,14 @@ pub enum UrlProblem {
     /// An empty port after `:`, or one that is not 1..=65535.
     Port,
     /// A path or query character that must be percent-encoded (`"` `<` `>` `\` `^` `` ` ``
-    /// `{` `|` `}` `[` `]`), or a `%` not followed by two hex digits.
+    /// `{` `|` `}` `[` `]`), a `%` not followed by two hex digits, or a `.` / `..` segment.
     Path,
 }
 
 impl core::fmt::Display for UrlProblem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
+            UrlProblem::Scheme => "is not an http:// or https:// URL",
             UrlProblem::Character => {
                 "contains a space, a control character (CR, LF, tab...) or a non-ASCII character: \
                  percent-encode it in the path or query; write an international host name in \
@@ -65,17 +80,18 @@ impl core::fmt::Display for UrlProblem {
             UrlProblem::Port => "has an invalid port: give 1 to 65535 after the colon, or no colon",
             UrlProblem::Path => {
                 "has a path or query character that must be percent-encoded (one of \"<>\\^`{|}[]), \
-                 or a % not followed by two hex digits"
+                 a % not followed by two hex digits, or a . or .. segment (write the path it stands for)"
             }
         })
     }
 }
 
-/// A checked URL, split into what the request needs. Borrowed from the URL string.
+/// A checked URL ([`check_url`]), split into what a request needs. Borrowed from the URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Target<'a> {
-    /// `https://`.
-    pub tls: bool,
+#[non_exhaustive]
+pub struct UrlTarget<'a> {
+    /// `https://` (else `http://`).
+    pub https: bool,
     /// The host as the `Host` header writes it: as in the URL, an IPv6 address in brackets.
     pub host_header: &'a str,
     /// The name for DNS, the TLS server name and the certificate check: without brackets and
@@ -92,45 +108,30 @@ pub(crate) struct Target<'a> {
     pub path: &'a str,
 }
 
-/// Why [`parse`] refused a URL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// No `://`, or a scheme other than `http` / `https`
-    /// ([`ConfigError::InvalidUrl`](crate::ConfigError::InvalidUrl)).
-    Scheme,
-    /// An http(s) URL that would make a malformed or ambiguous request.
-    Problem(UrlProblem),
-}
-
-impl From<UrlProblem> for Refused {
-    fn from(p: UrlProblem) -> Self {
-        Refused::Problem(p)
-    }
-}
-
-/// Splits and checks `url` (the rules are in the module docs).
-pub(crate) fn parse(url: &str) -> Result<Target<'_>, Refused> {
-    let (scheme, rest) = url.split_once("://").ok_or(Refused::Scheme)?;
+/// Splits and checks an endpoint URL: `http[s]://host[:port][/path][?query]` (the rules, and
+/// why, are in the [module docs](self)).
+pub fn check_url(url: &str) -> Result<UrlTarget<'_>, UrlProblem> {
+    let (scheme, rest) = url.split_once("://").ok_or(UrlProblem::Scheme)?;
     let tls = if scheme.eq_ignore_ascii_case("https") {
         true
     } else if scheme.eq_ignore_ascii_case("http") {
         false
     } else {
-        return Err(Refused::Scheme);
+        return Err(UrlProblem::Scheme);
     };
     // The request framing: nothing but visible ASCII goes on the wire (a CR/LF would end the
     // request line or a header and start the attacker's).
     if !rest.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(UrlProblem::Character.into());
+        return Err(UrlProblem::Character);
     }
     if rest.contains('#') {
-        return Err(UrlProblem::Fragment.into());
+        return Err(UrlProblem::Fragment);
     }
     // RFC 3986 3.2: the authority ends at the first '/', '?' or '#'.
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
     if authority.contains('@') {
-        return Err(UrlProblem::Userinfo.into());
+        return Err(UrlProblem::Userinfo);
     }
     let (host_header, port) = split_port(authority)?;
     let (name, ip) = host(host_header)?;
@@ -140,8 +141,8 @@ pub(crate) fn parse(url: &str) -> Result<Target<'_>, Refused> {
         Some(p) => parse_port(p)?,
     };
     check_path(path)?;
-    Ok(Target {
-        tls,
+    Ok(UrlTarget {
+        https: tls,
         host_header,
         name,
         ip,
@@ -215,8 +216,13 @@ fn host(host: &str) -> Result<(&str, Option<IpAddr>), UrlProblem> {
     Ok((name, None))
 }
 
-/// RFC 3986 path / query characters: unreserved, sub-delims, `:@/?` and `%XX`.
+/// RFC 3986 path / query characters: unreserved, sub-delims, `:@/?` and `%XX`; no dot
+/// segment in the path.
 fn check_path(path: &str) -> Result<(), UrlProblem> {
+    let path_only = path.split('?').next().unwrap_or_default();
+    if path_only.split('/').any(is_dot_segment) {
+        return Err(UrlProblem::Path);
+    }
     let bytes = path.as_bytes();
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -240,19 +246,33 @@ fn check_path(path: &str) -> Result<(), UrlProblem> {
     Ok(())
 }
 
+/// `.` or `..`, also written with `%2e` (WHATWG resolves those too).
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment;
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        } else if rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%2e")) {
+            rest = rest.get(3..).unwrap_or_default();
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ok(url: &str) -> Target<'_> {
-        parse(url).unwrap_or_else(|e| panic!("{url:?} refused: {e:?}"))
+    fn ok(url: &str) -> UrlTarget<'_> {
+        check_url(url).unwrap_or_else(|e| panic!("{url:?} refused: {e:?}"))
     }
 
-    fn problem(url: &str) -> Result<Target<'_>, UrlProblem> {
-        parse(url).map_err(|e| match e {
-            Refused::Problem(p) => p,
-            Refused::Scheme => panic!("{url:?}: scheme refused"),
-        })
+    fn problem(url: &str) -> Result<UrlTarget<'_>, UrlProblem> {
+        check_url(url)
     }
 
     #[test]
@@ -297,7 +317,7 @@ mod tests {
             " http://h/",
             "http\r\n://h/",
         ] {
-            assert_eq!(parse(url), Err(Refused::Scheme), "{url:?}");
+            assert_eq!(problem(url), Err(UrlProblem::Scheme), "{url:?}");
         }
     }
 
@@ -376,11 +396,21 @@ mod tests {
             "http://h/%4",
             "http://h/%zz",
             "http://h/?q=%g0",
+            "http://h/a/../b",
+            "http://h/./b",
+            "http://h/a/..",
+            "http://h/a/%2e%2E/b",
+            "http://h/a/.%2e?x",
         ] {
             assert_eq!(problem(url), Err(UrlProblem::Path), "{url:?}");
         }
-        let t = ok("http://h/a%20b/%2F%2e/~x-y_z.json?q=a%2Bb&r=:@/?!$'()*+,;=");
-        assert_eq!(t.path, "/a%20b/%2F%2e/~x-y_z.json?q=a%2Bb&r=:@/?!$'()*+,;=");
+        let t = ok("http://h/a%20b/%2F%2e1/~x-y_z.json?q=a%2Bb&r=:@/?!$'()*+,;=");
+        assert_eq!(t.path, "/a%20b/%2F%2e1/~x-y_z.json?q=a%2Bb&r=:@/?!$'()*+,;=");
+        // Dots inside a segment, and dot segments in the query, are not dot segments.
+        assert_eq!(
+            ok("http://h/.well-known/a...b/v1.2?p=../x").path,
+            "/.well-known/a...b/v1.2?p=../x"
+        );
     }
 
     #[test]
@@ -388,8 +418,8 @@ mod tests {
         let t = ok("http://backend.test/check");
         assert_eq!(
             t,
-            Target {
-                tls: false,
+            UrlTarget {
+                https: false,
                 host_header: "backend.test",
                 name: "backend.test",
                 ip: None,
@@ -400,7 +430,7 @@ mod tests {
         );
         // A query with no path: the authority ends at '?' (nourl took `h?x=1` as the host).
         let t = ok("https://h?x=1");
-        assert_eq!((t.name, t.path, t.port, t.tls), ("h", "?x=1", 443, true));
+        assert_eq!((t.name, t.path, t.port, t.https), ("h", "?x=1", 443, true));
         assert_eq!(ok("http://h").path, "");
         assert_eq!(ok("http://h/").path, "/");
         // IPv6: brackets in the Host header, none for the connection and the certificate.
@@ -420,7 +450,7 @@ mod tests {
         // Case-insensitive scheme and host; the host is sent as written.
         let t = ok("HTTPS://Backend.TEST:443/Check");
         assert_eq!(
-            (t.tls, t.host_header, t.name, t.default_port),
+            (t.https, t.host_header, t.name, t.default_port),
             (true, "Backend.TEST", "Backend.TEST", true)
         );
         // A trailing dot: the Host header as written, DNS and SNI without it (RFC 6066 3).
