@@ -1,37 +1,4 @@
-//! The endpoint URLs, split and checked by the project's own rules (no allocator), the same
-//! on every platform: the device adapter sends what [`check_url`] splits, the desktop adapter
-//! refuses what it refuses before its HTTP client sees the URL.
-//!
-//! A URL reaches the wire as the request line (`GET <path> HTTP/1.1`), the `Host` header,
-//! the DNS query, the TLS server name (SNI) and the name the certificate is verified against
-//! (R14). So every URL is checked once, when the adapter is configured, and whatever passes
-//! makes a valid HTTP/1.1 request (RFC 9112 3.2, RFC 9110 7.2, RFC 3986 3):
-//!
-//! ```text
-//! http[s]://host[:port][/path][?query]
-//! host  = DNS name (letters, digits, '-', '_', '.'; an optional trailing dot)
-//!       | IPv4 dotted quad | '[' IPv6 ']'
-//! port  = 1..=65535
-//! path, query = RFC 3986 pchar, '/' and '?'; '%' followed by two hex digits;
-//!               no '.' or '..' segment
-//! ```
-//!
-//! The scheme and host are case-insensitive; percent-escapes are sent as written (never
-//! decoded or re-encoded). Refused, each with its own [`UrlProblem`]: a space, control
-//! character or non-ASCII byte anywhere (CR/LF would inject headers or a second request),
-//! `user:password@` (credentials do not belong in the URL, and the device would log them),
-//! a `#fragment` (never sent; an origin-form request target cannot carry one), an empty,
-//! malformed or ambiguous host (`127.1`, `0x7f.0.0.1`, zone IDs), an empty or zero port,
-//! a path character RFC 3986 says must be escaped, and a `.` or `..` path segment (clients
-//! resolve them before sending, or not: the request target would differ by platform).
-//!
-//! ```
-//! use accessgate::{check_url, UrlProblem};
-//! let t = check_url("http://[::1]:8080/check?device=k%2F1").unwrap();
-//! assert_eq!((t.host_header, t.port, t.path), ("[::1]", 8080, "/check?device=k%2F1"));
-//! assert_eq!(check_url("http://gate.lan/check\r\nX-Evil: 1"), Err(UrlProblem::Character));
-//! assert_eq!(check_url("http://user:pw@gate.lan/check"), Err(UrlProblem::Userinfo));
-//! ```
+//! The endpoint URL rules both adapters share: [`check_url`].
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -108,8 +75,40 @@ pub struct UrlTarget<'a> {
     pub path: &'a str,
 }
 
-/// Splits and checks an endpoint URL: `http[s]://host[:port][/path][?query]` (the rules, and
-/// why, are in the [module docs](self)).
+/// Splits and checks an endpoint URL by the project's own rules (no allocator), the same on
+/// every platform: the device adapter sends what this splits, the desktop adapter refuses
+/// what this refuses before its HTTP client sees the URL.
+///
+/// A URL reaches the wire as the request line (`GET <path> HTTP/1.1`), the `Host` header,
+/// the DNS query, the TLS server name (SNI) and the name the certificate is verified against
+/// (R14). So every URL is checked once, when the adapter is configured, and whatever passes
+/// makes a valid HTTP/1.1 request (RFC 9112 3.2, RFC 9110 7.2, RFC 3986 3):
+///
+/// ```text
+/// http[s]://host[:port][/path][?query]
+/// host  = DNS name (letters, digits, '-', '_', '.'; an optional trailing dot)
+///       | IPv4 dotted quad | '[' IPv6 ']'
+/// port  = 1..=65535
+/// path, query = RFC 3986 pchar, '/' and '?'; '%' followed by two hex digits;
+///               no '.' or '..' segment
+/// ```
+///
+/// The scheme and host are case-insensitive; percent-escapes are sent as written (never
+/// decoded or re-encoded). Refused, each with its own [`UrlProblem`]: a space, control
+/// character or non-ASCII byte anywhere (CR/LF would inject headers or a second request),
+/// `user:password@` (credentials do not belong in the URL, and the device would log them),
+/// a `#fragment` (never sent; an origin-form request target cannot carry one), an empty,
+/// malformed or ambiguous host (`127.1`, `0x7f.0.0.1`, zone IDs), an empty or zero port,
+/// a path character RFC 3986 says must be escaped, and a `.` or `..` path segment (clients
+/// resolve them before sending, or not: the request target would differ by platform).
+///
+/// ```
+/// use accessgate::{check_url, UrlProblem};
+/// let t = check_url("http://[::1]:8080/check?device=k%2F1").unwrap();
+/// assert_eq!((t.host_header, t.port, t.path), ("[::1]", 8080, "/check?device=k%2F1"));
+/// assert_eq!(check_url("http://gate.lan/check\r\nX-Evil: 1"), Err(UrlProblem::Character));
+/// assert_eq!(check_url("http://user:pw@gate.lan/check"), Err(UrlProblem::Userinfo));
+/// ```
 pub fn check_url(url: &str) -> Result<UrlTarget<'_>, UrlProblem> {
     let (scheme, rest) = url.split_once("://").ok_or(UrlProblem::Scheme)?;
     let tls = if scheme.eq_ignore_ascii_case("https") {
