@@ -249,6 +249,8 @@
 //! - [`GateConfig`] / [`SessionConfig`]: every figure of the spec's defaults table, validated.
 //! - [`Status`] (with [`Status::since`], the instant of the last access change) and
 //!   [`Counters`]: what an app renders and exports (R13).
+//! - [`check_url`]: the endpoint URL rules both adapters apply (a valid HTTP/1.1 request
+//!   line and `Host` header, or a [`UrlProblem`] naming what is wrong).
 //!
 //! ## Features
 //! - `log`: log lines go to the `log` facade (desktop).
@@ -287,6 +289,7 @@ mod schedule;
 mod session;
 mod time;
 mod timer;
+mod url;
 
 pub use classify::{
     classify, classify_refresh, parse_check_body, parse_retry_after, BodyError, CheckOutcome, RefreshOutcome,
@@ -306,3 +309,4 @@ pub use session::{
     DEFAULT_TOKEN_CAPACITY, SESSION_EVENT_CAPACITY,
 };
 pub use time::{Duration, Instant};
+pub use url::{check_url, UrlProblem, UrlTarget};

@@ -1,10 +1,9 @@
 //! Driver configuration: endpoints, transport, seeds, and the checks made before anything
 //! runs (once, in [`Driver::new`](crate::Driver::new)).
 
-use accessgate::SessionConfig;
-use nourl::{Url, UrlScheme};
-
 use crate::buffers::{Buffers, DriverBuffers};
+use accessgate::SessionConfig;
+use accessgate::UrlProblem;
 
 /// How requests reach the backend. There is no default: plain HTTP must be asked for.
 ///
@@ -123,7 +122,8 @@ impl core::fmt::Debug for UnixClock {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RefreshEndpoint<'a> {
-    /// Full URL of the token endpoint, e.g. `https://api.example.com/oauth/token`.
+    /// Full URL of the token endpoint, e.g. `https://api.example.com/oauth/token`. The same
+    /// rules as [`DriverConfig::check_url`].
     pub url: &'a str,
     /// The `client_id` form field.
     pub client_id: &'a str,
@@ -161,6 +161,19 @@ impl<'a> RefreshEndpoint<'a> {
 #[non_exhaustive]
 pub struct DriverConfig<'a> {
     /// Full URL of the check endpoint, e.g. `https://api.example.com/api/code/invites/check-access/`.
+    ///
+    /// Accepted (this and [`RefreshEndpoint::url`]): `http[s]://host[:port][/path][?query]`,
+    /// where `host` is a DNS name (ASCII letters, digits, `-`, `_`, dots; an international
+    /// name in punycode), an IPv4 dotted quad or an IPv6 address in brackets (`[::1]`, no
+    /// zone ID); `port` is 1 to 65535; path and query hold RFC 3986 characters with `%XX`
+    /// escapes, sent exactly as written. Scheme and host are case-insensitive; a host's
+    /// trailing dot stays in the `Host` header and is dropped for DNS and the TLS server
+    /// name. Refused with [`ConfigError::Url`]: a space, control character (CR, LF, tab) or
+    /// non-ASCII byte anywhere, `user:password@`, a `#fragment`, an empty or malformed host
+    /// (also `127.1`-style numbers that are not a dotted quad), an empty or zero port, and
+    /// path characters that must be escaped (`"` `<` `>` `\` `^` `` ` `` `{` `|` `}` `[` `]`,
+    /// a `%` without two hex digits) and `.` / `..` path segments. See [`UrlProblem`]; the
+    /// rules are the core's ([`accessgate::check_url`]), which the desktop adapter applies too.
     pub check_url: &'a str,
     /// TLS (with the CA to verify against) or explicitly plain HTTP. No default.
     pub transport: Transport<'a>,
@@ -255,8 +268,14 @@ pub enum BufferKind {
 pub enum ConfigError {
     /// The core refused the session settings.
     Core(accessgate::ConfigError),
-    /// A URL does not parse, or has no host.
+    /// A URL without `://`, or with a scheme other than `http` / `https`.
     InvalidUrl(Endpoint),
+    /// An http(s) URL that would make a malformed or ambiguous request: a space, control
+    /// character or non-ASCII byte, `user:password@`, a `#fragment`, a bad host or port, or an
+    /// unescaped path character. The [`UrlProblem`] says which (never
+    /// [`UrlProblem::Scheme`], which is [`ConfigError::InvalidUrl`]); the accepted forms are
+    /// listed at [`DriverConfig::check_url`].
+    Url(Endpoint, UrlProblem),
     /// An `http://` URL with [`Transport::Tls`], or an `https://` URL with
     /// [`Transport::PlainHttp`]: the transport is never chosen from the URL.
     SchemeMismatch(Endpoint),
@@ -308,7 +327,8 @@ impl core::fmt::Display for ConfigError {
         };
         match self {
             ConfigError::Core(e) => write!(f, "{e}"),
-            ConfigError::InvalidUrl(e) => write!(f, "{} URL is not a valid http(s) URL", name(e)),
+            ConfigError::InvalidUrl(e) => write!(f, "{} URL is not an http:// or https:// URL", name(e)),
+            ConfigError::Url(e, problem) => write!(f, "{} URL {problem}", name(e)),
             ConfigError::SchemeMismatch(e) => write!(
                 f,
                 "{} URL scheme does not match the transport (TLS needs https://, plain HTTP needs http://)",
@@ -454,14 +474,17 @@ fn transport_is_tls(transport: &Transport<'_>) -> Result<bool, ConfigError> {
     }
 }
 
+/// The URL rules both platforms share ([`accessgate::check_url`]), then its scheme against the transport (R14: the
+/// transport is never chosen from the URL).
 fn check_url(url: &str, tls: bool, which: Endpoint) -> Result<(), ConfigError> {
-    let parsed = Url::parse(url).map_err(|_| ConfigError::InvalidUrl(which))?;
-    if parsed.host().is_empty() {
-        return Err(ConfigError::InvalidUrl(which));
-    }
-    match (parsed.scheme(), tls) {
-        (UrlScheme::HTTPS, true) | (UrlScheme::HTTP, false) => Ok(()),
-        _ => Err(ConfigError::SchemeMismatch(which)),
+    let target = accessgate::check_url(url).map_err(|e| match e {
+        UrlProblem::Scheme => ConfigError::InvalidUrl(which),
+        p => ConfigError::Url(which, p),
+    })?;
+    if target.https == tls {
+        Ok(())
+    } else {
+        Err(ConfigError::SchemeMismatch(which))
     }
 }
 

@@ -9,12 +9,11 @@
 //! ([`crate::tls`]), and the request is written only through [`Verified`], which exists only
 //! if the server's chain and CertificateVerify were both verified in this handshake (R14).
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::SocketAddr;
 
 use accessgate::TransientClass;
 use embedded_io::Error as _;
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
-use nourl::Url;
 #[cfg(feature = "tls")]
 use rand_chacha::ChaCha20Rng;
 
@@ -123,17 +122,15 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             ("Connection", b"close"),
         ];
         // Validated at construction; a URL that stopped parsing is a configuration bug.
-        let parsed =
-            Url::parse(url).map_err(|_| Failure::net(TransientClass::OtherStatus, NetFailure::Other))?;
-        let host = parsed.host();
-        let port = parsed.port_or_default();
-        let default_port = parsed.scheme().default_port();
+        let target = accessgate::check_url(url)
+            .map_err(|_| Failure::net(TransientClass::OtherStatus, NetFailure::Other))?;
         let method = if is_check { "GET" } else { "POST" };
         let head = RequestHead {
             method,
-            path: parsed.path(),
-            host,
-            port: (port != default_port).then_some(port),
+            path: target.path,
+            // RFC 9110 7.2: `uri-host [":" port]`, an IPv6 address in brackets.
+            host: target.host_header,
+            port: (!target.default_port).then_some(target.port),
             headers: if is_check {
                 &check_headers
             } else {
@@ -142,25 +139,25 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             body: (!is_check).then_some(scratch),
         };
 
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let ip = match bare.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            Err(_) => self
+        let ip = match target.ip {
+            Some(ip) => ip,
+            None => self
                 .dns
-                .get_host_by_name(host, AddrType::Either)
+                .get_host_by_name(target.name, AddrType::Either)
                 .await
                 .map_err(|_| {
                     debug!("{} {}: DNS failed", method, url);
                     Failure::net(TransientClass::Dns, NetFailure::DnsFailed)
                 })?,
         };
-        let mut conn = self.tcp.connect(SocketAddr::new(ip, port)).await.map_err(|e| {
-            debug!("{} {}: connect failed", method, url);
-            Failure::net(TransientClass::Connect, connect_failure(e.kind()))
-        })?;
+        let mut conn = self
+            .tcp
+            .connect(SocketAddr::new(ip, target.port))
+            .await
+            .map_err(|e| {
+                debug!("{} {}: connect failed", method, url);
+                Failure::net(TransientClass::Connect, connect_failure(e.kind()))
+            })?;
 
         #[cfg(feature = "tls")]
         if let Some(trust) = self.tls {
@@ -173,15 +170,14 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
                 &mut *t.read,
                 &mut *t.write,
             );
-            // No SNI for an IP address (RFC 6066 3).
-            let config = if bare.parse::<IpAddr>().is_ok() {
-                embedded_tls::TlsConfig::new()
-            } else {
-                embedded_tls::TlsConfig::new().with_server_name(host)
+            // No SNI for an IP address, and none with a trailing dot (RFC 6066 3).
+            let config = match target.ip {
+                Some(_) => embedded_tls::TlsConfig::new(),
+                None => embedded_tls::TlsConfig::new().with_server_name(target.name),
             };
             let mut provider = Provider {
                 rng: &mut self.rng,
-                verifier: HandshakeVerifier::new(trust.ca_der, bare, trust.clock),
+                verifier: HandshakeVerifier::new(trust.ca_der, target.name, trust.clock),
             };
             if let Err(e) = tls
                 .open(embedded_tls::TlsContext::new(&config, &mut provider))

@@ -25,6 +25,13 @@
 //!   key a TLS failure), revocation. The full table is in the `tls` module. Plain HTTP only when
 //!   [`Transport::PlainHttp`] is chosen, and a URL whose scheme disagrees with the transport
 //!   is a [`ConfigError`].
+//! - **URLs**: checked by the adapter's own rules when the driver is built (see
+//!   [`DriverConfig::check_url`]): `http[s]://host[:port][/path][?query]` with a DNS name,
+//!   an IPv4 dotted quad or a bracketed IPv6 address; a space, control character or
+//!   non-ASCII byte, `user:password@`, a `#fragment`, port 0 or an unescaped path character
+//!   is refused with [`ConfigError::Url`] naming the [`UrlProblem`], so whatever is accepted
+//!   makes a valid HTTP/1.1 request line and `Host` header. The rules are the core's
+//!   ([`accessgate::check_url`]): the desktop adapter refuses the same URLs.
 //! - **App side**: a [`Link`] (`static`-friendly) with a bounded command channel, a status
 //!   `Watch` of [`Snapshot`]s and a bounded event channel that counts drops instead of
 //!   blocking. One driver per link (a second is [`ConfigError::LinkInUse`] until the first
@@ -179,6 +186,7 @@ mod wire;
 #[doc(hidden)]
 pub use wire::fuzz_read_response;
 
+pub use accessgate::UrlProblem;
 pub use buffers::{
     BufferStorage, Buffers, CheckStorage, DriverBuffers, PlainCheckStorage, RefreshStorage, TlsBuffers,
 };

@@ -34,8 +34,11 @@ pub(crate) const RETRY_AFTER_MAX: usize = 16;
 /// One request's head and body.
 pub(crate) struct RequestHead<'r> {
     pub method: &'r str,
+    /// Path and query (checked by [`accessgate::check_url`]); a `/` is written in front of one that
+    /// does not start with it (`""`, `?q=1`).
     pub path: &'r str,
-    /// `Host` header value (with `:port` when not the scheme's default).
+    /// `Host` header value, an IPv6 address in brackets (`:port` is added when not the
+    /// scheme's default).
     pub host: &'r str,
     pub port: Option<u16>,
     pub headers: &'r [(&'r str, &'r [u8])],
@@ -70,15 +73,17 @@ pub(crate) async fn write_request<C: Write>(conn: &mut C, r: &RequestHead<'_>) -
     let port = r.port.map(|p| fmt_port(p, &mut port_buf));
     let mut len_buf = [0u8; 20];
     let content_length = r.body.map(|b| fmt_usize(b.len(), &mut len_buf));
+    // RFC 9112 3.2.1: origin-form is `absolute-path [ "?" query ]`.
+    let slash: &[u8] = if r.path.starts_with('/') { b"" } else { b"/" };
     let parts: [&[u8]; 8] = [
         r.method.as_bytes(),
         b" ",
+        slash,
         r.path.as_bytes(),
         b" HTTP/1.1\r\nHost: ",
         r.host.as_bytes(),
         port.unwrap_or(b""),
         b"\r\n",
-        b"",
     ];
     for p in parts {
         write_all(conn, p).await?;
@@ -726,6 +731,43 @@ mod tests {
         assert_eq!(
             conn.written,
             b"POST /oauth/token HTTP/1.1\r\nHost: api.example.com:8443\r\nConnection: close\r\nContent-Length: 3\r\n\r\na=b"
+        );
+    }
+
+    /// What `write_request` writes for `path`, `host` and `port`.
+    fn request_line_and_host(path: &str, host: &str, port: Option<u16>) -> std::string::String {
+        let mut conn = Scripted {
+            script: b"",
+            step: usize::MAX,
+            written: std::vec::Vec::new(),
+        };
+        let req = RequestHead {
+            method: "GET",
+            path,
+            host,
+            port,
+            headers: &[],
+            body: None,
+        };
+        embassy_futures::block_on(write_request(&mut conn, &req)).unwrap();
+        std::string::String::from_utf8(conn.written).unwrap()
+    }
+
+    #[test]
+    fn the_request_target_is_origin_form_and_ipv6_hosts_keep_their_brackets() {
+        // RFC 9112 3.2.1: a URL without a path asks for "/", a bare query for "/?query".
+        assert_eq!(
+            request_line_and_host("", "h", None),
+            "GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        assert_eq!(
+            request_line_and_host("?x=1", "h", None),
+            "GET /?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        // RFC 9110 7.2 / RFC 3986 3.2.2: `Host: [::1]:8080`, not `::1:8080`.
+        assert_eq!(
+            request_line_and_host("/check?a=%20", "[::1]", Some(8080)),
+            "GET /check?a=%20 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"
         );
     }
 }

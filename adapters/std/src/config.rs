@@ -26,9 +26,13 @@ pub const DEFAULT_MAX_TOKEN_BODY: usize = 8 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GateClientConfig {
-    /// Full URL of the check endpoint (`GET`, `Authorization: Bearer <token>`).
+    /// Full URL of the check endpoint (`GET`, `Authorization: Bearer <token>`). Refused at
+    /// [`build`](GateClientConfigBuilder::build) / spawn, as on the device, when
+    /// [`accessgate::check_url`] refuses it (CR/LF, spaces, non-ASCII, `user:password@`,
+    /// `#fragment`, port 0, ...): never rewritten into some other request.
     pub check_url: String,
-    /// Full URL of the token endpoint (`POST`, form `grant_type=refresh_token&...`).
+    /// Full URL of the token endpoint (`POST`, form `grant_type=refresh_token&...`). The same
+    /// rules as [`GateClientConfig::check_url`].
     pub token_url: String,
     /// `client_id` sent with every refresh.
     pub client_id: String,

@@ -71,11 +71,34 @@ fn parse_url(url: &str) -> Result<Url, GateError> {
         url: url.to_string(),
         reason,
     };
+    // The URL rules both platforms share, before WHATWG parsing can rewrite the URL: it would
+    // strip a CR/LF or tab, percent-encode a space, drop a #fragment, resolve `..`, read
+    // `127.1` as 127.0.0.1, and reqwest would send `user:password@` as a Basic
+    // `Authorization` header next to the bearer token. The device refuses all of these.
+    match accessgate::check_url(url) {
+        Err(accessgate::UrlProblem::Userinfo) => {
+            return Err(GateError::InvalidUrl {
+                url: without_userinfo(url),
+                reason: accessgate::UrlProblem::Userinfo.to_string(),
+            })
+        }
+        Err(problem) => return Err(bad(problem.to_string())),
+        Ok(_) => {}
+    }
     let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
     match parsed.scheme() {
         "http" | "https" => Ok(parsed),
         other => Err(bad(format!("scheme {other:?} is not http or https"))),
     }
+}
+
+/// `url` with its `user:password@` replaced by `***@`, for an error message.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://***@{host}{tail}")
 }
 
 impl Transport {
@@ -253,6 +276,50 @@ mod tests {
         assert!(bearer(b"a\r\nX-Evil: 1").is_none());
         assert!(bearer(b"a\nb").is_none());
         assert!(bearer(b"a\0b").is_none());
+    }
+
+    #[test]
+    fn urls_the_device_refuses_are_refused_here_too_with_the_same_reason() {
+        // WHATWG (reqwest's Url) would take each of these and send something else: strip the
+        // CR/LF, encode the space, drop the fragment, resolve `..`, read 127.1 as 127.0.0.1,
+        // connect to port 0, or send u:p as Basic credentials beside the bearer token.
+        for (url, problem) in [
+            (
+                "http://h.test/check\r\nX-Evil: 1",
+                accessgate::UrlProblem::Character,
+            ),
+            ("http://h.test/a b", accessgate::UrlProblem::Character),
+            ("http://b\u{fc}cher.test/", accessgate::UrlProblem::Character),
+            ("http://h.test/check#frag", accessgate::UrlProblem::Fragment),
+            ("http://u:p@h.test/check", accessgate::UrlProblem::Userinfo),
+            ("http:///check", accessgate::UrlProblem::Host),
+            ("http://127.1/check", accessgate::UrlProblem::Host),
+            ("http://h.test:0/check", accessgate::UrlProblem::Port),
+            ("http://h.test/a/../check", accessgate::UrlProblem::Path),
+            ("http://h.test/a|b", accessgate::UrlProblem::Path),
+        ] {
+            match parse_url(url) {
+                Err(GateError::InvalidUrl { reason, .. }) => {
+                    assert_eq!(reason, problem.to_string(), "{url:?}")
+                }
+                other => panic!("{url:?}: {other:?}"),
+            }
+        }
+        // Credentials are not echoed in the error.
+        let e = parse_url("http://kiosk:s3cret@h.test/check")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("***@h.test/check") && !e.contains("s3cret"), "{e}");
+        // What both accept, the desktop sends as the device does.
+        let u = parse_url("http://[::1]:8080/check?device=k%2F1").unwrap();
+        assert_eq!(
+            (u.host_str(), u.port(), u.path(), u.query()),
+            (Some("[::1]"), Some(8080), "/check", Some("device=k%2F1"))
+        );
+        assert_eq!(
+            parse_url("http://h.test?x=1").unwrap().as_str(),
+            "http://h.test/?x=1"
+        );
     }
 
     #[test]

@@ -175,6 +175,20 @@ fn config(args: &WatchArgs) -> Result<GateClientConfig, CliError> {
     let base = args.url.trim_end_matches('/');
     cfg.check_url = format!("{base}{}", args.check_path);
     cfg.token_url = format!("{base}{}", args.token_path);
+    // The adapter refuses a URL the device would refuse (accessgate::check_url); when --url
+    // alone is fine, the path appended to it is what broke it: name that flag.
+    if accessgate::check_url(&args.url).is_ok() {
+        for (flag, path, url) in [
+            ("--check-path", &args.check_path, &cfg.check_url),
+            ("--token-path", &args.token_path, &cfg.token_url),
+        ] {
+            if let Err(problem) = accessgate::check_url(url) {
+                return Err(CliError::Usage(format!(
+                    "{flag} {path:?}: the URL {url:?} {problem}"
+                )));
+            }
+        }
+    }
     cfg.client_id = args.client_id.clone();
     if let Some(path) = &args.ca {
         cfg.extra_ca_pem = Some(read_ca(path)?);

@@ -31,7 +31,7 @@ use accessgate_args::{check_token, check_url, parse_duration, to_core, CheckTimi
 use accessgate_embassy::{
     time, until_refreshes, until_verdict, write_event_text, write_verdict_text, BufferKind, CheckStorage,
     ConfigError, Driver, DriverBuffers, DriverConfig, Endpoint, Link, RefreshEndpoint, RefreshStorage, Seeds,
-    TimedEvent, TlsConfig, Transport, UnixClock,
+    TimedEvent, TlsConfig, Transport, UnixClock, UrlProblem,
 };
 use clap::{Args, Parser, Subcommand};
 use embassy_executor::Spawner;
@@ -66,6 +66,9 @@ Exit codes:\n  \
 2   failed closed: no definitive answer within the budget\n  \
 3   unauthorized: the server answered 401 (or, with --token-url, rejected the refresh token)\n  \
 64  usage error (bad flags, unreadable or invalid --ca, https without --ca, invalid URL or token)\n\n\
+URLs (--url, --token-url): http[s]://host[:port][/path][?query], host a DNS name, an IPv4 address \
+or an IPv6 address in brackets ([::1]); refused: spaces, control characters and non-ASCII \
+(percent-encode them), user:password@, #fragments, port 0, unescaped path characters.\n\n\
 Token refresh (device path only): with --token-url and --refresh-token the driver also runs its \
 refresh lane (R11): POST grant_type=refresh_token to --token-url, over the same transport and --ca \
 as --url (R14: the token endpoint proves who it is before it sees the refresh token). --expires-in \
@@ -314,6 +317,18 @@ fn plan(args: CheckArgs) -> Result<Plan, String> {
         buffers = buffers.with_refresh(REFRESH_BUFFERS.init_with(RefreshStorage::new).buffers());
     }
     let driver = Driver::new(&LINK, stack, dns, config, buffers, seeds).map_err(|e| match e {
+        // The URL's own problem, named; quoted (`{:?}`) so a CR/LF or control byte shows as an
+        // escape instead of acting on the terminal, and without the URL when it holds a password.
+        ConfigError::Url(lane, problem) => {
+            let (flag, url) = match lane {
+                Endpoint::Token => ("--token-url", args.token_url.as_deref().unwrap_or_default()),
+                _ => ("--url", args.url.as_str()),
+            };
+            match problem {
+                UrlProblem::Userinfo => format!("{flag}: {e}"),
+                _ => format!("{flag} {url:?}: {e}"),
+            }
+        }
         ConfigError::InvalidUrl(Endpoint::Token) | ConfigError::SchemeMismatch(Endpoint::Token) => {
             format!(
                 "--token-url {}: {e}",
