@@ -972,11 +972,13 @@ async fn control_surface_over_http() {
         assert_eq!(r.status().as_u16(), 200);
         assert_eq!(check(&c, &b, Some(&at)).await.0, 200);
 
-        // Timed fault clears itself.
-        get(ctl_url("fault?endpoint=check&fault=html_portal&for_ms=300")).await;
+        // Timed fault clears itself: held for its `for_ms` (a timer never fires early), then
+        // gone; waited for rather than slept past, so a late timer on a loaded machine is fine.
+        let set_at = Instant::now();
+        get(ctl_url("fault?endpoint=check&fault=html_portal&for_ms=1000")).await;
         assert_eq!(b.control().fault(Endpoint::Check), Some(Fault::HtmlPortal));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(b.control().fault(Endpoint::Check), None);
+        let held = fault_cleared(&b, set_at).await;
+        assert!(held >= Duration::from_millis(1000), "cleared after {held:?}");
 
         get(ctl_url(&format!("expire?access_token={at}"))).await;
         assert_eq!(check(&c, &b, Some(&at)).await.0, 401);
@@ -1010,14 +1012,29 @@ async fn control_surface_over_http() {
         assert_eq!(get(ctl_url("access?user=bob")).await.0, 400);
 
         // A refused outage set over HTTP must carry for_ms to be recoverable remotely.
-        get(ctl_url("fault?endpoint=all&fault=refused&for_ms=300")).await;
+        let set_at = Instant::now();
+        get(ctl_url("fault?endpoint=all&fault=refused&for_ms=1000")).await;
         assert_refused(b.http_addr()).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let held = fault_cleared(&b, set_at).await;
+        assert!(held >= Duration::from_millis(1000), "reopened after {held:?}");
         let fresh = client();
         assert_eq!(check(&fresh, &b, Some("x")).await.0, 401);
         b.shutdown().await;
     })
     .await;
+}
+
+/// Waits (at most 10 s after `set_at`) until the check endpoint's fault is gone; returns how
+/// long after `set_at` that was seen.
+async fn fault_cleared(b: &Backend, set_at: Instant) -> Duration {
+    while b.control().fault(Endpoint::Check).is_some() {
+        assert!(
+            set_at.elapsed() < Duration::from_secs(10),
+            "a timed fault still set after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    set_at.elapsed()
 }
 
 /// Issue 14 item 8: no control input panics a connection task. Every hostile query gets a

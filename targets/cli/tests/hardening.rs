@@ -308,26 +308,50 @@ async fn watch_issue_without_ca_hints_at_ca() {
 /// Issue 12: `watch --json` ends with a summary line carrying the last failure's detail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_json_ends_with_a_summary_line() {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgate"))
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgate"))
         .args(watch(&["--json", "--timeout", "200ms", "--budget", "1s"]))
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Interrupt once a retry has started, not at a fixed moment: the first check's events are
+    // printed from the loop that waits for Ctrl-C, so by a retry's `check_started` the handler
+    // is in place and a failure has been recorded, however slowly the process started.
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut text = String::new();
+    let retried = tokio::time::timeout(LIMIT, async {
+        let mut started = 0;
+        while started < 2 {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await.expect("read stdout") == 0 {
+                return false;
+            }
+            started += usize::from(line.contains(r#""event":"check_started""#));
+            text.push_str(&line);
+        }
+        true
+    })
+    .await;
+    assert_eq!(retried, Ok(true), "a retry before the interrupt: {text}");
     let pid = child.id().expect("running").to_string();
     assert!(std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .expect("kill")
         .success());
-    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
-        .await
-        .expect("exits after SIGINT")
-        .expect("wait");
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    let lines = json_lines(&out);
+    let status = tokio::time::timeout(LIMIT, async {
+        reader.read_to_string(&mut text).await.expect("read stdout");
+        child.wait().await.expect("wait")
+    })
+    .await
+    .expect("exits after SIGINT");
+    assert_eq!(status.code(), Some(0), "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
     let last = lines.last().expect("some output");
     assert_eq!(last["final"], true, "{last}");
     assert_eq!(last["command"], "watch");
@@ -339,7 +363,6 @@ async fn watch_json_ends_with_a_summary_line() {
     // Every line before it is an event.
     assert!(
         lines[..lines.len() - 1].iter().all(|l| l["event"].is_string()),
-        "{}",
-        stdout(&out)
+        "{text}"
     );
 }

@@ -270,9 +270,14 @@ async fn outage_then_recovery_grants_within_the_budget() {
             retry_after: None,
         }),
     );
+    // The outage ends once the device has met it (the backend answered a 503), not at a fixed
+    // moment: a slow process start must not let the first attempt find the backend healthy.
     let control = b.control();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        while control.counts().get(Endpoint::Check, 503) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
         control.set_fault(Endpoint::Check, None);
     });
     let url = check_url(&b.http_url());

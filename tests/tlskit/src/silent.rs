@@ -30,11 +30,16 @@ impl SilentServer {
                 return got;
             }
             let mut buf = [0u8; 4096];
-            while let Ok(n) = conn.read(&mut buf) {
-                if n == 0 {
-                    break;
+            loop {
+                match conn.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    // A read with a timeout set is not restarted after a signal (the test
+                    // process's SIGCHLD handler when it runs binaries, or a stop and continue of
+                    // a loaded machine): keep reading, the connection is still open.
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
                 }
-                got.extend_from_slice(&buf[..n]);
             }
             got
         });
