@@ -27,6 +27,8 @@ use crate::failure::TlsFailure;
 use crate::failure::{Failure, NetFailure};
 #[cfg(feature = "tls")]
 use crate::tls::handshake::{HandshakeVerifier, Provider, Verified};
+#[cfg(feature = "tls")]
+use crate::tls::records::{RecordLog, RecordTap};
 pub(crate) use crate::wire::Reply;
 use crate::wire::{self, RequestHead};
 
@@ -168,8 +170,9 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             let t = tls_bufs
                 .as_mut()
                 .ok_or(Failure::tls(TlsFailure::HandshakeFailure))?;
+            let mut records = RecordLog::default();
             let mut tls = embedded_tls::TlsConnection::<_, embedded_tls::Aes128GcmSha256>::new(
-                conn,
+                RecordTap::new(conn, &mut records),
                 &mut *t.read,
                 &mut *t.write,
             );
@@ -187,7 +190,9 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
                 .open(embedded_tls::TlsContext::new(&config, &mut provider))
                 .await
             {
-                let failure = handshake_failure(provider.verifier.failure(), e);
+                drop(tls);
+                let alert = records.last_was_alert();
+                let failure = handshake_failure(provider.verifier.failure(), alert, e);
                 debug!("{} {}: TLS handshake failed: {}", method, url, e);
                 return Err(failure);
             }
@@ -241,9 +246,14 @@ fn http_failure(f: NetFailure) -> Failure {
     Failure::net(class, f)
 }
 
-/// The verifier's own record wins (it knows *why*); otherwise embedded-tls' error.
+/// The verifier's own record wins (it knows *why*); otherwise embedded-tls' error, except that
+/// a record embedded-tls refused which was the server's alert ([`RecordTap`]) is named an alert.
 #[cfg(feature = "tls")]
-fn handshake_failure(recorded: Option<TlsFailure>, e: embedded_tls::TlsError) -> Failure {
+fn handshake_failure(
+    recorded: Option<TlsFailure>,
+    last_was_alert: bool,
+    e: embedded_tls::TlsError,
+) -> Failure {
     use embedded_tls::TlsError as E;
     if let Some(f) = recorded {
         return Failure::tls(f);
@@ -252,6 +262,11 @@ fn handshake_failure(recorded: Option<TlsFailure>, e: embedded_tls::TlsError) ->
         E::Io(kind) => Failure::net(TransientClass::Tls, wire::net_failure(kind)),
         E::IoError | E::ConnectionClosed => Failure::net(TransientClass::Tls, NetFailure::Closed),
         E::HandshakeAborted(..) => Failure::tls(TlsFailure::AlertReceived),
+        // R13: after the ServerHello embedded-tls refuses the server's (sealed) alert as an
+        // invalid record and drops it; say what it was. An RSA-keyed server ends the handshake
+        // this way (the device offers no RSA signature scheme), like the desktop's words for
+        // a server's alert. Only the name changes: it is refused either way (R14).
+        E::InvalidRecord if last_was_alert => Failure::tls(TlsFailure::AlertReceived),
         E::InvalidHandshake | E::InvalidRecord | E::UnknownContentType => {
             Failure::tls(TlsFailure::UnexpectedMessage)
         }

@@ -24,6 +24,7 @@ certificate_rows! {
     valid_rsa_chain_is_granted: ValidRsa => Granted;
     valid_ed25519_chain_is_granted: ValidEd25519 => Granted;
     ed25519_leaf_under_a_p256_ca_is_granted: Ed25519LeafUnderP256Ca => Granted;
+    rsa_leaf_under_a_p256_ca_is_granted: RsaLeafUnderP256Ca => Granted;
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
     name_only_in_the_san_is_granted: SanOnly => Granted;
     cn_without_san_matches_case_insensitively_and_is_granted: CnOnlyMixedCase => Granted;

@@ -44,6 +44,7 @@
 mod algs;
 mod der;
 pub mod handshake;
+pub mod records;
 pub mod verify;
 
 #[cfg(test)]
