@@ -247,7 +247,7 @@ fn http_failure(f: NetFailure) -> Failure {
 }
 
 /// The verifier's own record wins (it knows *why*); otherwise embedded-tls' error, except that
-/// a record embedded-tls refused which was the server's alert ([`RecordTap`]) is named an alert.
+/// a record embedded-tls refused which was the server's alert (`RecordTap`) is named an alert.
 #[cfg(feature = "tls")]
 fn handshake_failure(
     recorded: Option<TlsFailure>,
@@ -342,5 +342,31 @@ mod tests {
         let mut tx = [0u8; 10];
         assert!(write_bearer(&mut tx, b"abcdef").is_err());
         assert!(write_form(&mut tx, b"x", "y").is_err());
+    }
+
+    /// R13: an invalid record that was the server's alert is named an alert; any other
+    /// invalid record stays "unexpected", and the verifier's own record still wins.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_invalid_record_that_was_an_alert_is_named_an_alert() {
+        use embedded_tls::TlsError as E;
+        let named = |recorded, alert, e| handshake_failure(recorded, alert, e).detail;
+        let tls = |f| accessgate::FailureDetail::Tls(f);
+        assert_eq!(
+            named(None, true, E::InvalidRecord),
+            tls(TlsFailure::AlertReceived)
+        );
+        assert_eq!(
+            named(None, false, E::InvalidRecord),
+            tls(TlsFailure::UnexpectedMessage)
+        );
+        assert_eq!(
+            named(None, true, E::InvalidHandshake),
+            tls(TlsFailure::UnexpectedMessage)
+        );
+        assert_eq!(
+            named(Some(TlsFailure::UnsupportedAlgorithm), true, E::InvalidRecord),
+            tls(TlsFailure::UnsupportedAlgorithm)
+        );
     }
 }
