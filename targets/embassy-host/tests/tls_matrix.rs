@@ -90,3 +90,17 @@ async fn rogue_server_sending_certificate_verify_first_is_refused_and_no_token_s
 async fn rogue_server_with_an_ed25519_signed_leaf_under_a_p256_ca_is_refused_and_no_token_sent() {
     rogue_case(BIN, Flow::WellBehaved, Case::Ed25519SignedLeaf, Expect::Refused).await;
 }
+
+/// R13, parity with the desktop: a server that ends the handshake with a sealed
+/// `handshake_failure` alert right after its ServerHello (as rustls does when the leaf is RSA)
+/// is named "TLS alert from the server" on both platforms (`targets/cli/tests/tls_matrix.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_server_alerting_after_server_hello_is_named_an_alert_and_no_token_sent() {
+    rogue_case(
+        BIN,
+        Flow::AlertAfterServerHello,
+        Case::ValidP256,
+        Expect::RefusedWithDetail("TLS alert from the server"),
+    )
+    .await;
+}
