@@ -19,6 +19,9 @@ macro_rules! ag_log {
     }};
 }
 
+macro_rules! trace {
+    ($($t:tt)*) => { ag_log!(trace, $($t)*) };
+}
 macro_rules! debug {
     ($($t:tt)*) => { ag_log!(debug, $($t)*) };
 }

@@ -26,6 +26,8 @@ use crate::failure::TlsFailure;
 use crate::failure::{Failure, NetFailure};
 #[cfg(feature = "tls")]
 use crate::tls::handshake::{HandshakeVerifier, Provider, Verified};
+#[cfg(feature = "tls")]
+use crate::tls::records::{RecordLog, RecordTap};
 pub(crate) use crate::wire::Reply;
 use crate::wire::{self, RequestHead};
 
@@ -165,8 +167,9 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
             let t = tls_bufs
                 .as_mut()
                 .ok_or(Failure::tls(TlsFailure::HandshakeFailure))?;
+            let mut records = RecordLog::default();
             let mut tls = embedded_tls::TlsConnection::<_, embedded_tls::Aes128GcmSha256>::new(
-                conn,
+                RecordTap::new(conn, &mut records),
                 &mut *t.read,
                 &mut *t.write,
             );
@@ -183,7 +186,9 @@ impl<'a, C: TcpConnect, D: Dns> Http<'a, C, D> {
                 .open(embedded_tls::TlsContext::new(&config, &mut provider))
                 .await
             {
-                let failure = handshake_failure(provider.verifier.failure(), e);
+                drop(tls);
+                let alert = records.last_was_alert();
+                let failure = handshake_failure(provider.verifier.failure(), alert, e);
                 debug!("{} {}: TLS handshake failed: {}", method, url, e);
                 return Err(failure);
             }
@@ -237,9 +242,14 @@ fn http_failure(f: NetFailure) -> Failure {
     Failure::net(class, f)
 }
 
-/// The verifier's own record wins (it knows *why*); otherwise embedded-tls' error.
+/// The verifier's own record wins (it knows *why*); otherwise embedded-tls' error, except that
+/// a record embedded-tls refused which was the server's alert (`RecordTap`) is named an alert.
 #[cfg(feature = "tls")]
-fn handshake_failure(recorded: Option<TlsFailure>, e: embedded_tls::TlsError) -> Failure {
+fn handshake_failure(
+    recorded: Option<TlsFailure>,
+    last_was_alert: bool,
+    e: embedded_tls::TlsError,
+) -> Failure {
     use embedded_tls::TlsError as E;
     if let Some(f) = recorded {
         return Failure::tls(f);
@@ -248,6 +258,11 @@ fn handshake_failure(recorded: Option<TlsFailure>, e: embedded_tls::TlsError) ->
         E::Io(kind) => Failure::net(TransientClass::Tls, wire::net_failure(kind)),
         E::IoError | E::ConnectionClosed => Failure::net(TransientClass::Tls, NetFailure::Closed),
         E::HandshakeAborted(..) => Failure::tls(TlsFailure::AlertReceived),
+        // R13: after the ServerHello embedded-tls refuses the server's (sealed) alert as an
+        // invalid record and drops it; say what it was. An RSA-keyed server ends the handshake
+        // this way (the device offers no RSA signature scheme), like the desktop's words for
+        // a server's alert. Only the name changes: it is refused either way (R14).
+        E::InvalidRecord if last_was_alert => Failure::tls(TlsFailure::AlertReceived),
         E::InvalidHandshake | E::InvalidRecord | E::UnknownContentType => {
             Failure::tls(TlsFailure::UnexpectedMessage)
         }
@@ -323,5 +338,31 @@ mod tests {
         let mut tx = [0u8; 10];
         assert!(write_bearer(&mut tx, b"abcdef").is_err());
         assert!(write_form(&mut tx, b"x", "y").is_err());
+    }
+
+    /// R13: an invalid record that was the server's alert is named an alert; any other
+    /// invalid record stays "unexpected", and the verifier's own record still wins.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_invalid_record_that_was_an_alert_is_named_an_alert() {
+        use embedded_tls::TlsError as E;
+        let named = |recorded, alert, e| handshake_failure(recorded, alert, e).detail;
+        let tls = |f| accessgate::FailureDetail::Tls(f);
+        assert_eq!(
+            named(None, true, E::InvalidRecord),
+            tls(TlsFailure::AlertReceived)
+        );
+        assert_eq!(
+            named(None, false, E::InvalidRecord),
+            tls(TlsFailure::UnexpectedMessage)
+        );
+        assert_eq!(
+            named(None, true, E::InvalidHandshake),
+            tls(TlsFailure::UnexpectedMessage)
+        );
+        assert_eq!(
+            named(Some(TlsFailure::UnsupportedAlgorithm), true, E::InvalidRecord),
+            tls(TlsFailure::UnsupportedAlgorithm)
+        );
     }
 }

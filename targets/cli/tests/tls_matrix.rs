@@ -24,6 +24,7 @@ certificate_rows! {
     valid_rsa_chain_is_granted: ValidRsa => Granted;
     valid_ed25519_chain_is_granted: ValidEd25519 => Granted;
     ed25519_leaf_under_a_p256_ca_is_granted: Ed25519LeafUnderP256Ca => Granted;
+    rsa_leaf_under_a_p256_ca_is_granted: RsaLeafUnderP256Ca => Granted;
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
     name_only_in_the_san_is_granted: SanOnly => Granted;
     cn_without_san_matches_case_insensitively_and_is_granted: CnOnlyMixedCase => Granted;
@@ -70,4 +71,18 @@ async fn rogue_server_sending_certificate_verify_first_is_refused_and_no_token_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_server_with_an_ed25519_signed_leaf_under_a_p256_ca_is_refused_and_no_token_sent() {
     rogue_case(BIN, Flow::WellBehaved, Case::Ed25519SignedLeaf, Expect::Refused).await;
+}
+
+/// R13, parity with the device: a sealed `handshake_failure` alert right after the ServerHello
+/// (what rustls sends a device that offers no RSA signature scheme) is named "TLS alert from
+/// the server" on both platforms (`targets/embassy-host/tests/tls_matrix.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_server_alerting_after_server_hello_is_named_an_alert_and_no_token_sent() {
+    rogue_case(
+        BIN,
+        Flow::AlertAfterServerHello,
+        Case::ValidP256,
+        Expect::RefusedWithDetail("TLS alert from the server"),
+    )
+    .await;
 }

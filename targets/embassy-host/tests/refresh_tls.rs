@@ -273,6 +273,13 @@ async fn refresh_to_a_token_endpoint_with_an_ed25519_leaf_is_refused_and_no_refr
     token_endpoint_certificate_row(Case::Ed25519LeafUnderP256Ca, "unsupported signature algorithm").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_to_a_token_endpoint_with_an_rsa_leaf_is_refused_by_its_alert_and_no_refresh_token_sent() {
+    // R14: the token server's key is RSA under the device's P-256 anchor; the device offers no
+    // RSA signature scheme, so the server ends the handshake with an alert (R13: named so).
+    token_endpoint_certificate_row(Case::RsaLeafUnderP256Ca, "TLS alert from the server").await;
+}
+
 /// One rogue row: the token endpoint is the rogue server with `flow` and `case`'s chain; the
 /// check endpoint the trusted peer. The handshake must reach the rogue step and go no further.
 async fn token_endpoint_rogue_row(flow: Flow, case: Case, detail: &str) {

@@ -10,7 +10,8 @@
 //! chain under an ECDSA CA at the handshake; the row accepts either, neither sends the token.
 //! Ed25519 is refused the same two ways, each pinned by its own row: an Ed25519 `--ca` with
 //! exit 64, an Ed25519 leaf under a P-256 CA at the handshake as a TLS failure whose detail
-//! is "unsupported signature algorithm" (R13).
+//! is "unsupported signature algorithm" (R13). An RSA leaf under a P-256 CA never reaches the
+//! verifier: the server ends the handshake with an alert ("TLS alert from the server").
 
 use accessgate_tlskit::matrix::{certificate_case, rogue_case};
 use accessgate_tlskit::{Case, Expect, Flow};
@@ -36,6 +37,12 @@ certificate_rows! {
         ValidEd25519 => UnsupportedAnchor("Ed25519");
     ed25519_leaf_under_a_p256_ca_is_refused_on_the_device_and_no_token_sent:
         Ed25519LeafUnderP256Ca => RefusedWithDetail("unsupported signature algorithm");
+    // The device offers no RSA signature scheme: the server (rustls) answers its ServerHello,
+    // then a sealed handshake_failure alert, before any Certificate. R13: named as the alert
+    // it is, the desktop's words for a server's alert (it was "unexpected TLS handshake
+    // message", which points at a protocol bug).
+    rsa_leaf_under_a_p256_ca_is_refused_by_the_server_with_an_alert_and_no_token_sent:
+        RsaLeafUnderP256Ca => RefusedWithDetail("TLS alert from the server");
     ip_address_url_matches_the_ip_san_and_is_granted: ByIpAddress => Granted;
     name_only_in_the_san_is_granted: SanOnly => Granted;
     cn_without_san_matches_case_insensitively_and_is_granted: CnOnlyMixedCase => Granted;
@@ -82,4 +89,18 @@ async fn rogue_server_sending_certificate_verify_first_is_refused_and_no_token_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_server_with_an_ed25519_signed_leaf_under_a_p256_ca_is_refused_and_no_token_sent() {
     rogue_case(BIN, Flow::WellBehaved, Case::Ed25519SignedLeaf, Expect::Refused).await;
+}
+
+/// R13, parity with the desktop: a server that ends the handshake with a sealed
+/// `handshake_failure` alert right after its ServerHello (as rustls does when the leaf is RSA)
+/// is named "TLS alert from the server" on both platforms (`targets/cli/tests/tls_matrix.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_server_alerting_after_server_hello_is_named_an_alert_and_no_token_sent() {
+    rogue_case(
+        BIN,
+        Flow::AlertAfterServerHello,
+        Case::ValidP256,
+        Expect::RefusedWithDetail("TLS alert from the server"),
+    )
+    .await;
 }

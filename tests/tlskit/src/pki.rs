@@ -35,6 +35,10 @@ pub enum Case {
     /// Ed25519). Accepted on the desktop; the device accepts the anchor but refuses the leaf's
     /// key at the handshake.
     Ed25519LeafUnderP256Ca,
+    /// P-256 CA → RSA-2048 leaf (the CA signs with ECDSA; the server's CertificateVerify would
+    /// be RSA). Accepted on the desktop; the device offers no RSA signature scheme, so the
+    /// server ends the handshake with an alert before its Certificate.
+    RsaLeafUnderP256Ca,
     /// Leaf with only an IP SAN `127.0.0.1` (CN is not an address), reached by
     /// `https://127.0.0.1`. Accepted: IP URLs match IP SANs.
     ByIpAddress,
@@ -72,12 +76,13 @@ pub enum Case {
 
 impl Case {
     /// Every row, in the order of the matrix.
-    pub const ALL: [Case; 19] = [
+    pub const ALL: [Case; 20] = [
         Case::ValidP256,
         Case::ValidP384,
         Case::ValidRsa,
         Case::ValidEd25519,
         Case::Ed25519LeafUnderP256Ca,
+        Case::RsaLeafUnderP256Ca,
         Case::ByIpAddress,
         Case::SanOnly,
         Case::CnOnlyMixedCase,
@@ -103,6 +108,7 @@ impl Case {
             Case::ValidRsa => issued(self, &PKCS_RSA_SHA256, &PKCS_RSA_SHA256, |_| {}),
             Case::ValidEd25519 => issued(self, &PKCS_ED25519, &PKCS_ED25519, |_| {}),
             Case::Ed25519LeafUnderP256Ca => issued(self, p256, &PKCS_ED25519, |_| {}),
+            Case::RsaLeafUnderP256Ca => issued(self, p256, &PKCS_RSA_SHA256, |_| {}),
             Case::ByIpAddress => {
                 let mut s = issued(self, p256, p256, |leaf| {
                     leaf.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];

@@ -7,7 +7,8 @@
 //! key schedule with HKDF-SHA256, AES-128-GCM records, HMAC Finished, and ECDSA P-256
 //! CertificateVerify. No HelloRetryRequest, no resumption, no client certificates.
 //!
-//! Every [`Flow`] sends the same messages as [`Flow::WellBehaved`] except the step it names, and
+//! Every [`Flow`] sends the same messages as [`Flow::WellBehaved`] except the step it names
+//! ([`Flow::AlertAfterServerHello`] stops at its alert), and
 //! every flow answers a complete HTTP request with `200 {"has_access":true}`: a client that
 //! lets a rogue handshake through is granted, so its exit code shows it. The
 //! [`Report::bearer_seen`] flag says whether an `Authorization: Bearer` header arrived (R14).
@@ -68,6 +69,10 @@ pub enum Flow {
     /// CertificateVerify, Certificate, Finished: the signature before the certificate it
     /// should be checked with (signed over the transcript up to EncryptedExtensions).
     CertificateVerifyFirst,
+    /// Nothing after the ServerHello but a sealed fatal `handshake_failure` alert, then the
+    /// connection closes: what rustls sends a client it shares no signature scheme with (an
+    /// RSA-keyed server and a client that offers only ECDSA, like the device).
+    AlertAfterServerHello,
 }
 
 /// What reached the server, summed over all connections.
@@ -257,6 +262,12 @@ fn serve(mut tcp: TcpStream, flow: Flow, id: &Identity, report: &Mutex<Report>) 
     let mut write_keys = RecordKeys::new(&server_hs);
     let mut read_keys = RecordKeys::new(&client_hs);
 
+    if flow == Flow::AlertAfterServerHello {
+        // Level fatal (2), description handshake_failure (40), under the handshake keys.
+        tcp.write_all(&write_keys.seal(CT_ALERT, &[2, 40])?)?;
+        return Ok(());
+    }
+
     // The encrypted flight: EncryptedExtensions, then what the flow says, then Finished.
     let mut send = |tcp: &mut TcpStream, transcript: &mut Sha256, msg: Vec<u8>| -> Result<(), Fail> {
         transcript.update(&msg);
@@ -273,6 +284,7 @@ fn serve(mut tcp: TcpStream, flow: Flow, id: &Identity, report: &Mutex<Report>) 
         Flow::SkipCertificate => &[],
         Flow::SkipCertificateVerify => &[HS_CERTIFICATE],
         Flow::CertificateVerifyFirst => &[HS_CERTIFICATE_VERIFY, HS_CERTIFICATE],
+        Flow::AlertAfterServerHello => return fail("the alert flow ended after the ServerHello"),
     };
     for &step in steps {
         let msg = if step == HS_CERTIFICATE {

@@ -29,8 +29,11 @@
 //!   Ed25519 key or signature anywhere in the chain or the CertificateVerify is a TLS failure
 //!   (`TlsFailure::UnsupportedAlgorithm`, detail "unsupported signature algorithm"). The
 //!   ClientHello offers no RSA signature scheme, so a server whose own key is RSA usually ends
-//!   the handshake before its Certificate: a TLS failure too, with the detail of that aborted
-//!   handshake (with the reference backend, rustls: "unexpected TLS handshake message").
+//!   the handshake with an alert before its Certificate (rustls: ServerHello, then a sealed
+//!   `handshake_failure` alert): a TLS failure too, `TlsFailure::AlertReceived`, detail "TLS
+//!   alert from the server", the desktop's words for a server's alert. embedded-tls drops a
+//!   sealed alert as an invalid record; the adapter notes which record it was, so the detail
+//!   is not "unexpected TLS handshake message" (which would point at a protocol bug).
 //! - **Revocation.** No CRL or OCSP (a device has no way to fetch them in time).
 //! - **TLS 1.2, other suites.** Only TLS 1.3 with TLS_AES_128_GCM_SHA256 and the P-256 key
 //!   exchange (embedded-tls); a server without them fails the handshake.
@@ -44,6 +47,7 @@
 mod algs;
 mod der;
 pub mod handshake;
+pub(crate) mod records;
 pub mod verify;
 
 #[cfg(test)]
