@@ -49,6 +49,18 @@ fn granted() -> Gate<8> {
     g
 }
 
+/// Granted, then a refresh's check and every retry failed: failed closed, probing (R5, R7).
+fn failed_closed() -> Gate<8> {
+    let mut g = granted();
+    g.token_refreshed(T0, TokenHandle(2)).unwrap();
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, FAIL);
+    while g.access() == Access::Granted {
+        step(&mut g, FAIL);
+    }
+    g
+}
+
 /// Drives the gate to its next timer; answers any started check with `o` at once.
 fn step(g: &mut Gate<8>, o: CheckOutcome) -> Instant {
     let at = g.poll_timeout().expect("something is owed");
@@ -433,13 +445,7 @@ fn retry_after_governs_probes_as_it_governs_retries() {
     // R7: "Retry-After governs probes as in R6": after failing closed, a probe answered 503
     // with Retry-After comes back exactly then (a ramp probe and a periodic one), floored at
     // 1 s and capped at the probe period.
-    let mut g = granted();
-    g.token_refreshed(T0, TokenHandle(2)).unwrap();
-    let r = take_check(&mut g);
-    answer(&mut g, T0, r, FAIL);
-    while g.access() == Access::Granted {
-        step(&mut g, FAIL);
-    }
+    let mut g = failed_closed();
     for (ra, want) in [(42, secs(42)), (0, secs(1)), (100_000, secs(300)), (7, secs(7))] {
         let at = g.poll_timeout().unwrap();
         g.handle_timeout(at);
@@ -455,13 +461,7 @@ fn retry_after_governs_probes_as_it_governs_retries() {
 fn a_probe_that_hangs_keeps_the_period_grid() {
     // A probe that times out (10 s) does not shift the grid: the next one is one period after
     // the previous planned instant, not after the timeout.
-    let mut g = granted();
-    g.token_refreshed(T0, TokenHandle(2)).unwrap();
-    let r = take_check(&mut g);
-    answer(&mut g, T0, r, FAIL);
-    while g.access() == Access::Granted {
-        step(&mut g, FAIL);
-    }
+    let mut g = failed_closed();
     for _ in 0..GateConfig::DEFAULT.probe.ramp_probes {
         step(&mut g, FAIL);
     }

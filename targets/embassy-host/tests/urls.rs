@@ -167,7 +167,7 @@ async fn ipv6_and_query_urls_grant_against_the_reference_backend_over_http_and_h
         b.https_addr().expect("https").port(),
         Backend::check_path()
     );
-    let out = run(&[
+    let https_check: [&str; 8] = [
         "check",
         "--url",
         &https,
@@ -176,22 +176,12 @@ async fn ipv6_and_query_urls_grant_against_the_reference_backend_over_http_and_h
         "--ca",
         &ca,
         "--quiet",
-    ])
-    .await;
+    ];
+    let out = run(&https_check).await;
     assert_exit(&out, 0);
     // And a denial still comes through the same URL: the query did not change the endpoint.
     b.control().set_access("v6", false);
-    let out = run(&[
-        "check",
-        "--url",
-        &https,
-        "--token",
-        &t.access_token,
-        "--ca",
-        &ca,
-        "--quiet",
-    ])
-    .await;
+    let out = run(&https_check).await;
     assert_exit(&out, 1);
     b.shutdown().await;
 }
