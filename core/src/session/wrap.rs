@@ -3,6 +3,7 @@
 //! the counters saturate. Each test starts its counter just below the end (a private field:
 //! reaching it through the public inputs takes 2^32 inputs) and crosses it with the public
 //! inputs only.
+#![cfg(test)] // test code only (declared under `#[cfg(test)]` too): panics here are test failures
 
 use super::*;
 

@@ -2,15 +2,13 @@
 //! binary runs the embassy driver on the host, the backend runs in this test's tokio
 //! runtime. Every run is bounded in time.
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use accessgate_backend::{Backend, BackendConfig, Endpoint, Fault};
 
-const BIN: &str = env!("CARGO_BIN_EXE_accessgate-embassy");
-/// No run may take longer than this, whatever happens.
-const RUN_BOUND: Duration = Duration::from_secs(30);
+mod common;
+use common::{assert_exit, ca_file, code, path};
 
 async fn backend(https: bool) -> Backend {
     Backend::start(BackendConfig {
@@ -28,51 +26,16 @@ fn check_url(base: &str) -> String {
 /// Runs the binary with `args`; returns its output and how long it took.
 async fn run(args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
-    let child = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("ACCESSGATE_TOKEN")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(RUN_BOUND, child)
-        .await
-        .expect("the binary finishes within the bound")
-        .expect("the binary runs");
+    let out = common::run(args).await;
     (out, started.elapsed())
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(
-        code(out),
-        want,
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The backend's CA, written to a temporary PEM file.
 /// `--json` output: one JSON object per line.
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
         .collect()
-}
-
-fn ca_file(backend: &Backend) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().expect("temp file");
-    std::io::Write::write_all(&mut f, backend.ca_pem().expect("https backend").as_bytes()).expect("write CA");
-    f
-}
-
-fn path(f: &tempfile::NamedTempFile) -> String {
-    PathBuf::from(f.path()).display().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,25 +1,11 @@
 //! Issue 14, items 3, 5 and 6 on the device path: flag values that used to panic (exit 101)
 //! or were silently ignored are usage errors (exit 64) whose message names the flag.
 
-use std::process::Output;
-use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_accessgate-embassy");
 /// A loopback port nothing listens on.
 const NOWHERE: &str = "http://127.0.0.1:1/api/code/invites/check-access/";
 
-async fn run(args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("ACCESSGATE_TOKEN")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(20), child)
-        .await
-        .expect("finishes within 20 s")
-        .expect("runs")
-}
+mod common;
+use common::run;
 
 /// `check --url NOWHERE --token t EXTRA` exits 64 with every needle on stderr.
 async fn usage(extra: &[&str], needles: &[&str]) {

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use accessgate_backend::{Backend, BackendConfig, Endpoint};
 use accessgate_tlskit::{Case, Flow, RogueServer, Scenario, SilentServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_accessgate-embassy");
-/// No run may take longer than this, whatever happens (a hang fails the row).
-const RUN_BOUND: Duration = Duration::from_secs(30);
+mod common;
+
 /// Refreshes each refused row waits for: the first at sign-in, the second at R11's retry floor
 /// (about 1 s later), so a retry is shown to be refused as well.
 const REFUSED_REFRESHES: &str = "2";
@@ -93,17 +92,7 @@ async fn run_refresh_timed(
         refreshes,
     ];
     let started = Instant::now();
-    let child = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("ACCESSGATE_TOKEN")
-        .env_remove("ACCESSGATE_REFRESH_TOKEN")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(RUN_BOUND, child)
-        .await
-        .unwrap_or_else(|_| panic!("{BIN} {args:?} did not finish within {RUN_BOUND:?}"))
-        .expect("the binary runs");
+    let out = common::run(&args).await;
     (out, started.elapsed())
 }
 

@@ -5,39 +5,15 @@
 //! the bytes and to the reference backend.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::process::Output;
 use std::time::Duration;
 
 use accessgate_backend::{Backend, BackendConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BIN: &str = env!("CARGO_BIN_EXE_accessgate-embassy");
+mod common;
+use common::{assert_exit, ca_file, path, run};
+
 const GOOD: &str = "http://127.0.0.1:1/api/code/invites/check-access/";
-
-async fn run(args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("ACCESSGATE_TOKEN")
-        .env_remove("ACCESSGATE_REFRESH_TOKEN")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), child)
-        .await
-        .expect("finishes within 30 s")
-        .expect("runs")
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(want),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `check` with `url` as --url (or as --token-url), dry run: exit 64, and the message.
 async fn refused(url: &str, token_lane: bool) -> String {
@@ -154,9 +130,8 @@ async fn ipv6_and_query_urls_grant_against_the_reference_backend_over_http_and_h
     .await
     .expect("backend on [::1]");
     let t = b.control().issue_token("v6", Duration::from_secs(3600));
-    let ca = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(ca.path(), b.ca_pem().expect("https")).expect("write CA");
-    let ca = ca.path().display().to_string();
+    let ca_pem = ca_file(&b);
+    let ca = path(&ca_pem);
     let http = format!("{}{}?device=k%2F1", b.http_url(), Backend::check_path());
     assert!(http.starts_with("http://[::1]:"), "{http}");
     let out = run(&["check", "--url", &http, "--token", &t.access_token, "--quiet"]).await;
@@ -195,9 +170,8 @@ async fn upper_case_and_trailing_dot_hosts_verify_over_tls() {
     .await
     .expect("backend");
     let t = b.control().issue_token("case", Duration::from_secs(3600));
-    let ca = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(ca.path(), b.ca_pem().expect("https")).expect("write CA");
-    let ca = ca.path().display().to_string();
+    let ca_pem = ca_file(&b);
+    let ca = path(&ca_pem);
     let port = b.https_addr().expect("https").port();
     for host in ["LOCALHOST", "LocalHost", "localhost."] {
         let url = format!("HTTPS://{host}:{port}{}", Backend::check_path());
