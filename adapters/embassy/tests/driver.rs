@@ -171,6 +171,17 @@ fn granted() -> Reply {
     http("200 OK", "", r#"{"has_access":true}"#)
 }
 
+/// Checks are granted; a token refresh never answers (so token requests wait for it).
+fn refresh_hangs() -> &'static FakeNet {
+    FakeNet::new(|req| {
+        if req.starts_with("POST") {
+            Reply::Hang
+        } else {
+            granted()
+        }
+    })
+}
+
 // ---- harness ----
 
 type TestLink = Link<'static, NoopRawMutex>;
@@ -1595,13 +1606,7 @@ fn logout_with_both_lanes_mid_flight_drops_both_connections_and_nothing_lands_la
 #[test]
 fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_logout() {
     // The refresh hangs, so callers wait for it (R11 single flight); the table holds W = 4.
-    let net = FakeNet::new(|req| {
-        if req.starts_with("POST") {
-            Reply::Hang
-        } else {
-            granted()
-        }
-    });
+    let net = refresh_hangs();
     let slots: &'static [TokenSlot<NoopRawMutex>; 5] =
         Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
     let (extra, waited) = run(net, config(true), async |link| {
@@ -1633,13 +1638,7 @@ fn a_full_waiter_table_refuses_the_extra_caller_and_every_waiter_is_answered_at_
 #[test]
 fn a_slot_asked_again_while_it_waits_keeps_one_place_and_the_others_still_fit() {
     // The refresh hangs, so every caller waits for it (R11); the table holds W = 4.
-    let net = FakeNet::new(|req| {
-        if req.starts_with("POST") {
-            Reply::Hang
-        } else {
-            granted()
-        }
-    });
+    let net = refresh_hangs();
     let slots: &'static [TokenSlot<NoopRawMutex>; 4] =
         Box::leak(Box::new(std::array::from_fn(|_| TokenSlot::new())));
     let waited = run(net, config(true), async |link| {
@@ -1723,13 +1722,7 @@ fn many_tasks_blocked_in_send_on_a_full_queue_are_all_served() {
 #[test]
 fn a_dropped_driver_shows_no_session_and_answers_the_callers_waiting_for_a_token() {
     // The refresh hangs (30 s left: it starts at once), so a token request waits for it.
-    let net = FakeNet::new(|req| {
-        if req.starts_with("POST") {
-            Reply::Hang
-        } else {
-            granted()
-        }
-    });
+    let net = refresh_hangs();
     let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
     let link = new_link();
     let before = run_on(link, net, config(true), async |link| {
@@ -1845,13 +1838,7 @@ fn a_session_restored_before_the_driver_is_made_is_served_once_it_runs() {
 fn an_answer_to_an_earlier_request_is_not_taken_as_a_later_ones_after_a_new_sign_in() {
     // The new session's refresh hangs (30 s left: it starts at once), so its token request
     // waits for it.
-    let net = FakeNet::new(|req| {
-        if req.starts_with("POST") {
-            Reply::Hang
-        } else {
-            granted()
-        }
-    });
+    let net = refresh_hangs();
     let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
     let link = new_link();
     // All queued before the driver runs: the second request is queued while the first has no
