@@ -1,7 +1,11 @@
 //! The one place where embassy's clock meets the core's (like embassy-net's `time.rs` for
 //! smoltcp): the core keeps its own [`accessgate::Instant`] (microseconds on a monotonic
 //! clock), the driver keeps [`embassy_time::Instant`] (ticks since boot). Both count from
-//! boot, so the conversion is a change of unit.
+//! boot, so the conversion is a change of unit. That clock must keep counting through any
+//! low-power mode the board enters (an RTC-backed time driver does; a SysTick stopped in deep
+//! sleep does not): a clock that stops would stretch the fail-closed deadline (R5) and the
+//! token's lifetime (R11) by the time slept. The desktop adapter reads the boot clock for the
+//! same reason.
 //!
 //! Rounding is chosen so that waking up never happens early: [`to_embassy`] rounds **up**
 //! to the next tick and [`to_core`] rounds **down** to the microsecond, so once

@@ -16,7 +16,9 @@
 //! other requests (retries, refreshes, those of callers that went away) run in tasks of their
 //! own, off the healthy path. The driver task runs the session's timers (retries, deadlines,
 //! refresh, attempt timeouts: the session owns every timeout, R4). It is woken only when the
-//! session's next timeout moved before its timer; a timer that fires early is harmless.
+//! session's next timeout moved before its timer; a timer that fires early is harmless. While a
+//! timeout is pending it naps at most `RESUME_NAP`, so that a deadline that passed while the
+//! machine was suspended is noticed on waking (tokio's timers stop then; `time.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,7 +38,7 @@ use zeroize::Zeroizing;
 use crate::error::{GateError, TokenError};
 use crate::gate::{Snapshot, TimedEvent};
 use crate::http::{bearer, RefreshReply, Transport};
-use crate::time::Clock;
+use crate::time::{Clock, RESUME_NAP};
 
 /// How many callers may wait for a token at once (R11, R12): the session's waiter table. A
 /// caller that gave up (its `access_token()` future dropped) leaves its place to the next.
@@ -425,14 +427,19 @@ async fn run(driver: Driver) {
             state.driver_wake = armed;
             armed
         };
-        if let Some(at) = armed.map(|t| shared.clock.to_tokio(t)) {
+        // While a timeout is pending, sleep at most `RESUME_NAP`: tokio's timers stop while
+        // the machine is suspended, the gate's clock does not (time.rs; R5, R11).
+        let nap = tokio::time::Instant::now() + RESUME_NAP;
+        let due = armed.map(|t| shared.clock.to_tokio(t));
+        if let Some(at) = due.map(|due| due.min(nap)) {
             if at != timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(at);
             }
         }
         tokio::select! {
             () = shared.wake.notified() => {}
-            () = &mut timer, if armed.is_some() => {
+            // A nap that ended before the timeout only loops, and re-reads the clock.
+            () = &mut timer, if armed.is_some() => if due.is_some_and(|due| due <= nap) {
                 shared.input(false, |state, now| {
                     state.driver_wake = None;
                     state.session.handle_timeout(now);

@@ -153,6 +153,11 @@ impl AccessGate {
     /// shut down closes the gate (calls answer [`GateError::Closed`]); one left alive but never
     /// driven (a current-thread runtime nobody calls `block_on` on) leaves the timers stalled.
     pub fn spawn(config: GateClientConfig) -> Result<AccessGate, GateError> {
+        Self::spawn_with(config, Clock::start())
+    }
+
+    /// [`AccessGate::spawn`] with `clock` (tests suspend a gate with a manual one).
+    pub(crate) fn spawn_with(config: GateClientConfig, clock: Clock) -> Result<AccessGate, GateError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| GateError::NoRuntime)?;
         let seed = match config.seed {
             Some(seed) => seed,
@@ -160,7 +165,7 @@ impl AccessGate {
         };
         let session = Box::new(CoreSession::new(config.session, seed)?);
         let transport = Transport::new(&config)?;
-        let shared = Shared::spawn(session, Clock::start(), transport, runtime);
+        let shared = Shared::spawn(session, clock, transport, runtime);
         let snapshot = shared.lock().snapshot.subscribe();
         let (check, token) = (&config.check_url, &config.token_url);
         log::debug!("accessgate: gate spawned ({check} -> {token})");
@@ -328,8 +333,8 @@ impl AccessGate {
         self.shared().stopped().await;
     }
 
-    /// Now, on the gate's clock (microseconds since spawn): compare with
-    /// [`Status::reverifying_until`] and friends.
+    /// Now, on the gate's clock (microseconds since spawn, counting the time the machine was
+    /// suspended): compare with [`Status::reverifying_until`] and friends.
     pub fn now(&self) -> Instant {
         self.shared().clock.now()
     }
@@ -340,7 +345,9 @@ impl AccessGate {
     }
 
     /// A gate-clock instant as a Tokio instant, e.g. to sleep until
-    /// [`Status::reverifying_until`].
+    /// [`Status::reverifying_until`]. As of now: tokio's clock stops while the machine is
+    /// suspended and the gate's does not, so after a suspend the same instant maps earlier
+    /// (one that passed during the suspend maps to the past).
     pub fn to_tokio_instant(&self, at: Instant) -> tokio::time::Instant {
         self.shared().clock.to_tokio(at)
     }

@@ -103,8 +103,13 @@
 //! own.
 //!
 //! Time is converted in one place (`time.rs`): the origin is the `tokio::time::Instant` at
-//! spawn, and [`accessgate::Instant`] counts microseconds since then. `tokio::time` (not
-//! `std::time`) so tests may pause and advance the clock. Only monotonic time is used (R5).
+//! spawn, and [`accessgate::Instant`] counts microseconds since then, **including the time the
+//! machine spent suspended** (read from the boot clock on Linux, Android and Apple systems,
+//! whose `std::time::Instant` stops during a suspend; Windows' does not). So a fail-closed
+//! deadline or a token expiry that passed while a laptop slept has passed when it wakes (R5,
+//! R11): the next call sees it at once, and the driver task (which naps at most 1 s while a
+//! timeout is pending) within a second. `tokio::time` (not `std::time`) for the awake part, so
+//! tests may pause and advance the clock. Only monotonic time is used, never the wall clock (R5).
 //!
 //! HTTP: the session times each attempt out (`CheckRequest::timeout`, R4) and cancels the
 //! request, which is then aborted wherever it runs; at most `max_body + 1` body bytes are read, chunk by chunk, so a huge
@@ -176,6 +181,8 @@ mod error;
 mod failure;
 mod gate;
 mod http;
+#[cfg(test)]
+mod suspended;
 mod time;
 mod tls;
 mod trace;
