@@ -885,3 +885,46 @@ fn the_retry_count_is_set_at_run_time_up_to_the_capacity() {
     );
     assert!(Gate::<16>::new(over, 1).is_ok());
 }
+
+// ---- a long gap between inputs (a suspended machine) ----
+
+#[test]
+fn an_input_an_hour_late_fails_closed_once_and_owes_one_check_not_a_burst() {
+    // A laptop that slept through its deadline: the next input comes an hour after the first
+    // failure (R5). That input fails the gate closed (as of the deadline, not of the wake-up),
+    // starts one check for all the retries it owed (one attempt at a time, R6, R12), and the
+    // probes go on from there on their period grid (R7): no burst of overdue attempts.
+    let mut g = granted();
+    g.token_refreshed(T0, TokenHandle(2)).unwrap();
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, FAIL);
+    let deadline = g.deadline().unwrap();
+    let woke = T0 + secs(3600);
+    g.handle_timeout(woke);
+    assert_eq!(g.access(), Access::Denied);
+    let status = g.status();
+    assert_eq!(status.cause, Some(Cause::FailedClosed));
+    assert_eq!(status.since, Some(deadline), "closed as of the deadline");
+    assert_eq!(g.counters().failed_closed, 1);
+    let started: Vec<_> = core::iter::from_fn(|| g.poll_check()).collect();
+    assert_eq!(started.len(), 1, "one check owed, not one per missed slot");
+    assert_eq!(started[0].started, woke);
+    assert_eq!(g.poll_check(), None);
+    // That check times out unanswered; the probes after it are one period apart, none overdue.
+    let period = GateConfig::DEFAULT.probe.period;
+    let mut at = step(&mut g, FAIL);
+    assert_eq!(at, woke + started[0].timeout);
+    let mut previous = None;
+    for _ in 0..4 {
+        let probe = step(&mut g, FAIL);
+        assert!(probe > at);
+        if let Some(p) = previous {
+            assert_eq!(probe - p, period);
+        }
+        previous = Some(probe);
+        at = probe;
+    }
+    assert_eq!(g.counters().failed_closed, 1);
+    step(&mut g, GRANT);
+    assert_eq!(g.status().cause, Some(Cause::Recovered));
+}
