@@ -11,9 +11,12 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use accessgate::{
-    classify, classify_refresh, CheckOutcome, Duration, FailureDetail, RefreshOutcome, TransientClass,
+    classify, classify_refresh, CheckOutcome, Duration, FailureDetail, NetFailure, RefreshOutcome,
+    TransientClass,
 };
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use reqwest::{Client, Response, Url};
 use zeroize::Zeroizing;
 
@@ -109,6 +112,14 @@ impl Transport {
         let mut builder = Client::builder()
             .use_preconfigured_tls(crate::tls::client_config(cfg)?)
             .redirect(reqwest::redirect::Policy::none())
+            // Whatever reqwest features another crate of the app turns on (Cargo unifies them),
+            // the gate asks for no content coding and decodes none, as the device: a body is
+            // read as sent and capped as sent (R1, R12). HTTP/1.1 only, as the TLS ALPN says.
+            .no_gzip()
+            .no_brotli()
+            .no_deflate()
+            .no_zstd()
+            .http1_only()
             .user_agent(cfg.user_agent.clone())
             .https_only(false);
         if !cfg.proxy_from_env {
@@ -141,8 +152,15 @@ impl Transport {
                 .send()
                 .await
                 .map_err(|e| failed("check", &e))?;
+            framing(&resp)?;
             let status = resp.status().as_u16();
-            let retry_after = resp.headers().get(RETRY_AFTER).map(|v| v.as_bytes().to_vec());
+            // R6: sent twice, the last value counts, as on the device.
+            let retry_after = resp
+                .headers()
+                .get_all(RETRY_AFTER)
+                .iter()
+                .last()
+                .map(|v| v.as_bytes().to_vec());
             let body = match read_capped(&mut resp, max_body, 4096).await {
                 Ok(b) => b,
                 // Only a 200's body matters (R1); a broken one is an I/O failure.
@@ -178,6 +196,7 @@ impl Transport {
                 .send()
                 .await
                 .map_err(|e| failed("refresh", &e))?;
+            framing(&resp)?;
             let status = resp.status().as_u16();
             // The answer's body holds the new tokens: zeroed when dropped.
             // Room for the whole answer (8 KiB by default, 64 KiB at most), so no copy of the tokens
@@ -209,6 +228,39 @@ impl Transport {
             .await
             .unwrap_or_else(|(class, detail)| RefreshReply::Transient(class, detail))
     }
+}
+
+/// What hyper would read but the device refuses (`adapters/embassy/src/wire.rs`), refused here
+/// too before a byte of the body is read, so broken framing never yields a body (R1) and both
+/// platforms name it alike (R13): a `Transfer-Encoding` other than exactly `chunked` (hyper
+/// would read until the connection closes), `Transfer-Encoding` beside `Content-Length` (RFC
+/// 9112 6.3: a sign of response splitting, to be handled as an error), and `101 Switching
+/// Protocols` (not an answer). The connection is then dropped, not pooled.
+fn framing(resp: &Response) -> Result<(), (TransientClass, FailureDetail)> {
+    let bad = (TransientClass::Io, FailureDetail::Net(NetFailure::BadFraming));
+    if resp.status().as_u16() == 101 {
+        log::debug!("accessgate: 101 Switching Protocols refused (not an answer)");
+        return Err(bad);
+    }
+    let headers = resp.headers();
+    if headers.contains_key(TRANSFER_ENCODING)
+        && (!only_chunked(headers) || headers.contains_key(CONTENT_LENGTH))
+    {
+        log::debug!("accessgate: Transfer-Encoding other than chunked, or beside Content-Length, refused");
+        return Err(bad);
+    }
+    Ok(())
+}
+
+/// Every `Transfer-Encoding` line together names exactly one coding, `chunked`.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// `Authorization: Bearer <token>`, marked sensitive, built once per attempt straight from the
