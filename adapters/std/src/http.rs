@@ -70,24 +70,16 @@ pub(crate) struct Transport {
 }
 
 fn parse_url(url: &str) -> Result<Url, GateError> {
+    // The URL as the error shows it: credentials are never echoed, whatever else is wrong.
     let bad = |reason: String| GateError::InvalidUrl {
-        url: url.to_string(),
+        url: without_userinfo(url),
         reason,
     };
     // The URL rules both platforms share, before WHATWG parsing can rewrite the URL: it would
     // strip a CR/LF or tab, percent-encode a space, drop a #fragment, resolve `..`, read
     // `127.1` as 127.0.0.1, and reqwest would send `user:password@` as a Basic
     // `Authorization` header next to the bearer token. The device refuses all of these.
-    match accessgate::check_url(url) {
-        Err(accessgate::UrlProblem::Userinfo) => {
-            return Err(GateError::InvalidUrl {
-                url: without_userinfo(url),
-                reason: accessgate::UrlProblem::Userinfo.to_string(),
-            })
-        }
-        Err(problem) => return Err(bad(problem.to_string())),
-        Ok(_) => {}
-    }
+    accessgate::check_url(url).map_err(|problem| bad(problem.to_string()))?;
     let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
     match parsed.scheme() {
         "http" | "https" => Ok(parsed),
@@ -95,13 +87,15 @@ fn parse_url(url: &str) -> Result<Url, GateError> {
     }
 }
 
-/// `url` with its `user:password@` replaced by `***@`, for an error message.
+/// `url` with a `user:password@` replaced by `***@`, for an error message.
 fn without_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://***@{host}{tail}")
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
+        None => url.to_string(),
+    }
 }
 
 impl Transport {
@@ -357,11 +351,20 @@ mod tests {
                 other => panic!("{url:?}: {other:?}"),
             }
         }
-        // Credentials are not echoed in the error.
-        let e = parse_url("http://kiosk:s3cret@h.test/check")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("***@h.test/check") && !e.contains("s3cret"), "{e}");
+        // Credentials are not echoed in the error, also when something else is wrong first.
+        for (url, shown) in [
+            ("http://kiosk:s3cret@h.test/check", "***@h.test/check"),
+            ("http://kiosk:s3cret@h.test/a b", "***@h.test/a b"),
+            ("http://kiosk:s3cret@h.test:0/", "***@h.test:0/"),
+            ("ftp://kiosk:s3cret@h.test/", "ftp://***@h.test/"),
+        ] {
+            let e = parse_url(url).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(text.contains(shown) && !text.contains("s3cret"), "{text}");
+        }
+        // Without credentials the URL is shown as configured.
+        let e = parse_url("http://h.test/a b").unwrap_err().to_string();
+        assert!(e.contains("\"http://h.test/a b\""), "{e}");
         // What both accept, the desktop sends as the device does.
         let u = parse_url("http://[::1]:8080/check?device=k%2F1").unwrap();
         assert_eq!(

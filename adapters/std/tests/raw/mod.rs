@@ -81,9 +81,9 @@ impl Raw {
         Self::serve(true, Arc::new(answer)).await
     }
 
-    /// Accepts connections and never reads from them (nor writes).
-    pub async fn deaf() -> Raw {
-        Self::serve(false, Arc::new(|_: &Seen| Vec::new())).await
+    /// On each connection, runs `steps` at once without reading a byte (`Hold`: sleeps).
+    pub async fn unread(steps: Vec<Step>) -> Raw {
+        Self::serve(false, Arc::new(move |_: &Seen| steps.clone())).await
     }
 
     async fn serve(read: bool, answer: Arc<Answer>) -> Raw {
@@ -101,8 +101,7 @@ impl Raw {
                     if read {
                         connection(stream, conn, seen, answer).await
                     } else {
-                        let _keep = stream;
-                        tokio::time::sleep(StdDuration::from_secs(30)).await;
+                        unread(stream, answer).await
                     }
                 });
             }
@@ -157,6 +156,25 @@ async fn connection(mut stream: TcpStream, conn: usize, seen: Arc<Mutex<Vec<Seen
                     return;
                 }
             }
+        }
+    }
+}
+
+async fn unread(mut stream: TcpStream, answer: Arc<Answer>) {
+    let nothing = Seen {
+        conn: 0,
+        bytes: Vec::new(),
+    };
+    for step in answer(&nothing) {
+        match step {
+            Step::Write(bytes) => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Step::Sleep(d) => tokio::time::sleep(d).await,
+            Step::Close => return,
+            Step::Hold => tokio::time::sleep(StdDuration::from_secs(30)).await,
         }
     }
 }
