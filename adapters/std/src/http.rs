@@ -6,6 +6,32 @@
 //! captive portal's 302 is just another transient status), and nothing here panics on what the
 //! server sends. Requests have no timeout of their own: the session times every attempt out
 //! (R4) and cancels it, and the request is then aborted wherever it runs.
+//!
+//! Against a hostile server or network (`tests/hostile_net.rs`, `tests/env_proxy.rs`,
+//! `tests/secret_output.rs`):
+//! - **Redirects** (301/302/303/307/308, to any host, scheme or userinfo) are never followed:
+//!   the redirect target gets no connection, so neither the bearer token nor the refresh form
+//!   reaches it; the check or refresh is transient with the status as its detail (R4, R13).
+//! - **Content codings**: none is asked for (no `Accept-Encoding`) and none is decoded, whatever
+//!   reqwest features other crates of the app turn on; a compressed body is read raw, so a
+//!   compressed grant is malformed and a gzip bomb is refused at `max_body + 1` bytes.
+//! - **Framing**: what the device's `wire.rs` refuses is refused here (a transient `io`
+//!   failure, "bad framing"), by hyper or by [`framing`]: no status line (HTTP/0.9), a garbage
+//!   or HTTP/2 status line, `101`, obsolete folding, conflicting or signed `Content-Length`,
+//!   `Transfer-Encoding` other than `chunked` or beside `Content-Length`, broken chunk sizes
+//!   or chunk-extension lines over hyper's limit. A head over hyper's limits (100 headers, about
+//!   400 KB) is "response head too large"; a body shorter than announced is "truncated".
+//! - **Time**: whatever the server drips (a body, interim `1xx` responses, nothing at all,
+//!   never reading the request), the attempt ends at its timeout (R4).
+//! - A `Retry-After` sent twice counts by its last value, as on the device (R6).
+//! - A keep-alive connection is reused only clean: an answer queued behind another (sent with
+//!   it or while the connection idles) makes hyper drop the connection, never answer the next
+//!   request; a connection reused after a logout or refresh carries only the current tokens.
+//!
+//! Limits: hyper skips any number of interim `1xx` responses (the device at most 4); only
+//! the attempt timeout bounds them. A status line without a reason phrase is read as HTTP (as
+//! on the device). With [`GateClientConfig::proxy_from_env`] on, a proxy the environment names
+//! reads the tokens of an `http` endpoint (over `https` it sees only `CONNECT host:port`).
 
 use std::error::Error as StdError;
 use std::sync::Arc;

@@ -140,6 +140,8 @@ async fn hostile_framing_is_one_transient_failure_within_the_attempt_timeout() {
             ("interim responses for ever", endless_interim, timeout),
             ("silence after the request", vec![Step::Hold], timeout),
             ("closed without a byte", vec![Step::Close], (io, NET(NetFailure::Closed))),
+            // An HTTP/2 server's first frame (an empty SETTINGS) where a status line belongs.
+            ("h2 SETTINGS frame", vec![w(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"), Step::Close], bad_framing),
         ];
         // Every case runs; the mismatches are reported together.
         let mut wrong = Vec::new();
@@ -153,6 +155,15 @@ async fn hostile_framing_is_one_transient_failure_within_the_attempt_timeout() {
             if took > ATTEMPT_TIMEOUT + StdDuration::from_millis(700) {
                 wrong.push(format!("{name}: took {took:?}"));
             }
+        }
+        // A server that accepts and never reads the request (it fits the socket buffers).
+        let deaf = Raw::unread(vec![Step::Hold]).await;
+        let (status, took) = first_check(&deaf).await;
+        if status.access == Access::Granted || failure(&status) != timeout {
+            wrong.push(format!("never reads: {status:?}"));
+        }
+        if took > ATTEMPT_TIMEOUT + StdDuration::from_millis(700) {
+            wrong.push(format!("never reads: took {took:?}"));
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
     })
@@ -439,6 +450,7 @@ async fn an_answer_queued_behind_another_never_answers_the_next_request() {
                 2,
                 "late {late}: the re-check reached the server"
             );
+            assert_eq!(server.accepts(), 2, "late {late}: on a new connection");
         }
     })
     .await;

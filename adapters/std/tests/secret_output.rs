@@ -225,7 +225,10 @@ async fn no_token_reaches_logs_traces_debug_or_errors() {
     assert!(!printed.iter().any(|p| p.contains("s3cret")), "{printed:#?}");
 
     // The detector sees both forms, also pretty-printed.
-    for bytes in [format!("{:?}", ACCESS.as_bytes()), format!("{:#?}", ACCESS.as_bytes())] {
+    for bytes in [
+        format!("{:?}", ACCESS.as_bytes()),
+        format!("{:#?}", ACCESS.as_bytes()),
+    ] {
         assert!(leak(&bytes, ACCESS).is_some(), "{bytes}");
     }
     let lines = LINES.lock().unwrap().clone();
