@@ -179,7 +179,7 @@ impl Transport {
                 .headers()
                 .get_all(RETRY_AFTER)
                 .iter()
-                .last()
+                .next_back()
                 .map(|v| v.as_bytes().to_vec());
             let body = match read_capped(&mut resp, max_body, 4096).await {
                 Ok(b) => b,
