@@ -515,3 +515,99 @@ async fn a_reused_connection_carries_only_the_current_sessions_tokens() {
     })
     .await;
 }
+
+/// A TLS server (rustls, `scenario`'s chain) answering every request with `answer`, on a
+/// thread of its own, for at most 16 connections; what it read comes back on the receiver.
+fn tls_server(
+    scenario: &accessgate_tlskit::Scenario,
+    answer: Vec<u8>,
+) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::io::Read as _;
+    let chain = scenario
+        .chain
+        .iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(scenario.key_pkcs8.clone()));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate");
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("local addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().take(16) {
+            let Ok(tcp) = tcp else { return };
+            let _ = tcp.set_read_timeout(Some(StdDuration::from_secs(5)));
+            let conn = rustls::ServerConnection::new(config.clone()).expect("server connection");
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head is enough: it says which request this is.
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf) {
+                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let _ = tls.write_all(&answer).and_then(|()| tls.flush());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+        }
+    });
+    (port, rx)
+}
+
+/// R14 and the tokens across schemes: an https endpoint (verified) that redirects the check and
+/// the refresh to plain http gets the tokens (inside TLS), and the http target never gets a
+/// connection: no downgrade carries a token into the clear.
+#[tokio::test]
+async fn a_redirect_from_https_to_http_carries_no_token() {
+    bounded(async {
+        let target = Raw::start(|_: &Seen| vec![w(response("HTTP/1.1 200 OK", &[], GRANT))]).await;
+        let scenario = accessgate_tlskit::Case::ValidP256
+            .scenario()
+            .expect("certificates generate");
+        for code in [302u16, 307, 308] {
+            let location = format!("Location: {}/api/code/invites/check-access/", target.url());
+            let answer = response(&format!("HTTP/1.1 {code} Moved"), &[&location], b"");
+            let (port, requests) = tls_server(&scenario, answer);
+            let mut cfg = config(&scenario.url(port, ""), fast_session());
+            cfg.extra_ca_pem = Some(scenario.trust_pem.clone());
+            let gate = AccessGate::spawn(cfg).expect("gate spawns");
+            let mut events = gate.events();
+            let status = gate
+                .sign_in(tokens(StdDuration::from_secs(1)))
+                .await
+                .expect("sign_in");
+            let want = (TransientClass::OtherStatus, FailureDetail::Status(code));
+            assert_eq!(failure(&status), want, "{code}: the check");
+            assert_eq!(
+                next_event(&mut events, refresh_failed).await,
+                want,
+                "{code}: the refresh"
+            );
+            gate.shutdown().await;
+            // The check and the refresh reached the https endpoint (its thread reports each
+            // after answering it).
+            let got: Vec<String> = (0..2)
+                .filter_map(|_| requests.recv_timeout(StdDuration::from_secs(3)).ok())
+                .collect();
+            assert!(
+                got.iter().any(|r| r.contains(&format!("Bearer {ACCESS}"))),
+                "{got:#?}"
+            );
+            assert!(got.iter().any(|r| r.starts_with("POST")), "{got:#?}");
+        }
+        assert_eq!(target.accepts(), 0, "the http target was contacted");
+    })
+    .await;
+}
