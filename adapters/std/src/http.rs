@@ -15,8 +15,9 @@
 //! - **Content codings**: none is asked for (no `Accept-Encoding`) and none is decoded, whatever
 //!   reqwest features other crates of the app turn on; a compressed body is read raw, so a
 //!   compressed grant is malformed and a gzip bomb is refused at `max_body + 1` bytes.
-//! - **Framing**: what the device's `wire.rs` refuses is refused here (a transient `io`
-//!   failure, "bad framing"), by hyper or by [`framing`]: no status line (HTTP/0.9), a garbage
+//! - **Framing**: what the device's `wire.rs` refuses is refused here, on both endpoints (a
+//!   transient `io` failure, "bad framing"; no token is taken from it), by hyper or by
+//!   [`framing`]: no status line (HTTP/0.9), a garbage
 //!   or HTTP/2 status line, `101`, obsolete folding, conflicting or signed `Content-Length`,
 //!   `Transfer-Encoding` other than `chunked` or beside `Content-Length`, broken chunk sizes
 //!   or chunk-extension lines over hyper's limit. A head over hyper's limits (100 headers, about

@@ -611,3 +611,53 @@ async fn a_redirect_from_https_to_http_carries_no_token() {
     })
     .await;
 }
+
+/// R11 + R13: the token endpoint's answer is framed as strictly as a check's: a valid token
+/// answer under a transfer coding the device refuses (hyper would read it until the
+/// connection closes), or with `Transfer-Encoding` beside `Content-Length`, is bad framing,
+/// and no token is taken from it.
+#[tokio::test]
+async fn a_token_answer_in_broken_framing_is_no_token() {
+    bounded(async {
+        let mut chunked_too = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            NEW_TOKENS.len()
+        )
+        .into_bytes();
+        chunked_too.extend_from_slice(NEW_TOKENS);
+        chunked_too.extend_from_slice(b"\r\n0\r\n\r\n");
+        let coded = [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n".as_slice(),
+            NEW_TOKENS,
+        ]
+        .concat();
+        for (name, answer) in [
+            ("Transfer-Encoding: gzip", coded),
+            ("chunked and Content-Length", chunked_too),
+        ] {
+            let server = Raw::start(move |s: &Seen| match s.is_post() {
+                true => vec![w(&answer), Step::Close],
+                false => vec![w(response("HTTP/1.1 200 OK", &[], GRANT))],
+            })
+            .await;
+            let gate = AccessGate::spawn(config(&server.url(), fast_session())).expect("gate spawns");
+            let mut events = gate.events();
+            gate.sign_in(tokens(StdDuration::from_secs(1)))
+                .await
+                .expect("sign_in");
+            let failed = next_event(&mut events, |e| match e.event {
+                SessionEvent::Refreshed { .. } => Some(None),
+                SessionEvent::RefreshFailed { class, detail, .. } => Some(Some((class, detail))),
+                _ => None,
+            })
+            .await;
+            gate.shutdown().await;
+            assert_eq!(
+                failed,
+                Some((TransientClass::Io, NET(NetFailure::BadFraming))),
+                "{name}"
+            );
+        }
+    })
+    .await;
+}
