@@ -135,12 +135,11 @@ impl Transport {
             .redirect(reqwest::redirect::Policy::none())
             // Whatever reqwest features another crate of the app turns on (Cargo unifies them),
             // the gate asks for no content coding and decodes none, as the device: a body is
-            // read as sent and capped as sent (R1, R12). HTTP/1.1 only, as the TLS ALPN says.
+            // read as sent and capped as sent (R1, R12).
             .no_gzip()
             .no_brotli()
             .no_deflate()
             .no_zstd()
-            .http1_only()
             .user_agent(cfg.user_agent.clone())
             .https_only(false);
         if !cfg.proxy_from_env {
