@@ -54,7 +54,20 @@ pub struct GateClientConfig {
     pub max_token_body: usize,
     /// `User-Agent` header of every request.
     pub user_agent: String,
-    /// Honour `HTTP(S)_PROXY` / `NO_PROXY` from the environment (default `true`).
+    /// Send requests through the proxy the environment names (default `true`, as curl and
+    /// most HTTP clients do, so the gate works where only a proxy reaches out): `HTTP_PROXY`
+    /// for `http` endpoints, `HTTPS_PROXY` for `https`, `ALL_PROXY` for both, `NO_PROXY`
+    /// exempting hosts (upper- or lower-case; `HTTP_PROXY` is ignored when `REQUEST_METHOD` is
+    /// set, as under CGI). On macOS and Windows, when reqwest's `system-proxy` feature is on
+    /// (reqwest's default features, so any crate of the app depending on reqwest with them
+    /// turns it on), the system's proxy settings count too.
+    ///
+    /// What the proxy sees: for an `https` endpoint, only `CONNECT host:port`; the tokens
+    /// travel inside TLS verified end to end against the configured anchors (R14), so a
+    /// hostile proxy can refuse or stall (a transient failure) but not read them. For an
+    /// `http` endpoint, the whole request: **the bearer token and the refresh form** (as
+    /// anyone on the path does without a proxy). Set `false` to talk to the endpoints
+    /// directly whatever the environment says (`tests/env_proxy.rs` pins both).
     pub proxy_from_env: bool,
 }
 
@@ -212,7 +225,9 @@ impl GateClientConfigBuilder {
         self.config.user_agent = ua.into();
         self
     }
-    /// Honour `HTTP(S)_PROXY` / `NO_PROXY` from the environment (default `true`).
+    /// Send requests through the proxy the environment names (default `true`): over `http` the
+    /// proxy reads the tokens, over `https` it sees only `CONNECT host:port`
+    /// ([`GateClientConfig::proxy_from_env`]).
     pub fn proxy_from_env(mut self, on: bool) -> Self {
         self.config.proxy_from_env = on;
         self

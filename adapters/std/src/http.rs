@@ -6,14 +6,44 @@
 //! captive portal's 302 is just another transient status), and nothing here panics on what the
 //! server sends. Requests have no timeout of their own: the session times every attempt out
 //! (R4) and cancels it, and the request is then aborted wherever it runs.
+//!
+//! Against a hostile server or network (`tests/hostile_net.rs`, `tests/env_proxy.rs`,
+//! `tests/secret_output.rs`):
+//! - **Redirects** (301/302/303/307/308, to any host, scheme or userinfo) are never followed:
+//!   the redirect target gets no connection, so neither the bearer token nor the refresh form
+//!   reaches it; the check or refresh is transient with the status as its detail (R4, R13).
+//! - **Content codings**: none is asked for (no `Accept-Encoding`) and none is decoded, whatever
+//!   reqwest features other crates of the app turn on; a compressed body is read raw, so a
+//!   compressed grant is malformed and a gzip bomb is refused at `max_body + 1` bytes.
+//! - **Framing**: what the device's `wire.rs` refuses is refused here, on both endpoints (a
+//!   transient `io` failure, "bad framing"; no token is taken from it), by hyper or by
+//!   [`framing`]: no status line (HTTP/0.9), a garbage
+//!   or HTTP/2 status line, `101`, obsolete folding, conflicting or signed `Content-Length`,
+//!   `Transfer-Encoding` other than `chunked` or beside `Content-Length`, broken chunk sizes
+//!   or chunk-extension lines over hyper's limit. A head over hyper's limits (100 headers, about
+//!   400 KB) is "response head too large"; a body shorter than announced is "truncated".
+//! - **Time**: whatever the server drips (a body, interim `1xx` responses, nothing at all,
+//!   never reading the request), the attempt ends at its timeout (R4).
+//! - A `Retry-After` sent twice counts by its last value, as on the device (R6).
+//! - A keep-alive connection is reused only clean: an answer queued behind another (sent with
+//!   it or while the connection idles) makes hyper drop the connection, never answer the next
+//!   request; a connection reused after a logout or refresh carries only the current tokens.
+//!
+//! Limits: hyper skips any number of interim `1xx` responses (the device at most 4); only
+//! the attempt timeout bounds them. A status line without a reason phrase is read as HTTP (as
+//! on the device). With [`GateClientConfig::proxy_from_env`] on, a proxy the environment names
+//! reads the tokens of an `http` endpoint (over `https` it sees only `CONNECT host:port`).
 
 use std::error::Error as StdError;
 use std::sync::Arc;
 
 use accessgate::{
-    classify, classify_refresh, CheckOutcome, Duration, FailureDetail, RefreshOutcome, TransientClass,
+    classify, classify_refresh, CheckOutcome, Duration, FailureDetail, NetFailure, RefreshOutcome,
+    TransientClass,
 };
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use reqwest::{Client, Response, Url};
 use zeroize::Zeroizing;
 
@@ -67,24 +97,16 @@ pub(crate) struct Transport {
 }
 
 fn parse_url(url: &str) -> Result<Url, GateError> {
+    // The URL as the error shows it: credentials are never echoed, whatever else is wrong.
     let bad = |reason: String| GateError::InvalidUrl {
-        url: url.to_string(),
+        url: without_userinfo(url),
         reason,
     };
     // The URL rules both platforms share, before WHATWG parsing can rewrite the URL: it would
     // strip a CR/LF or tab, percent-encode a space, drop a #fragment, resolve `..`, read
     // `127.1` as 127.0.0.1, and reqwest would send `user:password@` as a Basic
     // `Authorization` header next to the bearer token. The device refuses all of these.
-    match accessgate::check_url(url) {
-        Err(accessgate::UrlProblem::Userinfo) => {
-            return Err(GateError::InvalidUrl {
-                url: without_userinfo(url),
-                reason: accessgate::UrlProblem::Userinfo.to_string(),
-            })
-        }
-        Err(problem) => return Err(bad(problem.to_string())),
-        Ok(_) => {}
-    }
+    accessgate::check_url(url).map_err(|problem| bad(problem.to_string()))?;
     let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
     match parsed.scheme() {
         "http" | "https" => Ok(parsed),
@@ -92,13 +114,15 @@ fn parse_url(url: &str) -> Result<Url, GateError> {
     }
 }
 
-/// `url` with its `user:password@` replaced by `***@`, for an error message.
+/// `url` with a `user:password@` replaced by `***@`, for an error message.
 fn without_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://***@{host}{tail}")
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
+        None => url.to_string(),
+    }
 }
 
 impl Transport {
@@ -109,6 +133,13 @@ impl Transport {
         let mut builder = Client::builder()
             .use_preconfigured_tls(crate::tls::client_config(cfg)?)
             .redirect(reqwest::redirect::Policy::none())
+            // Whatever reqwest features another crate of the app turns on (Cargo unifies them),
+            // the gate asks for no content coding and decodes none, as the device: a body is
+            // read as sent and capped as sent (R1, R12).
+            .no_gzip()
+            .no_brotli()
+            .no_deflate()
+            .no_zstd()
             .user_agent(cfg.user_agent.clone())
             .https_only(false);
         if !cfg.proxy_from_env {
@@ -141,8 +172,15 @@ impl Transport {
                 .send()
                 .await
                 .map_err(|e| failed("check", &e))?;
+            framing(&resp)?;
             let status = resp.status().as_u16();
-            let retry_after = resp.headers().get(RETRY_AFTER).map(|v| v.as_bytes().to_vec());
+            // R6: sent twice, the last value counts, as on the device.
+            let retry_after = resp
+                .headers()
+                .get_all(RETRY_AFTER)
+                .iter()
+                .next_back()
+                .map(|v| v.as_bytes().to_vec());
             let body = match read_capped(&mut resp, max_body, 4096).await {
                 Ok(b) => b,
                 // Only a 200's body matters (R1); a broken one is an I/O failure.
@@ -178,6 +216,7 @@ impl Transport {
                 .send()
                 .await
                 .map_err(|e| failed("refresh", &e))?;
+            framing(&resp)?;
             let status = resp.status().as_u16();
             // The answer's body holds the new tokens: zeroed when dropped.
             // Room for the whole answer (8 KiB by default, 64 KiB at most), so no copy of the tokens
@@ -209,6 +248,39 @@ impl Transport {
             .await
             .unwrap_or_else(|(class, detail)| RefreshReply::Transient(class, detail))
     }
+}
+
+/// What hyper would read but the device refuses (`adapters/embassy/src/wire.rs`), refused here
+/// too before a byte of the body is read, so broken framing never yields a body (R1) and both
+/// platforms name it alike (R13): a `Transfer-Encoding` other than exactly `chunked` (hyper
+/// would read until the connection closes), `Transfer-Encoding` beside `Content-Length` (RFC
+/// 9112 6.3: a sign of response splitting, to be handled as an error), and `101 Switching
+/// Protocols` (not an answer). The connection is then dropped, not pooled.
+fn framing(resp: &Response) -> Result<(), (TransientClass, FailureDetail)> {
+    let bad = (TransientClass::Io, FailureDetail::Net(NetFailure::BadFraming));
+    if resp.status().as_u16() == 101 {
+        log::debug!("accessgate: 101 Switching Protocols refused (not an answer)");
+        return Err(bad);
+    }
+    let headers = resp.headers();
+    if headers.contains_key(TRANSFER_ENCODING)
+        && (!only_chunked(headers) || headers.contains_key(CONTENT_LENGTH))
+    {
+        log::debug!("accessgate: Transfer-Encoding other than chunked, or beside Content-Length, refused");
+        return Err(bad);
+    }
+    Ok(())
+}
+
+/// Every `Transfer-Encoding` line together names exactly one coding, `chunked`.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// `Authorization: Bearer <token>`, marked sensitive, built once per attempt straight from the
@@ -305,11 +377,20 @@ mod tests {
                 other => panic!("{url:?}: {other:?}"),
             }
         }
-        // Credentials are not echoed in the error.
-        let e = parse_url("http://kiosk:s3cret@h.test/check")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("***@h.test/check") && !e.contains("s3cret"), "{e}");
+        // Credentials are not echoed in the error, also when something else is wrong first.
+        for (url, shown) in [
+            ("http://kiosk:s3cret@h.test/check", "***@h.test/check"),
+            ("http://kiosk:s3cret@h.test/a b", "***@h.test/a b"),
+            ("http://kiosk:s3cret@h.test:0/", "***@h.test:0/"),
+            ("ftp://kiosk:s3cret@h.test/", "ftp://***@h.test/"),
+        ] {
+            let e = parse_url(url).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(text.contains(shown) && !text.contains("s3cret"), "{text}");
+        }
+        // Without credentials the URL is shown as configured.
+        let e = parse_url("http://h.test/a b").unwrap_err().to_string();
+        assert!(e.contains("\"http://h.test/a b\""), "{e}");
         // What both accept, the desktop sends as the device does.
         let u = parse_url("http://[::1]:8080/check?device=k%2F1").unwrap();
         assert_eq!(

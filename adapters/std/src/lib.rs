@@ -121,7 +121,9 @@
 //! "body shorter than announced"; `failure.rs` walks reqwest's error chain down to rustls,
 //! webpki, hyper and `io::Error`), on the token endpoint as on the check endpoint (the
 //! `RefreshFailed` event and `Status::last_failure` carry it). Redirects are not followed: a
-//! captive portal's `302` is a transient status like any other.
+//! captive portal's `302` is a transient status like any other; no content coding is asked for or
+//! decoded; framing the device refuses is refused here too; environment proxies are used unless
+//! [`GateClientConfig::proxy_from_env`] is off (what they see: its docs).
 //!
 //! ## Dependencies, and why
 //!
