@@ -12,7 +12,8 @@
 //! a body delimited by the end of the connection when neither is given. Refused (a
 //! transient `io` failure, never a body): a missing or malformed status line or header
 //! (httparse), obsolete header folding (as hyper does), a non-digit or conflicting
-//! `Content-Length`, a transfer coding other than `chunked`, an empty or non-hex chunk
+//! `Content-Length`, a transfer coding other than `chunked`, `Transfer-Encoding` beside
+//! `Content-Length` (RFC 9112 6.3: "ought to be handled as an error"), an empty or non-hex chunk
 //! size, a chunk size over 2^32, chunk data not followed by CRLF, a body shorter than
 //! announced, `101 Switching Protocols`, a head longer than `rx`.
 //!
@@ -367,8 +368,11 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, NetFailure> {
     }
     let framing = match (coded, chunked, content_length) {
         (true, false, _) => return Err(NetFailure::BadFraming),
-        // Transfer-Encoding overrides Content-Length (RFC 9112 6.3).
-        (true, true, _) => Framing::Chunked,
+        // Both: "might indicate an attempt to perform request smuggling or response
+        // splitting and ought to be handled as an error" (RFC 9112 6.3); the desktop refuses
+        // it too (R1: no definitive body from ambiguous framing).
+        (true, true, Some(_)) => return Err(NetFailure::BadFraming),
+        (true, true, None) => Framing::Chunked,
         (false, _, Some(n)) => Framing::Length(n),
         (false, _, None) => Framing::UntilClose,
     };
@@ -656,6 +660,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{\"has_access\":true}",
             // chunked not last.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
+            // Transfer-Encoding beside Content-Length, in either order (as on the desktop).
+            b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
         ];
         for case in cases {
             let r = answers(case);

@@ -29,7 +29,9 @@ pub struct GateClientConfig {
     /// Full URL of the check endpoint (`GET`, `Authorization: Bearer <token>`). Refused at
     /// [`build`](GateClientConfigBuilder::build) / spawn, as on the device, when
     /// [`accessgate::check_url`] refuses it (CR/LF, spaces, non-ASCII, `user:password@`,
-    /// `#fragment`, port 0, ...): never rewritten into some other request.
+    /// `#fragment`, port 0, ...): never rewritten into some other request. The URL is not
+    /// treated as a secret: it appears, query included, in debug-level log lines (failures,
+    /// spawn). Keep credentials out of it; they belong in the tokens.
     pub check_url: String,
     /// Full URL of the token endpoint (`POST`, form `grant_type=refresh_token&...`). The same
     /// rules as [`GateClientConfig::check_url`].
