@@ -217,8 +217,8 @@ pub enum Action {
 
 /// A session: sign-in, the entitlement part, refresh ahead of expiry, single-flight refresh
 /// with waiters, logout races. `N`: retry schedule capacity; `W`: waiter table capacity;
-/// `T`: maximum token length in bytes.
-#[derive(Clone, Debug)]
+/// `T`: maximum token length in bytes. Its `Debug` shows the tokens' lengths, never the tokens.
+#[derive(Clone)]
 // In a fixed order, the fields inputs touch most first, the token buffers last: short offsets
 // on a Cortex-M0+, whose loads and stores reach 124 bytes (flash, issue 11).
 #[repr(C)]
@@ -892,5 +892,6 @@ impl From<Event> for SessionEvent {
     }
 }
 
+mod debug;
 #[cfg(test)]
 mod wrap;
