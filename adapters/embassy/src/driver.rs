@@ -21,8 +21,8 @@ use core::cell::RefCell;
 use core::future::poll_fn;
 
 use accessgate::{
-    classify, classify_refresh, Action, CheckOutcome, CheckRequest, Duration, Instant, RefreshOutcome,
-    RefreshRequest, Session, TokenHandle, TokenReply, TransientClass, WaiterId,
+    classify, classify_refresh, Action, CheckOutcome, CheckRequest, Duration, Event, Instant, RefreshOutcome,
+    RefreshRequest, Session, SessionEvent, TokenHandle, TokenReply, TransientClass, WaiterId,
 };
 use embassy_futures::join::join3;
 use embassy_futures::select::{select, select3, Either, Either3};
@@ -482,14 +482,35 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 }
             }
         }
+        let mut access_changed = false;
         while let Some(event) = self.session.poll_event() {
-            // Access changes are logged by the core itself (at info).
-            debug!("event {:?}", event);
+            // R13: what an operator needs at the info level: every transient failure with its
+            // class and detail here, access changes with their cause from the core, and the
+            // counters after each change or end of session (below). The rest at debug.
+            match event {
+                SessionEvent::Gate(Event::CheckFailed {
+                    attempt,
+                    class,
+                    detail,
+                    ..
+                }) => info!("check {} failed: {} ({})", attempt, class.name(), detail),
+                SessionEvent::RefreshFailed { class, detail, .. } => {
+                    info!("token refresh failed: {} ({})", class.name(), detail)
+                }
+                SessionEvent::Gate(Event::AccessChanged { .. } | Event::SessionEnded { .. }) => {
+                    access_changed = true;
+                    debug!("event {:?}", event);
+                }
+                _ => debug!("event {:?}", event),
+            }
             // Never blocks: a full event channel costs a timeline line, not gate progress.
             if !self.link.offer_event(TimedEvent { at: now, event }) {
                 let s = &mut self.snapshot;
                 s.events_dropped = s.events_dropped.saturating_add(1);
             }
+        }
+        if access_changed {
+            info!("counters: {}", self.session.counters());
         }
         self.publish(now);
         // Copied from the session straight into the slot (R11: a torn-down session's handle
