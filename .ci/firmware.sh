@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Firmware check: builds the four firmware images in release, runs the two QEMU ones (the
-# gate's scenario, shared by both: the exit code is the verdict) and prints the section sizes
-# of every ELF.
+# gate's scenario, shared by both: the exit code is the verdict), then the ARM QEMU image again
+# with defmt logging (a second build, `--features defmt`) whose log is decoded and checked
+# against R13 by targets/defmt-check, and prints the section sizes of every ELF.
 #
 # | image                 | target                     | run here                          |
 # |-----------------------|----------------------------|-----------------------------------|
@@ -9,6 +10,7 @@
 # | firmware-qemu-riscv   | riscv32imc-unknown-none-elf| qemu-system-riscv32, virt         |
 # | firmware-nucleo       | thumbv7em-none-eabihf      | builds and links only (a board)   |
 # | firmware-esp32c3      | riscv32imc-unknown-none-elf| builds and links only (a board)   |
+# | firmware-qemu +defmt  | thumbv7em-none-eabihf      | qemu-system-arm; log decoded+checked |
 #
 # Installs what is missing: the rustup targets, qemu-system-arm and qemu-system-misc (apt),
 # a size tool.
@@ -39,6 +41,12 @@ QEMU_ELF="$QEMU_DIR/target/$ARM/release/accessgate-firmware-qemu"
 QEMU_RV_ELF="$QEMU_RV_DIR/target/$RV/release/accessgate-firmware-qemu-riscv"
 NUCLEO_ELF="$NUCLEO_DIR/target/$ARM/release/accessgate-firmware-nucleo"
 ESP_ELF="$ESP_DIR/target/$RV/release/accessgate-firmware-esp32c3"
+# The defmt image builds into its own target dir, so the default image's ELF (sizes, figures)
+# stays the default one.
+DEFMT_TARGET_DIR="$QEMU_DIR/target/defmt"
+DEFMT_ELF="$DEFMT_TARGET_DIR/$ARM/release/accessgate-firmware-qemu"
+DEFMT_FRAMES="$DEFMT_TARGET_DIR/frames.bin"
+DEFMT_CHECK_DIR="$ROOT/targets/defmt-check"
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -118,6 +126,32 @@ run_qemu "$QEMU_DIR" || qemu_rc=$?
 rv_rc=0
 run_qemu "$QEMU_RV_DIR" || rv_rc=$?
 
+# --- the defmt image: R13 in the device's log ------------------------------------------------
+# The same scenario with the gate logging through defmt (DEFMT_LOG=info, .cargo/config.toml):
+# the frames leave on semihosting's stdout into a file (cargo's own output is on stderr), and
+# targets/defmt-check decodes them with the ELF's defmt table and checks that an operator reads
+# every access change with its cause, transient failures with class and detail, and counters
+# that agree with what the app read. It fails if a line is missing or the run did not pass.
+defmt_rc=0
+log "cargo build --release --features defmt (firmware-qemu, the defmt image)"
+build_start=$(date +%s)
+(cd "$QEMU_DIR" && cargo build --release --locked -j "$JOBS" --features defmt --target-dir "$DEFMT_TARGET_DIR")
+log "firmware-qemu +defmt built in $(( $(date +%s) - build_start )) s"
+log "running firmware-qemu +defmt in QEMU (timeout ${QEMU_TIMEOUT}s), frames to $DEFMT_FRAMES"
+set +e
+(cd "$QEMU_DIR" && timeout "$QEMU_TIMEOUT" cargo run --release --locked -j "$JOBS" --features defmt \
+    --target-dir "$DEFMT_TARGET_DIR" </dev/null >"$DEFMT_FRAMES")
+defmt_run_rc=$?
+set -e
+log "firmware-qemu +defmt: QEMU exit $defmt_run_rc, $(wc -c <"$DEFMT_FRAMES") bytes of frames"
+log "decoding and checking the defmt log (targets/defmt-check)"
+check_start=$(date +%s)
+(cd "$DEFMT_CHECK_DIR" && cargo fmt --check && cargo test --locked -j "$JOBS" \
+    && cargo run --locked -j "$JOBS" -- "$DEFMT_ELF" "$DEFMT_FRAMES") || defmt_rc=$?
+log "defmt check: exit $defmt_rc in $(( $(date +%s) - check_start )) s"
+# The checker fails a run that did not print PASS too; this keeps QEMU's own verdict.
+if [ "$defmt_rc" -eq 0 ] && [ "$defmt_run_rc" -ne 0 ]; then defmt_rc=$defmt_run_rc; fi
+
 # --- sizes ---------------------------------------------------------------------------------
 # Flash: code and read-only data (.text, .rodata, the vector table; on the ESP32-C3 also the
 # code and data it copies to internal RAM at boot: .trap, .rwtext*, .rodata.wifi, .data*).
@@ -126,8 +160,11 @@ run_qemu "$QEMU_RV_DIR" || rv_rc=$?
 if [ -n "$SIZE_TOOL" ]; then
     log "section sizes in bytes (tool: $SIZE_TOOL)"
     printf '%-32s %9s %9s %9s %9s %10s %9s\n' elf code rodata .data .bss flash ram
-    for elf in "$QEMU_ELF" "$QEMU_RV_ELF" "$NUCLEO_ELF" "$ESP_ELF"; do
-        "$SIZE_TOOL" -A "$elf" | awk -v name="$(basename "$elf")" '
+    for elf in "$QEMU_ELF" "$QEMU_RV_ELF" "$NUCLEO_ELF" "$ESP_ELF" "$DEFMT_ELF"; do
+        [ -f "$elf" ] || continue
+        name="$(basename "$elf")"
+        [ "$elf" = "$DEFMT_ELF" ] && name="$name +defmt"
+        "$SIZE_TOOL" -A "$elf" | awk -v name="$name" '
             { s[$1] = $2 }
             END {
                 code = s[".vector_table"] + s[".text"] + s[".init.rust"] + s[".trap"] + s[".rwtext"] + s[".rwtext.wifi"]
@@ -156,4 +193,5 @@ if [ "${FIRMWARE_FIGURES:-0}" = 1 ]; then
 fi
 
 if [ "$qemu_rc" -ne 0 ]; then exit "$qemu_rc"; fi
-exit "$rv_rc"
+if [ "$rv_rc" -ne 0 ]; then exit "$rv_rc"; fi
+exit "$defmt_rc"

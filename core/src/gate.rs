@@ -209,9 +209,9 @@ pub struct Status {
     pub since: Option<Instant>,
 }
 
-/// Plain counters (R13). All saturate.
+/// Plain counters (R13). All saturate. Under `defmt` they print with every transient class
+/// named (a derived `Format` would print the per-class array as bare numbers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Counters {
     /// Check attempts started.
@@ -266,6 +266,80 @@ impl Counters {
     /// All transient failures.
     pub fn transient_total(&self) -> u32 {
         self.transient.iter().fold(0u32, |a, b| a.saturating_add(*b))
+    }
+}
+
+// R13: what an operator reads on a device. One `write!` (a `Format` impl writes one frame
+// entry), every class by the name `TransientClass::name` gives it; a new class must be added
+// here, which the assertion below enforces.
+#[cfg(feature = "defmt")]
+const _: () = assert!(
+    TransientClass::COUNT == 11,
+    "name the new class in Counters' Format"
+);
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Counters {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        use TransientClass as C;
+        let t = |c: C| self.transient_of(c);
+        defmt::write!(
+            f,
+            "attempts {=u32}, transient failures {=u32} (connect {=u32}, dns {=u32}, tls {=u32}, timeout {=u32}, io {=u32}, forbidden {=u32}, throttled {=u32}, server_error {=u32}, other_status {=u32}, invalid_body {=u32}, token_expired {=u32}), grants {=u32}, denials {=u32}, stale dropped {=u32}, failed closed {=u32}, recoveries {=u32}, logouts {=u32}, unauthorized logouts {=u32}, refreshes {=u32}, refresh failures {=u32}, events lost {=u32}",
+            self.attempts,
+            self.transient_total(),
+            t(C::Connect),
+            t(C::Dns),
+            t(C::Tls),
+            t(C::Timeout),
+            t(C::Io),
+            t(C::Forbidden),
+            t(C::Throttled),
+            t(C::ServerError),
+            t(C::OtherStatus),
+            t(C::InvalidBody),
+            t(C::TokenExpired),
+            self.grants,
+            self.denials,
+            self.stale_dropped,
+            self.failed_closed,
+            self.recoveries,
+            self.logouts,
+            self.unauthorized_logouts,
+            self.refreshes,
+            self.refresh_failures,
+            self.events_lost,
+        )
+    }
+}
+
+/// The same text as the `defmt` form, for `log` (R13): every transient class by its name.
+impl core::fmt::Display for Counters {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "attempts {}, transient failures {} (",
+            self.attempts,
+            self.transient_total()
+        )?;
+        for (i, class) in TransientClass::ALL.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{} {}", class.name(), self.transient_of(*class))?;
+        }
+        write!(
+            f,
+            "), grants {}, denials {}, stale dropped {}, failed closed {}, recoveries {}, logouts {}, unauthorized logouts {}, refreshes {}, refresh failures {}, events lost {}",
+            self.grants,
+            self.denials,
+            self.stale_dropped,
+            self.failed_closed,
+            self.recoveries,
+            self.logouts,
+            self.unauthorized_logouts,
+            self.refreshes,
+            self.refresh_failures,
+            self.events_lost,
+        )
     }
 }
 

@@ -928,3 +928,25 @@ fn an_input_an_hour_late_fails_closed_once_and_owes_one_check_not_a_burst() {
     step(&mut g, GRANT);
     assert_eq!(g.status().cause, Some(Cause::Recovered));
 }
+
+#[test]
+fn counters_print_every_transient_class_by_name_r13() {
+    // R13: the log line an operator reads names each class; the plain array does not.
+    let mut g = granted();
+    g.recheck_now(T0 + secs(10)).unwrap();
+    let req = take_check(&mut g);
+    answer(&mut g, T0 + secs(10), req, FAIL);
+    let text = format!("{}", g.counters());
+    assert!(text.starts_with("attempts 2, transient failures 1 ("), "{text}");
+    assert!(text.contains("grants 1, denials 0"), "{text}");
+    assert!(text.contains("server_error 1"), "{text}");
+    for class in TransientClass::ALL {
+        assert!(
+            text.contains(&format!("{} ", class.name())),
+            "{} missing: {text}",
+            class.name()
+        );
+    }
+    assert!(text.contains("connect 0, dns 0"), "{text}");
+    assert!(text.ends_with("refresh failures 0, events lost 0"), "{text}");
+}

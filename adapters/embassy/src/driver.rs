@@ -22,7 +22,7 @@ use core::future::poll_fn;
 
 use accessgate::{
     classify, classify_refresh, Action, CheckOutcome, CheckRequest, Duration, Instant, RefreshOutcome,
-    RefreshRequest, Session, TokenHandle, TokenReply, TransientClass, WaiterId,
+    RefreshRequest, Session, SessionEvent, TokenHandle, TokenReply, TransientClass, WaiterId,
 };
 use embassy_futures::join::join3;
 use embassy_futures::select::{select, select3, Either, Either3};
@@ -482,14 +482,18 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
                 }
             }
         }
+        let mut access_changed = false;
         while let Some(event) = self.session.poll_event() {
-            // Access changes are logged by the core itself (at info).
-            debug!("event {:?}", event);
+            access_changed |= log_event(&event);
             // Never blocks: a full event channel costs a timeline line, not gate progress.
             if !self.link.offer_event(TimedEvent { at: now, event }) {
                 let s = &mut self.snapshot;
                 s.events_dropped = s.events_dropped.saturating_add(1);
             }
+        }
+        // R13: the counters reach the log after every access change or end of session.
+        if access_changed {
+            info!("counters: {}", self.session.counters());
         }
         self.publish(now);
         // Copied from the session straight into the slot (R11: a torn-down session's handle
@@ -518,4 +522,39 @@ impl<'a, M: RawMutex, const N: usize, const W: usize, const T: usize> SessionLoo
             }
         }
     }
+}
+
+/// Logs one event; `true` for an access change or an end of session (the counters follow).
+///
+/// R13: what an operator needs at the info level: every transient failure with its class and
+/// detail here, access changes with their cause from the core, the counters after each change
+/// (the caller). The other events at debug.
+#[cfg(any(feature = "defmt", feature = "log"))]
+fn log_event(event: &SessionEvent) -> bool {
+    match *event {
+        SessionEvent::Gate(accessgate::Event::CheckFailed {
+            attempt,
+            class,
+            detail,
+            ..
+        }) => info!("check {} failed: {} ({})", attempt, class.name(), detail),
+        SessionEvent::RefreshFailed { class, detail, .. } => {
+            info!("token refresh failed: {} ({})", class.name(), detail)
+        }
+        SessionEvent::Gate(
+            accessgate::Event::AccessChanged { .. } | accessgate::Event::SessionEnded { .. },
+        ) => {
+            debug!("event {:?}", event);
+            return true;
+        }
+        _ => debug!("event {:?}", event),
+    }
+    false
+}
+
+/// Without logging nothing is logged, so nothing is worth the counters line: the image
+/// without logging runs the same code as before it had one.
+#[cfg(not(any(feature = "defmt", feature = "log")))]
+fn log_event(_: &SessionEvent) -> bool {
+    false
 }

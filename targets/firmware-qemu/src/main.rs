@@ -6,7 +6,8 @@
 //!
 //! All of that is shared with the RISC-V image (`targets/firmware-qemu-riscv`) in
 //! `accessgate-firmware-scenario` (`targets/firmware-scenario`). This crate is the board:
-//! semihosting for the console and the exit code, cortex-m-rt's stack (painted at reset,
+//! semihosting for the console and the exit code (with `--features defmt`, the console and
+//! the gate's log are defmt frames on semihosting's stdout), cortex-m-rt's stack (painted at reset,
 //! `paint-stack`), and a SysTick time driver ([`time_driver`]).
 
 #![no_std]
@@ -17,12 +18,31 @@ mod time_driver;
 
 use accessgate_firmware_scenario::{app, set_board, Board};
 use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
-use cortex_m_semihosting::hprintln;
 use embassy_executor::Spawner;
 use panic_semihosting as _;
+// The defmt image: the global logger (frames on semihosting's stdout).
+#[cfg(feature = "defmt")]
+use defmt_semihosting as _;
 
+#[cfg(not(feature = "defmt"))]
 fn print_line(args: core::fmt::Arguments<'_>) {
-    hprintln!("{}", args);
+    cortex_m_semihosting::hprintln!("{}", args);
+}
+
+/// `defmt::panic!` and friends (in embassy, the adapter) end like any panic: panic-semihosting
+/// prints it and QEMU exits failed.
+#[cfg(feature = "defmt")]
+#[defmt::panic_handler]
+fn defmt_panic() -> ! {
+    core::panic!("defmt panic")
+}
+
+/// The defmt image: the scenario's lines are defmt frames too, since text written to the same
+/// stdout would break the frame stream. Formatted on the device (`Display2Format`): they are
+/// the scenario's, not the gate's.
+#[cfg(feature = "defmt")]
+fn print_line(args: core::fmt::Arguments<'_>) {
+    defmt::println!("{}", defmt::Display2Format(&args));
 }
 
 fn exit(passed: bool) -> ! {
