@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
 
 use accessgate::{
-    Action, CheckOutcome, Duration, Generation, Instant, RefreshId, Session, SignInError, Status,
-    TokenHandle, WaiterId, DEFAULT_TOKEN_CAPACITY,
+    Action, CheckOutcome, Duration, Event, Generation, Instant, RefreshId, Session, SessionEvent,
+    SignInError, Status, TokenHandle, WaiterId, DEFAULT_TOKEN_CAPACITY,
 };
 use futures_util::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use tokio::sync::{broadcast, oneshot, watch, Notify};
@@ -184,11 +184,20 @@ impl State {
         // Events are stamped with the `now` of the input that produced them; no subscriber
         // is fine.
         let (at, origin) = (self.session.last_now(), Instant::ZERO);
+        let mut changed = false;
         while let Some(event) = self.session.poll_event() {
             log::debug!("accessgate: {event:?}");
+            changed |= matches!(
+                event,
+                SessionEvent::Gate(Event::AccessChanged { .. } | Event::SessionEnded { .. })
+            );
             if self.listened {
                 let _ = self.events.send(TimedEvent { event, at, origin });
             }
+        }
+        // R13: the counters reach the log after every access change or end of session.
+        if changed {
+            log::info!("accessgate: counters: {}", self.session.counters());
         }
         // Only subscribers need waking, not the handles' own reader: without one the value is
         // updated in place, and `quiet` has `subscribe` publish it before a subscriber joins.

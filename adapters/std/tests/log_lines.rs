@@ -1,5 +1,5 @@
 //! R13: what happens reaches the `log` facade on desktops. A failed check's event with its
-//! detail, and every access change with its cause, are log lines an operator can read without
+//! detail, every access change with its cause, and the counters after it, are log lines an operator can read without
 //! subscribing to anything. One logger per test binary, so this file holds the one test.
 
 mod common;
@@ -59,4 +59,19 @@ async fn failures_and_access_changes_reach_the_log_facade() {
         .find(|l| l.contains(" -> Granted (ServerGranted)") || l.contains(" -> Granted (Recovered)"))
         .unwrap_or_else(|| panic!("no access change with its cause in the log: {lines:#?}"));
     assert!(granted.starts_with("INFO accessgate"), "{granted}");
+    // R13: the counters follow the access change, at info, every class by name.
+    let counters = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("counters: attempts "))
+        .unwrap_or_else(|| panic!("no counters in the log: {lines:#?}"));
+    assert!(counters.starts_with("INFO accessgate"), "{counters}");
+    // At least the sign-in's 503 (a retry may have met it too on a slow machine).
+    let server_errors = counters
+        .split("server_error ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ')']).next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(server_errors.is_some_and(|n| n >= 1), "{counters}");
+    assert!(counters.contains("grants 1"), "{counters}");
 }
