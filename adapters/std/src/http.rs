@@ -25,6 +25,7 @@
 //! - **Time**: whatever the server drips (a body, interim `1xx` responses, nothing at all,
 //!   never reading the request), the attempt ends at its timeout (R4).
 //! - A `Retry-After` sent twice counts by its last value, as on the device (R6).
+//! - A keep-alive connection idle for more than [`POOL_IDLE`] (2 s) is not reused.
 //! - A keep-alive connection is reused only clean: an answer queued behind another (sent with
 //!   it or while the connection idles) makes hyper drop the connection, never answer the next
 //!   request; a connection reused after a logout or refresh carries only the current tokens.
@@ -48,6 +49,16 @@ use reqwest::{Client, Response, Url};
 use zeroize::Zeroizing;
 
 use crate::config::GateClientConfig;
+
+/// How long an idle keep-alive connection may wait for its next request. Reuse pays where
+/// requests follow each other closely (a refresh and its check, a burst of re-checks); the
+/// gate's own requests are otherwise minutes apart, by when the server has usually closed the
+/// connection anyway. Short, because the pool's clock stops while the machine is suspended:
+/// a connection idle when a laptop went to sleep would be reused after it wakes, perhaps on
+/// another network where it leads nowhere, and the first check or refresh after waking (the
+/// one a user waits for, R3, R11) would wait out its attempt timeout. Now that takes a
+/// suspend within 2 s of a request.
+pub(crate) const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::error::GateError;
 use crate::failure::transport_failure;
 
@@ -141,6 +152,8 @@ impl Transport {
             .no_deflate()
             .no_zstd()
             .user_agent(cfg.user_agent.clone())
+            // A connection idle longer than this is not reused: see [`POOL_IDLE`].
+            .pool_idle_timeout(POOL_IDLE)
             .https_only(false);
         if !cfg.proxy_from_env {
             builder = builder.no_proxy();

@@ -661,3 +661,30 @@ async fn a_token_answer_in_broken_framing_is_no_token() {
     })
     .await;
 }
+
+/// A keep-alive connection idle for more than 2 s is not reused (http.rs, `POOL_IDLE`): after
+/// a laptop wakes, its first check must not go out on a connection from before the night.
+/// Back-to-back requests still share one (`a_reused_connection_carries_...` above).
+#[tokio::test]
+async fn a_connection_idle_for_seconds_is_not_reused() {
+    bounded(async {
+        let server = Raw::start(|_: &Seen| vec![w(response("HTTP/1.1 200 OK", &[], GRANT))]).await;
+        let gate = AccessGate::spawn(config(&server.url(), fast_session())).expect("gate spawns");
+        let status = gate
+            .sign_in(tokens(StdDuration::from_secs(3600)))
+            .await
+            .expect("sign_in");
+        assert_eq!(status.access, Access::Granted);
+        // Past the rate limit, well inside the pool's idle time: the same connection.
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        gate.recheck().await.expect("recheck");
+        tokio::time::sleep(StdDuration::from_millis(2_500)).await;
+        gate.recheck().await.expect("recheck");
+        gate.shutdown().await;
+        let conns: Vec<usize> = server.seen().iter().map(|s| s.conn).collect();
+        assert_eq!(conns.len(), 3, "{conns:?}");
+        assert_eq!(conns[1], conns[0], "back to back: reused");
+        assert_ne!(conns[2], conns[1], "idle 2.5 s: a new connection");
+    })
+    .await;
+}
