@@ -53,6 +53,11 @@ pub struct SessionConfig {
     /// Refresh this long before the access token expires (R11; default 60 s).
     pub refresh_skew: Duration,
     /// Backoff of a refresh that failed transiently while the token is valid (R11; 1 s x2, 5 s cap).
+    /// Its steps are also the floor of refresh starts: in a run of starts less than twice the
+    /// cap apart, each waits at least the next step after the one before, whatever the server
+    /// says about lifetimes. Keep the cap below the token lifetime minus the skew: with a
+    /// longer cap, healthy refreshes one lifetime apart form such a run, are held back to one
+    /// per cap, and a token can expire before its refresh may start.
     pub refresh_retry: Backoff,
     /// How long one refresh request may take.
     pub refresh_timeout: Duration,
