@@ -53,6 +53,11 @@ pub struct SessionConfig {
     /// Refresh this long before the access token expires (R11; default 60 s).
     pub refresh_skew: Duration,
     /// Backoff of a refresh that failed transiently while the token is valid (R11; 1 s x2, 5 s cap).
+    /// Its steps are also the floor of refresh starts: in a run of starts less than twice the
+    /// cap apart, each waits at least the next step after the one before, whatever the server
+    /// says about lifetimes. Keep the cap below the token lifetime minus the skew: with a
+    /// longer cap, healthy refreshes one lifetime apart form such a run, are held back to one
+    /// per cap, and a token can expire before its refresh may start.
     pub refresh_retry: Backoff,
     /// How long one refresh request may take.
     pub refresh_timeout: Duration,
@@ -239,9 +244,11 @@ pub struct Session<const N: usize = 8, const W: usize = 4, const T: usize = DEFA
     failures_expired: u32,
     refresh_streak: u32,
     next_waiter: u32,
+    early_refresh_used: bool,
+    /// Whether the refresh R11's floor holds back was asked for by a 403 (R9, R13).
+    held_early: bool,
     /// Whether it still waits for the driver to poll it.
     refresh_pending: bool,
-    early_refresh_used: bool,
     io: Shared<SessionEvent, SESSION_EVENT_CAPACITY>,
     config: SessionConfig,
     waiters: heapless::Vec<WaiterId, W>,
@@ -314,6 +321,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             last_refresh_start: None,
             refresh_streak: 0,
             early_refresh_used: false,
+            held_early: false,
             early_refresh_for: None,
             waiters: heapless::Vec::new(),
             waiter_generation: None,
@@ -423,6 +431,7 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
             s.end(Cause::LoggedOut);
             s.store_tokens(access_token, Some(refresh_token));
             s.early_refresh_used = false;
+            s.held_early = false;
             s.failures_valid = 0;
             s.failures_expired = 0;
             let token = s.next_handle();
@@ -764,9 +773,14 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         if let Some(floor) = self.refresh_floor().filter(|&f| now < f) {
             self.io.timers.set(Timer::RefreshRetry, floor); // R11: never faster than the floor
             self.io.timers.stop(Timer::RefreshDue);
+            // R13: when it starts at the floor, it is still the one a 403 asked for (R9).
+            if early {
+                self.held_early = true;
+            }
             debug!("refresh held back until the floor (early: {})", early);
             return;
         }
+        let early = early | core::mem::take(&mut self.held_early);
         // A start within twice the backoff cap of the previous one continues the run (the
         // floor grows); after a quiet spell the run starts over at the backoff's base.
         let quiet = self.config.refresh_retry.cap.saturating_mul(2);

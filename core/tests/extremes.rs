@@ -738,6 +738,12 @@ fn every_input_at_extreme_configs_and_clocks_keeps_the_oracles_capacities_of_one
 }
 
 #[test]
+fn every_input_at_extreme_configs_and_clocks_keeps_the_oracles_retry_capacity_two() {
+    // N = 2: one stratified retry and the final one (the only capacity with a single slice).
+    run::<2, 2, 8>(3_000_000..3_010_000, 150);
+}
+
+#[test]
 fn every_input_at_extreme_configs_and_clocks_keeps_the_oracles_large_retry_capacity() {
     // Retry counts up to 1,000 slots: many empty slices to skip per failure (bounded, R12).
     run::<1_000, 2, 8>(2_000_000..2_003_000, 150);

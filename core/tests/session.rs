@@ -584,6 +584,66 @@ fn a_403_cannot_start_refreshes_faster_than_the_floor() {
     panic!("the early refresh never started");
 }
 
+/// Runs the session's timers from `from` until it hands out a refresh; returns the events
+/// up to then and the refresh's start.
+fn until_refresh_starts(s: &mut S, from: Instant) -> (Vec<SessionEvent>, Instant) {
+    let mut seen = drain(s);
+    let mut now = from;
+    for _ in 0..100 {
+        now = s.poll_timeout().expect("a timer");
+        s.handle_timeout(now);
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Refresh(r) => {
+                    seen.extend(drain(s));
+                    return (seen, r.started);
+                }
+                Action::Check(c) => {
+                    s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted)
+                }
+                _ => {}
+            }
+        }
+        seen.extend(drain(s));
+    }
+    panic!("no refresh by {:?}: {seen:?}", now - from);
+}
+
+#[test]
+fn an_early_refresh_held_back_by_the_floor_is_named_early_when_it_starts() {
+    let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
+    let early_starts = |evs: &[SessionEvent]| -> Vec<bool> {
+        evs.iter()
+            .filter_map(|e| match e {
+                SessionEvent::RefreshStarted { early, .. } => Some(*early),
+                _ => None,
+            })
+            .collect()
+    };
+    // A refresh just started and landed; the new token's check answers 403 at once (R9): the
+    // refresh it asks for waits for R11's floor, and when it starts it is the 403's (R13).
+    let mut s = granted();
+    let (due, r) = to_refresh(&mut s);
+    s.handle_refresh_result(due, r.id, new_tokens(1));
+    let c = check(&mut s);
+    s.handle_check_result(due, c.generation, c.attempt, forbidden);
+    let (evs, started) = until_refresh_starts(&mut s, due);
+    assert!(started >= due + secs(1), "{:?}", started - due);
+    assert_eq!(early_starts(&evs), [true], "{evs:?}");
+    // Held back the same way, but the session ends and a new one signs in before the floor:
+    // the new session's own refresh (its token inside the skew) is not the old 403's.
+    let mut s = granted();
+    let (due, r) = to_refresh(&mut s);
+    s.handle_refresh_result(due, r.id, new_tokens(1));
+    let c = check(&mut s);
+    s.handle_check_result(due, c.generation, c.attempt, forbidden);
+    s.logout(due);
+    s.sign_in(due, b"at_9", b"rt_9", secs(30)).unwrap();
+    let (evs, started) = until_refresh_starts(&mut s, due);
+    assert!(started >= due + secs(1), "{:?}", started - due);
+    assert_eq!(early_starts(&evs), [false], "{evs:?}");
+}
+
 #[test]
 fn a_rejected_refresh_logs_out() {
     for outcome in [

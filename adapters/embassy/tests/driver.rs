@@ -1897,3 +1897,438 @@ fn a_driver_future_dropped_before_its_first_poll_releases_the_link_and_answers_w
     assert_eq!(access, Access::Granted);
     assert!(net.requests.borrow()[0].contains("Bearer at_restarted"));
 }
+
+// ---- R9 through the driver: a 403 asks for one early refresh ----
+
+/// A backend for R9, as its two endpoints see it: a check answers 403 while its bearer token
+/// is one of `forbidden` (or every token, with `forbid_all`), else grants; the token endpoint
+/// hands out `at_2`/`rt_2`, `at_3`/`rt_3`, ... (or answers 503 with `token_down`).
+#[derive(Default)]
+struct R9Backend {
+    forbidden: RefCell<Vec<String>>,
+    forbid_all: Cell<bool>,
+    token_down: Cell<bool>,
+    issued: Cell<u32>,
+}
+
+impl R9Backend {
+    fn forbid(&self, token: &str) {
+        self.forbidden.borrow_mut().push(token.to_owned());
+    }
+    fn allow_all(&self) {
+        self.forbidden.borrow_mut().clear();
+        self.forbid_all.set(false);
+    }
+}
+
+/// What the server saw, in arrival order: `("GET", bearer)` or `("POST", refresh_token)`.
+fn server_log(net: &FakeNet) -> Vec<(&'static str, String)> {
+    let field = |req: &str, after: &str, end: &str| {
+        let start = req.find(after).map(|i| i + after.len())?;
+        let len = req[start..].find(end).unwrap_or(req.len() - start);
+        Some(req[start..start + len].to_owned())
+    };
+    net.requests
+        .borrow()
+        .iter()
+        .map(|r| {
+            if r.starts_with("POST") {
+                ("POST", field(r, "refresh_token=", "&").expect("a refresh form"))
+            } else {
+                (
+                    "GET",
+                    field(r, "Authorization: Bearer ", "\r\n").expect("a bearer"),
+                )
+            }
+        })
+        .collect()
+}
+
+fn r9_net(backend: &'static R9Backend) -> &'static FakeNet {
+    FakeNet::new(move |req| {
+        if req.starts_with("POST") {
+            if backend.token_down.get() {
+                return http("503 Service Unavailable", "", "");
+            }
+            let n = backend.issued.get() + 2;
+            backend.issued.set(backend.issued.get() + 1);
+            return token_answer(&format!(
+                r#"{{"access_token":"at_{n}","refresh_token":"rt_{n}","expires_in":3600,"token_type":"Bearer"}}"#
+            ));
+        }
+        let forbidden = backend.forbid_all.get()
+            || backend
+                .forbidden
+                .borrow()
+                .iter()
+                .any(|t| req.contains(&format!("\r\nAuthorization: Bearer {t}\r\n")));
+        if forbidden {
+            http("403 Forbidden", "", r#"{"detail":"forbidden"}"#)
+        } else {
+            granted()
+        }
+    })
+}
+
+/// The driver test configuration with re-checks allowed at any time (the tests send them).
+fn r9_config(refresh: bool) -> DriverConfig<'static> {
+    let mut c = config(refresh);
+    c.session.gate.min_recheck_interval = Duration::ZERO;
+    c
+}
+
+/// Reads events into `seen` until one satisfies `pred`; returns the snapshot of that moment
+/// (published right after the events it led to).
+async fn record_until(
+    link: &TestLink,
+    seen: &mut Vec<TimedEvent>,
+    pred: impl Fn(&SessionEvent) -> bool,
+) -> Snapshot {
+    loop {
+        let e = link.next_event().await;
+        seen.push(e);
+        if pred(&e.event) {
+            embassy_futures::yield_now().await;
+            return link.snapshot().expect("a snapshot after an event");
+        }
+    }
+}
+
+/// Reads events into `seen` for `ms` milliseconds.
+async fn record_for(link: &TestLink, seen: &mut Vec<TimedEvent>, ms: u64) {
+    let end = embassy_time::Instant::now() + embassy_time::Duration::from_millis(ms);
+    while let Either::First(e) = select(link.next_event(), embassy_time::Timer::at(end)).await {
+        seen.push(e);
+    }
+}
+
+fn first_check_settled(generation: u32) -> impl Fn(&SessionEvent) -> bool {
+    move |e| matches!(e, SessionEvent::Gate(Event::FirstCheckSettled { generation: g }) if g.0 == generation)
+}
+
+fn early_refreshes(events: &[TimedEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::RefreshStarted { early: true, .. }))
+        .count()
+}
+
+fn access_changes(events: &[TimedEvent]) -> Vec<(Access, Cause)> {
+    events
+        .iter()
+        .filter_map(|e| match e.event {
+            SessionEvent::Gate(Event::AccessChanged { to, cause, .. }) => Some((to, cause)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn r9_a_403_refreshes_early_once_and_the_new_tokens_check_follows_r3_in_each_generation() {
+    let backend: &'static R9Backend = Box::leak(Box::default());
+    let net = r9_net(backend);
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (gen2, gen3, token2, token3, events) = run(net, r9_config(true), async |link| {
+        let mut seen = Vec::new();
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        let s = record_until(link, &mut seen, first_check_settled(1)).await;
+        assert_eq!(s.status.access, Access::Granted);
+        // Generation 1: the server now answers its token 403; the app re-checks.
+        backend.forbid("at_1");
+        link.try_send(Command::Recheck).unwrap();
+        let gen2 = record_until(link, &mut seen, first_check_settled(2)).await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        let token2 = slot.wait().await.map(|t| t.as_slice().to_vec());
+        // Generation 2 had its definitive answer (R3); a 403 on it asks once more (R9), a
+        // few milliseconds after the first refresh started: R11's floor holds it back to 1 s
+        // after that start (the generation's checks retry meanwhile, R6).
+        backend.forbid("at_2");
+        link.try_send(Command::Recheck).unwrap();
+        let gen3 = record_until(link, &mut seen, first_check_settled(3)).await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        let token3 = slot.wait().await.map(|t| t.as_slice().to_vec());
+        // Nothing more happens: no third refresh, no retry of an old generation.
+        record_for(link, &mut seen, 400).await;
+        (gen2, gen3, token2, token3, seen)
+    });
+    // The app's side: the new generation's immediate check granted, the 403s changed nothing
+    // (R4: transient; access was Granted throughout), and the link hands out the new token.
+    for (snap, generation) in [(gen2, 2), (gen3, 3)] {
+        assert_eq!(snap.status.generation.0, generation);
+        assert_eq!(snap.status.access, Access::Granted);
+        assert_eq!(
+            snap.status.reverifying_until, None,
+            "the new token's check answered"
+        );
+    }
+    assert_eq!(gen3.counters.refreshes, 2);
+    assert_eq!(token2.as_deref(), Ok(&b"at_2"[..]));
+    assert_eq!(token3.as_deref(), Ok(&b"at_3"[..]));
+    assert_eq!(
+        access_changes(&events),
+        [(Access::Granted, Cause::ServerGranted)],
+        "one grant at sign-in, never a change on a 403"
+    );
+    // Two refreshes, each asked for by its generation's 403 (R9) and named so (R13), the
+    // second at R11's floor.
+    let starts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.event {
+            SessionEvent::RefreshStarted { early, .. } => Some((e.at, early)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 2, "{events:?}");
+    assert!(starts[1].0 - starts[0].0 >= Duration::from_secs(1), "{starts:?}");
+    assert_eq!(
+        early_refreshes(&events),
+        2,
+        "both were asked for by a 403: {events:?}"
+    );
+    let mut order: Vec<String> = Vec::new();
+    for e in &events {
+        let step = match e.event {
+            SessionEvent::Gate(Event::CheckFailed {
+                generation,
+                class: TransientClass::Forbidden,
+                ..
+            }) => format!("403@{}", generation.0),
+            SessionEvent::RefreshStarted { .. } => "refresh".into(),
+            SessionEvent::Refreshed { generation, .. } => format!("gen{}", generation.0),
+            SessionEvent::Gate(Event::CheckFailed { class, .. }) => panic!("{class:?}: {events:?}"),
+            _ => continue,
+        };
+        if order.last() != Some(&step) {
+            order.push(step);
+        }
+    }
+    assert_eq!(order, ["403@1", "refresh", "gen2", "403@2", "refresh", "gen3"]);
+    // The server's side: one refresh per 403'd generation, each with that generation's
+    // refresh token; each new token checked at once (R3); no old token after its successor.
+    let log = server_log(net);
+    let posts: Vec<_> = log
+        .iter()
+        .filter(|(m, _)| *m == "POST")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(posts, ["rt_1", "rt_2"], "{log:?}");
+    let at = |m: &str, t: &str| log.iter().position(|(lm, lt)| lm == &m && lt == t).unwrap();
+    assert_eq!(log[at("POST", "rt_1") + 1], ("GET", "at_2".to_owned()), "{log:?}");
+    assert_eq!(log[at("POST", "rt_2") + 1], ("GET", "at_3".to_owned()), "{log:?}");
+    assert!(
+        log[at("GET", "at_2")..].iter().all(|(_, t)| t != "at_1"),
+        "{log:?}"
+    );
+    assert!(
+        log[at("GET", "at_3")..].iter().all(|(_, t)| t != "at_2"),
+        "{log:?}"
+    );
+    assert_eq!(log.last(), Some(&("GET", "at_3".to_owned())), "{log:?}");
+}
+
+#[test]
+fn r9_a_second_403_in_the_same_generation_asks_for_no_second_early_refresh() {
+    // The token endpoint is down: the early refresh fails and the generation stays 1.
+    let backend: &'static R9Backend = Box::leak(Box::default());
+    backend.token_down.set(true);
+    let net = r9_net(backend);
+    let (snap, events) = run(net, r9_config(true), async |link| {
+        let mut seen = Vec::new();
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        record_until(link, &mut seen, first_check_settled(1)).await;
+        backend.forbid("at_1");
+        link.try_send(Command::Recheck).unwrap();
+        record_until(link, &mut seen, |e| {
+            matches!(e, SessionEvent::RefreshFailed { .. })
+        })
+        .await;
+        // The retries of the same generation keep getting 403: no early refresh from them.
+        for _ in 0..2 {
+            record_until(link, &mut seen, |e| {
+                matches!(
+                    e,
+                    SessionEvent::Gate(Event::CheckFailed {
+                        class: TransientClass::Forbidden,
+                        attempt: 1..,
+                        ..
+                    })
+                )
+            })
+            .await;
+        }
+        // A definitive answer in the same generation, then another 403: still none.
+        backend.allow_all();
+        until(link, |s| {
+            s.counters.grants == 2 && s.status.reverifying_until.is_none()
+        })
+        .await;
+        backend.forbid("at_1");
+        link.try_send(Command::Recheck).unwrap();
+        let s = record_until(link, &mut seen, |e| {
+            matches!(
+                e,
+                SessionEvent::Gate(Event::CheckFailed {
+                    class: TransientClass::Forbidden,
+                    ..
+                })
+            )
+        })
+        .await;
+        record_for(link, &mut seen, 300).await;
+        (s, seen)
+    });
+    assert_eq!(snap.status.generation.0, 1, "no refresh succeeded");
+    assert_eq!(snap.status.access, Access::Granted, "a 403 is not a denial (R4)");
+    assert!(snap.counters.transient_of(TransientClass::Forbidden) >= 4);
+    assert_eq!(early_refreshes(&events), 1, "{events:?}");
+    // The failed refresh is retried as R11 says (not early, never faster than its floor).
+    let starts: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::RefreshStarted { .. }))
+        .map(|e| e.at)
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[1] - w[0] >= Duration::from_secs(1)),
+        "{starts:?}"
+    );
+    let posts = server_log(net).iter().filter(|(m, _)| *m == "POST").count();
+    assert_eq!(posts, starts.len(), "each refresh start is one request");
+}
+
+#[test]
+fn r9_a_backend_that_keeps_answering_403_gets_one_early_refresh_and_the_gate_fails_closed() {
+    let backend: &'static R9Backend = Box::leak(Box::default());
+    let net = r9_net(backend);
+    let (snap, events) = run(net, r9_config(true), async |link| {
+        let mut seen = Vec::new();
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        record_until(link, &mut seen, first_check_settled(1)).await;
+        backend.forbid_all.set(true);
+        link.try_send(Command::Recheck).unwrap();
+        // Generation 2's own first check gets 403 too: no definitive answer since the early
+        // refresh, so no second one (no refresh per generation against a 403 wall).
+        let s = record_until(link, &mut seen, |e| {
+            matches!(
+                e,
+                SessionEvent::Gate(Event::AccessChanged {
+                    cause: Cause::FailedClosed,
+                    ..
+                })
+            )
+        })
+        .await;
+        record_for(link, &mut seen, 300).await;
+        (s, seen)
+    });
+    assert_eq!(early_refreshes(&events), 1, "{events:?}");
+    assert_eq!(snap.status.generation.0, 2);
+    // R5: the 403s are transient; the deadline fixed by generation 1's 403 does not move when
+    // the early refresh starts generation 2 (its checks carry it on), and with no definitive
+    // answer the gate fails closed there.
+    assert_eq!(
+        (snap.status.access, snap.status.cause),
+        (Access::Denied, Some(Cause::FailedClosed))
+    );
+    let failures: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.event {
+            SessionEvent::Gate(Event::CheckFailed {
+                generation,
+                class,
+                deadline,
+                ..
+            }) => Some((e.at, generation.0, class, deadline)),
+            _ => None,
+        })
+        .collect();
+    let (first_at, first_gen, _, deadline) = failures[0];
+    assert_eq!(first_gen, 1);
+    assert_eq!(deadline, Some(first_at + Duration::from_millis(1500)));
+    assert!(failures.iter().any(|f| f.1 == 2), "{failures:?}");
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.2 == TransientClass::Forbidden && (f.3 == deadline || f.0 >= deadline.unwrap())),
+        "{failures:?}"
+    );
+    let late = snap.at - deadline.unwrap();
+    assert!(
+        snap.at >= deadline.unwrap() && late < Duration::from_millis(200),
+        "failed closed {late} after the deadline"
+    );
+    let log = server_log(net);
+    assert_eq!(
+        log.iter().filter(|(m, _)| *m == "POST").count(),
+        1,
+        "one token request: {log:?}"
+    );
+    let post = log.iter().position(|(m, _)| *m == "POST").unwrap();
+    assert!(log[post + 1..].iter().all(|(_, t)| t == "at_2"), "{log:?}");
+}
+
+#[test]
+fn r9_without_a_token_endpoint_a_403_keeps_the_token_and_retries_at_the_r11_pace() {
+    let backend: &'static R9Backend = Box::leak(Box::default());
+    let net = r9_net(backend);
+    let slot: &'static TokenSlot<NoopRawMutex> = Box::leak(Box::new(TokenSlot::new()));
+    let (snap, token, events) = run(net, r9_config(false), async |link| {
+        let mut seen = Vec::new();
+        link.try_send(sign_in("at_1", "rt_1", HOUR)).unwrap();
+        record_until(link, &mut seen, first_check_settled(1)).await;
+        backend.forbid("at_1");
+        link.try_send(Command::Recheck).unwrap();
+        record_until(link, &mut seen, |e| {
+            matches!(e, SessionEvent::RefreshFailed { .. })
+        })
+        .await;
+        // The 403 was a blip: the retry grants.
+        backend.allow_all();
+        record_for(link, &mut seen, 3500).await;
+        link.try_send(Command::RequestToken(slot)).unwrap();
+        let token = slot.wait().await.map(|t| t.as_slice().to_vec());
+        (link.snapshot().unwrap(), token, seen)
+    });
+    // Safe: the session keeps its token and its grant, and nothing reaches a token endpoint.
+    assert!(snap.status.signed_in);
+    assert_eq!(snap.status.generation.0, 1);
+    assert_eq!(snap.status.access, Access::Granted);
+    assert_eq!(token.as_deref(), Ok(&b"at_1"[..]));
+    assert_eq!(access_changes(&events), [(Access::Granted, Cause::ServerGranted)]);
+    let log = server_log(net);
+    assert!(log.iter().all(|r| *r == ("GET", "at_1".to_owned())), "{log:?}");
+    // As RefreshEndpoint's docs say: the 403's early refresh (R9) fails at once as
+    // `other_status`, and is retried as R11 says, never faster than its floor (1 s, 2 s, ...
+    // apart): 0, 1 and 3 s after the 403 in these 3.5 s.
+    let starts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.event {
+            SessionEvent::RefreshStarted { early, .. } => Some((e.at, early)),
+            _ => None,
+        })
+        .collect();
+    assert!(starts[0].1, "the first is the 403's: {events:?}");
+    assert!(starts[1..].iter().all(|s| !s.1), "{events:?}");
+    let gaps: Vec<_> = starts.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!((1..=2).contains(&gaps.len()), "{starts:?}");
+    let floors = [Duration::from_secs(1), Duration::from_secs(2)];
+    assert!(gaps.iter().zip(floors).all(|(g, f)| *g >= f), "{gaps:?}");
+    let failures = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event,
+                SessionEvent::RefreshFailed {
+                    class: TransientClass::OtherStatus,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(failures, starts.len());
+    // Each failed refresh counts as a transient failure (R5: the fail-closed clock starts) and
+    // so costs one check of the unchanged token, which grants: one check per refresh failure
+    // at most, never a retry storm.
+    let checks_after_403 = log.len() - 2;
+    assert!(checks_after_403 <= failures + 1, "{log:?} {events:?}");
+    assert_eq!(snap.status.reverifying_until, None, "{events:?}");
+}

@@ -19,7 +19,7 @@ pub const FAMILIES: u64 = 4;
 
 /// The family of `seed`: 0 = `Gate<1>` with a [`Profile::Tiny`] configuration, 1 = `Gate<3>`
 /// with [`Profile::Small`], 2 = `Gate<8>` with [`Profile::Default`], 3 = any of the four
-/// capacities with any profile.
+/// capacities with any profile (including [`Profile::Wide`], which only this family draws).
 pub const fn family_of(seed: u64) -> u64 {
     seed % FAMILIES
 }
@@ -35,6 +35,13 @@ pub enum Profile {
     Small,
     /// [`GateConfig::DEFAULT`]: the spec's figures.
     Default,
+    /// Every scale at once: attempt timeouts from 1 µs to 10^12 µs (11 days), budgets up to
+    /// 1,000 of them, probe periods and ramps from 1 µs to 10^12 µs, up to 16 ramp probes,
+    /// re-check intervals up to the timeout's scale: the R5-R7 arithmetic across its range.
+    /// (Time stays below the end of the clock, whose convention the model does not follow:
+    /// an input at `Instant::MAX` happens 1 µs before it, a deadline saturated there never
+    /// comes.)
+    Wide,
 }
 
 impl Profile {
@@ -59,6 +66,27 @@ impl Profile {
                     rng.random_range(1..=10)
                 });
                 c.min_recheck_interval = us(rng.random_range(0..=5));
+            }
+            Profile::Wide => {
+                let scale = |rng: &mut dyn rand::Rng| 10u64.pow(rng.random_range(1..=12));
+                let top = scale(rng);
+                c.attempt_timeout = us(rng.random_range(1..=top));
+                let times: u64 = rng.random_range(2..=1_000);
+                c.budget = us(rng
+                    .random_range(c.attempt_timeout.as_micros() + 1..=c.attempt_timeout.as_micros() * times));
+                let room = c.budget.saturating_sub(c.attempt_timeout).as_micros();
+                c.retry.final_window = us(rng.random_range(0..=room / 3));
+                c.retry.spread = us(rng.random_range(1..=room - c.retry.final_window.as_micros()));
+                let period = scale(rng);
+                c.probe.period = us(rng.random_range(1..=period));
+                c.probe.ramp_probes = rng.random_range(0..=accessgate::Probing::MAX_RAMP_PROBES);
+                let ramp = scale(rng);
+                c.probe.ramp = us(if c.probe.ramp_probes == 0 {
+                    0
+                } else {
+                    rng.random_range(1..=ramp)
+                });
+                c.min_recheck_interval = us(rng.random_range(0..=top));
             }
             Profile::Small => {
                 c.attempt_timeout = ms(rng.random_range(1_000..=5_000));
@@ -598,7 +626,7 @@ impl GateScenario {
             2 => (8, Profile::Default),
             _ => (
                 [1, 2, 3, 8][rng.random_range(0..4)],
-                [Profile::Tiny, Profile::Small, Profile::Default][rng.random_range(0..3)],
+                [Profile::Tiny, Profile::Small, Profile::Default, Profile::Wide][rng.random_range(0..4)],
             ),
         };
         let mut world = match n {

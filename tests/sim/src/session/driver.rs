@@ -26,7 +26,7 @@ pub const FAMILIES: u64 = 4;
 /// The family of `seed`: 0 = `Session<3, 2, 16>` with [`Profile::Tiny`], 1 = `Session<3, 2, 16>`
 /// with [`Profile::Small`], 2 = `Session<8, 4, 1024>` with [`Profile::Default`], 3 = any of
 /// `Session<1, 1, 8>`, `Session<3, 2, 16>`, `Session<8, 4, 64>`, `Session<2, 8, 1024>` with any
-/// profile.
+/// profile (including [`Profile::Wide`], which only this family draws).
 pub const fn family_of(seed: u64) -> u64 {
     seed % FAMILIES
 }
@@ -43,6 +43,10 @@ pub enum Profile {
     Small,
     /// [`SessionConfig::DEFAULT`]: the spec's figures (60 s skew, 10 s refresh timeout).
     Default,
+    /// The gate's [`GateProfile::Wide`] (every scale from 1 µs to 11 days), skew 0-2 h,
+    /// refresh timeout 1 ms-100 s, refresh retry base 1 ms-20 s growing by 1, 2, 3 or
+    /// `u32::MAX` to a cap of up to 20 min, refresh spread 0, 1 µs, 10 min or `Duration::MAX`.
+    Wide,
 }
 
 impl Profile {
@@ -60,6 +64,16 @@ impl Profile {
                 c.refresh_retry.base = us(rng.random_range(1..=3));
                 c.refresh_retry.factor = rng.random_range(1..=2);
                 c.refresh_retry.cap = us(rng.random_range(c.refresh_retry.base.as_micros()..=8));
+            }
+            Profile::Wide => {
+                c.gate = GateProfile::Wide.config(rng);
+                c.refresh_skew = ms(rng.random_range(0..=7_200_000));
+                c.refresh_timeout = ms(rng.random_range(1..=100_000));
+                c.refresh_retry.base = ms(rng.random_range(1..=20_000));
+                c.refresh_retry.factor = [1, 2, 3, u32::MAX][rng.random_range(0..4)];
+                c.refresh_retry.cap = ms(rng.random_range(c.refresh_retry.base.as_millis()..=1_200_000));
+                c.refresh_spread =
+                    [Duration::ZERO, us(1), Duration::from_secs(600), Duration::MAX][rng.random_range(0..4)];
             }
             Profile::Small => {
                 c.gate = GateProfile::Small.config(rng);
@@ -991,7 +1005,7 @@ pub fn world_params(seed: u64) -> (Pcg64Mcg, usize, Profile) {
         2 => (2, Profile::Default),
         _ => (
             rng.random_range(0..4),
-            [Profile::Tiny, Profile::Small, Profile::Default][rng.random_range(0..3)],
+            [Profile::Tiny, Profile::Small, Profile::Default, Profile::Wide][rng.random_range(0..4)],
         ),
     };
     (rng, variant, profile)

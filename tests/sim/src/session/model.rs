@@ -472,6 +472,9 @@ pub struct Checker {
     refresh_run: u32,
     /// Refreshes that started exactly at the floor: the floor held them back (coverage).
     floor_starts: u64,
+    /// A 403 of this session asked for an early refresh and none has started since: the
+    /// floor held it back (I10), and when it starts it is named early (R9, R13).
+    early_held: bool,
     waiters: Vec<Waiter>,
     seen_waiters: Vec<WaiterId>,
 }
@@ -503,6 +506,7 @@ impl Checker {
             last_refresh_start: None,
             refresh_run: 0,
             floor_starts: 0,
+            early_held: false,
             waiters: Vec::new(),
             seen_waiters: Vec::new(),
         }
@@ -745,6 +749,7 @@ impl Checker {
                 self.first_failure = None;
                 self.refresh_fails_valid = 0;
                 self.refresh_fails_expired = 0;
+                self.early_held = false;
                 x.signed_in = true;
                 x.check0 = (expires_in > Duration::ZERO).then_some(self.generation);
                 x.refresh_at_once = expires_in <= cfg.refresh_skew;
@@ -1163,9 +1168,11 @@ impl Checker {
         let mut stale_refresh_ev = None;
         let mut phantoms = 0u32;
         let dead_all_step = dead_before && !x.signed_in;
+        let mut started_ev = false;
         for e in &step.events {
             match *e {
                 SessionEvent::RefreshStarted { id, early } => {
+                    started_ev = true;
                     if dead_all_step {
                         return fail(
                             Invariant::I8,
@@ -1188,7 +1195,7 @@ impl Checker {
                             ),
                         );
                     }
-                    if early && !x.early_ok {
+                    if early && !x.early_ok && !self.early_held {
                         return fail(
                             Invariant::Model,
                             format!(
@@ -1317,6 +1324,12 @@ impl Checker {
                     x.stale_refresh.map(|i| i.0)
                 ),
             );
+        }
+        // R9, R13: an early refresh the floor held back may start, named early, at the floor.
+        if started_ev || !self.live {
+            self.early_held = false;
+        } else if x.early_ok {
+            self.early_held = true;
         }
 
         // ---- waiters: I6, I9 ----
