@@ -578,6 +578,7 @@ impl<const N: usize> Entitlement<N> {
         now: Instant,
         class: TransientClass,
         detail: FailureDetail,
+        start: bool,
     ) -> Result<(), NotSignedIn> {
         if !self.signed_in {
             return Err(NotSignedIn);
@@ -588,8 +589,9 @@ impl<const N: usize> Entitlement<N> {
             detail,
             at: now,
         });
-        // A check in flight decides; a planned (or due) retry already carries the streak.
-        if self.in_flight.is_none() && !io.timers.is_set(Timer::Retry) {
+        // With `start` (R5): a check in flight decides; a planned (or due) retry already
+        // carries the streak; else this failure starts one.
+        if start && self.in_flight.is_none() && !io.timers.is_set(Timer::Retry) {
             self.attempt_failed(cfg, io, now, class, detail, None, false);
         }
         Ok(())
@@ -998,7 +1000,7 @@ impl<const N: usize> Gate<N> {
         detail: FailureDetail,
     ) -> Result<(), NotSignedIn> {
         self.input(now, |p, cfg, io, now| {
-            p.transient_failure(cfg, io, now, class, detail)
+            p.transient_failure(cfg, io, now, class, detail, true)
         })
     }
 

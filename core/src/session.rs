@@ -818,25 +818,39 @@ impl<const N: usize, const W: usize, const T: usize> Session<N, W, T> {
         let now = self.io.now;
         inc(&mut self.io.counters.refresh_failures);
         let valid = now < self.expires_at;
-        let delay = if valid {
+        // `k`: this failure's place in its run. Wrapping, not saturating (a few bytes of
+        // flash): a run of 2^32 failures, at least a backoff base apart, only starts over.
+        let (delay, k) = if valid {
             // R11: 1 s doubling to 5 s while the token is still valid.
             let k = self.failures_valid;
-            self.failures_valid = self.failures_valid.saturating_add(1);
-            delay_jitter(self.config.refresh_retry.ceiling(k), &mut self.io.rng)
+            self.failures_valid = k.wrapping_add(1);
+            (
+                delay_jitter(self.config.refresh_retry.ceiling(k), &mut self.io.rng),
+                k,
+            )
         } else {
             // The token is dead and the backend unreachable: back off like recovery probes
             // (R7) instead of hammering the token endpoint.
             let k = self.failures_expired;
-            self.failures_expired = self.failures_expired.saturating_add(1);
-            delay_jitter(self.config.gate.probe.ceiling(k), &mut self.io.rng)
+            self.failures_expired = k.wrapping_add(1);
+            (
+                delay_jitter(self.config.gate.probe.ceiling(k), &mut self.io.rng),
+                k,
+            )
         };
         // R11: and never before the floor of refresh starts.
         let next_attempt = (now + delay).max(self.refresh_floor().unwrap_or(now));
         self.io.timers.set(Timer::RefreshRetry, next_attempt);
-        // R5: a refresh that cannot reach the backend starts the fail-closed clock, or pulling
-        // the cable before the hourly refresh would keep a grant for ever.
-        // R13: with its detail, in the event and in `Status::last_failure`.
-        let _ = self.gate_input(|g, cfg, io| g.transient_failure(cfg, io, now, class, detail));
+        // R5: the first failure of a run of failing refreshes (while the token is valid, and
+        // again once it has expired) starts the fail-closed clock, or pulling the cable before
+        // the hourly refresh would keep a grant for ever. Not every failure of the run: once
+        // the checks that clock started have an answer, the backend's verdict is current, and
+        // a check per refresh retry (every 5 s until expiry, R11) would load a check endpoint
+        // that is up with one check every few seconds per device, e.g. for the hour after one
+        // 403 (R9) on a device with no token endpoint.
+        // R13: with its detail, in the event and in `Status::last_failure` (every one).
+        let start = k == 0;
+        let _ = self.gate_input(|g, cfg, io| g.transient_failure(cfg, io, now, class, detail, start));
         self.io.push(SessionEvent::RefreshFailed {
             class,
             detail,

@@ -1345,3 +1345,114 @@ fn refresh_failures_are_written_with_their_detail() {
         r#"{"t_ms":0,"event":"refresh_failed","class":"tls","detail":"certificate: unknown issuer","next_attempt_ms":2000}"#
     );
 }
+
+/// Runs `s` from `from` to `until` against a token endpoint that always fails and a check
+/// endpoint that grants; returns when each check and each refresh started.
+fn token_endpoint_down(s: &mut S, from: Instant, until: Instant) -> (Vec<Instant>, Vec<Instant>) {
+    let (mut checks, mut refreshes) = (Vec::new(), Vec::new());
+    let mut now = from;
+    loop {
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Check(c) => {
+                    checks.push(now);
+                    s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted);
+                }
+                Action::Refresh(r) => {
+                    refreshes.push(now);
+                    let down = RefreshOutcome::transient(TransientClass::ServerError);
+                    s.handle_refresh_result(now, r.id, down);
+                }
+                _ => {}
+            }
+        }
+        drain(s);
+        match s.poll_timeout() {
+            Some(t) if t <= until => {
+                now = t.max(now);
+                s.handle_timeout(now);
+            }
+            _ => return (checks, refreshes),
+        }
+    }
+}
+
+#[test]
+fn a_token_endpoint_that_stays_down_starts_one_check_run_not_a_check_per_refresh_retry() {
+    // R5 + R11 + R9: after one 403 the session refreshes early; the token endpoint is down
+    // for the rest of the token's hour while the check endpoint grants. The refreshes go on
+    // at R11's pace (every 5 s at most); the fail-closed clock starts once for the run, so
+    // its check settles the verdict. It was one check per refresh retry: about 480 an hour.
+    let mut s = granted();
+    let t = T0 + secs(100);
+    s.recheck_now(t).unwrap();
+    let c = check(&mut s);
+    let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
+    s.handle_check_result(t, c.generation, c.attempt, forbidden);
+    let expiry = T0 + secs(3600);
+    let (checks, refreshes) = token_endpoint_down(&mut s, t, Instant::from_micros(expiry.as_micros() - 1));
+    assert!(
+        refreshes.len() > 600,
+        "R11 keeps trying: {} refreshes",
+        refreshes.len()
+    );
+    assert!(
+        checks.len() <= 3,
+        "one run's checks, not one per refresh retry: {} checks at {:?}",
+        checks.len(),
+        &checks[..checks.len().min(10)]
+    );
+    assert_eq!(s.access(), Access::Granted);
+    let last = s.status().last_failure.expect("the last refresh failure");
+    assert_eq!(
+        last.at,
+        *refreshes.last().unwrap(),
+        "R13: every failure is the last one in turn"
+    );
+
+    // Expired: no check goes out with a dead token; the first failure of the expired run
+    // starts the clock once more (R5), so the gate fails closed a budget later, and the token
+    // endpoint gets the probe pace from then on.
+    let (checks, refreshes) = token_endpoint_down(&mut s, expiry, expiry + secs(3600));
+    assert_eq!(checks, []);
+    assert!(refreshes.len() < 30, "{}", refreshes.len());
+    let status = s.status();
+    assert_eq!(
+        (status.access, status.cause),
+        (Access::Denied, Some(Cause::FailedClosed))
+    );
+    assert_eq!(status.since, Some(refreshes[0] + GateConfig::DEFAULT.budget));
+}
+
+#[test]
+fn a_refresh_that_cannot_reach_the_backend_still_fails_the_gate_closed_at_its_deadline() {
+    // R5: offline at the hourly refresh: the refresh's failure starts the clock, every check
+    // of that run fails, and the gate is Denied at the deadline although refreshes go on.
+    let mut s = granted();
+    let (due, r) = to_refresh(&mut s);
+    s.handle_refresh_result(due, r.id, RefreshOutcome::transient(TransientClass::Connect));
+    let deadline = s.status().reverifying_until.expect("the clock started");
+    assert_eq!(deadline, due + GateConfig::DEFAULT.budget);
+    let mut now = due;
+    while now < deadline {
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Check(c) => s.handle_check_result(
+                    now,
+                    c.generation,
+                    c.attempt,
+                    CheckOutcome::transient(TransientClass::Connect),
+                ),
+                Action::Refresh(r) => {
+                    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::Connect))
+                }
+                _ => {}
+            }
+        }
+        drain(&mut s);
+        now = s.poll_timeout().unwrap();
+        s.handle_timeout(now);
+    }
+    assert_eq!(s.access(), Access::Denied);
+    assert_eq!(s.status().cause, Some(Cause::FailedClosed));
+}

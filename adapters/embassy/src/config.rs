@@ -112,10 +112,11 @@ impl core::fmt::Debug for UnixClock {
 /// The token endpoint, for refreshes (R11). Without one, a refresh the session asks for
 /// (ahead of expiry, or early after a 403, R9) fails transiently at once (`other_status`);
 /// the session keeps its token and retries as R11 says (by default 1 s, 2 s, 4 s, then every
-/// 5 s while the token is valid). Each such failure is a transient failure of the session
-/// (R5): when no retry is running it starts a fail-closed run, so the unchanged token is
-/// checked once more (a grant ends the run). After a 403 that is one check per refresh retry
-/// until the token expires: configure a token endpoint wherever the backend may answer 403.
+/// 5 s while the token is valid). The first failure of such a run starts a fail-closed run
+/// (R5), so the unchanged token is checked once more (a grant ends it); the rest of the run
+/// only retries the refresh. Once the token expires no check goes out with it, and the gate
+/// fails closed a budget after the first refresh failure past expiry: configure a token
+/// endpoint unless the app signs in again before its tokens expire.
 ///
 /// It is reached over the driver's one [`Transport`], on a lane of its own (its buffers, its
 /// TLS randomness stream) but through the same exchange code as the check: with

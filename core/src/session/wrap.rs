@@ -339,7 +339,7 @@ fn an_early_refresh_of_a_generation_2_pow_32_bumps_ago_does_not_block_r9_for_the
 }
 
 #[test]
-fn token_counters_at_u32_max_saturate_and_failing_refreshes_stay_a_trickle() {
+fn token_counters_at_u32_max_saturate_or_start_a_new_run_and_failing_refreshes_stay_a_trickle() {
     let mut s = session();
     s.sign_in(T0, b"at_a", b"rt_a", Duration::from_secs(30))
         .expect("tokens fit");
@@ -389,7 +389,13 @@ fn token_counters_at_u32_max_saturate_and_failing_refreshes_stay_a_trickle() {
         (c.refreshes, c.refresh_failures, c.events_lost),
         (u32::MAX, u32::MAX, u32::MAX)
     );
-    assert_eq!((s.failures_valid, s.failures_expired), (u32::MAX, u32::MAX));
+    // A run's place wraps instead: its failure after u32::MAX is the first of a new run
+    // (which starts the fail-closed clock once more, R5); the trickle above held across it.
+    assert!(
+        s.failures_valid < 60 && s.failures_expired < 60,
+        "{:?}",
+        (s.failures_valid, s.failures_expired)
+    );
     // While the run goes on, its streak stays at u32::MAX: the floor is the backoff's cap.
     for w in starts[..3].windows(2) {
         assert!(
