@@ -807,4 +807,33 @@ mod tests {
         assert_eq!(parse_retry_after(b""), None);
         assert_eq!(parse_retry_after(b"99999999999"), None);
     }
+
+    #[test]
+    fn retry_after_takes_up_to_ten_digits() {
+        // R6: delay-seconds of ten digits is still a delay (the gate caps it); eleven is refused.
+        assert_eq!(
+            parse_retry_after(b"9999999999"),
+            Some(Duration::from_secs(9_999_999_999))
+        );
+        assert_eq!(
+            parse_retry_after(b" 0000000042\t"),
+            Some(Duration::from_secs(42))
+        );
+        assert_eq!(parse_retry_after(b"00000000042"), None);
+    }
+
+    #[test]
+    fn only_transient_outcomes_have_a_class() {
+        // R4/R13: the class names what went wrong; a definitive answer or a 401 has none.
+        assert_eq!(CheckOutcome::Granted.class(), None);
+        assert_eq!(CheckOutcome::Denied.class(), None);
+        assert_eq!(CheckOutcome::Unauthorized.class(), None);
+        for c in TransientClass::ALL {
+            assert_eq!(CheckOutcome::transient(c).class(), Some(c));
+        }
+        assert_eq!(
+            classify(429, Some(b"5"), b"", MAX).class(),
+            Some(TransientClass::Throttled)
+        );
+    }
 }
