@@ -815,10 +815,7 @@ mod tests {
             parse_retry_after(b"9999999999"),
             Some(Duration::from_secs(9_999_999_999))
         );
-        assert_eq!(
-            parse_retry_after(b" 0000000042\t"),
-            Some(Duration::from_secs(42))
-        );
+        assert_eq!(parse_retry_after(b" 0000000042\t"), Some(Duration::from_secs(42)));
         assert_eq!(parse_retry_after(b"00000000042"), None);
     }
 
