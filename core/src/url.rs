@@ -439,6 +439,15 @@ mod tests {
     }
 
     #[test]
+    fn characters_after_a_percent_escape_are_still_checked() {
+        // The request line carries the path as written: an escape never hides what follows it.
+        for url in ["http://h/ab%41<x", "http://h/abc%2F%2F\\", "http://h/?q=%41%42|"] {
+            assert_eq!(problem(url), Err(UrlProblem::Path), "{url:?}");
+        }
+        assert_eq!(ok("http://h/ab%41%42c").path, "/ab%41%42c");
+    }
+
+    #[test]
     fn every_url_problem_says_what_to_fix() {
         // R13: an operator reads why a URL was refused; each problem has its own message.
         let all = [
