@@ -329,6 +329,29 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_plan_keeps_the_instant_it_failed_closed_and_ramps_only_slots_1_to_n() {
+        // R7: the ramp and the periodic points are measured from the fail-closed moment.
+        let mut cfg = GateConfig::DEFAULT.probe;
+        cfg.ramp = secs(40);
+        cfg.ramp_probes = 4;
+        let d = Instant::from_secs(1000);
+        let mut rng = fastrand::Rng::with_seed(5);
+        let plan = ProbeSchedule::new(d, &cfg, &mut rng);
+        assert_eq!(plan.closed_at(), d);
+        assert_eq!(plan.ramp_window(&cfg, 0), None);
+        assert_eq!(plan.ramp_window(&cfg, 5), None);
+        assert_eq!(plan.ramp_window(&cfg, u32::MAX), None);
+        assert_eq!(
+            plan.ramp_window(&cfg, 1),
+            Some((d, d + Duration::from_micros(9_999_999)))
+        );
+        assert_eq!(
+            plan.ramp_window(&cfg, 4),
+            Some((d + secs(30), d + Duration::from_micros(39_999_999)))
+        );
+    }
+
+    #[test]
     fn ended_slices_are_skipped_and_a_slice_in_progress_is_drawn_after_the_failure() {
         let cfg = GateConfig::DEFAULT;
         let t0 = Instant::ZERO;
