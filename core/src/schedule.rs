@@ -352,6 +352,23 @@ mod tests {
     }
 
     #[test]
+    fn a_ramp_slice_without_a_microsecond_has_no_window_and_is_skipped() {
+        // R7: a 3 us ramp over 7 probes: slices 1, 2, 4 and 6 hold no whole microsecond.
+        let mut cfg = GateConfig::DEFAULT.probe;
+        cfg.ramp = Duration::from_micros(3);
+        cfg.ramp_probes = 7;
+        let d = Instant::from_secs(1000);
+        let mut rng = fastrand::Rng::with_seed(6);
+        let mut plan = ProbeSchedule::new(d, &cfg, &mut rng);
+        for j in [1, 2, 4, 6] {
+            assert_eq!(plan.ramp_window(&cfg, j), None, "slice {j}");
+        }
+        assert_eq!(plan.ramp_window(&cfg, 3), Some((d, d)));
+        let before = Instant::from_micros(1_000_000_000 - 1);
+        assert_eq!(plan.next_probe(&cfg, before, None, &mut rng), d);
+    }
+
+    #[test]
     fn ended_slices_are_skipped_and_a_slice_in_progress_is_drawn_after_the_failure() {
         let cfg = GateConfig::DEFAULT;
         let t0 = Instant::ZERO;
