@@ -807,4 +807,76 @@ mod tests {
         assert_eq!(parse_retry_after(b""), None);
         assert_eq!(parse_retry_after(b"99999999999"), None);
     }
+
+    #[test]
+    fn retry_after_takes_up_to_ten_digits() {
+        // R6: delay-seconds of ten digits is still a delay (the gate caps it); eleven is refused.
+        assert_eq!(
+            parse_retry_after(b"9999999999"),
+            Some(Duration::from_secs(9_999_999_999))
+        );
+        assert_eq!(parse_retry_after(b" 0000000042\t"), Some(Duration::from_secs(42)));
+        assert_eq!(parse_retry_after(b"00000000042"), None);
+    }
+
+    #[test]
+    fn only_transient_refresh_outcomes_have_a_class() {
+        // R11/R13: a refresh that produced tokens or was rejected has no failure class.
+        assert_eq!(RefreshOutcome::Rejected.class(), None);
+        let body = br#"{"access_token":"a","expires_in":60}"#;
+        assert_eq!(classify_refresh(200, body, MAX).class(), None);
+        for c in TransientClass::ALL {
+            assert_eq!(RefreshOutcome::transient(c).class(), Some(c));
+        }
+        assert_eq!(
+            classify_refresh(503, b"", MAX).class(),
+            Some(TransientClass::ServerError)
+        );
+    }
+
+    #[test]
+    fn a_token_body_of_exactly_the_limit_is_read_one_byte_more_is_too_large() {
+        // R11 reads token answers as R1 reads check bodies: `max_body` bytes are allowed.
+        let body = br#"{"access_token":"at_1","expires_in":60}"#;
+        let refreshed = RefreshOutcome::Refreshed {
+            access_token: b"at_1",
+            refresh_token: None,
+            expires_in: Duration::from_secs(60),
+        };
+        assert_eq!(classify_refresh(200, body, body.len()), refreshed);
+        assert_eq!(
+            classify_refresh(200, body, body.len() - 1),
+            RefreshOutcome::transient_with(
+                TransientClass::InvalidBody,
+                FailureDetail::Body(BodyError::TooLarge)
+            )
+        );
+    }
+
+    #[test]
+    fn an_invalid_grant_body_counts_only_within_the_limit() {
+        // R11: a 400 ends the session only on a body read as strictly as a 200's; one over
+        // `max_body` is an ordinary 400 (transient), one of exactly `max_body` is read.
+        let body = br#"{"error":"invalid_grant"}"#;
+        assert_eq!(classify_refresh(400, body, body.len()), RefreshOutcome::Rejected);
+        assert_eq!(
+            classify_refresh(400, body, body.len() - 1),
+            RefreshOutcome::transient_with(TransientClass::OtherStatus, FailureDetail::Status(400))
+        );
+    }
+
+    #[test]
+    fn only_transient_outcomes_have_a_class() {
+        // R4/R13: the class names what went wrong; a definitive answer or a 401 has none.
+        assert_eq!(CheckOutcome::Granted.class(), None);
+        assert_eq!(CheckOutcome::Denied.class(), None);
+        assert_eq!(CheckOutcome::Unauthorized.class(), None);
+        for c in TransientClass::ALL {
+            assert_eq!(CheckOutcome::transient(c).class(), Some(c));
+        }
+        assert_eq!(
+            classify(429, Some(b"5"), b"", MAX).class(),
+            Some(TransientClass::Throttled)
+        );
+    }
 }

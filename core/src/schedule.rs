@@ -283,6 +283,92 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_plan_keeps_the_instant_of_its_first_failure() {
+        // R5/R6: the streak's slices and its deadline are measured from the first failure.
+        let t0 = Instant::from_secs(50);
+        let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
+        assert_eq!(plan.start(), t0);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let t = plan.next_retry(&GateConfig::DEFAULT, t0, None, &mut rng).unwrap();
+        assert_eq!(plan.start(), t0);
+        assert!(t > t0);
+    }
+
+    #[test]
+    fn windows_exist_only_for_retries_1_to_n() {
+        // R6: a streak gets exactly n retries; retry 0 and retry n + 1 have no window.
+        let cfg = GateConfig::DEFAULT;
+        let t0 = Instant::from_secs(50);
+        let plan: RetrySchedule<8> = RetrySchedule::new(t0);
+        assert_eq!(plan.window(&cfg, 0), None);
+        assert_eq!(plan.window(&cfg, 9), None);
+        assert_eq!(plan.window(&cfg, u32::MAX), None);
+        assert_eq!(
+            plan.window(&cfg, 1),
+            Some((t0, t0 + Duration::from_micros(9_999_999)))
+        );
+        assert_eq!(plan.window(&cfg, 8), Some((t0 + secs(100), t0 + secs(110))));
+    }
+
+    #[test]
+    fn a_slice_without_a_microsecond_has_no_window_and_is_skipped() {
+        // R6: 3 us spread over 7 slices: slices 1, 2, 4 and 6 hold no whole microsecond.
+        let mut cfg = GateConfig::DEFAULT;
+        cfg.retry.spread = Duration::from_micros(3);
+        let t0 = Instant::from_secs(50);
+        let mut plan: RetrySchedule<8> = RetrySchedule::new(t0);
+        for k in [1, 2, 4, 6] {
+            assert_eq!(plan.window(&cfg, k), None, "slice {k}");
+        }
+        assert_eq!(plan.window(&cfg, 3), Some((t0, t0)));
+        let mut rng = fastrand::Rng::with_seed(2);
+        // The first retry goes into slice 3, the first that holds an instant after t0 - 1 us.
+        let before = Instant::from_micros(50_000_000 - 1);
+        assert_eq!(plan.next_retry(&cfg, before, None, &mut rng), Some(t0));
+        assert_eq!(plan.remaining(&cfg), 5);
+    }
+
+    #[test]
+    fn a_probe_plan_keeps_the_instant_it_failed_closed_and_ramps_only_slots_1_to_n() {
+        // R7: the ramp and the periodic points are measured from the fail-closed moment.
+        let mut cfg = GateConfig::DEFAULT.probe;
+        cfg.ramp = secs(40);
+        cfg.ramp_probes = 4;
+        let d = Instant::from_secs(1000);
+        let mut rng = fastrand::Rng::with_seed(5);
+        let plan = ProbeSchedule::new(d, &cfg, &mut rng);
+        assert_eq!(plan.closed_at(), d);
+        assert_eq!(plan.ramp_window(&cfg, 0), None);
+        assert_eq!(plan.ramp_window(&cfg, 5), None);
+        assert_eq!(plan.ramp_window(&cfg, u32::MAX), None);
+        assert_eq!(
+            plan.ramp_window(&cfg, 1),
+            Some((d, d + Duration::from_micros(9_999_999)))
+        );
+        assert_eq!(
+            plan.ramp_window(&cfg, 4),
+            Some((d + secs(30), d + Duration::from_micros(39_999_999)))
+        );
+    }
+
+    #[test]
+    fn a_ramp_slice_without_a_microsecond_has_no_window_and_is_skipped() {
+        // R7: a 3 us ramp over 7 probes: slices 1, 2, 4 and 6 hold no whole microsecond.
+        let mut cfg = GateConfig::DEFAULT.probe;
+        cfg.ramp = Duration::from_micros(3);
+        cfg.ramp_probes = 7;
+        let d = Instant::from_secs(1000);
+        let mut rng = fastrand::Rng::with_seed(6);
+        let mut plan = ProbeSchedule::new(d, &cfg, &mut rng);
+        for j in [1, 2, 4, 6] {
+            assert_eq!(plan.ramp_window(&cfg, j), None, "slice {j}");
+        }
+        assert_eq!(plan.ramp_window(&cfg, 3), Some((d, d)));
+        let before = Instant::from_micros(1_000_000_000 - 1);
+        assert_eq!(plan.next_probe(&cfg, before, None, &mut rng), d);
+    }
+
+    #[test]
     fn ended_slices_are_skipped_and_a_slice_in_progress_is_drawn_after_the_failure() {
         let cfg = GateConfig::DEFAULT;
         let t0 = Instant::ZERO;

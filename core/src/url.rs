@@ -413,6 +413,62 @@ mod tests {
     }
 
     #[test]
+    fn a_label_of_63_bytes_is_a_name_one_of_64_is_not() {
+        // RFC 1035 2.3.4: labels are 63 octets or less (the DNS query and SNI carry the name).
+        let label = "a".repeat(63);
+        let url = std::format!("http://{label}.example/");
+        assert_eq!(ok(&url).name, std::format!("{label}.example"));
+        let url = std::format!("http://x.{label}a/");
+        assert_eq!(problem(&url), Err(UrlProblem::Host));
+    }
+
+    #[test]
+    fn a_last_label_in_hex_is_an_ambiguous_address_and_refused() {
+        // WHATWG reads `0x..` as an IPv4 number, a resolver as a name: neither is guessed.
+        for url in [
+            "http://0x7f/",
+            "http://a.0X1/",
+            "http://1.2.3.0x4/",
+            "http://a.0x/",
+        ] {
+            assert_eq!(problem(url), Err(UrlProblem::Host), "{url:?}");
+        }
+        // `0x` inside a name, or a last label that merely starts with `0`, is a name.
+        assert_eq!(ok("http://0x7f.example/").ip, None);
+        assert_eq!(ok("http://a.0b1/").ip, None);
+    }
+
+    #[test]
+    fn characters_after_a_percent_escape_are_still_checked() {
+        // The request line carries the path as written: an escape never hides what follows it.
+        for url in ["http://h/ab%41<x", "http://h/abc%2F%2F\\", "http://h/?q=%41%42|"] {
+            assert_eq!(problem(url), Err(UrlProblem::Path), "{url:?}");
+        }
+        assert_eq!(ok("http://h/ab%41%42c").path, "/ab%41%42c");
+    }
+
+    #[test]
+    fn every_url_problem_says_what_to_fix() {
+        // R13: an operator reads why a URL was refused; each problem has its own message.
+        let all = [
+            UrlProblem::Scheme,
+            UrlProblem::Character,
+            UrlProblem::Userinfo,
+            UrlProblem::Fragment,
+            UrlProblem::Host,
+            UrlProblem::Port,
+            UrlProblem::Path,
+        ];
+        let texts: std::vec::Vec<std::string::String> = all.iter().map(|p| std::format!("{p}")).collect();
+        for (i, t) in texts.iter().enumerate() {
+            assert!(!t.is_empty(), "{:?}", all[i]);
+            assert!(texts.iter().filter(|u| *u == t).count() == 1, "{t}");
+        }
+        assert!(texts[0].contains("https://"));
+        assert!(texts[5].contains("65535"));
+    }
+
+    #[test]
     fn accepted_forms_split_as_the_request_needs() {
         let t = ok("http://backend.test/check");
         assert_eq!(
