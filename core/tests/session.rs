@@ -236,10 +236,8 @@ fn two_refreshes_never_overlap() {
 fn a_403_asks_for_exactly_one_early_refresh_per_generation() {
     let mut s = granted();
     let t = T0 + secs(100);
-    s.recheck_now(t).unwrap();
-    let c = check(&mut s);
     let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
-    s.handle_check_result(t, c.generation, c.attempt, forbidden);
+    forbidden_recheck(&mut s, t);
     let ev = drain(&mut s);
     assert!(
         ev.contains(&SessionEvent::RefreshStarted {
@@ -1346,9 +1344,22 @@ fn refresh_failures_are_written_with_their_detail() {
     );
 }
 
+/// A re-check at `t` answered 403 (R9).
+fn forbidden_recheck(s: &mut S, t: Instant) {
+    s.recheck_now(t).unwrap();
+    let c = check(s);
+    let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
+    s.handle_check_result(t, c.generation, c.attempt, forbidden);
+}
+
 /// Runs `s` from `from` to `until` against a token endpoint that always fails and a check
-/// endpoint that grants; returns when each check and each refresh started.
-fn token_endpoint_down(s: &mut S, from: Instant, until: Instant) -> (Vec<Instant>, Vec<Instant>) {
+/// endpoint that answers `answer`; returns when each check and each refresh started.
+fn token_endpoint_down(
+    s: &mut S,
+    from: Instant,
+    until: Instant,
+    answer: CheckOutcome,
+) -> (Vec<Instant>, Vec<Instant>) {
     let (mut checks, mut refreshes) = (Vec::new(), Vec::new());
     let mut now = from;
     loop {
@@ -1356,7 +1367,7 @@ fn token_endpoint_down(s: &mut S, from: Instant, until: Instant) -> (Vec<Instant
             match a {
                 Action::Check(c) => {
                     checks.push(now);
-                    s.handle_check_result(now, c.generation, c.attempt, CheckOutcome::Granted);
+                    s.handle_check_result(now, c.generation, c.attempt, answer);
                 }
                 Action::Refresh(r) => {
                     refreshes.push(now);
@@ -1385,12 +1396,10 @@ fn a_token_endpoint_that_stays_down_starts_one_check_run_not_a_check_per_refresh
     // its check settles the verdict. It was one check per refresh retry: about 480 an hour.
     let mut s = granted();
     let t = T0 + secs(100);
-    s.recheck_now(t).unwrap();
-    let c = check(&mut s);
-    let forbidden = CheckOutcome::transient(TransientClass::Forbidden);
-    s.handle_check_result(t, c.generation, c.attempt, forbidden);
+    forbidden_recheck(&mut s, t);
     let expiry = T0 + secs(3600);
-    let (checks, refreshes) = token_endpoint_down(&mut s, t, Instant::from_micros(expiry.as_micros() - 1));
+    let before_expiry = Instant::from_micros(expiry.as_micros() - 1);
+    let (checks, refreshes) = token_endpoint_down(&mut s, t, before_expiry, CheckOutcome::Granted);
     assert!(
         refreshes.len() > 600,
         "R11 keeps trying: {} refreshes",
@@ -1413,7 +1422,7 @@ fn a_token_endpoint_that_stays_down_starts_one_check_run_not_a_check_per_refresh
     // Expired: no check goes out with a dead token; the first failure of the expired run
     // starts the clock once more (R5), so the gate fails closed a budget later, and the token
     // endpoint gets the probe pace from then on.
-    let (checks, refreshes) = token_endpoint_down(&mut s, expiry, expiry + secs(3600));
+    let (checks, refreshes) = token_endpoint_down(&mut s, expiry, expiry + secs(3600), CheckOutcome::Granted);
     assert_eq!(checks, []);
     assert!(refreshes.len() < 30, "{}", refreshes.len());
     let status = s.status();
@@ -1433,26 +1442,9 @@ fn a_refresh_that_cannot_reach_the_backend_still_fails_the_gate_closed_at_its_de
     s.handle_refresh_result(due, r.id, RefreshOutcome::transient(TransientClass::Connect));
     let deadline = s.status().reverifying_until.expect("the clock started");
     assert_eq!(deadline, due + GateConfig::DEFAULT.budget);
-    let mut now = due;
-    while now < deadline {
-        while let Some(a) = s.poll_action() {
-            match a {
-                Action::Check(c) => s.handle_check_result(
-                    now,
-                    c.generation,
-                    c.attempt,
-                    CheckOutcome::transient(TransientClass::Connect),
-                ),
-                Action::Refresh(r) => {
-                    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::Connect))
-                }
-                _ => {}
-            }
-        }
-        drain(&mut s);
-        now = s.poll_timeout().unwrap();
-        s.handle_timeout(now);
-    }
+    let offline = CheckOutcome::transient(TransientClass::Connect);
+    let (checks, _) = token_endpoint_down(&mut s, due, deadline, offline);
+    assert!(!checks.is_empty(), "the run's retries went out");
     assert_eq!(s.access(), Access::Denied);
     assert_eq!(s.status().cause, Some(Cause::FailedClosed));
 }

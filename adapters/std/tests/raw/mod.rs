@@ -137,25 +137,8 @@ async fn connection(mut stream: TcpStream, conn: usize, seen: Arc<Mutex<Vec<Seen
         };
         let request = Seen { conn, bytes: request };
         seen.lock().unwrap().push(request.clone());
-        for step in answer(&request) {
-            match step {
-                Step::Write(bytes) => {
-                    if stream.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                Step::Sleep(d) => tokio::time::sleep(d).await,
-                Step::Close => return,
-                Step::Hold => {
-                    // Until the client closes (a read of 0 or an error), 30 s at most.
-                    let mut sink = [0u8; 1024];
-                    let _ = tokio::time::timeout(StdDuration::from_secs(30), async {
-                        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-                    })
-                    .await;
-                    return;
-                }
-            }
+        if !play(&mut stream, answer(&request), true).await {
+            return;
         }
     }
 }
@@ -165,18 +148,37 @@ async fn unread(mut stream: TcpStream, answer: Arc<Answer>) {
         conn: 0,
         bytes: Vec::new(),
     };
-    for step in answer(&nothing) {
+    play(&mut stream, answer(&nothing), false).await;
+}
+
+/// Plays `steps` on `stream`; `false` once the connection is done with (closed, held, broken).
+/// `Hold` waits 30 s at most: with `read`, reading until the client closes; without, reading
+/// nothing (a server that never reads the request).
+async fn play(stream: &mut TcpStream, steps: Vec<Step>, read: bool) -> bool {
+    for step in steps {
         match step {
             Step::Write(bytes) => {
                 if stream.write_all(&bytes).await.is_err() {
-                    return;
+                    return false;
                 }
             }
             Step::Sleep(d) => tokio::time::sleep(d).await,
-            Step::Close => return,
-            Step::Hold => tokio::time::sleep(StdDuration::from_secs(30)).await,
+            Step::Close => return false,
+            Step::Hold => {
+                let mut sink = [0u8; 1024];
+                let _ = tokio::time::timeout(StdDuration::from_secs(30), async {
+                    if read {
+                        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                    } else {
+                        std::future::pending::<()>().await
+                    }
+                })
+                .await;
+                return false;
+            }
         }
     }
+    true
 }
 
 /// One request off `stream` (`buf` keeps what was read past it); `None` at EOF.
