@@ -78,8 +78,9 @@ pub(crate) enum Outcome {
 pub(crate) type Request = BoxFuture<'static, (Key, Option<Outcome>)>;
 
 /// Everything behind the lock: the session and the adapter's bookkeeping. Its `Debug` (which
-/// `{:?}` of an [`AccessGate`](crate::AccessGate) reaches) shows the session's status, never
-/// the session itself: the core's derived `Debug` would print the tokens as byte lists.
+/// `{:?}` of an [`AccessGate`](crate::AccessGate) reaches) shows no token: the core's
+/// `Session` prints its tokens' lengths only.
+#[derive(Debug)]
 pub(crate) struct State {
     pub(crate) session: Box<CoreSession>,
     /// The check and the refresh in flight, by key, wherever they run.
@@ -99,22 +100,6 @@ pub(crate) struct State {
     /// timeout (R4): a drain that moves that earlier wakes the driver.
     driver_wake: Option<Instant>,
     closed: bool,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("status", &self.session.status())
-            .field(
-                "lanes",
-                &self.lanes.each_ref().map(|l| l.as_ref().map(|(key, _)| *key)),
-            )
-            .field("waiters", &self.waiters.len())
-            .field("first_check", &self.first_check.len())
-            .field("started", &self.started)
-            .field("closed", &self.closed)
-            .finish_non_exhaustive()
-    }
 }
 
 impl State {
