@@ -121,6 +121,27 @@ fn token_refresh_needs_a_session() {
     assert_eq!(g.token_refreshed(T0, TokenHandle(1)), Err(NotSignedIn));
 }
 
+#[test]
+fn the_getters_report_the_session_the_token_and_the_latest_instant() {
+    // What a driver without tokens of its own reads back: whether a session runs (R8, R13),
+    // the token handle its checks send (R3, R10), and the clock, which never runs backwards (R5).
+    let mut g = gate();
+    assert!(!g.signed_in());
+    assert_eq!(g.last_now(), Instant::ZERO);
+    g.start_session(T0, TokenHandle(7));
+    assert!(g.signed_in());
+    assert_eq!(g.token(), TokenHandle(7));
+    assert_eq!(take_check(&mut g).token, TokenHandle(7));
+    assert_eq!(g.last_now(), T0);
+    g.token_refreshed(T0 + secs(30), TokenHandle(8)).unwrap();
+    assert_eq!(g.token(), TokenHandle(8));
+    g.handle_timeout(T0 + secs(10)); // a backdated input happens at the latest instant
+    assert_eq!(g.last_now(), T0 + secs(30));
+    g.logout(T0 + secs(40));
+    assert!(!g.signed_in());
+    assert_eq!(g.last_now(), T0 + secs(40));
+}
+
 // ---- R2 ----
 
 #[test]
