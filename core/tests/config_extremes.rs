@@ -231,6 +231,8 @@ fn validation_refuses_each_impossible_extreme_with_its_own_error() {
         session(|c| c.refresh_retry.cap = Duration::ZERO),
         Err(ConfigError::CapBelowBase(Which::Refresh))
     );
+    // A cap equal to its base is a constant backoff (R11): valid.
+    assert_eq!(session(|c| c.refresh_retry.cap = c.refresh_retry.base), Ok(()));
     assert_eq!(
         session(|c| c.refresh_retry.factor = 0),
         Err(ConfigError::ZeroBackoffFactor(Which::Refresh))
