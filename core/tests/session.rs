@@ -122,6 +122,23 @@ fn an_oversized_token_is_an_error_not_a_truncation() {
 }
 
 #[test]
+fn tokens_of_exactly_t_bytes_sign_in_and_a_refresh_token_one_longer_is_refused() {
+    // R12: tokens of at most `T` bytes (64 here), each checked on its own; never truncated.
+    let (at, rt) = ([b'a'; 64], [b'r'; 64]);
+    let mut s = session();
+    s.sign_in(T0, &at, &rt, secs(3600)).unwrap();
+    assert_eq!(s.access_token(s.current_token().unwrap()), Some(&at[..]));
+    assert_eq!(s.refresh_token(), Some(&rt[..]));
+    let mut s = session();
+    assert_eq!(
+        s.sign_in(T0, b"at", &[b'r'; 65], secs(3600)),
+        Err(SignInError::TokenTooLong)
+    );
+    assert!(!s.status().signed_in);
+    assert_eq!(s.refresh_token(), None);
+}
+
+#[test]
 fn callers_share_one_refresh_and_get_the_new_token_after_its_check() {
     let mut s = granted();
     let t = T0 + secs(3550); // inside the skew
