@@ -359,6 +359,33 @@ fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
 }
 
 #[test]
+fn after_a_quiet_spell_a_failing_refresh_is_retried_within_one_second_again() {
+    // R11: the backoff (1 s doubling to 5 s) is per run of refresh starts; healthy refreshes an
+    // hour apart are no run, so the first failure after them is retried within 1 s, not held
+    // back by a floor grown over the hours before.
+    let mut s = granted();
+    for n in 1..=2 {
+        let (due, r) = to_refresh(&mut s);
+        s.handle_refresh_result(due, r.id, new_tokens(n));
+        let c = check(&mut s);
+        s.handle_check_result(due, c.generation, c.attempt, CheckOutcome::Granted);
+        drain(&mut s);
+    }
+    let (now, r) = to_refresh(&mut s);
+    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::ServerError));
+    let next = drain(&mut s).into_iter().find_map(|e| match e {
+        SessionEvent::RefreshFailed { next_attempt, .. } => Some(next_attempt),
+        _ => None,
+    });
+    let next = next.expect("the failure is reported");
+    assert!(
+        next > now && next <= now + secs(1),
+        "retried {:?} after the failure",
+        next - now
+    );
+}
+
+#[test]
 fn slow_refresh_failures_are_retried_after_one_second_doubling_to_five() {
     // R11's retry backoff on its own: each refresh fails 6 s after it started, past the floor
     // of refresh starts (at most 5 s), so the delay after the k-th failure is the backoff's
