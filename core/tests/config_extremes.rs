@@ -564,3 +564,21 @@ fn a_clock_that_runs_backwards_neither_delays_the_deadline_nor_moves_it() {
     let retries = w.checks.iter().filter(|c| c.0 > f && c.0 < deadline).count();
     assert!(retries <= 8, "{retries}");
 }
+
+#[test]
+fn retry_slots_are_the_count_capped_by_the_capacity_and_by_u16_max() {
+    // R6/R12: a streak gets `count` retries, or the capacity `N` when `count` is 0 or above
+    // it, and never more than `u16::MAX` (what `count` can say), however large `N` is.
+    let with = |count: u16| Retries {
+        count,
+        ..GateConfig::DEFAULT.retry
+    };
+    assert_eq!(with(3).slots(8), 3);
+    assert_eq!(with(8).slots(8), 8);
+    assert_eq!(with(9).slots(8), 8);
+    assert_eq!(with(0).slots(8), 8);
+    assert_eq!(with(0).slots(usize::from(u16::MAX)), u32::from(u16::MAX));
+    assert_eq!(with(0).slots(usize::from(u16::MAX) + 1), u32::from(u16::MAX));
+    assert_eq!(with(0).slots(usize::MAX), u32::from(u16::MAX));
+    assert_eq!(with(u16::MAX).slots(usize::MAX), u32::from(u16::MAX));
+}
