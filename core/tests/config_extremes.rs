@@ -213,6 +213,12 @@ fn validation_refuses_each_impossible_extreme_with_its_own_error() {
         }),
         Ok(())
     );
+    // A final window filling the whole room is not too long itself; with any spread window
+    // beside it, the two are (R6: each error says which window does not fit).
+    assert_eq!(
+        gate(|c| c.retry.final_window = secs(110)),
+        Err(ConfigError::SpreadWindowTooLong)
+    );
     // A spread window longer than the budget.
     assert_eq!(
         gate(|c| c.retry.spread = secs(121)),
