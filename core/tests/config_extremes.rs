@@ -588,3 +588,44 @@ fn retry_slots_are_the_count_capped_by_the_capacity_and_by_u16_max() {
     assert_eq!(with(0).slots(usize::MAX), u32::from(u16::MAX));
     assert_eq!(with(u16::MAX).slots(usize::MAX), u32::from(u16::MAX));
 }
+
+#[test]
+fn every_config_error_says_what_is_wrong_in_its_own_words() {
+    // R13: a refused configuration is reported in words an operator can act on, one message
+    // per problem.
+    let all = [
+        ConfigError::ZeroBudget,
+        ConfigError::ZeroAttemptTimeout,
+        ConfigError::TimeoutNotBelowBudget,
+        ConfigError::ZeroSpreadWindow,
+        ConfigError::SpreadWindowTooLong,
+        ConfigError::FinalWindowTooLong,
+        ConfigError::ZeroProbePeriod,
+        ConfigError::RampMismatch,
+        ConfigError::TooManyRampProbes,
+        ConfigError::ZeroBackoffBase(Which::Refresh),
+        ConfigError::ZeroBackoffFactor(Which::Refresh),
+        ConfigError::CapBelowBase(Which::Probe),
+        ConfigError::ZeroMaxBody,
+        ConfigError::ZeroRetryCapacity,
+        ConfigError::RetryCountOverCapacity,
+        ConfigError::ZeroCapacity,
+    ];
+    let texts: Vec<String> = all.iter().map(|e| e.to_string()).collect();
+    for (e, t) in all.iter().zip(&texts) {
+        assert!(t.len() > 10, "{e:?}: {t:?}");
+        assert_eq!(
+            texts.iter().filter(|u| *u == t).count(),
+            1,
+            "{e:?}: {t:?} repeated"
+        );
+    }
+    assert_eq!(
+        ConfigError::ZeroBudget.to_string(),
+        "fail-closed budget must be longer than zero"
+    );
+    assert_eq!(
+        ConfigError::CapBelowBase(Which::Refresh).to_string(),
+        "Refresh backoff cap must not be below its base"
+    );
+}
