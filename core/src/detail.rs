@@ -197,4 +197,21 @@ mod tests {
             "connection refused"
         );
     }
+
+    #[test]
+    fn a_class_alone_implies_the_detail_it_names() {
+        // R13: with nothing more precise from the adapter, the class still says what it can.
+        use TransientClass as C;
+        assert_eq!(
+            FailureDetail::of_class(C::Timeout),
+            FailureDetail::Net(NetFailure::Timeout)
+        );
+        assert_eq!(
+            FailureDetail::of_class(C::Dns),
+            FailureDetail::Net(NetFailure::DnsFailed)
+        );
+        assert_eq!(FailureDetail::of_class(C::Forbidden), FailureDetail::Status(403));
+        assert_eq!(FailureDetail::of_class(C::Throttled), FailureDetail::Status(429));
+        assert_eq!(FailureDetail::of_class(C::ServerError), FailureDetail::None);
+    }
 }

@@ -107,6 +107,12 @@ mod tests {
         assert_eq!(t.take_due(&CHECK_TIMERS, at(5)), Some((at(5), Timer::Attempt)));
         assert_eq!(t.take_due(&CHECK_TIMERS, at(5)), Some((at(5), Timer::Deadline)));
         assert_eq!(t.take_due(&CHECK_TIMERS, at(9)), None);
+        // Different instants: the earliest first, whatever the declaration order (R5: timers
+        // fire at their own instants, in order).
+        t.set(Timer::Attempt, at(7));
+        t.set(Timer::Deadline, at(6));
+        assert_eq!(t.take_due(&CHECK_TIMERS, at(9)), Some((at(6), Timer::Deadline)));
+        assert_eq!(t.take_due(&CHECK_TIMERS, at(9)), Some((at(7), Timer::Attempt)));
         assert!(t.is_due(Timer::RefreshDue, at(1)));
         t.stop(Timer::RefreshDue);
         assert_eq!(t.next_expiry(), None);

@@ -213,6 +213,12 @@ fn validation_refuses_each_impossible_extreme_with_its_own_error() {
         }),
         Ok(())
     );
+    // A final window filling the whole room is not too long itself; with any spread window
+    // beside it, the two are (R6: each error says which window does not fit).
+    assert_eq!(
+        gate(|c| c.retry.final_window = secs(110)),
+        Err(ConfigError::SpreadWindowTooLong)
+    );
     // A spread window longer than the budget.
     assert_eq!(
         gate(|c| c.retry.spread = secs(121)),
@@ -231,6 +237,8 @@ fn validation_refuses_each_impossible_extreme_with_its_own_error() {
         session(|c| c.refresh_retry.cap = Duration::ZERO),
         Err(ConfigError::CapBelowBase(Which::Refresh))
     );
+    // A cap equal to its base is a constant backoff (R11): valid.
+    assert_eq!(session(|c| c.refresh_retry.cap = c.refresh_retry.base), Ok(()));
     assert_eq!(
         session(|c| c.refresh_retry.factor = 0),
         Err(ConfigError::ZeroBackoffFactor(Which::Refresh))
@@ -561,4 +569,63 @@ fn a_clock_that_runs_backwards_neither_delays_the_deadline_nor_moves_it() {
     );
     let retries = w.checks.iter().filter(|c| c.0 > f && c.0 < deadline).count();
     assert!(retries <= 8, "{retries}");
+}
+
+#[test]
+fn retry_slots_are_the_count_capped_by_the_capacity_and_by_u16_max() {
+    // R6/R12: a streak gets `count` retries, or the capacity `N` when `count` is 0 or above
+    // it, and never more than `u16::MAX` (what `count` can say), however large `N` is.
+    let with = |count: u16| Retries {
+        count,
+        ..GateConfig::DEFAULT.retry
+    };
+    assert_eq!(with(3).slots(8), 3);
+    assert_eq!(with(8).slots(8), 8);
+    assert_eq!(with(9).slots(8), 8);
+    assert_eq!(with(0).slots(8), 8);
+    assert_eq!(with(0).slots(usize::from(u16::MAX)), u32::from(u16::MAX));
+    assert_eq!(with(0).slots(usize::from(u16::MAX) + 1), u32::from(u16::MAX));
+    assert_eq!(with(0).slots(usize::MAX), u32::from(u16::MAX));
+    assert_eq!(with(u16::MAX).slots(usize::MAX), u32::from(u16::MAX));
+}
+
+#[test]
+fn every_config_error_says_what_is_wrong_in_its_own_words() {
+    // R13: a refused configuration is reported in words an operator can act on, one message
+    // per problem.
+    let all = [
+        ConfigError::ZeroBudget,
+        ConfigError::ZeroAttemptTimeout,
+        ConfigError::TimeoutNotBelowBudget,
+        ConfigError::ZeroSpreadWindow,
+        ConfigError::SpreadWindowTooLong,
+        ConfigError::FinalWindowTooLong,
+        ConfigError::ZeroProbePeriod,
+        ConfigError::RampMismatch,
+        ConfigError::TooManyRampProbes,
+        ConfigError::ZeroBackoffBase(Which::Refresh),
+        ConfigError::ZeroBackoffFactor(Which::Refresh),
+        ConfigError::CapBelowBase(Which::Probe),
+        ConfigError::ZeroMaxBody,
+        ConfigError::ZeroRetryCapacity,
+        ConfigError::RetryCountOverCapacity,
+        ConfigError::ZeroCapacity,
+    ];
+    let texts: Vec<String> = all.iter().map(|e| e.to_string()).collect();
+    for (e, t) in all.iter().zip(&texts) {
+        assert!(t.len() > 10, "{e:?}: {t:?}");
+        assert_eq!(
+            texts.iter().filter(|u| *u == t).count(),
+            1,
+            "{e:?}: {t:?} repeated"
+        );
+    }
+    assert_eq!(
+        ConfigError::ZeroBudget.to_string(),
+        "fail-closed budget must be longer than zero"
+    );
+    assert_eq!(
+        ConfigError::CapBelowBase(Which::Refresh).to_string(),
+        "Refresh backoff cap must not be below its base"
+    );
 }

@@ -121,6 +121,27 @@ fn token_refresh_needs_a_session() {
     assert_eq!(g.token_refreshed(T0, TokenHandle(1)), Err(NotSignedIn));
 }
 
+#[test]
+fn the_getters_report_the_session_the_token_and_the_latest_instant() {
+    // What a driver without tokens of its own reads back: whether a session runs (R8, R13),
+    // the token handle its checks send (R3, R10), and the clock, which never runs backwards (R5).
+    let mut g = gate();
+    assert!(!g.signed_in());
+    assert_eq!(g.last_now(), Instant::ZERO);
+    g.start_session(T0, TokenHandle(7));
+    assert!(g.signed_in());
+    assert_eq!(g.token(), TokenHandle(7));
+    assert_eq!(take_check(&mut g).token, TokenHandle(7));
+    assert_eq!(g.last_now(), T0);
+    g.token_refreshed(T0 + secs(30), TokenHandle(8)).unwrap();
+    assert_eq!(g.token(), TokenHandle(8));
+    g.handle_timeout(T0 + secs(10)); // a backdated input happens at the latest instant
+    assert_eq!(g.last_now(), T0 + secs(30));
+    g.logout(T0 + secs(40));
+    assert!(!g.signed_in());
+    assert_eq!(g.last_now(), T0 + secs(40));
+}
+
 // ---- R2 ----
 
 #[test]
@@ -136,6 +157,97 @@ fn definitive_denial_on_a_retry_denies_at_once_and_stops_retrying() {
     assert_eq!(g.status().cause, Some(Cause::ServerDenied));
     assert_eq!(g.poll_timeout(), None);
     assert!(g.status().reverifying_until.is_none());
+}
+
+#[test]
+fn a_denial_after_failing_closed_says_the_server_denied_and_stops_probing() {
+    // R2/R13: failing closed and a server's "no" both deny, for different reasons: once a
+    // probe gets a definitive denial the cause is the server's, the change is reported, and
+    // the probing ends.
+    let mut g = failed_closed();
+    assert_eq!(g.status().cause, Some(Cause::FailedClosed));
+    let at = g.poll_timeout().expect("a probe is planned");
+    g.handle_timeout(at);
+    let r = take_check(&mut g);
+    events(&mut g);
+    g.handle_check_result(at, r.generation, r.attempt, DENY);
+    assert_eq!(
+        events(&mut g),
+        vec![Event::AccessChanged {
+            from: Access::Denied,
+            to: Access::Denied,
+            cause: Cause::ServerDenied
+        }]
+    );
+    let st = g.status();
+    assert_eq!((st.access, st.cause), (Access::Denied, Some(Cause::ServerDenied)));
+    assert_eq!(st.since, Some(at));
+    assert!(!st.probing);
+    assert_eq!(g.poll_timeout(), None);
+}
+
+#[test]
+fn a_repeated_denial_is_no_access_change() {
+    // R13: `AccessChanged` and `Status::since` mark changes; the same answer again is none.
+    let mut g = gate();
+    g.start_session(T0, TokenHandle(1));
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, DENY);
+    assert_eq!(g.status().since, Some(T0));
+    g.recheck_now(T0 + secs(60)).unwrap();
+    let r = take_check(&mut g);
+    events(&mut g);
+    g.handle_check_result(T0 + secs(60), r.generation, r.attempt, DENY);
+    assert_eq!(events(&mut g), vec![]);
+    let st = g.status();
+    assert_eq!((st.access, st.cause), (Access::Denied, Some(Cause::ServerDenied)));
+    assert_eq!(st.since, Some(T0), "a repeated denial is not a change");
+    assert_eq!(g.counters().denials, 2);
+}
+
+#[test]
+fn a_grant_after_a_server_denial_is_a_server_grant_not_a_recovery() {
+    // R7/R13: `Recovered` is for a grant after failing closed; a server that said no and now
+    // says yes granted, and no recovery is counted.
+    let mut g = gate();
+    g.start_session(T0, TokenHandle(1));
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, DENY);
+    g.recheck_now(T0 + secs(60)).unwrap();
+    let r = take_check(&mut g);
+    events(&mut g);
+    g.handle_check_result(T0 + secs(60), r.generation, r.attempt, GRANT);
+    assert_eq!(
+        events(&mut g),
+        vec![Event::AccessChanged {
+            from: Access::Denied,
+            to: Access::Granted,
+            cause: Cause::ServerGranted
+        }]
+    );
+    assert_eq!(g.counters().recoveries, 0);
+}
+
+#[test]
+fn a_grant_after_failing_closed_over_a_server_denial_is_a_recovery() {
+    // R5: failing closed over a server's denial keeps it a denial (and its cause); R7: the
+    // gate failed closed all the same, so the grant that ends the probing is a recovery.
+    let mut g = gate();
+    g.start_session(T0, TokenHandle(1));
+    let r = take_check(&mut g);
+    answer(&mut g, T0, r, DENY);
+    g.token_refreshed(T0 + secs(10), TokenHandle(2)).unwrap();
+    let r = take_check(&mut g);
+    answer(&mut g, T0 + secs(10), r, FAIL);
+    while g.counters().failed_closed == 0 {
+        step(&mut g, FAIL);
+    }
+    let st = g.status();
+    assert_eq!((st.access, st.cause), (Access::Denied, Some(Cause::ServerDenied)));
+    assert!(st.probing);
+    step(&mut g, GRANT);
+    assert_eq!(g.status().cause, Some(Cause::Recovered));
+    assert_eq!(g.counters().recoveries, 1);
 }
 
 // ---- R4 / R5 ----
@@ -949,4 +1061,21 @@ fn counters_print_every_transient_class_by_name_r13() {
     }
     assert!(text.contains("connect 0, dns 0"), "{text}");
     assert!(text.ends_with("refresh failures 0, events lost 0"), "{text}");
+}
+
+#[test]
+fn every_cause_has_its_own_snake_case_name_r13() {
+    // R13: logs and JSON output name the cause of every access change; an operator greps for
+    // these words, so each cause keeps its own.
+    let names = [
+        (Cause::ServerGranted, "server_granted"),
+        (Cause::ServerDenied, "server_denied"),
+        (Cause::FailedClosed, "failed_closed"),
+        (Cause::Recovered, "recovered"),
+        (Cause::Unauthorized, "unauthorized"),
+        (Cause::LoggedOut, "logged_out"),
+    ];
+    for (cause, name) in names {
+        assert_eq!(cause.name(), name, "{cause:?}");
+    }
 }

@@ -122,6 +122,23 @@ fn an_oversized_token_is_an_error_not_a_truncation() {
 }
 
 #[test]
+fn tokens_of_exactly_t_bytes_sign_in_and_a_refresh_token_one_longer_is_refused() {
+    // R12: tokens of at most `T` bytes (64 here), each checked on its own; never truncated.
+    let (at, rt) = ([b'a'; 64], [b'r'; 64]);
+    let mut s = session();
+    s.sign_in(T0, &at, &rt, secs(3600)).unwrap();
+    assert_eq!(s.access_token(s.current_token().unwrap()), Some(&at[..]));
+    assert_eq!(s.refresh_token(), Some(&rt[..]));
+    let mut s = session();
+    assert_eq!(
+        s.sign_in(T0, b"at", &[b'r'; 65], secs(3600)),
+        Err(SignInError::TokenTooLong)
+    );
+    assert!(!s.status().signed_in);
+    assert_eq!(s.refresh_token(), None);
+}
+
+#[test]
 fn callers_share_one_refresh_and_get_the_new_token_after_its_check() {
     let mut s = granted();
     let t = T0 + secs(3550); // inside the skew
@@ -142,6 +159,79 @@ fn callers_share_one_refresh_and_get_the_new_token_after_its_check() {
     let got = waiters(&mut s);
     assert_eq!(got, [(a, Ok(c.token)), (b, Ok(c.token))]);
     assert_eq!(s.access_token(c.token), Some(&b"at_2"[..]));
+}
+
+#[test]
+fn a_caller_arriving_while_a_refreshed_token_is_checked_shares_that_refresh() {
+    // R11: the refresh that just landed is the one callers share until its check settles
+    // (R3); a caller arriving meanwhile waits for that check and starts no refresh of its own.
+    let mut s = granted();
+    let t = T0 + secs(3550); // inside the skew
+    let TokenReply::Wait(a) = s.request_token(t).unwrap() else {
+        panic!("inside the skew a caller waits for the refresh")
+    };
+    let r = refresh(&mut s);
+    s.handle_refresh_result(t, r.id, new_tokens(2));
+    let c = check(&mut s);
+    let later = t + secs(3); // past the refresh floor (1 s)
+    let TokenReply::Wait(b) = s.request_token(later).unwrap() else {
+        panic!("a caller arriving during the check waits for it")
+    };
+    assert_eq!(s.poll_action(), None, "no second refresh");
+    assert!(!s.refresh_in_flight());
+    s.handle_check_result(later, c.generation, c.attempt, CheckOutcome::Granted);
+    assert_eq!(waiters(&mut s), [(a, Ok(c.token)), (b, Ok(c.token))]);
+    assert_eq!(s.counters().refreshes, 1);
+}
+
+/// Signed in at T0 with a token living 30 s, inside the 60 s skew: refreshed at once, and
+/// answered at once with another 30 s token (refreshed again at half-life, T0 + 15 s). The
+/// refresh floor after that start is T0 + 1 s (R11).
+fn short_lived() -> S {
+    let mut s = session();
+    s.sign_in(T0, b"at_first", b"rt_first", secs(30)).unwrap();
+    let r = refresh(&mut s);
+    s.handle_refresh_result(
+        T0,
+        r.id,
+        RefreshOutcome::Refreshed {
+            access_token: b"at_1",
+            refresh_token: None,
+            expires_in: secs(30),
+        },
+    );
+    drain(&mut s);
+    while s.poll_action().is_some() {}
+    s
+}
+
+#[test]
+fn a_caller_inside_the_skew_held_back_by_the_refresh_floor_gets_the_valid_token() {
+    // R11: the floor holds the next refresh back until T0 + 1 s; the token is still valid, so
+    // the caller gets it at once rather than wait, and the refresh starts at the floor.
+    let mut s = short_lived();
+    let TokenReply::Ready(h) = s.request_token(T0 + Duration::from_millis(500)).unwrap() else {
+        panic!("a valid token is handed out while the floor holds the refresh back")
+    };
+    assert_eq!(s.access_token(h), Some(&b"at_1"[..]));
+    assert_eq!(s.poll_action(), None);
+    assert_eq!(s.poll_timeout(), Some(T0 + secs(1)));
+    s.handle_timeout(T0 + secs(1));
+    assert!(matches!(s.poll_action(), Some(Action::Refresh(_))));
+}
+
+#[test]
+fn a_caller_that_must_wait_gets_a_refresh_started_at_once() {
+    // R11: inside the skew, past the floor, a caller waits for a refresh, and that refresh
+    // starts now, not at the half-life the last answer planned (T0 + 15 s).
+    let mut s = short_lived();
+    let t = T0 + secs(5);
+    let TokenReply::Wait(_) = s.request_token(t).unwrap() else {
+        panic!("inside the skew a caller waits for the refresh")
+    };
+    assert!(s.refresh_in_flight());
+    let r = refresh(&mut s);
+    assert_eq!(r.started, t);
 }
 
 #[test]
@@ -339,6 +429,33 @@ fn transient_refresh_failures_back_off_one_second_doubling_to_five() {
     }
     assert!(s.status().signed_in);
     assert_eq!(s.access(), Access::Granted);
+}
+
+#[test]
+fn after_a_quiet_spell_a_failing_refresh_is_retried_within_one_second_again() {
+    // R11: the backoff (1 s doubling to 5 s) is per run of refresh starts; healthy refreshes an
+    // hour apart are no run, so the first failure after them is retried within 1 s, not held
+    // back by a floor grown over the hours before.
+    let mut s = granted();
+    for n in 1..=2 {
+        let (due, r) = to_refresh(&mut s);
+        s.handle_refresh_result(due, r.id, new_tokens(n));
+        let c = check(&mut s);
+        s.handle_check_result(due, c.generation, c.attempt, CheckOutcome::Granted);
+        drain(&mut s);
+    }
+    let (now, r) = to_refresh(&mut s);
+    s.handle_refresh_result(now, r.id, RefreshOutcome::transient(TransientClass::ServerError));
+    let next = drain(&mut s).into_iter().find_map(|e| match e {
+        SessionEvent::RefreshFailed { next_attempt, .. } => Some(next_attempt),
+        _ => None,
+    });
+    let next = next.expect("the failure is reported");
+    assert!(
+        next > now && next <= now + secs(1),
+        "retried {:?} after the failure",
+        next - now
+    );
 }
 
 #[test]
