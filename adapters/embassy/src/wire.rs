@@ -623,6 +623,48 @@ mod tests {
     }
 
     #[test]
+    fn interim_heads_do_not_add_up_against_the_head_buffer() {
+        // R1/R12: `rx` bounds each head, not the whole response. Three interim heads of about
+        // 250 bytes each, then the answer: over 700 bytes of heads through a 512-byte buffer,
+        // which works only if the consumed heads are dropped from the buffer before it is
+        // refilled.
+        let mut response = std::vec::Vec::new();
+        for _ in 0..3 {
+            response.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\nLink: <");
+            response.extend_from_slice(&[b'a'; 200]);
+            response.extend_from_slice(b">; rel=preload\r\n\r\n");
+        }
+        response.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}");
+        assert!(response.len() > 700);
+        assert_eq!(answers(&response), Ok((200, GRANT.to_vec())));
+    }
+
+    #[test]
+    fn up_to_max_interim_responses_are_skipped() {
+        // Exactly MAX_INTERIM (4) interim heads: still an answer (the fifth is refused, see
+        // broken_heads_are_refused).
+        let mut response = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM);
+        response.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}");
+        assert_eq!(answers(&response), Ok((200, GRANT.to_vec())));
+    }
+
+    #[test]
+    fn only_200_and_400_bodies_are_read() {
+        // R11: a 400's body is read (the core tells `invalid_grant` from it); R1: other
+        // statuses' bodies are never read, whatever they hold.
+        let r =
+            answers(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\n\r\n{\"error\":\"invalid_grant\"}");
+        assert_eq!(r, Ok((400, br#"{"error":"invalid_grant"}"#.to_vec())));
+        for status in [b"403", b"404", b"503"] {
+            let mut response = b"HTTP/1.1 ".to_vec();
+            response.extend_from_slice(status);
+            response.extend_from_slice(b" X\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}");
+            let code = core::str::from_utf8(status).unwrap().parse().unwrap();
+            assert_eq!(answers(&response), Ok((code, std::vec::Vec::new())));
+        }
+    }
+
+    #[test]
     fn body_until_close_is_read() {
         let r = answers(b"HTTP/1.1 200 OK\r\n\r\n{\"has_access\":true}");
         assert_eq!(r, Ok((200, GRANT.to_vec())));
@@ -658,6 +700,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n",
             // A coding the device does not decode.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{\"has_access\":true}",
+            // ... also when chunked comes last: the chunks would hold gzip, not the answer.
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
+            // chunked twice (RFC 9112 7.1: a sender must not apply chunked more than once).
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
             // chunked not last.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
             // Transfer-Encoding beside Content-Length, in either order (as on the desktop).
@@ -691,6 +737,44 @@ mod tests {
         for case in cases {
             let r = answers(case);
             assert!(r.is_err(), "{:?} gave {r:?}", core::str::from_utf8(case));
+        }
+    }
+
+    #[test]
+    fn content_length_values_are_decimal_digits_and_must_agree() {
+        // RFC 9110 8.6: a repeated Content-Length with the same value is that length; a
+        // different one makes the body's end unknown: refused as framing (R1), not read
+        // with either value.
+        let same = answers(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}",
+        );
+        assert_eq!(same, Ok((200, GRANT.to_vec())));
+        let shorter = answers(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nContent-Length: 5\r\n\r\n{\"has_access\":true}",
+        );
+        assert_eq!(shorter, Err(NetFailure::BadFraming));
+        // 19 digits (leading zeros) is the longest value read; 20 and an empty value are
+        // refused, never taken as 0 or overflowed.
+        let longest =
+            answers(b"HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000019\r\n\r\n{\"has_access\":true}");
+        assert_eq!(longest, Ok((200, GRANT.to_vec())));
+        for value in [&b"00000000000000000019"[..], b"", b" "] {
+            let mut response = b"HTTP/1.1 200 OK\r\nContent-Length: ".to_vec();
+            response.extend_from_slice(value);
+            response.extend_from_slice(b"\r\n\r\n{\"has_access\":true}");
+            assert_eq!(answers(&response), Err(NetFailure::BadFraming), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn chunked_body_is_the_same_whatever_the_read_sizes() {
+        // R1: how the server's bytes are cut into reads never changes the body. Every read
+        // size up to the whole response, so that some read starts inside a chunk-size
+        // line's CRLF with chunk data behind it.
+        let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\n{\"has\r\nE\r\n_access\":true}\r\n0\r\n\r\n";
+        for step in 1..=response.len() {
+            assert_eq!(run(response, step), Ok((200, GRANT.to_vec())), "read size {step}");
         }
     }
 
