@@ -470,12 +470,14 @@ async fn read_chunked<C: Read>(input: &mut Input<'_, C>, out: &mut [u8]) -> Resu
         }
         input.crlf().await?;
     }
-    // Trailer section: header lines until an empty line, bounded by the buffer's size.
+    // Trailer section: header lines until an empty line, at most the head buffer's size in
+    // bytes (R12), every byte counted: a CR counts with the LF that must follow it (a bare LF
+    // is refused below), so short lines cannot stretch the bound.
     let mut line_len = 0usize;
     let mut total = 0usize;
     loop {
         let b = input.byte().await?;
-        total += 1;
+        total += if b == b'\r' { 2 } else { 1 };
         if total > input.buf.len() {
             return Err(NetFailure::HeadTooLarge);
         }
@@ -696,6 +698,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n{\"has_access\":true}",
             // No last chunk.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n",
+            // A trailer line ended by a bare LF.
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\nX: 1\nY: 2\r\n\r\n",
             // Unterminated trailer section.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n",
             // A coding the device does not decode.
@@ -775,6 +779,104 @@ mod tests {
               5\r\n{\"has\r\nE\r\n_access\":true}\r\n0\r\n\r\n";
         for step in 1..=response.len() {
             assert_eq!(run(response, step), Ok((200, GRANT.to_vec())), "read size {step}");
+        }
+    }
+
+    /// A chunked grant followed by `trailers` (the bytes after the last chunk's size line).
+    fn chunked_grant_with_trailers(trailers: &[u8]) -> std::vec::Vec<u8> {
+        let mut response =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n"
+                .to_vec();
+        response.extend_from_slice(trailers);
+        response
+    }
+
+    #[test]
+    fn trailer_section_is_bounded_by_the_head_buffer_counting_every_byte() {
+        // R12: the trailer section (its final empty line included) may be as long as `rx`
+        // (512 bytes here), not one byte more, however it is cut into lines.
+        let line = |len: usize| {
+            let mut l = b"X-T: ".to_vec();
+            l.resize(len - 2, b'a');
+            l.extend_from_slice(b"\r\n");
+            l
+        };
+        let mut fits = line(510);
+        fits.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&fits)),
+            Ok((200, GRANT.to_vec()))
+        );
+        let mut over = line(511);
+        over.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&over)),
+            Err(NetFailure::HeadTooLarge)
+        );
+        // Two lines of 300 bytes: 602 bytes, each line under the bound.
+        let mut two = line(300).repeat(2);
+        two.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&two)),
+            Err(NetFailure::HeadTooLarge)
+        );
+        // 200 one-byte lines: 602 bytes, though only 402 of them are not LF.
+        let mut short = b"a\r\n".repeat(200);
+        short.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&short)),
+            Err(NetFailure::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn chunk_size_lines_take_eight_hex_digits_and_whitespace_before_extensions() {
+        // Up to 8 hex digits (leading zeros count), then optional whitespace, as hyper reads it.
+        for line in [&b"00000013\r\n"[..], b"13 \t;name=value\r\n", b"13\t\r\n"] {
+            let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            response.extend_from_slice(line);
+            response.extend_from_slice(b"{\"has_access\":true}\r\n0\r\n\r\n");
+            assert_eq!(
+                answers(&response),
+                Ok((200, GRANT.to_vec())),
+                "{:?}",
+                core::str::from_utf8(line)
+            );
+        }
+    }
+
+    /// A chunked grant whose first chunk-size line carries the extension `ext` (from its `;`
+    /// up to, not including, the CR).
+    fn chunked_grant_with_extension(ext: &[u8]) -> std::vec::Vec<u8> {
+        let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13".to_vec();
+        response.extend_from_slice(ext);
+        response.extend_from_slice(b"\r\n{\"has_access\":true}\r\n0\r\n\r\n");
+        response
+    }
+
+    #[test]
+    fn chunk_extensions_are_printable_and_bounded_by_the_head_buffer() {
+        // Ignored, whatever they say: spaces and tabs included (BWS, quoted values).
+        for ext in [&b";name=value"[..], b"; name = \"a b\"", b";\tn=\"a\tb\""] {
+            let r = answers(&chunked_grant_with_extension(ext));
+            assert_eq!(r, Ok((200, GRANT.to_vec())), "{:?}", core::str::from_utf8(ext));
+        }
+        // R12: after the `;`, at most `rx.len()` (512) bytes.
+        let mut longest = b";".to_vec();
+        longest.resize(1 + 512, b'x');
+        assert_eq!(
+            answers(&chunked_grant_with_extension(&longest)),
+            Ok((200, GRANT.to_vec()))
+        );
+        longest.push(b'x');
+        assert_eq!(
+            answers(&chunked_grant_with_extension(&longest)),
+            Err(NetFailure::BadFraming)
+        );
+        // R1: control bytes (a bare LF, other C0 controls, DEL) are broken framing.
+        for ext in [&b";a\nb"[..], b";a\x01b", b";a\x00", b";a\x7fb"] {
+            let r = answers(&chunked_grant_with_extension(ext));
+            assert_eq!(r, Err(NetFailure::BadFraming), "{ext:?}");
         }
     }
 
