@@ -880,6 +880,41 @@ mod tests {
         }
     }
 
+    /// A connection whose reads fail with `kind`.
+    struct Failing(embedded_io::ErrorKind);
+
+    impl embedded_io_async::ErrorType for Failing {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl Read for Failing {
+        async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+            Err(self.0)
+        }
+    }
+
+    #[test]
+    fn transport_errors_keep_their_detail() {
+        // R13: an operator tells "connection reset" from "timed out" from "unreachable".
+        use embedded_io::ErrorKind as K;
+        let cases = [
+            (K::ConnectionRefused, NetFailure::Refused),
+            (K::ConnectionReset, NetFailure::Reset),
+            (K::ConnectionAborted, NetFailure::Closed),
+            (K::NotConnected, NetFailure::Closed),
+            (K::BrokenPipe, NetFailure::Closed),
+            (K::TimedOut, NetFailure::Timeout),
+            (K::AddrNotAvailable, NetFailure::Unreachable),
+            (K::Other, NetFailure::Other),
+            (K::OutOfMemory, NetFailure::Other),
+        ];
+        for (kind, failure) in cases {
+            let (mut rx, mut body) = ([0u8; 64], [0u8; 8]);
+            let r = embassy_futures::block_on(read_response(&mut Failing(kind), &mut rx, &mut body));
+            assert_eq!(r, Err(failure), "{kind:?}");
+        }
+    }
+
     #[test]
     fn short_content_length_body_is_truncated() {
         let r = answers(b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n{\"has_access\":true}");
