@@ -1237,6 +1237,64 @@ mod tests {
         assert_eq!(take(link, &[]), None);
     }
 
+    #[test]
+    fn tokens_of_exactly_the_capacity_are_queued_whole_and_one_byte_more_is_refused() {
+        // R12: a token of `T` bytes fits and is queued whole, on every way in; `T + 1` is
+        // `TooLong`, never cut to `T`.
+        let full = "a".repeat(T);
+        let over = "a".repeat(T + 1);
+        let link: &'static L = leak(Link::new());
+        link.try_sign_in(full.as_bytes(), full.as_bytes(), HOUR).unwrap();
+        assert_eq!(take(link, &[]), Some(format!("sign_in {full} {full} 3600")));
+        link.try_send(Command::restore(full.as_bytes(), b"rt", HOUR).unwrap())
+            .unwrap();
+        assert_eq!(take(link, &[]), Some(format!("restore {full} rt 3600")));
+        let too_long = Err(TrySignInError::Credentials(CredentialsError::TooLong));
+        assert_eq!(link.try_sign_in(over.as_bytes(), b"rt", HOUR), too_long);
+        assert_eq!(link.try_restore(b"at", over.as_bytes(), HOUR), too_long);
+        assert_eq!(
+            Credentials::<T>::new(over.as_bytes(), b"rt", HOUR).err(),
+            Some(CredentialsError::TooLong)
+        );
+        assert_eq!(take(link, &[]), None);
+    }
+
+    #[test]
+    fn refusals_say_why_in_words() {
+        // R13: what an app logs or shows when a command is refused names the reason.
+        let texts = [
+            CredentialsError::TooLong.to_string(),
+            CredentialsError::NotHeaderSafe.to_string(),
+            TrySignInError::Credentials(CredentialsError::TooLong).to_string(),
+            TrySignInError::Full.to_string(),
+            TrySignInError::NoDriver.to_string(),
+            TrySendError::Full(()).to_string(),
+            TrySendError::NoDriver(()).to_string(),
+            NoDriver(()).to_string(),
+        ];
+        assert_eq!(
+            texts,
+            [
+                "token longer than the link's capacity",
+                "token is empty or not visible ASCII",
+                "token longer than the link's capacity",
+                "command queue full",
+                "no driver serves the link (it was dropped)",
+                "command queue full",
+                "no driver serves the link (it was dropped)",
+                "no driver serves the link (it was dropped)",
+            ]
+        );
+        // Debug of credentials shows the tokens' lengths, never the tokens.
+        let c = Credentials::<T>::new(b"at_secret", b"rt_secret", HOUR).unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("access_token_len: 9") && debug.contains("refresh_token_len: 9"),
+            "{debug}"
+        );
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
     /// `n` tasks, each sending a sign-in with access token `at{i}` (waiting for room).
     fn sign_in_senders(link: &'static L, n: usize) -> Vec<Task<'static>> {
         (0..n)
