@@ -1285,6 +1285,11 @@ mod tests {
                 "no driver serves the link (it was dropped)",
             ]
         );
+        // A command's Debug is its name (what `TrySendError`'s Debug shows in a log).
+        let sign_in: Command<'_, NoopRawMutex, T> =
+            Command::sign_in(b"at_secret", b"rt_secret", HOUR).unwrap();
+        assert_eq!(format!("{sign_in:?}"), "sign_in");
+        assert_eq!(format!("{:?}", TrySendError::Full(sign_in)), "Full(sign_in)");
         // Debug of credentials shows the tokens' lengths, never the tokens.
         let c = Credentials::<T>::new(b"at_secret", b"rt_secret", HOUR).unwrap();
         let debug = format!("{c:?}");
