@@ -1285,6 +1285,26 @@ mod tests {
                 "no driver serves the link (it was dropped)",
             ]
         );
+        let token_errors = [
+            TokenError::NotSignedIn,
+            TokenError::NotAuthenticated,
+            TokenError::Unavailable,
+            TokenError::WaitersFull,
+            TokenError::Busy,
+            TokenError::SlotInUse,
+        ]
+        .map(|e| e.to_string());
+        assert_eq!(
+            token_errors,
+            [
+                "not signed in",
+                "session ended while waiting for a token",
+                "token expired and refresh failing; try again later",
+                "too many callers waiting for a token",
+                "driver busy; try again",
+                "another task waits on this token slot",
+            ]
+        );
         // A command's Debug is its name (what `TrySendError`'s Debug shows in a log).
         let sign_in: Command<'_, NoopRawMutex, T> =
             Command::sign_in(b"at_secret", b"rt_secret", HOUR).unwrap();
