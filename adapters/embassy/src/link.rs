@@ -1320,6 +1320,37 @@ mod tests {
         assert!(!debug.contains("secret"), "{debug}");
     }
 
+    /// Whether `secret` is in `len` bytes of this process's memory at `addr`, read as a RAM
+    /// dump would (`/proc/self/mem` is a file: no `unsafe`). Nothing is allocated while
+    /// reading, so memory just freed is seen before the allocator reuses it.
+    fn in_memory(mem: &mut std::fs::File, addr: usize, bytes: &mut [u8], secret: &[u8]) -> bool {
+        use std::io::{Read as _, Seek, SeekFrom};
+        mem.seek(SeekFrom::Start(addr as u64)).unwrap();
+        mem.read_exact(bytes).unwrap();
+        bytes.windows(secret.len()).any(|w| w == secret)
+    }
+
+    #[test]
+    fn a_slot_dropped_with_an_answer_nobody_took_leaves_no_token() {
+        // Token hygiene (crate docs): the driver copied a token into the slot; nobody took
+        // it; the slot goes (its owner's task ended). The token goes with it.
+        type BigSlot = TokenSlot<NoopRawMutex, 64>;
+        let token = b"at_slot_dropped_with_an_answer_0001";
+        let slot = Box::new(BigSlot::new());
+        slot.answer(Ok(token));
+        let (addr, mut bytes) = (&*slot as *const BigSlot as usize, vec![0u8; size_of::<BigSlot>()]);
+        let mut mem = std::fs::File::open("/proc/self/mem").unwrap();
+        assert!(
+            in_memory(&mut mem, addr, &mut bytes, token),
+            "the dump sees the answer"
+        );
+        drop(slot);
+        assert!(
+            !in_memory(&mut mem, addr, &mut bytes, token),
+            "token left by a dropped slot"
+        );
+    }
+
     /// `n` tasks, each sending a sign-in with access token `at{i}` (waiting for room).
     fn sign_in_senders(link: &'static L, n: usize) -> Vec<Task<'static>> {
         (0..n)
