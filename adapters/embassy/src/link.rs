@@ -1351,6 +1351,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_snapshot_that_differs_only_in_its_time_is_not_published_again() {
+        // "Published after every input that changed something": an app waiting on its
+        // status receiver is not woken for a snapshot that only carries a later time, and
+        // the published one keeps the time of the change.
+        let link: &'static L = leak(Link::new());
+        let mut rx = link.status_receiver().unwrap();
+        let first = Snapshot {
+            at: Instant::from_secs(1),
+            ..Snapshot::default()
+        };
+        link.publish(first);
+        assert_eq!(rx.try_changed(), Some(first));
+        link.publish(Snapshot {
+            at: Instant::from_secs(2),
+            ..first
+        });
+        assert_eq!(rx.try_changed(), None);
+        assert_eq!(link.snapshot(), Some(first));
+        let changed = Snapshot {
+            at: Instant::from_secs(3),
+            commands_refused: 1,
+            ..first
+        };
+        link.publish(changed);
+        assert_eq!(rx.try_changed(), Some(changed));
+    }
+
     /// `n` tasks, each sending a sign-in with access token `at{i}` (waiting for room).
     fn sign_in_senders(link: &'static L, n: usize) -> Vec<Task<'static>> {
         (0..n)
