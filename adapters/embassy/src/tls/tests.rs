@@ -10,7 +10,7 @@ use rcgen::{
     PKCS_ED25519, PKCS_RSA_SHA256,
 };
 
-use super::handshake::{HandshakeVerifier, Verified};
+use super::handshake::{GuardError, HandshakeVerifier, Verified};
 use super::verify::{
     check_trust_anchor, verify_certificate_verify, verify_server_chain, AnchorError, ECDSA_SECP256R1_SHA256,
     ECDSA_SECP384R1_SHA384,
@@ -579,4 +579,17 @@ fn a_failed_chain_leaves_no_way_to_write() {
     assert!(v.on_certificate_verify(ECDSA_SECP256R1_SHA256, &sig).is_err());
     assert_eq!(v.failure(), Some(TlsFailure::UnknownIssuer));
     assert!(Verified::new(Recorder::default(), &v).is_err());
+}
+
+#[test]
+fn a_refused_write_says_why() {
+    // R13/R14: were a write ever refused by the guard, the log and the transport error kind
+    // say it was the server's unproven identity, not a network fault.
+    use embedded_io::Error as _;
+    let refused = GuardError::<embedded_io::ErrorKind>::NotVerified;
+    assert_eq!(refused.to_string(), "server identity not verified");
+    assert_eq!(refused.kind(), embedded_io::ErrorKind::PermissionDenied);
+    let io = GuardError::Io(embedded_io::ErrorKind::ConnectionReset);
+    assert_eq!(io.to_string(), "ConnectionReset");
+    assert_eq!(io.kind(), embedded_io::ErrorKind::ConnectionReset);
 }
