@@ -593,3 +593,36 @@ fn a_refused_write_says_why() {
     assert_eq!(io.to_string(), "ConnectionReset");
     assert_eq!(io.kind(), embedded_io::ErrorKind::ConnectionReset);
 }
+
+#[test]
+fn a_pinned_certificate_is_valid_from_its_first_to_its_last_second() {
+    // R14: with a clock, a pinned certificate's dates are checked like any other's: valid
+    // on notBefore and on notAfter inclusive (RFC 5280 4.1.2.5), not one second outside.
+    let key = key(&PKCS_ECDSA_P256_SHA256);
+    let pinned = params(&["localhost"]).self_signed(&key).unwrap().der().to_vec();
+    let (not_before, not_after) = (1_735_689_600, 1_798_761_600); // 2025-01-01, 2027-01-01
+    let at = |now| check(&pinned, &[&pinned], "localhost", Some(now));
+    assert_eq!(at(not_before - 1), Err(TlsFailure::NotYetValid));
+    assert_eq!(at(not_before), Ok(()));
+    assert_eq!(at(not_after), Ok(()));
+    assert_eq!(at(not_after + 1), Err(TlsFailure::Expired));
+}
+
+#[test]
+fn a_chain_of_up_to_sixteen_certificates_is_read_and_a_longer_one_refused() {
+    // The leaf signed by the anchor, then intermediates that play no part in the path: 16
+    // certificates in all is what a Certificate message may carry (MAX_CHAIN); 17 is
+    // refused as a bad certificate message, never verified from a cut list.
+    let ca = Authority::root(&PKCS_ECDSA_P256_SHA256);
+    let (leaf, _) = ca.leaf(&PKCS_ECDSA_P256_SHA256, &["localhost"], |_| {});
+    let spare = ca.intermediate(&PKCS_ECDSA_P256_SHA256, true).der;
+    let mut chain: Vec<&[u8]> = vec![&leaf];
+    chain.extend(std::iter::repeat_n(&spare[..], 15));
+    assert_eq!(chain.len(), super::verify::MAX_CHAIN);
+    assert_eq!(check(&ca.der, &chain, "localhost", Some(NOW)), Ok(()));
+    chain.push(&spare);
+    assert_eq!(
+        check(&ca.der, &chain, "localhost", Some(NOW)),
+        Err(TlsFailure::BadCertificate)
+    );
+}
