@@ -265,6 +265,30 @@ mod tests {
     }
 
     #[test]
+    fn only_definite_lengths_of_up_to_four_bytes_are_read() {
+        // X.690 10.1: DER has no indefinite length (0x80); longer length fields than 4 bytes
+        // are refused, whatever follows (here enough bytes for any reading of them).
+        let tlv = |len: &[u8]| {
+            let mut t = vec![OCTET_STRING];
+            t.extend_from_slice(len);
+            t.extend_from_slice(&[0u8; 300]);
+            t
+        };
+        assert!(read_tlv(&tlv(&[0x80])).is_none());
+        assert!(read_tlv(&tlv(&[0x85, 0, 0, 0, 0, 0x80])).is_none());
+        // The short form up to 127, the long form with 1..=4 length bytes.
+        assert_eq!(read_tlv(&tlv(&[0x7f])).map(|(t, _)| t.value.len()), Some(127));
+        assert_eq!(
+            read_tlv(&tlv(&[0x81, 0x80])).map(|(t, _)| t.value.len()),
+            Some(128)
+        );
+        assert_eq!(
+            read_tlv(&tlv(&[0x84, 0, 0, 1, 0x2c])).map(|(t, _)| t.value.len()),
+            Some(300)
+        );
+    }
+
+    #[test]
     fn truncated_input_is_none_not_a_panic() {
         for len in 0..8 {
             assert!(read_tlv(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0, 0][..len]).is_none());
