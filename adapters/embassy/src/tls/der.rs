@@ -276,6 +276,7 @@ mod tests {
         };
         assert!(read_tlv(&tlv(&[0x80])).is_none());
         assert!(read_tlv(&tlv(&[0x85, 0, 0, 0, 0, 0x80])).is_none());
+        assert!(read_tlv(&tlv(&[0x86, 0, 0, 0, 0, 0, 0x80])).is_none());
         // The short form up to 127, the long form with 1..=4 length bytes.
         assert_eq!(read_tlv(&tlv(&[0x7f])).map(|(t, _)| t.value.len()), Some(127));
         assert_eq!(
