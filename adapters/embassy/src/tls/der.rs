@@ -265,6 +265,30 @@ mod tests {
     }
 
     #[test]
+    fn utc_times_from_1950_are_19xx_and_out_of_range_fields_are_refused() {
+        // RFC 5280 4.1.2.5.1: UTCTime 50..99 is 19xx (a CA valid since the last century).
+        assert_eq!(
+            read_time(b"\x17\x0d991231235959Z").map(|t| t.0),
+            Some(946_684_799)
+        );
+        assert_eq!(read_time(b"\x17\x0d700101000000Z").map(|t| t.0), Some(0));
+        // A leap second is a valid time; hour 24, minute 60, second 61, day 32 are not.
+        assert_eq!(
+            read_time(b"\x17\x0d491231235960Z").map(|t| t.0),
+            Some(2_524_608_000)
+        );
+        for bad in [
+            &b"\x17\x0d491231245959Z"[..],
+            b"\x17\x0d491231236059Z",
+            b"\x17\x0d491231235961Z",
+            b"\x17\x0d491232235959Z",
+            b"\x17\x0d491200235959Z",
+        ] {
+            assert!(read_time(bad).is_none(), "{:?}", core::str::from_utf8(&bad[2..]));
+        }
+    }
+
+    #[test]
     fn only_definite_lengths_of_up_to_four_bytes_are_read() {
         // X.690 10.1: DER has no indefinite length (0x80); longer length fields than 4 bytes
         // are refused, whatever follows (here enough bytes for any reading of them).
