@@ -2377,19 +2377,38 @@ fn buffers_at_their_minimum_are_taken_and_one_byte_less_is_refused_naming_the_bu
         build(config(true), lane(rx, check_tx, body), refresh(form - 1)),
         small(Endpoint::Token, BufferKind::Tx, form)
     );
+    #[cfg(feature = "tls")]
+    tls_buffers_at_their_minimum(&build, lane(rx, check_tx, body));
+}
 
+/// The TLS record buffers' part of
+/// [`buffers_at_their_minimum_are_taken_and_one_byte_less_is_refused_naming_the_buffer`].
+#[cfg(feature = "tls")]
+fn tls_buffers_at_their_minimum(
+    build: &impl Fn(DriverConfig<'static>, Buffers<'static>, Option<Buffers<'static>>) -> Option<ConfigError>,
+    plain: Buffers<'static>,
+) {
+    let (rx, tx, body) = (plain.rx.len(), plain.tx.len(), plain.body.len());
+    let small = |buffer, need| {
+        Some(ConfigError::BufferTooSmall {
+            lane: Endpoint::Check,
+            buffer,
+            need,
+        })
+    };
     let (_, ca) = p256_ca();
     let mut tls = config(false);
     tls.check_url = "https://backend.test/check";
     tls.transport = Transport::tls(ca);
-    let tls_lane = |read, write| lane(rx, check_tx, body).with_tls(bytes(read), bytes(write));
+    let tls_lane =
+        |read, write| Buffers::new(bytes(rx), bytes(tx), bytes(body)).with_tls(bytes(read), bytes(write));
     assert_eq!(build(tls, tls_lane(MIN_TLS_READ, MIN_TLS_WRITE), None), None);
     assert_eq!(
         build(tls, tls_lane(MIN_TLS_READ - 1, MIN_TLS_WRITE), None),
-        small(Endpoint::Check, BufferKind::TlsRead, MIN_TLS_READ)
+        small(BufferKind::TlsRead, MIN_TLS_READ)
     );
     assert_eq!(
         build(tls, tls_lane(MIN_TLS_READ, MIN_TLS_WRITE - 1), None),
-        small(Endpoint::Check, BufferKind::TlsWrite, MIN_TLS_WRITE)
+        small(BufferKind::TlsWrite, MIN_TLS_WRITE)
     );
 }
