@@ -283,6 +283,8 @@ mod tests {
             b"\x17\x0d491231235961Z",
             b"\x17\x0d491232235959Z",
             b"\x17\x0d491200235959Z",
+            // Not a digit (':' would read as 10, making second 60).
+            b"\x17\x0d49123123595:Z",
         ] {
             assert!(read_time(bad).is_none(), "{:?}", core::str::from_utf8(&bad[2..]));
         }
