@@ -126,3 +126,101 @@ impl<J, const T: usize> Drop for Inbox<J, T> {
         wipe_token(&mut self.next.get_mut().token);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `secret` is in `len` bytes of this process's memory at `addr`, read as a RAM
+    /// dump would (`/proc/self/mem` is a file: no `unsafe`); nothing is allocated while
+    /// reading, so memory just freed is seen before the allocator reuses it.
+    fn in_memory(mem: &mut std::fs::File, addr: usize, bytes: &mut [u8], secret: &[u8]) -> bool {
+        use std::io::{Read as _, Seek, SeekFrom};
+        mem.seek(SeekFrom::Start(addr as u64)).unwrap();
+        mem.read_exact(bytes).unwrap();
+        bytes.windows(secret.len()).any(|w| w == secret)
+    }
+
+    const AT: &[u8] = b"at_handover_secret_00000000000001";
+    const RT: &[u8] = b"rt_handover_secret_00000000000001";
+
+    #[test]
+    fn new_tokens_keep_both_tokens_whole_or_nothing() {
+        let mut t = NewTokens::<40>::new();
+        t.store(AT, Some(RT)).unwrap();
+        assert_eq!(t.tokens(), (AT, Some(RT)));
+        // No refresh token in the answer: none handed on (the session keeps its own).
+        t.store(b"at_2", None).unwrap();
+        assert_eq!(t.tokens(), (&b"at_2"[..], None));
+        // Longer than `T`, either one: refused, and nothing of the answer is kept.
+        let long = [b'a'; 41];
+        assert_eq!(t.store(&long, Some(RT)), Err(()));
+        assert_eq!(t.tokens(), (&b""[..], None));
+        assert_eq!(t.store(AT, Some(&long)), Err(()));
+        assert_eq!(t.tokens(), (&b""[..], None));
+    }
+
+    #[test]
+    fn an_inbox_hands_each_job_and_token_on_once_and_refuses_what_does_not_fit() {
+        let inbox = Inbox::<u8, 40>::new();
+        assert!(inbox.post(1, AT));
+        assert_eq!(
+            inbox.take(|job, token| (job, token.to_vec())),
+            Some((1, (1, AT.to_vec())))
+        );
+        assert_eq!(inbox.take(|_, token| token.to_vec()), None);
+        // Too long for `T`: not posted (never cut), and no job waits.
+        assert!(!inbox.post(2, &[b'a'; 41]));
+        assert_eq!(inbox.take(|_, token| token.to_vec()), None);
+        // A cancelled job is not taken.
+        assert!(inbox.post(3, AT));
+        inbox.cancel();
+        assert_eq!(inbox.take(|_, token| token.to_vec()), None);
+    }
+
+    #[test]
+    fn dropped_or_cancelled_handover_places_leave_no_token_in_memory() {
+        // Token hygiene (crate docs): a driver dropped while a refresh answer's tokens wait in
+        // `NewTokens`, or while a job's token waits in an inbox, leaves none of them behind;
+        // nor does a cancelled job or a wiped answer.
+        let mut mem = std::fs::File::open("/proc/self/mem").unwrap();
+        let mut bytes = vec![0u8; size_of::<NewTokens<40>>()];
+
+        let tokens = Box::new(NewTokens::<40>::new());
+        let addr = &*tokens as *const NewTokens<40> as usize;
+        let mut tokens = tokens;
+        tokens.store(AT, Some(RT)).unwrap();
+        assert!(
+            in_memory(&mut mem, addr, &mut bytes, RT),
+            "the dump sees the tokens"
+        );
+        tokens.wipe();
+        assert!(!in_memory(&mut mem, addr, &mut bytes, AT) && !in_memory(&mut mem, addr, &mut bytes, RT));
+        tokens.store(AT, Some(RT)).unwrap();
+        drop(tokens);
+        assert!(
+            !in_memory(&mut mem, addr, &mut bytes, RT),
+            "refresh token left by dropped NewTokens"
+        );
+
+        let mut bytes = vec![0u8; size_of::<Inbox<u8, 40>>()];
+        let inbox = Box::new(Inbox::<u8, 40>::new());
+        let addr = &*inbox as *const Inbox<u8, 40> as usize;
+        assert!(inbox.post(1, AT));
+        assert!(
+            in_memory(&mut mem, addr, &mut bytes, AT),
+            "the dump sees the token"
+        );
+        inbox.cancel();
+        assert!(
+            !in_memory(&mut mem, addr, &mut bytes, AT),
+            "token left by a cancelled job"
+        );
+        assert!(inbox.post(1, AT));
+        drop(inbox);
+        assert!(
+            !in_memory(&mut mem, addr, &mut bytes, AT),
+            "token left by a dropped inbox"
+        );
+    }
+}

@@ -1237,6 +1237,148 @@ mod tests {
         assert_eq!(take(link, &[]), None);
     }
 
+    #[test]
+    fn tokens_of_exactly_the_capacity_are_queued_whole_and_one_byte_more_is_refused() {
+        // R12: a token of `T` bytes fits and is queued whole, on every way in; `T + 1` is
+        // `TooLong`, never cut to `T`.
+        let full = "a".repeat(T);
+        let over = "a".repeat(T + 1);
+        let link: &'static L = leak(Link::new());
+        link.try_sign_in(full.as_bytes(), full.as_bytes(), HOUR).unwrap();
+        assert_eq!(take(link, &[]), Some(format!("sign_in {full} {full} 3600")));
+        link.try_send(Command::restore(full.as_bytes(), b"rt", HOUR).unwrap())
+            .unwrap();
+        assert_eq!(take(link, &[]), Some(format!("restore {full} rt 3600")));
+        let too_long = Err(TrySignInError::Credentials(CredentialsError::TooLong));
+        assert_eq!(link.try_sign_in(over.as_bytes(), b"rt", HOUR), too_long);
+        assert_eq!(link.try_restore(b"at", over.as_bytes(), HOUR), too_long);
+        assert_eq!(
+            Credentials::<T>::new(over.as_bytes(), b"rt", HOUR).err(),
+            Some(CredentialsError::TooLong)
+        );
+        assert_eq!(take(link, &[]), None);
+    }
+
+    #[test]
+    fn refusals_say_why_in_words() {
+        // R13: what an app logs or shows when a command is refused names the reason.
+        let texts = [
+            CredentialsError::TooLong.to_string(),
+            CredentialsError::NotHeaderSafe.to_string(),
+            TrySignInError::Credentials(CredentialsError::TooLong).to_string(),
+            TrySignInError::Full.to_string(),
+            TrySignInError::NoDriver.to_string(),
+            TrySendError::Full(()).to_string(),
+            TrySendError::NoDriver(()).to_string(),
+            NoDriver(()).to_string(),
+        ];
+        assert_eq!(
+            texts,
+            [
+                "token longer than the link's capacity",
+                "token is empty or not visible ASCII",
+                "token longer than the link's capacity",
+                "command queue full",
+                "no driver serves the link (it was dropped)",
+                "command queue full",
+                "no driver serves the link (it was dropped)",
+                "no driver serves the link (it was dropped)",
+            ]
+        );
+        let token_errors = [
+            TokenError::NotSignedIn,
+            TokenError::NotAuthenticated,
+            TokenError::Unavailable,
+            TokenError::WaitersFull,
+            TokenError::Busy,
+            TokenError::SlotInUse,
+        ]
+        .map(|e| e.to_string());
+        assert_eq!(
+            token_errors,
+            [
+                "not signed in",
+                "session ended while waiting for a token",
+                "token expired and refresh failing; try again later",
+                "too many callers waiting for a token",
+                "driver busy; try again",
+                "another task waits on this token slot",
+            ]
+        );
+        // A command's Debug is its name (what `TrySendError`'s Debug shows in a log).
+        let sign_in: Command<'_, NoopRawMutex, T> =
+            Command::sign_in(b"at_secret", b"rt_secret", HOUR).unwrap();
+        assert_eq!(format!("{sign_in:?}"), "sign_in");
+        assert_eq!(format!("{:?}", TrySendError::Full(sign_in)), "Full(sign_in)");
+        // Debug of credentials shows the tokens' lengths, never the tokens.
+        let c = Credentials::<T>::new(b"at_secret", b"rt_secret", HOUR).unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("access_token_len: 9") && debug.contains("refresh_token_len: 9"),
+            "{debug}"
+        );
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    /// Whether `secret` is in `len` bytes of this process's memory at `addr`, read as a RAM
+    /// dump would (`/proc/self/mem` is a file: no `unsafe`). Nothing is allocated while
+    /// reading, so memory just freed is seen before the allocator reuses it.
+    fn in_memory(mem: &mut std::fs::File, addr: usize, bytes: &mut [u8], secret: &[u8]) -> bool {
+        use std::io::{Read as _, Seek, SeekFrom};
+        mem.seek(SeekFrom::Start(addr as u64)).unwrap();
+        mem.read_exact(bytes).unwrap();
+        bytes.windows(secret.len()).any(|w| w == secret)
+    }
+
+    #[test]
+    fn a_slot_dropped_with_an_answer_nobody_took_leaves_no_token() {
+        // Token hygiene (crate docs): the driver copied a token into the slot; nobody took
+        // it; the slot goes (its owner's task ended). The token goes with it.
+        type BigSlot = TokenSlot<NoopRawMutex, 64>;
+        let token = b"at_slot_dropped_with_an_answer_0001";
+        let slot = Box::new(BigSlot::new());
+        slot.answer(Ok(token));
+        let (addr, mut bytes) = (&*slot as *const BigSlot as usize, vec![0u8; size_of::<BigSlot>()]);
+        let mut mem = std::fs::File::open("/proc/self/mem").unwrap();
+        assert!(
+            in_memory(&mut mem, addr, &mut bytes, token),
+            "the dump sees the answer"
+        );
+        drop(slot);
+        assert!(
+            !in_memory(&mut mem, addr, &mut bytes, token),
+            "token left by a dropped slot"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_that_differs_only_in_its_time_is_not_published_again() {
+        // "Published after every input that changed something": an app waiting on its
+        // status receiver is not woken for a snapshot that only carries a later time, and
+        // the published one keeps the time of the change.
+        let link: &'static L = leak(Link::new());
+        let mut rx = link.status_receiver().unwrap();
+        let first = Snapshot {
+            at: Instant::from_secs(1),
+            ..Snapshot::default()
+        };
+        link.publish(first);
+        assert_eq!(rx.try_changed(), Some(first));
+        link.publish(Snapshot {
+            at: Instant::from_secs(2),
+            ..first
+        });
+        assert_eq!(rx.try_changed(), None);
+        assert_eq!(link.snapshot(), Some(first));
+        let changed = Snapshot {
+            at: Instant::from_secs(3),
+            commands_refused: 1,
+            ..first
+        };
+        link.publish(changed);
+        assert_eq!(rx.try_changed(), Some(changed));
+    }
+
     /// `n` tasks, each sending a sign-in with access token `at{i}` (waiting for room).
     fn sign_in_senders(link: &'static L, n: usize) -> Vec<Task<'static>> {
         (0..n)

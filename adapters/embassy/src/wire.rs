@@ -470,12 +470,14 @@ async fn read_chunked<C: Read>(input: &mut Input<'_, C>, out: &mut [u8]) -> Resu
         }
         input.crlf().await?;
     }
-    // Trailer section: header lines until an empty line, bounded by the buffer's size.
+    // Trailer section: header lines until an empty line, at most the head buffer's size in
+    // bytes (R12), every byte counted: a CR counts with the LF that must follow it (a bare LF
+    // is refused below), so short lines cannot stretch the bound.
     let mut line_len = 0usize;
     let mut total = 0usize;
     loop {
         let b = input.byte().await?;
-        total += 1;
+        total += if b == b'\r' { 2 } else { 1 };
         if total > input.buf.len() {
             return Err(NetFailure::HeadTooLarge);
         }
@@ -623,6 +625,48 @@ mod tests {
     }
 
     #[test]
+    fn interim_heads_do_not_add_up_against_the_head_buffer() {
+        // R1/R12: `rx` bounds each head, not the whole response. Three interim heads of about
+        // 250 bytes each, then the answer: over 700 bytes of heads through a 512-byte buffer,
+        // which works only if the consumed heads are dropped from the buffer before it is
+        // refilled.
+        let mut response = std::vec::Vec::new();
+        for _ in 0..3 {
+            response.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\nLink: <");
+            response.extend_from_slice(&[b'a'; 200]);
+            response.extend_from_slice(b">; rel=preload\r\n\r\n");
+        }
+        response.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}");
+        assert!(response.len() > 700);
+        assert_eq!(answers(&response), Ok((200, GRANT.to_vec())));
+    }
+
+    #[test]
+    fn up_to_max_interim_responses_are_skipped() {
+        // Exactly MAX_INTERIM (4) interim heads: still an answer (the fifth is refused, see
+        // broken_heads_are_refused).
+        let mut response = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM);
+        response.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}");
+        assert_eq!(answers(&response), Ok((200, GRANT.to_vec())));
+    }
+
+    #[test]
+    fn only_200_and_400_bodies_are_read() {
+        // R11: a 400's body is read (the core tells `invalid_grant` from it); R1: other
+        // statuses' bodies are never read, whatever they hold.
+        let r =
+            answers(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\n\r\n{\"error\":\"invalid_grant\"}");
+        assert_eq!(r, Ok((400, br#"{"error":"invalid_grant"}"#.to_vec())));
+        for status in [b"403", b"404", b"503"] {
+            let mut response = b"HTTP/1.1 ".to_vec();
+            response.extend_from_slice(status);
+            response.extend_from_slice(b" X\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}");
+            let code = core::str::from_utf8(status).unwrap().parse().unwrap();
+            assert_eq!(answers(&response), Ok((code, std::vec::Vec::new())));
+        }
+    }
+
+    #[test]
     fn body_until_close_is_read() {
         let r = answers(b"HTTP/1.1 200 OK\r\n\r\n{\"has_access\":true}");
         assert_eq!(r, Ok((200, GRANT.to_vec())));
@@ -654,10 +698,16 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n{\"has_access\":true}",
             // No last chunk.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n",
+            // A trailer line ended by a bare LF.
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\nX: 1\nY: 2\r\n\r\n",
             // Unterminated trailer section.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n",
             // A coding the device does not decode.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{\"has_access\":true}",
+            // ... also when chunked comes last: the chunks would hold gzip, not the answer.
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
+            // chunked twice (RFC 9112 7.1: a sender must not apply chunked more than once).
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
             // chunked not last.
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n\r\n",
             // Transfer-Encoding beside Content-Length, in either order (as on the desktop).
@@ -691,6 +741,177 @@ mod tests {
         for case in cases {
             let r = answers(case);
             assert!(r.is_err(), "{:?} gave {r:?}", core::str::from_utf8(case));
+        }
+    }
+
+    #[test]
+    fn content_length_values_are_decimal_digits_and_must_agree() {
+        // RFC 9110 8.6: a repeated Content-Length with the same value is that length; a
+        // different one makes the body's end unknown: refused as framing (R1), not read
+        // with either value.
+        let same = answers(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nContent-Length: 19\r\n\r\n{\"has_access\":true}",
+        );
+        assert_eq!(same, Ok((200, GRANT.to_vec())));
+        let shorter = answers(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\nContent-Length: 5\r\n\r\n{\"has_access\":true}",
+        );
+        assert_eq!(shorter, Err(NetFailure::BadFraming));
+        // 19 digits (leading zeros) is the longest value read; 20 and an empty value are
+        // refused, never taken as 0 or overflowed.
+        let longest =
+            answers(b"HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000019\r\n\r\n{\"has_access\":true}");
+        assert_eq!(longest, Ok((200, GRANT.to_vec())));
+        for value in [&b"00000000000000000019"[..], b"", b" "] {
+            let mut response = b"HTTP/1.1 200 OK\r\nContent-Length: ".to_vec();
+            response.extend_from_slice(value);
+            response.extend_from_slice(b"\r\n\r\n{\"has_access\":true}");
+            assert_eq!(answers(&response), Err(NetFailure::BadFraming), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn chunked_body_is_the_same_whatever_the_read_sizes() {
+        // R1: how the server's bytes are cut into reads never changes the body. Every read
+        // size up to the whole response, so that some read starts inside a chunk-size
+        // line's CRLF with chunk data behind it.
+        let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\n{\"has\r\nE\r\n_access\":true}\r\n0\r\n\r\n";
+        for step in 1..=response.len() {
+            assert_eq!(run(response, step), Ok((200, GRANT.to_vec())), "read size {step}");
+        }
+    }
+
+    /// A chunked grant followed by `trailers` (the bytes after the last chunk's size line).
+    fn chunked_grant_with_trailers(trailers: &[u8]) -> std::vec::Vec<u8> {
+        let mut response =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n{\"has_access\":true}\r\n0\r\n"
+                .to_vec();
+        response.extend_from_slice(trailers);
+        response
+    }
+
+    #[test]
+    fn trailer_section_is_bounded_by_the_head_buffer_counting_every_byte() {
+        // R12: the trailer section (its final empty line included) may be as long as `rx`
+        // (512 bytes here), not one byte more, however it is cut into lines.
+        let line = |len: usize| {
+            let mut l = b"X-T: ".to_vec();
+            l.resize(len - 2, b'a');
+            l.extend_from_slice(b"\r\n");
+            l
+        };
+        let mut fits = line(510);
+        fits.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&fits)),
+            Ok((200, GRANT.to_vec()))
+        );
+        let mut over = line(511);
+        over.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&over)),
+            Err(NetFailure::HeadTooLarge)
+        );
+        // Two lines of 300 bytes: 602 bytes, each line under the bound.
+        let mut two = line(300).repeat(2);
+        two.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&two)),
+            Err(NetFailure::HeadTooLarge)
+        );
+        // 200 one-byte lines: 602 bytes, though only 402 of them are not LF.
+        let mut short = b"a\r\n".repeat(200);
+        short.extend_from_slice(b"\r\n");
+        assert_eq!(
+            answers(&chunked_grant_with_trailers(&short)),
+            Err(NetFailure::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn chunk_size_lines_take_eight_hex_digits_and_whitespace_before_extensions() {
+        // Up to 8 hex digits (leading zeros count), then optional whitespace, as hyper reads it.
+        for line in [&b"00000013\r\n"[..], b"13 \t;name=value\r\n", b"13\t\r\n"] {
+            let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            response.extend_from_slice(line);
+            response.extend_from_slice(b"{\"has_access\":true}\r\n0\r\n\r\n");
+            assert_eq!(
+                answers(&response),
+                Ok((200, GRANT.to_vec())),
+                "{:?}",
+                core::str::from_utf8(line)
+            );
+        }
+    }
+
+    /// A chunked grant whose first chunk-size line carries the extension `ext` (from its `;`
+    /// up to, not including, the CR).
+    fn chunked_grant_with_extension(ext: &[u8]) -> std::vec::Vec<u8> {
+        let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n13".to_vec();
+        response.extend_from_slice(ext);
+        response.extend_from_slice(b"\r\n{\"has_access\":true}\r\n0\r\n\r\n");
+        response
+    }
+
+    #[test]
+    fn chunk_extensions_are_printable_and_bounded_by_the_head_buffer() {
+        // Ignored, whatever they say: spaces and tabs included (BWS, quoted values).
+        for ext in [&b";name=value"[..], b"; name = \"a b\"", b";\tn=\"a\tb\""] {
+            let r = answers(&chunked_grant_with_extension(ext));
+            assert_eq!(r, Ok((200, GRANT.to_vec())), "{:?}", core::str::from_utf8(ext));
+        }
+        // R12: after the `;`, at most `rx.len()` (512) bytes.
+        let mut longest = b";".to_vec();
+        longest.resize(1 + 512, b'x');
+        assert_eq!(
+            answers(&chunked_grant_with_extension(&longest)),
+            Ok((200, GRANT.to_vec()))
+        );
+        longest.push(b'x');
+        assert_eq!(
+            answers(&chunked_grant_with_extension(&longest)),
+            Err(NetFailure::BadFraming)
+        );
+        // R1: control bytes (a bare LF, other C0 controls, DEL) are broken framing.
+        for ext in [&b";a\nb"[..], b";a\x01b", b";a\x00", b";a\x7fb"] {
+            let r = answers(&chunked_grant_with_extension(ext));
+            assert_eq!(r, Err(NetFailure::BadFraming), "{ext:?}");
+        }
+    }
+
+    /// A connection whose reads fail with `kind`.
+    struct Failing(embedded_io::ErrorKind);
+
+    impl embedded_io_async::ErrorType for Failing {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl Read for Failing {
+        async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+            Err(self.0)
+        }
+    }
+
+    #[test]
+    fn transport_errors_keep_their_detail() {
+        // R13: an operator tells "connection reset" from "timed out" from "unreachable".
+        use embedded_io::ErrorKind as K;
+        let cases = [
+            (K::ConnectionRefused, NetFailure::Refused),
+            (K::ConnectionReset, NetFailure::Reset),
+            (K::ConnectionAborted, NetFailure::Closed),
+            (K::NotConnected, NetFailure::Closed),
+            (K::BrokenPipe, NetFailure::Closed),
+            (K::TimedOut, NetFailure::Timeout),
+            (K::AddrNotAvailable, NetFailure::Unreachable),
+            (K::Other, NetFailure::Other),
+            (K::OutOfMemory, NetFailure::Other),
+        ];
+        for (kind, failure) in cases {
+            let (mut rx, mut body) = ([0u8; 64], [0u8; 8]);
+            let r = embassy_futures::block_on(read_response(&mut Failing(kind), &mut rx, &mut body));
+            assert_eq!(r, Err(failure), "{kind:?}");
         }
     }
 

@@ -2332,3 +2332,83 @@ fn r9_without_a_token_endpoint_a_403_keeps_the_token_and_retries_at_the_r11_pace
     assert!(checks_after_403 <= failures + 1, "{log:?} {events:?}");
     assert_eq!(snap.status.reverifying_until, None, "{events:?}");
 }
+
+/// Leaked zeroed bytes.
+fn bytes(len: usize) -> &'static mut [u8] {
+    Box::leak(vec![0u8; len].into_boxed_slice())
+}
+
+#[test]
+fn buffers_at_their_minimum_are_taken_and_one_byte_less_is_refused_naming_the_buffer() {
+    // R1/R12: each buffer is checked at construction against what the worst answer needs:
+    // rx at least MIN_RX; tx a whole request head with a token of `T` bytes (check: "Bearer "
+    // + T; refresh: the form with every byte of the token and client_id percent-escaped);
+    // body max_body + 1 (an oversized answer is seen as such); TLS record buffers at least
+    // MIN_TLS_READ / MIN_TLS_WRITE. Exactly that is enough.
+    const T: usize = accessgate::DEFAULT_TOKEN_CAPACITY;
+    let net = FakeNet::new(|_| granted());
+    let link: &'static TestLink = Box::leak(Box::new(Link::new()));
+    let build = |cfg: DriverConfig<'static>, check: Buffers<'static>, refresh: Option<Buffers<'static>>| {
+        Driver::<_, _, _>::new(link, net, net, cfg, driver_buffers(check, refresh), seeds()).err()
+    };
+    let max_body = config(false).session.gate.max_body;
+    let check_tx = "Bearer ".len() + T;
+    let form = "grant_type=refresh_token&refresh_token=&client_id=".len() + 3 * T + 3 * "kiosk".len();
+    let lane = |rx, tx, body| Buffers::new(bytes(rx), bytes(tx), bytes(body));
+    let small = |lane, buffer, need| Some(ConfigError::BufferTooSmall { lane, buffer, need });
+    let (rx, body) = (accessgate_embassy::MIN_RX, max_body + 1);
+
+    assert_eq!(build(config(false), lane(rx, check_tx, body), None), None);
+    assert_eq!(
+        build(config(false), lane(rx - 1, check_tx, body), None),
+        small(Endpoint::Check, BufferKind::Rx, rx)
+    );
+    assert_eq!(
+        build(config(false), lane(rx, check_tx - 1, body), None),
+        small(Endpoint::Check, BufferKind::Tx, check_tx)
+    );
+    assert_eq!(
+        build(config(false), lane(rx, check_tx, body - 1), None),
+        small(Endpoint::Check, BufferKind::Body, body)
+    );
+    let refresh = |tx| Some(lane(rx, tx, 64));
+    assert_eq!(build(config(true), lane(rx, check_tx, body), refresh(form)), None);
+    assert_eq!(
+        build(config(true), lane(rx, check_tx, body), refresh(form - 1)),
+        small(Endpoint::Token, BufferKind::Tx, form)
+    );
+    #[cfg(feature = "tls")]
+    tls_buffers_at_their_minimum(&build, lane(rx, check_tx, body));
+}
+
+/// The TLS record buffers' part of
+/// [`buffers_at_their_minimum_are_taken_and_one_byte_less_is_refused_naming_the_buffer`].
+#[cfg(feature = "tls")]
+fn tls_buffers_at_their_minimum(
+    build: &impl Fn(DriverConfig<'static>, Buffers<'static>, Option<Buffers<'static>>) -> Option<ConfigError>,
+    plain: Buffers<'static>,
+) {
+    let (rx, tx, body) = (plain.rx.len(), plain.tx.len(), plain.body.len());
+    let small = |buffer, need| {
+        Some(ConfigError::BufferTooSmall {
+            lane: Endpoint::Check,
+            buffer,
+            need,
+        })
+    };
+    let (_, ca) = p256_ca();
+    let mut tls = config(false);
+    tls.check_url = "https://backend.test/check";
+    tls.transport = Transport::tls(ca);
+    let tls_lane =
+        |read, write| Buffers::new(bytes(rx), bytes(tx), bytes(body)).with_tls(bytes(read), bytes(write));
+    assert_eq!(build(tls, tls_lane(MIN_TLS_READ, MIN_TLS_WRITE), None), None);
+    assert_eq!(
+        build(tls, tls_lane(MIN_TLS_READ - 1, MIN_TLS_WRITE), None),
+        small(BufferKind::TlsRead, MIN_TLS_READ)
+    );
+    assert_eq!(
+        build(tls, tls_lane(MIN_TLS_READ, MIN_TLS_WRITE - 1), None),
+        small(BufferKind::TlsWrite, MIN_TLS_WRITE)
+    );
+}

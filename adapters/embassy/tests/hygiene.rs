@@ -758,3 +758,25 @@ fn a_sign_in_refused_for_a_full_queue_or_a_dropped_driver_leaves_no_copy_in_the_
         "tokens of a restore refused for a dropped driver",
     );
 }
+
+#[test]
+fn dropped_credentials_leave_no_token_where_they_were() {
+    // Token hygiene (crate docs): a `Credentials` wipes its tokens when dropped, e.g. a
+    // command the app built and then dropped unsent. Its memory is read right after the drop
+    // (the dump is prepared first, so nothing is allocated in between).
+    let (at, rt) = ("at_credentials_drop_0001", "rt_credentials_drop_0001");
+    let held = Box::new(
+        accessgate_embassy::Credentials::<64>::new(at.as_bytes(), rt.as_bytes(), Duration::from_secs(60))
+            .unwrap(),
+    );
+    let region = Region::of("credentials", &*held);
+    assert_eq!(
+        find(&[region], &[at, rt]).len(),
+        2,
+        "the dump sees the live tokens"
+    );
+    let mut dump = Dump::prepare(&[region]);
+    drop(held);
+    dump.take();
+    assert_clean(&dump.find(&[at, rt]), "tokens left by dropped credentials");
+}

@@ -265,6 +265,57 @@ mod tests {
     }
 
     #[test]
+    fn utc_times_from_1950_are_19xx_and_out_of_range_fields_are_refused() {
+        // RFC 5280 4.1.2.5.1: UTCTime 50..99 is 19xx (a CA valid since the last century).
+        assert_eq!(
+            read_time(b"\x17\x0d991231235959Z").map(|t| t.0),
+            Some(946_684_799)
+        );
+        assert_eq!(read_time(b"\x17\x0d700101000000Z").map(|t| t.0), Some(0));
+        // A leap second is a valid time; hour 24, minute 60, second 61, day 32 are not.
+        assert_eq!(
+            read_time(b"\x17\x0d491231235960Z").map(|t| t.0),
+            Some(2_524_608_000)
+        );
+        for bad in [
+            &b"\x17\x0d491231245959Z"[..],
+            b"\x17\x0d491231236059Z",
+            b"\x17\x0d491231235961Z",
+            b"\x17\x0d491232235959Z",
+            b"\x17\x0d491200235959Z",
+            // Not a digit (':' would read as 10, making second 60).
+            b"\x17\x0d49123123595:Z",
+        ] {
+            assert!(read_time(bad).is_none(), "{:?}", core::str::from_utf8(&bad[2..]));
+        }
+    }
+
+    #[test]
+    fn only_definite_lengths_of_up_to_four_bytes_are_read() {
+        // X.690 10.1: DER has no indefinite length (0x80); longer length fields than 4 bytes
+        // are refused, whatever follows (here enough bytes for any reading of them).
+        let tlv = |len: &[u8]| {
+            let mut t = vec![OCTET_STRING];
+            t.extend_from_slice(len);
+            t.extend_from_slice(&[0u8; 300]);
+            t
+        };
+        assert!(read_tlv(&tlv(&[0x80])).is_none());
+        assert!(read_tlv(&tlv(&[0x85, 0, 0, 0, 0, 0x80])).is_none());
+        assert!(read_tlv(&tlv(&[0x86, 0, 0, 0, 0, 0, 0x80])).is_none());
+        // The short form up to 127, the long form with 1..=4 length bytes.
+        assert_eq!(read_tlv(&tlv(&[0x7f])).map(|(t, _)| t.value.len()), Some(127));
+        assert_eq!(
+            read_tlv(&tlv(&[0x81, 0x80])).map(|(t, _)| t.value.len()),
+            Some(128)
+        );
+        assert_eq!(
+            read_tlv(&tlv(&[0x84, 0, 0, 1, 0x2c])).map(|(t, _)| t.value.len()),
+            Some(300)
+        );
+    }
+
+    #[test]
     fn truncated_input_is_none_not_a_panic() {
         for len in 0..8 {
             assert!(read_tlv(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0, 0][..len]).is_none());

@@ -191,4 +191,42 @@ mod tests {
         // A plain-HTTP answer: "HTTP/" is no record type embedded-tls knows.
         assert!(!tapped(&[b"HTTP/1.1 400 Bad Request\r\n\r\n"]).last_was_alert());
     }
+    /// A connection that records what reaches it.
+    #[derive(Default)]
+    struct Sink {
+        written: std::vec::Vec<u8>,
+        flushes: usize,
+    }
+
+    impl ErrorType for Sink {
+        type Error = core::convert::Infallible;
+    }
+
+    impl Write for Sink {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            self.flushes += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_and_flushes_pass_through_the_tap_unchanged() {
+        // "It never changes a byte": what embedded-tls writes and flushes reaches the socket
+        // as it is (a flush that stopped here would leave the ClientHello, and later the
+        // request, waiting in a socket buffer on a stack that sends on flush).
+        let (mut sink, mut log) = (Sink::default(), RecordLog::default());
+        let mut tap = RecordTap::new(&mut sink, &mut log);
+        embassy_futures::block_on(async {
+            tap.write(&record(HANDSHAKE, 3)).await.unwrap();
+            tap.flush().await.unwrap();
+        });
+        assert_eq!(sink.written, record(HANDSHAKE, 3));
+        assert_eq!(sink.flushes, 1);
+        assert!(!log.last_was_alert(), "writes are not the server's records");
+    }
 }

@@ -10,7 +10,7 @@ use rcgen::{
     PKCS_ED25519, PKCS_RSA_SHA256,
 };
 
-use super::handshake::{HandshakeVerifier, Verified};
+use super::handshake::{GuardError, HandshakeVerifier, Verified};
 use super::verify::{
     check_trust_anchor, verify_certificate_verify, verify_server_chain, AnchorError, ECDSA_SECP256R1_SHA256,
     ECDSA_SECP384R1_SHA384,
@@ -579,4 +579,50 @@ fn a_failed_chain_leaves_no_way_to_write() {
     assert!(v.on_certificate_verify(ECDSA_SECP256R1_SHA256, &sig).is_err());
     assert_eq!(v.failure(), Some(TlsFailure::UnknownIssuer));
     assert!(Verified::new(Recorder::default(), &v).is_err());
+}
+
+#[test]
+fn a_refused_write_says_why() {
+    // R13/R14: were a write ever refused by the guard, the log and the transport error kind
+    // say it was the server's unproven identity, not a network fault.
+    use embedded_io::Error as _;
+    let refused = GuardError::<embedded_io::ErrorKind>::NotVerified;
+    assert_eq!(refused.to_string(), "server identity not verified");
+    assert_eq!(refused.kind(), embedded_io::ErrorKind::PermissionDenied);
+    let io = GuardError::Io(embedded_io::ErrorKind::ConnectionReset);
+    assert_eq!(io.to_string(), "ConnectionReset");
+    assert_eq!(io.kind(), embedded_io::ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn a_pinned_certificate_is_valid_from_its_first_to_its_last_second() {
+    // R14: with a clock, a pinned certificate's dates are checked like any other's: valid
+    // on notBefore and on notAfter inclusive (RFC 5280 4.1.2.5), not one second outside.
+    let key = key(&PKCS_ECDSA_P256_SHA256);
+    let pinned = params(&["localhost"]).self_signed(&key).unwrap().der().to_vec();
+    let (not_before, not_after) = (1_735_689_600, 1_798_761_600); // 2025-01-01, 2027-01-01
+    let at = |now| check(&pinned, &[&pinned], "localhost", Some(now));
+    assert_eq!(at(not_before - 1), Err(TlsFailure::NotYetValid));
+    assert_eq!(at(not_before), Ok(()));
+    assert_eq!(at(not_after), Ok(()));
+    assert_eq!(at(not_after + 1), Err(TlsFailure::Expired));
+}
+
+#[test]
+fn a_chain_of_up_to_sixteen_certificates_is_read_and_a_longer_one_refused() {
+    // The leaf signed by the anchor, then intermediates that play no part in the path: 16
+    // certificates in all is what a Certificate message may carry (MAX_CHAIN); 17 is
+    // refused as a bad certificate message, never verified from a cut list.
+    let ca = Authority::root(&PKCS_ECDSA_P256_SHA256);
+    let (leaf, _) = ca.leaf(&PKCS_ECDSA_P256_SHA256, &["localhost"], |_| {});
+    let spare = ca.intermediate(&PKCS_ECDSA_P256_SHA256, true).der;
+    let mut chain: Vec<&[u8]> = vec![&leaf];
+    chain.extend(std::iter::repeat_n(&spare[..], 15));
+    assert_eq!(chain.len(), super::verify::MAX_CHAIN);
+    assert_eq!(check(&ca.der, &chain, "localhost", Some(NOW)), Ok(()));
+    chain.push(&spare);
+    assert_eq!(
+        check(&ca.der, &chain, "localhost", Some(NOW)),
+        Err(TlsFailure::BadCertificate)
+    );
 }
