@@ -970,6 +970,22 @@ fn tls_names_exist_with_and_without_the_feature() {
     assert_eq!(err, Some(expected));
 }
 
+/// Configurations compare by what they hold: a TLS configuration equals itself (same CA, same
+/// clock) and differs from one reading another clock; its Debug shows that a clock is set.
+#[test]
+fn tls_configurations_with_the_same_clock_are_equal_and_with_another_clock_differ() {
+    let (_, ca) = p256_ca();
+    let unknown = UnixClock(|| None);
+    let known = UnixClock(|| Some(1_780_272_000));
+    let a = TlsConfig::new(ca).with_clock(unknown);
+    assert_eq!(a, a);
+    assert_eq!(unknown, unknown);
+    assert_ne!(a, TlsConfig::new(ca).with_clock(known));
+    assert_ne!(unknown, known);
+    assert_ne!(a, TlsConfig::new(ca));
+    assert!(format!("{a:?}").contains("clock: Some(UnixClock(..))"), "{a:?}");
+}
+
 #[test]
 fn refresh_buffers_without_a_token_endpoint_are_refused() {
     let net = FakeNet::new(|_| granted());
