@@ -986,6 +986,15 @@ fn tls_configurations_with_the_same_clock_are_equal_and_with_another_clock_diffe
     assert!(format!("{a:?}").contains("clock: Some(UnixClock(..))"), "{a:?}");
 }
 
+/// R14: the TLS seed is a secret: seeds print their jitter and whether a TLS seed is there,
+/// never its bytes.
+#[test]
+fn seeds_print_the_jitter_and_whether_a_tls_seed_is_set_never_the_seed() {
+    assert_eq!(format!("{:?}", Seeds::new(7)), "Seeds { jitter: 7, tls: None }");
+    let seeded = format!("{:?}", Seeds::new(7).with_tls([0xAB; 32]));
+    assert_eq!(seeded, r#"Seeds { jitter: 7, tls: Some("..") }"#);
+}
+
 #[test]
 fn refresh_buffers_without_a_token_endpoint_are_refused() {
     let net = FakeNet::new(|_| granted());
