@@ -365,4 +365,63 @@ mod tests {
             tls(TlsFailure::UnsupportedAlgorithm)
         );
     }
+
+    /// R13: a handshake broken by the transport is class `tls` with the network's words
+    /// (reset, timed out, closed), a server's alert is named an alert, and whatever else
+    /// embedded-tls refuses is a handshake failure.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_handshake_broken_by_the_transport_or_an_alert_says_which() {
+        use embedded_io::ErrorKind as K;
+        use embedded_tls::alert::{AlertDescription, AlertLevel};
+        use embedded_tls::TlsError as E;
+        let failed = |e| {
+            let f = handshake_failure(None, false, e);
+            (f.class, f.detail)
+        };
+        let net = |f| (TransientClass::Tls, accessgate::FailureDetail::Net(f));
+        let tls = |f| (TransientClass::Tls, accessgate::FailureDetail::Tls(f));
+        assert_eq!(failed(E::Io(K::ConnectionReset)), net(NetFailure::Reset));
+        assert_eq!(failed(E::Io(K::TimedOut)), net(NetFailure::Timeout));
+        assert_eq!(failed(E::IoError), net(NetFailure::Closed));
+        assert_eq!(failed(E::ConnectionClosed), net(NetFailure::Closed));
+        let alert = E::HandshakeAborted(AlertLevel::Fatal, AlertDescription::HandshakeFailure);
+        assert_eq!(failed(alert), tls(TlsFailure::AlertReceived));
+        assert_eq!(failed(E::InvalidCipherSuite), tls(TlsFailure::HandshakeFailure));
+    }
+
+    /// R4/R13: once connected, a broken transport is class `io` with its detail, except a
+    /// transport that timed out, which is class `timeout`.
+    #[test]
+    fn a_failure_after_connecting_is_io_unless_it_timed_out() {
+        let failed = |f| {
+            let f = http_failure(f);
+            (f.class, f.detail)
+        };
+        let net = accessgate::FailureDetail::Net;
+        assert_eq!(
+            failed(NetFailure::Timeout),
+            (TransientClass::Timeout, net(NetFailure::Timeout))
+        );
+        assert_eq!(
+            failed(NetFailure::Reset),
+            (TransientClass::Io, net(NetFailure::Reset))
+        );
+        assert_eq!(
+            failed(NetFailure::Truncated),
+            (TransientClass::Io, net(NetFailure::Truncated))
+        );
+    }
+
+    /// R13: a connection that could not be made says refused, reset or timed out when the
+    /// network says so, and unreachable otherwise (never "closed": nothing was open).
+    #[test]
+    fn a_failed_connect_names_what_the_network_said_or_unreachable() {
+        use embedded_io::ErrorKind as K;
+        assert_eq!(connect_failure(K::ConnectionRefused), NetFailure::Refused);
+        assert_eq!(connect_failure(K::ConnectionReset), NetFailure::Reset);
+        assert_eq!(connect_failure(K::TimedOut), NetFailure::Timeout);
+        assert_eq!(connect_failure(K::BrokenPipe), NetFailure::Unreachable);
+        assert_eq!(connect_failure(K::Other), NetFailure::Unreachable);
+    }
 }

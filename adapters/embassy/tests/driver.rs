@@ -970,6 +970,31 @@ fn tls_names_exist_with_and_without_the_feature() {
     assert_eq!(err, Some(expected));
 }
 
+/// Configurations compare by what they hold: a TLS configuration equals itself (same CA, same
+/// clock) and differs from one reading another clock; its Debug shows that a clock is set.
+#[test]
+fn tls_configurations_with_the_same_clock_are_equal_and_with_another_clock_differ() {
+    let (_, ca) = p256_ca();
+    let unknown = UnixClock(|| None);
+    let known = UnixClock(|| Some(1_780_272_000));
+    let a = TlsConfig::new(ca).with_clock(unknown);
+    assert_eq!(a, a);
+    assert_eq!(unknown, unknown);
+    assert_ne!(a, TlsConfig::new(ca).with_clock(known));
+    assert_ne!(unknown, known);
+    assert_ne!(a, TlsConfig::new(ca));
+    assert!(format!("{a:?}").contains("clock: Some(UnixClock(..))"), "{a:?}");
+}
+
+/// R14: the TLS seed is a secret: seeds print their jitter and whether a TLS seed is there,
+/// never its bytes.
+#[test]
+fn seeds_print_the_jitter_and_whether_a_tls_seed_is_set_never_the_seed() {
+    assert_eq!(format!("{:?}", Seeds::new(7)), "Seeds { jitter: 7, tls: None }");
+    let seeded = format!("{:?}", Seeds::new(7).with_tls([0xAB; 32]));
+    assert_eq!(seeded, r#"Seeds { jitter: 7, tls: Some("..") }"#);
+}
+
 #[test]
 fn refresh_buffers_without_a_token_endpoint_are_refused() {
     let net = FakeNet::new(|_| granted());
@@ -2411,4 +2436,121 @@ fn tls_buffers_at_their_minimum(
         build(tls, tls_lane(MIN_TLS_READ, MIN_TLS_WRITE - 1), None),
         small(BufferKind::TlsWrite, MIN_TLS_WRITE)
     );
+}
+
+// ---- what reaches the log (feature `log`) ----
+
+/// The adapter's log lines, as a desktop's logger gets them (R13: failures, access changes and
+/// counters reach `log`). Kept per thread: each test drives its own driver on its own thread.
+#[cfg(feature = "log")]
+mod log_lines {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Vec<(log::Level, String)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            if record.target().starts_with("accessgate_embassy") {
+                let line = (record.level(), record.args().to_string());
+                LINES.with(|l| l.borrow_mut().push(line));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    /// Starts capturing this thread's lines (from an empty list).
+    pub fn start() {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            log::set_logger(&CAPTURE).expect("the only logger of this test binary");
+            log::set_max_level(log::LevelFilter::Trace);
+        });
+        LINES.with(|l| l.borrow_mut().clear());
+    }
+
+    /// This thread's lines so far.
+    pub fn taken() -> Vec<(log::Level, String)> {
+        LINES.with(|l| l.borrow().clone())
+    }
+}
+
+/// R13: an operator reads every transient failure (check and refresh) with its class and
+/// detail at the info level, and the counters once after each access change, not after inputs
+/// that changed no access.
+#[cfg(feature = "log")]
+#[test]
+fn failures_reach_the_info_log_with_class_and_detail_and_the_counters_follow_each_access_change() {
+    log_lines::start();
+    let checks = Cell::new(0u32);
+    let net = FakeNet::new(move |req| {
+        if req.starts_with("POST") {
+            http("503 Service Unavailable", "", "")
+        } else {
+            checks.set(checks.get() + 1);
+            match checks.get() {
+                1 => http("503 Service Unavailable", "", ""),
+                _ => granted(),
+            }
+        }
+    });
+    let events = run(net, config(true), async |link| {
+        // 30 s left: inside the 60 s skew, the refresh starts at once (R11) and fails.
+        link.try_send(sign_in("at_1", "rt_1", Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let done = |seen: &Vec<SessionEvent>| {
+            seen.iter()
+                .any(|e| matches!(e, SessionEvent::RefreshFailed { .. }))
+                && seen.iter().any(|e| {
+                    matches!(
+                        e,
+                        SessionEvent::Gate(Event::AccessChanged {
+                            to: Access::Granted,
+                            ..
+                        })
+                    )
+                })
+        };
+        while !done(&seen) {
+            seen.push(link.next_event().await.event);
+        }
+        seen
+    });
+    let lines = log_lines::taken();
+    let info = |text: &str| lines.contains(&(log::Level::Info, text.to_owned()));
+    let mut failures = 0;
+    for event in &events {
+        let text = match *event {
+            SessionEvent::Gate(Event::CheckFailed {
+                attempt,
+                class,
+                detail,
+                ..
+            }) => format!("check {attempt} failed: {} ({detail})", class.name()),
+            SessionEvent::RefreshFailed { class, detail, .. } => {
+                format!("token refresh failed: {} ({detail})", class.name())
+            }
+            _ => continue,
+        };
+        failures += 1;
+        assert!(info(&text), "no info line {text:?} in {lines:#?}");
+    }
+    assert!(failures >= 2, "a check and a refresh failed: {events:?}");
+    // One access change (unknown -> granted): one counters line, the grant counted in it.
+    let counters: Vec<_> = lines
+        .iter()
+        .filter(|(_, text)| text.starts_with("counters: "))
+        .collect();
+    assert_eq!(counters.len(), 1, "{lines:#?}");
+    assert_eq!(counters[0].0, log::Level::Info);
+    assert!(counters[0].1.contains(", grants 1, "), "{}", counters[0].1);
 }

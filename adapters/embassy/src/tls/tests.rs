@@ -626,3 +626,22 @@ fn a_chain_of_up_to_sixteen_certificates_is_read_and_a_longer_one_refused() {
         Err(TlsFailure::BadCertificate)
     );
 }
+
+#[test]
+fn the_handshake_reads_the_configured_clock_for_the_dates() {
+    // R14: the validity period is checked whenever the device knows the time: the verifier
+    // asks the configured `UnixClock`, and a clock that does not know the time yet leaves the
+    // dates unjudged (documented), rather than the verifier never asking.
+    let ca = Authority::root(&PKCS_ECDSA_P256_SHA256);
+    let (expired, _) = ca.leaf(&PKCS_ECDSA_P256_SHA256, &["localhost"], |p| {
+        p.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2025, 6, 1);
+    });
+    let certificate = |clock| {
+        let mut v = HandshakeVerifier::new(&ca.der, "localhost", clock);
+        v.on_certificate(&[&expired], [3u8; 32])
+    };
+    assert_eq!(certificate(Some(UnixClock(clock))), Err(TlsFailure::Expired));
+    assert_eq!(certificate(Some(UnixClock(|| None))), Ok(()));
+    assert_eq!(certificate(None), Ok(()));
+}
