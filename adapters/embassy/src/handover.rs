@@ -130,16 +130,7 @@ impl<J, const T: usize> Drop for Inbox<J, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Whether `secret` is in `len` bytes of this process's memory at `addr`, read as a RAM
-    /// dump would (`/proc/self/mem` is a file: no `unsafe`); nothing is allocated while
-    /// reading, so memory just freed is seen before the allocator reuses it.
-    fn in_memory(mem: &mut std::fs::File, addr: usize, bytes: &mut [u8], secret: &[u8]) -> bool {
-        use std::io::{Read as _, Seek, SeekFrom};
-        mem.seek(SeekFrom::Start(addr as u64)).unwrap();
-        mem.read_exact(bytes).unwrap();
-        bytes.windows(secret.len()).any(|w| w == secret)
-    }
+    use crate::wipe::in_memory;
 
     const AT: &[u8] = b"at_handover_secret_00000000000001";
     const RT: &[u8] = b"rt_handover_secret_00000000000001";

@@ -998,6 +998,7 @@ impl<M: RawMutex, const T: usize> Default for Link<'_, M, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wipe::in_memory;
     use embassy_sync::blocking_mutex::raw::NoopRawMutex;
     use std::collections::VecDeque;
     use std::future::Future;
@@ -1318,16 +1319,6 @@ mod tests {
             "{debug}"
         );
         assert!(!debug.contains("secret"), "{debug}");
-    }
-
-    /// Whether `secret` is in `len` bytes of this process's memory at `addr`, read as a RAM
-    /// dump would (`/proc/self/mem` is a file: no `unsafe`). Nothing is allocated while
-    /// reading, so memory just freed is seen before the allocator reuses it.
-    fn in_memory(mem: &mut std::fs::File, addr: usize, bytes: &mut [u8], secret: &[u8]) -> bool {
-        use std::io::{Read as _, Seek, SeekFrom};
-        mem.seek(SeekFrom::Start(addr as u64)).unwrap();
-        mem.read_exact(bytes).unwrap();
-        bytes.windows(secret.len()).any(|w| w == secret)
     }
 
     #[test]

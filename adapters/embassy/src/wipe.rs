@@ -25,3 +25,15 @@ pub fn wipe_token<const T: usize>(token: &mut Token<T>) {
     bytes(token);
     token.clear();
 }
+
+/// Whether `secret` is in `bytes.len()` bytes of this process's memory at `addr`, read as a RAM
+/// dump would (`/proc/self/mem` is a file: no `unsafe`). Nothing is allocated while reading, so
+/// memory just freed is seen before the allocator reuses it. For the unit tests that check a
+/// wipe (the integration tests have `tests/memdump`).
+#[cfg(test)]
+pub(crate) fn in_memory(mem: &mut std::fs::File, addr: usize, bytes: &mut [u8], secret: &[u8]) -> bool {
+    use std::io::{Read as _, Seek, SeekFrom};
+    mem.seek(SeekFrom::Start(addr as u64)).unwrap();
+    mem.read_exact(bytes).unwrap();
+    bytes.windows(secret.len()).any(|w| w == secret)
+}
